@@ -1,0 +1,320 @@
+"""Ingest: consult the cache, embed only what is missing, write each batch as it returns.
+
+The order of work is what makes ingest cheap and safe:
+1. plan: split documents into unchanged (same id, same text), reusable (text already
+   embedded in this space under some other id) and new texts (each unique text once);
+2. copy reusable vectors, with no provider call;
+3. embed new texts in batches, a bounded number in flight, retrying transient
+   failures with exponential backoff and jitter (or the server's Retry-After);
+4. write every batch to the store the moment it returns, so a crash or Ctrl-C
+   loses at most the batches in flight and a re-run embeds only the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest.providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
+from store import Document, Space, SpaceCollection, Store
+
+WRITE_CHUNK = 1000
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with jitter; a server's Retry-After wins when it sends one.
+
+    Jitter only spreads out retries in time; it never changes what gets stored, so its
+    seed (None = fresh per run) is there for tests that want exact sleeps.
+    """
+
+    attempts: int = 6  # including the first try
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    exp_base: float = 2.0
+    jitter: float = 0.5  # up to +50% of the delay, random
+    seed: int | None = None
+
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        base = min(self.initial_delay * self.exp_base**retry, self.max_delay)
+        return base * (1 + self.jitter * rng.random())
+
+
+@dataclass
+class IngestReport:
+    """Running totals, updated as work lands; also what the summary line prints."""
+
+    space: Space
+    documents: int = 0
+    cached: int = 0  # same id, same text: nothing to do
+    reused: int = 0  # text already embedded under another id: vector copied
+    embedded: int = 0  # documents whose vector came from the provider in this run
+    texts_embedded: int = 0  # unique texts sent to the provider
+    requests: int = 0  # provider calls, retries included
+    retries: int = 0
+    truncated: int = 0
+    planned_requests: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dry_run: bool = False
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.cached + self.reused + self.embedded
+
+
+class IngestError(Exception):
+    """Ingest stopped; everything in `report` up to now is safely stored."""
+
+    def __init__(self, message: str, report: IngestReport):
+        super().__init__(message)
+        self.report = report
+
+
+class IngestInterrupted(IngestError):
+    """Ctrl-C: the batches already written stay written."""
+
+
+@dataclass
+class Plan:
+    documents: list[Document]
+    unchanged: list[Document]
+    reusable: list[Document]
+    to_embed: list[list[Document]]  # one group per unique text, in input order
+
+    @property
+    def texts(self) -> list[str]:
+        return [group[0].text for group in self.to_embed]
+
+
+def unique_documents(docs: Iterable[Document], skipped: Counter[str]) -> list[Document]:
+    """Drop empty texts and repeated ids (first one wins), counting each drop."""
+    seen: set[str] = set()
+    kept = []
+    for doc in docs:
+        if not doc.text:
+            skipped["empty text"] += 1
+        elif doc.id in seen:
+            skipped["duplicate id"] += 1
+        else:
+            seen.add(doc.id)
+            kept.append(doc)
+    return kept
+
+
+def plan_ingest(documents: list[Document], stored: dict[str, str], known_hashes: set[str]) -> Plan:
+    """Classify documents given `stored` (id -> hash in the space) and the hashes it holds."""
+    unchanged, pending = [], []
+    for doc in documents:
+        (unchanged if stored.get(doc.id) == doc.content_hash else pending).append(doc)
+    reusable = [d for d in pending if d.content_hash in known_hashes]
+    groups: dict[str, list[Document]] = {}
+    for doc in pending:
+        if doc.content_hash not in known_hashes:
+            groups.setdefault(doc.content_hash, []).append(doc)
+    return Plan(documents, unchanged, reusable, list(groups.values()))
+
+
+def ingest(
+    docs: Iterable[Document],
+    store: Store,
+    space: Space,
+    make_provider: Callable[[], Provider],
+    batch_size: int | None = None,
+    concurrency: int | None = None,
+    retry: RetryPolicy | None = None,
+    dry_run: bool = False,
+    on_progress: Callable[[IngestReport], None] | None = None,
+    skipped: Counter[str] | None = None,
+) -> IngestReport:
+    """Make `store` hold a vector for every document in `space`, embedding only what is new.
+
+    `make_provider` is called only when some text really needs embedding, so a fully
+    cached run never loads a model or opens a connection.
+    """
+    report = IngestReport(space=space, dry_run=dry_run)
+    if skipped is not None:
+        report.skipped = skipped
+    notify = on_progress or (lambda _report: None)
+    documents = unique_documents(docs, report.skipped)
+    report.documents = len(documents)
+
+    collection = store.collection(space, create=False)
+    stored = collection.hashes_by_id([d.id for d in documents]) if collection else {}
+    pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
+    if dry_run or collection is None:
+        vectors = {}
+        known = collection.hashes_present(pending_hashes) if collection else set()
+    else:
+        vectors = collection.vectors_by_hash(pending_hashes)
+        known = set(vectors)
+    plan = plan_ingest(documents, stored, known)
+    report.cached = len(plan.unchanged)
+    size = batch_size or DEFAULT_BATCH_SIZE[space.provider]
+    report.planned_requests = math.ceil(len(plan.to_embed) / size)
+    notify(report)
+    if dry_run:
+        return _finish(report)
+
+    if collection is None:
+        collection = store.collection(space, create=True)
+    _write_reused(collection, plan.reusable, vectors, report, notify)
+    if plan.to_embed:
+        provider = make_provider()
+        if batch_size and batch_size > provider.max_batch_size:
+            raise ProviderError(
+                f"--batch-size {batch_size} is more than {space.provider} accepts "
+                f"({provider.max_batch_size})"
+            )
+        size = batch_size or provider.default_batch_size
+        report.planned_requests = math.ceil(len(plan.to_embed) / size)
+        _embed_groups(
+            plan.to_embed,
+            provider,
+            collection,
+            size,
+            concurrency or provider.default_concurrency,
+            retry or RetryPolicy(),
+            report,
+            notify,
+        )
+    return _finish(report)
+
+
+def _finish(report: IngestReport) -> IngestReport:
+    report.seconds = time.monotonic() - report.started
+    return report
+
+
+def _write_reused(
+    collection: SpaceCollection,
+    docs: list[Document],
+    vectors: dict[str, np.ndarray],
+    report: IngestReport,
+    notify: Callable[[IngestReport], None],
+) -> None:
+    for start in range(0, len(docs), WRITE_CHUNK):
+        chunk = docs[start : start + WRITE_CHUNK]
+        collection.write(
+            chunk, np.stack([vectors[d.content_hash] for d in chunk]), [False] * len(chunk)
+        )
+        report.reused += len(chunk)
+        notify(report)
+
+
+def _embed_groups(
+    groups: list[list[Document]],
+    provider: Provider,
+    collection: SpaceCollection,
+    batch_size: int,
+    concurrency: int,
+    policy: RetryPolicy,
+    report: IngestReport,
+    notify: Callable[[IngestReport], None],
+) -> None:
+    """Run batches through the provider, `concurrency` at a time; write each on arrival."""
+    batches = iter([groups[i : i + batch_size] for i in range(0, len(groups), batch_size)])
+    caller = _RetryingCaller(provider, policy, report)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed")
+    in_flight: dict[Future[Embedded], list[list[Document]]] = {}
+
+    def submit_next() -> None:
+        batch = next(batches, None)
+        if batch is not None:
+            in_flight[pool.submit(caller, [g[0].text for g in batch])] = batch
+
+    failure: BaseException | None = None
+    try:
+        for _ in range(concurrency):
+            submit_next()
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                batch = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except ProviderError as exc:
+                    failure = failure or exc  # keep draining: finished batches still get saved
+                    continue
+                _write_batch(collection, batch, result, report)
+                notify(report)
+                if failure is None:
+                    submit_next()
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise IngestInterrupted("interrupted", _finish(report)) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if failure is not None:
+        raise IngestError(str(failure), _finish(report)) from failure
+
+
+def _write_batch(
+    collection: SpaceCollection, batch: list[list[Document]], result: Embedded, report: IngestReport
+) -> None:
+    docs: list[Document] = []
+    rows: list[int] = []
+    truncated: list[bool] = []
+    for row, group in enumerate(batch):
+        docs.extend(group)
+        rows.extend([row] * len(group))
+        truncated.extend([result.truncated[row]] * len(group))
+    collection.write(docs, result.vectors[rows], truncated)
+    report.embedded += len(docs)
+    report.texts_embedded += len(batch)
+    report.truncated += sum(result.truncated)
+
+
+class _RetryingCaller:
+    """Calls provider.embed with retries; validates and L2-normalises what comes back."""
+
+    def __init__(self, provider: Provider, policy: RetryPolicy, report: IngestReport):
+        self._provider = provider
+        self._policy = policy
+        self._report = report
+        self._lock = threading.Lock()
+        self._rng = random.Random(policy.seed)
+
+    def __call__(self, texts: list[str]) -> Embedded:
+        for attempt in range(self._policy.attempts):
+            with self._lock:
+                self._report.requests += 1
+                self._report.retries += attempt > 0
+            try:
+                return _checked(self._provider.embed(texts), len(texts), self._provider.space)
+            except TransientError as exc:
+                if attempt + 1 >= self._policy.attempts:
+                    raise TransientError(
+                        f"{exc}; gave up after {self._policy.attempts} attempts"
+                    ) from None
+                with self._lock:
+                    pause = self._policy.delay(attempt, exc.retry_after, self._rng)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+
+def _checked(result: Embedded, n_texts: int, space: Space) -> Embedded:
+    """Reject replies of the wrong shape; unit-normalise (truncated Gemini vectors are not)."""
+    vectors = np.asarray(result.vectors, dtype=np.float32)
+    if vectors.shape != (n_texts, space.dims) or len(result.truncated) != n_texts:
+        raise TransientError(
+            f"{space.provider} returned {vectors.shape[0] if vectors.ndim else 0} vectors of "
+            f"{vectors.shape[1] if vectors.ndim == 2 else '?'} dims for {n_texts} texts "
+            f"of {space.dims} dims"
+        )
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise TransientError(f"{space.provider} returned empty or non-finite vectors")
+    return Embedded(vectors / norms, list(result.truncated))

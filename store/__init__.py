@@ -1,0 +1,16 @@
+"""The store: Chroma collections keyed by embedding space, documents keyed by content hash."""
+
+from store.chroma_store import SpaceCollection, Store, StoreBusy, StoreError
+from store.documents import Document
+from store.keys import Space, content_hash, normalise_text
+
+__all__ = [
+    "Document",
+    "Space",
+    "SpaceCollection",
+    "Store",
+    "StoreBusy",
+    "StoreError",
+    "content_hash",
+    "normalise_text",
+]

@@ -1,0 +1,278 @@
+"""The store: one Chroma database, one collection per embedding space.
+
+Everything that touches Chroma lives here, so that the rest of embedlab deals in
+documents, spaces and float32 arrays, and Chroma's quirks are handled once:
+- always pass embeddings explicitly (the default embedding function can download a model);
+- `get` returns float64 built from Python lists, so reads are paged and cast to float32;
+- the embedded client is not process-safe, so a local store is guarded by a file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from store.documents import Document
+from store.keys import Space
+
+STORE_FORMAT = 1
+MARKER_FILE = "embedlab.json"
+LOCK_FILE = ".embedlab.lock"
+CHROMA_DIR = "chroma"
+PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
+FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
+
+
+class StoreError(Exception):
+    """A user-facing, one-line problem with the store (the CLI prints it as is)."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the embedded store."""
+
+
+class Store:
+    """A handle on an embedlab store, embedded (a folder) or a Chroma server (a URL)."""
+
+    def __init__(self, client: Any, location: str, path: Path | None, lock_fd: int | None):
+        self._client = client
+        self.location = location
+        self.path = path
+        self._lock_fd = lock_fd
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open_local(cls, path: str | os.PathLike[str], create: bool = False) -> Store:
+        """Open (or with `create`, initialise) the store in folder `path`, exclusively."""
+        root = Path(path)
+        _check_local_root(root, create)
+        lock_fd = _acquire_lock(root)
+        try:
+            import chromadb
+            from chromadb.config import Settings
+
+            client = chromadb.PersistentClient(
+                path=str(root / CHROMA_DIR), settings=Settings(anonymized_telemetry=False)
+            )
+        except Exception as exc:  # Chroma raises many types; the user needs one line.
+            os.close(lock_fd)
+            raise StoreError(f"cannot open the Chroma database in {root}: {exc}") from exc
+        return cls(client, str(root), root, lock_fd)
+
+    @classmethod
+    def open_server(cls, url: str) -> Store:
+        """Connect to a running `chroma run` server."""
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        if not parsed.hostname:
+            raise StoreError(f"--chroma-url {url!r} is not a URL; use e.g. http://127.0.0.1:8000")
+        port = parsed.port or (443 if parsed.scheme == "https" else 8000)
+        try:
+            import chromadb
+            from chromadb.config import Settings
+
+            client = chromadb.HttpClient(
+                host=parsed.hostname,
+                port=port,
+                ssl=parsed.scheme == "https",
+                settings=Settings(anonymized_telemetry=False),
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreError(
+                f"the Chroma server at {url} does not answer ({type(exc).__name__}); "
+                f"start one with `chroma run --path DIR --host {parsed.hostname} --port {port}`"
+            ) from exc
+        return cls(client, url, None, None)
+
+    def close(self) -> None:
+        """Release the lock; Chroma's embedded client flushes on every write already."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- spaces ----------------------------------------------------------------------------
+
+    def spaces(self) -> list[Space]:
+        """Every embedding space in this store, sorted for stable output."""
+        found = []
+        for col in self._client.list_collections():
+            meta = col.metadata or {}
+            if "embedlab_format" in meta:
+                found.append(_space_from_metadata(meta))
+        return sorted(found, key=lambda s: (s.provider, s.model, s.task_type, s.dims))
+
+    def collection(self, space: Space, create: bool = False) -> SpaceCollection | None:
+        """The collection holding `space`, or None when it does not exist and not `create`."""
+        name = space.collection_name
+        if create:
+            col = self._client.get_or_create_collection(
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=_space_metadata(space),
+                embedding_function=None,
+            )
+        else:
+            try:
+                col = self._client.get_collection(name, embedding_function=None)
+            except Exception:  # NotFoundError in 1.x, ValueError in older releases
+                return None
+        _check_collection_space(col, space)
+        return SpaceCollection(col, space)
+
+    def disk_bytes(self) -> int | None:
+        """Bytes on disk for an embedded store; None for a server (not ours to measure)."""
+        if self.path is None:
+            return None
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+class SpaceCollection:
+    """The documents and vectors of one space, with the lookups the cache needs."""
+
+    def __init__(self, collection: Any, space: Space):
+        self._col = collection
+        self.space = space
+
+    def count(self) -> int:
+        return self._col.count()
+
+    def hashes_by_id(self, ids: Sequence[str]) -> dict[str, str]:
+        """content_hash of each of `ids` that is stored (missing ids are absent)."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(ids), FILTER_CHUNK):
+            got = self._col.get(ids=chunk, include=["metadatas"])
+            for doc_id, meta in zip(got["ids"], got["metadatas"]):
+                found[doc_id] = meta["content_hash"]
+        return found
+
+    def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """One stored vector for each of `hashes` that any document already has."""
+        found: dict[str, np.ndarray] = {}
+        for chunk in _chunks(sorted(set(hashes)), FILTER_CHUNK):
+            got = self._col.get(
+                where={"content_hash": {"$in": chunk}}, include=["metadatas", "embeddings"]
+            )
+            for meta, vector in zip(got["metadatas"], got["embeddings"]):
+                found.setdefault(meta["content_hash"], np.asarray(vector, dtype=np.float32))
+        return found
+
+    def hashes_present(self, hashes: Iterable[str]) -> set[str]:
+        """Which of `hashes` some stored document already has (metadata only, no vectors)."""
+        present: set[str] = set()
+        for chunk in _chunks(sorted(set(hashes)), FILTER_CHUNK):
+            got = self._col.get(where={"content_hash": {"$in": chunk}}, include=["metadatas"])
+            present.update(meta["content_hash"] for meta in got["metadatas"])
+        return present
+
+    def write(
+        self, docs: Sequence[Document], vectors: np.ndarray, truncated: Sequence[bool]
+    ) -> None:
+        """Insert or replace `docs` with their vectors in one Chroma call."""
+        if not docs:
+            return
+        self._col.upsert(
+            ids=[d.id for d in docs],
+            embeddings=np.asarray(vectors, dtype=np.float32),
+            documents=[d.text for d in docs],
+            metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
+        )
+
+    def iter_metadata(self, page_size: int = PAGE_SIZE) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, metadata) for every document, paged so memory stays flat."""
+        offset = 0
+        while True:
+            got = self._col.get(include=["metadatas"], limit=page_size, offset=offset)
+            if not got["ids"]:
+                return
+            yield from zip(got["ids"], got["metadatas"])
+            offset += len(got["ids"])
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _check_local_root(root: Path, create: bool) -> None:
+    marker = root / MARKER_FILE
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"store path {root} is a file; give a folder (new or an embedlab store)")
+    if marker.is_file():
+        try:
+            fmt = json.loads(marker.read_text()).get("format")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise StoreError(
+                f"{marker} is damaged ({exc}); restore it or use another --store"
+            ) from None
+        if fmt != STORE_FORMAT:
+            raise StoreError(
+                f"{root} was written by another embedlab version (store format {fmt}, "
+                f"this one reads {STORE_FORMAT}); upgrade embedlab or use another --store"
+            )
+        return
+    if root.is_dir() and any(root.iterdir()):
+        raise StoreError(
+            f"{root} is not an embedlab store (no {MARKER_FILE}) and not empty; "
+            "pass --store with a new or empty folder"
+        )
+    if not create:
+        raise StoreError(f"no embedlab store at {root}; run `embedlab --store {root} ingest ...`")
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"format": STORE_FORMAT}) + "\n")
+
+
+def _acquire_lock(root: Path) -> int:
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreBusy(
+            f"store {root} is busy: another embedlab process (pid {holder}) is using it; "
+            "wait for it to finish, or serve the store with `chroma run` and use --chroma-url"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _space_metadata(space: Space) -> dict[str, str | int]:
+    return {
+        "embedlab_format": STORE_FORMAT,
+        "provider": space.provider,
+        "model": space.model,
+        "task_type": space.task_type,
+        "dims": space.dims,
+    }
+
+
+def _space_from_metadata(meta: dict[str, Any]) -> Space:
+    return Space(meta["provider"], meta["model"], meta["task_type"], int(meta["dims"]))
+
+
+def _check_collection_space(col: Any, space: Space) -> None:
+    """Refuse a same-named collection that holds another space or another store format."""
+    meta = col.metadata or {}
+    if meta.get("embedlab_format") != STORE_FORMAT or _space_from_metadata(meta) != space:
+        raise StoreError(
+            f"collection {col.name} does not hold {space.describe()} in store format "
+            f"{STORE_FORMAT} (found {meta}); use another --store"
+        )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,39 @@
+"""The unit that flows from sources through ingest into the store and out to analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from store.keys import content_hash, normalise_text
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text with its identity.
+
+    `text` is normalised on construction so that every consumer (hashing, embedding,
+    storing) sees the same string; `content_hash` is derived from it, never passed in.
+    """
+
+    id: str
+    text: str
+    source: str
+    label: str | None = None
+    content_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        text = normalise_text(self.text)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "content_hash", content_hash(text))
+
+    def metadata(self, truncated: bool = False) -> dict[str, str | int | bool]:
+        """Chroma metadata: everything later analysis needs besides the text and vector."""
+        meta: dict[str, str | int | bool] = {
+            "source": self.source,
+            "content_hash": self.content_hash,
+            "chars": len(self.text),
+            "truncated": truncated,
+        }
+        if self.label is not None:
+            meta["label"] = self.label
+        return meta
