@@ -155,17 +155,17 @@ def ingest(
     report.documents = len(documents)
 
     collection = store.collection(space, create=False) if store is not None else None
-    stored = collection.hashes_by_id([d.id for d in documents]) if collection else {}
+    stored = collection.hashes_by_id([d.id for d in documents]) if collection is not None else {}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
         vectors = {}
-        known = collection.hashes_present(pending_hashes) if collection else set()
+        known = collection.hashes_present(pending_hashes) if collection is not None else set()
     else:
         vectors = collection.vectors_by_hash(pending_hashes)
         known = set(vectors)
     plan = plan_ingest(documents, stored, known)
     report.cached = len(plan.unchanged)
-    size = batch_size or DEFAULT_BATCH_SIZE[space.provider]
+    size = batch_size or DEFAULT_BATCH_SIZE.get(space.provider, 100)
     report.planned_requests = math.ceil(len(plan.to_embed) / size)
     notify(report)
     if dry_run:

@@ -1,0 +1,111 @@
+"""Shared fixtures: an isolated store, a counting fake provider, the fake Gemini server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.providers import Embedded, TransientError
+from store import Document, Space, Store
+from tests.fake_gemini import VALID_KEY, FakeGemini
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "20news-bydate.tar.gz"
+FAKE_SPACE = Space("fake", "fake-model", "none", 8)
+
+
+class CountingProvider:
+    """Deterministic vectors from text hashes; records every call so tests count exactly.
+
+    `failures` is a list consumed one per call: an exception to raise, or None to answer.
+    """
+
+    max_batch_size = 1000
+    default_batch_size = 10
+    default_concurrency = 1
+    is_remote = True
+
+    def __init__(self, space: Space = FAKE_SPACE, failures: list | None = None):
+        self.space = space
+        self.calls: list[list[str]] = []
+        self.failures = list(failures or [])
+        self._lock = threading.Lock()
+
+    @property
+    def texts_embedded(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+    def embed(self, texts: list[str]) -> Embedded:
+        with self._lock:
+            self.calls.append(list(texts))
+            failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+        return Embedded(
+            np.stack([hash_vector(t, self.space.dims) for t in texts]), [False] * len(texts)
+        )
+
+
+def hash_vector(text: str, dims: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).normal(size=dims).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def make_docs(n: int, start: int = 0, source: str = "test", labels: int = 3) -> list[Document]:
+    return [
+        Document(
+            f"{source}/{i}",
+            f"document number {i} about subject {i % labels}",
+            source,
+            f"label{i % labels}",
+        )
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_path: Path):
+    with Store.open_local(store_path, create=True) as opened:
+        yield opened
+
+
+@pytest.fixture
+def provider() -> CountingProvider:
+    return CountingProvider()
+
+
+@pytest.fixture
+def gemini(monkeypatch: pytest.MonkeyPatch):
+    """The fake Gemini server, with the real SDK pointed at it through the environment."""
+    with FakeGemini() as server:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        monkeypatch.setenv("GEMINI_API_KEY", VALID_KEY)
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        yield server
+
+
+def transient(message: str = "boom", retry_after: float | None = 0.0) -> TransientError:
+    return TransientError(message, retry_after)
+
+
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """The real command in a child process (for exit codes, signals, import checks)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=full_env, capture_output=True, text=True, **kwargs
+    )

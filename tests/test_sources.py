@@ -1,0 +1,155 @@
+"""Sources on small corpora the tests make themselves."""
+
+import io
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ingest.errors import SourceError
+from ingest.newsgroups import clean_notebook, newsgroups_documents, stratified_sample
+from ingest.sources import csv_documents, file_documents, jsonl_documents
+
+POST = (
+    "From: jdoe@cs.example.edu (John Doe)\nSubject: Re: orbits\n"
+    "Organization: Example\n\nThe shuttle orbit (low) decays. Mail me at x@y.org\n"
+)
+
+
+def make_newsgroups(tmp_path: Path, per_group: int = 6) -> Path:
+    """A tiny bydate-layout archive: 3 groups x per_group posts in train, 2 in test."""
+    path = tmp_path / "20news-bydate.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for subset, count in (("train", per_group), ("test", 2)):
+            for group in ("sci.space", "sci.med", "rec.autos"):
+                for n in range(count):
+                    data = f"{POST}{group} post {n} in {subset}\n".encode("latin-1")
+                    info = tarfile.TarInfo(f"20news-bydate-{subset}/{group}/{1000 + n}")
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_notebook_cleaning_matches_the_notebook():
+    cleaned = clean_notebook(POST)
+    assert "@" not in cleaned and "(John Doe)" not in cleaned and "(low)" not in cleaned
+    assert cleaned.startswith(" Re: orbits\nOrganization: Example")
+    assert len(clean_notebook("x" * 6000)) == 5000
+
+
+def test_newsgroups_archive_ids_labels_and_category_globs(tmp_path):
+    docs = newsgroups_documents(make_newsgroups(tmp_path), "train", ["sci.*"])
+    assert len(docs) == 12
+    assert {d.label for d in docs} == {"sci.space", "sci.med"}
+    assert docs[0].id.startswith("newsgroups/train/sci.")
+    assert all(d.source == "newsgroups/train" for d in docs)
+    both = newsgroups_documents(make_newsgroups(tmp_path), "all", ["rec.autos"])
+    assert {d.id.split("/")[1] for d in both} == {"train", "test"} and len(both) == 8
+
+
+def test_newsgroups_folder_gives_the_same_documents_as_the_archive(tmp_path):
+    archive = make_newsgroups(tmp_path)
+    extracted = tmp_path / "extracted"
+    with tarfile.open(archive) as tar:
+        tar.extractall(extracted, filter="data")
+    from_tar = newsgroups_documents(archive, "train")
+    from_dir = newsgroups_documents(extracted, "train")
+    assert [(d.id, d.content_hash) for d in from_tar] == [(d.id, d.content_hash) for d in from_dir]
+
+
+def test_per_class_sample_is_stratified_reproducible_and_nested(tmp_path):
+    archive = make_newsgroups(tmp_path, per_group=20)
+    small = newsgroups_documents(archive, "train", per_class=5, seed=3)
+    again = newsgroups_documents(archive, "train", per_class=5, seed=3)
+    bigger = newsgroups_documents(archive, "train", per_class=8, seed=3)
+    other_seed = newsgroups_documents(archive, "train", per_class=5, seed=4)
+    assert Counter(d.label for d in small) == {"sci.space": 5, "sci.med": 5, "rec.autos": 5}
+    assert [d.id for d in small] == [d.id for d in again]
+    assert {d.id for d in small} < {d.id for d in bigger}
+    assert {d.id for d in small} != {d.id for d in other_seed}
+
+
+def test_stratified_sample_takes_all_when_a_class_is_small():
+    chosen = stratified_sample({"a": ["a1", "a2"], "b": [f"b{i}" for i in range(10)]}, 3, seed=0)
+    assert {"a1", "a2"} <= chosen and len(chosen) == 5
+
+
+def test_unknown_category_names_the_groups_found(tmp_path):
+    with pytest.raises(SourceError, match="groups found: rec.autos, sci.med, sci.space"):
+        newsgroups_documents(make_newsgroups(tmp_path), "train", ["comp.*"])
+
+
+def test_missing_source_says_what_to_give(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        newsgroups_documents(tmp_path / "nope.tar.gz", "train")
+
+
+def test_files_labels_encodings_and_skips(tmp_path):
+    root = tmp_path / "posts"
+    (root / "space").mkdir(parents=True)
+    (root / "med").mkdir()
+    (root / "space" / "a.txt").write_text("orbit talk")
+    (root / "med" / "b.txt").write_bytes("caf\xe9 latin-1".encode("latin-1"))
+    (root / "med" / "c.bin").write_bytes(b"\x00\x01binary")
+    (root / "med" / ".hidden").write_text("secret")
+    (root / "top.txt").write_text("no folder label")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("must not be read")
+    (root / "space" / "link.txt").symlink_to(outside)
+    skipped = Counter()
+    docs = {d.id: d for d in file_documents(root, skipped=skipped)}
+    assert set(docs) == {"files/posts/space/a.txt", "files/posts/med/b.txt", "files/posts/top.txt"}
+    assert docs["files/posts/space/a.txt"].label == "space"
+    assert docs["files/posts/med/b.txt"].text == "café latin-1"
+    assert docs["files/posts/top.txt"].label is None
+    assert skipped == Counter({"binary file": 1, "link outside the folder": 1})
+
+
+def test_csv_columns_quoted_newlines_and_missing_cells(tmp_path):
+    path = tmp_path / "posts.csv"
+    path.write_text('id,body,topic\n1,"first line\nsecond line",a\n2,,b\n,orphan,c\n3,third,\n')
+    skipped = Counter()
+    docs = list(csv_documents(path, "body", "id", "topic", skipped))
+    assert [(d.id, d.text, d.label) for d in docs] == [
+        ("csv/posts/1", "first line\nsecond line", "a"),
+        ("csv/posts/2", "", "b"),  # empty: the pipeline skips and counts it
+        ("csv/posts/3", "third", None),
+    ]
+    assert skipped == Counter({"missing id": 1})
+
+
+def test_csv_missing_column_names_the_columns_found(tmp_path):
+    path = tmp_path / "posts.csv"
+    path.write_text("id,body\n1,x\n")
+    with pytest.raises(
+        SourceError, match=r"no column 'text' \(columns: id, body\); set --text-col"
+    ):
+        list(csv_documents(path))
+
+
+def test_jsonl_broken_lines_are_counted_not_fatal(tmp_path):
+    path = tmp_path / "posts.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": "alpha", "label": "x"}),
+        "{not json",
+        json.dumps(["a", "list"]),
+        json.dumps({"id": "b", "text": 42}),
+        "",
+        json.dumps({"id": "c", "text": "gamma"}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    skipped = Counter()
+    docs = list(jsonl_documents(path, "text", "id", "label", skipped))
+    assert [(d.id, d.label) for d in docs] == [("jsonl/posts/a", "x"), ("jsonl/posts/c", None)]
+    assert skipped == Counter(
+        {"line not JSON": 1, "line not a JSON object": 1, "no text in 'text'": 1}
+    )
+
+
+def test_jsonl_missing_key_names_the_keys_found(tmp_path):
+    path = tmp_path / "posts.jsonl"
+    path.write_text(json.dumps({"id": 1, "body": "x"}) + "\n")
+    with pytest.raises(SourceError, match=r"no key 'text' on any line \(keys: body, id\)"):
+        list(jsonl_documents(path, "text", "id"))
