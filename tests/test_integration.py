@@ -1,0 +1,117 @@
+"""The real 20 Newsgroups archive, the real local model, and a real `chroma run` server."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_ARCHIVE, run_cli
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not SHARED_ARCHIVE.is_file(), reason="needs ../shared/data/20news-bydate.tar.gz"
+    ),
+]
+
+
+def newsgroups(store_args, per_class, *extra):
+    return [
+        *store_args,
+        "ingest",
+        "newsgroups",
+        "--source",
+        str(SHARED_ARCHIVE),
+        "--subset",
+        "train",
+        "--categories",
+        "sci.*",
+        "--per-class",
+        str(per_class),
+        "--seed",
+        "0",
+        *extra,
+    ]
+
+
+def last_line(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_real_sample_local_model_cache_behaviour(tmp_path):
+    store = ["--store", str(tmp_path / "lab")]
+    first = last_line(run_cli(newsgroups(store, 10, "--provider", "local")))
+    assert first.startswith("40 documents: 0 cached, 40 embedded")
+    again = last_line(run_cli(newsgroups(store, 10, "--provider", "local")))
+    assert again.startswith("40 documents: 40 cached, 0 embedded, 0 model batches")
+    grown = last_line(run_cli(newsgroups(store, 12, "--provider", "local")))
+    assert grown.startswith("48 documents: 40 cached, 8 embedded")
+    stats = json.loads(run_cli([*store, "stats", "--json"]).stdout)
+    (space,) = stats["spaces"]
+    assert (space["provider"], space["dims"], space["documents"]) == ("local", 384, 48)
+    assert space["by_label"] == {
+        "sci.crypt": 12,
+        "sci.electronics": 12,
+        "sci.med": 12,
+        "sci.space": 12,
+    }
+    assert space["by_source"] == {"newsgroups/train": 48}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    port = free_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    server = subprocess.Popen(
+        [
+            str(chroma),
+            "run",
+            "--path",
+            str(tmp_path / "server-data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        server.kill()
+        pytest.fail("chroma run did not start")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_real_sample_against_a_chroma_server(chroma_server, gemini):
+    env = {"GOOGLE_GEMINI_BASE_URL": gemini.url}
+    store = ["--chroma-url", chroma_server]
+    first = last_line(run_cli(newsgroups(store, 50, "--dims", "768"), env=env))
+    assert first.startswith("200 documents: 0 cached, 200 embedded, 2 requests")
+    again = last_line(run_cli(newsgroups(store, 50, "--dims", "768"), env=env))
+    assert again.startswith("200 documents: 200 cached, 0 embedded, 0 requests")
+    grown = last_line(run_cli(newsgroups(store, 55, "--dims", "768"), env=env))
+    assert grown.startswith("220 documents: 200 cached, 20 embedded, 1 request")
+    assert [len(r.texts) for r in gemini.requests] == [100, 100, 20]
+    stats = json.loads(run_cli([*store, "stats", "--json"]).stdout)
+    assert stats["spaces"][0]["documents"] == 220 and stats["disk_bytes"] is None
