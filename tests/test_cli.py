@@ -51,7 +51,8 @@ def test_ingest_summary_and_cached_rerun(store_path, gemini, corpus):
     )
     last = first.output.strip().splitlines()[-1]
     assert last.startswith(
-        "250 documents: 0 cached, 250 embedded, 3 requests, 2 skipped (1 empty text, 1 line not JSON), "
+        "250 documents: 0 cached, 250 embedded, 3 requests, "
+        "2 skipped (1 empty text, 1 line not JSON), "
     )
     assert last.endswith(" s")
     second = invoke(args + ["--dims", "256"])
@@ -153,7 +154,8 @@ def test_chroma_url_that_does_not_answer(corpus):
 
 
 def test_help_is_fast_because_heavy_libraries_are_not_imported():
-    code = "import sys, cli; heavy = {'torch', 'sklearn', 'chromadb', 'matplotlib', 'google.genai', 'pandas'}; print(sorted(heavy & set(sys.modules)))"
+    heavy = "{'torch', 'sklearn', 'chromadb', 'matplotlib', 'google.genai', 'pandas'}"
+    code = f"import sys, cli; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
