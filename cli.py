@@ -200,6 +200,8 @@ def run_ingest(
     why = " (GEMINI_API_KEY is set)" if provider == "auto" and name == "gemini" else ""
     why = why or (" (no GEMINI_API_KEY set)" if provider == "auto" else "")
     click.echo(f"provider: {space.describe()}{why}", err=True)
+    if space.task_type == "none" and task_type.upper() != "CLUSTERING":
+        click.echo(f"note: {space.provider} has no task types; --task-type ignored", err=True)
     skipped: Counter[str] = Counter()
     docs = list(read_documents(skipped))
     store = store_opts.open(create=True) if not dry_run or store_opts.exists() else None

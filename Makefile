@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make demo` (the notebook's workflow, offline)
+# and `make test` (everything CI runs). Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STORE ?= ./lab
+ARCHIVE := ../shared/data/20news-bydate.tar.gz
+# Offline machines pass the archive; elsewhere scikit-learn downloads the corpus.
+SOURCE := $(if $(wildcard $(ARCHIVE)),--source $(ARCHIVE),)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of torch first, so sentence-transformers does not pull CUDA packages.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/embedlab --store $(STORE) ingest newsgroups $(SOURCE) --subset train \
+		--categories 'sci.*' --per-class 150 --seed 0 --provider local
+	$(BIN)/embedlab --store $(STORE) stats
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/ingest.py
