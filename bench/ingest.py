@@ -54,8 +54,12 @@ def bench_requests(archive: Path, tmp: Path) -> None:
         naive_s = time.perf_counter() - start
         naive_requests = len(server.requests) - ours_requests
     print(f"## Gemini requests for {len(docs)} posts (fake server, 100 ms latency per request)")
-    print(f"embedlab batched (100/request, 4 in flight): {ours_requests:5d} requests {ours_s:7.2f} s")
-    print(f"one request per post (notebook):             {naive_requests:5d} requests {naive_s:7.2f} s")
+    rows = [
+        ("embedlab batched (100/request, 4 in flight)", ours_requests, ours_s),
+        ("one request per post (notebook)", naive_requests, naive_s),
+    ]
+    for name, requests, seconds in rows:
+        print(f"{name + ':':45s} {requests:5d} requests {seconds:7.2f} s")
     print(
         f"ratio: {naive_requests / ours_requests:.0f}x fewer requests, "
         f"{naive_s / ours_s:.1f}x faster; stored {report.embedded}\n"
@@ -91,8 +95,19 @@ def bench_cached_reingest(archive: Path, tmp: Path) -> None:
     store_path = tmp / "full"
     with FakeGemini() as server:
         env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
-        args = [sys.executable, "-m", "cli", "--store", str(store_path), "ingest", "newsgroups",
-                "--source", str(archive), "--subset", "train"]
+        args = [
+            sys.executable,
+            "-m",
+            "cli",
+            "--store",
+            str(store_path),
+            "ingest",
+            "newsgroups",
+            "--source",
+            str(archive),
+            "--subset",
+            "train",
+        ]
         start = time.perf_counter()
         first = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
         first_s = time.perf_counter() - start

@@ -153,3 +153,9 @@ def test_jsonl_missing_key_names_the_keys_found(tmp_path):
     path.write_text(json.dumps({"id": 1, "body": "x"}) + "\n")
     with pytest.raises(SourceError, match=r"no key 'text' on any line \(keys: body, id\)"):
         list(jsonl_documents(path, "text", "id"))
+
+
+def test_sklearn_cleaning_strips_headers_and_quotes(tmp_path):
+    docs = newsgroups_documents(make_newsgroups(tmp_path), "train", ["sci.space"], clean="sklearn")
+    assert docs and all("Subject" not in d.text and "Organization" not in d.text for d in docs)
+    assert docs[0].text.startswith("The shuttle orbit (low) decays.")
