@@ -101,11 +101,23 @@ def transient(message: str = "boom", retry_after: float | None = 0.0) -> Transie
     return TransientError(message, retry_after)
 
 
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), **(extra or {})}
+
+
+def spawn_cli(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """The real command, started in the background (to signal or kill it)."""
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], env=cli_env(env), **kwargs)
+
+
 def run_cli(
     args: list[str], env: dict[str, str] | None = None, **kwargs
 ) -> subprocess.CompletedProcess:
     """The real command in a child process (for exit codes, signals, import checks)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], env=full_env, capture_output=True, text=True, **kwargs
+        [sys.executable, "-m", "cli", *args],
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        **kwargs,
     )

@@ -1,7 +1,6 @@
 """The command line: summaries, JSON stats, one-line errors, no tracebacks."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cli
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, cli_env, run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 
@@ -174,10 +173,9 @@ def test_cached_rerun_never_loads_the_local_model(tmp_path):
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = ["--store", store, "ingest", "files", str(posts), "--provider", "local"]
     second = subprocess.run(
-        [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=cli_env()
     )
     assert "3 documents: 3 cached, 0 embedded" in second.stdout
     assert second.stdout.strip().endswith("torch not loaded")
@@ -202,13 +200,7 @@ def test_ctrl_c_mid_ingest_keeps_finished_batches_and_rerun_finishes(tmp_path, c
             "--dims",
             "128",
         ]
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        child = spawn_cli(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while len(server.ok_requests) < 5:
             time.sleep(0.05)
         child.send_signal(signal.SIGINT)

@@ -1,17 +1,15 @@
 """SIGKILL mid-ingest, repeatedly: the store reopens whole and a re-run finishes the job."""
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 
 from store import Store
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini, fake_vector
 
 N_DOCS = 400
@@ -44,12 +42,7 @@ def test_repeated_sigkill_loses_nothing_and_duplicates_nothing(tmp_path):
         ]
         kills = 0
         for _ in range(6):
-            child = subprocess.Popen(
-                [sys.executable, "-m", "cli", *args],
-                env={**os.environ, "PYTHONPATH": str(REPO), **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            child = spawn_cli(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             target = len(server.ok_requests) + rng.randint(1, 4)  # kill after 1-4 answers
             while len(server.ok_requests) < target and child.poll() is None:
                 time.sleep(0.005)
