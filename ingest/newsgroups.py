@@ -10,15 +10,13 @@ from __future__ import annotations
 import fnmatch
 import re
 import tarfile
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from ingest.errors import SourceError
 from store import Document
+from store.sampling import stratified_sample
 
 SUBSETS = ("train", "test", "all")
 CLEANERS = ("notebook", "sklearn", "none")
@@ -111,20 +109,6 @@ def _read_sklearn(wanted: tuple[str, ...]) -> Iterator[tuple[str, str, str, byte
         for text, filename in zip(bunch.data, bunch.filenames):
             parts = Path(filename).parts
             yield subset, parts[-2], parts[-1], text.encode("latin-1")
-
-
-def stratified_sample(ids_by_label: dict[str, list[str]], per_class: int, seed: int) -> set[str]:
-    """Up to `per_class` ids from each label; nested: a bigger N keeps the smaller sample.
-
-    Each label gets its own permutation of its sorted ids (seeded by `seed` and the
-    label), and the first N are taken, so growing N only adds documents.
-    """
-    chosen: set[str] = set()
-    for label, ids in ids_by_label.items():
-        rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
-        ordered = sorted(ids)
-        chosen.update(ordered[i] for i in rng.permutation(len(ordered))[:per_class])
-    return chosen
 
 
 def newsgroups_documents(

@@ -191,6 +191,32 @@ class SpaceCollection:
             metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
         )
 
+    def load(
+        self, ids: Sequence[str], with_text: bool = True, page_size: int = PAGE_SIZE
+    ) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
+        """Vectors (float32, one row per id, in `ids` order), metadatas and texts.
+
+        Chroma hands back float64 built from Python lists; fetching a page at a time
+        into a preallocated float32 array keeps the peak near the final array's size.
+        """
+        vectors = np.empty((len(ids), self.space.dims), dtype=np.float32)
+        metadatas: list[dict[str, Any]] = [{}] * len(ids)
+        texts: list[str] = [""] * len(ids)
+        row_of = {doc_id: row for row, doc_id in enumerate(ids)}
+        include = ["embeddings", "metadatas"] + (["documents"] if with_text else [])
+        for chunk in _chunks(list(ids), page_size):
+            got = self._col.get(ids=chunk, include=include)
+            rows = [row_of[doc_id] for doc_id in got["ids"]]
+            if len(rows) != len(chunk):
+                missing = sorted(set(chunk) - set(got["ids"]))[:3]
+                raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
+            vectors[rows] = np.asarray(got["embeddings"], dtype=np.float32)
+            for i, row in enumerate(rows):
+                metadatas[row] = got["metadatas"][i]
+                if with_text:
+                    texts[row] = got["documents"][i]
+        return vectors, metadatas, texts
+
     def iter_metadata(self, page_size: int = PAGE_SIZE) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, metadata) for every document, paged so memory stays flat."""
         offset = 0

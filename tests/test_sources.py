@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import SourceError
-from ingest.newsgroups import clean_notebook, newsgroups_documents, stratified_sample
+from ingest.newsgroups import clean_notebook, newsgroups_documents
 from ingest.sources import csv_documents, file_documents, jsonl_documents
+from store.sampling import stratified_sample
 
 POST = (
     "From: jdoe@cs.example.edu (John Doe)\nSubject: Re: orbits\n"
