@@ -1,0 +1,93 @@
+"""Clustering on the full, unit-length vectors (cosine geometry), never on the 2-D map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ALGORITHMS = ("kmeans", "hdbscan", "dbscan", "agglomerative")
+AUTO_K_RANGE = (2, 12)
+SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2); a seeded sample keeps it linear
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # cluster per row; -1 = noise (density methods)
+    algorithm: str
+    params: dict[str, object]
+    k_scores: dict[int, float] = field(default_factory=dict)  # --k auto: silhouette per k
+
+
+def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> float | None:
+    """Mean cosine silhouette, or None when it is undefined (one cluster, or all singletons)."""
+    from sklearn.metrics import silhouette_score
+
+    n_clusters = len(set(labels.tolist()))
+    if n_clusters < 2 or n_clusters >= len(labels):
+        return None
+    sample = min(len(labels), SILHOUETTE_SAMPLE)
+    return float(
+        silhouette_score(vectors, labels, metric="cosine", sample_size=sample, random_state=seed)
+    )
+
+
+def cluster(
+    vectors: np.ndarray,
+    algorithm: str = "kmeans",
+    k: int | str | None = None,
+    seed: int = 0,
+    min_cluster_size: int | None = None,
+    eps: float = 0.5,
+) -> Clustering:
+    n = len(vectors)
+    if algorithm in ("kmeans", "agglomerative"):
+        if k == "auto":
+            return _auto_k(vectors, algorithm, seed)
+        k = int(k or 4)
+        if not 1 <= k <= n:
+            raise ValueError(f"--k {k} needs at least {k} documents; the selection has {n}")
+        return Clustering(_fit(vectors, algorithm, k, seed), algorithm, {"k": k, "seed": seed})
+    if algorithm == "hdbscan":
+        from sklearn.cluster import HDBSCAN
+
+        size = min_cluster_size or max(5, n // 100)
+        labels = HDBSCAN(min_cluster_size=size).fit_predict(vectors)
+        return Clustering(labels, algorithm, {"min_cluster_size": size})
+    if algorithm == "dbscan":
+        from sklearn.cluster import DBSCAN
+
+        size = min_cluster_size or 5
+        labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
+        return Clustering(labels, algorithm, {"eps": eps, "min_samples": size})
+    raise ValueError(f"unknown --algo {algorithm}; use one of {', '.join(ALGORITHMS)}")
+
+
+def _fit(vectors: np.ndarray, algorithm: str, k: int, seed: int) -> np.ndarray:
+    if algorithm == "kmeans":
+        from sklearn.cluster import KMeans
+
+        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors)
+    from sklearn.cluster import AgglomerativeClustering
+
+    return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(
+        vectors
+    )
+
+
+def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:
+    """The k in AUTO_K_RANGE with the best cosine silhouette; every score is kept."""
+    low, high = AUTO_K_RANGE
+    high = min(high, len(vectors) - 1)
+    if high < low:
+        raise ValueError(
+            f"--k auto needs at least {low + 1} documents; the selection has {len(vectors)}"
+        )
+    scores: dict[int, float] = {}
+    fits: dict[int, np.ndarray] = {}
+    for k in range(low, high + 1):
+        fits[k] = _fit(vectors, algorithm, k, seed)
+        scores[k] = cosine_silhouette(vectors, fits[k], seed) or -1.0
+    best = max(scores, key=lambda k: (scores[k], -k))
+    params = {"k": best, "k_auto_range": [low, high], "seed": seed}
+    return Clustering(fits[best], algorithm, params, scores)

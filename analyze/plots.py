@@ -1,0 +1,99 @@
+"""PNG figures: maps coloured by label and by cluster, the confusion matrix, silhouette by k."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def point_size(n: int) -> float:
+    """Big enough to see 600 points, small enough that 20,000 do not become a blob."""
+    return float(np.clip(3000 / max(n, 1), 1.0, 30.0))
+
+
+def scatter_map(coords: np.ndarray, groups: list[str], title: str, path: Path) -> None:
+    plt = _pyplot()
+    names = sorted(set(groups))
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(9, 7), dpi=110)
+    for i, name in enumerate(names):
+        rows = [r for r, g in enumerate(groups) if g == name]
+        colour = "lightgrey" if name == "noise" else cmap(i % cmap.N)
+        ax.scatter(
+            coords[rows, 0],
+            coords[rows, 1],
+            s=point_size(len(coords)),
+            color=colour,
+            label=f"{name} ({len(rows)})",
+            alpha=0.8,
+            linewidths=0,
+        )
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(names) <= 25:
+        ax.legend(
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            markerscale=max(1, 6 / point_size(len(coords))),
+            fontsize=8,
+            frameon=False,
+        )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def confusion_plot(confusion: dict, path: Path) -> None:
+    plt = _pyplot()
+    matrix = np.array(confusion["matrix"])
+    shares = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(
+        figsize=(2 + 0.6 * matrix.shape[1], 1.5 + 0.45 * matrix.shape[0]), dpi=110
+    )
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in confusion["clusters"]])
+    ax.set_yticks(range(matrix.shape[0]), confusion["classes"])
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("class")
+    ax.set_title("Confusion matrix (count; colour = share of the class)")
+    if matrix.size <= 400:
+        for (r, c), value in np.ndenumerate(matrix):
+            ax.text(
+                c,
+                r,
+                str(value),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shares[r, c] > 0.5 else "black",
+            )
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def silhouette_plot(scores: dict[int, float], best: int, path: Path) -> None:
+    plt = _pyplot()
+    ks = sorted(scores)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.plot(ks, [scores[k] for k in ks], marker="o")
+    ax.axvline(best, color="grey", linestyle="--", label=f"chosen k = {best}")
+    ax.set_xlabel("k")
+    ax.set_ylabel("mean cosine silhouette")
+    ax.set_title("Choosing k by silhouette")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

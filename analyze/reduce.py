@@ -1,0 +1,44 @@
+"""2-D maps of the vectors, for looking at; clustering never uses them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("tsne", "pca", "umap")
+PCA_BEFORE_TSNE = 50
+
+
+def reduce_2d(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str]:
+    """(n x 2 coordinates, a line saying what ran). Seeded, so maps repeat exactly."""
+    n = len(vectors)
+    if n < 3:
+        return np.zeros((n, 2), dtype=np.float32), "too few points for a map"
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(vectors), "PCA"
+    if method == "umap":
+        return _umap(vectors, seed)
+    if method != "tsne":
+        raise ValueError(f"unknown reduction {method!r}; use one of {', '.join(METHODS)}")
+    from sklearn.manifold import TSNE
+
+    note = "t-SNE"
+    if vectors.shape[1] > PCA_BEFORE_TSNE and n > PCA_BEFORE_TSNE:
+        from sklearn.decomposition import PCA
+
+        vectors = PCA(n_components=PCA_BEFORE_TSNE, random_state=seed).fit_transform(vectors)
+        note = f"t-SNE after PCA to {PCA_BEFORE_TSNE} dims"
+    perplexity = float(min(30, max(2, (n - 1) // 3)))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+    return tsne.fit_transform(vectors), f"{note} (perplexity {perplexity:g})"
+
+
+def _umap(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    try:
+        import umap
+    except ImportError:
+        raise ValueError("--reduce umap needs umap-learn: pip install umap-learn") from None
+    neighbours = min(15, len(vectors) - 1)
+    model = umap.UMAP(n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed)
+    return model.fit_transform(vectors), f"UMAP (cosine, {neighbours} neighbours)"

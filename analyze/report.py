@@ -1,0 +1,108 @@
+"""Writing results: points.csv, metrics.json, clusters.json, report.md, and terminal tables.
+
+Output is deterministic (fixed float formats, sorted keys, no timestamps), so the same
+store, options and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HEADLINE = (
+    "hungarian_accuracy",
+    "ari",
+    "nmi",
+    "homogeneity",
+    "completeness",
+    "v_measure",
+    "silhouette",
+)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Document text shown in report.md can carry no links, HTML or table breaks."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+def write_points(path: Path, ids, labels, clusters: np.ndarray, coords: np.ndarray) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "label", "cluster", "x", "y"])
+        for doc_id, label, cluster, (x, y) in zip(ids, labels, clusters, coords):
+            writer.writerow(
+                [doc_id, "" if label is None else label, int(cluster), f"{x:.5f}", f"{y:.5f}"]
+            )
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(
+        json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+def per_class_table(metrics: dict[str, Any]) -> str:
+    """The notebook's table as aligned text."""
+    rows = metrics.get("per_class", {})
+    if not rows:
+        return "(no labels: evaluation against labels skipped)"
+    width = max(len("class"), *(len(name) for name in rows))
+    lines = [
+        f"{'class':<{width}}  majority cluster  share",
+        f"{'-' * width}  ----------------  -----",
+    ]
+    for name, row in rows.items():
+        lines.append(f"{name:<{width}}  {row['majority_cluster']:>16}  {row['share']:.3f}")
+    return "\n".join(lines)
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    parts = [f"{key} {metrics[key]:.3f}" for key in HEADLINE if metrics.get(key) is not None]
+    return ", ".join(parts)
+
+
+def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list[str]) -> None:
+    space = metrics["space"]
+    params = metrics["params"]
+    lines = [
+        "# embedlab analysis",
+        "",
+        f"- space: {space['provider']}:{space['model']} ({space['dims']} dims, task {space['task_type']})",
+        f"- documents: {params['documents']}; clustering: {params['algorithm']} "
+        f"{json.dumps(params['clustering'], sort_keys=True)}; map: {params['map']}",
+        f"- metrics: {headline(metrics) or 'none'}",
+        "",
+    ]
+    if metrics.get("per_class"):
+        lines += [
+            "## Classes and their majority cluster",
+            "",
+            "| class | majority cluster | share |",
+            "|---|---|---|",
+        ]
+        for name, row in metrics["per_class"].items():
+            lines.append(
+                f"| {escape_markdown(name)} | {row['majority_cluster']} | {row['share']:.3f} |"
+            )
+        lines.append("")
+    lines += [f"![{name}]({name})" for name in images] + [""]
+    lines += ["## Clusters", ""]
+    for info in clusters:
+        name = "noise" if info["cluster"] == -1 else f"cluster {info['cluster']}"
+        lines.append(f"### {name} ({info['size']} documents)")
+        lines.append("")
+        labels = ", ".join(
+            f"{escape_markdown(str(k))} {v}" for k, v in list(info["labels"].items())[:5]
+        )
+        lines.append(f"- labels: {labels}")
+        lines.append(f"- terms: {escape_markdown(', '.join(info['terms'])) or '(none)'}")
+        for rep in info["representatives"]:
+            lines.append(f"- {escape_markdown(rep['id'])}: {escape_markdown(rep['snippet'])}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,121 @@
+"""Choosing what to analyse: one space, then documents by source, label, sample, limit.
+
+Only metadata is read to decide; vectors are fetched for the chosen ids alone.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from store import Space, Store
+from store.sampling import stratified_sample
+
+
+class AnalyzeError(Exception):
+    """A user-facing, one-line problem with what was asked of analyze."""
+
+
+@dataclass
+class Selection:
+    sources: list[str] | None = None  # globs on the `source` field
+    labels: list[str] | None = None  # globs on the label
+    per_class: int | None = None
+    seed: int = 0
+    limit: int | None = None
+
+
+@dataclass
+class Corpus:
+    """What analysis works on: rows in id order, vectors unit length."""
+
+    space: Space
+    ids: list[str]
+    vectors: np.ndarray
+    labels: list[str | None]
+    sources: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]] = field(repr=False, default_factory=list)
+
+    @property
+    def has_labels(self) -> bool:
+        return all(label is not None for label in self.labels) and len(set(self.labels)) > 1
+
+
+def pick_space(
+    store: Store,
+    provider: str | None = None,
+    model: str | None = None,
+    task_type: str | None = None,
+    dims: int | None = None,
+) -> Space:
+    """The one space matching the options; with several candidates, say which exist."""
+    spaces = store.spaces()
+    matching = [
+        s
+        for s in spaces
+        if (provider is None or s.provider == provider)
+        and (model is None or s.model == model)
+        and (task_type is None or s.task_type == task_type.upper())
+        and (dims is None or s.dims == dims)
+    ]
+    if len(matching) == 1:
+        return matching[0]
+    listed = "; ".join(s.describe() for s in spaces) or "none"
+    if not spaces:
+        raise AnalyzeError(f"store {store.location} is empty; run `embedlab ingest ...` first")
+    if not matching:
+        raise AnalyzeError(f"no space matches; the store has: {listed}")
+    raise AnalyzeError(
+        f"{len(matching)} spaces match; pick one with --provider/--model/--task-type/--dims "
+        f"(spaces: {listed})"
+    )
+
+
+def _matches(value: str | None, globs: list[str] | None) -> bool:
+    if not globs:
+        return True
+    return value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+def select_ids(store: Store, space: Space, selection: Selection) -> list[str]:
+    """Ids to analyse, sorted, after source/label filters, per-class sampling and limit."""
+    collection = store.collection(space)
+    chosen: dict[str, str | None] = {}
+    for doc_id, meta in collection.iter_metadata():
+        label = meta.get("label")
+        if _matches(meta.get("source"), selection.sources) and _matches(label, selection.labels):
+            chosen[doc_id] = label
+    if selection.per_class is not None:
+        by_label: dict[str, list[str]] = {}
+        for doc_id, label in chosen.items():
+            by_label.setdefault(label or "", []).append(doc_id)
+        keep = stratified_sample(by_label, selection.per_class, selection.seed)
+        chosen = {k: v for k, v in chosen.items() if k in keep}
+    ids = sorted(chosen)
+    if selection.limit is not None:
+        ids = ids[: selection.limit]
+    if not ids:
+        raise AnalyzeError(
+            f"no documents in {space.describe()} match the selection; "
+            "check --source/--labels/--categories (see `embedlab stats`)"
+        )
+    return ids
+
+
+def load_corpus(store: Store, space: Space, selection: Selection) -> Corpus:
+    ids = select_ids(store, space, selection)
+    vectors, metadatas, texts = store.collection(space).load(ids)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    return Corpus(
+        space=space,
+        ids=ids,
+        vectors=vectors,
+        labels=[m.get("label") for m in metadatas],
+        sources=[m.get("source", "") for m in metadatas],
+        texts=texts,
+        metadatas=metadatas,
+    )
