@@ -267,6 +267,150 @@ def ingest_summary(report) -> str:
     return f"{line}, {report.seconds:.1f} s"
 
 
+# -- analyze -------------------------------------------------------------------------------
+
+
+def _globs(value: str | None) -> list[str] | None:
+    return [g.strip() for g in value.split(",") if g.strip()] if value else None
+
+
+def _k_value(ctx, param, value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        raise click.BadParameter("use a number of clusters or 'auto'") from None
+    if k < 1:
+        raise click.BadParameter("needs at least 1 cluster")
+    return k
+
+
+@cli.command("analyze")
+@click.option("--provider", help="Space to analyse (needed when the store has several).")
+@click.option("--model")
+@click.option("--task-type")
+@click.option("--dims", type=int)
+@click.option("--source", "sources", help="Comma-separated globs on the document source.")
+@click.option("--categories", "--labels", "labels", help="Comma-separated globs on labels.")
+@click.option("--per-class", type=click.IntRange(min=1), help="Sample N documents per label.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="At most N documents.")
+@click.option(
+    "--algo",
+    type=click.Choice(["kmeans", "hdbscan", "dbscan", "agglomerative"]),
+    default="kmeans",
+    show_default=True,
+)
+@click.option(
+    "--k",
+    default="4",
+    show_default=True,
+    callback=_k_value,
+    help="Clusters for kmeans/agglomerative, or 'auto' (best silhouette).",
+)
+@click.option(
+    "--reduce",
+    type=click.Choice(["tsne", "pca", "umap"]),
+    default="tsne",
+    show_default=True,
+    help="2-D map method.",
+)
+@click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan/dbscan.")
+@click.option("--eps", type=float, default=0.5, show_default=True, help="dbscan radius.")
+@click.option("--out", type=click.Path(), default="./report", show_default=True)
+@click.pass_obj
+@user_errors
+def analyze_command(
+    store_opts: StoreOptions,
+    provider,
+    model,
+    task_type,
+    dims,
+    sources,
+    labels,
+    per_class,
+    seed,
+    limit,
+    algo,
+    k,
+    reduce,
+    min_cluster_size,
+    eps,
+    out,
+) -> None:
+    """Cluster, map and score the stored vectors (no embedding calls, ever)."""
+    from analyze.run import AnalysisOptions
+    from analyze.select import Selection
+
+    selection = Selection(_globs(sources), _globs(labels), per_class, seed, limit)
+    options = AnalysisOptions(algo, k, reduce, seed, min_cluster_size, eps)
+    run_analysis(store_opts, (provider, model, task_type, dims), selection, options, Path(out))
+
+
+def run_analysis(store_opts: StoreOptions, space_filter, selection, options, out: Path) -> None:
+    from analyze import report
+    from analyze.run import analyze_corpus
+    from analyze.select import AnalyzeError, load_corpus, pick_space
+
+    started = time.monotonic()
+    try:
+        with store_opts.open() as store:
+            space = pick_space(store, *space_filter)
+            corpus = load_corpus(store, space, selection)
+        click.echo(f"analyzing {len(corpus.ids)} documents of {space.describe()}", err=True)
+        result = analyze_corpus(corpus, options, out)
+    except (AnalyzeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.per_class_table(result.metrics))
+    click.echo(report.headline(result.metrics) or "no metrics (a single cluster)")
+    n_clusters = len([c for c in result.clusters if c["cluster"] != -1])
+    click.echo(
+        f"{len(corpus.ids)} documents, {plural(n_clusters, 'cluster')}, "
+        f"{len(result.files)} files in {out}, {time.monotonic() - started:.1f} s"
+    )
+
+
+@cli.command()
+@click.option(
+    "--provider", type=click.Choice(["auto", "gemini", "local"]), default="local", show_default=True
+)
+@click.option("--source", type=click.Path(), help="20news-bydate.tar.gz (default: download).")
+@click.option("--out", type=click.Path(), default="./demo-report", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
+    """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), t-SNE, KMeans k=4."""
+    from analyze.run import AnalysisOptions
+    from analyze.select import Selection
+
+    categories, per_class, seed = "sci.*", 150, 0
+    ctx.invoke(
+        ingest_newsgroups,
+        source=source,
+        subset="train",
+        categories=categories,
+        per_class=per_class,
+        seed=seed,
+        clean="notebook",
+        provider=provider,
+        model=None,
+        task_type="CLUSTERING",
+        dims=None,
+        batch_size=None,
+        concurrency=None,
+        max_attempts=6,
+        timeout=60.0,
+        dry_run=False,
+    )
+    from ingest.providers import choose_provider_name, resolve_space
+
+    space = resolve_space(choose_provider_name(provider), None, "CLUSTERING", None)
+    selection = Selection(["newsgroups/train"], [categories], per_class, seed, None)
+    options = AnalysisOptions("kmeans", 4, "tsne", seed)
+    space_filter = (space.provider, space.model, space.task_type, space.dims)
+    run_analysis(ctx.obj, space_filter, selection, options, Path(out))
+
+
 # -- stats ---------------------------------------------------------------------------------
 
 

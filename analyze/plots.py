@@ -18,7 +18,7 @@ def _pyplot():
 
 def point_size(n: int) -> float:
     """Big enough to see 600 points, small enough that 20,000 do not become a blob."""
-    return float(np.clip(3000 / max(n, 1), 1.0, 30.0))
+    return float(np.clip(6000 / max(n, 1), 1.0, 30.0))
 
 
 def scatter_map(coords: np.ndarray, groups: list[str], title: str, path: Path) -> None:
@@ -59,14 +59,14 @@ def confusion_plot(confusion: dict, path: Path) -> None:
     matrix = np.array(confusion["matrix"])
     shares = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
     fig, ax = plt.subplots(
-        figsize=(2 + 0.6 * matrix.shape[1], 1.5 + 0.45 * matrix.shape[0]), dpi=110
+        figsize=(max(5.0, 2.5 + 0.6 * matrix.shape[1]), 1.8 + 0.45 * matrix.shape[0]), dpi=110
     )
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in confusion["clusters"]])
     ax.set_yticks(range(matrix.shape[0]), confusion["classes"])
     ax.set_xlabel("cluster")
     ax.set_ylabel("class")
-    ax.set_title("Confusion matrix (count; colour = share of the class)")
+    ax.set_title("Classes x clusters (colour: share of class)", fontsize=10)
     if matrix.size <= 400:
         for (r, c), value in np.ndenumerate(matrix):
             ax.text(

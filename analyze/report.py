@@ -73,7 +73,8 @@ def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list
     lines = [
         "# embedlab analysis",
         "",
-        f"- space: {space['provider']}:{space['model']} ({space['dims']} dims, task {space['task_type']})",
+        f"- space: {space['provider']}:{space['model']} "
+        f"({space['dims']} dims, task {space['task_type']})",
         f"- documents: {params['documents']}; clustering: {params['algorithm']} "
         f"{json.dumps(params['clustering'], sort_keys=True)}; map: {params['map']}",
         f"- metrics: {headline(metrics) or 'none'}",

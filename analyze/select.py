@@ -59,7 +59,7 @@ def pick_space(
         for s in spaces
         if (provider is None or s.provider == provider)
         and (model is None or s.model == model)
-        and (task_type is None or s.task_type == task_type.upper())
+        and (task_type is None or s.task_type.upper() == task_type.upper())
         and (dims is None or s.dims == dims)
     ]
     if len(matching) == 1:

@@ -6,20 +6,23 @@ to cluster) select documents the same way, and analyze must never import ingest.
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 
-import numpy as np
+
+def sample_rank(doc_id: str, seed: int) -> bytes:
+    """A seeded pseudo-random rank that depends on nothing but the id and the seed."""
+    return hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
 
 
 def stratified_sample(ids_by_label: dict[str, list[str]], per_class: int, seed: int) -> set[str]:
-    """Up to `per_class` ids from each label; nested: a bigger N keeps the smaller sample.
+    """The `per_class` lowest-ranked ids of each label.
 
-    Each label gets its own permutation of its sorted ids (seeded by `seed` and the
-    label), and the first N are taken, so growing N only adds documents.
+    Ranking by a seeded hash of the id (not by shuffling the population) makes samples
+    nested (a bigger N keeps the smaller sample) and population-independent: sampling
+    150 per class from the archive or from a store holding 155 per class of it picks the
+    same 150 posts, so `analyze --per-class 150` finds exactly what ingest embedded.
     """
     chosen: set[str] = set()
-    for label, ids in ids_by_label.items():
-        rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
-        ordered = sorted(ids)
-        chosen.update(ordered[i] for i in rng.permutation(len(ordered))[:per_class])
+    for ids in ids_by_label.values():
+        chosen.update(sorted(ids, key=lambda doc_id: sample_rank(doc_id, seed))[:per_class])
     return chosen

@@ -160,3 +160,20 @@ def test_sklearn_cleaning_strips_headers_and_quotes(tmp_path):
     docs = newsgroups_documents(make_newsgroups(tmp_path), "train", ["sci.space"], clean="sklearn")
     assert docs and all("Subject" not in d.text and "Organization" not in d.text for d in docs)
     assert docs[0].text.startswith("The shuttle orbit (low) decays.")
+
+
+def test_sample_is_the_same_from_any_population_that_contains_it():
+    population = {"a": [f"a{i}" for i in range(100)], "b": [f"b{i}" for i in range(50)]}
+    sample = stratified_sample(population, 10, seed=0)
+    bigger = stratified_sample(population, 15, seed=0)
+    assert (
+        stratified_sample(
+            {
+                "a": sorted(x for x in bigger if x[0] == "a"),
+                "b": sorted(x for x in bigger if x[0] == "b"),
+            },
+            10,
+            seed=0,
+        )
+        == sample
+    )
