@@ -22,9 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/embedlab --store $(STORE) ingest newsgroups $(SOURCE) --subset train \
-		--categories 'sci.*' --per-class 150 --seed 0 --provider local
-	$(BIN)/embedlab --store $(STORE) stats
+	$(BIN)/embedlab --store $(STORE) demo --provider local $(SOURCE) --out ./demo-report
 
 lint: setup
 	$(BIN)/ruff check .
@@ -35,3 +33,4 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/analyze.py

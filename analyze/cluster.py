@@ -52,7 +52,7 @@ def cluster(
         from sklearn.cluster import HDBSCAN
 
         size = min_cluster_size or max(5, n // 100)
-        labels = HDBSCAN(min_cluster_size=size).fit_predict(vectors)
+        labels = HDBSCAN(min_cluster_size=size, copy=True).fit_predict(vectors)
         return Clustering(labels, algorithm, {"min_cluster_size": size})
     if algorithm == "dbscan":
         from sklearn.cluster import DBSCAN

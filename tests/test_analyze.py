@@ -1,0 +1,237 @@
+"""Analyze on a generated corpus with known groups, written straight into a real store."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn import metrics as skm
+
+from analyze.run import AnalysisOptions, analyze_corpus
+from analyze.select import AnalyzeError, Selection, load_corpus, pick_space
+from cli import cli
+from store import Document, Space, Store
+from tests.conftest import REPO
+
+SPACE = Space("fake", "fake-model", "none", 16)
+WORDS = {
+    "space": "rocket orbit launch shuttle",
+    "med": "doctor patient disease treatment",
+    "crypt": "encryption key cipher privacy",
+}
+
+
+def grouped_corpus(store: Store, per_group: int = 30, labelled: bool = True, space: Space = SPACE):
+    rng = np.random.default_rng(0)
+    centres = {g: rng.normal(size=space.dims) * 3 for g in WORDS}
+    docs, vectors = [], []
+    for group, words in WORDS.items():
+        for i in range(per_group):
+            text = f"{words} note {i} " + " ".join(rng.choice(words.split(), 3))
+            docs.append(
+                Document(f"syn/{group}/{i:03d}", text, "synthetic", group if labelled else None)
+            )
+            vectors.append(centres[group] + rng.normal(size=space.dims))
+    vectors = np.array(vectors, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.collection(space, create=True).write(docs, vectors, [False] * len(docs))
+    return docs
+
+
+@pytest.fixture
+def corpus(store):
+    grouped_corpus(store)
+    return load_corpus(store, SPACE, Selection())
+
+
+def test_kmeans_recovers_known_groups(corpus):
+    result = analyze_corpus(corpus, AnalysisOptions(k=3), None)
+    assert result.metrics["hungarian_accuracy"] == 1.0
+    assert {row["share"] for row in result.metrics["per_class"].values()} == {1.0}
+    majority = {row["majority_cluster"] for row in result.metrics["per_class"].values()}
+    assert len(majority) == 3
+
+
+def test_metrics_match_scikit_learn(corpus):
+    result = analyze_corpus(corpus, AnalysisOptions(k=5, seed=1), None)
+    truth, found = corpus.labels, result.cluster_labels
+    m = result.metrics
+    assert m["ari"] == pytest.approx(skm.adjusted_rand_score(truth, found), abs=1e-6)
+    assert m["nmi"] == pytest.approx(skm.normalized_mutual_info_score(truth, found), abs=1e-6)
+    assert m["homogeneity"] == pytest.approx(skm.homogeneity_score(truth, found), abs=1e-6)
+    assert m["completeness"] == pytest.approx(skm.completeness_score(truth, found), abs=1e-6)
+    assert m["v_measure"] == pytest.approx(skm.v_measure_score(truth, found), abs=1e-6)
+    assert m["silhouette"] == pytest.approx(
+        skm.silhouette_score(corpus.vectors, found, metric="cosine"), abs=1e-6
+    )
+    confusion = np.array(m["confusion"]["matrix"])
+    np.testing.assert_array_equal(confusion, skm.cluster.contingency_matrix(truth, found))
+    # k=5 over 3 groups: a perfect one-to-one matching can cover at most 3 clusters
+    assert m["hungarian_accuracy"] <= 1.0 and len(m["cluster_to_class"]) == 3
+
+
+def test_outputs_exist_parse_and_describe_clusters(corpus, tmp_path):
+    out = tmp_path / "report"
+    result = analyze_corpus(corpus, AnalysisOptions(k=3), out)
+    assert sorted(result.files) == sorted(
+        [
+            "points.csv",
+            "metrics.json",
+            "clusters.json",
+            "map_by_label.png",
+            "map_by_cluster.png",
+            "confusion.png",
+            "report.md",
+        ]
+    )
+    rows = list(csv.DictReader(open(out / "points.csv")))
+    assert len(rows) == 90 and set(rows[0]) == {"id", "label", "cluster", "x", "y"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "per_class",
+        "ari",
+        "nmi",
+        "homogeneity",
+        "completeness",
+        "v_measure",
+        "hungarian_accuracy",
+        "silhouette",
+        "confusion",
+        "params",
+        "space",
+    ):
+        assert key in metrics
+    clusters = json.loads((out / "clusters.json").read_text())
+    for info in clusters:
+        group = next(iter(info["labels"]))
+        assert set(info["terms"][:4]) == set(WORDS[group].split())
+        assert all(rep["id"].startswith(f"syn/{group}/") for rep in info["representatives"])
+        assert len(info["representatives"]) == 3
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| space | " in (out / "report.md").read_text()
+
+
+def test_same_inputs_give_byte_identical_files(corpus, tmp_path):
+    for name in ("a", "b"):
+        analyze_corpus(corpus, AnalysisOptions(k=3, seed=7), tmp_path / name)
+    for name in ("points.csv", "metrics.json", "clusters.json", "report.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_k_auto_picks_the_best_silhouette_and_plots_it(corpus, tmp_path):
+    result = analyze_corpus(corpus, AnalysisOptions(k="auto"), tmp_path / "auto")
+    scores = {int(k): v for k, v in result.metrics["k_silhouette"].items()}
+    assert result.metrics["params"]["clustering"]["k"] == max(scores, key=scores.get) == 3
+    assert (tmp_path / "auto" / "silhouette.png").is_file()
+
+
+@pytest.mark.parametrize("algorithm", ["agglomerative", "hdbscan", "dbscan"])
+def test_other_algorithms_find_the_groups(corpus, algorithm):
+    options = AnalysisOptions(algorithm=algorithm, k=3, eps=0.3, min_cluster_size=5)
+    result = analyze_corpus(corpus, options, None)
+    assert result.metrics["v_measure"] > 0.9
+
+
+def test_pca_and_umap_maps(corpus):
+    for method in ("pca", "umap"):
+        result = analyze_corpus(corpus, AnalysisOptions(k=3, reduce=method), None)
+        assert result.coords.shape == (90, 2) and np.isfinite(result.coords).all()
+
+
+def test_unlabelled_documents_skip_evaluation_with_a_note(store, tmp_path):
+    grouped_corpus(store, labelled=False)
+    corpus = load_corpus(store, SPACE, Selection())
+    result = analyze_corpus(corpus, AnalysisOptions(k=3), tmp_path / "out")
+    assert "skipped" in result.metrics["labels"] and "per_class" not in result.metrics
+    assert result.metrics["silhouette"] > 0.5
+    assert not (tmp_path / "out" / "map_by_label.png").exists()
+
+
+def test_selection_by_label_source_sample_and_limit(store):
+    grouped_corpus(store)
+    assert len(load_corpus(store, SPACE, Selection(labels=["sp*", "med"])).ids) == 60
+    assert len(load_corpus(store, SPACE, Selection(sources=["synth*"], per_class=7)).ids) == 21
+    assert (
+        load_corpus(store, SPACE, Selection(limit=5)).ids
+        == sorted(load_corpus(store, SPACE, Selection()).ids)[:5]
+    )
+    with pytest.raises(AnalyzeError, match="no documents"):
+        load_corpus(store, SPACE, Selection(labels=["nothing"]))
+
+
+def test_space_choice_errors(store):
+    with pytest.raises(AnalyzeError, match="is empty"):
+        pick_space(store)
+    grouped_corpus(store)
+    grouped_corpus(store, space=Space("fake", "fake-model", "none", 8))
+    with pytest.raises(AnalyzeError, match="2 spaces match"):
+        pick_space(store)
+    assert pick_space(store, dims=8).dims == 8
+    with pytest.raises(AnalyzeError, match="no space matches"):
+        pick_space(store, model="other")
+
+
+def test_report_escapes_document_text(store, tmp_path):
+    evil = "<script>alert(1)</script> [click](http://evil) | rocket orbit"
+    docs = [Document(f"e/{i}", f"{evil} {i}", "evil", "x" if i else "y") for i in range(3)]
+    vectors = np.eye(3, SPACE.dims, dtype=np.float32) + 1
+    store.collection(SPACE, create=True).write(docs, vectors, [False] * 3)
+    analyze_corpus(load_corpus(store, SPACE, Selection()), AnalysisOptions(k=1), tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert text.count("\\<script\\>") == 3  # every representative shown, escaped
+    assert "<script>" not in text and "](http" not in text
+
+
+def test_cli_analyze_never_builds_a_provider_nor_calls_the_api(
+    store_path, gemini, monkeypatch, tmp_path
+):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    import ingest.providers
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("analyze touched a provider")
+
+    monkeypatch.setattr(ingest.providers, "make_provider", forbidden)
+    monkeypatch.setattr(ingest.providers, "LocalProvider", forbidden)
+    result = CliRunner().invoke(
+        cli, ["--store", str(store_path), "analyze", "--k", "3", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "hungarian_accuracy 1.000" in result.output
+    assert (
+        result.output.strip().splitlines()[-1].startswith("90 documents, 3 clusters, 7 files in ")
+    )
+    assert gemini.requests == []
+
+
+def test_analyze_package_never_imports_ingest():
+    code = (
+        "import sys, analyze.run, analyze.select, analyze.plots; "
+        "print(sorted(m for m in sys.modules if m == 'ingest' or m.startswith('ingest.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["analyze", "--k", "500"], "--k 500 needs at least 500 documents"),
+        (["analyze", "--k", "zero"], "use a number of clusters or 'auto'"),
+        (["analyze", "--labels", "nope*"], "no documents in fake:fake-model"),
+        (["analyze", "--dims", "99"], "no space matches"),
+    ],
+)
+def test_cli_analyze_bad_input_is_one_line(store_path, tmp_path, args, message):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    result = CliRunner().invoke(
+        cli, ["--store", str(store_path), *args, "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
