@@ -1,0 +1,153 @@
+"""Analyze benchmark: 600 posts and the whole training set (11,314), 3072-dim vectors.
+
+Prints, per size: time to load vectors from the store (our paged float32 path vs a plain
+`collection.get(include=["embeddings"])`, side by side, with peak memory of each), and
+the time of t-SNE, clustering, evaluation, description and files, with peak memory.
+Each measurement runs in a fresh child process so its peak RSS is its own.
+
+The store is filled once through the fake Gemini server (vectors are random per text,
+so cluster quality here means nothing; only time and memory are measured).
+
+Run: .venv/bin/python bench/analyze.py [--archive PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "20news-bydate.tar.gz"
+SIZES = {"600": dict(labels=["sci.*"], per_class=150), "11314": dict()}
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(store_path: str, size: str, mode: str) -> dict:
+    from analyze.run import AnalysisOptions, analyze_corpus
+    from analyze.select import Selection, load_corpus, pick_space, select_ids
+    from store import Store
+
+    with Store.open_local(store_path) as store:
+        space = pick_space(store)
+        selection = Selection(**SIZES[size])
+        if mode == "plain":
+            import numpy as np
+
+            ids = select_ids(store, space, selection)
+            before = peak_mb()
+            start = time.perf_counter()
+            got = store.collection(space)._col.get(ids=ids, include=["embeddings"])
+            vectors = np.asarray(got["embeddings"], dtype=np.float32)
+            return {
+                "load_s": time.perf_counter() - start,
+                "rows": len(vectors),
+                "peak_mb": peak_mb(),
+                "before_mb": before,
+            }
+        ids = select_ids(store, space, selection)
+        before = peak_mb()
+        start = time.perf_counter()
+        corpus = load_corpus(store, space, selection)
+        load_s = time.perf_counter() - start
+        load_peak = peak_mb()
+    if mode == "load":
+        return {"load_s": load_s, "rows": len(ids), "peak_mb": load_peak, "before_mb": before}
+    with tempfile.TemporaryDirectory() as out:
+        result = analyze_corpus(corpus, AnalysisOptions(k=4 if size == "600" else 20), Path(out))
+    return {
+        "load_s": load_s,
+        **{f"{k}_s": v for k, v in result.timings.items()},
+        "map": result.metrics["params"]["map"],
+        "rows": len(ids),
+        "peak_mb": peak_mb(),
+    }
+
+
+def run_worker(store_path: Path, size: str, mode: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", str(store_path), size, mode],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fill_store(archive: Path, store_path: Path) -> None:
+    from tests.fake_gemini import VALID_KEY, FakeGemini
+
+    with FakeGemini() as server:
+        env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
+        args = [
+            sys.executable,
+            "-m",
+            "cli",
+            "--store",
+            str(store_path),
+            "ingest",
+            "newsgroups",
+            "--source",
+            str(archive),
+            "--subset",
+            "train",
+        ]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, check=True)
+    print(f"store filled: {done.stdout.strip()}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
+    parser.add_argument("--worker", nargs=3, metavar=("STORE", "SIZE", "MODE"))
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = Path(tmp) / "store"
+        fill_store(args.archive, store_path)
+        for size in SIZES:
+            plain = run_worker(store_path, size, "plain")
+            ours_load = run_worker(store_path, size, "load")
+            full = run_worker(store_path, size, "full")
+            print(f"## {full['rows']} posts x 3072 dims")
+            print(
+                f"load, plain collection.get(embeddings): {plain['load_s']:7.2f} s, "
+                f"+{plain['peak_mb'] - plain['before_mb']:6.0f} MB peak"
+            )
+            print(
+                f"load, embedlab paged float32:           {ours_load['load_s']:7.2f} s, "
+                f"+{ours_load['peak_mb'] - ours_load['before_mb']:6.0f} MB peak"
+            )
+            plain_extra = plain["peak_mb"] - plain["before_mb"]
+            ours_extra = max(1.0, ours_load["peak_mb"] - ours_load["before_mb"])
+            print(
+                f"load ratio plain/ours: time {plain['load_s'] / ours_load['load_s']:.2f}x, "
+                f"extra memory {plain_extra / ours_extra:.1f}x"
+            )
+            stages = [
+                ("cluster (KMeans)", full["cluster_s"]),
+                (f"map ({full['map']})", full["map_s"]),
+                ("evaluate", full["evaluate_s"]),
+                ("describe", full["describe_s"]),
+                ("files+plots", full["write_s"]),
+            ]
+            print(" | ".join(f"{name} {seconds:.2f} s" for name, seconds in stages))
+            print(f"whole analysis peak RSS: {full['peak_mb']:.0f} MB\n")
+
+
+if __name__ == "__main__":
+    main()
