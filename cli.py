@@ -362,6 +362,8 @@ def run_analysis(store_opts: StoreOptions, space_filter, selection, options, out
         result = analyze_corpus(corpus, options, out)
     except (AnalyzeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    with store_opts.open() as store:  # so neighbours can show each result's cluster
+        store.collection(space).save_clusters(corpus.ids, result.cluster_labels.tolist())
     click.echo(report.per_class_table(result.metrics))
     click.echo(report.headline(result.metrics) or "no metrics (a single cluster)")
     n_clusters = len([c for c in result.clusters if c["cluster"] != -1])
@@ -409,6 +411,95 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
     options = AnalysisOptions("kmeans", 4, "tsne", seed)
     space_filter = (space.provider, space.model, space.task_type, space.dims)
     run_analysis(ctx.obj, space_filter, selection, options, Path(out))
+
+
+# -- neighbours ----------------------------------------------------------------------------
+
+
+@cli.command("neighbors")
+@click.argument("query", required=False)
+@click.option("--id", "doc_id", help="Find documents like this stored one (no API call).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--labels", help="Comma-separated globs on labels of the results.")
+@click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
+@click.option("--provider", help="Space to search (needed when the store has several).")
+@click.option("--model")
+@click.option("--task-type")
+@click.option("--dims", type=int)
+@click.option("--json", "fmt", flag_value="json", help="Print a JSON list.")
+@click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
+@click.pass_obj
+@user_errors
+def neighbors_command(
+    store_opts: StoreOptions,
+    query,
+    doc_id,
+    k,
+    labels,
+    sources,
+    provider,
+    model,
+    task_type,
+    dims,
+    fmt,
+) -> None:
+    """Documents most similar to a stored one (--id) or to a free-text QUERY."""
+    from analyze.select import AnalyzeError, pick_space
+    from store.neighbours import find_neighbours
+
+    if (query is None) == (doc_id is None):
+        raise click.UsageError("give either a QUERY text or --id, not both")
+    started = time.monotonic()
+    requests = 0
+    with store_opts.open() as store:
+        try:
+            space = pick_space(store, provider, model, task_type, dims)
+        except AnalyzeError as exc:
+            raise click.ClickException(str(exc)) from None
+        collection = store.collection(space)
+        if doc_id is not None:
+            found = collection.get_one(doc_id)
+            if found is None:
+                raise click.ClickException(
+                    f"no document {doc_id!r} in {space.describe()}; find ids in an analysis' "
+                    'points.csv or with `embedlab neighbors "some text"`'
+                )
+            vector = found[0]
+        else:
+            from ingest.providers import make_provider
+            from ingest.query import query_vector
+
+            vector, requests = query_vector(collection, query, lambda: make_provider(space))
+        hits = find_neighbours(collection, vector, k, doc_id, _globs(labels), _globs(sources))
+    print_neighbours(hits, fmt)
+    what = doc_id if doc_id is not None else repr(query)
+    click.echo(
+        f"{plural(len(hits), 'neighbour')} of {what} in {space.describe()}, "
+        f"{plural(requests, 'request')}, {time.monotonic() - started:.2f} s",
+        err=fmt is not None,
+    )
+
+
+cli.add_command(neighbors_command, "neighbours")
+
+
+def print_neighbours(hits, fmt: str | None) -> None:
+    rows = [hit.as_dict() for hit in hits]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["rank"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            cluster = "" if row["cluster"] is None else f" c{row['cluster']}"
+            click.echo(
+                f"{row['rank']:>3}  {row['similarity']:.3f}  {row['id']}  "
+                f"[{row['label'] or '-'}{cluster}]  {row['snippet'][:80]}"
+            )
 
 
 # -- stats ---------------------------------------------------------------------------------

@@ -6,14 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from store.neighbours import snippet
+
 TOP_TERMS = 10
 REPRESENTATIVES = 3
-SNIPPET_CHARS = 160
-
-
-def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def top_terms(

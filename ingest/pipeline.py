@@ -230,7 +230,7 @@ def _embed_groups(
 ) -> None:
     """Run batches through the provider, `concurrency` at a time; write each on arrival."""
     batches = iter([groups[i : i + batch_size] for i in range(0, len(groups), batch_size)])
-    caller = _RetryingCaller(provider, policy, report)
+    caller = RetryingEmbedder(provider, policy, report)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed")
     in_flight: dict[Future[Embedded], list[list[Document]]] = {}
 
@@ -281,8 +281,11 @@ def _write_batch(
     report.truncated += sum(result.truncated)
 
 
-class _RetryingCaller:
-    """Calls provider.embed with retries; validates and L2-normalises what comes back."""
+class RetryingEmbedder:
+    """Calls provider.embed with retries; validates and L2-normalises what comes back.
+
+    Used by ingest for every batch and by neighbours for a query: one retry policy.
+    """
 
     def __init__(self, provider: Provider, policy: RetryPolicy, report: IngestReport):
         self._provider = provider

@@ -131,7 +131,7 @@ class Store:
             except Exception:  # NotFoundError in 1.x, ValueError in older releases
                 return None
         _check_collection_space(col, space)
-        return SpaceCollection(col, space)
+        return SpaceCollection(col, space, self._client)
 
     def disk_bytes(self) -> int | None:
         """Bytes on disk for an embedded store; None for a server (not ours to measure)."""
@@ -143,9 +143,97 @@ class Store:
 class SpaceCollection:
     """The documents and vectors of one space, with the lookups the cache needs."""
 
-    def __init__(self, collection: Any, space: Space):
+    def __init__(self, collection: Any, space: Space, client: Any = None):
         self._col = collection
         self.space = space
+        self._client = client
+
+    # -- lookups for neighbours ------------------------------------------------------------
+
+    def get_one(self, doc_id: str) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """A stored document's vector and metadata, or None."""
+        got = self._col.get(ids=[doc_id], include=["embeddings", "metadatas"])
+        if not got["ids"]:
+            return None
+        return np.asarray(got["embeddings"][0], dtype=np.float32), got["metadatas"][0]
+
+    def nearest(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float, dict[str, Any], str]]:
+        """(id, cosine similarity, metadata, text) of the `n` nearest, through Chroma's index."""
+        got = self._col.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=n,
+            where=where,
+            include=["distances", "metadatas", "documents"],
+        )
+        return [
+            (doc_id, 1.0 - float(distance), meta, text)
+            for doc_id, distance, meta, text in zip(
+                got["ids"][0], got["distances"][0], got["metadatas"][0], got["documents"][0]
+            )
+        ]
+
+    # -- side collections: query-embedding cache and latest cluster assignments ------------
+
+    def _side(self, kind: str, create: bool) -> Any | None:
+        name = f"{self._col.name}-{kind}"
+        if create:
+            return self._client.get_or_create_collection(
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedlab_side": kind},
+                embedding_function=None,
+            )
+        try:
+            return self._client.get_collection(name, embedding_function=None)
+        except Exception:
+            return None
+
+    def cached_query(self, text_hash: str) -> np.ndarray | None:
+        """A free-text query's vector embedded earlier in this space, if any."""
+        side = self._side("queries", create=False)
+        got = side.get(ids=[text_hash], include=["embeddings"]) if side is not None else None
+        if not got or not got["ids"]:
+            return None
+        return np.asarray(got["embeddings"][0], dtype=np.float32)
+
+    def save_query(self, text_hash: str, text: str, vector: np.ndarray) -> None:
+        self._side("queries", create=True).upsert(
+            ids=[text_hash], embeddings=np.asarray([vector], dtype=np.float32), documents=[text]
+        )
+
+    def save_clusters(self, ids: Sequence[str], clusters: Sequence[int]) -> None:
+        """Replace the space's saved cluster assignments with this analysis' ones."""
+        name = f"{self._col.name}-clusters"
+        if self._side("clusters", create=False) is not None:
+            self._client.delete_collection(name)
+        side = self._side("clusters", create=True)
+        for start in range(0, len(ids), PAGE_SIZE):
+            chunk = list(ids[start : start + PAGE_SIZE])
+            side.add(
+                ids=chunk,
+                embeddings=np.ones((len(chunk), 1), dtype=np.float32),
+                metadatas=[{"cluster": int(c)} for c in clusters[start : start + PAGE_SIZE]],
+            )
+
+    def saved_clusters(self, ids: Sequence[str]) -> dict[str, int]:
+        """Cluster of each of `ids` in the last saved analysis (absent when none)."""
+        side = self._side("clusters", create=False)
+        if side is None or not ids:
+            return {}
+        got = side.get(ids=list(ids), include=["metadatas"])
+        return {doc_id: int(meta["cluster"]) for doc_id, meta in zip(got["ids"], got["metadatas"])}
+
+    def labels_and_sources(self) -> tuple[set[str], set[str]]:
+        """Distinct labels and sources (one metadata pass), for resolving globs."""
+        labels: set[str] = set()
+        sources: set[str] = set()
+        for _id, meta in self.iter_metadata():
+            if "label" in meta:
+                labels.add(meta["label"])
+            sources.add(meta.get("source", ""))
+        return labels, sources
 
     def count(self) -> int:
         return self._col.count()

@@ -1,0 +1,37 @@
+"""Embedding a free-text query once per space; repeats are served from the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ingest.pipeline import IngestReport, RetryingEmbedder, RetryPolicy
+from ingest.providers import Provider
+from store import SpaceCollection
+from store.keys import content_hash, normalise_text
+
+
+def query_vector(
+    collection: SpaceCollection,
+    text: str,
+    make_provider: Callable[[], Provider],
+    retry: RetryPolicy | None = None,
+) -> tuple[np.ndarray, int]:
+    """(unit vector of `text` in the collection's space, provider requests spent).
+
+    A query seen before, or equal to a stored document's text, costs nothing; a new one
+    costs one request and is cached for next time.
+    """
+    text = normalise_text(text)
+    key = content_hash(text)
+    cached = collection.cached_query(key)
+    if cached is None:
+        cached = collection.vectors_by_hash([key]).get(key)
+    if cached is not None:
+        return cached, 0
+    report = IngestReport(space=collection.space)
+    embedded = RetryingEmbedder(make_provider(), retry or RetryPolicy(), report)([text])
+    vector = embedded.vectors[0]
+    collection.save_query(key, text, vector)
+    return vector, report.requests

@@ -1,0 +1,97 @@
+"""Nearest neighbours within one space, through Chroma's HNSW index.
+
+Lookups by id use the stored vector (no provider, no model); a free-text query's vector
+is produced by the caller (ingest embeds and caches it) and passed in here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from store.chroma_store import SpaceCollection, StoreError
+
+SNIPPET_CHARS = 160
+_WILDCARDS = set("*?[")
+
+
+def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
+    """One line of a document, for tables and reports."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dataclass
+class Neighbour:
+    rank: int
+    id: str
+    label: str | None
+    similarity: float
+    snippet: str
+    cluster: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _expand(globs: list[str] | None, known: set[str]) -> list[str] | None:
+    if not globs:
+        return None
+    if not any(_WILDCARDS & set(g) for g in globs):
+        return list(globs)
+    return sorted(v for v in known if any(fnmatch.fnmatchcase(v, g) for g in globs))
+
+
+def build_filter(
+    collection: SpaceCollection, labels: list[str] | None, sources: list[str] | None
+) -> dict[str, Any] | None:
+    """A Chroma `where` from label/source globs; wildcards are resolved against the store."""
+    known_labels: set[str] = set()
+    known_sources: set[str] = set()
+    if any(_WILDCARDS & set(g) for g in (labels or []) + (sources or [])):
+        known_labels, known_sources = collection.labels_and_sources()
+    clauses = []
+    for field, values in (
+        ("label", _expand(labels, known_labels)),
+        ("source", _expand(sources, known_sources)),
+    ):
+        if values is None:
+            continue
+        if not values:
+            raise StoreError(f"no {field} in {collection.space.describe()} matches the filter")
+        clauses.append({field: {"$in": values}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def find_neighbours(
+    collection: SpaceCollection,
+    vector: np.ndarray,
+    k: int,
+    exclude_id: str | None = None,
+    labels: list[str] | None = None,
+    sources: list[str] | None = None,
+) -> list[Neighbour]:
+    """The `k` documents most similar to `vector` (cosine), best first, `exclude_id` left out."""
+    total = collection.count()
+    if total == 0:
+        raise StoreError(f"{collection.space.describe()} holds no documents; ingest some first")
+    where = build_filter(collection, labels, sources)
+    wanted = min(k + (exclude_id is not None), total)
+    hits = [h for h in collection.nearest(vector, wanted, where) if h[0] != exclude_id][:k]
+    clusters = collection.saved_clusters([h[0] for h in hits])
+    return [
+        Neighbour(
+            rank,
+            doc_id,
+            meta.get("label"),
+            round(similarity, 6),
+            snippet(text),
+            clusters.get(doc_id),
+        )
+        for rank, (doc_id, similarity, meta, text) in enumerate(hits, start=1)
+    ]
