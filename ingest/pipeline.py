@@ -67,6 +67,7 @@ class IngestReport:
     planned_requests: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
+    last_written: str | None = None  # any id written in this run (to persist the index)
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 
@@ -174,27 +175,39 @@ def ingest(
     if collection is None:
         assert store is not None, "only a dry run may go without a store"
         collection = store.collection(space, create=True)
-    _write_reused(collection, plan.reusable, vectors, report, notify)
-    if plan.to_embed:
-        provider = make_provider()
-        if batch_size and batch_size > provider.max_batch_size:
-            raise ProviderError(
-                f"--batch-size {batch_size} is more than {space.provider} accepts "
-                f"({provider.max_batch_size})"
+    try:
+        _write_reused(collection, plan.reusable, vectors, report, notify)
+        if plan.to_embed:
+            provider = make_provider()
+            if batch_size and batch_size > provider.max_batch_size:
+                raise ProviderError(
+                    f"--batch-size {batch_size} is more than {space.provider} accepts "
+                    f"({provider.max_batch_size})"
+                )
+            size = batch_size or provider.default_batch_size
+            report.planned_requests = math.ceil(len(plan.to_embed) / size)
+            _embed_groups(
+                plan.to_embed,
+                provider,
+                collection,
+                size,
+                concurrency or provider.default_concurrency,
+                retry or RetryPolicy(),
+                report,
+                notify,
             )
-        size = batch_size or provider.default_batch_size
-        report.planned_requests = math.ceil(len(plan.to_embed) / size)
-        _embed_groups(
-            plan.to_embed,
-            provider,
-            collection,
-            size,
-            concurrency or provider.default_concurrency,
-            retry or RetryPolicy(),
-            report,
-            notify,
-        )
+    except IngestInterrupted:
+        raise  # the user wants out now; the next open replays the short tail
+    except IngestError:
+        _persist(collection, report)
+        raise
+    _persist(collection, report)
     return _finish(report)
+
+
+def _persist(collection: SpaceCollection, report: IngestReport) -> None:
+    if report.last_written is not None:
+        collection.persist_index(report.last_written)
 
 
 def _finish(report: IngestReport) -> IngestReport:
@@ -215,6 +228,7 @@ def _write_reused(
             chunk, np.stack([vectors[d.content_hash] for d in chunk]), [False] * len(chunk)
         )
         report.reused += len(chunk)
+        report.last_written = chunk[-1].id
         notify(report)
 
 
@@ -277,6 +291,7 @@ def _write_batch(
         truncated.extend([result.truncated[row]] * len(group))
     collection.write(docs, result.vectors[rows], truncated)
     report.embedded += len(docs)
+    report.last_written = docs[-1].id
     report.texts_embedded += len(batch)
     report.truncated += sum(result.truncated)
 

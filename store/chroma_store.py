@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,34 @@ class SpaceCollection:
         self._col = collection
         self.space = space
         self._client = client
+
+    def persist_index(self, doc_id: str) -> None:
+        """Write the vector index to disk now, so the next process need not rebuild its tail.
+
+        Chroma persists its HNSW index every `sync_threshold` (1,000) writes and replays
+        the writes since then on every open: for 300 vectors of 3072 dims that replay
+        costs ~1 s per command. Dropping the threshold for one rewrite of an unchanged
+        record makes Chroma persist now; the threshold goes back afterwards so a long
+        ingest is not slowed by frequent persists.
+        """
+        got = self._col.get(ids=[doc_id], include=["embeddings", "metadatas", "documents"])
+        if not got["ids"]:
+            return
+        with warnings.catch_warnings():  # Chroma flags collections without an embedding function
+            warnings.filterwarnings(
+                "ignore", "legacy embedding function config", DeprecationWarning
+            )
+            threshold = self._col.configuration["hnsw"]["sync_threshold"]
+            self._col.modify(configuration={"hnsw": {"sync_threshold": 2}})
+            try:
+                self._col.upsert(
+                    ids=got["ids"],
+                    embeddings=got["embeddings"],
+                    metadatas=got["metadatas"],
+                    documents=got["documents"],
+                )
+            finally:
+                self._col.modify(configuration={"hnsw": {"sync_threshold": threshold}})
 
     # -- lookups for neighbours ------------------------------------------------------------
 

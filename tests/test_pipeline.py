@@ -197,3 +197,14 @@ def test_dry_run_counts_and_writes_nothing(store, provider):
 def test_a_second_process_on_the_same_store_is_told_it_is_busy(store_path, store):
     with pytest.raises(StoreBusy, match="busy"):
         Store.open_local(store_path)
+
+
+def test_ingest_persists_the_index_without_changing_records_or_settings(store, provider):
+    run(store, provider, make_docs(40))
+    col = store.collection(FAKE_SPACE)
+    assert col._col.configuration["hnsw"]["sync_threshold"] == 1000  # restored after persisting
+    rows = stored(store)
+    assert len(rows) == 40
+    for doc in make_docs(40):
+        np.testing.assert_allclose(rows[doc.id][2], hash_vector(doc.text, 8), atol=1e-6)
+        assert rows[doc.id][1] == doc.text
