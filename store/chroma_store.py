@@ -28,7 +28,10 @@ MARKER_FILE = "embedlab.json"
 LOCK_FILE = ".embedlab.lock"
 CHROMA_DIR = "chroma"
 PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
-FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
+FILTER_CHUNK = 500
+# Chroma persists its HNSW index every `sync_threshold` writes and, on every open,
+# replays the writes since then (1,000 by default: ~1 s per command at 3072 dims).
+SYNC_THRESHOLD = 100  # values per `$in` filter / ids per lookup
 
 
 class StoreError(Exception):
@@ -122,7 +125,7 @@ class Store:
         if create:
             col = self._client.get_or_create_collection(
                 name,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC_THRESHOLD}},
                 metadata=_space_metadata(space),
                 embedding_function=None,
             )
@@ -152,11 +155,10 @@ class SpaceCollection:
     def persist_index(self, doc_id: str) -> None:
         """Write the vector index to disk now, so the next process need not rebuild its tail.
 
-        Chroma persists its HNSW index every `sync_threshold` (1,000) writes and replays
-        the writes since then on every open: for 300 vectors of 3072 dims that replay
-        costs ~1 s per command. Dropping the threshold for one rewrite of an unchanged
-        record makes Chroma persist now; the threshold goes back afterwards so a long
-        ingest is not slowed by frequent persists.
+        Chroma persists its HNSW index every `sync_threshold` writes (SYNC_THRESHOLD for
+        our collections) and replays the writes since then on every open: up to ~0.3 s
+        per command at 3072 dims. Dropping the threshold for one rewrite of an unchanged
+        record makes Chroma persist the tail at the end of an ingest.
         """
         got = self._col.get(ids=[doc_id], include=["embeddings", "metadatas", "documents"])
         if not got["ids"]:
