@@ -8,6 +8,7 @@ import pytest
 from ingest.pipeline import IngestError, RetryPolicy, ingest
 from ingest.providers import ProviderError
 from store import Document, Space, Store, StoreBusy
+from store.chroma_store import SYNC_THRESHOLD
 from tests.conftest import FAKE_SPACE, CountingProvider, hash_vector, make_docs, transient
 
 FAST = RetryPolicy(attempts=3, initial_delay=0.001, max_delay=0.01, seed=0)
@@ -202,7 +203,7 @@ def test_a_second_process_on_the_same_store_is_told_it_is_busy(store_path, store
 def test_ingest_persists_the_index_without_changing_records_or_settings(store, provider):
     run(store, provider, make_docs(40))
     col = store.collection(FAKE_SPACE)
-    assert col._col.configuration["hnsw"]["sync_threshold"] == 1000  # restored after persisting
+    assert col._col.configuration["hnsw"]["sync_threshold"] == SYNC_THRESHOLD  # restored
     rows = stored(store)
     assert len(rows) == 40
     for doc in make_docs(40):
