@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "20news-bydate.tar.gz"
+from bench.common import DEFAULT_ARCHIVE, ingest_training_set  # noqa: E402
+
 SIZES = {"600": dict(labels=["sci.*"], per_class=150), "11314": dict()}
 
 
@@ -87,25 +87,11 @@ def run_worker(store_path: Path, size: str, mode: str) -> dict:
 
 
 def fill_store(archive: Path, store_path: Path) -> None:
-    from tests.fake_gemini import VALID_KEY, FakeGemini
+    from tests.fake_gemini import FakeGemini
 
     with FakeGemini() as server:
-        env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
-        args = [
-            sys.executable,
-            "-m",
-            "cli",
-            "--store",
-            str(store_path),
-            "ingest",
-            "newsgroups",
-            "--source",
-            str(archive),
-            "--subset",
-            "train",
-        ]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, check=True)
-    print(f"store filled: {done.stdout.strip()}\n")
+        _, summary = ingest_training_set(archive, store_path, server.url)
+    print(f"store filled: {summary}\n")
 
 
 def main() -> None:

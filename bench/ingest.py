@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,13 +22,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import DEFAULT_ARCHIVE, ingest_training_set  # noqa: E402
 from ingest.newsgroups import newsgroups_documents  # noqa: E402
 from ingest.pipeline import ingest, unique_documents  # noqa: E402
 from ingest.providers import GeminiProvider, LocalProvider, gemini_space, local_space  # noqa: E402
 from store import Store  # noqa: E402
 from tests.fake_gemini import VALID_KEY, FakeGemini  # noqa: E402
-
-DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "20news-bydate.tar.gz"
 
 
 def sample_600(archive: Path):
@@ -92,32 +90,13 @@ def bench_local(archive: Path) -> None:
 
 
 def bench_cached_reingest(archive: Path, tmp: Path) -> None:
-    store_path = tmp / "full"
     with FakeGemini() as server:
-        env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
-        args = [
-            sys.executable,
-            "-m",
-            "cli",
-            "--store",
-            str(store_path),
-            "ingest",
-            "newsgroups",
-            "--source",
-            str(archive),
-            "--subset",
-            "train",
-        ]
-        start = time.perf_counter()
-        first = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
-        first_s = time.perf_counter() - start
-        start = time.perf_counter()
-        again = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
-        again_s = time.perf_counter() - start
+        first_s, first = ingest_training_set(archive, tmp / "full", server.url)
+        again_s, again = ingest_training_set(archive, tmp / "full", server.url)
         requests = len(server.requests)
     print("## Whole training set, gemini-embedding-001 at 3072 dims (fake server, no latency)")
-    print(f"first ingest:       {first_s:7.2f} s  -> {first.stdout.strip()}")
-    print(f"cached re-ingest:   {again_s:7.2f} s  -> {again.stdout.strip()}")
+    print(f"first ingest:       {first_s:7.2f} s  -> {first}")
+    print(f"cached re-ingest:   {again_s:7.2f} s  -> {again}")
     print(f"requests in total: {requests} (all from the first run)")
 
 
