@@ -197,8 +197,9 @@ def run_ingest(
     started = time.monotonic()
     name = choose_provider_name(provider)
     space = resolve_space(name, model, task_type, dims)
-    why = " (GEMINI_API_KEY is set)" if provider == "auto" and name == "gemini" else ""
-    why = why or (" (no GEMINI_API_KEY set)" if provider == "auto" else "")
+    why = ""
+    if provider == "auto":
+        why = " (GEMINI_API_KEY is set)" if name == "gemini" else " (no GEMINI_API_KEY set)"
     click.echo(f"provider: {space.describe()}{why}", err=True)
     if space.task_type == "none" and task_type.upper() != "CLUSTERING":
         click.echo(f"note: {space.provider} has no task types; --task-type ignored", err=True)

@@ -6,8 +6,7 @@ Only metadata is read to decide; vectors are fetched for the chosen ids alone.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,9 +35,7 @@ class Corpus:
     ids: list[str]
     vectors: np.ndarray
     labels: list[str | None]
-    sources: list[str]
     texts: list[str]
-    metadatas: list[dict[str, Any]] = field(repr=False, default_factory=list)
 
     @property
     def has_labels(self) -> bool:
@@ -115,7 +112,5 @@ def load_corpus(store: Store, space: Space, selection: Selection) -> Corpus:
         ids=ids,
         vectors=vectors,
         labels=[m.get("label") for m in metadatas],
-        sources=[m.get("source", "") for m in metadatas],
         texts=texts,
-        metadatas=metadatas,
     )

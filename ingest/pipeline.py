@@ -95,10 +95,6 @@ class Plan:
     reusable: list[Document]
     to_embed: list[list[Document]]  # one group per unique text, in input order
 
-    @property
-    def texts(self) -> list[str]:
-        return [group[0].text for group in self.to_embed]
-
 
 def unique_documents(docs: Iterable[Document], skipped: Counter[str]) -> list[Document]:
     """Drop empty texts and repeated ids (first one wins), counting each drop."""

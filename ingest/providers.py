@@ -46,7 +46,6 @@ class Provider(Protocol):
     max_batch_size: int
     default_batch_size: int
     default_concurrency: int
-    is_remote: bool
 
     def embed(self, texts: list[str]) -> Embedded: ...
 
@@ -119,7 +118,6 @@ class GeminiProvider:
     max_batch_size = GEMINI_MAX_BATCH
     default_batch_size = GEMINI_MAX_BATCH
     default_concurrency = 4
-    is_remote = True
 
     def __init__(self, space: Space, timeout_s: float = 60.0):
         key = gemini_api_key()
@@ -241,7 +239,6 @@ class LocalProvider:
     max_batch_size = 10_000
     default_batch_size = 64
     default_concurrency = 1  # torch already uses every core
-    is_remote = False
 
     def __init__(self, space: Space):
         self.space = space

@@ -30,7 +30,6 @@ class CountingProvider:
     max_batch_size = 1000
     default_batch_size = 10
     default_concurrency = 1
-    is_remote = True
 
     def __init__(self, space: Space = FAKE_SPACE, failures: list | None = None):
         self.space = space
@@ -99,6 +98,11 @@ def gemini(monkeypatch: pytest.MonkeyPatch):
 
 def transient(message: str = "boom", retry_after: float | None = 0.0) -> TransientError:
     return TransientError(message, retry_after)
+
+
+def jsonl_ingest_args(store_path, corpus, *extra: str) -> list[str]:
+    """`--store S ingest jsonl FILE --id-key id ...`: the ingest most CLI tests run."""
+    return ["--store", str(store_path), "ingest", "jsonl", str(corpus), "--id-key", "id", *extra]
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:

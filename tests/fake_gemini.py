@@ -166,9 +166,3 @@ class FakeGemini:
             http.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test): nothing to answer
-
-
-def serve_forever(latency: float = 0.0) -> None:  # pragma: no cover - manual use
-    with FakeGemini(latency=latency) as server:
-        print(server.url, flush=True)
-        threading.Event().wait()

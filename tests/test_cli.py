@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cli
-from tests.conftest import REPO, cli_env, run_cli, spawn_cli
+from tests.conftest import REPO, cli_env, jsonl_ingest_args, run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 
@@ -31,17 +31,7 @@ def corpus(tmp_path):
 
 
 def test_ingest_summary_and_cached_rerun(store_path, gemini, corpus):
-    args = [
-        "--store",
-        str(store_path),
-        "ingest",
-        "jsonl",
-        str(corpus),
-        "--id-key",
-        "id",
-        "--label-key",
-        "label",
-    ]
+    args = jsonl_ingest_args(store_path, corpus, "--label-key", "label")
     first = invoke(args + ["--dims", "256"])
     assert first.exit_code == 0, first.output
     assert (
@@ -60,24 +50,14 @@ def test_ingest_summary_and_cached_rerun(store_path, gemini, corpus):
 
 
 def test_dry_run_counts_requests_and_embeds_nothing(store_path, gemini, corpus):
-    args = ["--store", str(store_path), "ingest", "jsonl", str(corpus), "--id-key", "id"]
+    args = jsonl_ingest_args(store_path, corpus)
     result = invoke(args + ["--dry-run"])
     assert "dry run: 250 documents: 0 cached, 250 to embed in 3 requests" in result.output
     assert gemini.requests == [] and not store_path.exists()
 
 
 def test_stats_json_lists_spaces_sources_labels_and_disk(store_path, gemini, corpus):
-    base = [
-        "--store",
-        str(store_path),
-        "ingest",
-        "jsonl",
-        str(corpus),
-        "--id-key",
-        "id",
-        "--label-key",
-        "label",
-    ]
+    base = jsonl_ingest_args(store_path, corpus, "--label-key", "label")
     invoke(base + ["--dims", "256"])
     invoke(base + ["--dims", "128"])
     result = invoke(["--store", str(store_path), "stats", "--json"])
@@ -185,21 +165,9 @@ def test_ctrl_c_mid_ingest_keeps_finished_batches_and_rerun_finishes(tmp_path, c
     with FakeGemini(latency=0.3) as server:
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
         store = str(tmp_path / "store")
-        args = [
-            "--store",
-            store,
-            "ingest",
-            "jsonl",
-            str(corpus),
-            "--id-key",
-            "id",
-            "--batch-size",
-            "10",
-            "--concurrency",
-            "1",
-            "--dims",
-            "128",
-        ]
+        args = jsonl_ingest_args(
+            store, corpus, "--batch-size", "10", "--concurrency", "1", "--dims", "128"
+        )
         child = spawn_cli(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while len(server.ok_requests) < 5:
             time.sleep(0.05)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from store import Store
-from tests.conftest import run_cli, spawn_cli
+from tests.conftest import jsonl_ingest_args, run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini, fake_vector
 
 N_DOCS = 400
@@ -25,21 +25,9 @@ def test_repeated_sigkill_loses_nothing_and_duplicates_nothing(tmp_path):
     rng = random.Random(7)
     with FakeGemini(latency=0.05) as server:
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
-        args = [
-            "--store",
-            str(store_path),
-            "ingest",
-            "jsonl",
-            str(corpus),
-            "--id-key",
-            "id",
-            "--batch-size",
-            str(BATCH),
-            "--dims",
-            "128",
-            "--concurrency",
-            "2",
-        ]
+        args = jsonl_ingest_args(
+            store_path, corpus, "--batch-size", str(BATCH), "--dims", "128", "--concurrency", "2"
+        )
         kills = 0
         for _ in range(6):
             child = spawn_cli(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
