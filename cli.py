@@ -365,6 +365,7 @@ def run_analysis(store_opts: StoreOptions, space_filter, selection, options, out
         raise click.ClickException(str(exc)) from None
     with store_opts.open() as store:  # so neighbours can show each result's cluster
         store.collection(space).save_clusters(corpus.ids, result.cluster_labels.tolist())
+    click.echo(f"clustering: {report.method_line(result.metrics)}", err=True)
     click.echo(report.per_class_table(result.metrics))
     click.echo(report.headline(result.metrics) or "no metrics (a single cluster)")
     n_clusters = len([c for c in result.clusters if c["cluster"] != -1])

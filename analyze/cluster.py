@@ -9,6 +9,10 @@ import numpy as np
 ALGORITHMS = ("kmeans", "hdbscan", "dbscan", "agglomerative")
 AUTO_K_RANGE = (2, 12)
 SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2); a seeded sample keeps it linear
+# Above this many documents exact methods stop fitting in minutes or in memory:
+# KMeans becomes MiniBatchKMeans, and agglomerative (an n x n distance matrix) is refused.
+LARGE_N = 20_000
+MINIBATCH_SIZE = 4096
 
 
 @dataclass
@@ -47,7 +51,8 @@ def cluster(
         k = int(k or 4)
         if not 1 <= k <= n:
             raise ValueError(f"--k {k} needs at least {k} documents; the selection has {n}")
-        return Clustering(_fit(vectors, algorithm, k, seed), algorithm, {"k": k, "seed": seed})
+        params = {"k": k, "seed": seed, "method": method_for(algorithm, n)}
+        return Clustering(_fit(vectors, algorithm, k, seed), algorithm, params)
     if algorithm == "hdbscan":
         from sklearn.cluster import HDBSCAN
 
@@ -63,11 +68,33 @@ def cluster(
     raise ValueError(f"unknown --algo {algorithm}; use one of {', '.join(ALGORITHMS)}")
 
 
-def _fit(vectors: np.ndarray, algorithm: str, k: int, seed: int) -> np.ndarray:
+def method_for(algorithm: str, n: int) -> str:
+    """The estimator that runs `algorithm` on `n` documents (the scalable one when n is large)."""
     if algorithm == "kmeans":
+        return "MiniBatchKMeans" if n > LARGE_N else "KMeans"
+    if algorithm == "agglomerative":
+        if n > LARGE_N:
+            raise ValueError(
+                f"agglomerative clustering needs an n x n distance matrix; {n} documents are "
+                f"more than {LARGE_N}: use --algo kmeans, or --limit/--per-class"
+            )
+        return "AgglomerativeClustering"
+    return algorithm
+
+
+def _fit(vectors: np.ndarray, algorithm: str, k: int, seed: int) -> np.ndarray:
+    method = method_for(algorithm, len(vectors))
+    if method == "KMeans":
         from sklearn.cluster import KMeans
 
         return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors)
+    if method == "MiniBatchKMeans":
+        from sklearn.cluster import MiniBatchKMeans
+
+        model = MiniBatchKMeans(
+            n_clusters=k, batch_size=MINIBATCH_SIZE, n_init=3, random_state=seed
+        )
+        return model.fit_predict(vectors)
     from sklearn.cluster import AgglomerativeClustering
 
     return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(
@@ -89,5 +116,10 @@ def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:
         fits[k] = _fit(vectors, algorithm, k, seed)
         scores[k] = cosine_silhouette(vectors, fits[k], seed) or -1.0
     best = max(scores, key=lambda k: (scores[k], -k))
-    params = {"k": best, "k_auto_range": [low, high], "seed": seed}
+    params = {
+        "k": best,
+        "k_auto_range": [low, high],
+        "seed": seed,
+        "method": method_for(algorithm, len(vectors)),
+    }
     return Clustering(fits[best], algorithm, params, scores)

@@ -67,6 +67,15 @@ def headline(metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def method_line(metrics: dict[str, Any]) -> str:
+    """What actually ran, e.g. `MiniBatchKMeans k=20; map: openTSNE ...` (large N switches)."""
+    params = metrics["params"]
+    clustering = params["clustering"]
+    method = clustering.get("method", params["algorithm"])
+    detail = ", ".join(f"{key}={value}" for key, value in clustering.items() if key == "k")
+    return f"{method}{' ' + detail if detail else ''}; map: {params['map']}"
+
+
 def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list[str]) -> None:
     space = metrics["space"]
     params = metrics["params"]
