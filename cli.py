@@ -28,10 +28,10 @@ class StoreOptions:
     path: str
     chroma_url: str | None
 
-    def open(self, create: bool = False) -> Store:
+    def open(self, create: bool = False, connect: bool = True) -> Store:
         if self.chroma_url:
             return Store.open_server(self.chroma_url)
-        return Store.open_local(self.path, create=create)
+        return Store.open_local(self.path, create=create, connect=connect)
 
     def exists(self) -> bool:
         return bool(self.chroma_url) or (Path(self.path) / "embedlab.json").is_file()
@@ -533,6 +533,41 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
     where = f", {size / 1e6:.1f} MB on disk" if size is not None else ""
     n_spaces = plural(len(result["spaces"]), "space")
     click.echo(f"{result['store']}: {n_spaces}, {plural(total, 'document')}{where}")
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Only report; exit 1 when something is damaged.")
+@click.pass_obj
+@user_errors
+def repair(store_opts: StoreOptions, check: bool) -> None:
+    """Check every space's vectors and index; rebuild a damaged index (after a crash)."""
+    from store.repair import check_store
+
+    started = time.monotonic()
+    with store_opts.open(connect=False) as store:
+        results = check_store(store, fix=not check)
+    for health in results:
+        line = f"{health.space.describe()}: {plural(health.documents, 'document')}"
+        click.echo(f"{line}, " + ("; ".join(health.problems) or "ok"))
+        for folder in health.quarantined:
+            click.echo(f"  damaged index files moved to {folder}")
+        if health.rebuilt:
+            kept, dropped = health.kept, len(health.dropped)
+            click.echo(f"  index rebuilt: {kept} records kept, {dropped} dropped")
+        if health.dropped:
+            shown = ", ".join(health.dropped[:5]) + (" ..." if len(health.dropped) > 5 else "")
+            click.echo(
+                f"  dropped (vector unreadable): {shown}; re-run your ingest to re-embed "
+                f"exactly these {len(health.dropped)}"
+            )
+    damaged = [h for h in results if not h.healthy]
+    verdict = "damaged" if check else "repaired"
+    click.echo(
+        f"{plural(len(results), 'space')} checked, {len(damaged)} {verdict}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    if check and damaged:
+        sys.exit(1)
 
 
 def plural(n: int, noun: str) -> str:

@@ -28,10 +28,11 @@ MARKER_FILE = "embedlab.json"
 LOCK_FILE = ".embedlab.lock"
 CHROMA_DIR = "chroma"
 PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
-FILTER_CHUNK = 500
+FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
 # Chroma persists its HNSW index every `sync_threshold` writes and, on every open,
 # replays the writes since then (1,000 by default: ~1 s per command at 3072 dims).
-SYNC_THRESHOLD = 100  # values per `$in` filter / ids per lookup
+SYNC_THRESHOLD = 100
+PERSIST_NOW_THRESHOLD = 2  # set for one write by persist_index; a crash can leave it behind
 
 
 class StoreError(Exception):
@@ -54,11 +55,19 @@ class Store:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open_local(cls, path: str | os.PathLike[str], create: bool = False) -> Store:
-        """Open (or with `create`, initialise) the store in folder `path`, exclusively."""
+    def open_local(
+        cls, path: str | os.PathLike[str], create: bool = False, connect: bool = True
+    ) -> Store:
+        """Open (or with `create`, initialise) the store in folder `path`, exclusively.
+
+        `connect=False` takes the lock without starting Chroma (repair works on the
+        store from child processes).
+        """
         root = Path(path)
         _check_local_root(root, create)
         lock_fd = _acquire_lock(root)
+        if not connect:
+            return cls(None, str(root), root, lock_fd)
         try:
             import chromadb
             from chromadb.config import Settings
@@ -108,6 +117,10 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def client(self) -> Any:
+        return self._client
+
     # -- spaces ----------------------------------------------------------------------------
 
     def spaces(self) -> list[Space]:
@@ -115,7 +128,8 @@ class Store:
         found = []
         for col in self._client.list_collections():
             meta = col.metadata or {}
-            if "embedlab_format" in meta:
+            # a collection mid-repair carries the same metadata under another name
+            if "embedlab_format" in meta and col.name == _space_from_metadata(meta).collection_name:
                 found.append(_space_from_metadata(meta))
         return sorted(found, key=lambda s: (s.provider, s.model, s.task_type, s.dims))
 
@@ -168,7 +182,9 @@ class SpaceCollection:
                 "ignore", "legacy embedding function config", DeprecationWarning
             )
             threshold = self._col.configuration["hnsw"]["sync_threshold"]
-            self._col.modify(configuration={"hnsw": {"sync_threshold": 2}})
+            if threshold == PERSIST_NOW_THRESHOLD:  # left behind by a process killed here
+                threshold = SYNC_THRESHOLD
+            self._col.modify(configuration={"hnsw": {"sync_threshold": PERSIST_NOW_THRESHOLD}})
             try:
                 self._col.upsert(
                     ids=got["ids"],

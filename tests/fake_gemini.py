@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +38,23 @@ class Fault:
     body: str | None = None  # raw reply body (malformed JSON, say)
     drop_vectors: int = 0  # answer with this many vectors too few
     wrong_dims: bool = False
+    reset: bool = False  # close the connection without answering
+
+    @property
+    def kind(self) -> str | None:
+        """A short name for reports ("429", "slow", "non-JSON" ...); None for no fault."""
+        if self.status is not None:
+            return str(self.status)
+        for name, on in (
+            ("reset", self.reset),
+            ("non-JSON" if self.body and not self.body.startswith("{") else "bad JSON", self.body),
+            ("too few vectors", self.drop_vectors),
+            ("wrong dims", self.wrong_dims),
+            ("slow", self.delay),
+        ):
+            if on:
+                return name
+        return None
 
 
 @dataclass
@@ -46,6 +65,12 @@ class RecordedRequest:
     dims: list[int | None]
     api_key: str | None
     status: int = 200
+    fault: str | None = None  # Fault.kind injected into this request
+
+    @property
+    def delivered(self) -> bool:
+        """Answered with good vectors (a slow answer may still have reached no one)."""
+        return self.status == 200 and self.fault is None
 
 
 def fake_vector(text: str, dims: int = FULL_DIMS) -> np.ndarray:
@@ -65,16 +90,19 @@ def fake_vector(text: str, dims: int = FULL_DIMS) -> np.ndarray:
 class FakeGemini:
     """Start with `with FakeGemini() as server:`; point the SDK at `server.url`."""
 
-    def __init__(self, latency: float = 0.0, valid_key: str | None = VALID_KEY):
+    def __init__(
+        self, latency: float = 0.0, valid_key: str | None = VALID_KEY, port: int = 0
+    ) -> None:
         self.latency = latency
         self.valid_key = valid_key
         self.known_models = {"gemini-embedding-001", "text-embedding-004"}
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
+        self.chaos: Callable[[], Fault] | None = None  # faults for requests the deque leaves
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -127,8 +155,16 @@ class FakeGemini:
         )
         with self._lock:
             self.requests.append(record)
-            fault = self.faults.popleft() if self.faults else Fault()
+            if self.faults:
+                fault = self.faults.popleft()
+            else:
+                fault = self.chaos() if self.chaos else Fault()
+            record.fault = fault.kind
         time.sleep(self.latency + fault.delay)
+        if fault.reset:  # the client sees the connection drop mid-request
+            http.close_connection = True
+            http.connection.shutdown(socket.SHUT_RDWR)
+            return
         if self.valid_key is not None and record.api_key != self.valid_key:
             return self._error(http, record, 400, "API key not valid. Please pass a valid API key.")
         if model not in self.known_models:
