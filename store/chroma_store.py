@@ -106,7 +106,15 @@ class Store:
         return cls(client, url, None, None)
 
     def close(self) -> None:
-        """Release the lock; Chroma's embedded client flushes on every write already."""
+        """Stop Chroma, then release the lock.
+
+        Chroma shares one system per path within a process; without closing it, a
+        later open in this process would reuse index state that another process has
+        since changed (and fail with "Error finding id").
+        """
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
