@@ -27,11 +27,12 @@ DEFAULT_STORE = "./embedlab-store"
 class StoreOptions:
     path: str
     chroma_url: str | None
+    wait: float = 0.0
 
     def open(self, create: bool = False, connect: bool = True) -> Store:
         if self.chroma_url:
             return Store.open_server(self.chroma_url)
-        return Store.open_local(self.path, create=create, connect=connect)
+        return Store.open_local(self.path, create=create, connect=connect, wait=self.wait)
 
     def exists(self) -> bool:
         return bool(self.chroma_url) or (Path(self.path) / "embedlab.json").is_file()
@@ -66,11 +67,18 @@ def user_errors(func: Callable) -> Callable:
     envvar="EMBEDLAB_CHROMA_URL",
     help="Use a Chroma server instead, e.g. http://127.0.0.1:8000.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    envvar="EMBEDLAB_WAIT",
+    help="Seconds to wait for another process using the store (default: fail at once).",
+)
 @click.version_option(package_name="embedlab")
 @click.pass_context
-def cli(ctx: click.Context, store_path: str, chroma_url: str | None) -> None:
+def cli(ctx: click.Context, store_path: str, chroma_url: str | None, wait: float) -> None:
     """Embed documents once, then cluster, map and explore them without paying again."""
-    ctx.obj = StoreOptions(store_path, chroma_url)
+    ctx.obj = StoreOptions(store_path, chroma_url, wait)
 
 
 # -- ingest --------------------------------------------------------------------------------

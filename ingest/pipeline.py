@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
-from store import Document, Space, SpaceCollection, Store
+from store import Document, Space, SpaceCollection, Store, StoreError
 
 WRITE_CHUNK = 1000
 
@@ -197,6 +197,8 @@ def ingest(
     except IngestError:
         _persist(collection, report)
         raise
+    except StoreError as exc:  # a write failed: what was written before it stays
+        raise IngestError(str(exc), _finish(report)) from None
     _persist(collection, report)
     return _finish(report)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,6 +27,7 @@ from store.keys import Space
 STORE_FORMAT = 1
 MARKER_FILE = "embedlab.json"
 LOCK_FILE = ".embedlab.lock"
+LOCK_POLL_S = 0.1
 CHROMA_DIR = "chroma"
 PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
 FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
@@ -56,16 +58,22 @@ class Store:
 
     @classmethod
     def open_local(
-        cls, path: str | os.PathLike[str], create: bool = False, connect: bool = True
+        cls,
+        path: str | os.PathLike[str],
+        create: bool = False,
+        connect: bool = True,
+        wait: float = 0.0,
     ) -> Store:
         """Open (or with `create`, initialise) the store in folder `path`, exclusively.
 
-        `connect=False` takes the lock without starting Chroma (repair works on the
-        store from child processes).
+        Chroma's embedded client is not process-safe, so a second process waits up to
+        `wait` seconds for the first to finish, then gets StoreBusy. `connect=False`
+        takes the lock without starting Chroma (repair works on the store from child
+        processes).
         """
         root = Path(path)
         _check_local_root(root, create)
-        lock_fd = _acquire_lock(root)
+        lock_fd = _acquire_lock(root, wait)
         if not connect:
             return cls(None, str(root), root, lock_fd)
         try:
@@ -157,7 +165,7 @@ class Store:
             except Exception:  # NotFoundError in 1.x, ValueError in older releases
                 return None
         _check_collection_space(col, space)
-        return SpaceCollection(col, space, self._client)
+        return SpaceCollection(col, space, self._client, embedded=self.path is not None)
 
     def disk_bytes(self) -> int | None:
         """Bytes on disk for an embedded store; None for a server (not ours to measure)."""
@@ -169,10 +177,11 @@ class Store:
 class SpaceCollection:
     """The documents and vectors of one space, with the lookups the cache needs."""
 
-    def __init__(self, collection: Any, space: Space, client: Any = None):
+    def __init__(self, collection: Any, space: Space, client: Any = None, embedded: bool = True):
         self._col = collection
         self.space = space
         self._client = client
+        self._embedded = embedded
 
     def persist_index(self, doc_id: str) -> None:
         """Write the vector index to disk now, so the next process need not rebuild its tail.
@@ -182,6 +191,8 @@ class SpaceCollection:
         per command at 3072 dims. Dropping the threshold for one rewrite of an unchanged
         record makes Chroma persist the tail at the end of an ingest.
         """
+        if not self._embedded:  # a server keeps its index in memory and persists it itself
+            return
         got = self._col.get(ids=[doc_id], include=["embeddings", "metadatas", "documents"])
         if not got["ids"]:
             return
@@ -327,11 +338,14 @@ class SpaceCollection:
         """Insert or replace `docs` with their vectors in one Chroma call."""
         if not docs:
             return
-        self._col.upsert(
-            ids=[d.id for d in docs],
-            embeddings=np.asarray(vectors, dtype=np.float32),
-            documents=[d.text for d in docs],
-            metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
+        _retry_busy(
+            lambda: self._col.upsert(
+                ids=[d.id for d in docs],
+                embeddings=np.asarray(vectors, dtype=np.float32),
+                documents=[d.text for d in docs],
+                metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
+            ),
+            "write",
         )
 
     def load(
@@ -402,17 +416,24 @@ def _check_local_root(root: Path, create: bool) -> None:
     marker.write_text(json.dumps({"format": STORE_FORMAT}) + "\n")
 
 
-def _acquire_lock(root: Path) -> int:
+def _acquire_lock(root: Path, wait: float = 0.0) -> int:
     fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise StoreBusy(
-            f"store {root} is busy: another embedlab process (pid {holder}) is using it; "
-            "wait for it to finish, or serve the store with `chroma run` and use --chroma-url"
-        ) from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                waited = f" after waiting {wait:g} s" if wait else ""
+                raise StoreBusy(
+                    f"store {root} is busy{waited}: another embedlab process (pid {holder}) "
+                    "is using it; wait for it (--wait SECONDS), or serve the store with "
+                    "`chroma run` and use --chroma-url"
+                ) from None
+            time.sleep(LOCK_POLL_S)
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
@@ -440,6 +461,25 @@ def _check_collection_space(col: Any, space: Space) -> None:
             f"collection {col.name} does not hold {space.describe()} in store format "
             f"{STORE_FORMAT} (found {meta}); use another --store"
         )
+
+
+def _retry_busy(call: Callable[[], Any], what: str, attempts: int = 8) -> Any:
+    """Run a Chroma call, retrying while its database is locked by another writer.
+
+    A Chroma server serialises writers on SQLite; with several clients a write can
+    meet "database is locked" and succeed a moment later. Any other failure, or a lock
+    that outlasts the retries, becomes one StoreError line (earlier writes are kept).
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "database is locked" in message and attempt + 1 < attempts:
+                time.sleep(0.05 * 2**attempt)
+                continue
+            raise StoreError(f"Chroma refused a {what} ({message[:160]})") from None
+    raise AssertionError("unreachable")
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -70,9 +70,12 @@ class Audit:
     unknown: int  # ids no document has
 
 
-def audit_store(store_path: Path, expected: dict[str, str], dims: int) -> Audit:
-    """Open the store (as after a crash) and check every record against `expected` id -> text."""
-    with Store.open_local(store_path) as store:
+def audit_store(location: Path | str, expected: dict[str, str], dims: int) -> Audit:
+    """Open the store (a folder, or a server's URL) as after a crash, and check every
+    record against `expected` (id -> text)."""
+    is_url = str(location).startswith("http")
+    opened = Store.open_server(str(location)) if is_url else Store.open_local(location)
+    with opened as store:
         spaces = store.spaces()
         if not spaces:
             return Audit(0, 0, 0, 0)

@@ -5,7 +5,6 @@ a re-run finishes the job and never pays twice for a stored document."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -15,7 +14,7 @@ from ingest.pipeline import IngestError, RetryPolicy, ingest
 from ingest.providers import GeminiProvider, gemini_space
 from store import Document, Store
 from tests.chaos import SLOW_S, Storm, audit_store, write_jsonl
-from tests.conftest import jsonl_ingest_args, run_cli
+from tests.conftest import free_port, jsonl_ingest_args, run_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini, Fault
 
 DIMS = 128
@@ -88,12 +87,6 @@ def test_a_patient_run_rides_out_the_storm_in_one_go(tmp_path, gemini):
     assert report.embedded == 200 and report.retries == report.requests - 20
     assert report.retries == sum(not r.delivered for r in gemini.requests)
     assert audit_store(tmp_path / "store", expected, DIMS).stored == 200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_connection_refused_is_one_line_and_saves_nothing_wrong(tmp_path):

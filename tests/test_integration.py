@@ -1,11 +1,6 @@
 """The real 20 Newsgroups archive, the real local model, and a real `chroma run` server."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -61,46 +56,6 @@ def test_real_sample_local_model_cache_behaviour(tmp_path):
         "sci.space": 12,
     }
     assert space["by_source"] == {"newsgroups/train": 48}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def chroma_server(tmp_path):
-    port = free_port()
-    chroma = Path(sys.executable).parent / "chroma"
-    server = subprocess.Popen(
-        [
-            str(chroma),
-            "run",
-            "--path",
-            str(tmp_path / "server-data"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("chroma run did not start")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_real_sample_against_a_chroma_server(chroma_server, gemini):
