@@ -19,6 +19,7 @@ import click
 
 from ingest.errors import SourceError
 from store import Document, Store, StoreError
+from store.documents import MAX_TEXT_CHARS
 
 DEFAULT_STORE = "./embedlab-store"
 
@@ -266,10 +267,14 @@ def ingest_summary(report) -> str:
         )
         if report.reused:
             line += f" ({report.reused} reused from identical texts)"
+        if report.texts_embedded < report.embedded:
+            line += f" ({plural(report.texts_embedded, 'unique text')} sent)"
         if report.retries:
             line += f", {plural(report.retries, 'retry')}"
         if report.truncated:
             line += f", {report.truncated} truncated"
+    if report.cut:
+        line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
     if report.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
         line += f", {sum(report.skipped.values())} skipped ({reasons})"

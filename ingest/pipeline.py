@@ -64,6 +64,7 @@ class IngestReport:
     requests: int = 0  # provider calls, retries included
     retries: int = 0
     truncated: int = 0
+    cut: int = 0  # texts over MAX_TEXT_CHARS, kept cut to it
     planned_requests: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
@@ -150,6 +151,7 @@ def ingest(
     notify = on_progress or (lambda _report: None)
     documents = unique_documents(docs, report.skipped)
     report.documents = len(documents)
+    report.cut = sum(doc.cut for doc in documents)
 
     collection = store.collection(space, create=False) if store is not None else None
     stored = collection.hashes_by_id([d.id for d in documents]) if collection is not None else {}

@@ -7,6 +7,8 @@ one bad row must not cost the rest of a paid ingest.
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import os
 from collections import Counter
@@ -17,10 +19,20 @@ from ingest.errors import SourceError
 from store import Document
 
 BINARY_SNIFF_BYTES = 8192
+MAX_FILE_BYTES = 64 * 1024 * 1024  # beyond any embedding model's input many times over
+UNICODE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM is its prefix
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def decode_text(raw: bytes) -> str:
-    """UTF-8 when it is, latin-1 otherwise (latin-1 decodes any byte string)."""
+    """UTF-16/32 by their byte-order mark, else UTF-8, else latin-1 (which decodes any bytes)."""
+    for bom, encoding in UNICODE_BOMS:
+        if raw.startswith(bom):
+            return raw.decode(encoding, errors="replace")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -28,6 +40,9 @@ def decode_text(raw: bytes) -> str:
 
 
 def looks_binary(raw: bytes) -> bool:
+    """NUL bytes mean binary, unless a byte-order mark says UTF-16/32 text."""
+    if any(raw.startswith(bom) for bom, _ in UNICODE_BOMS):
+        return False
     return b"\x00" in raw[:BINARY_SNIFF_BYTES]
 
 
@@ -56,6 +71,9 @@ def file_documents(
             if not real.is_file():
                 skipped["not a regular file"] += 1
                 continue
+            if real.stat().st_size > MAX_FILE_BYTES:
+                skipped[f"file over {MAX_FILE_BYTES // 2**20} MB"] += 1
+                continue
             raw = real.read_bytes()
             if looks_binary(raw):
                 skipped["binary file"] += 1
@@ -77,13 +95,19 @@ def csv_documents(
     label_col: str | None = None,
     skipped: Counter[str] | None = None,
 ) -> Iterator[Document]:
-    """Rows of a CSV file; quoted newlines and odd encodings are pandas' to handle."""
+    """Rows of a CSV file; quoted newlines are pandas' to handle, bad rows are counted."""
     import pandas as pd
 
     path = Path(path)
     skipped = skipped if skipped is not None else Counter()
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
+        frame = pd.read_csv(
+            io.StringIO(decode_text(path.read_bytes())),
+            dtype=str,
+            keep_default_na=False,
+            engine="python",  # the engine that can count bad rows instead of failing
+            on_bad_lines=lambda _fields: skipped.update(["malformed CSV row"]),
+        )
     except FileNotFoundError:
         raise SourceError(f"{path} does not exist") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

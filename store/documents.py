@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from store.keys import content_hash, normalise_text
 
+# No embedding model reads more than a few thousand tokens; beyond this a text only
+# weighs on the store and the reports (a 10 MB log file, say), so it is cut here,
+# before hashing, and counted.
+MAX_TEXT_CHARS = 100_000
+
 
 @dataclass(frozen=True)
 class Document:
@@ -20,9 +25,12 @@ class Document:
     source: str
     label: str | None = None
     content_hash: str = field(init=False)
+    cut: bool = field(init=False)  # longer than MAX_TEXT_CHARS, and cut to it
 
     def __post_init__(self) -> None:
         text = normalise_text(self.text)
+        object.__setattr__(self, "cut", len(text) > MAX_TEXT_CHARS)
+        text = text[:MAX_TEXT_CHARS]
         object.__setattr__(self, "text", text)
         object.__setattr__(self, "content_hash", content_hash(text))
 

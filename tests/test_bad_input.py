@@ -1,0 +1,135 @@
+"""A corpus of bad input through the real command: every case is embedded, cut or skipped
+with a counted reason in the one-line summary, and nothing crashes."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import unicodedata
+
+import pytest
+
+from store import Store
+from store.documents import MAX_TEXT_CHARS
+from tests.conftest import run_cli
+
+DIMS = 128
+CAFE_NFC = unicodedata.normalize("NFC", "café crème brûlée")
+CAFE_NFD = unicodedata.normalize("NFD", CAFE_NFC)
+
+
+@pytest.fixture
+def env(gemini) -> dict[str, str]:
+    return {"GOOGLE_GEMINI_BASE_URL": gemini.url}
+
+
+def ingest(store_path, env, *args: str):
+    done = run_cli(["--store", str(store_path), "ingest", *args, "--dims", str(DIMS)], env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def stored_texts(store_path) -> dict[str, str]:
+    with Store.open_local(store_path) as store:
+        (space,) = store.spaces()
+        got = store.collection(space)._col.get(include=["documents"])
+    return dict(zip(got["ids"], got["documents"]))
+
+
+def test_a_folder_of_bad_files(tmp_path, gemini, env):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blank.txt").write_text("  \n\t \r\n  ")
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200))
+    (folder / "huge.txt").write_text("all work and no play " * 500_000)  # 10.5 MB
+    (folder / "latin1.txt").write_bytes("Gödel, Escher, Bach à la française".encode("latin-1"))
+    utf16 = codecs.BOM_UTF16_LE + "UTF-16 text, ünïcödé".encode("utf-16-le")
+    (folder / "utf16.txt").write_bytes(utf16)
+    (folder / "emoji.txt").write_text("🎉🔥🚀")
+    (folder / "nfc.txt").write_text(CAFE_NFC)
+    (folder / "nfd.txt").write_text(CAFE_NFD)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for the corpus")
+    os.symlink(outside, folder / "link.txt")
+
+    summary = ingest(tmp_path / "store", env, "files", str(folder))
+    assert summary.startswith(
+        "6 documents: 0 cached, 6 embedded, 1 request (5 unique texts sent), 1 truncated, "
+        "1 cut to 100,000 chars, 4 skipped (1 binary file, 2 empty text, "
+        "1 link outside the folder)"
+    )
+
+    texts = stored_texts(tmp_path / "store")
+    by_name = {doc_id.rsplit("/", 1)[1]: text for doc_id, text in texts.items()}
+    assert by_name["latin1.txt"] == "Gödel, Escher, Bach à la française"
+    assert by_name["utf16.txt"] == "UTF-16 text, ünïcödé"
+    assert by_name["emoji.txt"] == "🎉🔥🚀"
+    assert by_name["nfc.txt"] == by_name["nfd.txt"] == CAFE_NFC  # one text, one embedding
+    assert len(by_name["huge.txt"]) == MAX_TEXT_CHARS
+    sent = [t for r in gemini.requests for t in r.texts]
+    assert sent.count(CAFE_NFC) == 1 and "not for the corpus" not in sent
+    assert max(len(t) for t in sent) <= 8192  # the Gemini input limit, not 10 MB
+
+
+def test_a_csv_with_missing_cells_quoted_newlines_bad_rows_and_duplicate_ids(tmp_path, env):
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_bytes(
+        (
+            "id,text,label\n"
+            '1,"first line\nsecond line",a\n'
+            "2,,b\n"  # missing text
+            ",orphan text,a\n"  # missing id
+            "3,one,two,three,four\n"  # too many cells
+            "4,plain text,\n"  # missing label
+            "1,same id other text,a\n"
+            "5,caf\xe9 in latin-1,b\n"
+        ).encode("latin-1")
+    )
+    summary = ingest(
+        tmp_path / "store", env, "csv", str(csv_path), "--id-col", "id", "--label-col", "label"
+    )
+    assert summary.startswith("3 documents: 0 cached, 3 embedded, 1 request")
+    assert "4 skipped (1 duplicate id, 1 empty text, 1 malformed CSV row, 1 missing id)" in summary
+    texts = stored_texts(tmp_path / "store")
+    assert texts["csv/rows/1"] == "first line\nsecond line"  # the first of a repeated id wins
+    assert texts["csv/rows/5"] == "café in latin-1"
+
+
+def test_a_jsonl_with_broken_lines_and_variants_of_one_text(tmp_path, gemini, env):
+    lines = [
+        json.dumps({"id": "a", "text": CAFE_NFC}),
+        json.dumps({"id": "b", "text": CAFE_NFD}),  # same text, other normal form
+        json.dumps({"id": "c", "text": CAFE_NFC + "\r\n"}),  # same text, CRLF and blanks
+        '{"id": "d", "text": "unterminated',
+        "[1, 2, 3]",
+        json.dumps({"id": "e", "body": "no text key"}),
+        json.dumps({"id": "f", "text": 42}),
+        json.dumps({"id": "a", "text": "same id, other text"}),
+        json.dumps({"id": "g", "text": "\u200b \n "}),  # a zero-width space is still text
+        json.dumps({"id": "h", "text": " \t\n"}),
+        "\xff\xfe not json at all",
+    ]
+    path = tmp_path / "posts.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogateescape")
+    summary = ingest(tmp_path / "store", env, "jsonl", str(path), "--id-key", "id")
+    assert summary.startswith(
+        "4 documents: 0 cached, 4 embedded, 1 request (2 unique texts sent), 7 skipped "
+        "(1 duplicate id, 1 empty text, 2 line not JSON, 1 line not a JSON object, "
+        "2 no text in 'text')"
+    )
+    sent = [t for r in gemini.requests for t in r.texts]
+    assert sorted(sent) == sorted([CAFE_NFC, "\u200b"])
+
+
+def test_files_over_the_size_cap_are_skipped_without_reading_them(tmp_path, env, monkeypatch):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("fine")
+    with open(folder / "sparse.txt", "wb") as fh:  # 80 MB, but sparse: no disk used
+        fh.seek(80 * 2**20)
+        fh.write(b"end")
+    summary = ingest(tmp_path / "store", env, "files", str(folder))
+    assert summary.startswith("1 documents: 0 cached, 1 embedded")
+    assert "1 skipped (1 file over 64 MB)" in summary
