@@ -16,6 +16,14 @@ def _pyplot():
     return plt
 
 
+def plain(text: str) -> str:
+    """Labels come from documents: show `$` as a dollar sign, never parse it as mathtext
+    (an unbalanced `$x` would otherwise make matplotlib fail), and keep a leading `_`
+    (which matplotlib takes as "leave out of the legend") visible."""
+    text = text.replace("$", r"\$")
+    return "\u200b" + text if text.startswith("_") else text
+
+
 def point_size(n: int) -> float:
     """Big enough to see 600 points, small enough that 20,000 do not become a blob."""
     return float(np.clip(6000 / max(n, 1), 1.0, 30.0))
@@ -34,11 +42,11 @@ def scatter_map(coords: np.ndarray, groups: list[str], title: str, path: Path) -
             coords[rows, 1],
             s=point_size(len(coords)),
             color=colour,
-            label=f"{name} ({len(rows)})",
+            label=plain(f"{name} ({len(rows)})"),
             alpha=0.8,
             linewidths=0,
         )
-    ax.set_title(title)
+    ax.set_title(plain(title))
     ax.set_xticks([])
     ax.set_yticks([])
     if len(names) <= 25:
@@ -63,7 +71,7 @@ def confusion_plot(confusion: dict, path: Path) -> None:
     )
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in confusion["clusters"]])
-    ax.set_yticks(range(matrix.shape[0]), confusion["classes"])
+    ax.set_yticks(range(matrix.shape[0]), [plain(str(c)) for c in confusion["classes"]])
     ax.set_xlabel("cluster")
     ax.set_ylabel("class")
     ax.set_title("Classes x clusters (colour: share of class)", fontsize=10)
