@@ -92,7 +92,7 @@ def _fit(vectors: np.ndarray, algorithm: str, k: int, seed: int) -> np.ndarray:
         from sklearn.cluster import MiniBatchKMeans
 
         model = MiniBatchKMeans(
-            n_clusters=k, batch_size=MINIBATCH_SIZE, n_init=3, random_state=seed
+            n_clusters=k, batch_size=MINIBATCH_SIZE, n_init=10, random_state=seed
         )
         return model.fit_predict(vectors)
     from sklearn.cluster import AgglomerativeClustering

@@ -235,3 +235,22 @@ def test_cli_analyze_bad_input_is_one_line(store_path, tmp_path, args, message):
     )
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_large_selections_switch_to_scalable_methods_and_say_so(corpus, monkeypatch, tmp_path):
+    import analyze.cluster
+    import analyze.reduce
+    from analyze.report import method_line
+
+    small = analyze_corpus(corpus, AnalysisOptions(k=3), None)
+    assert method_line(small.metrics).startswith("KMeans k=3; map: t-SNE (perplexity")
+    monkeypatch.setattr(analyze.cluster, "LARGE_N", 50)  # the corpus has 90 documents
+    monkeypatch.setattr(analyze.reduce, "OPENTSNE_ABOVE", 50)
+    large = analyze_corpus(corpus, AnalysisOptions(k=3), tmp_path / "out")
+    assert method_line(large.metrics) == (
+        "MiniBatchKMeans k=3; map: openTSNE (FFT t-SNE) (perplexity 29)"
+    )
+    assert large.metrics["hungarian_accuracy"] == 1.0
+    assert large.coords.shape == (90, 2) and np.isfinite(large.coords).all()
+    with pytest.raises(ValueError, match="agglomerative clustering needs an n x n"):
+        analyze_corpus(corpus, AnalysisOptions(algorithm="agglomerative", k=3), None)
