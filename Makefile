@@ -35,3 +35,5 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/analyze.py
 	$(BIN)/python bench/neighbors.py
+	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/scale.py

@@ -168,7 +168,15 @@ def test_ctrl_c_mid_ingest_keeps_finished_batches_and_rerun_finishes(tmp_path, c
         args = jsonl_ingest_args(
             store, corpus, "--batch-size", "10", "--concurrency", "1", "--dims", "128"
         )
-        child = spawn_cli(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = spawn_cli(
+            args,
+            env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # a background shell starts us with SIGINT ignored, which children inherit
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         while len(server.ok_requests) < 5:
             time.sleep(0.05)
         child.send_signal(signal.SIGINT)
