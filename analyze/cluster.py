@@ -51,8 +51,9 @@ def cluster(
         k = int(k or 4)
         if not 1 <= k <= n:
             raise ValueError(f"--k {k} needs at least {k} documents; the selection has {n}")
-        params = {"k": k, "seed": seed, "method": method_for(algorithm, n)}
-        return Clustering(_fit(vectors, algorithm, k, seed), algorithm, params)
+        method = method_for(algorithm, n)
+        params = {"k": k, "seed": seed, "method": method}
+        return Clustering(_fit(vectors, method, k, seed), algorithm, params)
     if algorithm == "hdbscan":
         from sklearn.cluster import HDBSCAN
 
@@ -82,8 +83,8 @@ def method_for(algorithm: str, n: int) -> str:
     return algorithm
 
 
-def _fit(vectors: np.ndarray, algorithm: str, k: int, seed: int) -> np.ndarray:
-    method = method_for(algorithm, len(vectors))
+def _fit(vectors: np.ndarray, method: str, k: int, seed: int) -> np.ndarray:
+    """Fit the estimator `method` (a method_for() name) with k clusters."""
     if method == "KMeans":
         from sklearn.cluster import KMeans
 
@@ -110,16 +111,12 @@ def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:
         raise ValueError(
             f"--k auto needs at least {low + 1} documents; the selection has {len(vectors)}"
         )
+    method = method_for(algorithm, len(vectors))
     scores: dict[int, float] = {}
     fits: dict[int, np.ndarray] = {}
     for k in range(low, high + 1):
-        fits[k] = _fit(vectors, algorithm, k, seed)
+        fits[k] = _fit(vectors, method, k, seed)
         scores[k] = cosine_silhouette(vectors, fits[k], seed) or -1.0
     best = max(scores, key=lambda k: (scores[k], -k))
-    params = {
-        "k": best,
-        "k_auto_range": [low, high],
-        "seed": seed,
-        "method": method_for(algorithm, len(vectors)),
-    }
+    params = {"k": best, "k_auto_range": [low, high], "seed": seed, "method": method}
     return Clustering(fits[best], algorithm, params, scores)

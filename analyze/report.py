@@ -72,8 +72,8 @@ def method_line(metrics: dict[str, Any]) -> str:
     params = metrics["params"]
     clustering = params["clustering"]
     method = clustering.get("method", params["algorithm"])
-    detail = ", ".join(f"{key}={value}" for key, value in clustering.items() if key == "k")
-    return f"{method}{' ' + detail if detail else ''}; map: {params['map']}"
+    k = f" k={clustering['k']}" if "k" in clustering else ""
+    return f"{method}{k}; map: {params['map']}"
 
 
 def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list[str]) -> None:

@@ -77,12 +77,7 @@ class Store:
         if not connect:
             return cls(None, str(root), root, lock_fd)
         try:
-            import chromadb
-            from chromadb.config import Settings
-
-            client = chromadb.PersistentClient(
-                path=str(root / CHROMA_DIR), settings=Settings(anonymized_telemetry=False)
-            )
+            client = embedded_client(root / CHROMA_DIR)
         except Exception as exc:  # Chroma raises many types; the user needs one line.
             os.close(lock_fd)
             raise StoreError(f"cannot open the Chroma database in {root}: {exc}") from exc
@@ -143,10 +138,9 @@ class Store:
         """Every embedding space in this store, sorted for stable output."""
         found = []
         for col in self._client.list_collections():
-            meta = col.metadata or {}
-            # a collection mid-repair carries the same metadata under another name
-            if "embedlab_format" in meta and col.name == _space_from_metadata(meta).collection_name:
-                found.append(_space_from_metadata(meta))
+            space = space_of(col)
+            if space is not None:
+                found.append(space)
         return sorted(found, key=lambda s: (s.provider, s.model, s.task_type, s.dims))
 
     def collection(self, space: Space, create: bool = False) -> SpaceCollection | None:
@@ -437,6 +431,26 @@ def _acquire_lock(root: Path, wait: float = 0.0) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def embedded_client(chroma_dir: str | os.PathLike[str]) -> Any:
+    """Chroma's embedded client on `chroma_dir`, telemetry off."""
+    import chromadb
+    from chromadb.config import Settings
+
+    return chromadb.PersistentClient(
+        path=str(chroma_dir), settings=Settings(anonymized_telemetry=False)
+    )
+
+
+def space_of(col: Any) -> Space | None:
+    """The space an embedlab collection holds; None for side collections, others' ones,
+    and a copy mid-repair (same metadata, another name)."""
+    meta = col.metadata or {}
+    if "embedlab_format" not in meta:
+        return None
+    space = _space_from_metadata(meta)
+    return space if col.name == space.collection_name else None
 
 
 def _space_metadata(space: Space) -> dict[str, str | int]:

@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from store.chroma_store import (
     SYNC_THRESHOLD,
     Store,
     StoreError,
-    _space_from_metadata,
+    embedded_client,
+    space_of,
 )
 from store.keys import Space
 
@@ -69,8 +70,8 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
     if isinstance(listing, dict):
         raise StoreError(f"cannot list the spaces of {root}: {listing['error']}")
     results = []
-    for name, meta in listing:
-        health = SpaceHealth(_space_from_metadata(meta))
+    for name, space in listing:
+        health = SpaceHealth(Space(*space))
         probe = _child(root, "probe", name)
         health.problems = [probe["error"]] if "error" in probe else probe["problems"]
         health.documents = probe.get("documents", 0)
@@ -112,20 +113,11 @@ def _child(root: Path, step: str, name: str | None = None) -> Any:
 
 def _run_step(chroma_dir: str, step: str, name: str | None) -> Any:
     """What a child process does: one step against Chroma, answered as JSON."""
-    import chromadb
-    from chromadb.config import Settings
-
-    client = chromadb.PersistentClient(
-        path=chroma_dir, settings=Settings(anonymized_telemetry=False)
-    )
+    client = embedded_client(chroma_dir)
     if step == "list":
         _finish_interrupted_rebuilds(client)
-        found = []
-        for col in client.list_collections():
-            meta = col.metadata or {}
-            if "embedlab_format" in meta and col.name == _space_from_metadata(meta).collection_name:
-                found.append((col.name, meta))
-        return sorted(found)
+        spaces = [(col.name, space_of(col)) for col in client.list_collections()]
+        return sorted((name, astuple(space)) for name, space in spaces if space is not None)
     col = client.get_collection(name, embedding_function=None)
     if step == "probe":
         return _probe(col)

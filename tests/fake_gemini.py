@@ -45,9 +45,10 @@ class Fault:
         """A short name for reports ("429", "slow", "non-JSON" ...); None for no fault."""
         if self.status is not None:
             return str(self.status)
+        if self.body is not None:
+            return "bad JSON" if self.body.startswith("{") else "non-JSON"
         for name, on in (
             ("reset", self.reset),
-            ("non-JSON" if self.body and not self.body.startswith("{") else "bad JSON", self.body),
             ("too few vectors", self.drop_vectors),
             ("wrong dims", self.wrong_dims),
             ("slow", self.delay),
