@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
-from ingest.errors import SourceError
-from store import Document, Store, StoreError
-from store.documents import MAX_TEXT_CHARS
+from .ingest.errors import SourceError
+from .store import Document, Store, StoreError
+from .store.documents import MAX_TEXT_CHARS
 
 DEFAULT_STORE = "./embedlab-store"
 
@@ -44,7 +44,7 @@ def user_errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from ingest.providers import ProviderError
+        from .ingest.providers import ProviderError
 
         try:
             return func(*args, **kwargs)
@@ -126,7 +126,7 @@ def provider_options(func: Callable) -> Callable:
 @click.pass_obj
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
     """20 Newsgroups posts (labels = newsgroup names)."""
-    from ingest.newsgroups import newsgroups_documents
+    from .ingest.newsgroups import newsgroups_documents
 
     globs = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     run_ingest(
@@ -145,7 +145,7 @@ def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, c
 @click.pass_obj
 def ingest_files(store_opts, folder, pattern, **opts):
     """Every text file under FOLDER (label = the file's parent folder name)."""
-    from ingest.sources import file_documents
+    from .ingest.sources import file_documents
 
     run_ingest(store_opts, lambda skipped: file_documents(folder, pattern, skipped), **opts)
 
@@ -159,7 +159,7 @@ def ingest_files(store_opts, folder, pattern, **opts):
 @click.pass_obj
 def ingest_csv(store_opts, path, text_col, id_col, label_col, **opts):
     """Rows of a CSV file."""
-    from ingest.sources import csv_documents
+    from .ingest.sources import csv_documents
 
     run_ingest(
         store_opts,
@@ -177,7 +177,7 @@ def ingest_csv(store_opts, path, text_col, id_col, label_col, **opts):
 @click.pass_obj
 def ingest_jsonl(store_opts, path, text_key, id_key, label_key, **opts):
     """Objects of a JSON Lines file."""
-    from ingest.sources import jsonl_documents
+    from .ingest.sources import jsonl_documents
 
     run_ingest(
         store_opts,
@@ -200,8 +200,8 @@ def run_ingest(
     timeout: float,
     dry_run: bool,
 ) -> None:
-    from ingest.pipeline import IngestError, IngestInterrupted, RetryPolicy, ingest
-    from ingest.providers import choose_provider_name, make_provider, resolve_space
+    from .ingest.pipeline import IngestError, IngestInterrupted, RetryPolicy, ingest
+    from .ingest.providers import choose_provider_name, make_provider, resolve_space
 
     started = time.monotonic()
     name = choose_provider_name(provider)
@@ -354,8 +354,8 @@ def analyze_command(
     out,
 ) -> None:
     """Cluster, map and score the stored vectors (no embedding calls, ever)."""
-    from analyze.run import AnalysisOptions
-    from analyze.select import Selection
+    from .analyze.run import AnalysisOptions
+    from .analyze.select import Selection
 
     selection = Selection(_globs(sources), _globs(labels), per_class, seed, limit)
     options = AnalysisOptions(algo, k, reduce, seed, min_cluster_size, eps)
@@ -363,9 +363,9 @@ def analyze_command(
 
 
 def run_analysis(store_opts: StoreOptions, space_filter, selection, options, out: Path) -> None:
-    from analyze import report
-    from analyze.run import analyze_corpus
-    from analyze.select import AnalyzeError, load_corpus, pick_space
+    from .analyze import report
+    from .analyze.run import analyze_corpus
+    from .analyze.select import AnalyzeError, load_corpus, pick_space
 
     started = time.monotonic()
     try:
@@ -397,8 +397,8 @@ def run_analysis(store_opts: StoreOptions, space_filter, selection, options, out
 @click.pass_context
 def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
     """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), t-SNE, KMeans k=4."""
-    from analyze.run import AnalysisOptions
-    from analyze.select import Selection
+    from .analyze.run import AnalysisOptions
+    from .analyze.select import Selection
 
     categories, per_class, seed = "sci.*", 150, 0
     ctx.invoke(
@@ -419,7 +419,7 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         timeout=60.0,
         dry_run=False,
     )
-    from ingest.providers import choose_provider_name, resolve_space
+    from .ingest.providers import choose_provider_name, resolve_space
 
     space = resolve_space(choose_provider_name(provider), None, "CLUSTERING", None)
     selection = Selection(["newsgroups/train"], [categories], per_class, seed, None)
@@ -459,8 +459,8 @@ def neighbors_command(
     fmt,
 ) -> None:
     """Documents most similar to a stored one (--id) or to a free-text QUERY."""
-    from analyze.select import AnalyzeError, pick_space
-    from store.neighbours import find_neighbours
+    from .analyze.select import AnalyzeError, pick_space
+    from .store.neighbours import find_neighbours
 
     if (query is None) == (doc_id is None):
         raise click.UsageError("give either a QUERY text or --id, not both")
@@ -481,8 +481,8 @@ def neighbors_command(
                 )
             vector = found[0]
         else:
-            from ingest.providers import make_provider
-            from ingest.query import query_vector
+            from .ingest.providers import make_provider
+            from .ingest.query import query_vector
 
             vector, requests = query_vector(collection, query, lambda: make_provider(space))
         hits = find_neighbours(collection, vector, k, doc_id, _globs(labels), _globs(sources))
@@ -526,7 +526,7 @@ def print_neighbours(hits, fmt: str | None) -> None:
 @user_errors
 def stats(store_opts: StoreOptions, as_json: bool) -> None:
     """Spaces in the store, with counts per source and label, and size on disk."""
-    from store.stats import store_stats
+    from .store.stats import store_stats
 
     with store_opts.open() as store:
         result = store_stats(store)
@@ -554,7 +554,7 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
 @user_errors
 def repair(store_opts: StoreOptions, check: bool) -> None:
     """Check every space's vectors and index; rebuild a damaged index (after a crash)."""
-    from store.repair import check_store
+    from .store.repair import check_store
 
     started = time.monotonic()
     with store_opts.open(connect=False) as store:

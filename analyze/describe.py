@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from store.neighbours import snippet
+from ..store.neighbours import snippet
 
 TOP_TERMS = 10
 REPRESENTATIVES = 3

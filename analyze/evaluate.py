@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from analyze.cluster import cosine_silhouette
+from .cluster import cosine_silhouette
 
 
 def per_class_majority(classes: list[str], clusters: list[int], confusion: np.ndarray) -> dict:

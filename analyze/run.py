@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from analyze import plots, report
-from analyze.cluster import cluster
-from analyze.describe import describe_clusters
-from analyze.evaluate import evaluate
-from analyze.reduce import reduce_2d
-from analyze.select import Corpus
+from . import plots, report
+from .cluster import cluster
+from .describe import describe_clusters
+from .evaluate import evaluate
+from .reduce import reduce_2d
+from .select import Corpus
 
 
 @dataclass

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import Space, Store
-from store.sampling import stratified_sample
+from ..errors import InvalidRequest
+from ..store import Space, Store
+from ..store.sampling import stratified_sample
 
 
-class AnalyzeError(Exception):
+class AnalyzeError(InvalidRequest):
     """A user-facing, one-line problem with what was asked of analyze."""
 
 

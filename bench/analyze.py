@@ -35,9 +35,9 @@ def peak_mb() -> float:
 
 
 def worker(store_path: str, size: str, mode: str) -> dict:
-    from analyze.run import AnalysisOptions, analyze_corpus
-    from analyze.select import Selection, load_corpus, pick_space, select_ids
-    from store import Store
+    from embedlab.analyze.run import AnalysisOptions, analyze_corpus
+    from embedlab.analyze.select import Selection, load_corpus, pick_space, select_ids
+    from embedlab.store import Store
 
     with Store.open_local(store_path) as store:
         space = pick_space(store)

@@ -18,8 +18,8 @@ def ingest_training_set(archive: Path, store_path: Path, gemini_url: str) -> tup
     from tests.fake_gemini import VALID_KEY
 
     env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": gemini_url, "GEMINI_API_KEY": VALID_KEY}
-    args = [sys.executable, "-m", "cli", "--store", str(store_path), "ingest", "newsgroups",
-            "--source", str(archive), "--subset", "train"]  # fmt: skip
+    args = [sys.executable, "-m", "embedlab.cli", "--store", str(store_path),
+            "ingest", "newsgroups", "--source", str(archive), "--subset", "train"]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, check=True)
     return time.perf_counter() - start, done.stdout.strip()

@@ -24,9 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest.pipeline import IngestError, RetryPolicy, ingest  # noqa: E402
-from ingest.providers import GeminiProvider, gemini_space  # noqa: E402
-from store import Document, Store  # noqa: E402
+from embedlab.ingest.pipeline import IngestError, RetryPolicy, ingest  # noqa: E402
+from embedlab.ingest.providers import GeminiProvider, gemini_space  # noqa: E402
+from embedlab.store import Document, Store  # noqa: E402
+
 from tests.chaos import SLOW_S, Storm, audit_store, kill_loop, write_jsonl  # noqa: E402
 from tests.conftest import jsonl_ingest_args, run_cli  # noqa: E402
 from tests.fake_gemini import VALID_KEY, FakeGemini  # noqa: E402

@@ -22,11 +22,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from embedlab.ingest.newsgroups import newsgroups_documents  # noqa: E402
+from embedlab.ingest.pipeline import ingest, unique_documents  # noqa: E402
+from embedlab.ingest.providers import GeminiProvider, LocalProvider, gemini_space, local_space  # noqa: E402
+from embedlab.store import Store  # noqa: E402
+
 from bench.common import DEFAULT_ARCHIVE, ingest_training_set  # noqa: E402
-from ingest.newsgroups import newsgroups_documents  # noqa: E402
-from ingest.pipeline import ingest, unique_documents  # noqa: E402
-from ingest.providers import GeminiProvider, LocalProvider, gemini_space, local_space  # noqa: E402
-from store import Store  # noqa: E402
 from tests.fake_gemini import VALID_KEY, FakeGemini  # noqa: E402
 
 

@@ -23,9 +23,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from embedlab.store import Store  # noqa: E402
+from embedlab.store.neighbours import find_neighbours  # noqa: E402
+
 from bench.analyze import DEFAULT_ARCHIVE, fill_store  # noqa: E402
-from store import Store  # noqa: E402
-from store.neighbours import find_neighbours  # noqa: E402
 
 
 def percentiles(seconds: list[float]) -> str:

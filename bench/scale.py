@@ -64,8 +64,7 @@ def ingest_worker(store: str, corpus: str) -> dict:
     import resource
 
     from click.testing import CliRunner
-
-    from cli import cli
+    from embedlab.cli import cli
 
     start = time.perf_counter()
     args = ["--store", store, "ingest", "jsonl", corpus, "--id-key", "id", "--label-key", "label"]
@@ -83,11 +82,11 @@ def analyze_worker(store: str) -> dict:
     """Load, cluster, map and the rest, timed apart; peak RSS read after each step."""
     import resource
 
-    from analyze.cluster import cluster
-    from analyze.reduce import reduce_2d
-    from analyze.run import AnalysisOptions, analyze_corpus
-    from analyze.select import Selection, load_corpus, pick_space
-    from store import Store
+    from embedlab.analyze.cluster import cluster
+    from embedlab.analyze.reduce import reduce_2d
+    from embedlab.analyze.run import AnalysisOptions, analyze_corpus
+    from embedlab.analyze.select import Selection, load_corpus, pick_space
+    from embedlab.store import Store
 
     def peak() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

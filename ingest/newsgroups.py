@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.errors import SourceError
-from store import Document
-from store.sampling import stratified_sample
+from ..store import Document
+from ..store.sampling import stratified_sample
+from .errors import SourceError
 
 SUBSETS = ("train", "test", "all")
 CLEANERS = ("notebook", "sklearn", "none")

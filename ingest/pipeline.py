@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
-from store import Document, Space, SpaceCollection, Store, StoreError
+from ..errors import EmbedlabError
+from ..store import Document, Space, SpaceCollection, Store, StoreError
+from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
 
 WRITE_CHUNK = 1000
 
@@ -77,7 +78,7 @@ class IngestReport:
         return self.cached + self.reused + self.embedded
 
 
-class IngestError(Exception):
+class IngestError(EmbedlabError):
     """Ingest stopped; everything in `report` up to now is safely stored."""
 
     def __init__(self, message: str, report: IngestReport):

@@ -16,21 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
-from store.keys import Space
+from ..errors import ProviderError, TransientError
+from ..store.keys import Space
+
+__all__ = ["ProviderError", "TransientError"]  # re-exported: they belong to this layer
 
 API_KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-
-
-class ProviderError(Exception):
-    """A failure that retrying will not fix (bad key, unknown model, bad option)."""
-
-
-class TransientError(ProviderError):
-    """A failure worth retrying (429, 5xx, timeout, dropped connection, garbled reply)."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ingest.pipeline import IngestReport, RetryingEmbedder, RetryPolicy
-from ingest.providers import Provider
-from store import SpaceCollection
-from store.keys import content_hash, normalise_text
+from ..store import SpaceCollection
+from ..store.keys import content_hash, normalise_text
+from .pipeline import IngestReport, RetryingEmbedder, RetryPolicy
+from .providers import Provider
 
 
 def query_vector(

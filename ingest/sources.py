@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.errors import SourceError
-from store import Document
+from ..store import Document
+from .errors import SourceError
 
 BINARY_SNIFF_BYTES = 8192
 MAX_FILE_BYTES = 64 * 1024 * 1024  # beyond any embedding model's input many times over

@@ -1,8 +1,8 @@
 """The store: Chroma collections keyed by embedding space, documents keyed by content hash."""
 
-from store.chroma_store import SpaceCollection, Store, StoreBusy, StoreError
-from store.documents import Document
-from store.keys import Space, content_hash, normalise_text
+from .chroma_store import SpaceCollection, Store, StoreBusy, StoreError
+from .documents import Document
+from .keys import Space, content_hash, normalise_text
 
 __all__ = [
     "Document",

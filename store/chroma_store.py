@@ -21,8 +21,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from store.documents import Document
-from store.keys import Space
+from ..errors import StoreBusy, StoreError
+from .documents import Document
+from .keys import Space
 
 STORE_FORMAT = 1
 MARKER_FILE = "embedlab.json"
@@ -35,14 +36,6 @@ FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
 # replays the writes since then (1,000 by default: ~1 s per command at 3072 dims).
 SYNC_THRESHOLD = 100
 PERSIST_NOW_THRESHOLD = 2  # set for one write by persist_index; a crash can leave it behind
-
-
-class StoreError(Exception):
-    """A user-facing, one-line problem with the store (the CLI prints it as is)."""
-
-
-class StoreBusy(StoreError):
-    """Another process holds the embedded store."""
 
 
 class Store:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from store.keys import content_hash, normalise_text
+from .keys import content_hash, normalise_text
 
 # No embedding model reads more than a few thousand tokens; beyond this a text only
 # weighs on the store and the reports (a 10 MB log file, say), so it is cut here,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from store.chroma_store import SpaceCollection, StoreError
+from .chroma_store import SpaceCollection, StoreError
 
 SNIPPET_CHARS = 160
 _WILDCARDS = set("*?[")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from store.chroma_store import (
+from .chroma_store import (
     CHROMA_DIR,
     PAGE_SIZE,
     SYNC_THRESHOLD,
@@ -31,9 +31,7 @@ from store.chroma_store import (
     embedded_client,
     space_of,
 )
-from store.keys import Space
-
-_REPO = Path(__file__).resolve().parent.parent
+from .keys import Space
 
 REBUILD_SUFFIX = "-rebuild"
 QUARANTINE_DIR = "quarantine"
@@ -100,10 +98,10 @@ def _check_in_process(client: Any, space: Space, fix: bool) -> SpaceHealth:
 
 def _child(root: Path, step: str, name: str | None = None) -> Any:
     """One step of the repair in a child process: its JSON answer, or {"error": why}."""
-    args = [sys.executable, "-m", "store.repair", str(root / CHROMA_DIR), step]
-    done = subprocess.run(
-        args + ([name] if name else []), capture_output=True, text=True, cwd=_REPO
-    )
+    # The path is made absolute here, and the child runs in the caller's folder: a
+    # relative --store must name the same store for parent and child.
+    args = [sys.executable, "-m", "embedlab.store.repair", str((root / CHROMA_DIR).resolve()), step]
+    done = subprocess.run(args + ([name] if name else []), capture_output=True, text=True)
     if done.returncode == 0:
         return json.loads(done.stdout.strip().splitlines()[-1])
     if done.returncode < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from store.chroma_store import Store
+from .chroma_store import Store
 
 NO_LABEL = "(none)"
 

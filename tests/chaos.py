@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from embedlab.store import Store
 
-from store import Store
 from tests.conftest import spawn_cli
 from tests.fake_gemini import FakeGemini, Fault, fake_vector
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from embedlab.ingest.providers import Embedded, TransientError
+from embedlab.store import Document, Space, Store
 
-from ingest.providers import Embedded, TransientError
-from store import Document, Space, Store
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +113,9 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def spawn_cli(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     """The real command, started in the background (to signal or kill it)."""
-    return subprocess.Popen([sys.executable, "-m", "cli", *args], env=cli_env(env), **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "embedlab.cli", *args], env=cli_env(env), **kwargs
+    )
 
 
 def run_cli(
@@ -121,7 +123,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """The real command in a child process (for exit codes, signals, import checks)."""
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "embedlab.cli", *args],
         env=cli_env(env),
         capture_output=True,
         text=True,

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from embedlab.analyze.run import AnalysisOptions, analyze_corpus
+from embedlab.analyze.select import AnalyzeError, Selection, load_corpus, pick_space
+from embedlab.cli import cli
+from embedlab.store import Document, Space, Store
 from sklearn import metrics as skm
 
-from analyze.run import AnalysisOptions, analyze_corpus
-from analyze.select import AnalyzeError, Selection, load_corpus, pick_space
-from cli import cli
-from store import Document, Space, Store
 from tests.conftest import REPO
 
 SPACE = Space("fake", "fake-model", "none", 16)
@@ -191,13 +191,13 @@ def test_cli_analyze_never_builds_a_provider_nor_calls_the_api(
 ):
     with Store.open_local(store_path, create=True) as store:
         grouped_corpus(store)
-    import ingest.providers
+    import embedlab.ingest.providers
 
     def forbidden(*args, **kwargs):
         raise AssertionError("analyze touched a provider")
 
-    monkeypatch.setattr(ingest.providers, "make_provider", forbidden)
-    monkeypatch.setattr(ingest.providers, "LocalProvider", forbidden)
+    monkeypatch.setattr(embedlab.ingest.providers, "make_provider", forbidden)
+    monkeypatch.setattr(embedlab.ingest.providers, "LocalProvider", forbidden)
     result = CliRunner().invoke(
         cli, ["--store", str(store_path), "analyze", "--k", "3", "--out", str(tmp_path / "r")]
     )
@@ -211,8 +211,8 @@ def test_cli_analyze_never_builds_a_provider_nor_calls_the_api(
 
 def test_analyze_package_never_imports_ingest():
     code = (
-        "import sys, analyze.run, analyze.select, analyze.plots; "
-        "print(sorted(m for m in sys.modules if m == 'ingest' or m.startswith('ingest.')))"
+        "import sys, embedlab.analyze.run, embedlab.analyze.select, embedlab.analyze.plots; "
+        "print(sorted(m for m in sys.modules if m.startswith('embedlab.ingest')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stderr
@@ -238,14 +238,14 @@ def test_cli_analyze_bad_input_is_one_line(store_path, tmp_path, args, message):
 
 
 def test_large_selections_switch_to_scalable_methods_and_say_so(corpus, monkeypatch, tmp_path):
-    import analyze.cluster
-    import analyze.reduce
-    from analyze.report import method_line
+    import embedlab.analyze.cluster
+    import embedlab.analyze.reduce
+    from embedlab.analyze.report import method_line
 
     small = analyze_corpus(corpus, AnalysisOptions(k=3), None)
     assert method_line(small.metrics).startswith("KMeans k=3; map: t-SNE (perplexity")
-    monkeypatch.setattr(analyze.cluster, "LARGE_N", 50)  # the corpus has 90 documents
-    monkeypatch.setattr(analyze.reduce, "OPENTSNE_ABOVE", 50)
+    monkeypatch.setattr(embedlab.analyze.cluster, "LARGE_N", 50)  # the corpus has 90 documents
+    monkeypatch.setattr(embedlab.analyze.reduce, "OPENTSNE_ABOVE", 50)
     large = analyze_corpus(corpus, AnalysisOptions(k=3), tmp_path / "out")
     assert method_line(large.metrics) == (
         "MiniBatchKMeans k=3; map: openTSNE (FFT t-SNE) (perplexity 29)"

@@ -9,9 +9,9 @@ import os
 import unicodedata
 
 import pytest
+from embedlab.store import Store
+from embedlab.store.documents import MAX_TEXT_CHARS
 
-from store import Store
-from store.documents import MAX_TEXT_CHARS
 from tests.conftest import run_cli
 
 DIMS = 128

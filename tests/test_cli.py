@@ -8,8 +8,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from embedlab.cli import cli
 
-from cli import cli
 from tests.conftest import REPO, cli_env, jsonl_ingest_args, run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
@@ -134,7 +134,7 @@ def test_chroma_url_that_does_not_answer(corpus):
 
 def test_help_is_fast_because_heavy_libraries_are_not_imported():
     heavy = "{'torch', 'sklearn', 'chromadb', 'matplotlib', 'google.genai', 'pandas'}"
-    code = f"import sys, cli; print(sorted({heavy} & set(sys.modules)))"
+    code = f"import sys, embedlab.cli; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
@@ -149,7 +149,7 @@ def test_cached_rerun_never_loads_the_local_model(tmp_path):
     first = run_cli(["--store", store, "ingest", "files", str(posts), "--provider", "local"])
     assert first.returncode == 0, first.stderr
     probe = (
-        "import sys, cli\n"
+        "import sys\nimport embedlab.cli as cli\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n"
     )

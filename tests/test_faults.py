@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from embedlab.ingest.pipeline import IngestError, RetryPolicy, ingest
+from embedlab.ingest.providers import GeminiProvider, gemini_space
+from embedlab.store import Document, Store
 
-from ingest.pipeline import IngestError, RetryPolicy, ingest
-from ingest.providers import GeminiProvider, gemini_space
-from store import Document, Store
 from tests.chaos import SLOW_S, Storm, audit_store, write_jsonl
 from tests.conftest import free_port, jsonl_ingest_args, run_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini, Fault

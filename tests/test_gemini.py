@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from embedlab.ingest.pipeline import IngestError, RetryPolicy, ingest
+from embedlab.ingest.providers import GeminiProvider, ProviderError, gemini_space, resolve_space
 
-from ingest.pipeline import IngestError, RetryPolicy, ingest
-from ingest.providers import GeminiProvider, ProviderError, gemini_space, resolve_space
 from tests.conftest import make_docs
 from tests.fake_gemini import Fault, fake_vector
 

@@ -1,6 +1,6 @@
 import re
 
-from store import Document, Space, content_hash, normalise_text
+from embedlab.store import Document, Space, content_hash, normalise_text
 
 
 def test_normalisation_merges_unicode_and_line_ending_variants():

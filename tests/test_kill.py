@@ -1,7 +1,8 @@
 """SIGKILL mid-ingest, many times over: the store reopens whole, holds no duplicate or
 partial record, and a re-run finishes the job without embedding anything twice."""
 
-from store import Store
+from embedlab.store import Store
+
 from tests.chaos import audit_store, kill_loop, write_jsonl
 from tests.conftest import jsonl_ingest_args, run_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini

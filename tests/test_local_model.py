@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from ingest.providers import LocalProvider, local_space
+from embedlab.ingest.providers import LocalProvider, local_space
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def test_texts_beyond_2048_tokens_are_cut_and_flagged(local):
 
 
 def test_model_weights_are_checked(monkeypatch, tmp_path):
-    from ingest import providers
+    from embedlab.ingest import providers
 
     fake = tmp_path / "model"
     fake.mkdir()

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from embedlab.cli import cli
+from embedlab.ingest.pipeline import ingest
+from embedlab.ingest.providers import GeminiProvider, gemini_space
+from embedlab.store import Store
+from embedlab.store.neighbours import find_neighbours
 
-from cli import cli
-from ingest.pipeline import ingest
-from ingest.providers import GeminiProvider, gemini_space
-from store import Store
-from store.neighbours import find_neighbours
 from tests.conftest import make_docs
 from tests.test_analyze import SPACE, grouped_corpus
 
@@ -31,9 +31,11 @@ def grouped_store(store_path):
 
 
 def test_by_id_leaves_itself_out_and_matches_exact_search(grouped_store, monkeypatch):
-    import ingest.providers
+    import embedlab.ingest.providers
 
-    monkeypatch.setattr(ingest.providers, "make_provider", lambda *a: pytest.fail("provider built"))
+    monkeypatch.setattr(
+        embedlab.ingest.providers, "make_provider", lambda *a: pytest.fail("provider built")
+    )
     with Store.open_local(grouped_store) as store:
         col = store.collection(SPACE)
         ids = sorted(i for i, _ in col.iter_metadata())

@@ -4,11 +4,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from embedlab.ingest.pipeline import IngestError, RetryPolicy, ingest
+from embedlab.ingest.providers import ProviderError
+from embedlab.store import Document, Space, Store, StoreBusy
+from embedlab.store.chroma_store import SYNC_THRESHOLD
 
-from ingest.pipeline import IngestError, RetryPolicy, ingest
-from ingest.providers import ProviderError
-from store import Document, Space, Store, StoreBusy
-from store.chroma_store import SYNC_THRESHOLD
 from tests.conftest import FAKE_SPACE, CountingProvider, hash_vector, make_docs, transient
 
 FAST = RetryPolicy(attempts=3, initial_delay=0.001, max_delay=0.01, seed=0)

@@ -8,11 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
+from embedlab.ingest.pipeline import ingest
+from embedlab.store import Store
+from embedlab.store.chroma_store import CHROMA_DIR
+from embedlab.store.repair import REBUILD_SUFFIX
 
-from ingest.pipeline import ingest
-from store import Store
-from store.chroma_store import CHROMA_DIR
-from store.repair import REBUILD_SUFFIX
 from tests.conftest import FAKE_SPACE, CountingProvider, hash_vector, make_docs, run_cli
 
 N = 550

@@ -10,10 +10,10 @@ import re
 
 import numpy as np
 import pytest
+from embedlab.analyze.run import AnalysisOptions, analyze_corpus
+from embedlab.analyze.select import Selection, load_corpus
+from embedlab.store import Document, Space, Store, StoreError
 
-from analyze.run import AnalysisOptions, analyze_corpus
-from analyze.select import Selection, load_corpus
-from store import Document, Space, Store, StoreError
 from tests.conftest import run_cli
 from tests.fake_gemini import FakeGemini, Fault
 

@@ -7,11 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from ingest.errors import SourceError
-from ingest.newsgroups import clean_notebook, newsgroups_documents
-from ingest.sources import csv_documents, file_documents, jsonl_documents
-from store.sampling import stratified_sample
+from embedlab.ingest.errors import SourceError
+from embedlab.ingest.newsgroups import clean_notebook, newsgroups_documents
+from embedlab.ingest.sources import csv_documents, file_documents, jsonl_documents
+from embedlab.store.sampling import stratified_sample
 
 POST = (
     "From: jdoe@cs.example.edu (John Doe)\nSubject: Re: orbits\n"
