@@ -20,9 +20,18 @@ from .errors import (
     StoreError,
     TransientError,
 )
+from .lab import EmbeddingChoice, Lab, open
+from .progress import CancelToken, Progress
+from .store.keys import Space
 
 __all__ = [
+    "CancelToken",
     "Cancelled",
+    "EmbeddingChoice",
+    "Lab",
+    "Progress",
+    "Space",
+    "open",
     "EmbedlabError",
     "InvalidRequest",
     "NotFound",

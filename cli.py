@@ -1,14 +1,17 @@
-"""embedlab command line: parse options, call the packages, print results.
+"""embedlab command line: parse options, call one `Lab` method, print the result.
 
-No logic lives here beyond wiring; heavy libraries are imported by the packages
-where they are used, so `embedlab --help` stays fast.
+Every use case is wired in `lab.py`; a command here only turns options into a call
+and the typed result into text. Heavy libraries are imported by the packages where
+they are used, so `embedlab --help` stays fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -17,8 +20,10 @@ from pathlib import Path
 
 import click
 
-from .ingest.errors import SourceError
-from .store import Document, Store, StoreError
+from .errors import EmbedlabError, NotFound
+from .lab import Lab
+from .lab import open as open_lab
+from .store import Document
 from .store.documents import MAX_TEXT_CHARS
 
 DEFAULT_STORE = "./embedlab-store"
@@ -30,25 +35,29 @@ class StoreOptions:
     chroma_url: str | None
     wait: float = 0.0
 
-    def open(self, create: bool = False, connect: bool = True) -> Store:
-        if self.chroma_url:
-            return Store.open_server(self.chroma_url)
-        return Store.open_local(self.path, create=create, connect=connect, wait=self.wait)
+    def open(self, create: bool = False) -> Lab:
+        """The Lab on the chosen store (progress is drawn by the CLI itself)."""
+        return open_lab(
+            self.path, chroma_url=self.chroma_url, create=create, wait=self.wait, quiet=True
+        )
 
-    def exists(self) -> bool:
-        return bool(self.chroma_url) or (Path(self.path) / "embedlab.json").is_file()
+    def open_for_dry_run(self, stack: contextlib.ExitStack) -> Lab:
+        """A dry run leaves no store behind: where none exists yet, plan against an
+        empty one in a temporary folder (everything is then "to embed")."""
+        if self.chroma_url or (Path(self.path) / "embedlab.json").is_file():
+            return stack.enter_context(self.open())
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="embedlab-dry-run-"))
+        return stack.enter_context(open_lab(Path(folder) / "store", quiet=True))
 
 
 def user_errors(func: Callable) -> Callable:
-    """Turn the packages' user-facing errors into one-line click errors, never tracebacks."""
+    """Turn embedlab's errors into one-line click errors, never tracebacks."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .ingest.providers import ProviderError
-
         try:
             return func(*args, **kwargs)
-        except (StoreError, SourceError, ProviderError) as exc:
+        except EmbedlabError as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -194,60 +203,56 @@ def run_ingest(
     model: str | None,
     task_type: str,
     dims: int | None,
-    batch_size: int | None,
-    concurrency: int | None,
-    max_attempts: int,
-    timeout: float,
     dry_run: bool,
+    **options,
 ) -> None:
-    from .ingest.pipeline import IngestError, IngestInterrupted, RetryPolicy, ingest
-    from .ingest.providers import choose_provider_name, make_provider, resolve_space
+    from .ingest.pipeline import IngestCancelled, IngestError
 
     started = time.monotonic()
-    name = choose_provider_name(provider)
-    space = resolve_space(name, model, task_type, dims)
-    why = ""
-    if provider == "auto":
-        why = " (GEMINI_API_KEY is set)" if name == "gemini" else " (no GEMINI_API_KEY set)"
-    click.echo(f"provider: {space.describe()}{why}", err=True)
-    if space.task_type == "none" and task_type.upper() != "CLUSTERING":
-        click.echo(f"note: {space.provider} has no task types; --task-type ignored", err=True)
-    skipped: Counter[str] = Counter()
-    docs = list(read_documents(skipped))
-    store = store_opts.open(create=True) if not dry_run or store_opts.exists() else None
-    with click.progressbar(
-        length=len(docs), label="ingest", file=sys.stderr, item_show_func=lambda s: s
-    ) as bar:
-
-        def on_progress(report) -> None:
-            counts = f"{report.cached + report.reused} cached, {report.embedded} embedded"
-            bar.update(report.done - bar.pos, current_item=counts)
-
-        try:
-            report = ingest(
-                docs,
-                store,
-                space,
-                lambda: make_provider(space, timeout_s=timeout),
-                batch_size=batch_size,
-                concurrency=concurrency,
-                retry=RetryPolicy(attempts=max_attempts),
-                dry_run=dry_run,
-                on_progress=on_progress,
-                skipped=skipped,
-                started=started,
+    with contextlib.ExitStack() as stack:
+        if dry_run:
+            lab = store_opts.open_for_dry_run(stack)
+        else:
+            lab = stack.enter_context(store_opts.open(create=True))
+        choice = lab.embedding_choice(provider, model, task_type, dims)
+        why = f" ({choice.reason})" if provider == "auto" else ""
+        click.echo(f"provider: {choice.space.describe()}{why}", err=True)
+        if choice.space.task_type == "none" and (task_type or "").upper() != "CLUSTERING":
+            click.echo(
+                f"note: {choice.space.provider} has no task types; --task-type ignored", err=True
             )
-        except IngestInterrupted as exc:
-            click.echo(f"\ninterrupted: {ingest_summary(exc.report)}; re-run to finish", err=True)
-            sys.exit(130)
-        except IngestError as exc:
-            click.echo(f"\n{ingest_summary(exc.report)}", err=True)
-            raise click.ClickException(
-                f"{exc} (everything embedded so far is saved; re-run to resume)"
-            ) from None
-        finally:
-            if store is not None:
-                store.close()
+        skipped: Counter[str] = Counter()
+        docs = list(read_documents(skipped))
+        with click.progressbar(
+            length=len(docs), label="ingest", file=sys.stderr, item_show_func=lambda s: s
+        ) as bar:
+
+            def on_progress(event) -> None:
+                bar.update(event.done - bar.pos, current_item=event.status)
+
+            try:
+                report = lab.ingest_documents(
+                    docs,
+                    skipped=skipped,
+                    provider=choice.space.provider,
+                    model=model,
+                    task_type=task_type,
+                    dims=dims,
+                    dry_run=dry_run,
+                    on_progress=on_progress,
+                    started=started,
+                    **options,
+                )
+            except IngestCancelled as exc:
+                click.echo(
+                    f"\ninterrupted: {ingest_summary(exc.report)}; re-run to finish", err=True
+                )
+                sys.exit(130)
+            except IngestError as exc:
+                click.echo(f"\n{ingest_summary(exc.report)}", err=True)
+                raise click.ClickException(
+                    f"{exc} (everything embedded so far is saved; re-run to resume)"
+                ) from None
     click.echo(ingest_summary(report))
 
 
@@ -255,10 +260,11 @@ def ingest_summary(report) -> str:
     """One line: documents, cached, embedded, requests, seconds (plus skips when any)."""
     call = "request" if report.space.provider == "gemini" else "model batch"
     if report.dry_run:
+        reuse = report.planned_reuse
         line = (
-            f"dry run: {report.documents} documents: {report.cached} cached, "
-            f"{report.documents - report.cached} to embed in "
-            f"{plural(report.planned_requests, call)}"
+            f"dry run: {report.documents} documents: {report.cached + reuse} cached"
+            + (f" ({reuse} reused from identical texts)" if reuse else "")
+            + f", {report.planned_embed} to embed in {plural(report.planned_requests, call)}"
         )
     else:
         line = (
@@ -273,6 +279,9 @@ def ingest_summary(report) -> str:
             line += f", {plural(report.retries, 'retry')}"
         if report.truncated:
             line += f", {report.truncated} truncated"
+    if report.changed:
+        verb = "would be re-embedded" if report.dry_run else "re-embedded"
+        line += f", {report.changed} existing documents changed text: {verb}"
     if report.cut:
         line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
     if report.skipped:
@@ -288,8 +297,8 @@ def _globs(value: str | None) -> list[str] | None:
     return [g.strip() for g in value.split(",") if g.strip()] if value else None
 
 
-def _k_value(ctx, param, value: str) -> int | str:
-    if value == "auto":
+def _k_value(ctx, param, value: str | None) -> int | str | None:
+    if value is None or value == "auto":
         return value
     try:
         k = int(value)
@@ -302,26 +311,26 @@ def _k_value(ctx, param, value: str) -> int | str:
 
 @cli.command("analyze")
 @click.option("--provider", help="Space to analyse (needed when the store has several).")
-@click.option("--model")
-@click.option("--task-type")
-@click.option("--dims", type=int)
+@click.option("--model", help="Space's model (with several spaces).")
+@click.option("--task-type", help="Space's task type (with several spaces).")
+@click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
 @click.option("--source", "sources", help="Comma-separated globs on the document source.")
 @click.option("--categories", "--labels", "labels", help="Comma-separated globs on labels.")
 @click.option("--per-class", type=click.IntRange(min=1), help="Sample N documents per label.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="At most N documents.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N documents (seeded sample).")
 @click.option(
     "--algo",
     type=click.Choice(["kmeans", "hdbscan", "dbscan", "agglomerative"]),
     default="kmeans",
     show_default=True,
+    help="Clustering algorithm (on the full vectors).",
 )
 @click.option(
     "--k",
-    default="4",
-    show_default=True,
+    default=None,
     callback=_k_value,
-    help="Clusters for kmeans/agglomerative, or 'auto' (best silhouette).",
+    help="Clusters for kmeans/agglomerative, or 'auto' (best silhouette)  [default: 4]",
 )
 @click.option(
     "--reduce",
@@ -331,7 +340,7 @@ def _k_value(ctx, param, value: str) -> int | str:
     help="2-D map method.",
 )
 @click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan/dbscan.")
-@click.option("--eps", type=float, default=0.5, show_default=True, help="dbscan radius.")
+@click.option("--eps", type=float, help="dbscan radius (cosine distance)  [default: 0.5]")
 @click.option("--out", type=click.Path(), default="./report", show_default=True)
 @click.pass_obj
 @user_errors
@@ -354,52 +363,63 @@ def analyze_command(
     out,
 ) -> None:
     """Cluster, map and score the stored vectors (no embedding calls, ever)."""
-    from .analyze.run import AnalysisOptions
-    from .analyze.select import Selection
+    run_analysis(
+        store_opts,
+        (provider, model, task_type, dims),
+        dict(
+            sources=sources,
+            labels=labels,
+            per_class=per_class,
+            seed=seed,
+            limit=limit,
+            algorithm=algo,
+            k=k,
+            reduce=reduce,
+            min_cluster_size=min_cluster_size,
+            eps=eps,
+        ),
+        Path(out),
+    )
 
-    selection = Selection(_globs(sources), _globs(labels), per_class, seed, limit)
-    options = AnalysisOptions(algo, k, reduce, seed, min_cluster_size, eps)
-    run_analysis(store_opts, (provider, model, task_type, dims), selection, options, Path(out))
 
-
-def run_analysis(store_opts: StoreOptions, space_filter, selection, options, out: Path) -> None:
+def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: Path) -> None:
     from .analyze import report
-    from .analyze.run import analyze_corpus
-    from .analyze.select import AnalyzeError, load_corpus, pick_space
+    from .analyze.select import pick_space
 
     started = time.monotonic()
-    try:
-        with store_opts.open() as store:
-            space = pick_space(store, *space_filter)
-            corpus = load_corpus(store, space, selection)
-        click.echo(f"analyzing {len(corpus.ids)} documents of {space.describe()}", err=True)
-        result = analyze_corpus(corpus, options, out)
-    except (AnalyzeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    with store_opts.open() as store:  # so neighbours can show each result's cluster
-        store.collection(space).save_clusters(corpus.ids, result.cluster_labels.tolist())
-    click.echo(f"clustering: {report.method_line(result.metrics)}", err=True)
-    click.echo(report.per_class_table(result.metrics))
-    click.echo(report.headline(result.metrics) or "no metrics (a single cluster)")
-    n_clusters = len([c for c in result.clusters if c["cluster"] != -1])
+    with store_opts.open() as lab:
+        space = pick_space(lab.store, *space_filter)
+        analysis = lab.analyze(space=space, out=out, **arguments)
     click.echo(
-        f"{len(corpus.ids)} documents, {plural(n_clusters, 'cluster')}, "
-        f"{len(result.files)} files in {out}, {time.monotonic() - started:.1f} s"
+        f"analyzed {len(analysis.ids)} documents of {space.describe()} "
+        f"(stored as analysis {analysis.id})",
+        err=True,
+    )
+    reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
+    click.echo(f"clustering: {report.method_line(analysis.metrics)}{reused}", err=True)
+    click.echo(report.per_class_table(analysis.metrics))
+    click.echo(report.headline(analysis.metrics) or "no metrics (a single cluster)")
+    n_clusters = len([c for c in analysis.clusters if c["cluster"] != -1])
+    click.echo(
+        f"{len(analysis.ids)} documents, {plural(n_clusters, 'cluster')}, "
+        f"{len(analysis.files)} files in {out}, {time.monotonic() - started:.1f} s"
     )
 
 
 @cli.command()
 @click.option(
-    "--provider", type=click.Choice(["auto", "gemini", "local"]), default="local", show_default=True
+    "--provider",
+    type=click.Choice(["auto", "gemini", "local"]),
+    default="local",
+    show_default=True,
+    help="Embedding provider.",
 )
 @click.option("--source", type=click.Path(), help="20news-bydate.tar.gz (default: download).")
 @click.option("--out", type=click.Path(), default="./demo-report", show_default=True)
 @click.pass_context
+@user_errors
 def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
     """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), t-SNE, KMeans k=4."""
-    from .analyze.run import AnalysisOptions
-    from .analyze.select import Selection
-
     categories, per_class, seed = "sci.*", 150, 0
     ctx.invoke(
         ingest_newsgroups,
@@ -422,10 +442,11 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
     from .ingest.providers import choose_provider_name, resolve_space
 
     space = resolve_space(choose_provider_name(provider), None, "CLUSTERING", None)
-    selection = Selection(["newsgroups/train"], [categories], per_class, seed, None)
-    options = AnalysisOptions("kmeans", 4, "tsne", seed)
+    arguments = dict(
+        sources="newsgroups/train", labels=categories, per_class=per_class, seed=seed, k=4
+    )
     space_filter = (space.provider, space.model, space.task_type, space.dims)
-    run_analysis(ctx.obj, space_filter, selection, options, Path(out))
+    run_analysis(ctx.obj, space_filter, arguments, Path(out))
 
 
 # -- neighbours ----------------------------------------------------------------------------
@@ -435,14 +456,15 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
 @click.argument("query", required=False)
 @click.option("--id", "doc_id", help="Find documents like this stored one (no API call).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--labels", help="Comma-separated globs on labels of the results.")
+@click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
 @click.option("--provider", help="Space to search (needed when the store has several).")
-@click.option("--model")
-@click.option("--task-type")
-@click.option("--dims", type=int)
-@click.option("--json", "fmt", flag_value="json", help="Print a JSON list.")
-@click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
+@click.option("--model", help="Space's model (with several spaces).")
+@click.option("--task-type", help="Space's task type (with several spaces).")
+@click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
+@click.option("--analysis", help="Show clusters of this stored analysis (default: the latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.pass_obj
 @user_errors
 def neighbors_command(
@@ -456,41 +478,43 @@ def neighbors_command(
     model,
     task_type,
     dims,
-    fmt,
+    analysis,
+    as_json,
+    as_csv,
 ) -> None:
     """Documents most similar to a stored one (--id) or to a free-text QUERY."""
-    from .analyze.select import AnalyzeError, pick_space
-    from .store.neighbours import find_neighbours
+    from .analyze.select import pick_space
 
     if (query is None) == (doc_id is None):
         raise click.UsageError("give either a QUERY text or --id, not both")
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    fmt = "json" if as_json else "csv" if as_csv else None
     started = time.monotonic()
-    requests = 0
-    with store_opts.open() as store:
+    with store_opts.open() as lab:
+        space = pick_space(lab.store, provider, model, task_type, dims)
         try:
-            space = pick_space(store, provider, model, task_type, dims)
-        except AnalyzeError as exc:
-            raise click.ClickException(str(exc)) from None
-        collection = store.collection(space)
-        if doc_id is not None:
-            found = collection.get_one(doc_id)
-            if found is None:
-                raise click.ClickException(
-                    f"no document {doc_id!r} in {space.describe()}; find ids in an analysis' "
-                    'points.csv or with `embedlab neighbors "some text"`'
-                )
-            vector = found[0]
-        else:
-            from .ingest.providers import make_provider
-            from .ingest.query import query_vector
-
-            vector, requests = query_vector(collection, query, lambda: make_provider(space))
-        hits = find_neighbours(collection, vector, k, doc_id, _globs(labels), _globs(sources))
+            hits = lab.neighbours(
+                doc_id,
+                text=query,
+                k=k,
+                labels=labels,
+                sources=sources,
+                space=space,
+                analysis=analysis,
+            )
+        except NotFound as exc:
+            if doc_id is None:
+                raise
+            raise click.ClickException(
+                f"{exc}; find ids in an analysis' points.csv or with "
+                '`embedlab neighbors "some text"`'
+            ) from None
     print_neighbours(hits, fmt)
     what = doc_id if doc_id is not None else repr(query)
     click.echo(
         f"{plural(len(hits), 'neighbour')} of {what} in {space.describe()}, "
-        f"{plural(requests, 'request')}, {time.monotonic() - started:.2f} s",
+        f"{plural(hits.attrs['requests'], 'request')}, {time.monotonic() - started:.2f} s",
         err=fmt is not None,
     )
 
@@ -499,7 +523,21 @@ cli.add_command(neighbors_command, "neighbours")
 
 
 def print_neighbours(hits, fmt: str | None) -> None:
-    rows = [hit.as_dict() for hit in hits]
+    from .store.neighbours import snippet
+
+    rows = [
+        {
+            "rank": int(row.rank),
+            "id": row.id,
+            "label": row.label,
+            "similarity": float(row.similarity),
+            "snippet": snippet(row.text),
+            "cluster": None
+            if row.cluster is None or row.cluster != row.cluster
+            else int(row.cluster),
+        }
+        for row in hits.itertuples(index=False)
+    ]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif fmt == "csv":
@@ -526,10 +564,8 @@ def print_neighbours(hits, fmt: str | None) -> None:
 @user_errors
 def stats(store_opts: StoreOptions, as_json: bool) -> None:
     """Spaces in the store, with counts per source and label, and size on disk."""
-    from .store.stats import store_stats
-
-    with store_opts.open() as store:
-        result = store_stats(store)
+    with store_opts.open() as lab:
+        result = lab.stats()
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -541,11 +577,14 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
         )
         click.echo("  sources: " + _counts(space["by_source"]))
         click.echo("  labels:  " + _counts(space["by_label"]))
-    total = sum(s["documents"] for s in result["spaces"])
+    counts = [s["documents"] for s in result["spaces"]]
+    total = plural(sum(counts), "document")
+    if len(counts) > 1:  # one text embedded in two spaces is two records, not one document
+        total = f"{sum(counts)} records ({' + '.join(map(str, counts))} across spaces)"
     size = result["disk_bytes"]
     where = f", {size / 1e6:.1f} MB on disk" if size is not None else ""
     n_spaces = plural(len(result["spaces"]), "space")
-    click.echo(f"{result['store']}: {n_spaces}, {plural(total, 'document')}{where}")
+    click.echo(f"{result['store']}: {n_spaces}, {total}{where}")
 
 
 @cli.command()
@@ -554,11 +593,9 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
 @user_errors
 def repair(store_opts: StoreOptions, check: bool) -> None:
     """Check every space's vectors and index; rebuild a damaged index (after a crash)."""
-    from .store.repair import check_store
-
     started = time.monotonic()
-    with store_opts.open(connect=False) as store:
-        results = check_store(store, fix=not check)
+    with store_opts.open() as lab:
+        results = lab.repair(check=check)
     for health in results:
         line = f"{health.space.describe()}: {plural(health.documents, 'document')}"
         click.echo(f"{line}, " + ("; ".join(health.problems) or "ok"))

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InvalidRequest
+
 ALGORITHMS = ("kmeans", "hdbscan", "dbscan", "agglomerative")
 AUTO_K_RANGE = (2, 12)
 SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2); a seeded sample keeps it linear
@@ -50,7 +52,7 @@ def cluster(
             return _auto_k(vectors, algorithm, seed)
         k = int(k or 4)
         if not 1 <= k <= n:
-            raise ValueError(f"--k {k} needs at least {k} documents; the selection has {n}")
+            raise InvalidRequest(f"k={k} needs at least {k} documents; the selection has {n}")
         method = method_for(algorithm, n)
         params = {"k": k, "seed": seed, "method": method}
         return Clustering(_fit(vectors, method, k, seed), algorithm, params)
@@ -66,7 +68,7 @@ def cluster(
         size = min_cluster_size or 5
         labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
         return Clustering(labels, algorithm, {"eps": eps, "min_samples": size})
-    raise ValueError(f"unknown --algo {algorithm}; use one of {', '.join(ALGORITHMS)}")
+    raise InvalidRequest(f"unknown --algo {algorithm}; use one of {', '.join(ALGORITHMS)}")
 
 
 def method_for(algorithm: str, n: int) -> str:
@@ -75,7 +77,7 @@ def method_for(algorithm: str, n: int) -> str:
         return "MiniBatchKMeans" if n > LARGE_N else "KMeans"
     if algorithm == "agglomerative":
         if n > LARGE_N:
-            raise ValueError(
+            raise InvalidRequest(
                 f"agglomerative clustering needs an n x n distance matrix; {n} documents are "
                 f"more than {LARGE_N}: use --algo kmeans, or --limit/--per-class"
             )
@@ -108,8 +110,8 @@ def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:
     low, high = AUTO_K_RANGE
     high = min(high, len(vectors) - 1)
     if high < low:
-        raise ValueError(
-            f"--k auto needs at least {low + 1} documents; the selection has {len(vectors)}"
+        raise InvalidRequest(
+            f"k=auto needs at least {low + 1} documents; the selection has {len(vectors)}"
         )
     method = method_for(algorithm, len(vectors))
     scores: dict[int, float] = {}

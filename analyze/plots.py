@@ -7,13 +7,24 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def _figure(figsize: tuple[float, float], dpi: int = 110):
+    """A Figure outside pyplot: no global state, and the user's backend is left alone.
+
+    (A notebook still displays it inline: Jupyter renders Figure objects it is given.)
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, dpi=dpi)
+
+
+def _cmap(name: str):
     import matplotlib
 
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
+    return matplotlib.colormaps[name]
 
-    return plt
+
+def save_figure(fig, path: Path) -> None:
+    fig.savefig(path)
 
 
 def plain(text: str) -> str:
@@ -29,11 +40,12 @@ def point_size(n: int) -> float:
     return float(np.clip(6000 / max(n, 1), 1.0, 30.0))
 
 
-def scatter_map(coords: np.ndarray, groups: list[str], title: str, path: Path) -> None:
-    plt = _pyplot()
+def scatter_map(coords: np.ndarray, groups: list[str], title: str):
+    """The 2-D map, one colour per group (label or cluster), with counts in the legend."""
     names = sorted(set(groups))
-    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-    fig, ax = plt.subplots(figsize=(9, 7), dpi=110)
+    cmap = _cmap("tab20" if len(names) > 10 else "tab10")
+    fig = _figure((9, 7))
+    ax = fig.subplots()
     for i, name in enumerate(names):
         rows = [r for r, g in enumerate(groups) if g == name]
         colour = "lightgrey" if name == "noise" else cmap(i % cmap.N)
@@ -58,17 +70,15 @@ def scatter_map(coords: np.ndarray, groups: list[str], title: str, path: Path) -
             frameon=False,
         )
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
-def confusion_plot(confusion: dict, path: Path) -> None:
-    plt = _pyplot()
+def confusion_plot(confusion: dict):
+    """Classes x clusters, coloured by the share of each class."""
     matrix = np.array(confusion["matrix"])
     shares = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
-    fig, ax = plt.subplots(
-        figsize=(max(5.0, 2.5 + 0.6 * matrix.shape[1]), 1.8 + 0.45 * matrix.shape[0]), dpi=110
-    )
+    fig = _figure((max(5.0, 2.5 + 0.6 * matrix.shape[1]), 1.8 + 0.45 * matrix.shape[0]))
+    ax = fig.subplots()
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in confusion["clusters"]])
     ax.set_yticks(range(matrix.shape[0]), [plain(str(c)) for c in confusion["classes"]])
@@ -88,14 +98,14 @@ def confusion_plot(confusion: dict, path: Path) -> None:
             )
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
-def silhouette_plot(scores: dict[int, float], best: int, path: Path) -> None:
-    plt = _pyplot()
+def silhouette_plot(scores: dict[int, float], best: int):
+    """Mean cosine silhouette for each k tried by `--k auto`."""
     ks = sorted(scores)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig = _figure((6, 4))
+    ax = fig.subplots()
     ax.plot(ks, [scores[k] for k in ks], marker="o")
     ax.axvline(best, color="grey", linestyle="--", label=f"chosen k = {best}")
     ax.set_xlabel("k")
@@ -103,5 +113,4 @@ def silhouette_plot(scores: dict[int, float], best: int, path: Path) -> None:
     ax.set_title("Choosing k by silhouette")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
+
+from ..errors import InvalidRequest
 
 METHODS = ("tsne", "pca", "umap")
 PCA_BEFORE_TSNE = 50
 # scikit-learn's Barnes-Hut t-SNE grows worse than linearly (47 s at 11k points here);
 # above this, openTSNE's FFT-accelerated t-SNE makes the same kind of map in linear time.
 OPENTSNE_ABOVE = 20_000
+
+
+MAP_CACHE_VERSION = 1  # bump when reduce_2d would draw a different map for the same input
+
+
+def map_key(space_key: str, hashes: list[str], method: str, seed: int) -> str:
+    """Cache key of a map: the space, the documents' content hashes in row order, the
+    method with every parameter reduce_2d derives from them, and the seed."""
+    digest = hashlib.sha256()
+    settings = [MAP_CACHE_VERSION, space_key, method, seed, PCA_BEFORE_TSNE, OPENTSNE_ABOVE]
+    digest.update(json.dumps(settings).encode())
+    for content_hash in hashes:
+        digest.update(content_hash.encode())
+    return digest.hexdigest()
 
 
 def reduce_2d(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str]:
@@ -23,7 +42,7 @@ def reduce_2d(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple
     if method == "umap":
         return _umap(vectors, seed)
     if method != "tsne":
-        raise ValueError(f"unknown reduction {method!r}; use one of {', '.join(METHODS)}")
+        raise InvalidRequest(f"unknown reduction {method!r}; use one of {', '.join(METHODS)}")
     note = "t-SNE"
     if vectors.shape[1] > PCA_BEFORE_TSNE and n > PCA_BEFORE_TSNE:
         from sklearn.decomposition import PCA
@@ -51,7 +70,7 @@ def _umap(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     try:
         import umap
     except ImportError:
-        raise ValueError("--reduce umap needs umap-learn: pip install umap-learn") from None
+        raise InvalidRequest("--reduce umap needs umap-learn: pip install umap-learn") from None
     neighbours = min(15, len(vectors) - 1)
     model = umap.UMAP(n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed)
     return model.fit_transform(vectors), f"UMAP (cosine, {neighbours} neighbours)"

@@ -7,18 +7,22 @@ imports `ingest`, so re-analysis is free by construction.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from . import plots, report
-from .cluster import cluster
+from ..errors import InvalidRequest
+from .analysis import Analysis, space_dict
+from .cluster import ALGORITHMS, cluster
 from .describe import describe_clusters
 from .evaluate import evaluate
-from .reduce import reduce_2d
+from .reduce import METHODS, map_key, reduce_2d
 from .select import Corpus
+
+STAGES = ("cluster", "map", "evaluate", "describe")
 
 
 @dataclass
@@ -30,15 +34,63 @@ class AnalysisOptions:
     min_cluster_size: int | None = None
     eps: float = 0.5
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-@dataclass
-class AnalysisResult:
-    metrics: dict[str, Any]
-    clusters: list[dict[str, Any]]
-    cluster_labels: np.ndarray
-    coords: np.ndarray
-    files: list[str]
-    timings: dict[str, float] = field(default_factory=dict)
+    @classmethod
+    def checked(
+        cls,
+        algorithm: str = "kmeans",
+        k: int | str | None = None,
+        reduce: str = "tsne",
+        seed: int = 0,
+        min_cluster_size: int | None = None,
+        eps: float | None = None,
+    ) -> AnalysisOptions:
+        """Every analysis option validated in one place, with messages naming the option."""
+        if algorithm not in ALGORITHMS:
+            raise InvalidRequest(
+                f"unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}"
+            )
+        if reduce not in METHODS:
+            raise InvalidRequest(f"unknown map method {reduce!r}; use one of {', '.join(METHODS)}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidRequest(f"seed must be a whole number, not {seed!r}")
+        density = algorithm in ("hdbscan", "dbscan")
+        if k is not None:
+            if density:
+                raise InvalidRequest(
+                    f"k does not apply to {algorithm} (it finds the number of clusters); "
+                    "leave it out, or use kmeans/agglomerative"
+                )
+            if k != "auto" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+                raise InvalidRequest(
+                    f"k must be a number of clusters (1 or more) or 'auto', not {k!r}"
+                )
+        if eps is not None and algorithm != "dbscan":
+            raise InvalidRequest(f"eps applies to dbscan only, not {algorithm}")
+        if eps is not None and not eps > 0:
+            raise InvalidRequest(f"eps must be more than 0, not {eps}")
+        if min_cluster_size is not None and not density:
+            raise InvalidRequest(f"min_cluster_size applies to hdbscan/dbscan, not {algorithm}")
+        if min_cluster_size is not None and min_cluster_size < 2:
+            raise InvalidRequest(f"min_cluster_size must be at least 2, not {min_cluster_size}")
+        return cls(
+            algorithm,
+            None if density else (4 if k is None else k),
+            reduce,
+            seed,
+            min_cluster_size,
+            0.5 if eps is None else float(eps),
+        )
+
+
+class MapCache(Protocol):
+    """Where 2-D maps are kept between analyses (the Lab keeps them in the store)."""
+
+    def get(self, key: str) -> tuple[np.ndarray, str] | None: ...
+
+    def put(self, key: str, coords: np.ndarray, note: str) -> None: ...
 
 
 def _timed(timings: dict[str, float], name: str, func, *args, **kwargs):
@@ -48,8 +100,23 @@ def _timed(timings: dict[str, float], name: str, func, *args, **kwargs):
     return result
 
 
-def analyze_corpus(corpus: Corpus, options: AnalysisOptions, out: Path | None) -> AnalysisResult:
+def analyze_corpus(
+    corpus: Corpus,
+    options: AnalysisOptions,
+    out: Path | None = None,
+    map_cache: MapCache | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
+    selection: dict[str, Any] | None = None,
+) -> Analysis:
+    """Cluster, map, score and describe `corpus`; with `out`, also write the report there.
+
+    The map is looked up in `map_cache` by (space, the documents' content hashes, method,
+    seed) first, so a second analysis of the same documents with another k or algorithm
+    skips t-SNE. `on_stage(name, index)` is called as each stage starts.
+    """
     timings: dict[str, float] = {}
+    stage = on_stage or (lambda _name, _index: None)
+    stage("cluster", 0)
     clustering = _timed(
         timings,
         "cluster",
@@ -62,12 +129,23 @@ def analyze_corpus(corpus: Corpus, options: AnalysisOptions, out: Path | None) -
         options.eps,
     )
     labels = clustering.labels
-    coords, map_note = _timed(
-        timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed
-    )
+    stage("map", 1)
+    key = map_key(corpus.space.collection_name, corpus.hashes, options.reduce, options.seed)
+    cached = map_cache.get(key) if map_cache is not None else None
+    if cached is not None:
+        coords, map_note = cached
+        timings["map"] = 0.0
+    else:
+        coords, map_note = _timed(
+            timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed
+        )
+        if map_cache is not None:
+            map_cache.put(key, coords, map_note)
+    stage("evaluate", 2)
     metrics = _timed(
         timings, "evaluate", evaluate, corpus.vectors, labels, corpus.labels, options.seed
     )
+    stage("describe", 3)
     described = _timed(
         timings,
         "describe",
@@ -78,12 +156,7 @@ def analyze_corpus(corpus: Corpus, options: AnalysisOptions, out: Path | None) -
         corpus.texts,
         corpus.labels,
     )
-    metrics["space"] = {
-        "provider": corpus.space.provider,
-        "model": corpus.space.model,
-        "task_type": corpus.space.task_type,
-        "dims": corpus.space.dims,
-    }
+    metrics["space"] = space_dict(corpus.space)
     metrics["params"] = {
         "algorithm": clustering.algorithm,
         "clustering": clustering.params,
@@ -93,43 +166,20 @@ def analyze_corpus(corpus: Corpus, options: AnalysisOptions, out: Path | None) -
     }
     if clustering.k_scores:
         metrics["k_silhouette"] = {str(k): round(v, 6) for k, v in clustering.k_scores.items()}
-    result = AnalysisResult(metrics, described, labels, coords, [], timings)
+    analysis = Analysis(
+        space=corpus.space,
+        ids=list(corpus.ids),
+        labels=list(corpus.labels),
+        cluster_labels=labels,
+        coords=np.asarray(coords, dtype=np.float32),
+        metrics=metrics,
+        clusters=described,
+        options=options.as_dict(),
+        selection=selection or {},
+        k_scores=clustering.k_scores,
+        map_cached=cached is not None,
+        timings=timings,
+    )
     if out is not None:
-        _timed(timings, "write", write_outputs, corpus, result, clustering.k_scores, Path(out))
-    return result
-
-
-def write_outputs(
-    corpus: Corpus, result: AnalysisResult, k_scores: dict[int, float], out: Path
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    cluster_names = ["noise" if c == -1 else f"cluster {c}" for c in result.cluster_labels.tolist()]
-    report.write_points(
-        out / "points.csv", corpus.ids, corpus.labels, result.cluster_labels, result.coords
-    )
-    report.write_json(out / "metrics.json", result.metrics)
-    report.write_json(out / "clusters.json", result.clusters)
-    images = []
-    map_note = result.metrics["params"]["map"]
-    if corpus.has_labels:
-        plots.scatter_map(
-            result.coords,
-            [str(x) for x in corpus.labels],
-            f"{map_note}, coloured by label",
-            out / "map_by_label.png",
-        )
-        images.append("map_by_label.png")
-    plots.scatter_map(
-        result.coords, cluster_names, f"{map_note}, coloured by cluster", out / "map_by_cluster.png"
-    )
-    images.append("map_by_cluster.png")
-    if "confusion" in result.metrics:
-        plots.confusion_plot(result.metrics["confusion"], out / "confusion.png")
-        images.append("confusion.png")
-    if k_scores:
-        plots.silhouette_plot(
-            k_scores, result.metrics["params"]["clustering"]["k"], out / "silhouette.png"
-        )
-        images.append("silhouette.png")
-    report.write_markdown(out / "report.md", result.metrics, result.clusters, images)
-    result.files = ["points.csv", "metrics.json", "clusters.json", *images, "report.md"]
+        analysis.save(out)
+    return analysis

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidRequest
 from ..store import Space, Store
-from ..store.sampling import stratified_sample
+from ..store.sampling import sample_rank, stratified_sample
 
 
 class AnalyzeError(InvalidRequest):
@@ -27,6 +27,15 @@ class Selection:
     seed: int = 0
     limit: int | None = None
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sources": self.sources,
+            "labels": self.labels,
+            "per_class": self.per_class,
+            "seed": self.seed,
+            "limit": self.limit,
+        }
+
 
 @dataclass
 class Corpus:
@@ -37,6 +46,7 @@ class Corpus:
     vectors: np.ndarray
     labels: list[str | None]
     texts: list[str]
+    hashes: list[str]
 
     @property
     def has_labels(self) -> bool:
@@ -94,8 +104,10 @@ def select_ids(store: Store, space: Space, selection: Selection) -> list[str]:
         keep = stratified_sample(by_label, selection.per_class, selection.seed)
         chosen = {k: v for k, v in chosen.items() if k in keep}
     ids = sorted(chosen)
-    if selection.limit is not None:
-        ids = ids[: selection.limit]
+    if selection.limit is not None and len(ids) > selection.limit:
+        # a seeded sample, not the first N in id order (that would be one label's posts)
+        keep = set(sorted(ids, key=lambda i: sample_rank(i, selection.seed))[: selection.limit])
+        ids = [i for i in ids if i in keep]
     if not ids:
         raise AnalyzeError(
             f"no documents in {space.describe()} match the selection; "
@@ -104,9 +116,9 @@ def select_ids(store: Store, space: Space, selection: Selection) -> list[str]:
     return ids
 
 
-def load_corpus(store: Store, space: Space, selection: Selection) -> Corpus:
+def load_corpus(store: Store, space: Space, selection: Selection, with_text: bool = True) -> Corpus:
     ids = select_ids(store, space, selection)
-    vectors, metadatas, texts = store.collection(space).load(ids)
+    vectors, metadatas, texts = store.collection(space).load(ids, with_text=with_text)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
     return Corpus(
         space=space,
@@ -114,4 +126,5 @@ def load_corpus(store: Store, space: Space, selection: Selection) -> Corpus:
         vectors=vectors,
         labels=[m.get("label") for m in metadatas],
         texts=texts,
+        hashes=[m.get("content_hash", "") for m in metadatas],
     )

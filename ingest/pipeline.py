@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EmbedlabError
+from ..errors import Cancelled, EmbedlabError
+from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
 from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
 
 WRITE_CHUNK = 1000
+CANCEL_POLL_S = 0.1
 
 
 @dataclass
@@ -67,6 +69,10 @@ class IngestReport:
     truncated: int = 0
     cut: int = 0  # texts over MAX_TEXT_CHARS, kept cut to it
     planned_requests: int = 0
+    planned_embed: int = 0  # documents whose text must be sent (dry run: would be)
+    planned_reuse: int = 0  # documents whose text is stored under another id
+    changed: int = 0  # ids already stored with another text: re-embedded or reused
+    ids: list[str] = field(default_factory=list)  # every document id of this call
     skipped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
     last_written: str | None = None  # any id written in this run (to persist the index)
@@ -77,6 +83,14 @@ class IngestReport:
     def done(self) -> int:
         return self.cached + self.reused + self.embedded
 
+    def __repr__(self) -> str:
+        return (
+            f"IngestReport({self.space.describe()}: {self.documents} documents, "
+            f"{self.cached + self.reused} cached, {self.embedded} embedded, "
+            f"{self.requests} requests, {sum(self.skipped.values())} skipped, "
+            f"{self.seconds:.1f} s)"
+        )
+
 
 class IngestError(EmbedlabError):
     """Ingest stopped; everything in `report` up to now is safely stored."""
@@ -86,8 +100,11 @@ class IngestError(EmbedlabError):
         self.report = report
 
 
-class IngestInterrupted(IngestError):
-    """Ctrl-C: the batches already written stay written."""
+class IngestCancelled(IngestError, Cancelled):
+    """Cancelled (a token, or Ctrl-C): the batches already written stay written."""
+
+
+IngestInterrupted = IngestCancelled  # the name the CLI and older callers use
 
 
 @dataclass
@@ -138,12 +155,15 @@ def ingest(
     on_progress: Callable[[IngestReport], None] | None = None,
     skipped: Counter[str] | None = None,
     started: float | None = None,
+    cancel: CancelToken | None = None,
 ) -> IngestReport:
     """Make `store` hold a vector for every document in `space`, embedding only what is new.
 
     `make_provider` is called only when some text really needs embedding, so a fully
-    cached run never loads a model or opens a connection.
+    cached run never loads a model or opens a connection. Cancelling `cancel` stops new
+    requests and retries at once, writes what has returned, and raises IngestCancelled.
     """
+    cancel = cancel or CancelToken()
     report = IngestReport(space=space, dry_run=dry_run)
     if started is not None:  # the caller's clock: reading the source counts too
         report.started = started
@@ -152,6 +172,7 @@ def ingest(
     notify = on_progress or (lambda _report: None)
     documents = unique_documents(docs, report.skipped)
     report.documents = len(documents)
+    report.ids = [d.id for d in documents]
     report.cut = sum(doc.cut for doc in documents)
 
     collection = store.collection(space, create=False) if store is not None else None
@@ -165,6 +186,9 @@ def ingest(
         known = set(vectors)
     plan = plan_ingest(documents, stored, known)
     report.cached = len(plan.unchanged)
+    report.changed = sum(1 for d in documents if d.id in stored and stored[d.id] != d.content_hash)
+    report.planned_reuse = len(plan.reusable)
+    report.planned_embed = sum(len(group) for group in plan.to_embed)
     size = batch_size or DEFAULT_BATCH_SIZE.get(space.provider, 100)
     report.planned_requests = math.ceil(len(plan.to_embed) / size)
     notify(report)
@@ -194,6 +218,7 @@ def ingest(
                 retry or RetryPolicy(),
                 report,
                 notify,
+                cancel,
             )
     except IngestInterrupted:
         raise  # the user wants out now; the next open replays the short tail
@@ -242,10 +267,15 @@ def _embed_groups(
     policy: RetryPolicy,
     report: IngestReport,
     notify: Callable[[IngestReport], None],
+    cancel: CancelToken,
 ) -> None:
-    """Run batches through the provider, `concurrency` at a time; write each on arrival."""
+    """Run batches through the provider, `concurrency` at a time; write each on arrival.
+
+    The loop wakes every CANCEL_POLL_S to notice a cancel; requests already in flight
+    are not waited for (their threads end within one request timeout).
+    """
     batches = iter([groups[i : i + batch_size] for i in range(0, len(groups), batch_size)])
-    caller = RetryingEmbedder(provider, policy, report)
+    caller = RetryingEmbedder(provider, policy, report, cancel)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed")
     in_flight: dict[Future[Embedded], list[list[Document]]] = {}
 
@@ -259,21 +289,30 @@ def _embed_groups(
         for _ in range(concurrency):
             submit_next()
         while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
             for future in done:
                 batch = in_flight.pop(future)
                 try:
                     result = future.result()
+                except Cancelled:
+                    continue
                 except ProviderError as exc:
                     failure = failure or exc  # keep draining: finished batches still get saved
                     continue
                 _write_batch(collection, batch, result, report)
                 notify(report)
-                if failure is None:
+                if failure is None and not cancel.cancelled:
                     submit_next()
+            if cancel.cancelled:
+                for future in [f for f in in_flight if f.done()]:  # landed meanwhile: keep
+                    batch = in_flight.pop(future)
+                    if future.exception() is None:
+                        _write_batch(collection, batch, future.result(), report)
+                raise IngestCancelled("cancelled", _finish(report))
     except KeyboardInterrupt:
+        cancel.cancel()  # wakes retry sleeps, so the process can exit promptly
         pool.shutdown(wait=False, cancel_futures=True)
-        raise IngestInterrupted("interrupted", _finish(report)) from None
+        raise IngestCancelled("interrupted", _finish(report)) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if failure is not None:
@@ -303,15 +342,24 @@ class RetryingEmbedder:
     Used by ingest for every batch and by neighbours for a query: one retry policy.
     """
 
-    def __init__(self, provider: Provider, policy: RetryPolicy, report: IngestReport):
+    def __init__(
+        self,
+        provider: Provider,
+        policy: RetryPolicy,
+        report: IngestReport,
+        cancel: CancelToken | None = None,
+    ):
         self._provider = provider
         self._policy = policy
         self._report = report
+        self._cancel = cancel or CancelToken()
         self._lock = threading.Lock()
         self._rng = random.Random(policy.seed)
 
     def __call__(self, texts: list[str]) -> Embedded:
         for attempt in range(self._policy.attempts):
+            if self._cancel.cancelled:
+                raise Cancelled("cancelled before the request was sent")
             with self._lock:
                 self._report.requests += 1
                 self._report.retries += attempt > 0
@@ -324,7 +372,8 @@ class RetryingEmbedder:
                     ) from None
                 with self._lock:
                     pause = self._policy.delay(attempt, exc.retry_after, self._rng)
-                time.sleep(pause)
+                if self._cancel.sleep(pause):
+                    raise Cancelled("cancelled while waiting to retry") from None
         raise AssertionError("unreachable")
 
 

@@ -316,14 +316,25 @@ DEFAULT_BATCH_SIZE = {
     "local": LocalProvider.default_batch_size,
 }
 
-PROVIDERS = ("auto", "gemini", "local")
+PROVIDERS = ("gemini", "local")
+
+
+def choose_provider(requested: str) -> tuple[str, str]:
+    """(provider name, why): auto means Gemini when a key is set, else the local model."""
+    if requested == "auto":
+        for var in API_KEY_VARS:
+            if os.environ.get(var):
+                return "gemini", f"{var} is set"
+        return "local", "no GEMINI_API_KEY or GOOGLE_API_KEY set"
+    if requested not in PROVIDERS:
+        raise ProviderError(
+            f"unknown provider {requested!r}; use one of auto, {', '.join(PROVIDERS)}"
+        )
+    return requested, "asked for"
 
 
 def choose_provider_name(requested: str) -> str:
-    """auto means Gemini when a key is set, else the offline local model."""
-    if requested == "auto":
-        return "gemini" if gemini_api_key() else "local"
-    return requested
+    return choose_provider(requested)[0]
 
 
 def resolve_space(

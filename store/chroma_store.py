@@ -12,16 +12,20 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
 from ..errors import StoreBusy, StoreError
+
+if TYPE_CHECKING:
+    from .artifacts import Artifacts
 from .documents import Document
 from .keys import Space
 
@@ -46,6 +50,7 @@ class Store:
         self.location = location
         self.path = path
         self._lock_fd = lock_fd
+        self._connect_lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -64,17 +69,33 @@ class Store:
         takes the lock without starting Chroma (repair works on the store from child
         processes).
         """
-        root = Path(path)
+        root = Path(path).absolute()  # resolved once, against the caller's folder
         _check_local_root(root, create)
         lock_fd = _acquire_lock(root, wait)
-        if not connect:
-            return cls(None, str(root), root, lock_fd)
-        try:
-            client = embedded_client(root / CHROMA_DIR)
-        except Exception as exc:  # Chroma raises many types; the user needs one line.
-            os.close(lock_fd)
-            raise StoreError(f"cannot open the Chroma database in {root}: {exc}") from exc
-        return cls(client, str(root), root, lock_fd)
+        store = cls(None, str(path), root, lock_fd)
+        if connect:
+            try:
+                store.connect()
+            except StoreError:
+                store.close()
+                raise
+        return store
+
+    def connect(self) -> None:
+        """Start the embedded Chroma client (a no-op when it runs already)."""
+        with self._connect_lock:
+            if self._client is not None or self.path is None:
+                return
+            try:
+                self._client = embedded_client(self.path / CHROMA_DIR)
+            except Exception as exc:  # Chroma raises many types; the user needs one line.
+                raise StoreError(f"cannot open the Chroma database in {self.path}: {exc}") from exc
+
+    def disconnect(self) -> None:
+        """Stop the embedded client but keep the lock (repair reads from child processes)."""
+        if self._client is not None and self.path is not None:
+            self._client.close()
+            self._client = None
 
     @classmethod
     def open_server(cls, url: str) -> Store:
@@ -123,14 +144,23 @@ class Store:
 
     @property
     def client(self) -> Any:
+        if self._client is None:
+            self.connect()
         return self._client
+
+    @property
+    def artifacts(self) -> Artifacts:
+        """Stored analyses and map caches, beside the vectors."""
+        from .artifacts import Artifacts
+
+        return Artifacts(self.client)
 
     # -- spaces ----------------------------------------------------------------------------
 
     def spaces(self) -> list[Space]:
         """Every embedding space in this store, sorted for stable output."""
         found = []
-        for col in self._client.list_collections():
+        for col in self.client.list_collections():
             space = space_of(col)
             if space is not None:
                 found.append(space)
@@ -139,8 +169,9 @@ class Store:
     def collection(self, space: Space, create: bool = False) -> SpaceCollection | None:
         """The collection holding `space`, or None when it does not exist and not `create`."""
         name = space.collection_name
+        client = self.client
         if create:
-            col = self._client.get_or_create_collection(
+            col = client.get_or_create_collection(
                 name,
                 configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC_THRESHOLD}},
                 metadata=_space_metadata(space),
@@ -148,11 +179,17 @@ class Store:
             )
         else:
             try:
-                col = self._client.get_collection(name, embedding_function=None)
-            except Exception:  # NotFoundError in 1.x, ValueError in older releases
-                return None
+                col = client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                if not_found(exc):
+                    return None
+                # Unknown is not absent: reading it as "nothing stored" would pay again.
+                raise StoreError(
+                    f"cannot read {space.describe()} from the store ({_first_line(exc)}); "
+                    "nothing was changed, try again"
+                ) from exc
         _check_collection_space(col, space)
-        return SpaceCollection(col, space, self._client, embedded=self.path is not None)
+        return SpaceCollection(col, space, client, embedded=self.path is not None)
 
     def disk_bytes(self) -> int | None:
         """Bytes on disk for an embedded store; None for a server (not ours to measure)."""
@@ -227,7 +264,7 @@ class SpaceCollection:
             )
         ]
 
-    # -- side collections: query-embedding cache and latest cluster assignments ------------
+    # -- side collection: the query-embedding cache ----------------------------------------
 
     def _side(self, kind: str, create: bool) -> Any | None:
         name = f"{self._col.name}-{kind}"
@@ -240,8 +277,10 @@ class SpaceCollection:
             )
         try:
             return self._client.get_collection(name, embedding_function=None)
-        except Exception:
-            return None
+        except Exception as exc:
+            if not_found(exc):
+                return None
+            raise StoreError(f"cannot read {name} ({_first_line(exc)})") from exc
 
     def cached_query(self, text_hash: str) -> np.ndarray | None:
         """A free-text query's vector embedded earlier in this space, if any."""
@@ -255,28 +294,6 @@ class SpaceCollection:
         self._side("queries", create=True).upsert(
             ids=[text_hash], embeddings=np.asarray([vector], dtype=np.float32), documents=[text]
         )
-
-    def save_clusters(self, ids: Sequence[str], clusters: Sequence[int]) -> None:
-        """Replace the space's saved cluster assignments with this analysis' ones."""
-        name = f"{self._col.name}-clusters"
-        if self._side("clusters", create=False) is not None:
-            self._client.delete_collection(name)
-        side = self._side("clusters", create=True)
-        for start in range(0, len(ids), PAGE_SIZE):
-            chunk = list(ids[start : start + PAGE_SIZE])
-            side.add(
-                ids=chunk,
-                embeddings=np.ones((len(chunk), 1), dtype=np.float32),
-                metadatas=[{"cluster": int(c)} for c in clusters[start : start + PAGE_SIZE]],
-            )
-
-    def saved_clusters(self, ids: Sequence[str]) -> dict[str, int]:
-        """Cluster of each of `ids` in the last saved analysis (absent when none)."""
-        side = self._side("clusters", create=False)
-        if side is None or not ids:
-            return {}
-        got = side.get(ids=list(ids), include=["metadatas"])
-        return {doc_id: int(meta["cluster"]) for doc_id, meta in zip(got["ids"], got["metadatas"])}
 
     def labels_and_sources(self) -> tuple[set[str], set[str]]:
         """Distinct labels and sources (one metadata pass), for resolving globs."""
@@ -361,6 +378,18 @@ class SpaceCollection:
                     texts[row] = got["documents"][i]
         return vectors, metadatas, texts
 
+    def records(self, ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Metadatas and texts of `ids` (in `ids` order), without their vectors."""
+        metadatas: list[dict[str, Any]] = [{}] * len(ids)
+        texts: list[str] = [""] * len(ids)
+        row_of = {doc_id: row for row, doc_id in enumerate(ids)}
+        for chunk in _chunks(list(ids), PAGE_SIZE):
+            got = self._col.get(ids=chunk, include=["metadatas", "documents"])
+            for doc_id, meta, text in zip(got["ids"], got["metadatas"], got["documents"]):
+                metadatas[row_of[doc_id]] = meta
+                texts[row_of[doc_id]] = text
+        return metadatas, texts
+
     def iter_metadata(self, page_size: int = PAGE_SIZE) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, metadata) for every document, paged so memory stays flat."""
         offset = 0
@@ -373,6 +402,16 @@ class SpaceCollection:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def not_found(exc: BaseException) -> bool:
+    """Chroma's "no such collection" (NotFoundError in 1.x; ValueError in older releases)."""
+    name = type(exc).__name__
+    return name == "NotFoundError" or (isinstance(exc, ValueError) and "does not exist" in str(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
 def _check_local_root(root: Path, create: bool) -> None:

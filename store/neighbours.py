@@ -7,6 +7,7 @@ is produced by the caller (ingest embeds and caches it) and passed in here.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,8 +31,12 @@ class Neighbour:
     id: str
     label: str | None
     similarity: float
-    snippet: str
     cluster: int | None
+    text: str
+
+    @property
+    def snippet(self) -> str:
+        return snippet(self.text)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,23 +80,20 @@ def find_neighbours(
     exclude_id: str | None = None,
     labels: list[str] | None = None,
     sources: list[str] | None = None,
+    clusters_of: Callable[[list[str]], dict[str, int]] | None = None,
 ) -> list[Neighbour]:
-    """The `k` documents most similar to `vector` (cosine), best first, `exclude_id` left out."""
+    """The `k` documents most similar to `vector` (cosine), best first, `exclude_id` left out.
+
+    `clusters_of` gives the cluster of each hit in the analysis the caller chose.
+    """
     total = collection.count()
     if total == 0:
         raise StoreError(f"{collection.space.describe()} holds no documents; ingest some first")
     where = build_filter(collection, labels, sources)
     wanted = min(k + (exclude_id is not None), total)
     hits = [h for h in collection.nearest(vector, wanted, where) if h[0] != exclude_id][:k]
-    clusters = collection.saved_clusters([h[0] for h in hits])
+    clusters = clusters_of([h[0] for h in hits]) if clusters_of is not None else {}
     return [
-        Neighbour(
-            rank,
-            doc_id,
-            meta.get("label"),
-            round(similarity, 6),
-            snippet(text),
-            clusters.get(doc_id),
-        )
+        Neighbour(rank, doc_id, meta.get("label"), round(similarity, 6), clusters.get(doc_id), text)
         for rank, (doc_id, similarity, meta, text) in enumerate(hits, start=1)
     ]

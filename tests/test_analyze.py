@@ -155,10 +155,12 @@ def test_selection_by_label_source_sample_and_limit(store):
     grouped_corpus(store)
     assert len(load_corpus(store, SPACE, Selection(labels=["sp*", "med"])).ids) == 60
     assert len(load_corpus(store, SPACE, Selection(sources=["synth*"], per_class=7)).ids) == 21
-    assert (
-        load_corpus(store, SPACE, Selection(limit=5)).ids
-        == sorted(load_corpus(store, SPACE, Selection()).ids)[:5]
-    )
+    # --limit is a seeded sample across labels, not the first N ids (one label's documents)
+    limited = load_corpus(store, SPACE, Selection(limit=9)).ids
+    assert len(limited) == 9 and limited == sorted(limited)
+    assert len({doc_id.split("/")[1] for doc_id in limited}) > 1
+    assert load_corpus(store, SPACE, Selection(limit=9)).ids == limited
+    assert load_corpus(store, SPACE, Selection(limit=9, seed=1)).ids != limited
     with pytest.raises(AnalyzeError, match="no documents"):
         load_corpus(store, SPACE, Selection(labels=["nothing"]))
 
@@ -221,7 +223,7 @@ def test_analyze_package_never_imports_ingest():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["analyze", "--k", "500"], "--k 500 needs at least 500 documents"),
+        (["analyze", "--k", "500"], "k=500 needs at least 500 documents"),
         (["analyze", "--k", "zero"], "use a number of clusters or 'auto'"),
         (["analyze", "--labels", "nope*"], "no documents in fake:fake-model"),
         (["analyze", "--dims", "99"], "no space matches"),

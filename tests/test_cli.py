@@ -74,7 +74,7 @@ def test_stats_json_lists_spaces_sources_labels_and_disk(store_path, gemini, cor
     assert space["by_label"] == {"a": 125, "b": 125}
     assert stats["disk_bytes"] > 0
     text = invoke(["--store", str(store_path), "stats"]).output
-    assert "2 spaces, 500 documents" in text.splitlines()[-1]
+    assert "2 spaces, 500 records (250 + 250 across spaces)" in text.splitlines()[-1]
 
 
 def test_store_env_var_is_the_default(tmp_path, gemini, corpus, monkeypatch):

@@ -1,0 +1,247 @@
+"""One analysis as a typed result: DataFrames and arrays for a notebook, files for a report.
+
+An `Analysis` is what `Lab.analyze` returns and what `Lab.analysis(id)` reopens from the
+store; the report files, terminal tables and (later) JSON bodies are renderings of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InvalidRequest
+from ..store import Space
+from ..store.artifacts import pack_arrays, unpack_arrays
+from . import plots, report
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Every file an analysis may write: a reused --out folder loses the ones not written this
+# time (an old confusion.png beside a report without labels would mislead).
+OUTPUT_FILES = (
+    "points.csv",
+    "metrics.json",
+    "clusters.json",
+    "map_by_label.png",
+    "map_by_cluster.png",
+    "confusion.png",
+    "silhouette.png",
+    "report.md",
+)
+FIGURES = ("label", "cluster", "confusion", "silhouette")
+
+
+@dataclass
+class Analysis:
+    """Clusters, map, metrics and descriptions of one selection of one space."""
+
+    space: Space
+    ids: list[str]
+    labels: list[str | None]
+    cluster_labels: np.ndarray
+    coords: np.ndarray
+    metrics: dict[str, Any]
+    clusters: list[dict[str, Any]]
+    options: dict[str, Any]
+    selection: dict[str, Any]
+    k_scores: dict[int, float] = field(default_factory=dict)
+    map_cached: bool = False
+    id: str | None = None
+    created: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    # -- views -----------------------------------------------------------------------------
+
+    @property
+    def has_labels(self) -> bool:
+        return all(label is not None for label in self.labels) and len(set(self.labels)) > 1
+
+    @property
+    def points(self) -> pd.DataFrame:
+        """One row per document: id, label, cluster, x, y."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "id": self.ids,
+                "label": self.labels,
+                "cluster": self.cluster_labels.astype(int),
+                "x": self.coords[:, 0],
+                "y": self.coords[:, 1],
+            }
+        )
+
+    @property
+    def per_class(self) -> pd.DataFrame:
+        """The notebook's table: each class, its majority cluster and the share there."""
+        import pandas as pd
+
+        rows = [
+            {"class": name, **row} for name, row in (self.metrics.get("per_class") or {}).items()
+        ]
+        columns = ["class", "majority_cluster", "share", "size"]
+        return pd.DataFrame(rows, columns=columns).set_index("class")
+
+    @property
+    def confusion(self) -> pd.DataFrame:
+        """Documents per class (rows) and cluster (columns); empty without labels."""
+        import pandas as pd
+
+        confusion = self.metrics.get("confusion")
+        if not confusion:
+            return pd.DataFrame()
+        return pd.DataFrame(
+            confusion["matrix"],
+            index=pd.Index(confusion["classes"], name="class"),
+            columns=pd.Index(confusion["clusters"], name="cluster"),
+        )
+
+    def figure(self, kind: str = "cluster") -> Any:
+        """A matplotlib Figure ("label", "cluster", "confusion" or "silhouette")."""
+        note = self.metrics["params"]["map"]
+        if kind == "label":
+            if not self.has_labels:
+                raise InvalidRequest("these documents have no labels to colour the map by")
+            return plots.scatter_map(
+                self.coords, [str(x) for x in self.labels], f"{note}, by label"
+            )
+        if kind == "cluster":
+            names = ["noise" if c == -1 else f"cluster {c}" for c in self.cluster_labels.tolist()]
+            return plots.scatter_map(self.coords, names, f"{note}, coloured by cluster")
+        if kind == "confusion":
+            if "confusion" not in self.metrics:
+                raise InvalidRequest("no confusion matrix: these documents have no labels")
+            return plots.confusion_plot(self.metrics["confusion"])
+        if kind == "silhouette":
+            if not self.k_scores:
+                raise InvalidRequest("no silhouette curve: k was not chosen with k='auto'")
+            return plots.silhouette_plot(self.k_scores, self.metrics["params"]["clustering"]["k"])
+        raise InvalidRequest(f"unknown figure {kind!r}; use one of {', '.join(FIGURES)}")
+
+    def __repr__(self) -> str:
+        n_clusters = len({c for c in self.cluster_labels.tolist() if c != -1})
+        head = report.headline(self.metrics)
+        stored = f"id={self.id!r}, " if self.id else ""
+        method = report.method_line(self.metrics)
+        tail = f"; {head}" if head else ""
+        return (
+            f"<Analysis {stored}{self.space.describe()}: {len(self.ids)} documents, "
+            f"{n_clusters} clusters ({method}){tail}>"
+        )
+
+    # -- files -----------------------------------------------------------------------------
+
+    def save(self, out: str | Path) -> list[str]:
+        """Write the report files into `out` (created; files of an older analysis removed)."""
+        import time
+
+        started = time.perf_counter()
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise InvalidRequest(f"--out {out} is a file; give a folder for the report")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name in OUTPUT_FILES:  # this analysis owns the folder's report files
+                (out / name).unlink(missing_ok=True)
+            files = self._write(out)
+        except PermissionError as exc:
+            raise InvalidRequest(f"cannot write the report to {out}: {exc.strerror}") from None
+        except OSError as exc:
+            raise InvalidRequest(f"cannot write the report to {out}: {exc}") from None
+        self.files = files
+        self.timings["write"] = time.perf_counter() - started
+        return files
+
+    def _write(self, out: Path) -> list[str]:
+        report.write_points(
+            out / "points.csv", self.ids, self.labels, self.cluster_labels, self.coords
+        )
+        report.write_json(out / "metrics.json", self.metrics)
+        report.write_json(out / "clusters.json", self.clusters)
+        images = []
+        kinds = [("label", "map_by_label.png")] if self.has_labels else []
+        kinds.append(("cluster", "map_by_cluster.png"))
+        if "confusion" in self.metrics:
+            kinds.append(("confusion", "confusion.png"))
+        if self.k_scores:
+            kinds.append(("silhouette", "silhouette.png"))
+        for kind, name in kinds:
+            plots.save_figure(self.figure(kind), out / name)
+            images.append(name)
+        report.write_markdown(out / "report.md", self.metrics, self.clusters, images)
+        return ["points.csv", "metrics.json", "clusters.json", *images, "report.md"]
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """What a listing shows: id, created, space, selection, options, headline metrics."""
+        return {
+            "id": self.id,
+            "created": self.created,
+            "space": space_dict(self.space),
+            "documents": len(self.ids),
+            "selection": self.selection,
+            "options": self.options,
+            "clusters": len({c for c in self.cluster_labels.tolist() if c != -1}),
+            "metrics": {
+                key: self.metrics.get(key)
+                for key in ("hungarian_accuracy", "ari", "nmi", "silhouette")
+            },
+        }
+
+    def to_record(self) -> tuple[dict[str, Any], bytes]:
+        """(head, payload) for the store: JSON for what is small, arrays for the rest."""
+        head = {
+            **self.summary(),
+            "space_collection": self.space.collection_name,
+            "metrics_full": self.metrics,
+            "described": self.clusters,
+            "k_scores": {str(k): v for k, v in self.k_scores.items()},
+            "map_cached": self.map_cached,
+        }
+        payload = pack_arrays(
+            ids=np.array(self.ids, dtype=str),
+            labels=np.array(["" if x is None else x for x in self.labels], dtype=str),
+            labelled=np.array([x is not None for x in self.labels], dtype=bool),
+            cluster=self.cluster_labels.astype(np.int32),
+            coords=self.coords.astype(np.float32),
+        )
+        return head, payload
+
+    @classmethod
+    def from_record(cls, head: dict[str, Any], payload: bytes) -> Analysis:
+        arrays = unpack_arrays(payload)
+        labels = [
+            str(x) if ok else None
+            for x, ok in zip(arrays["labels"].tolist(), arrays["labelled"].tolist())
+        ]
+        space = head["space"]
+        return cls(
+            space=Space(space["provider"], space["model"], space["task_type"], int(space["dims"])),
+            ids=[str(x) for x in arrays["ids"].tolist()],
+            labels=labels,
+            cluster_labels=arrays["cluster"].astype(int),
+            coords=arrays["coords"],
+            metrics=head["metrics_full"],
+            clusters=head["described"],
+            options=head["options"],
+            selection=head["selection"],
+            k_scores={int(k): v for k, v in head.get("k_scores", {}).items()},
+            map_cached=bool(head.get("map_cached")),
+            id=head["id"],
+            created=head["created"],
+        )
+
+
+def space_dict(space: Space) -> dict[str, Any]:
+    return {
+        "provider": space.provider,
+        "model": space.model,
+        "task_type": space.task_type,
+        "dims": space.dims,
+    }

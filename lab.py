@@ -1,0 +1,657 @@
+"""The Lab: every use case of embedlab, wired once, for every front end.
+
+The CLI, a notebook (`import embedlab`) and the service each parse their input, call one
+`Lab` method and present the typed result; none of them decides anything. The Lab is
+the only module that imports both `ingest` and `analyze`: data still flows one way,
+sources -> ingest -> store -> analyze, and analysis never reaches a provider.
+
+One Lab serves many threads: reads (neighbours, documents, stats, analyses) run while
+one write (an ingest, storing an analysis, a repair) holds the write lock.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InvalidRequest, NotFound, StoreError
+from .progress import CancelToken, Progress, ProgressCallback, reporter
+from .store import Document, Space, Store
+from .store.keys import content_hash, normalise_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .analyze.analysis import Analysis
+    from .ingest.pipeline import IngestReport
+    from .ingest.providers import Provider
+    from .store.repair import SpaceHealth
+
+ANALYSIS = "analysis"
+MAP = "map"
+ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
+SpaceSpec = Space | str | None
+
+
+@dataclass(frozen=True)
+class EmbeddingChoice:
+    """The space an ingest will write to, and why that provider was chosen."""
+
+    space: Space
+    reason: str
+
+
+def open(  # noqa: A001 - embedlab.open() is the public name
+    path: str | os.PathLike[str] | None = None,
+    *,
+    chroma_url: str | None = None,
+    create: bool = True,
+    wait: float = 0.0,
+    quiet: bool = False,
+) -> Lab:
+    """Open a store: a folder (embedded Chroma, created when missing) or a Chroma server.
+
+    An embedded store is held by one process at a time; `wait` seconds are spent waiting
+    for another one before StoreBusy. `quiet=True` silences progress bars.
+    """
+    if chroma_url:
+        store = Store.open_server(chroma_url)
+    else:
+        if path is None:
+            path = os.environ.get("EMBEDLAB_STORE", "./embedlab-store")
+        store = Store.open_local(path, create=create, connect=False, wait=wait)
+    return Lab(store, quiet=quiet)
+
+
+class Lab:
+    """One open store and everything done with it."""
+
+    def __init__(self, store: Store, quiet: bool = False):
+        self.store = store
+        self.quiet = quiet
+        self._write_lock = threading.RLock()
+        self._providers: dict[tuple[Space, float], Provider] = {}
+        self._provider_lock = threading.Lock()
+        self._analyses: dict[str, Analysis] = {}
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop Chroma and release the store (waits for a running write)."""
+        with self._write_lock:
+            self.store.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "Chroma server" if self.store.path is None else "embedded store"
+        return f"<embedlab.Lab {kind} {self.store.location}>"
+
+    # -- spaces and stats ------------------------------------------------------------------
+
+    def spaces(self) -> list[Space]:
+        """Every embedding space in the store."""
+        return self.store.spaces()
+
+    def space(self, space: SpaceSpec = None) -> Space:
+        """Resolve `space` (a Space, "provider:model[:dims]", or None for the only one)."""
+        from .analyze.select import pick_space
+
+        if isinstance(space, Space):
+            if space not in self.spaces():
+                raise NotFound(f"the store has no {space.describe()}")
+            return space
+        if space is None:
+            return pick_space(self.store)
+        parts = [p.strip() for p in str(space).split(":")]
+        if len(parts) > 3 or not parts[0]:
+            raise InvalidRequest(f"space {space!r}: use provider:model[:dims]")
+        dims = None
+        if len(parts) == 3:
+            try:
+                dims = int(parts[2])
+            except ValueError:
+                raise InvalidRequest(f"space {space!r}: dims must be a number") from None
+        return pick_space(self.store, parts[0], parts[1] if len(parts) > 1 else None, None, dims)
+
+    def stats(self) -> dict[str, Any]:
+        """Spaces, documents per source and label, size on disk (`embedlab stats --json`)."""
+        from .store.stats import store_stats
+
+        return store_stats(self.store)
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def embedding_choice(
+        self,
+        provider: str = "auto",
+        model: str | None = None,
+        task_type: str | None = "CLUSTERING",
+        dims: int | None = None,
+    ) -> EmbeddingChoice:
+        """Which space an ingest with these options writes to (loads nothing)."""
+        from .ingest.providers import choose_provider, resolve_space
+
+        name, reason = choose_provider(provider)
+        return EmbeddingChoice(resolve_space(name, model, task_type, dims), reason)
+
+    def ingest(
+        self,
+        data: Any,
+        text: str = "text",
+        id: str | None = None,  # noqa: A002 - the name users know from their columns
+        label: str | None = None,
+        source: str = "python",
+        **options: Any,
+    ) -> IngestReport:
+        """Embed what the store does not hold yet: a DataFrame, strings, or dicts.
+
+        - DataFrame: text from column `text`; ids from column `id` (default: an "id"
+          column, else the index); labels from column `label` (default: a "label" column).
+        - strings: ids derived from the content ("text/<hash>").
+        - dicts: keys "id", "text", "label", "source" (or the names given).
+        Options: provider, model, task_type, dims, batch_size, concurrency, max_attempts,
+        timeout, dry_run, cancel, quiet, on_progress. Returns an IngestReport.
+        """
+        skipped: Counter[str] = Counter()
+        documents = list(python_documents(data, text, id, label, source, skipped))
+        return self.ingest_documents(documents, skipped=skipped, **options)
+
+    def ingest_newsgroups(
+        self,
+        source: str | os.PathLike[str] | None = None,
+        subset: str = "train",
+        categories: Sequence[str] | None = ("sci.*",),
+        per_class: int | None = 150,
+        seed: int = 0,
+        clean: str = "notebook",
+        **options: Any,
+    ) -> IngestReport:
+        """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy."""
+        from .ingest.newsgroups import newsgroups_documents
+
+        skipped: Counter[str] = Counter()
+        cats = list(categories) if categories else None
+        docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
+        return self.ingest_documents(docs, skipped=skipped, **options)
+
+    def ingest_path(
+        self,
+        path: str | os.PathLike[str],
+        text: str = "text",
+        id: str | None = None,  # noqa: A002
+        label: str | None = None,
+        glob: str = "*",
+        **options: Any,
+    ) -> IngestReport:
+        """A folder of text files (label = parent folder), a .csv, or a .jsonl file."""
+        from .ingest.sources import csv_documents, file_documents, jsonl_documents
+
+        skipped: Counter[str] = Counter()
+        target = Path(path)
+        suffix = target.suffix.lower()
+        if target.is_dir():
+            docs: Iterable[Document] = file_documents(target, glob, skipped)
+        elif suffix == ".csv":
+            docs = csv_documents(target, text, id, label, skipped)
+        elif suffix in (".jsonl", ".ndjson"):
+            docs = jsonl_documents(target, text, id, label, skipped)
+        elif not target.exists():
+            raise NotFound(f"{target} does not exist")
+        else:
+            raise InvalidRequest(f"{target}: give a folder, a .csv or a .jsonl file")
+        return self.ingest_documents(docs, skipped=skipped, **options)
+
+    def ingest_documents(
+        self,
+        documents: Iterable[Document],
+        skipped: Counter[str] | None = None,
+        provider: str = "auto",
+        model: str | None = None,
+        task_type: str | None = "CLUSTERING",
+        dims: int | None = None,
+        batch_size: int | None = None,
+        concurrency: int | None = None,
+        max_attempts: int = 6,
+        timeout: float = 60.0,
+        dry_run: bool = False,
+        cancel: CancelToken | None = None,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+        started: float | None = None,
+    ) -> IngestReport:
+        """The one ingest every front end runs: plan against the cache, embed the rest.
+
+        Raises IngestError (stopped; its report says what is saved), IngestCancelled
+        (cancelled or Ctrl-C; what returned is saved), ProviderError, InvalidRequest.
+        """
+        from .ingest.pipeline import RetryPolicy, ingest
+
+        _check_positive(batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts)
+        if timeout <= 0:
+            raise InvalidRequest(f"timeout must be more than 0 seconds, not {timeout}")
+        started = time.monotonic() if started is None else started
+        space = self.embedding_choice(provider, model, task_type, dims).space
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+
+        def on_report(report: IngestReport) -> None:
+            status = f"{report.cached + report.reused} cached, {report.embedded} embedded"
+            notify(Progress("ingest", report.done, report.documents, status, {"report": report}))
+
+        with self._write_lock:
+            try:
+                return ingest(
+                    documents,
+                    self.store,
+                    space,
+                    lambda: self.provider(space, timeout),
+                    batch_size=batch_size,
+                    concurrency=concurrency,
+                    retry=RetryPolicy(attempts=max_attempts),
+                    dry_run=dry_run,
+                    on_progress=on_report,
+                    skipped=skipped,
+                    started=started,
+                    cancel=cancel,
+                )
+            finally:
+                close_bar()
+
+    def provider(self, space: Space, timeout: float = 60.0) -> Provider:
+        """The provider of `space`, built once per Lab (the local model loads once)."""
+        from .ingest.providers import make_provider
+
+        with self._provider_lock:
+            key = (space, timeout)
+            if key not in self._providers:
+                self._providers[key] = make_provider(space, timeout_s=timeout)
+            return self._providers[key]
+
+    # -- reading documents -----------------------------------------------------------------
+
+    def _selection(self, labels, sources, per_class, seed, limit) -> Any:
+        from .analyze.select import Selection
+
+        _check_positive(per_class=per_class, limit=limit)
+        return Selection(_list(sources), _list(labels), per_class, seed, limit)
+
+    def documents(
+        self,
+        space: SpaceSpec = None,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """The selected documents: id, label, source, text, content_hash, chars."""
+        import pandas as pd
+
+        from .analyze.select import select_ids
+
+        chosen = self.space(space)
+        ids = select_ids(
+            self.store, chosen, self._selection(labels, sources, per_class, seed, limit)
+        )
+        metadatas, texts = self.store.collection(chosen).records(ids)
+        return pd.DataFrame(
+            {
+                "id": ids,
+                "label": [m.get("label") for m in metadatas],
+                "source": [m.get("source") for m in metadatas],
+                "text": texts,
+                "content_hash": [m.get("content_hash") for m in metadatas],
+                "chars": [m.get("chars") for m in metadatas],
+            }
+        )
+
+    def vectors(
+        self,
+        space: SpaceSpec = None,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> tuple[list[str], np.ndarray]:
+        """(ids, float32 unit vectors with one row per id, in ids order)."""
+        from .analyze.select import load_corpus
+
+        chosen = self.space(space)
+        selection = self._selection(labels, sources, per_class, seed, limit)
+        corpus = load_corpus(self.store, chosen, selection, with_text=False)
+        return corpus.ids, corpus.vectors
+
+    # -- analyses --------------------------------------------------------------------------
+
+    def analyze(
+        self,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        space: SpaceSpec = None,
+        algorithm: str = "kmeans",
+        k: int | str | None = None,
+        reduce: str = "tsne",
+        min_cluster_size: int | None = None,
+        eps: float | None = None,
+        out: str | os.PathLike[str] | None = None,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Analysis:
+        """Cluster, map and score the selection; the analysis is stored and returned.
+
+        Never embeds. A map computed before for the same documents, method and seed is
+        reused (`analysis.map_cached`). With `out`, the report files are written there.
+        """
+        from .analyze.run import AnalysisOptions, analyze_corpus
+        from .analyze.select import load_corpus
+
+        options = AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps)
+        selection = self._selection(labels, sources, per_class, seed, limit)
+        chosen = self.space(space)
+        stages = ["load", "cluster", "map", "evaluate", "describe", "store"]
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+
+        def stage(name: str, index: int) -> None:
+            notify(Progress("analyze", index, len(stages), name))
+
+        try:
+            stage("load", 0)
+            corpus = load_corpus(self.store, chosen, selection)
+            analysis = analyze_corpus(
+                corpus,
+                options,
+                map_cache=_StoreMapCache(self.store, chosen),
+                on_stage=lambda name, i: stage(name, i + 1),
+                selection=selection.as_dict(),
+            )
+            stage("store", 5)
+            self._store_analysis(analysis)
+            notify(Progress("analyze", len(stages), len(stages), "done"))
+        finally:
+            close_bar()
+        if out is not None:
+            analysis.save(out)
+        return analysis
+
+    def _store_analysis(self, analysis: Analysis) -> None:
+        now = datetime.now(timezone.utc)
+        analysis.created = now.isoformat(timespec="seconds")
+        analysis.id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        head, payload = analysis.to_record()
+        with self._write_lock:
+            self.store.artifacts.put(ANALYSIS, analysis.id, head, payload)
+
+    def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
+        """Stored analyses, newest first: id, created, space, documents, options, metrics."""
+        import pandas as pd
+
+        collection = self.space(space).collection_name if space is not None else None
+        rows = []
+        for head in self.store.artifacts.heads(ANALYSIS, collection):
+            options, metrics = head["options"], head["metrics"]
+            rows.append(
+                {
+                    "id": head["id"],
+                    "created": head["created"],
+                    "space": _describe(head["space"]),
+                    "documents": head["documents"],
+                    "algorithm": options["algorithm"],
+                    "k": head["clusters"],
+                    "reduce": options["reduce"],
+                    "seed": options["seed"],
+                    "labels": head["selection"].get("labels"),
+                    "sources": head["selection"].get("sources"),
+                    **metrics,
+                }
+            )
+        columns = ["id", "created", "space", "documents", "algorithm", "k", "reduce", "seed"]
+        columns += ["labels", "sources", "hungarian_accuracy", "ari", "nmi", "silhouette"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def analysis(self, analysis_id: str) -> Analysis:
+        """A stored analysis as it was computed (a read, nothing recomputed)."""
+        from .analyze.analysis import Analysis
+
+        cached = self._analyses.get(analysis_id)
+        if cached is not None:
+            return cached
+        found = self.store.artifacts.get(ANALYSIS, analysis_id)
+        if found is None:
+            raise NotFound(f"no stored analysis {analysis_id!r}; see lab.analyses()")
+        analysis = Analysis.from_record(*found)
+        if len(self._analyses) >= ANALYSIS_CACHE:
+            self._analyses.pop(next(iter(self._analyses)))
+        self._analyses[analysis_id] = analysis
+        return analysis
+
+    def delete_analysis(self, analysis_id: str) -> None:
+        with self._write_lock:
+            if not self.store.artifacts.delete(ANALYSIS, analysis_id):
+                raise NotFound(f"no stored analysis {analysis_id!r}; see lab.analyses()")
+            self._analyses.pop(analysis_id, None)
+
+    def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
+        """The newest stored analysis of the space, or None."""
+        heads = self.store.artifacts.heads(ANALYSIS, self.space(space).collection_name)
+        return self.analysis(heads[0]["id"]) if heads else None
+
+    # -- neighbours ------------------------------------------------------------------------
+
+    def neighbours(
+        self,
+        id: str | None = None,  # noqa: A002
+        *,
+        text: str | None = None,
+        vector: np.ndarray | Sequence[float] | None = None,
+        k: int = 10,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        space: SpaceSpec = None,
+        analysis: str | None = None,
+    ) -> pd.DataFrame:
+        """Nearest documents (cosine) to a stored document, a free text, or a vector.
+
+        Columns: rank, id, similarity, label, cluster, text; `.attrs["requests"]` says how
+        many provider requests it cost (0 by id or vector, or for a text seen before).
+        Clusters come from `analysis` (default: the space's latest analysis).
+        """
+        import pandas as pd
+
+        from .store.neighbours import find_neighbours
+
+        given = [
+            name for name, v in (("id", id), ("text", text), ("vector", vector)) if v is not None
+        ]
+        if len(given) != 1:
+            raise InvalidRequest("give exactly one of id, text or vector")
+        _check_positive(k=k)
+        chosen = self.space(space)
+        collection = self.store.collection(chosen)
+        if collection is None:
+            raise NotFound(f"the store has no {chosen.describe()}")
+        requests = 0
+        if id is not None:
+            found = collection.get_one(id)
+            if found is None:
+                raise NotFound(f"no document {id!r} in {chosen.describe()}")
+            query = found[0]
+        elif text is not None:
+            if not normalise_text(text):
+                raise InvalidRequest("the query text is empty; give some words to search for")
+            from .ingest.query import query_vector
+
+            query, requests = query_vector(collection, text, lambda: self.provider(chosen))
+        else:
+            query = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if query.shape != (chosen.dims,) or not np.all(np.isfinite(query)):
+                raise InvalidRequest(
+                    f"the vector must have {chosen.dims} finite numbers ({chosen.describe()})"
+                )
+            norm = float(np.linalg.norm(query))
+            if norm == 0:
+                raise InvalidRequest("the vector is all zeros")
+            query = query / norm
+        clusters = self._clusters_of(chosen, analysis)
+        hits = find_neighbours(
+            collection, query, k, id, _list(labels), _list(sources), clusters_of=clusters
+        )
+        frame = pd.DataFrame(
+            [
+                {
+                    "rank": h.rank,
+                    "id": h.id,
+                    "similarity": h.similarity,
+                    "label": h.label,
+                    "cluster": h.cluster,
+                    "text": h.text,
+                }
+                for h in hits
+            ],
+            columns=["rank", "id", "similarity", "label", "cluster", "text"],
+        )
+        frame.attrs["requests"] = requests
+        frame.attrs["space"] = chosen.describe()
+        return frame
+
+    def _clusters_of(self, space: Space, analysis_id: str | None):
+        chosen = self.analysis(analysis_id) if analysis_id else self.latest_analysis(space)
+        if chosen is None:
+            return None
+        if chosen.space != space:
+            raise InvalidRequest(f"analysis {analysis_id} is of {chosen.space.describe()}")
+        by_id = dict(zip(chosen.ids, chosen.cluster_labels.tolist()))
+        return lambda ids: {i: int(by_id[i]) for i in ids if i in by_id}
+
+    # -- repair ----------------------------------------------------------------------------
+
+    def repair(self, check: bool = True) -> list[SpaceHealth]:
+        """Check every space (and with check=False rebuild a damaged index)."""
+        from .store.repair import check_store
+
+        with self._write_lock:
+            self.store.disconnect()  # an embedded store is read from child processes
+            self._analyses.clear()
+            return check_store(self.store, fix=not check)
+
+
+class _StoreMapCache:
+    """2-D maps kept in the store, keyed by analyze.reduce.map_key."""
+
+    def __init__(self, store: Store, space: Space):
+        self._store = store
+        self._space = space
+
+    def get(self, key: str) -> tuple[np.ndarray, str] | None:
+        from .store.artifacts import unpack_arrays
+
+        try:
+            found = self._store.artifacts.get(MAP, key)
+        except StoreError:
+            return None  # an incomplete cache entry is recomputed, never trusted
+        if found is None:
+            return None
+        head, payload = found
+        return unpack_arrays(payload)["coords"], head["note"]
+
+    def put(self, key: str, coords: np.ndarray, note: str) -> None:
+        from .store.artifacts import pack_arrays
+
+        head = {"note": note, "space_collection": self._space.collection_name}
+        self._store.artifacts.put(MAP, key, head, pack_arrays(coords=coords.astype(np.float32)))
+
+
+def python_documents(
+    data: Any,
+    text: str,
+    id: str | None,  # noqa: A002
+    label: str | None,
+    source: str,
+    skipped: Counter[str],
+) -> Iterable[Document]:
+    """Documents from a DataFrame, a list of strings, or a list of dicts."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(data, pd.DataFrame):
+        yield from _frame_documents(data, text, id, label, source, skipped)
+        return
+    if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+        raise InvalidRequest("give a DataFrame, a list of strings, or a list of dicts")
+    for n, item in enumerate(data):
+        if isinstance(item, str):
+            clean = normalise_text(item)
+            yield Document(f"text/{content_hash(clean)[:16]}", clean, source)
+        elif isinstance(item, dict):
+            body = item.get(text)
+            if not isinstance(body, str):
+                skipped["no text" if body is None else "text not a string"] += 1
+                continue
+            key = item.get(id or "id", n)
+            tag = item.get(label or "label")
+            yield Document(
+                str(key), body, str(item.get("source", source)), None if tag is None else str(tag)
+            )
+        else:
+            raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
+
+
+def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Document]:  # noqa: A002
+    import pandas as pd
+
+    columns = [str(c) for c in frame.columns]
+    for role, name in (("text", text), ("id", id), ("label", label)):
+        if name is not None and name not in frame.columns:
+            raise InvalidRequest(
+                f"the DataFrame has no {role} column {name!r}; its columns: {', '.join(columns)}"
+            )
+    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else frame.index.to_series())
+    tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
+    for row, body in enumerate(frame[text].tolist()):
+        if not isinstance(body, str):
+            skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
+            continue
+        tag = None if tags is None else tags.iloc[row]
+        tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
+        yield Document(str(ids.iloc[row]), body, source, tag)
+
+
+def _list(value: Sequence[str] | str | None) -> list[str] | None:
+    """Globs as a list: one string may hold several, comma-separated."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    globs = [g.strip() for item in items for g in str(item).split(",") if g.strip()]
+    return globs or None
+
+
+def _check_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidRequest(f"{name} must be a whole number, not {value!r}")
+        if value is not None and value < 1:
+            raise InvalidRequest(f"{name} must be at least 1, not {value}")
+
+
+def _describe(space: dict[str, Any]) -> str:
+    return Space(
+        space["provider"], space["model"], space["task_type"], int(space["dims"])
+    ).describe()

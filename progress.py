@@ -1,0 +1,83 @@
+"""Progress and cancellation, shared by every layer and shown by each front end its own way.
+
+Work reports `Progress` events to one callback; the notebook shows them as a tqdm bar
+(which renders in Jupyter and in terminals), the CLI as its own bar, the service as
+job state and Server-Sent Events. A `CancelToken` lets any front end stop long work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Progress:
+    """One step of long work: `done` of `total` units of `task`, with a short status."""
+
+    task: str  # "ingest", "analyze"
+    done: int
+    total: int
+    status: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelToken:
+    """Set once to ask running work to stop; work checks it and sleeps on it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking at once on cancel; True when cancelled."""
+        return self._event.wait(seconds)
+
+    def __repr__(self) -> str:
+        return f"CancelToken(cancelled={self.cancelled})"
+
+
+class TqdmProgress:
+    """A progress callback drawing a tqdm bar (tqdm.auto: a widget in Jupyter)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: str | None = None
+
+    def __call__(self, event: Progress) -> None:
+        if self._bar is None or event.task != self._task or event.total != self._bar.total:
+            self.close()
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=event.total, desc=event.task, leave=True)
+            self._task = event.task
+        self._bar.n = event.done
+        if event.status:
+            self._bar.set_postfix_str(event.status, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def reporter(quiet: bool, on_progress: ProgressCallback | None) -> tuple[ProgressCallback, Any]:
+    """(callback, closer): the user's callback, a tqdm bar, or nothing when quiet."""
+    if on_progress is not None:
+        return on_progress, lambda: None
+    if quiet:
+        return (lambda _event: None), lambda: None
+    bar = TqdmProgress()
+    return bar, bar.close
