@@ -1,0 +1,156 @@
+"""docs/notebook.ipynb runs top to bottom in a real Jupyter kernel and shows real results.
+
+The notebook is executed as a user would run it (cwd docs/, kernel python3 of this
+interpreter), against a fresh store and the real 20 Newsgroups archive, with the local
+model offline. A check cell is appended in memory only (the file stays clean): it reads
+the kernel's variables and prints a JSON summary the test asserts on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SHARED_ARCHIVE
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOK = REPO / "docs" / "notebook.ipynb"
+SCI = ["sci.crypt", "sci.electronics", "sci.med", "sci.space"]
+SUMMARY_MARK = "NOTEBOOK-SUMMARY "
+CHECK_CELL = f"""\
+import json, sys
+print({SUMMARY_MARK!r} + json.dumps({{
+    "executable": sys.executable,
+    "prefix": sys.prefix,
+    "cwd": os.getcwd(),
+    "n": len(a.ids),
+    "embedded": report.embedded,
+    "documents": report.documents,
+    "mean_share": float(a.per_class["share"].mean()),
+    "classes": sorted(a.per_class.index),
+    "analysis_id": a.id,
+}}))
+"""
+
+
+def cell_index(nb, source: str) -> int:
+    """The one code cell whose source is exactly `source` (ignoring surrounding space)."""
+    found = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and cell.source.strip() == source
+    ]
+    assert len(found) == 1, f"expected one cell {source!r}, found {len(found)}"
+    return found[0]
+
+
+def result(cell, mime: str = "text/plain") -> str:
+    """The cell's execute_result in `mime` (the value it shows)."""
+    for output in cell.outputs:
+        if output.output_type == "execute_result" and mime in output.data:
+            return output.data[mime]
+    raise AssertionError(f"no {mime} result in cell {cell.source!r}: {cell.outputs}")
+
+
+def test_notebook_is_saved_clean():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    if not SHARED_ARCHIVE.exists():
+        pytest.skip(f"{SHARED_ARCHIVE} is missing")
+    store = tmp_path / "notebook-store"
+    monkeypatch.setenv("EMBEDLAB_NOTEBOOK_STORE", str(store))
+    monkeypatch.setenv("EMBEDLAB_NEWSGROUPS", str(SHARED_ARCHIVE))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # This interpreter's kernelspec first (a user-wide "python3" could name another
+    # Python); its argv "python" is replaced by sys.executable when the kernel starts.
+    monkeypatch.setenv("JUPYTER_PATH", str(Path(sys.prefix) / "share" / "jupyter"))
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(CHECK_CELL))
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=600,
+        resources={"metadata": {"path": str(REPO / "docs")}},
+    )
+    client.execute()  # raises CellExecutionError on the first cell that fails
+
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert not errors, f"{cell.source!r} failed: {errors}"
+
+    # The summary from the kernel's own variables.
+    printed = "".join(
+        o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream"
+    )
+    line = next(x for x in printed.splitlines() if x.startswith(SUMMARY_MARK))
+    summary = json.loads(line[len(SUMMARY_MARK) :])
+    assert summary["prefix"] == sys.prefix, "the kernel runs another Python"
+    assert Path(summary["executable"]).parent == Path(sys.executable).parent
+    assert Path(summary["cwd"]).resolve() == (REPO / "docs").resolve()
+    assert summary["n"] == 600
+    assert summary["documents"] == 600
+    assert summary["embedded"] == 600  # a fresh store: every post embedded once
+    assert summary["classes"] == SCI
+    assert summary["mean_share"] > 0.85, summary
+    assert store.is_dir()
+
+    # What the reader sees, cell by cell.
+    shown = result(nb.cells[cell_index(nb, "report")])
+    assert "600 documents" in shown and "600 embedded" in shown, shown
+    shown = result(nb.cells[cell_index(nb, "a")])
+    assert "600 documents, 4 clusters" in shown, shown
+
+    per_class = result(nb.cells[cell_index(nb, "a.per_class")])
+    for name in SCI:
+        row = next((x for x in per_class.splitlines() if x.startswith(name)), None)
+        assert row is not None, f"{name} missing from per_class:\n{per_class}"
+        share = float(row.split()[2])  # class, majority_cluster, share, size
+        assert 0.5 < share <= 1.0, row
+    assert "<table" in result(nb.cells[cell_index(nb, "a.per_class")], "text/html")
+
+    confusion = result(nb.cells[cell_index(nb, "a.confusion")])
+    assert all(name in confusion for name in SCI), confusion
+
+    for source in ('a.figure("label")', 'a.figure("confusion")'):
+        cell = nb.cells[cell_index(nb, source)]
+        pngs = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert pngs, f"{source} shows no image: {cell.outputs}"
+
+    neighbours = nb.cells[
+        cell_index(
+            nb, 'lab.neighbours(id=a.ids[0], k=5)[["rank", "id", "similarity", "label", "cluster"]]'
+        )
+    ]
+    html = result(neighbours, "text/html")
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert body.count("<tr>") == 5, html
+    table = result(neighbours).splitlines()
+    assert len(table) == 6 and table[0].split() == ["rank", "id", "similarity", "label", "cluster"]
+    assert all(row.split()[4].startswith("sci.") for row in table[1:]), table
+    ranks = [int(row.split()[1]) for row in table[1:]]
+    assert ranks == [1, 2, 3, 4, 5], table
+
+    analyses = result(
+        nb.cells[
+            cell_index(nb, 'lab.analyses()[["id", "documents", "algorithm", "k", "hungarian_accuracy"]]')
+        ]
+    )
+    assert summary["analysis_id"] in analyses and "kmeans" in analyses, analyses
