@@ -393,8 +393,9 @@ class Lab:
 
     def _store_analysis(self, analysis: Analysis) -> None:
         now = datetime.now(timezone.utc)
-        analysis.created = now.isoformat(timespec="seconds")
-        analysis.id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        # microseconds, so "newest first" holds for analyses made within one second
+        analysis.created = now.isoformat(timespec="microseconds")
+        analysis.id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
         head, payload = analysis.to_record()
         with self._write_lock:
             self.store.artifacts.put(ANALYSIS, analysis.id, head, payload)

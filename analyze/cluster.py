@@ -118,7 +118,8 @@ def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:
     fits: dict[int, np.ndarray] = {}
     for k in range(low, high + 1):
         fits[k] = _fit(vectors, method, k, seed)
-        scores[k] = cosine_silhouette(vectors, fits[k], seed) or -1.0
+        score = cosine_silhouette(vectors, fits[k], seed)
+        scores[k] = -1.0 if score is None else score  # undefined ranks last; 0.0 stays 0.0
     best = max(scores, key=lambda k: (scores[k], -k))
     params = {"k": best, "k_auto_range": [low, high], "seed": seed, "method": method}
     return Clustering(fits[best], algorithm, params, scores)

@@ -5,10 +5,14 @@ Prints, per size: time to load vectors from the store (our paged float32 path vs
 the time of t-SNE, clustering, evaluation, description and files, with peak memory.
 Each measurement runs in a fresh child process so its peak RSS is its own.
 
+Then re-analysis through the library (`Lab.analyze`) on the whole training set: k=4,
+then k=8 on the same selection with t-SNE, in one process. The second run finds the
+map in the store's map cache; the ratio second/first is printed (target <= 0.35).
+
 The store is filled once through the fake Gemini server (vectors are random per text,
 so cluster quality here means nothing; only time and memory are measured).
 
-Run: .venv/bin/python bench/analyze.py [--archive PATH]
+Run: .venv/bin/python bench/analyze.py [--archive PATH] [--reanalysis-only]
 """
 
 from __future__ import annotations
@@ -34,7 +38,40 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reanalysis(store_path: str) -> dict:
+    """Lab.analyze k=4, then k=8 on the same documents: the second reuses the stored map."""
+    import embedlab
+
+    runs = []
+    with embedlab.open(store_path, quiet=True) as lab:
+        for k in (4, 8):
+            start = time.perf_counter()
+            analysis = lab.analyze(k=k, reduce="tsne", seed=0)
+            runs.append(
+                {
+                    "k": k,
+                    "seconds": time.perf_counter() - start,
+                    "map_cached": analysis.map_cached,
+                    "timings": analysis.timings,
+                    "documents": len(analysis.ids),
+                }
+            )
+    return {"runs": runs, "peak_mb": peak_mb()}
+
+
+def print_reanalysis(result: dict) -> None:
+    first, second = result["runs"]
+    print(f"## re-analysis through Lab.analyze, {first['documents']} posts x 3072 dims, t-SNE")
+    for run in result["runs"]:
+        stages = ", ".join(f"{name} {sec:.2f} s" for name, sec in run["timings"].items())
+        cached = "map reused from the store" if run["map_cached"] else "map computed"
+        print(f"k={run['k']}: {run['seconds']:6.2f} s ({cached}; {stages})")
+    print(f"second/first: {second['seconds'] / first['seconds']:.2f}x (target <= 0.35x)\n")
+
+
 def worker(store_path: str, size: str, mode: str) -> dict:
+    if mode == "reanalysis":
+        return reanalysis(store_path)
     from embedlab.analyze.run import AnalysisOptions, analyze_corpus
     from embedlab.analyze.select import Selection, load_corpus, pick_space, select_ids
     from embedlab.store import Store
@@ -98,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
     parser.add_argument("--worker", nargs=3, metavar=("STORE", "SIZE", "MODE"))
+    parser.add_argument("--reanalysis-only", action="store_true")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
@@ -105,6 +143,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "store"
         fill_store(args.archive, store_path)
+        print_reanalysis(run_worker(store_path, "11314", "reanalysis"))
+        if args.reanalysis_only:
+            return
         for size in SIZES:
             plain = run_worker(store_path, size, "plain")
             ours_load = run_worker(store_path, size, "load")

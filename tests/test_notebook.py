@@ -39,14 +39,14 @@ print({SUMMARY_MARK!r} + json.dumps({{
 """
 
 
-def cell_index(nb, source: str) -> int:
-    """The one code cell whose source is exactly `source` (ignoring surrounding space)."""
+def cell_index(nb, shows: str) -> int:
+    """The one code cell whose last line (the value it shows) is `shows`."""
     found = [
         i
         for i, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and cell.source.strip() == source
+        if cell.cell_type == "code" and cell.source.strip().splitlines()[-1].strip() == shows
     ]
-    assert len(found) == 1, f"expected one cell {source!r}, found {len(found)}"
+    assert len(found) == 1, f"expected one cell ending {shows!r}, found {len(found)}"
     return found[0]
 
 
@@ -97,9 +97,7 @@ def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyP
             assert not errors, f"{cell.source!r} failed: {errors}"
 
     # The summary from the kernel's own variables.
-    printed = "".join(
-        o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream"
-    )
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     line = next(x for x in printed.splitlines() if x.startswith(SUMMARY_MARK))
     summary = json.loads(line[len(SUMMARY_MARK) :])
     assert summary["prefix"] == sys.prefix, "the kernel runs another Python"
@@ -150,7 +148,9 @@ def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     analyses = result(
         nb.cells[
-            cell_index(nb, 'lab.analyses()[["id", "documents", "algorithm", "k", "hungarian_accuracy"]]')
+            cell_index(
+                nb, 'lab.analyses()[["id", "documents", "algorithm", "k", "hungarian_accuracy"]]'
+            )
         ]
     )
     assert summary["analysis_id"] in analyses and "kmeans" in analyses, analyses
