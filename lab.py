@@ -83,6 +83,7 @@ class Lab:
         self._providers: dict[tuple[Space, float], Provider] = {}
         self._provider_lock = threading.Lock()
         self._analyses: dict[str, Analysis] = {}
+        self._analyses_lock = threading.Lock()
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -431,23 +432,26 @@ class Lab:
         """A stored analysis as it was computed (a read, nothing recomputed)."""
         from .analyze.analysis import Analysis
 
-        cached = self._analyses.get(analysis_id)
+        with self._analyses_lock:
+            cached = self._analyses.get(analysis_id)
         if cached is not None:
             return cached
         found = self.store.artifacts.get(ANALYSIS, analysis_id)
         if found is None:
             raise NotFound(f"no stored analysis {analysis_id!r}; see lab.analyses()")
         analysis = Analysis.from_record(*found)
-        if len(self._analyses) >= ANALYSIS_CACHE:
-            self._analyses.pop(next(iter(self._analyses)))
-        self._analyses[analysis_id] = analysis
+        with self._analyses_lock:  # stored analyses never change: keep a few in memory
+            if len(self._analyses) >= ANALYSIS_CACHE:
+                self._analyses.pop(next(iter(self._analyses)))
+            self._analyses[analysis_id] = analysis
         return analysis
 
     def delete_analysis(self, analysis_id: str) -> None:
         with self._write_lock:
             if not self.store.artifacts.delete(ANALYSIS, analysis_id):
                 raise NotFound(f"no stored analysis {analysis_id!r}; see lab.analyses()")
-            self._analyses.pop(analysis_id, None)
+            with self._analyses_lock:
+                self._analyses.pop(analysis_id, None)
 
     def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
         """The newest stored analysis of the space, or None."""
@@ -549,7 +553,8 @@ class Lab:
 
         with self._write_lock:
             self.store.disconnect()  # an embedded store is read from child processes
-            self._analyses.clear()
+            with self._analyses_lock:
+                self._analyses.clear()
             return check_store(self.store, fix=not check)
 
 

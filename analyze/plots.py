@@ -8,13 +8,45 @@ import numpy as np
 
 
 def _figure(figsize: tuple[float, float], dpi: int = 110):
-    """A Figure outside pyplot: no global state, and the user's backend is left alone.
-
-    (A notebook still displays it inline: Jupyter renders Figure objects it is given.)
-    """
+    """A Figure outside pyplot: no global state, and the user's backend is left alone."""
     from matplotlib.figure import Figure
 
+    _show_figures_in_jupyter(Figure)
     return Figure(figsize=figsize, dpi=dpi)
+
+
+def _show_figures_in_jupyter(figure_type: type) -> None:
+    """Let Jupyter draw our Figures as PNG without `%matplotlib inline`.
+
+    IPython only knows how to show a Figure once pyplot's inline backend registered a
+    formatter; ours never touch pyplot, so we register the same PNG formatter for the
+    Figure type (a no-op outside IPython, and it changes no backend).
+    """
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    if not _has_type(formatter, figure_type):  # keep one %matplotlib inline registered
+        formatter.for_type(figure_type, _png_bytes)
+
+
+def _has_type(formatter, figure_type: type) -> bool:
+    try:
+        formatter.lookup_by_type(figure_type)
+    except KeyError:
+        return False
+    return True
+
+
+def _png_bytes(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _cmap(name: str):
