@@ -343,3 +343,22 @@ def test_one_import_name_survives_a_folder_with_its_own_store_and_cli(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "embedlab.store.chroma_store the user analyze"
+
+
+def test_the_same_api_over_a_chroma_server(chroma_server, gemini):
+    """Analyses, the map cache and neighbours live in the store: a Chroma server too."""
+    with embedlab.open(chroma_url=chroma_server, quiet=True) as lab:
+        report = lab.ingest(topic_frame(60), text="body", label="topic")
+        assert (report.embedded, report.requests) == (60, 1)
+        first = lab.analyze(k=3, reduce="pca")
+        assert first.metrics["hungarian_accuracy"] == 1.0
+    with embedlab.open(chroma_url=chroma_server, quiet=True) as lab:
+        second = lab.analyze(k=2, reduce="pca")
+        assert second.map_cached and np.array_equal(first.coords, second.coords)
+        assert lab.analyses()["id"].tolist() == [second.id, first.id]
+        again = lab.analysis(first.id)
+        pd.testing.assert_frame_equal(again.points, first.points)
+        hits = lab.neighbours(id="post-4", k=3, analysis=first.id)
+        cluster_of = dict(zip(first.ids, first.cluster_labels.tolist()))
+        assert hits["cluster"].tolist() == [cluster_of[i] for i in hits["id"]]
+        assert set(hits["label"]) == {"med"}
