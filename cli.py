@@ -504,7 +504,7 @@ def neighbors_command(
                 analysis=analysis,
             )
         except NotFound as exc:
-            if doc_id is None:
+            if doc_id is None or not str(exc).startswith("no document"):
                 raise
             raise click.ClickException(
                 f"{exc}; find ids in an analysis' points.csv or with "

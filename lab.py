@@ -379,7 +379,7 @@ class Lab:
             analysis = analyze_corpus(
                 corpus,
                 options,
-                map_cache=_StoreMapCache(self.store, chosen),
+                map_cache=_StoreMapCache(self.store, chosen, self._write_lock),
                 on_stage=lambda name, i: stage(name, i + 1),
                 selection=selection.as_dict(),
             )
@@ -561,9 +561,10 @@ class Lab:
 class _StoreMapCache:
     """2-D maps kept in the store, keyed by analyze.reduce.map_key."""
 
-    def __init__(self, store: Store, space: Space):
+    def __init__(self, store: Store, space: Space, write_lock: threading.RLock):
         self._store = store
         self._space = space
+        self._write_lock = write_lock
 
     def get(self, key: str) -> tuple[np.ndarray, str] | None:
         from .store.artifacts import unpack_arrays
@@ -581,7 +582,12 @@ class _StoreMapCache:
         from .store.artifacts import pack_arrays
 
         head = {"note": note, "space_collection": self._space.collection_name}
-        self._store.artifacts.put(MAP, key, head, pack_arrays(coords=coords.astype(np.float32)))
+        try:
+            with self._write_lock:
+                payload = pack_arrays(coords=coords.astype(np.float32))
+                self._store.artifacts.put(MAP, key, head, payload)
+        except StoreError:
+            pass  # only a cache: the analysis stands, the next one recomputes the map
 
 
 def python_documents(
@@ -604,17 +610,17 @@ def python_documents(
         raise InvalidRequest("give a DataFrame, a list of strings, or a list of dicts")
     for n, item in enumerate(data):
         if isinstance(item, str):
-            clean = normalise_text(item)
-            yield Document(f"text/{content_hash(clean)[:16]}", clean, source)
+            yield Document(_content_id(item), item, source)
         elif isinstance(item, dict):
             body = item.get(text)
             if not isinstance(body, str):
                 skipped["no text" if body is None else "text not a string"] += 1
                 continue
-            key = item.get(id or "id", n)
+            key = item.get(id or "id")
             tag = item.get(label or "label")
+            doc_id = _content_id(body) if key is None else str(key)  # never a list position
             yield Document(
-                str(key), body, str(item.get("source", source)), None if tag is None else str(tag)
+                doc_id, body, str(item.get("source", source)), None if tag is None else str(tag)
             )
         else:
             raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
@@ -629,7 +635,9 @@ def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Docume
             raise InvalidRequest(
                 f"the DataFrame has no {role} column {name!r}; its columns: {', '.join(columns)}"
             )
-    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else frame.index.to_series())
+    # without an id column, ids come from the text: a default index (0, 1, 2...) would
+    # make the next DataFrame overwrite this one's documents
+    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
     tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
     for row, body in enumerate(frame[text].tolist()):
         if not isinstance(body, str):
@@ -637,7 +645,13 @@ def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Docume
             continue
         tag = None if tags is None else tags.iloc[row]
         tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
-        yield Document(str(ids.iloc[row]), body, source, tag)
+        doc_id = _content_id(body) if ids is None else str(ids.iloc[row])
+        yield Document(doc_id, body, source, tag)
+
+
+def _content_id(text: str) -> str:
+    """An id for a text given without one: the same text always gets the same id."""
+    return f"text/{content_hash(normalise_text(text))[:16]}"
 
 
 def _list(value: Sequence[str] | str | None) -> list[str] | None:

@@ -220,8 +220,10 @@ def ingest(
                 notify,
                 cancel,
             )
-    except IngestInterrupted:
-        raise  # the user wants out now; the next open replays the short tail
+    except IngestCancelled as exc:
+        if str(exc) != "interrupted":  # Ctrl-C wants out now; the next open replays the tail
+            _persist(collection, report)
+        raise
     except IngestError:
         _persist(collection, report)
         raise
@@ -304,19 +306,29 @@ def _embed_groups(
                 if failure is None and not cancel.cancelled:
                     submit_next()
             if cancel.cancelled:
-                for future in [f for f in in_flight if f.done()]:  # landed meanwhile: keep
-                    batch = in_flight.pop(future)
-                    if future.exception() is None:
-                        _write_batch(collection, batch, future.result(), report)
+                _write_landed(in_flight, collection, report)
                 raise IngestCancelled("cancelled", _finish(report))
     except KeyboardInterrupt:
         cancel.cancel()  # wakes retry sleeps, so the process can exit promptly
         pool.shutdown(wait=False, cancel_futures=True)
+        _write_landed(in_flight, collection, report)
         raise IngestCancelled("interrupted", _finish(report)) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if failure is not None:
         raise IngestError(str(failure), _finish(report)) from failure
+
+
+def _write_landed(
+    in_flight: dict[Future[Embedded], list[list[Document]]],
+    collection: SpaceCollection,
+    report: IngestReport,
+) -> None:
+    """Write the batches that returned after the last write: they were paid for."""
+    for future in [f for f in in_flight if f.done() and not f.cancelled()]:
+        batch = in_flight.pop(future)
+        if future.exception() is None:
+            _write_batch(collection, batch, future.result(), report)
 
 
 def _write_batch(

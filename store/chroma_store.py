@@ -51,6 +51,7 @@ class Store:
         self.path = path
         self._lock_fd = lock_fd
         self._connect_lock = threading.Lock()
+        self._closed = False
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -84,6 +85,8 @@ class Store:
     def connect(self) -> None:
         """Start the embedded Chroma client (a no-op when it runs already)."""
         with self._connect_lock:
+            if self._closed:
+                raise StoreError(f"the store {self.location} is closed; open it again")
             if self._client is not None or self.path is None:
                 return
             try:
@@ -93,9 +96,10 @@ class Store:
 
     def disconnect(self) -> None:
         """Stop the embedded client but keep the lock (repair reads from child processes)."""
-        if self._client is not None and self.path is not None:
-            self._client.close()
-            self._client = None
+        with self._connect_lock:
+            if self._client is not None and self.path is not None:
+                self._client.close()
+                self._client = None
 
     @classmethod
     def open_server(cls, url: str) -> Store:
@@ -129,9 +133,11 @@ class Store:
         later open in this process would reuse index state that another process has
         since changed (and fail with "Error finding id").
         """
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._connect_lock:
+            self._closed = True
+            if self._client is not None:
+                self._client.close()
+                self._client = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -144,9 +150,13 @@ class Store:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
+        client = self._client
+        if client is None:
             self.connect()
-        return self._client
+            client = self._client
+        if client is None:
+            raise StoreError(f"the store {self.location} is closed; open it again")
+        return client
 
     @property
     def artifacts(self) -> Artifacts:

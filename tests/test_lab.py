@@ -362,3 +362,13 @@ def test_the_same_api_over_a_chroma_server(chroma_server, gemini):
         cluster_of = dict(zip(first.ids, first.cluster_labels.tolist()))
         assert hits["cluster"].tolist() == [cluster_of[i] for i in hits["id"]]
         assert set(hits["label"]) == {"med"}
+
+
+def test_frames_without_ids_never_overwrite_each_other(store_path, gemini):
+    with embedlab.open(store_path, quiet=True) as lab:
+        first = lab.ingest(pd.DataFrame({"text": ["alpha topic:a", "beta topic:b"]}))
+        second = lab.ingest(pd.DataFrame({"text": ["gamma topic:c", "delta topic:d"]}))
+        dicts = lab.ingest([{"text": "epsilon topic:e"}])
+        assert second.changed == 0 and set(first.ids).isdisjoint(second.ids)
+        assert all(i.startswith("text/") for i in first.ids + second.ids + dicts.ids)
+        assert len(lab.documents()) == 5
