@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ..errors import StoreBusy, StoreError
+from ..errors import StoreBusy, StoreDamaged, StoreError
 
 if TYPE_CHECKING:
     from .artifacts import Artifacts
@@ -52,6 +52,7 @@ class Store:
         self._lock_fd = lock_fd
         self._connect_lock = threading.Lock()
         self._closed = False
+        self._index_checked: set[str] = set()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -199,7 +200,23 @@ class Store:
                     "nothing was changed, try again"
                 ) from exc
         _check_collection_space(col, space)
+        if self.path is not None and name not in self._index_checked:
+            self._check_index_files(space)
         return SpaceCollection(col, space, client, embedded=self.path is not None)
+
+    def _check_index_files(self, space: Space) -> None:
+        """Refuse, with the way out, an index whose files would crash Chroma on load."""
+        from .index_files import index_problem, vector_segment_folders
+
+        assert self.path is not None
+        for folder in vector_segment_folders(self.path / CHROMA_DIR, space.collection_name):
+            problem = index_problem(folder)
+            if problem is not None:
+                raise StoreDamaged(
+                    f"the vector index of {space.describe()} in {self.location} is damaged "
+                    f"({problem}); run `embedlab --store {self.location} repair` to rebuild it"
+                )
+        self._index_checked.add(space.collection_name)
 
     def disk_bytes(self) -> int | None:
         """Bytes on disk for an embedded store; None for a server (not ours to measure)."""

@@ -94,3 +94,19 @@ def test_a_repair_killed_before_its_swap_is_cleaned_up(store_path):
         names = [c.name for c in store.client.list_collections()]
         assert names == [FAKE_SPACE.collection_name]
         assert store.collection(FAKE_SPACE).count() == N
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage header"])
+@pytest.mark.parametrize(
+    "command", [["stats"], ["neighbors", "--id", "test/1"], ["analyze", "--k", "3"]]
+)
+def test_commands_on_a_damaged_index_say_repair_instead_of_crashing(
+    store_path, tmp_path, how, command
+):
+    fill(store_path, CountingProvider())
+    damage(store_path, how)
+    out = ["--out", str(tmp_path / "r")] if command[0] == "analyze" else []
+    done = run_cli(["--store", str(store_path), *command, *out])
+    assert done.returncode == 1, (done.returncode, done.stderr)  # not -11 (a segfault)
+    assert "is damaged" in done.stderr and "repair" in done.stderr
+    assert "Traceback" not in done.stderr
