@@ -8,6 +8,7 @@ one bad row must not cost the rest of a paid ingest.
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import json
 import os
@@ -94,41 +95,101 @@ def csv_documents(
     id_col: str | None = None,
     label_col: str | None = None,
     skipped: Counter[str] | None = None,
+    name: str | None = None,
 ) -> Iterator[Document]:
-    """Rows of a CSV file; quoted newlines are pandas' to handle, bad rows are counted."""
-    import pandas as pd
+    """Rows of a CSV file: every record ends as a document or as a counted skip.
 
+    Quoted newlines are kept. A record with the wrong number of fields is counted; when
+    it spans several lines (an unclosed quote swallowing the rows after it), only its
+    first line is counted as malformed and reading resumes on the next line, so the
+    rows the quote swallowed are not lost.
+    """
     path = Path(path)
     skipped = skipped if skipped is not None else Counter()
-    try:
-        frame = pd.read_csv(
-            io.StringIO(decode_text(path.read_bytes())),
-            dtype=str,
-            keep_default_na=False,
-            engine="python",  # the engine that can count bad rows instead of failing
-            on_bad_lines=lambda _fields: skipped.update(["malformed CSV row"]),
-        )
-    except FileNotFoundError:
-        raise SourceError(f"{path} does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read {path} as CSV ({str(exc).splitlines()[0]})") from None
-    found = ", ".join(map(str, frame.columns)) or "none"
+    text = decode_text(_read_source(path, "CSV"))
+    lines = io.StringIO(text, newline="").readlines()  # \n, \r\n or \r, as csv reads them
+    header_rows = list(_csv_records(lines[:1], 0, 1))
+    header = header_rows[0][1] if header_rows and header_rows[0][1] else []
+    found = ", ".join(header) or "none"
     for option, column in (
         ("--text-col", text_col),
         ("--id-col", id_col),
         ("--label-col", label_col),
     ):
-        if column is not None and column not in frame.columns:
+        if column is not None and column not in header:
             raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
-    source = f"csv/{path.stem}"
-    for row_number, row in enumerate(frame.itertuples(index=False), start=1):
-        record = dict(zip(frame.columns, row))
-        key = record[id_col].strip() if id_col else str(row_number)
+    position = {column: header.index(column) for column in header}  # a repeated name: first
+    source = f"csv/{name or path.stem}"
+    for row_number, row in enumerate(_csv_rows(lines, len(header), skipped), start=1):
+        key = row[position[id_col]].strip() if id_col else str(row_number)
         if not key:
             skipped["missing id"] += 1
             continue
-        label = record[label_col].strip() if label_col else None
-        yield Document(f"{source}/{key}", record[text_col], source=source, label=label or None)
+        label = row[position[label_col]].strip() if label_col else None
+        yield Document(
+            f"{source}/{key}", row[position[text_col]], source=source, label=label or None
+        )
+
+
+def _csv_rows(lines: list[str], width: int, skipped: Counter[str]) -> Iterator[list[str]]:
+    """The fields of each well-formed data row; every other record is counted in `skipped`."""
+    start = 1  # line 0 is the header
+    while start < len(lines):
+        for first, fields, spanned in _csv_records(lines, start, len(lines)):
+            if fields is not None and len(fields) == width:
+                yield fields
+            elif fields is not None and spanned == 1:
+                skipped["CSV row with the wrong number of fields"] += 1
+            else:  # an open quote ran over the lines after it: resync on the next line
+                skipped["malformed CSV row (unbalanced quote)"] += 1
+                start = first + 1
+                break
+        else:
+            return
+
+
+def _csv_records(
+    lines: list[str], start: int, stop: int
+) -> Iterator[tuple[int, list[str] | None, int]]:
+    """(first line index, fields, lines spanned) of each CSV record in lines[start:stop];
+    fields is None for a record whose quote stays open to the end of the file."""
+    csv.field_size_limit(MAX_FILE_BYTES)  # a long post is one cell, not a dropped row
+    reader = csv.reader(lines[start:stop], strict=False)
+    consumed = 0
+    while True:
+        first = start + consumed
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            yield first, None, 2
+            return
+        spanned = reader.line_num - consumed
+        consumed = reader.line_num
+        if spanned > 1 and first + spanned >= stop and _unterminated(lines[first:stop]):
+            yield first, None, spanned
+            return
+        if fields:  # a blank line is no record
+            yield first, fields, spanned
+
+
+def _unterminated(record_lines: list[str]) -> bool:
+    """True when the quotes in these lines are unbalanced (the csv module then reads to
+    the end of the file and returns the rest as one field)."""
+    return sum(line.count('"') for line in record_lines) % 2 == 1
+
+
+def _read_source(path: Path, kind: str) -> bytes:
+    if path.is_dir():
+        raise SourceError(f"{path} is a folder; give a {kind} file (or use `ingest files`)")
+    if not path.is_file():
+        raise SourceError(f"{path} does not exist")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise SourceError(
+            f"{path} is over {MAX_FILE_BYTES // 2**20} MB; split it into smaller files"
+        )
+    return path.read_bytes()
 
 
 def jsonl_documents(
@@ -137,42 +198,53 @@ def jsonl_documents(
     id_key: str | None = None,
     label_key: str | None = None,
     skipped: Counter[str] | None = None,
+    name: str | None = None,
 ) -> Iterator[Document]:
-    """One JSON object per line; broken lines are counted and skipped, not fatal."""
+    """One JSON object per line; broken lines are counted and skipped, not fatal.
+
+    The file is decoded whole (a UTF-16/32 byte-order mark only starts the first line),
+    and every key asked for must exist on some line: a mistyped --label-key would
+    otherwise drop every label without a word.
+    """
     path = Path(path)
     skipped = skipped if skipped is not None else Counter()
-    if not path.is_file():
-        raise SourceError(f"{path} does not exist")
-    source = f"jsonl/{path.stem}"
+    text = decode_text(_read_source(path, "JSON Lines"))
+    source = f"jsonl/{name or path.stem}"
     keys_seen: set[str] = set()
-    with open(path, "rb") as fh:
-        for line_number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(decode_text(raw))
-            except ValueError:
-                skipped["line not JSON"] += 1
-                continue
-            if not isinstance(record, dict):
-                skipped["line not a JSON object"] += 1
-                continue
-            keys_seen.update(record)
-            text = record.get(text_key)
-            if not isinstance(text, str):
-                skipped[f"no text in {text_key!r}"] += 1
-                continue
-            key = record.get(id_key) if id_key else line_number
-            if key is None or str(key).strip() == "":
-                skipped["missing id"] += 1
-                continue
-            label = record.get(label_key) if label_key else None
-            yield Document(
-                f"{source}/{key}", text, source=source, label=None if label is None else str(label)
+    documents = []
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except RecursionError:
+            skipped["line nested too deep"] += 1
+            continue
+        except ValueError:
+            skipped["line not JSON"] += 1
+            continue
+        if not isinstance(record, dict):
+            skipped["line not a JSON object"] += 1
+            continue
+        keys_seen.update(record)
+        body = record.get(text_key)
+        if not isinstance(body, str):
+            skipped[f"no text in {text_key!r}"] += 1
+            continue
+        key = record.get(id_key) if id_key else line_number
+        if key is None or str(key).strip() == "":
+            skipped["missing id"] += 1
+            continue
+        label = record.get(label_key) if label_key else None
+        documents.append(
+            Document(
+                f"{source}/{key}", body, source=source, label=None if label is None else str(label)
             )
+        )
     found = ", ".join(sorted(keys_seen)) or "none"
-    for option, key in (("--text-key", text_key), ("--id-key", id_key)):
+    for option, key in (("--text-key", text_key), ("--id-key", id_key), ("--label-key", label_key)):
         if key is not None and keys_seen and key not in keys_seen:
             raise SourceError(
                 f"{path} has no key {key!r} on any line (keys: {found}); set {option}"
             )
+    yield from documents

@@ -91,7 +91,10 @@ def test_a_csv_with_missing_cells_quoted_newlines_bad_rows_and_duplicate_ids(tmp
         tmp_path / "store", env, "csv", str(csv_path), "--id-col", "id", "--label-col", "label"
     )
     assert summary.startswith("3 documents: 0 cached, 3 embedded, 1 request")
-    assert "4 skipped (1 duplicate id, 1 empty text, 1 malformed CSV row, 1 missing id)" in summary
+    assert (
+        "4 skipped (1 CSV row with the wrong number of fields, 1 duplicate id, 1 empty text, "
+        "1 missing id)"
+    ) in summary
     texts = stored_texts(tmp_path / "store")
     assert texts["csv/rows/1"] == "first line\nsecond line"  # the first of a repeated id wins
     assert texts["csv/rows/5"] == "café in latin-1"

@@ -176,3 +176,50 @@ def test_sample_is_the_same_from_any_population_that_contains_it():
         )
         == sample
     )
+
+
+def test_csv_every_record_is_a_document_or_a_counted_skip(tmp_path):
+    """An unclosed quote no longer swallows the rows after it, a long cell keeps its row,
+    and rows with too many or too few fields are counted (they used to crash)."""
+    path = tmp_path / "posts.csv"
+    long_cell = "x" * 200_000
+    path.write_text(
+        "id,text\n"
+        '1,"an unclosed quote\n'
+        "2,second\n"
+        "3,third\n"
+        "4,fourth\n"
+        "5,fifth\n"
+        f"6,{long_cell}\n"
+        "7,too,many,fields\n"
+        "8\n"
+        '9,"quoted, with a comma"\n'
+    )
+    skipped = Counter()
+    docs = list(csv_documents(path, "text", "id", None, skipped))
+    assert [d.id for d in docs] == [f"csv/posts/{i}" for i in (2, 3, 4, 5, 6, 9)]
+    assert len(docs[4].text) == 100_000  # cut by Document to MAX_TEXT_CHARS, not dropped
+    assert docs[5].text == "quoted, with a comma"
+    assert skipped == Counter(
+        {"malformed CSV row (unbalanced quote)": 1, "CSV row with the wrong number of fields": 2}
+    )
+
+
+def test_csv_and_jsonl_sources_refuse_a_folder_with_one_line(tmp_path):
+    with pytest.raises(SourceError, match="is a folder; give a CSV file"):
+        list(csv_documents(tmp_path))
+    with pytest.raises(SourceError, match="is a folder; give a JSON Lines file"):
+        list(jsonl_documents(tmp_path))
+
+
+def test_jsonl_utf16_deep_nesting_and_a_mistyped_label_key(tmp_path):
+    path = tmp_path / "posts.jsonl"
+    lines = [json.dumps({"id": i, "text": f"post {i}", "label": "x"}) for i in range(3)]
+    lines.insert(1, "[" * 100_000 + "]" * 100_000)
+    path.write_bytes("\n".join(lines).encode("utf-16"))
+    skipped = Counter()
+    docs = list(jsonl_documents(path, "text", "id", "label", skipped))
+    assert [(d.id, d.label) for d in docs] == [(f"jsonl/posts/{i}", "x") for i in range(3)]
+    assert skipped == Counter({"line nested too deep": 1})
+    with pytest.raises(SourceError, match=r"no key 'lable' on any line .*set --label-key"):
+        list(jsonl_documents(path, "text", "id", "lable"))
