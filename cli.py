@@ -13,8 +13,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import click
 from .errors import EmbedlabError, NotFound
 from .lab import Lab
 from .lab import open as open_lab
-from .store import Document
 from .store.documents import MAX_TEXT_CHARS
 
 DEFAULT_STORE = "./embedlab-store"
@@ -126,71 +124,90 @@ def provider_options(func: Callable) -> Callable:
 
 @ingest_group.command("newsgroups")
 @click.option("--source", type=click.Path(), help="20news-bydate.tar.gz or its folder.")
-@click.option("--subset", type=click.Choice(["train", "test", "all"]), default="train")
-@click.option("--categories", help="Comma-separated globs, e.g. 'sci.*,rec.autos'.")
+@click.option(
+    "--subset",
+    type=click.Choice(["train", "test", "all"]),
+    default="train",
+    show_default=True,
+    help="Which split.",
+)
+@click.option(
+    "--categories", "--labels", "categories", help="Comma-separated globs, e.g. 'sci.*,rec.autos'."
+)
 @click.option("--per-class", type=click.IntRange(min=1), help="Sample N posts per group.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--clean", type=click.Choice(["notebook", "sklearn", "none"]), default="notebook")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option(
+    "--clean",
+    type=click.Choice(["notebook", "sklearn", "none"]),
+    default="notebook",
+    show_default=True,
+    help="notebook: the seed notebook's cleaning; sklearn: headers, footers and quotes "
+    "removed; none: raw posts. Each has its own ids.",
+)
 @provider_options
 @click.pass_obj
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
     """20 Newsgroups posts (labels = newsgroup names)."""
-    from .ingest.newsgroups import newsgroups_documents
-
     globs = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     run_ingest(
         store_opts,
-        lambda skipped: newsgroups_documents(
-            source, subset, globs, per_class, seed, clean, skipped=skipped
-        ),
+        lambda lab, **o: lab.ingest_newsgroups(source, subset, globs, per_class, seed, clean, **o),
         **opts,
     )
+
+
+NAME_HELP = "Name of this input in ids and sources (default: the file or folder name)."
 
 
 @ingest_group.command("files")
 @click.argument("folder", type=click.Path())
 @click.option("--glob", "pattern", default="*", show_default=True, help="Which file names.")
+@click.option("--name", help=NAME_HELP)
 @provider_options
 @click.pass_obj
-def ingest_files(store_opts, folder, pattern, **opts):
+def ingest_files(store_opts, folder, pattern, name, **opts):
     """Every text file under FOLDER (label = the file's parent folder name)."""
-    from .ingest.sources import file_documents
-
-    run_ingest(store_opts, lambda skipped: file_documents(folder, pattern, skipped), **opts)
+    run_ingest(
+        store_opts,
+        lambda lab, **o: lab.ingest_path(folder, glob=pattern, name=name, kind="files", **o),
+        **opts,
+    )
 
 
 @ingest_group.command("csv")
 @click.argument("path", type=click.Path())
-@click.option("--text-col", default="text", show_default=True)
+@click.option("--text-col", default="text", show_default=True, help="Column with the text.")
 @click.option("--id-col", help="Column with document ids (default: row number).")
 @click.option("--label-col", help="Column with labels, if any.")
+@click.option("--name", help=NAME_HELP)
 @provider_options
 @click.pass_obj
-def ingest_csv(store_opts, path, text_col, id_col, label_col, **opts):
+def ingest_csv(store_opts, path, text_col, id_col, label_col, name, **opts):
     """Rows of a CSV file."""
-    from .ingest.sources import csv_documents
-
     run_ingest(
         store_opts,
-        lambda skipped: csv_documents(path, text_col, id_col, label_col, skipped),
+        lambda lab, **o: lab.ingest_path(
+            path, text_col, id_col, label_col, name=name, kind="csv", **o
+        ),
         **opts,
     )
 
 
 @ingest_group.command("jsonl")
 @click.argument("path", type=click.Path())
-@click.option("--text-key", default="text", show_default=True)
+@click.option("--text-key", default="text", show_default=True, help="Key with the text.")
 @click.option("--id-key", help="Key with document ids (default: line number).")
 @click.option("--label-key", help="Key with labels, if any.")
+@click.option("--name", help=NAME_HELP)
 @provider_options
 @click.pass_obj
-def ingest_jsonl(store_opts, path, text_key, id_key, label_key, **opts):
+def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, **opts):
     """Objects of a JSON Lines file."""
-    from .ingest.sources import jsonl_documents
-
     run_ingest(
         store_opts,
-        lambda skipped: jsonl_documents(path, text_key, id_key, label_key, skipped),
+        lambda lab, **o: lab.ingest_path(
+            path, text_key, id_key, label_key, name=name, kind="jsonl", **o
+        ),
         **opts,
     )
 
@@ -198,7 +215,7 @@ def ingest_jsonl(store_opts, path, text_key, id_key, label_key, **opts):
 @user_errors
 def run_ingest(
     store_opts: StoreOptions,
-    read_documents: Callable[[Counter[str]], Iterable[Document]],
+    call: Callable[..., object],
     provider: str,
     model: str | None,
     task_type: str,
@@ -206,6 +223,7 @@ def run_ingest(
     dry_run: bool,
     **options,
 ) -> None:
+    """Open the store, say which provider, run `call(lab, ...)` with a bar, print the summary."""
     from .ingest.pipeline import IngestCancelled, IngestError
 
     started = time.monotonic()
@@ -221,38 +239,36 @@ def run_ingest(
             click.echo(
                 f"note: {choice.space.provider} has no task types; --task-type ignored", err=True
             )
-        skipped: Counter[str] = Counter()
-        docs = list(read_documents(skipped))
-        with click.progressbar(
-            length=len(docs), label="ingest", file=sys.stderr, item_show_func=lambda s: s
-        ) as bar:
+        bars: list = []
 
-            def on_progress(event) -> None:
-                bar.update(event.done - bar.pos, current_item=event.status)
+        def on_progress(event) -> None:
+            if not bars:
+                bar = click.progressbar(
+                    length=event.total, label="ingest", file=sys.stderr, item_show_func=lambda s: s
+                )
+                bars.append(stack.enter_context(bar))
+            bars[0].update(event.done - bars[0].pos, current_item=event.status)
 
-            try:
-                report = lab.ingest_documents(
-                    docs,
-                    skipped=skipped,
-                    provider=choice.space.provider,
-                    model=model,
-                    task_type=task_type,
-                    dims=dims,
-                    dry_run=dry_run,
-                    on_progress=on_progress,
-                    started=started,
-                    **options,
-                )
-            except IngestCancelled as exc:
-                click.echo(
-                    f"\ninterrupted: {ingest_summary(exc.report)}; re-run to finish", err=True
-                )
-                sys.exit(130)
-            except IngestError as exc:
-                click.echo(f"\n{ingest_summary(exc.report)}", err=True)
-                raise click.ClickException(
-                    f"{exc} (everything embedded so far is saved; re-run to resume)"
-                ) from None
+        try:
+            report = call(
+                lab,
+                provider=choice.space.provider,
+                model=model,
+                task_type=task_type,
+                dims=dims,
+                dry_run=dry_run,
+                on_progress=on_progress,
+                started=started,
+                **options,
+            )
+        except IngestCancelled as exc:
+            click.echo(f"\ninterrupted: {ingest_summary(exc.report)}; re-run to finish", err=True)
+            sys.exit(130)
+        except IngestError as exc:
+            click.echo(f"\n{ingest_summary(exc.report)}", err=True)
+            raise click.ClickException(
+                f"{exc} (everything embedded so far is saved; re-run to resume)"
+            ) from None
     click.echo(ingest_summary(report))
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 ANALYSIS = "analysis"
 MAP = "map"
+SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
 SpaceSpec = Space | str | None
 
@@ -197,25 +198,61 @@ class Lab:
         id: str | None = None,  # noqa: A002
         label: str | None = None,
         glob: str = "*",
+        name: str | None = None,
+        kind: str | None = None,
         **options: Any,
     ) -> IngestReport:
-        """A folder of text files (label = parent folder), a .csv, or a .jsonl file."""
+        """A folder of text files (label = parent folder), a .csv, or a .jsonl file.
+
+        Ids are `<kind>/<name>/<key>`, `name` defaulting to the file's stem or the
+        folder's name. A default name belongs to one real file or folder: another input
+        with the same default is refused (give it a `name`), never mixed into its ids. A
+        `name` given by the user is theirs: successive exports of one dataset may share it.
+        `kind` ("files", "csv", "jsonl") overrides the guess from the path.
+        """
         from .ingest.sources import csv_documents, file_documents, jsonl_documents
 
         skipped: Counter[str] = Counter()
         target = Path(path)
-        suffix = target.suffix.lower()
-        if target.is_dir():
-            docs: Iterable[Document] = file_documents(target, glob, skipped)
-        elif suffix == ".csv":
-            docs = csv_documents(target, text, id, label, skipped)
-        elif suffix in (".jsonl", ".ndjson"):
-            docs = jsonl_documents(target, text, id, label, skipped)
-        elif not target.exists():
-            raise NotFound(f"{target} does not exist")
-        else:
+        if kind is None:
+            suffix = target.suffix.lower()
+            kind = (
+                "files"
+                if target.is_dir()
+                else {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+            )
+        if kind is None:
+            if not target.exists():
+                raise NotFound(f"{target} does not exist")
             raise InvalidRequest(f"{target}: give a folder, a .csv or a .jsonl file")
+        if kind == "files":
+            docs: Iterable[Document] = file_documents(target, glob, skipped, name)
+            default = target.resolve().name
+        elif kind == "csv":
+            docs = csv_documents(target, text, id, label, skipped, name)
+            default = target.stem
+        elif kind == "jsonl":
+            docs = jsonl_documents(target, text, id, label, skipped, name)
+            default = target.stem
+        else:
+            raise InvalidRequest(f"unknown kind {kind!r}; use files, csv or jsonl")
+        source = f"{kind}/{name or default}"
+        docs = list(docs)  # read (and checked) before the name is claimed
+        if name is None:  # a name the user gives is theirs to share between inputs
+            self._claim_source(source, str(target.resolve()), bool(options.get("dry_run")))
         return self.ingest_documents(docs, skipped=skipped, **options)
+
+    def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
+        """Bind a source name to one real input, so two `posts.csv` never share ids."""
+        head = self.store.artifacts.head(SOURCE, source)
+        if head is not None and head["origin"] != origin:
+            raise InvalidRequest(
+                f"{source} already names {head['origin']}; give {origin} a name of its own "
+                "(--name NAME, or name= in Python)"
+            )
+        if head is None and not dry_run:
+            with self._write_lock:
+                self.store.artifacts.put(SOURCE, source, {"origin": origin}, b"")
 
     def ingest_documents(
         self,

@@ -143,11 +143,15 @@ def newsgroups_documents(
             by_label.setdefault(group, []).append(doc_id)
         keep = stratified_sample(by_label, per_class, seed)
         posts = {k: v for k, v in posts.items() if k in keep}
-    source_name = f"newsgroups/{subset}"
+    # Another cleaning is another text of the same post: it gets its own ids, so it never
+    # replaces the notebook-cleaned vectors (which the demo would then pay for again).
+    prefix = "newsgroups" if clean == "notebook" else f"newsgroups-{clean}"
+    source_name = f"{prefix}/{subset}"
     docs = []
     for doc_id in sorted(posts, key=_id_sort_key):
         group, text = posts[doc_id]
-        docs.append(Document(doc_id, cleaner(text), source=source_name, label=group))
+        stored_id = prefix + doc_id[len("newsgroups") :]
+        docs.append(Document(stored_id, cleaner(text), source=source_name, label=group))
     return docs
 
 

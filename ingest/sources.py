@@ -48,7 +48,10 @@ def looks_binary(raw: bytes) -> bool:
 
 
 def file_documents(
-    folder: str | Path, pattern: str = "*", skipped: Counter[str] | None = None
+    folder: str | Path,
+    pattern: str = "*",
+    skipped: Counter[str] | None = None,
+    name: str | None = None,
 ) -> Iterator[Document]:
     """Every non-hidden file under `folder` (label = its parent folder's name).
 
@@ -58,12 +61,13 @@ def file_documents(
     if not root.is_dir():
         raise SourceError(f"{root} is not a folder; give the folder that holds the text files")
     root_real = root.resolve()
+    source = f"files/{name or root_real.name}"
     skipped = skipped if skipped is not None else Counter()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if name.startswith(".") or not path.match(pattern):
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            if filename.startswith(".") or not path.match(pattern):
                 continue
             real = path.resolve()
             if not real.is_relative_to(root_real):
@@ -82,10 +86,7 @@ def file_documents(
             rel = path.relative_to(root)
             label = rel.parent.name if rel.parent != Path(".") else None
             yield Document(
-                f"files/{root_real.name}/{rel.as_posix()}",
-                decode_text(raw),
-                source=f"files/{root_real.name}",
-                label=label,
+                f"{source}/{rel.as_posix()}", decode_text(raw), source=source, label=label
             )
 
 

@@ -136,3 +136,52 @@ def test_files_over_the_size_cap_are_skipped_without_reading_them(tmp_path, env,
     summary = ingest(tmp_path / "store", env, "files", str(folder))
     assert summary.startswith("1 documents: 0 cached, 1 embedded")
     assert "1 skipped (1 file over 64 MB)" in summary
+
+
+def test_two_files_with_one_name_never_overwrite_each_other(tmp_path, gemini, env):
+    """Two posts.csv in different folders used to share ids and overwrite each other."""
+    for folder, text in (("a", "first"), ("b", "second")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "posts.csv").write_text(f"id,text\n1,{text} export\n2,{text} more\n")
+    store = tmp_path / "store"
+    assert ingest(store, env, "csv", str(tmp_path / "a" / "posts.csv"), "--id-col", "id")
+    refused = run_cli(
+        ["--store", str(store), "ingest", "csv", str(tmp_path / "b" / "posts.csv"), "--id-col",
+         "id", "--dims", str(DIMS)], env=env)  # fmt: skip
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "csv/posts already names" in refused.stderr and "--name" in refused.stderr
+    assert stored_texts(store)["csv/posts/1"] == "first export"  # untouched
+    summary = ingest(store, env, "csv", str(tmp_path / "b" / "posts.csv"), "--id-col", "id",
+                     "--name", "posts-b")  # fmt: skip
+    assert summary.startswith("2 documents: 0 cached, 2 embedded")
+    texts = stored_texts(store)
+    assert texts["csv/posts/1"] == "first export" and texts["csv/posts-b/1"] == "second export"
+
+
+def test_changed_texts_are_announced_before_and_after_they_are_paid(tmp_path, gemini, env):
+    path = tmp_path / "posts.csv"
+    path.write_text("id,text\n1,one\n2,two\n3,three\n")
+    store = tmp_path / "store"
+    ingest(store, env, "csv", str(path), "--id-col", "id")
+    path.write_text("id,text\n1,one changed\n2,two changed\n3,three\n")
+    dry = ingest(store, env, "csv", str(path), "--id-col", "id", "--dry-run")
+    assert dry.startswith("dry run: 3 documents: 1 cached, 2 to embed in 1 request")
+    assert "2 existing documents changed text: would be re-embedded" in dry
+    done = ingest(store, env, "csv", str(path), "--id-col", "id")
+    assert "2 existing documents changed text: re-embedded" in done
+    assert stored_texts(store)["csv/posts/1"] == "one changed"
+
+
+def test_another_newsgroups_cleaning_gets_its_own_ids_and_the_same_sample(tmp_path):
+    from embedlab.ingest.newsgroups import newsgroups_documents
+
+    from tests.test_sources import make_newsgroups
+
+    archive = make_newsgroups(tmp_path)
+    notebook = newsgroups_documents(archive, "train", per_class=1, seed=0)
+    sklearn = newsgroups_documents(archive, "train", per_class=1, seed=0, clean="sklearn")
+    assert all(d.id.startswith("newsgroups/train/") for d in notebook)
+    assert [d.id for d in sklearn] == [
+        d.id.replace("newsgroups/", "newsgroups-sklearn/", 1) for d in notebook
+    ]
+    assert {d.source for d in sklearn} == {"newsgroups-sklearn/train"}

@@ -14,7 +14,8 @@ DIMS = 128
 
 
 def corpus_slice(folder, start: int, stop: int) -> tuple:
-    """Documents start..stop-1 under ids shared by every slice (same file name)."""
+    """Documents start..stop-1 under ids shared by every slice (one --name: successive
+    exports of one dataset)."""
     folder.mkdir()
     path = folder / "posts.jsonl"
     expected = write_jsonl(path, stop)
@@ -24,7 +25,7 @@ def corpus_slice(folder, start: int, stop: int) -> tuple:
 
 
 def ingest_args(store: list[str], corpus, *extra: str) -> list[str]:
-    return [*store, *extra, "ingest", "jsonl", str(corpus), "--id-key", "id",
+    return [*store, *extra, "ingest", "jsonl", str(corpus), "--id-key", "id", "--name", "posts",
             "--dims", str(DIMS), "--batch-size", "20"]  # fmt: skip
 
 
