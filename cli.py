@@ -414,7 +414,7 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
     reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
     click.echo(f"clustering: {report.method_line(analysis.metrics)}{reused}", err=True)
     click.echo(report.per_class_table(analysis.metrics))
-    click.echo(report.headline(analysis.metrics) or "no metrics (a single cluster)")
+    click.echo(report.verdict(analysis.metrics))
     n_clusters = len([c for c in analysis.clusters if c["cluster"] != -1])
     click.echo(
         f"{len(analysis.ids)} documents, {plural(n_clusters, 'cluster')}, "

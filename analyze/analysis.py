@@ -59,7 +59,7 @@ class Analysis:
 
     @property
     def has_labels(self) -> bool:
-        return all(label is not None for label in self.labels) and len(set(self.labels)) > 1
+        return len({label for label in self.labels if label is not None}) > 1
 
     @property
     def points(self) -> pd.DataFrame:
@@ -107,12 +107,15 @@ class Analysis:
         if kind == "label":
             if not self.has_labels:
                 raise InvalidRequest("these documents have no labels to colour the map by")
+            names = ["(no label)" if x is None else str(x) for x in self.labels]
             return plots.scatter_map(
-                self.coords, [str(x) for x in self.labels], f"{note}, by label"
+                self.coords, names, f"{note}, coloured by label", self._colours()
             )
         if kind == "cluster":
             names = ["noise" if c == -1 else f"cluster {c}" for c in self.cluster_labels.tolist()]
-            return plots.scatter_map(self.coords, names, f"{note}, coloured by cluster")
+            return plots.scatter_map(
+                self.coords, names, f"{note}, coloured by cluster", self._colours()
+            )
         if kind == "confusion":
             if "confusion" not in self.metrics:
                 raise InvalidRequest("no confusion matrix: these documents have no labels")
@@ -122,6 +125,22 @@ class Analysis:
                 raise InvalidRequest("no silhouette curve: k was not chosen with k='auto'")
             return plots.silhouette_plot(self.k_scores, self.metrics["params"]["clustering"]["k"])
         raise InvalidRequest(f"unknown figure {kind!r}; use one of {', '.join(FIGURES)}")
+
+    def _colours(self) -> dict[str, int]:
+        """One palette index per class and per cluster: a cluster matched to a class (the
+        Hungarian matching) takes that class's colour, so the two maps read alike."""
+        classes = sorted({x for x in self.labels if x is not None})
+        colours = {name: i for i, name in enumerate(classes)}
+        matched = self.metrics.get("cluster_to_class", {})
+        spare = len(classes)
+        for cluster in sorted({c for c in self.cluster_labels.tolist() if c != -1}):
+            name = matched.get(str(cluster))
+            if name in colours:
+                colours[f"cluster {cluster}"] = colours[name]
+            else:
+                colours[f"cluster {cluster}"] = spare
+                spare += 1
+        return colours
 
     def __repr__(self) -> str:
         n_clusters = len({c for c in self.cluster_labels.tolist() if c != -1})

@@ -1,4 +1,12 @@
-"""Scoring clusters against labels: the notebook's table plus the standard metrics."""
+"""Scoring clusters against labels: the notebook's table plus the standard metrics.
+
+Two rules make the figures honest:
+- Noise (-1, from hdbscan/dbscan) is not a cluster. Agreement metrics (Hungarian
+  accuracy, ARI, NMI, ...) score the clustered documents, `coverage` says what share
+  that is, and the per-class share counts noise against the class, so leaving
+  documents out can never raise a class's share.
+- Labels: the labelled documents are evaluated, and how many had no label is said.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +16,27 @@ import numpy as np
 
 from .cluster import cosine_silhouette
 
+NOISE = -1
 
-def per_class_majority(classes: list[str], clusters: list[int], confusion: np.ndarray) -> dict:
-    """For each class: the cluster holding most of it, and the share of the class there."""
+
+def per_class_majority(
+    classes: list[str], clusters: list[int], confusion: np.ndarray, sizes: np.ndarray
+) -> dict:
+    """For each class: the cluster holding most of it, the share of the whole class there
+    (noise included in the whole), and the share of the class left as noise."""
     table = {}
     for i, name in enumerate(classes):
         row = confusion[i]
+        size = int(sizes[i])
+        if row.sum() == 0:  # every document of the class is noise
+            table[name] = {"majority_cluster": None, "share": 0.0, "size": size, "noise": 1.0}
+            continue
         j = int(np.argmax(row))
         table[name] = {
             "majority_cluster": int(clusters[j]),
-            "share": round(float(row[j] / row.sum()), 6),
-            "size": int(row.sum()),
+            "share": round(float(row[j] / size), 6),
+            "size": size,
+            "noise": round(float((size - row.sum()) / size), 6),
         }
     return table
 
@@ -33,40 +51,71 @@ def hungarian(confusion: np.ndarray, clusters: list[int], classes: list[str]) ->
     return round(accuracy, 6), dict(sorted(mapping.items(), key=lambda kv: int(kv[0])))
 
 
+def matched_order(clusters: list[int], classes: list[str], mapping: dict[str, str]) -> list[int]:
+    """Clusters in the order of the classes they match (a diagonal when the clustering is
+    good), then the unmatched ones."""
+    by_class = {name: int(c) for c, name in mapping.items()}
+    matched = [by_class[name] for name in classes if name in by_class]
+    return matched + [c for c in clusters if c not in matched]
+
+
 def evaluate(
     vectors: np.ndarray, cluster_labels: np.ndarray, true_labels: list[str | None], seed: int = 0
 ) -> dict[str, Any]:
-    """All metrics under plain keys; label metrics only when every document has a label."""
+    """All metrics under plain keys (see the module docstring for noise and labels)."""
     from sklearn import metrics
     from sklearn.metrics.cluster import contingency_matrix
 
-    silhouette = cosine_silhouette(vectors, cluster_labels, seed)
-    result: dict[str, Any] = {"silhouette": None if silhouette is None else round(silhouette, 6)}
-    if any(label is None for label in true_labels) or len(set(true_labels)) < 2:
-        result["labels"] = "missing: evaluation against labels skipped"
+    clustered = cluster_labels != NOISE
+    n_noise = int((~clustered).sum())
+    result: dict[str, Any] = {
+        "documents": len(cluster_labels),
+        "noise": n_noise,
+        "coverage": round(float(clustered.mean()), 6) if len(cluster_labels) else 0.0,
+    }
+    silhouette = cosine_silhouette(vectors[clustered], cluster_labels[clustered], seed)
+    result["silhouette"] = None if silhouette is None else round(silhouette, 6)
+    if not clustered.any():
+        result["labels"] = "no clusters: every document is noise"
         return result
-    classes = sorted(set(true_labels))
-    clusters = sorted(set(cluster_labels.tolist()))
-    confusion = contingency_matrix(true_labels, cluster_labels)  # rows: sorted classes
+    labelled = np.array([label is not None for label in true_labels], dtype=bool)
+    result["unlabelled"] = int((~labelled).sum())
+    classes = sorted({label for label in true_labels if label is not None})
+    if len(classes) < 2:
+        result["labels"] = "fewer than 2 labels: evaluation against labels skipped"
+        return result
+    scored = clustered & labelled
+    truth = [true_labels[i] for i in np.flatnonzero(scored)]
+    found = cluster_labels[scored]
+    clusters = sorted(set(found.tolist()))
+    class_index = {name: i for i, name in enumerate(classes)}
+    confusion = np.zeros((len(classes), len(clusters)), dtype=int)
+    if len(truth):
+        table = contingency_matrix(truth, found)  # rows: sorted classes present in truth
+        present = sorted(set(truth))
+        for r, name in enumerate(present):
+            confusion[class_index[name]] = table[r]
+    sizes = np.array([sum(1 for x in true_labels if x == name) for name in classes])
     accuracy, mapping = hungarian(confusion, clusters, classes)
-    h, c, v = metrics.homogeneity_completeness_v_measure(true_labels, cluster_labels)
+    h, c, v = metrics.homogeneity_completeness_v_measure(truth, found)
+    order = matched_order(clusters, classes, mapping)
+    columns = [clusters.index(k) for k in order]
+    shown = confusion[:, columns]
+    noise_by_class = sizes - confusion.sum(axis=1)
+    if n_noise:
+        shown = np.column_stack([shown, noise_by_class])
+        order = [*order, NOISE]
     result.update(
         {
-            "per_class": per_class_majority(classes, clusters, confusion),
+            "per_class": per_class_majority(classes, clusters, confusion, sizes),
             "hungarian_accuracy": accuracy,
             "cluster_to_class": mapping,
-            "ari": round(float(metrics.adjusted_rand_score(true_labels, cluster_labels)), 6),
-            "nmi": round(
-                float(metrics.normalized_mutual_info_score(true_labels, cluster_labels)), 6
-            ),
+            "ari": round(float(metrics.adjusted_rand_score(truth, found)), 6),
+            "nmi": round(float(metrics.normalized_mutual_info_score(truth, found)), 6),
             "homogeneity": round(float(h), 6),
             "completeness": round(float(c), 6),
             "v_measure": round(float(v), 6),
-            "confusion": {
-                "classes": classes,
-                "clusters": clusters,
-                "matrix": confusion.tolist(),
-            },
+            "confusion": {"classes": classes, "clusters": order, "matrix": shown.tolist()},
         }
     )
     return result

@@ -72,15 +72,23 @@ def point_size(n: int) -> float:
     return float(np.clip(6000 / max(n, 1), 1.0, 30.0))
 
 
-def scatter_map(coords: np.ndarray, groups: list[str], title: str):
-    """The 2-D map, one colour per group (label or cluster), with counts in the legend."""
+def scatter_map(
+    coords: np.ndarray, groups: list[str], title: str, colours: dict[str, int] | None = None
+):
+    """The 2-D map, one colour per group (label or cluster), with counts in the legend.
+
+    `colours` gives a group its palette index (so a cluster can wear its class's colour).
+    """
     names = sorted(set(groups))
-    cmap = _cmap("tab20" if len(names) > 10 else "tab10")
+    colours = colours or {}
+    needed = max([len(names), *(i + 1 for i in colours.values())])
+    cmap = _cmap("tab20" if needed > 10 else "tab10")
     fig = _figure((9, 7))
     ax = fig.subplots()
     for i, name in enumerate(names):
         rows = [r for r, g in enumerate(groups) if g == name]
-        colour = "lightgrey" if name == "noise" else cmap(i % cmap.N)
+        index = colours.get(name, i)
+        colour = "lightgrey" if name in ("noise", "(no label)") else cmap(index % cmap.N)
         ax.scatter(
             coords[rows, 0],
             coords[rows, 1],
@@ -112,9 +120,10 @@ def confusion_plot(confusion: dict):
     fig = _figure((max(5.0, 2.5 + 0.6 * matrix.shape[1]), 1.8 + 0.45 * matrix.shape[0]))
     ax = fig.subplots()
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in confusion["clusters"]])
+    ticks = ["noise" if c == -1 else str(c) for c in confusion["clusters"]]
+    ax.set_xticks(range(matrix.shape[1]), ticks)
     ax.set_yticks(range(matrix.shape[0]), [plain(str(c)) for c in confusion["classes"]])
-    ax.set_xlabel("cluster")
+    ax.set_xlabel("cluster (ordered by the class it matches)")
     ax.set_ylabel("class")
     ax.set_title("Classes x clusters (colour: share of class)", fontsize=10)
     if matrix.size <= 400:

@@ -51,20 +51,37 @@ def per_class_table(metrics: dict[str, Any]) -> str:
     """The notebook's table as aligned text."""
     rows = metrics.get("per_class", {})
     if not rows:
-        return "(no labels: evaluation against labels skipped)"
+        return f"({metrics.get('labels', 'no labels: evaluation against labels skipped')})"
+    noise = any(row.get("noise") for row in rows.values())
     width = max(len("class"), *(len(name) for name in rows))
     lines = [
-        f"{'class':<{width}}  majority cluster  share",
-        f"{'-' * width}  ----------------  -----",
+        f"{'class':<{width}}  majority cluster  share" + ("  noise" if noise else ""),
+        f"{'-' * width}  ----------------  -----" + ("  -----" if noise else ""),
     ]
     for name, row in rows.items():
-        lines.append(f"{name:<{width}}  {row['majority_cluster']:>16}  {row['share']:.3f}")
+        majority = "-" if row["majority_cluster"] is None else row["majority_cluster"]
+        line = f"{name:<{width}}  {majority:>16}  {row['share']:.3f}"
+        lines.append(line + (f"  {row['noise']:.3f}" if noise else ""))
+    if metrics.get("unlabelled"):
+        lines.append(f"({metrics['unlabelled']} documents without a label were not scored)")
     return "\n".join(lines)
 
 
 def headline(metrics: dict[str, Any]) -> str:
+    """The metrics in one line; with noise, the share of documents that were clustered."""
     parts = [f"{key} {metrics[key]:.3f}" for key in HEADLINE if metrics.get(key) is not None]
+    if metrics.get("noise"):
+        parts.append(
+            f"coverage {metrics['coverage']:.3f} ({metrics['noise']} noise documents not scored)"
+        )
     return ", ".join(parts)
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """The headline, or why there is none."""
+    if metrics.get("coverage") == 0:
+        return "no clusters: every document is noise (try a smaller --min-cluster-size)"
+    return headline(metrics) or "no metrics (a single cluster)"
 
 
 def method_line(metrics: dict[str, Any]) -> str:
@@ -86,7 +103,7 @@ def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list
         f"({space['dims']} dims, task {space['task_type']})",
         f"- documents: {params['documents']}; clustering: {params['algorithm']} "
         f"{json.dumps(params['clustering'], sort_keys=True)}; map: {params['map']}",
-        f"- metrics: {headline(metrics) or 'none'}",
+        f"- metrics: {verdict(metrics)}",
         "",
     ]
     if metrics.get("per_class"):
@@ -97,8 +114,10 @@ def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list
             "|---|---|---|",
         ]
         for name, row in metrics["per_class"].items():
+            majority = "-" if row["majority_cluster"] is None else row["majority_cluster"]
             lines.append(
-                f"| {escape_markdown(name)} | {row['majority_cluster']} | {row['share']:.3f} |"
+                f"| {escape_markdown(name)} | {majority} | {row['share']:.3f} |"
+                + (f" {row['noise']:.3f} noise |" if row.get("noise") else "")
             )
         lines.append("")
     lines += [f"![{name}]({name})" for name in images] + [""]

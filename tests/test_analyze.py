@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from embedlab.analyze import report
 from embedlab.analyze.run import AnalysisOptions, analyze_corpus
 from embedlab.analyze.select import AnalyzeError, Selection, load_corpus, pick_space
 from embedlab.cli import cli
@@ -68,7 +69,12 @@ def test_metrics_match_scikit_learn(corpus):
         skm.silhouette_score(corpus.vectors, found, metric="cosine"), abs=1e-6
     )
     confusion = np.array(m["confusion"]["matrix"])
-    np.testing.assert_array_equal(confusion, skm.cluster.contingency_matrix(truth, found))
+    order = m["confusion"]["clusters"]  # columns: clusters in the order of their matched class
+    assert sorted(order) == sorted(set(found.tolist()))
+    expected = skm.cluster.contingency_matrix(truth, found)[:, order]
+    np.testing.assert_array_equal(confusion, expected)
+    matched = [int(c) for c, _ in sorted(m["cluster_to_class"].items(), key=lambda kv: kv[1])]
+    assert order[:3] == matched  # the matched clusters first, one per class: a diagonal
     # k=5 over 3 groups: a perfect one-to-one matching can cover at most 3 clusters
     assert m["hungarian_accuracy"] <= 1.0 and len(m["cluster_to_class"]) == 3
 
@@ -256,3 +262,46 @@ def test_large_selections_switch_to_scalable_methods_and_say_so(corpus, monkeypa
     assert large.coords.shape == (90, 2) and np.isfinite(large.coords).all()
     with pytest.raises(ValueError, match="agglomerative clustering needs an n x n"):
         analyze_corpus(corpus, AnalysisOptions(algorithm="agglomerative", k=3), None)
+
+
+def test_noise_is_not_a_cluster_and_is_reported_as_coverage(store):
+    grouped_corpus(store)
+    rng = np.random.default_rng(5)
+    outliers = [Document(f"syn/out/{i}", f"stray {i}", "synthetic", "med") for i in range(12)]
+    vectors = rng.normal(size=(12, SPACE.dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.collection(SPACE).write(outliers, vectors, [False] * 12)
+    corpus = load_corpus(store, SPACE, Selection())
+    result = analyze_corpus(corpus, AnalysisOptions("dbscan", None, eps=0.35), None)
+    m = result.metrics
+    noise = result.cluster_labels == -1
+    assert 0 < noise.sum() < len(noise)
+    assert m["noise"] == int(noise.sum()) and m["coverage"] == round(1 - noise.mean(), 6)
+    # agreement metrics score the clustered documents only
+    kept = ~noise
+    truth = [corpus.labels[i] for i in np.flatnonzero(kept)]
+    assert m["ari"] == pytest.approx(skm.adjusted_rand_score(truth, result.cluster_labels[kept]))
+    assert "-1" not in m["cluster_to_class"]
+    # a class's share counts its noise against it, and its noise share is said
+    med = m["per_class"]["med"]
+    med_rows = [i for i, label in enumerate(corpus.labels) if label == "med"]
+    in_majority = sum(result.cluster_labels[i] == med["majority_cluster"] for i in med_rows)
+    assert med["share"] == round(in_majority / len(med_rows), 6) and med["size"] == 42
+    assert med["noise"] == round(noise[med_rows].mean(), 6) > 0
+    assert m["confusion"]["clusters"][-1] == -1
+    assert np.array(m["confusion"]["matrix"]).sum() == len(corpus.ids)
+    assert "noise" in report.per_class_table(m).splitlines()[0]
+    assert f"({m['noise']} noise documents not scored)" in report.headline(m)
+
+
+def test_everything_noise_says_so_instead_of_a_single_cluster(store_path, tmp_path):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    result = CliRunner().invoke(
+        cli,
+        ["--store", str(store_path), "analyze", "--algo", "dbscan", "--eps", "0.0001",
+         "--out", str(tmp_path / "r")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no clusters: every document is noise" in result.output
+    assert "a single cluster" not in result.output
