@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,37 @@ from ..store.neighbours import snippet
 
 TOP_TERMS = 10
 REPRESENTATIVES = 3
+# Words in any script, at least 3 letters, no digits or underscores ("café", "Überzahl",
+# "космос" are terms; "3d", "__init__" are not).
+TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
+# Residual news headers (the notebook's cleaning keeps them) and quoting boilerplate:
+# dropped before counting, so a cluster is not named after its posters' organisation.
+_HEADER_LINE = re.compile(
+    r"^\s*(?:organization|lines|nntp-posting-host|distribution|reply-to|keywords|summary|"
+    r"article-i\.d|x-[\w-]+|expires|followup-to|message-id|references|sender|"
+    r"in-reply-to|originator|news-software|path|newsgroups|date)\s*:.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_QUOTE_INTRO = re.compile(r"^.*\b(?:writes|wrote)\s*:\s*$|^\s*>.*$", re.IGNORECASE | re.MULTILINE)
+# Frequent words that say nothing about a topic: newsgroup chatter, and the commonest
+# function words of the languages that show up in Usenet and web corpora besides English.
+EXTRA_STOP_WORDS = frozenset(
+    """
+    article writes wrote posting posted host university organization lines subject reply
+    edu com net org gov don doesn didn isn wasn aren won just like know think does
+    people use used using make way good time said say going really want need
+    der die das und ist ich nicht ein eine einen dem den des mit sich auf für von sie
+    wir ihr aber auch als wie noch nur oder wenn dass sind war hat bei aus zum zur
+    een het van dat niet zijn wordt voor met ook maar als bij door nog wel naar deze
+    les des une est pas que qui dans pour sur avec sont mais par plus ont cette aux
+    los las una por con para como más pero sus esta este del entre cuando muy sin
+    """.split()
+)
+
+
+def term_text(text: str) -> str:
+    """What c-TF-IDF counts: the text without header lines and quoted replies."""
+    return _QUOTE_INTRO.sub(" ", _HEADER_LINE.sub(" ", text))
 
 
 def top_terms(
@@ -19,11 +51,15 @@ def top_terms(
 
     A term scores high when it is frequent in one cluster and rare in the others.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
-    joined = [" ".join(t for t, c in zip(texts, cluster_labels) if c == k) for k in clusters]
+    joined = [
+        " ".join(term_text(t) for t, c in zip(texts, cluster_labels) if c == k) for k in clusters
+    ]
     vectoriser = TfidfVectorizer(
-        stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]{2,}\b", sublinear_tf=True
+        stop_words=sorted(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS),
+        token_pattern=TOKEN_PATTERN,
+        sublinear_tf=True,
     )
     try:
         weights = vectoriser.fit_transform(joined).toarray()

@@ -305,3 +305,21 @@ def test_everything_noise_says_so_instead_of_a_single_cluster(store_path, tmp_pa
     assert result.exit_code == 0, result.output
     assert "no clusters: every document is noise" in result.output
     assert "a single cluster" not in result.output
+
+
+def test_cluster_terms_read_any_script_and_skip_stop_words_and_headers():
+    from embedlab.analyze.describe import top_terms
+
+    texts = [
+        "Organization: University of Alaska\nLines: 12\nDie Rakete und der Orbit ist hoch, "
+        "een raket\nIn article <x@y> bob writes:\n> quoted reply about alaska\ncafé rakete",
+        "Organization: University of Alaska\nDie Rakete fliegt\nrakete orbit space",
+        "Лекарство против болезни, лекарство помогает; the doctor treats patients",
+        "лекарство и врач; doctor patient",
+    ]
+    terms = top_terms(np.array([0, 0, 1, 1]), texts, [0, 1])
+    assert terms[0][:2] == ["rakete", "orbit"] and "café" in terms[0]
+    assert "лекарство" in terms[1] and "doctor" in terms[1]
+    every = set(terms[0]) | set(terms[1])
+    for noise in ("alaska", "organization", "lines", "die", "der", "und", "een", "writes"):
+        assert noise not in every
