@@ -413,6 +413,8 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
     )
     reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
     click.echo(f"clustering: {report.method_line(analysis.metrics)}{reused}", err=True)
+    for note in analysis.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(report.per_class_table(analysis.metrics))
     click.echo(report.verdict(analysis.metrics))
     n_clusters = len([c for c in analysis.clusters if c["cluster"] != -1])

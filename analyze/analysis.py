@@ -54,6 +54,7 @@ class Analysis:
     created: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things the figures could not do
 
     # -- views -----------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ class Analysis:
                 raise InvalidRequest("these documents have no labels to colour the map by")
             names = ["(no label)" if x is None else str(x) for x in self.labels]
             return plots.scatter_map(
-                self.coords, names, f"{note}, coloured by label", self._colours()
+                self.coords, names, f"{note}, coloured by label", self._colours(), self._fonts()
             )
         if kind == "cluster":
             names = ["noise" if c == -1 else f"cluster {c}" for c in self.cluster_labels.tolist()]
@@ -119,12 +120,19 @@ class Analysis:
         if kind == "confusion":
             if "confusion" not in self.metrics:
                 raise InvalidRequest("no confusion matrix: these documents have no labels")
-            return plots.confusion_plot(self.metrics["confusion"])
+            return plots.confusion_plot(self.metrics["confusion"], self._fonts())
         if kind == "silhouette":
             if not self.k_scores:
                 raise InvalidRequest("no silhouette curve: k was not chosen with k='auto'")
             return plots.silhouette_plot(self.k_scores, self.metrics["params"]["clustering"]["k"])
         raise InvalidRequest(f"unknown figure {kind!r}; use one of {', '.join(FIGURES)}")
+
+    def _fonts(self) -> list[str]:
+        """Fonts that can draw the labels (checked once; a note when none can)."""
+        fonts, note = plots.glyph_fonts(sorted({x for x in self.labels if x is not None}))
+        if note and note not in self.notes:
+            self.notes.append(note)
+        return fonts
 
     def _colours(self) -> dict[str, int]:
         """One palette index per class and per cluster: a cluster matched to a class (the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,40 @@ def _png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
+def glyph_fonts(texts: list[str]) -> tuple[list[str], str | None]:
+    """(font families to draw `texts` with, a note when some characters have no font).
+
+    DejaVu Sans (matplotlib's default) has no CJK glyphs: Chinese labels came out as
+    boxes. An installed font that has the missing characters is added as a fallback;
+    when none has them, the note says so (once per analysis) instead of silent boxes.
+    """
+    from matplotlib import font_manager
+
+    default = "DejaVu Sans"
+    wanted = {ord(ch) for text in texts for ch in text if not ch.isspace()}
+    missing = wanted - _charmap(font_manager.findfont(default))
+    if not missing:
+        return [default], None
+    for entry in font_manager.fontManager.ttflist:
+        try:
+            if missing <= _charmap(entry.fname):
+                return [default, entry.name], None
+        except (OSError, RuntimeError):  # a font file FreeType cannot read
+            continue
+    sample = "".join(sorted(chr(c) for c in missing)[:5])
+    return [default], (
+        f"no installed font can draw some label characters (e.g. {sample!r}); they show as "
+        "boxes in the PNGs: install a font that has them (e.g. Debian's fonts-noto-cjk)"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _charmap(path: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(path).get_charmap())
+
+
 def _cmap(name: str):
     import matplotlib
 
@@ -73,7 +108,11 @@ def point_size(n: int) -> float:
 
 
 def scatter_map(
-    coords: np.ndarray, groups: list[str], title: str, colours: dict[str, int] | None = None
+    coords: np.ndarray,
+    groups: list[str],
+    title: str,
+    colours: dict[str, int] | None = None,
+    fonts: list[str] | None = None,
 ):
     """The 2-D map, one colour per group (label or cluster), with counts in the legend.
 
@@ -106,14 +145,14 @@ def scatter_map(
             loc="center left",
             bbox_to_anchor=(1.0, 0.5),
             markerscale=max(1, 6 / point_size(len(coords))),
-            fontsize=8,
+            prop={"family": fonts or ["DejaVu Sans"], "size": 8},
             frameon=False,
         )
     fig.tight_layout()
     return fig
 
 
-def confusion_plot(confusion: dict):
+def confusion_plot(confusion: dict, fonts: list[str] | None = None):
     """Classes x clusters, coloured by the share of each class."""
     matrix = np.array(confusion["matrix"])
     shares = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
@@ -123,6 +162,8 @@ def confusion_plot(confusion: dict):
     ticks = ["noise" if c == -1 else str(c) for c in confusion["clusters"]]
     ax.set_xticks(range(matrix.shape[1]), ticks)
     ax.set_yticks(range(matrix.shape[0]), [plain(str(c)) for c in confusion["classes"]])
+    for tick in ax.get_yticklabels():
+        tick.set_fontfamily(fonts or ["DejaVu Sans"])
     ax.set_xlabel("cluster (ordered by the class it matches)")
     ax.set_ylabel("class")
     ax.set_title("Classes x clusters (colour: share of class)", fontsize=10)

@@ -323,3 +323,25 @@ def test_cluster_terms_read_any_script_and_skip_stop_words_and_headers():
     every = set(terms[0]) | set(terms[1])
     for noise in ("alaska", "organization", "lines", "die", "der", "und", "een", "writes"):
         assert noise not in every
+
+
+def test_labels_no_font_can_draw_are_said_once_not_silent_boxes(store, tmp_path):
+    from embedlab.analyze import plots
+
+    fonts, note = plots.glyph_fonts(["sci.space", "café"])
+    assert fonts[0] == "DejaVu Sans" and note is None
+    docs = grouped_corpus(store)
+    relabelled = [
+        Document(d.id, d.text, d.source, {"space": "太空", "med": "医学"}.get(d.label, d.label))
+        for d in docs
+    ]
+    collection = store.collection(SPACE)
+    vectors, _, _ = collection.load([d.id for d in docs])
+    collection.write(relabelled, vectors, [False] * len(docs))
+    result = analyze_corpus(load_corpus(store, SPACE, Selection()), AnalysisOptions(k=3))
+    result.save(tmp_path / "r")
+    fonts, expected = plots.glyph_fonts(["太空", "医学"])
+    if expected is None:  # a CJK font is installed: it is used, and nothing is said
+        assert len(fonts) == 2 and result.notes == []
+    else:
+        assert result.notes == [expected] and "太" in expected
