@@ -107,12 +107,29 @@ def provider_options(func: Callable) -> Callable:
             help="auto = gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local.",
         ),
         click.option("--model", help="Embedding model (gemini: gemini-embedding-001)."),
-        click.option("--task-type", default="CLUSTERING", show_default=True),
+        click.option(
+            "--task-type",
+            default="CLUSTERING",
+            show_default=True,
+            help="Gemini task type (the local model has none).",
+        ),
         click.option("--dims", type=click.IntRange(min=1), help="Output dimensions (Gemini)."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request."),
         click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight."),
-        click.option("--max-attempts", type=click.IntRange(min=1), default=6, show_default=True),
-        click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(min=1),
+            default=6,
+            show_default=True,
+            help="Tries per request (429, 5xx, timeouts and garbled replies are retried).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=60.0,
+            show_default=True,
+            help="Seconds per request.",
+        ),
         click.option(
             "--dry-run", is_flag=True, help="Count what would be embedded; embed nothing."
         ),
@@ -357,7 +374,13 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
 )
 @click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan/dbscan.")
 @click.option("--eps", type=float, help="dbscan radius (cosine distance)  [default: 0.5]")
-@click.option("--out", type=click.Path(), default="./report", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default="./report",
+    show_default=True,
+    help="Report folder (its old report files are replaced).",
+)
 @click.pass_obj
 @user_errors
 def analyze_command(
@@ -433,7 +456,9 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
     help="Embedding provider.",
 )
 @click.option("--source", type=click.Path(), help="20news-bydate.tar.gz (default: download).")
-@click.option("--out", type=click.Path(), default="./demo-report", show_default=True)
+@click.option(
+    "--out", type=click.Path(), default="./demo-report", show_default=True, help="Report folder."
+)
 @click.pass_context
 @user_errors
 def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
@@ -473,7 +498,9 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
 @cli.command("neighbors")
 @click.argument("query", required=False)
 @click.option("--id", "doc_id", help="Find documents like this stored one (no API call).")
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many."
+)
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
 @click.option("--provider", help="Space to search (needed when the store has several).")
@@ -537,7 +564,16 @@ def neighbors_command(
     )
 
 
-cli.add_command(neighbors_command, "neighbours")
+# The British spelling works too, without a second entry in --help.
+cli.add_command(
+    click.Command(
+        "neighbours",
+        params=neighbors_command.params,
+        callback=neighbors_command.callback,
+        help=neighbors_command.help,
+        hidden=True,
+    )
+)
 
 
 def print_neighbours(hits, fmt: str | None) -> None:

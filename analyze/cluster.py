@@ -53,6 +53,8 @@ def cluster(
         k = int(k or 4)
         if not 1 <= k <= n:
             raise InvalidRequest(f"k={k} needs at least {k} documents; the selection has {n}")
+        if algorithm == "agglomerative" and n < 2:
+            raise InvalidRequest(f"agglomerative needs at least 2 documents; the selection has {n}")
         method = method_for(algorithm, n)
         params = {"k": k, "seed": seed, "method": method}
         return Clustering(_fit(vectors, method, k, seed), algorithm, params)
@@ -60,12 +62,19 @@ def cluster(
         from sklearn.cluster import HDBSCAN
 
         size = min_cluster_size or max(5, n // 100)
+        if n < size:
+            raise InvalidRequest(
+                f"hdbscan needs at least min_cluster_size={size} documents; "
+                f"the selection has {n} (lower min_cluster_size or select more)"
+            )
         labels = HDBSCAN(min_cluster_size=size, copy=True).fit_predict(vectors)
         return Clustering(labels, algorithm, {"min_cluster_size": size})
     if algorithm == "dbscan":
         from sklearn.cluster import DBSCAN
 
         size = min_cluster_size or 5
+        if n < 2:
+            raise InvalidRequest(f"dbscan needs at least 2 documents; the selection has {n}")
         labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
         return Clustering(labels, algorithm, {"eps": eps, "min_samples": size})
     raise InvalidRequest(f"unknown --algo {algorithm}; use one of {', '.join(ALGORITHMS)}")

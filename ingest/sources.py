@@ -63,12 +63,14 @@ def file_documents(
     root_real = root.resolve()
     source = f"files/{name or root_real.name}"
     skipped = skipped if skipped is not None else Counter()
+    matched = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
             if filename.startswith(".") or not path.match(pattern):
                 continue
+            matched += 1
             real = path.resolve()
             if not real.is_relative_to(root_real):
                 skipped["link outside the folder"] += 1
@@ -88,6 +90,11 @@ def file_documents(
             yield Document(
                 f"{source}/{rel.as_posix()}", decode_text(raw), source=source, label=label
             )
+    if not matched:
+        raise SourceError(
+            f"no file under {root} matches --glob {pattern!r}; a glob like '*.txt' or "
+            "'**/*.md' names the files to read"
+        )
 
 
 def csv_documents(
