@@ -315,6 +315,9 @@ def ingest_summary(report) -> str:
     if report.changed:
         verb = "would be re-embedded" if report.dry_run else "re-embedded"
         line += f", {report.changed} existing documents changed text: {verb}"
+    if report.relabelled:
+        verb = "would be updated" if report.dry_run else "updated"
+        line += f", {report.relabelled} labels or sources {verb} (no embedding)"
     if report.cut:
         line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
     if report.skipped:

@@ -72,6 +72,7 @@ class IngestReport:
     planned_embed: int = 0  # documents whose text must be sent (dry run: would be)
     planned_reuse: int = 0  # documents whose text is stored under another id
     changed: int = 0  # ids already stored with another text: re-embedded or reused
+    relabelled: int = 0  # same text, another label or source: metadata rewritten
     ids: list[str] = field(default_factory=list)  # every document id of this call
     skipped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
@@ -176,7 +177,10 @@ def ingest(
     report.cut = sum(doc.cut for doc in documents)
 
     collection = store.collection(space, create=False) if store is not None else None
-    stored = collection.hashes_by_id([d.id for d in documents]) if collection is not None else {}
+    stored_meta = (
+        collection.metadata_by_id([d.id for d in documents]) if collection is not None else {}
+    )
+    stored = {doc_id: meta["content_hash"] for doc_id, meta in stored_meta.items()}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
         vectors = {}
@@ -187,6 +191,13 @@ def ingest(
     plan = plan_ingest(documents, stored, known)
     report.cached = len(plan.unchanged)
     report.changed = sum(1 for d in documents if d.id in stored and stored[d.id] != d.content_hash)
+    # Same text, new label or source: a metadata update, no embedding.
+    relabel = [
+        d
+        for d in plan.unchanged
+        if (stored_meta[d.id].get("label"), stored_meta[d.id].get("source")) != (d.label, d.source)
+    ]
+    report.relabelled = len(relabel)
     report.planned_reuse = len(plan.reusable)
     report.planned_embed = sum(len(group) for group in plan.to_embed)
     size = batch_size or DEFAULT_BATCH_SIZE.get(space.provider, 100)
@@ -199,6 +210,9 @@ def ingest(
         assert store is not None, "only a dry run may go without a store"
         collection = store.collection(space, create=True)
     try:
+        for start in range(0, len(relabel), WRITE_CHUNK):
+            chunk = relabel[start : start + WRITE_CHUNK]
+            collection.relabel(chunk, [bool(stored_meta[d.id].get("truncated")) for d in chunk])
         _write_reused(collection, plan.reusable, vectors, report, notify)
         if plan.to_embed:
             provider = make_provider()

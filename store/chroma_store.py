@@ -335,14 +335,24 @@ class SpaceCollection:
     def count(self) -> int:
         return self._col.count()
 
-    def hashes_by_id(self, ids: Sequence[str]) -> dict[str, str]:
-        """content_hash of each of `ids` that is stored (missing ids are absent)."""
-        found: dict[str, str] = {}
+    def metadata_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored metadata of each of `ids` that is stored (missing ids are absent)."""
+        found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(ids), FILTER_CHUNK):
             got = self._col.get(ids=chunk, include=["metadatas"])
-            for doc_id, meta in zip(got["ids"], got["metadatas"]):
-                found[doc_id] = meta["content_hash"]
+            found.update(zip(got["ids"], got["metadatas"]))
         return found
+
+    def relabel(self, docs: Sequence[Document], truncated: Sequence[bool]) -> None:
+        """Rewrite the metadata (label, source) of stored documents; vectors untouched."""
+        if docs:
+            _retry_busy(
+                lambda: self._col.update(
+                    ids=[d.id for d in docs],
+                    metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
+                ),
+                "metadata update",
+            )
 
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """One stored vector for each of `hashes` that any document already has."""

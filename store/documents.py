@@ -34,14 +34,16 @@ class Document:
         object.__setattr__(self, "text", text)
         object.__setattr__(self, "content_hash", content_hash(text))
 
-    def metadata(self, truncated: bool = False) -> dict[str, str | int | bool]:
-        """Chroma metadata: everything later analysis needs besides the text and vector."""
-        meta: dict[str, str | int | bool] = {
+    def metadata(self, truncated: bool = False) -> dict[str, str | int | bool | None]:
+        """Chroma metadata: everything later analysis needs besides the text and vector.
+
+        `label` is always present: Chroma's upsert merges metadata, and only an explicit
+        None removes a label that the source no longer gives.
+        """
+        return {
             "source": self.source,
             "content_hash": self.content_hash,
             "chars": len(self.text),
             "truncated": truncated,
+            "label": self.label,
         }
-        if self.label is not None:
-            meta["label"] = self.label
-        return meta

@@ -185,3 +185,23 @@ def test_another_newsgroups_cleaning_gets_its_own_ids_and_the_same_sample(tmp_pa
         d.id.replace("newsgroups/", "newsgroups-sklearn/", 1) for d in notebook
     ]
     assert {d.source for d in sklearn} == {"newsgroups-sklearn/train"}
+
+
+def test_a_changed_or_removed_label_reaches_the_store_without_paying(tmp_path, gemini, env):
+    """Chroma's upsert merges metadata, and unchanged texts were skipped: a corrected label
+    used to be dropped without a word."""
+    path = tmp_path / "posts.csv"
+    path.write_text("id,text,label\n1,one,a\n2,two,b\n3,three,c\n")
+    store = tmp_path / "store"
+    ingest(store, env, "csv", str(path), "--id-col", "id", "--label-col", "label")
+    sent = len(gemini.requests)
+    path.write_text("id,text,label\n1,one,z\n2,two,\n3,three,c\n")
+    summary = ingest(store, env, "csv", str(path), "--id-col", "id", "--label-col", "label")
+    assert "3 cached, 0 embedded, 0 requests" in summary
+    assert "2 labels or sources updated (no embedding)" in summary
+    assert len(gemini.requests) == sent
+    with Store.open_local(store) as opened:
+        (space,) = opened.spaces()
+        got = opened.collection(space)._col.get(include=["metadatas"])
+    labels = {i: m.get("label") for i, m in zip(got["ids"], got["metadatas"])}
+    assert labels == {"csv/posts/1": "z", "csv/posts/2": None, "csv/posts/3": "c"}

@@ -221,3 +221,35 @@ def test_the_readme_neighbours_example_names_a_post_its_ingest_stores():
     per_class, seed = int(ingest.group(1)), int(ingest.group(2))
     docs = newsgroups_documents(SHARED_ARCHIVE, "train", ["sci.*"], per_class, seed)
     assert example in {d.id for d in docs}
+
+
+def test_labelled_documents_are_scored_and_the_unlabelled_counted(store_path):
+    from embedlab.analyze import report
+    from embedlab.store import Document
+
+    with Store.open_local(store_path, create=True) as store:
+        docs = grouped_corpus(store)
+        collection = store.collection(SPACE)
+        vectors, _, _ = collection.load([d.id for d in docs[:10]])
+        unlabelled = [Document(d.id, d.text, d.source, None) for d in docs[:10]]
+        collection.write(unlabelled, vectors, [False] * 10)
+    with embedlab.open(store_path, quiet=True) as lab:
+        a = lab.analyze(k=3, reduce="pca")
+    assert a.metrics["unlabelled"] == 10 and a.metrics["hungarian_accuracy"] == 1.0
+    assert sum(row["size"] for row in a.metrics["per_class"].values()) == 80
+    assert "(10 documents without a label were not scored)" in report.per_class_table(a.metrics)
+
+
+def test_clusters_wear_the_colour_of_the_class_they_match(grouped_store):
+    with embedlab.open(grouped_store, quiet=True) as lab:
+        a = lab.analyze(k=4, reduce="pca", seed=0)
+    colours = a._colours()
+    for cluster, name in a.metrics["cluster_to_class"].items():
+        assert colours[f"cluster {cluster}"] == colours[name]
+    (spare,) = {c for c in a.cluster_labels.tolist()} - {
+        int(c) for c in a.metrics["cluster_to_class"]
+    }
+    assert colours[f"cluster {spare}"] == 3  # past the three classes' colours
+    fig = a.figure("cluster")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(legend) == 4
