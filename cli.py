@@ -534,7 +534,9 @@ def neighbors_command(
     from .analyze.select import pick_space
 
     if (query is None) == (doc_id is None):
-        raise click.UsageError("give either a QUERY text or --id, not both")
+        raise click.UsageError(
+            "give a QUERY text or --id, not both" if query else "give a QUERY text or --id"
+        )
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     fmt = "json" if as_json else "csv" if as_csv else None
@@ -644,6 +646,38 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
     click.echo(f"{result['store']}: {n_spaces}, {total}{where}")
 
 
+@cli.command("analyses")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--delete", "delete_id", metavar="ID", help="Delete this stored analysis.")
+@click.pass_obj
+@user_errors
+def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | None) -> None:
+    """Stored analyses, newest first (ids for `neighbors --analysis`)."""
+    with store_opts.open() as lab:
+        if delete_id:
+            lab.delete_analysis(delete_id)
+            click.echo(f"deleted analysis {delete_id}")
+            return
+        table = lab.analyses()
+    if as_json:
+        click.echo(table.to_json(orient="records", indent=2))
+        return
+    for row in table.itertuples(index=False):
+        scores = ", ".join(
+            f"{name} {value:.3f}"
+            for name, value in (
+                ("hungarian", row.hungarian_accuracy),
+                ("silhouette", row.silhouette),
+            )
+            if value is not None and value == value
+        )
+        click.echo(
+            f"{row.id}  {row.created[:19]}  {row.space}  {row.documents} documents, "
+            f"{row.algorithm} {row.k} clusters, {row.reduce}" + (f"; {scores}" if scores else "")
+        )
+    click.echo(f"{plural(len(table), 'analysis')} in {lab.store.location}")
+
+
 @cli.command()
 @click.option("--check", is_flag=True, help="Only report; exit 1 when something is damaged.")
 @click.pass_obj
@@ -680,6 +714,8 @@ def repair(store_opts: StoreOptions, check: bool) -> None:
 def plural(n: int, noun: str) -> str:
     if n == 1:
         return f"1 {noun}"
+    if noun.endswith("is"):  # analysis -> analyses
+        return f"{n} {noun[:-2]}es"
     if noun.endswith("y"):
         return f"{n} {noun[:-1]}ies"
     return f"{n} {noun}es" if noun.endswith("ch") else f"{n} {noun}s"

@@ -119,6 +119,8 @@ class Lab:
             return space
         if space is None:
             return pick_space(self.store)
+        if not isinstance(space, str):
+            raise InvalidRequest(f"space must be a Space or 'provider:model[:dims]', not {space!r}")
         parts = [p.strip() for p in str(space).split(":")]
         if len(parts) > 3 or not parts[0]:
             raise InvalidRequest(f"space {space!r}: use provider:model[:dims]")
@@ -475,7 +477,10 @@ class Lab:
             return cached
         found = self.store.artifacts.get(ANALYSIS, analysis_id)
         if found is None:
-            raise NotFound(f"no stored analysis {analysis_id!r}; see lab.analyses()")
+            raise NotFound(
+                f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
+                "or lab.analyses())"
+            )
         analysis = Analysis.from_record(*found)
         with self._analyses_lock:  # stored analyses never change: keep a few in memory
             if len(self._analyses) >= ANALYSIS_CACHE:
@@ -486,7 +491,10 @@ class Lab:
     def delete_analysis(self, analysis_id: str) -> None:
         with self._write_lock:
             if not self.store.artifacts.delete(ANALYSIS, analysis_id):
-                raise NotFound(f"no stored analysis {analysis_id!r}; see lab.analyses()")
+                raise NotFound(
+                    f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
+                    "or lab.analyses())"
+                )
             with self._analyses_lock:
                 self._analyses.pop(analysis_id, None)
 
@@ -574,13 +582,25 @@ class Lab:
         return frame
 
     def _clusters_of(self, space: Space, analysis_id: str | None):
-        chosen = self.analysis(analysis_id) if analysis_id else self.latest_analysis(space)
-        if chosen is None:
-            return None
-        if chosen.space != space:
-            raise InvalidRequest(f"analysis {analysis_id} is of {chosen.space.describe()}")
-        by_id = dict(zip(chosen.ids, chosen.cluster_labels.tolist()))
-        return lambda ids: {i: int(by_id[i]) for i in ids if i in by_id}
+        """Clusters from `analysis_id`, or from the newest analyses of the space that hold
+        the documents (an analysis of another selection does not blank the column)."""
+        if analysis_id:
+            chosen = self.analysis(analysis_id)
+            if chosen.space != space:
+                raise InvalidRequest(f"analysis {analysis_id} is of {chosen.space.describe()}")
+            candidates = [chosen]
+        else:
+            heads = self.store.artifacts.heads(ANALYSIS, space.collection_name)
+            candidates = [self.analysis(h["id"]) for h in heads[:ANALYSIS_CACHE]]
+        maps = [dict(zip(a.ids, a.cluster_labels.tolist())) for a in candidates]
+
+        def clusters(ids: list[str]) -> dict[str, int]:
+            for by_id in maps:  # newest first; the first that holds any of the ids
+                if any(i in by_id for i in ids):
+                    return {i: int(by_id[i]) for i in ids if i in by_id}
+            return {}
+
+        return clusters if maps else None
 
     # -- repair ----------------------------------------------------------------------------
 

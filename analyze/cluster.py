@@ -117,7 +117,9 @@ def _fit(vectors: np.ndarray, method: str, k: int, seed: int) -> np.ndarray:
 def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:
     """The k in AUTO_K_RANGE with the best cosine silhouette; every score is kept."""
     low, high = AUTO_K_RANGE
-    high = min(high, len(vectors) - 1)
+    # at least ~10 documents per cluster on average: on small selections silhouette
+    # otherwise favours many tiny clusters
+    high = min(high, len(vectors) - 1, max(low, len(vectors) // 10))
     if high < low:
         raise InvalidRequest(
             f"k=auto needs at least {low + 1} documents; the selection has {len(vectors)}"

@@ -80,7 +80,12 @@ def headline(metrics: dict[str, Any]) -> str:
 def verdict(metrics: dict[str, Any]) -> str:
     """The headline, or why there is none."""
     if metrics.get("coverage") == 0:
-        return "no clusters: every document is noise (try a smaller --min-cluster-size)"
+        lever = (
+            "a larger --eps"
+            if metrics.get("params", {}).get("algorithm") == "dbscan"
+            else ("a smaller --min-cluster-size")
+        )
+        return f"no clusters: every document is noise (try {lever})"
     return headline(metrics) or "no metrics (a single cluster)"
 
 
@@ -90,6 +95,11 @@ def method_line(metrics: dict[str, Any]) -> str:
     clustering = params["clustering"]
     method = clustering.get("method", params["algorithm"])
     k = f" k={clustering['k']}" if "k" in clustering else ""
+    if "k_auto_range" in clustering:
+        low, high = clustering["k_auto_range"]
+        best = metrics.get("k_silhouette", {}).get(str(clustering["k"]))
+        score = f", silhouette {best:.3f}" if best is not None else ""
+        k += f" (chosen by silhouette among {low}..{high}{score})"
     return f"{method}{k}; map: {params['map']}"
 
 

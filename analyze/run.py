@@ -57,6 +57,8 @@ class AnalysisOptions:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidRequest(f"seed must be a whole number, not {seed!r}")
         density = algorithm in ("hdbscan", "dbscan")
+        if isinstance(k, str) and k.strip().isdigit():
+            k = int(k)
         if k is not None:
             if density:
                 raise InvalidRequest(
@@ -69,8 +71,8 @@ class AnalysisOptions:
                 )
         if eps is not None and algorithm != "dbscan":
             raise InvalidRequest(f"eps applies to dbscan only, not {algorithm}")
-        if eps is not None and not eps > 0:
-            raise InvalidRequest(f"eps must be more than 0, not {eps}")
+        if eps is not None and not 0 < eps <= 2:
+            raise InvalidRequest(f"eps is a cosine distance: more than 0 and at most 2, not {eps}")
         if min_cluster_size is not None and not density:
             raise InvalidRequest(f"min_cluster_size applies to hdbscan/dbscan, not {algorithm}")
         if min_cluster_size is not None and min_cluster_size < 2:

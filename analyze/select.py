@@ -66,7 +66,7 @@ def pick_space(
         s
         for s in spaces
         if (provider is None or s.provider == provider)
-        and (model is None or s.model == model)
+        and (model is None or s.model == model or s.model.endswith("/" + model))
         and (task_type is None or s.task_type.upper() == task_type.upper())
         and (dims is None or s.dims == dims)
     ]

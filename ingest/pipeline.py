@@ -88,8 +88,10 @@ class IngestReport:
         return (
             f"IngestReport({self.space.describe()}: {self.documents} documents, "
             f"{self.cached + self.reused} cached, {self.embedded} embedded, "
-            f"{self.requests} requests, {sum(self.skipped.values())} skipped, "
-            f"{self.seconds:.1f} s)"
+            f"{self.requests} requests, {sum(self.skipped.values())} skipped"
+            + (f", {self.changed} existing documents changed text" if self.changed else "")
+            + (f", {self.relabelled} relabelled" if self.relabelled else "")
+            + f", {self.seconds:.1f} s)"
         )
 
 

@@ -59,6 +59,8 @@ def file_documents(
     """
     root = Path(folder)
     if not root.is_dir():
+        if not root.exists():
+            raise SourceError(f"{root} does not exist")
         raise SourceError(f"{root} is not a folder; give the folder that holds the text files")
     root_real = root.resolve()
     source = f"files/{name or root_real.name}"
@@ -116,7 +118,8 @@ def csv_documents(
     skipped = skipped if skipped is not None else Counter()
     text = decode_text(_read_source(path, "CSV"))
     lines = io.StringIO(text, newline="").readlines()  # \n, \r\n or \r, as csv reads them
-    header_rows = list(_csv_records(lines[:1], 0, 1))
+    delimiter = _delimiter(lines[0] if lines else "")
+    header_rows = list(_csv_records(lines[:1], 0, 1, delimiter))
     header = header_rows[0][1] if header_rows and header_rows[0][1] else []
     found = ", ".join(header) or "none"
     for option, column in (
@@ -128,7 +131,7 @@ def csv_documents(
             raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
-    for row_number, row in enumerate(_csv_rows(lines, len(header), skipped), start=1):
+    for row_number, row in enumerate(_csv_rows(lines, len(header), skipped, delimiter), start=1):
         key = row[position[id_col]].strip() if id_col else str(row_number)
         if not key:
             skipped["missing id"] += 1
@@ -139,11 +142,21 @@ def csv_documents(
         )
 
 
-def _csv_rows(lines: list[str], width: int, skipped: Counter[str]) -> Iterator[list[str]]:
+def _delimiter(header: str) -> str:
+    """The header's separator: a comma, else a semicolon, tab or bar when the header has
+    more of those (spreadsheets in many locales write `;`)."""
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda sep: (counts[sep], sep == ","))
+    return best if counts[best] else ","
+
+
+def _csv_rows(
+    lines: list[str], width: int, skipped: Counter[str], delimiter: str = ","
+) -> Iterator[list[str]]:
     """The fields of each well-formed data row; every other record is counted in `skipped`."""
     start = 1  # line 0 is the header
     while start < len(lines):
-        for first, fields, spanned in _csv_records(lines, start, len(lines)):
+        for first, fields, spanned in _csv_records(lines, start, len(lines), delimiter):
             if fields is not None and len(fields) == width:
                 yield fields
             elif fields is not None and spanned == 1:
@@ -157,12 +170,12 @@ def _csv_rows(lines: list[str], width: int, skipped: Counter[str]) -> Iterator[l
 
 
 def _csv_records(
-    lines: list[str], start: int, stop: int
+    lines: list[str], start: int, stop: int, delimiter: str = ","
 ) -> Iterator[tuple[int, list[str] | None, int]]:
     """(first line index, fields, lines spanned) of each CSV record in lines[start:stop];
     fields is None for a record whose quote stays open to the end of the file."""
     csv.field_size_limit(MAX_FILE_BYTES)  # a long post is one cell, not a dropped row
-    reader = csv.reader(lines[start:stop], strict=False)
+    reader = csv.reader(lines[start:stop], strict=False, delimiter=delimiter)
     consumed = 0
     while True:
         first = start + consumed
@@ -255,4 +268,8 @@ def jsonl_documents(
             raise SourceError(
                 f"{path} has no key {key!r} on any line (keys: {found}); set {option}"
             )
+    if not documents and skipped.get("line not JSON") and not keys_seen:
+        raise SourceError(
+            f"no line of {path} is JSON; give a JSON Lines file (one object per line)"
+        )
     yield from documents

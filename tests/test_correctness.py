@@ -3,6 +3,7 @@ and no tracebacks. Each test failed on the code before the fix."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import click
@@ -253,3 +254,65 @@ def test_clusters_wear_the_colour_of_the_class_they_match(grouped_store):
     fig = a.figure("cluster")
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert len(legend) == 4
+
+
+def test_new_user_findings(grouped_store, tmp_path):
+    """What a first try found: clusters for neighbours outside the latest analysis, a CLI
+    listing of analyses, auto k capped on small selections, dbscan's hint, messages."""
+    store = str(grouped_store)
+    assert (
+        invoke("--store", store, "analyze", "--k", "3", "--out", str(tmp_path / "a")).exit_code == 0
+    )
+    small = invoke(
+        "--store",
+        store,
+        "analyze",
+        "--labels",
+        "space",
+        "--k",
+        "auto",
+        "--out",
+        str(tmp_path / "b"),
+    )
+    assert small.exit_code == 0, small.output
+    assert "k=2 (chosen by silhouette among 2..3" in small.output  # 30 documents: 3 at most
+    hits = invoke("--store", store, "neighbors", "--id", "syn/med/004", "-k", "3", "--json")
+    rows = json.loads(hits.stdout)
+    assert all(row["cluster"] is not None for row in rows)  # from the k=3 analysis
+    listing = invoke("--store", store, "analyses")
+    assert listing.exit_code == 0 and listing.output.strip().endswith(f"2 analyses in {store}")
+    noise = invoke(
+        "--store",
+        store,
+        "analyze",
+        "--algo",
+        "dbscan",
+        "--eps",
+        "0.0001",
+        "--out",
+        str(tmp_path / "c"),
+    )
+    assert "try a larger --eps" in noise.output
+    assert (
+        "at most 2" in invoke("--store", store, "analyze", "--algo", "dbscan", "--eps", "3").output
+    )
+    assert "give a QUERY text or --id" in invoke("--store", store, "neighbors").output
+    bogus = invoke("--store", store, "neighbors", "--id", "syn/med/004", "--analysis", "nope")
+    assert "`embedlab analyses`" in bogus.output
+
+
+def test_semicolon_csv_and_a_file_that_is_not_json_lines(tmp_path):
+    from collections import Counter
+
+    from embedlab.errors import InvalidRequest
+    from embedlab.ingest.sources import csv_documents, jsonl_documents
+
+    semi = tmp_path / "semi.csv"
+    semi.write_text("id;text;label\n1;hello, world;a\n2;second;b\n")
+    docs = list(csv_documents(semi, "text", "id", "label", Counter()))
+    assert [(d.id, d.text, d.label) for d in docs] == [
+        ("csv/semi/1", "hello, world", "a"),
+        ("csv/semi/2", "second", "b"),
+    ]
+    with pytest.raises(InvalidRequest, match="no line of .* is JSON"):
+        list(jsonl_documents(semi))
