@@ -23,7 +23,7 @@ LABEL_BYTES = 4  # length.bin holds one uint32 per element
 
 def vector_segment_folders(chroma_dir: Path, collection_name: str) -> list[Path]:
     """The HNSW folders of a collection; Chroma names them after the vector segment's id,
-    which only its SQLite catalogue knows."""
+    which only its SQLite catalogue knows (the one place embedlab reads Chroma's tables)."""
     database = chroma_dir / "chroma.sqlite3"
     if not database.is_file():
         return []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from .chroma_store import (
     embedded_client,
     space_of,
 )
+from .index_files import vector_segment_folders
 from .keys import Space
 
 REBUILD_SUFFIX = "-rebuild"
@@ -155,22 +155,11 @@ def _probe(col: Any) -> dict[str, Any]:
 
 
 def _quarantine_vector_segment(root: Path, name: str) -> list[str]:
-    """Move the collection's HNSW folder aside so Chroma can open the collection again.
-
-    Chroma names that folder after the vector segment's id, which only its SQLite
-    catalogue knows; this is the one place embedlab reads Chroma's tables directly.
-    """
-    with sqlite3.connect(f"file:{root / CHROMA_DIR / 'chroma.sqlite3'}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT s.id FROM segments s JOIN collections c ON s.collection = c.id "
-            "WHERE c.name = ? AND s.scope = 'VECTOR'",
-            (name,),
-        ).fetchall()
+    """Move the collection's HNSW folder aside so Chroma can open the collection again."""
     moved = []
-    for (segment_id,) in rows:
-        folder = root / CHROMA_DIR / segment_id
+    for folder in vector_segment_folders(root / CHROMA_DIR, name):
         if folder.is_dir():
-            target = root / QUARANTINE_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{segment_id}"
+            target = root / QUARANTINE_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
             target.parent.mkdir(exist_ok=True)
             shutil.move(str(folder), str(target))
             moved.append(str(target))
