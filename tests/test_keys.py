@@ -27,7 +27,8 @@ def test_document_metadata_carries_identity():
         "truncated": True,
         "label": "greeting",
     }
-    assert "label" not in Document("x/2", "hi", "x").metadata()
+    # always present: None removes a stale label (Chroma merges metadata on upsert)
+    assert Document("x/2", "hi", "x").metadata()["label"] is None
 
 
 def test_each_space_gets_its_own_legal_collection_name():

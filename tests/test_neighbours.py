@@ -115,8 +115,8 @@ def test_free_text_query_costs_one_request_then_none(store_path, gemini):
     "args, message",
     [
         (["neighbors", "--id", "nope/1"], "no document 'nope/1'"),
-        (["neighbors"], "give either a QUERY text or --id"),
-        (["neighbors", "text", "--id", "syn/space/001"], "give either a QUERY text or --id"),
+        (["neighbors"], "give a QUERY text or --id"),
+        (["neighbors", "text", "--id", "syn/space/001"], "give a QUERY text or --id, not both"),
         (["neighbors", "--id", "syn/space/001", "--labels", "zz*"], "no label in"),
         (["neighbors", "--id", "syn/space/001", "--dims", "3"], "no space matches"),
     ],
