@@ -656,11 +656,9 @@ def python_documents(
     skipped: Counter[str],
 ) -> Iterable[Document]:
     """Documents from a DataFrame, a list of strings, or a list of dicts."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(data, pd.DataFrame):
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
         yield from _frame_documents(data, text, id, label, source, skipped)
         return
     if isinstance(data, str | bytes) or not isinstance(data, Iterable):

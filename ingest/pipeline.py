@@ -106,6 +106,10 @@ class IngestError(EmbedlabError):
 class IngestCancelled(IngestError, Cancelled):
     """Cancelled (a token, or Ctrl-C): the batches already written stay written."""
 
+    def __init__(self, message: str, report: IngestReport, interrupted: bool = False):
+        super().__init__(message, report)
+        self.interrupted = interrupted  # Ctrl-C: the process wants out at once
+
 
 IngestInterrupted = IngestCancelled  # the name the CLI and older callers use
 
@@ -237,7 +241,7 @@ def ingest(
                 cancel,
             )
     except IngestCancelled as exc:
-        if str(exc) != "interrupted":  # Ctrl-C wants out now; the next open replays the tail
+        if not exc.interrupted:  # Ctrl-C wants out now; the next open replays the tail
             _persist(collection, report)
         raise
     except IngestError:
@@ -328,7 +332,7 @@ def _embed_groups(
         cancel.cancel()  # wakes retry sleeps, so the process can exit promptly
         pool.shutdown(wait=False, cancel_futures=True)
         _write_landed(in_flight, collection, report)
-        raise IngestCancelled("interrupted", _finish(report)) from None
+        raise IngestCancelled("interrupted", _finish(report), interrupted=True) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if failure is not None:

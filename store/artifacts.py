@@ -76,23 +76,25 @@ class Artifacts:
             f"write of {kind} {key}",
         )
 
-    def head(self, kind: str, key: str) -> dict[str, Any] | None:
+    def _head_record(self, kind: str, key: str) -> tuple[Any, dict[str, Any]] | None:
+        """(collection, head record metadata) of (kind, key), or None when absent."""
         col = self._collection(create=False)
         if col is None:
             return None
         got = col.get(ids=[f"{kind}/{key}"], include=["metadatas"])
-        return json.loads(got["metadatas"][0]["head"]) if got["ids"] else None
+        return (col, got["metadatas"][0]) if got["ids"] else None
+
+    def head(self, kind: str, key: str) -> dict[str, Any] | None:
+        found = self._head_record(kind, key)
+        return json.loads(found[1]["head"]) if found else None
 
     def get(self, kind: str, key: str) -> tuple[dict[str, Any], bytes] | None:
         """(head, payload), or None when absent."""
-        col = self._collection(create=False)
-        if col is None:
+        found = self._head_record(kind, key)
+        if found is None:
             return None
-        got = col.get(ids=[f"{kind}/{key}"], include=["metadatas"])
-        if not got["ids"]:
-            return None
-        meta = got["metadatas"][0]
-        part_ids = [f"{kind}/{key}/part/{i}" for i in range(int(meta["parts"]))]
+        col, meta = found
+        part_ids = _part_ids(kind, key, meta)
         parts = col.get(ids=part_ids, include=["metadatas"])
         by_id = dict(zip(parts["ids"], parts["metadatas"]))
         if set(by_id) != set(part_ids):
@@ -114,17 +116,18 @@ class Artifacts:
 
     def delete(self, kind: str, key: str) -> bool:
         """Remove (kind, key); False when it was not there. The head goes first."""
-        col = self._collection(create=False)
-        if col is None:
+        found = self._head_record(kind, key)
+        if found is None:
             return False
-        got = col.get(ids=[f"{kind}/{key}"], include=["metadatas"])
-        if not got["ids"]:
-            return False
-        parts = int(got["metadatas"][0]["parts"])
+        col, meta = found
         _retry_busy(lambda: col.delete(ids=[f"{kind}/{key}"]), f"delete of {kind} {key}")
-        part_ids = [f"{kind}/{key}/part/{i}" for i in range(parts)]
+        part_ids = _part_ids(kind, key, meta)
         _retry_busy(lambda: col.delete(ids=part_ids), f"delete of {kind} {key}")
         return True
+
+
+def _part_ids(kind: str, key: str, head_record: dict[str, Any]) -> list[str]:
+    return [f"{kind}/{key}/part/{i}" for i in range(int(head_record["parts"]))]
 
 
 def pack_arrays(**arrays: np.ndarray) -> bytes:

@@ -53,6 +53,8 @@ class Store:
         self._connect_lock = threading.Lock()
         self._closed = False
         self._index_checked: set[str] = set()
+        self._artifacts: Artifacts | None = None
+        self._artifacts_client: Any = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -164,7 +166,11 @@ class Store:
         """Stored analyses and map caches, beside the vectors."""
         from .artifacts import Artifacts
 
-        return Artifacts(self.client)
+        client = self.client
+        if self._artifacts is None or self._artifacts_client is not client:
+            # one handle per client: it keeps its collection instead of looking it up per call
+            self._artifacts, self._artifacts_client = Artifacts(client), client
+        return self._artifacts
 
     # -- spaces ----------------------------------------------------------------------------
 

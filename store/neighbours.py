@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,13 +33,6 @@ class Neighbour:
     similarity: float
     cluster: int | None
     text: str
-
-    @property
-    def snippet(self) -> str:
-        return snippet(self.text)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _expand(globs: list[str] | None, known: set[str]) -> list[str] | None:
