@@ -32,9 +32,15 @@ class StoreOptions:
     path: str
     chroma_url: str | None
     wait: float = 0.0
+    server: str | None = None
 
     def open(self, create: bool = False) -> Lab:
-        """The Lab on the chosen store (progress is drawn by the CLI itself)."""
+        """The Lab on the chosen store (progress is drawn by the CLI itself), or a
+        running service's, answering the same calls (--server)."""
+        if self.server:
+            from .client import RemoteLab
+
+            return RemoteLab(self.server)  # type: ignore[return-value]
         return open_lab(
             self.path, chroma_url=self.chroma_url, create=create, wait=self.wait, quiet=True
         )
@@ -42,7 +48,7 @@ class StoreOptions:
     def open_for_dry_run(self, stack: contextlib.ExitStack) -> Lab:
         """A dry run leaves no store behind: where none exists yet, plan against an
         empty one in a temporary folder (everything is then "to embed")."""
-        if self.chroma_url or (Path(self.path) / "embedlab.json").is_file():
+        if self.server or self.chroma_url or (Path(self.path) / "embedlab.json").is_file():
             return stack.enter_context(self.open())
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="embedlab-dry-run-"))
         return stack.enter_context(open_lab(Path(folder) / "store", quiet=True))
@@ -82,11 +88,20 @@ def user_errors(func: Callable) -> Callable:
     envvar="EMBEDLAB_WAIT",
     help="Seconds to wait for another process using the store (default: fail at once).",
 )
+@click.option(
+    "--server",
+    envvar="EMBEDLAB_SERVER",
+    metavar="URL",
+    help="Use a running `embedlab serve` (e.g. http://127.0.0.1:8000) instead of the "
+    "store; $EMBEDLAB_TOKEN is sent as its token. Also $EMBEDLAB_SERVER.",
+)
 @click.version_option(package_name="embedlab")
 @click.pass_context
-def cli(ctx: click.Context, store_path: str, chroma_url: str | None, wait: float) -> None:
+def cli(
+    ctx: click.Context, store_path: str, chroma_url: str | None, wait: float, server: str | None
+) -> None:
     """Embed documents once, then cluster, map and explore them without paying again."""
-    ctx.obj = StoreOptions(store_path, chroma_url, wait)
+    ctx.obj = StoreOptions(store_path, chroma_url, wait, server)
 
 
 # -- ingest --------------------------------------------------------------------------------
@@ -426,11 +441,10 @@ def analyze_command(
 
 def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: Path) -> None:
     from .analyze import report
-    from .analyze.select import pick_space
 
     started = time.monotonic()
     with store_opts.open() as lab:
-        space = pick_space(lab.store, *space_filter)
+        space = lab.pick_space(*space_filter)
         analysis = lab.analyze(space=space, out=out, **arguments)
     click.echo(
         f"analyzed {len(analysis.ids)} documents of {space.describe()} "
@@ -531,8 +545,6 @@ def neighbors_command(
     as_csv,
 ) -> None:
     """Documents most similar to a stored one (--id) or to a free-text QUERY."""
-    from .analyze.select import pick_space
-
     if (query is None) == (doc_id is None):
         raise click.UsageError(
             "give a QUERY text or --id, not both" if query else "give a QUERY text or --id"
@@ -542,7 +554,7 @@ def neighbors_command(
     fmt = "json" if as_json else "csv" if as_csv else None
     started = time.monotonic()
     with store_opts.open() as lab:
-        space = pick_space(lab.store, provider, model, task_type, dims)
+        space = lab.pick_space(provider, model, task_type, dims)
         try:
             hits = lab.neighbours(
                 doc_id,
@@ -675,7 +687,7 @@ def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | N
             f"{row.id}  {row.created[:19]}  {row.space}  {row.documents} documents, "
             f"{row.algorithm} {row.k} clusters, {row.reduce}" + (f"; {scores}" if scores else "")
         )
-    click.echo(f"{plural(len(table), 'analysis')} in {lab.store.location}")
+    click.echo(f"{plural(len(table), 'analysis')} in {lab.location}")
 
 
 @cli.command()
@@ -709,6 +721,121 @@ def repair(store_opts: StoreOptions, check: bool) -> None:
     )
     if check and damaged:
         sys.exit(1)
+
+
+# -- costs and the service -----------------------------------------------------------------
+
+PRICE_HELP = "Price as MODEL=USD_PER_1M_TOKENS (repeatable); default: the providers' list prices."
+
+
+@cli.command()
+@click.option("--price", "prices", multiple=True, metavar="MODEL=USD", help=PRICE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@user_errors
+def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> None:
+    """What embedding has cost so far, per space, and what the cache saved (estimated)."""
+    from .store.ledger import parse_prices
+
+    table_prices = parse_prices(prices)
+    with store_opts.open() as lab:
+        if table_prices and not store_opts.server:
+            lab.prices.overrides = table_prices
+        table = lab.costs()
+    if as_json:
+        click.echo(table.to_json(orient="records", indent=2))
+        return
+    for row in table.itertuples(index=False):
+        click.echo(
+            f"{row.space}: {plural(row.requests, 'request')} ({row.retries} retries), "
+            f"{row.texts_embedded} texts + {row.queries_embedded} queries embedded, "
+            f"~{row.estimated_tokens:,} tokens, est. {usd(row.estimated_usd)}; "
+            f"{row.cache_hits} cache hits saved ~{row.estimated_tokens_saved:,} tokens, "
+            f"est. {usd(row.estimated_usd_saved)} (at ${row.usd_per_1m_tokens:g}/1M tokens)"
+        )
+    spent = float(table["estimated_usd"].sum()) if len(table) else 0.0
+    saved = float(table["estimated_usd_saved"].sum()) if len(table) else 0.0
+    click.echo(
+        f"{plural(len(table), 'space')}: estimated {usd(spent)} spent, {usd(saved)} saved "
+        "by the cache (tokens estimated at 4 characters each)"
+    )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port."
+)
+@click.option("--read-only", is_flag=True, help="Refuse anything that writes or spends (403).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the token clients must send (default: $EMBEDLAB_TOKEN). "
+    "Needed to listen anywhere but loopback.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body in bytes (413 above).",
+)
+@click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN.")
+@click.option("--price", "prices", multiple=True, metavar="MODEL=USD", help=PRICE_HELP)
+@click.pass_obj
+@user_errors
+def serve(
+    store_opts: StoreOptions,
+    host: str,
+    port: int,
+    read_only: bool,
+    token_file: str | None,
+    max_body: int,
+    cors: tuple[str, ...],
+    prices: tuple[str, ...],
+) -> None:
+    """Serve the store over HTTP: one process, many clients (API docs at /docs)."""
+    from .service.app import ServiceSettings
+    from .service.server import check_host, read_token
+    from .service.server import serve as run_server
+    from .store.ledger import parse_prices
+
+    if store_opts.server:
+        raise click.UsageError("serve opens the store itself; drop --server")
+    token = read_token(token_file)
+    check_host(host, token)
+    settings = ServiceSettings(read_only, token, max_body, list(cors))
+    started = time.monotonic()
+    lab = open_lab(
+        store_opts.path,
+        chroma_url=store_opts.chroma_url,
+        create=True,
+        wait=store_opts.wait,
+        quiet=True,
+        keep_vectors=True,
+        prices=parse_prices(prices),
+    )
+
+    def on_started(url: str) -> None:
+        mode = ", read-only" if read_only else ""
+        auth = ", token required" if token else ""
+        click.echo(
+            f"serving {lab.store.location} at {url}{mode}{auth} (docs: {url}/docs)", err=True
+        )
+
+    with lab:
+        run_server(lab, host, port, settings, on_started=on_started)
+        jobs = lab.store.artifacts.heads("job")
+    click.echo(
+        f"stopped after {time.monotonic() - started:.1f} s; {plural(len(jobs), 'job')} recorded"
+    )
+
+
+def usd(amount: float) -> str:
+    """Dollars readable at any size: $12.34, $0.0421, $0.000044."""
+    if amount == 0 or amount >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:.2g}" if amount < 1e-6 else f"${amount:.6f}".rstrip("0")
 
 
 def plural(n: int, noun: str) -> str:

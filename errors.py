@@ -46,3 +46,7 @@ class TransientError(ProviderError):
 
 class Cancelled(EmbedlabError):
     """The caller cancelled the work; what was finished before is kept."""
+
+
+class Forbidden(EmbedlabError):
+    """The request would write or spend, and this front end is read-only."""

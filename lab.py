@@ -16,10 +16,9 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,11 +58,16 @@ def open(  # noqa: A001 - embedlab.open() is the public name
     create: bool = True,
     wait: float = 0.0,
     quiet: bool = False,
+    keep_vectors: bool = False,
+    prices: Mapping[str, float] | None = None,
 ) -> Lab:
     """Open a store: a folder (embedded Chroma, created when missing) or a Chroma server.
 
     An embedded store is held by one process at a time; `wait` seconds are spent waiting
     for another one before StoreBusy. `quiet=True` silences progress bars.
+    `keep_vectors=True` keeps each space's vectors in memory once read (what a
+    long-running service wants: re-analysis then reads nothing from Chroma). `prices`
+    overrides the cost ledger's USD per 1M tokens by model.
     """
     if chroma_url:
         store = Store.open_server(chroma_url)
@@ -71,15 +75,25 @@ def open(  # noqa: A001 - embedlab.open() is the public name
         if path is None:
             path = os.environ.get("EMBEDLAB_STORE", "./embedlab-store")
         store = Store.open_local(path, create=create, connect=False, wait=wait)
-    return Lab(store, quiet=quiet)
+    return Lab(store, quiet=quiet, keep_vectors=keep_vectors, prices=prices)
 
 
 class Lab:
     """One open store and everything done with it."""
 
-    def __init__(self, store: Store, quiet: bool = False):
+    def __init__(
+        self,
+        store: Store,
+        quiet: bool = False,
+        keep_vectors: bool = False,
+        prices: Mapping[str, float] | None = None,
+    ):
+        from .store.ledger import PriceTable
+
         self.store = store
         self.quiet = quiet
+        self.prices = PriceTable(dict(prices or {}))
+        self._memory = _VectorMemory() if keep_vectors else None
         self._write_lock = threading.RLock()
         self._providers: dict[tuple[Space, float], Provider] = {}
         self._provider_lock = threading.Lock()
@@ -98,6 +112,11 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def location(self) -> str:
+        """Where the store is (a folder, or a Chroma server's URL)."""
+        return self.store.location
 
     def __repr__(self) -> str:
         kind = "Chroma server" if self.store.path is None else "embedded store"
@@ -131,6 +150,18 @@ class Lab:
             except ValueError:
                 raise InvalidRequest(f"space {space!r}: dims must be a number") from None
         return pick_space(self.store, parts[0], parts[1] if len(parts) > 1 else None, None, dims)
+
+    def pick_space(
+        self,
+        provider: str | None = None,
+        model: str | None = None,
+        task_type: str | None = None,
+        dims: int | None = None,
+    ) -> Space:
+        """The one space matching the filters (the CLI's --provider/--model/...)."""
+        from .analyze.select import pick_space
+
+        return pick_space(self.store, provider, model, task_type, dims)
 
     def stats(self) -> dict[str, Any]:
         """Spaces, documents per source and label, size on disk (`embedlab stats --json`)."""
@@ -212,36 +243,12 @@ class Lab:
         `name` given by the user is theirs: successive exports of one dataset may share it.
         `kind` ("files", "csv", "jsonl") overrides the guess from the path.
         """
-        from .ingest.sources import csv_documents, file_documents, jsonl_documents
+        from .ingest.sources import read_path
 
         skipped: Counter[str] = Counter()
-        target = Path(path)
-        if kind is None:
-            suffix = target.suffix.lower()
-            kind = (
-                "files"
-                if target.is_dir()
-                else {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
-            )
-        if kind is None:
-            if not target.exists():
-                raise NotFound(f"{target} does not exist")
-            raise InvalidRequest(f"{target}: give a folder, a .csv or a .jsonl file")
-        if kind == "files":
-            docs: Iterable[Document] = file_documents(target, glob, skipped, name)
-            default = target.resolve().name
-        elif kind == "csv":
-            docs = csv_documents(target, text, id, label, skipped, name)
-            default = target.stem
-        elif kind == "jsonl":
-            docs = jsonl_documents(target, text, id, label, skipped, name)
-            default = target.stem
-        else:
-            raise InvalidRequest(f"unknown kind {kind!r}; use files, csv or jsonl")
-        source = f"{kind}/{name or default}"
-        docs = list(docs)  # read (and checked) before the name is claimed
+        docs, source, origin = read_path(path, text, id, label, glob, name, kind, skipped)
         if name is None:  # a name the user gives is theirs to share between inputs
-            self._claim_source(source, str(target.resolve()), bool(options.get("dry_run")))
+            self._claim_source(source, origin, bool(options.get("dry_run")))
         return self.ingest_documents(docs, skipped=skipped, **options)
 
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
@@ -288,7 +295,12 @@ class Lab:
         space = self.embedding_choice(provider, model, task_type, dims).space
         notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
 
+        latest: list[IngestReport] = []
+
         def on_report(report: IngestReport) -> None:
+            if not latest:
+                latest.append(report)
+            self._record_costs(report)
             status = f"{report.cached + report.reused} cached, {report.embedded} embedded"
             notify(Progress("ingest", report.done, report.documents, status, {"report": report}))
 
@@ -310,6 +322,51 @@ class Lab:
                 )
             finally:
                 close_bar()
+                if latest:
+                    self._record_costs(latest[0], final=True)
+                    if self._memory is not None:
+                        self._memory.forget(space, latest[0].ids)
+
+    def _record_costs(self, report: IngestReport, final: bool = False) -> None:
+        """Write the provider calls made so far (and, at the end, the cache hits) to the
+        store's cost ledger, batch by batch, so a crash loses no record of money spent."""
+        from .store.ledger import COST, entry
+
+        if report.dry_run:
+            return
+        entries = []
+        while report.ledger:
+            entries.append(report.ledger.pop(0))
+        hits = report.cached + report.reused
+        if final and hits:
+            entries.append(entry(report.space, "cache", hits, report.cached_chars))
+        self.store.artifacts.put_heads(COST, entries)
+
+    def costs(self) -> pd.DataFrame:
+        """Per space: provider requests, texts embedded, estimated tokens and USD spent,
+        and the estimated USD saved by cache hits (at `self.prices`)."""
+        import pandas as pd
+
+        from .store.ledger import COST, summarise
+
+        rows = summarise(self.store.artifacts.heads(COST), self.prices)
+        columns = [
+            "space",
+            "provider",
+            "model",
+            "dims",
+            "requests",
+            "retries",
+            "texts_embedded",
+            "queries_embedded",
+            "estimated_tokens",
+            "estimated_usd",
+            "cache_hits",
+            "estimated_tokens_saved",
+            "estimated_usd_saved",
+            "usd_per_1m_tokens",
+        ]
+        return pd.DataFrame(rows, columns=columns)
 
     def provider(self, space: Space, timeout: float = 60.0) -> Provider:
         """The provider of `space`, built once per Lab (the local model loads once)."""
@@ -359,6 +416,60 @@ class Lab:
             }
         )
 
+    def document_page(
+        self,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        space: SpaceSpec = None,
+    ) -> tuple[int, pd.DataFrame]:
+        """(how many match, one page of them in id order): for listings that page."""
+        import pandas as pd
+
+        from .analyze.select import select_ids
+
+        if offset < 0:
+            raise InvalidRequest(f"offset must be 0 or more, not {offset}")
+        _check_positive(limit=limit)
+        chosen = self.space(space)
+        selection = self._selection(labels, sources, None, 0, None)
+        try:
+            ids = select_ids(self.store, chosen, selection)
+        except InvalidRequest:  # nothing matches: an empty page, not an error
+            ids = []
+        page = ids[offset : offset + limit]
+        metadatas, texts = self.store.collection(chosen).records(page)
+        frame = pd.DataFrame(
+            {
+                "id": page,
+                "label": [m.get("label") for m in metadatas],
+                "source": [m.get("source") for m in metadatas],
+                "text": texts,
+                "content_hash": [m.get("content_hash") for m in metadatas],
+                "chars": [m.get("chars") for m in metadatas],
+            }
+        )
+        return len(ids), frame
+
+    def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
+        """One stored document: id, label, source, text, content_hash, chars, space."""
+        chosen = self.space(space)
+        found = self.store.collection(chosen).metadata_by_id([id]).get(id)
+        if found is None:
+            raise NotFound(f"no document {id!r} in {chosen.describe()}")
+        _metas, texts = self.store.collection(chosen).records([id])
+        return {
+            "id": id,
+            "label": found.get("label"),
+            "source": found.get("source"),
+            "text": texts[0],
+            "content_hash": found.get("content_hash"),
+            "chars": found.get("chars"),
+            "truncated": bool(found.get("truncated")),
+            "space": chosen.describe(),
+        }
+
     def vectors(
         self,
         space: SpaceSpec = None,
@@ -369,12 +480,18 @@ class Lab:
         limit: int | None = None,
     ) -> tuple[list[str], np.ndarray]:
         """(ids, float32 unit vectors with one row per id, in ids order)."""
-        from .analyze.select import load_corpus
-
         chosen = self.space(space)
         selection = self._selection(labels, sources, per_class, seed, limit)
-        corpus = load_corpus(self.store, chosen, selection, with_text=False)
+        corpus = self._corpus(chosen, selection, with_text=False)
         return corpus.ids, corpus.vectors
+
+    def _corpus(self, space: Space, selection: Any, with_text: bool = True) -> Any:
+        """The selection's vectors: from memory when this Lab keeps them, else Chroma."""
+        from .analyze.select import load_corpus
+
+        if self._memory is not None:
+            return self._memory.corpus(self.store, space, selection)
+        return load_corpus(self.store, space, selection, with_text=with_text)
 
     # -- analyses --------------------------------------------------------------------------
 
@@ -401,7 +518,6 @@ class Lab:
         reused (`analysis.map_cached`). With `out`, the report files are written there.
         """
         from .analyze.run import AnalysisOptions, analyze_corpus
-        from .analyze.select import load_corpus
 
         options = AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps)
         selection = self._selection(labels, sources, per_class, seed, limit)
@@ -414,7 +530,7 @@ class Lab:
 
         try:
             stage("load", 0)
-            corpus = load_corpus(self.store, chosen, selection)
+            corpus = self._corpus(chosen, selection)
             analysis = analyze_corpus(
                 corpus,
                 options,
@@ -516,12 +632,14 @@ class Lab:
         sources: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
         analysis: str | None = None,
+        spend: bool = True,
     ) -> pd.DataFrame:
         """Nearest documents (cosine) to a stored document, a free text, or a vector.
 
         Columns: rank, id, similarity, label, cluster, text; `.attrs["requests"]` says how
         many provider requests it cost (0 by id or vector, or for a text seen before).
         Clusters come from `analysis` (default: the space's latest analysis).
+        `spend=False` refuses (Forbidden) a text that would need a provider request.
         """
         import pandas as pd
 
@@ -548,7 +666,14 @@ class Lab:
                 raise InvalidRequest("the query text is empty; give some words to search for")
             from .ingest.query import query_vector
 
-            query, requests = query_vector(collection, text, lambda: self.provider(chosen))
+            query, spent = query_vector(
+                collection, text, lambda: self.provider(chosen), spend=spend
+            )
+            if spent:
+                from .store.ledger import COST
+
+                self.store.artifacts.put_heads(COST, spent)
+            requests = sum(e["requests"] for e in spent)
         else:
             query = np.asarray(vector, dtype=np.float32).reshape(-1)
             if query.shape != (chosen.dims,) or not np.all(np.isfinite(query)):
@@ -615,6 +740,83 @@ class Lab:
             return check_store(self.store, fix=not check)
 
 
+class _VectorMemory:
+    """Every vector, label and text of a space, read from Chroma once and kept.
+
+    A long-running service answers many analyses of the same spaces; reading 11,314
+    vectors of 3072 dims back out of Chroma each time costs seconds. Documents this Lab
+    writes are re-read on next use; a count that moved (another writer on a Chroma
+    server) reloads the space.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spaces: dict[Space, dict[str, Any]] = {}
+        self._stale: dict[Space, set[str]] = {}
+
+    def forget(self, space: Space, ids: Iterable[str]) -> None:
+        with self._lock:
+            if space in self._spaces:
+                self._stale.setdefault(space, set()).update(ids)
+
+    def corpus(self, store: Store, space: Space, selection: Any) -> Any:
+        from .analyze.select import Corpus, select_ids
+
+        with self._lock:
+            held = self._refresh(store, space)
+            row_of = held["row_of"]
+            ids = select_ids(
+                store, space, selection, ((i, held["metadatas"][row_of[i]]) for i in row_of)
+            )
+            rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
+            return Corpus(
+                space=space,
+                ids=ids,
+                vectors=held["vectors"][rows],
+                labels=[held["metadatas"][r].get("label") for r in rows],
+                texts=[held["texts"][r] for r in rows],
+                hashes=[held["metadatas"][r].get("content_hash", "") for r in rows],
+            )
+
+    def _refresh(self, store: Store, space: Space) -> dict[str, Any]:
+        collection = store.collection(space)
+        if collection is None:
+            raise NotFound(f"the store has no {space.describe()}")
+        held = self._spaces.get(space)
+        stale = self._stale.pop(space, set())
+        expected = None if held is None else len(held["row_of"].keys() | stale)
+        if held is None or expected != collection.count():
+            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
+            vectors, metadatas, texts = collection.load(ids)
+            held = {"row_of": {i: r for r, i in enumerate(ids)}, "vectors": vectors}
+            held.update(metadatas=metadatas, texts=texts)
+            _normalise_rows(held["vectors"])
+            self._spaces[space] = held
+        elif stale:
+            known = sorted(stale & held["row_of"].keys())
+            new = sorted(stale - held["row_of"].keys())
+            if known:
+                vectors, metadatas, texts = collection.load(known)
+                _normalise_rows(vectors)
+                for j, doc_id in enumerate(known):
+                    row = held["row_of"][doc_id]
+                    held["vectors"][row] = vectors[j]
+                    held["metadatas"][row], held["texts"][row] = metadatas[j], texts[j]
+            if new:
+                vectors, metadatas, texts = collection.load(new)
+                _normalise_rows(vectors)
+                start = len(held["row_of"])
+                held["vectors"] = np.concatenate([held["vectors"], vectors])
+                held["metadatas"] = held["metadatas"] + metadatas
+                held["texts"] = held["texts"] + texts
+                held["row_of"].update({doc_id: start + j for j, doc_id in enumerate(new)})
+        return held
+
+
+def _normalise_rows(vectors: np.ndarray) -> None:
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+
+
 class _StoreMapCache:
     """2-D maps kept in the store, keyed by analyze.reduce.map_key."""
 
@@ -675,7 +877,10 @@ def python_documents(
             tag = item.get(label or "label")
             doc_id = _content_id(body) if key is None else str(key)  # never a list position
             yield Document(
-                doc_id, body, str(item.get("source", source)), None if tag is None else str(tag)
+                doc_id,
+                body,
+                str(item.get("source") or source),
+                None if tag is None else str(tag),
             )
         else:
             raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")

@@ -32,8 +32,12 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.reason = ""
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask for a stop; `reason` says who asked (a user, or "shutdown")."""
+        if not self._event.is_set():
+            self.reason = reason
         self._event.set()
 
     @property

@@ -6,7 +6,9 @@ Only metadata is read to decide; vectors are fetched for the chosen ids alone.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +63,18 @@ def pick_space(
     dims: int | None = None,
 ) -> Space:
     """The one space matching the options; with several candidates, say which exist."""
-    spaces = store.spaces()
+    return choose_space(store.spaces(), store.location, provider, model, task_type, dims)
+
+
+def choose_space(
+    spaces: list[Space],
+    location: str,
+    provider: str | None = None,
+    model: str | None = None,
+    task_type: str | None = None,
+    dims: int | None = None,
+) -> Space:
+    """`pick_space` over a list of spaces (a service's, for the CLI's --server mode)."""
     matching = [
         s
         for s in spaces
@@ -74,7 +87,7 @@ def pick_space(
         return matching[0]
     listed = "; ".join(s.describe() for s in spaces) or "none"
     if not spaces:
-        raise AnalyzeError(f"store {store.location} is empty; run `embedlab ingest ...` first")
+        raise AnalyzeError(f"store {location} is empty; run `embedlab ingest ...` first")
     if not matching:
         raise AnalyzeError(f"no space matches; the store has: {listed}")
     raise AnalyzeError(
@@ -89,11 +102,20 @@ def _matches(value: str | None, globs: list[str] | None) -> bool:
     return value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs)
 
 
-def select_ids(store: Store, space: Space, selection: Selection) -> list[str]:
-    """Ids to analyse, sorted, after source/label filters, per-class sampling and limit."""
-    collection = store.collection(space)
+def select_ids(
+    store: Store,
+    space: Space,
+    selection: Selection,
+    records: Iterable[tuple[str, dict[str, Any]]] | None = None,
+) -> list[str]:
+    """Ids to analyse, sorted, after source/label filters, per-class sampling and limit.
+
+    `records` are (id, metadata) pairs already in memory; by default they are read.
+    """
+    if records is None:
+        records = store.collection(space).iter_metadata()
     chosen: dict[str, str | None] = {}
-    for doc_id, meta in collection.iter_metadata():
+    for doc_id, meta in records:
         label = meta.get("label")
         if _matches(meta.get("source"), selection.sources) and _matches(label, selection.labels):
             chosen[doc_id] = label

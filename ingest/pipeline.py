@@ -20,12 +20,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..errors import Cancelled, EmbedlabError
 from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
+from ..store.ledger import PriceTable, estimate_tokens
+from ..store.ledger import entry as ledger_entry
 from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
 
 WRITE_CHUNK = 1000
@@ -73,7 +76,10 @@ class IngestReport:
     planned_reuse: int = 0  # documents whose text is stored under another id
     changed: int = 0  # ids already stored with another text: re-embedded or reused
     relabelled: int = 0  # same text, another label or source: metadata rewritten
+    cached_chars: int = 0  # characters of the documents served from the cache
+    chars_embedded: int = 0  # characters of the unique texts sent to the provider
     ids: list[str] = field(default_factory=list)  # every document id of this call
+    ledger: list[dict] = field(default_factory=list)  # provider calls not yet recorded
     skipped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
     last_written: str | None = None  # any id written in this run (to persist the index)
@@ -93,6 +99,55 @@ class IngestReport:
             + (f", {self.relabelled} relabelled" if self.relabelled else "")
             + f", {self.seconds:.1f} s)"
         )
+
+    def to_dict(self, prices: PriceTable | None = None) -> dict[str, Any]:
+        """The report as JSON-ready data (the service's ingest report), costs estimated."""
+        prices = prices or PriceTable()
+        tokens = estimate_tokens(self.chars_embedded)
+        saved = estimate_tokens(self.cached_chars)
+        return {
+            "space": {
+                "provider": self.space.provider,
+                "model": self.space.model,
+                "task_type": self.space.task_type,
+                "dims": self.space.dims,
+                "name": self.space.describe(),
+            },
+            "documents": self.documents,
+            "cached": self.cached,
+            "reused": self.reused,
+            "embedded": self.embedded,
+            "texts_embedded": self.texts_embedded,
+            "requests": self.requests,
+            "retries": self.retries,
+            "truncated": self.truncated,
+            "cut": self.cut,
+            "changed": self.changed,
+            "relabelled": self.relabelled,
+            "planned_requests": self.planned_requests,
+            "planned_embed": self.planned_embed,
+            "planned_reuse": self.planned_reuse,
+            "skipped": dict(self.skipped),
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "estimated_tokens": tokens,
+            "estimated_usd": round(prices.dollars(self.space, tokens), 6),
+            "estimated_tokens_saved": saved,
+            "estimated_usd_saved": round(prices.dollars(self.space, saved), 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IngestReport:
+        """A report sent by the service, for the CLI's --server mode (same summary line)."""
+        space = Space(**{k: data["space"][k] for k in ("provider", "model", "task_type", "dims")})
+        report = cls(space=space)
+        for name in (
+            "documents cached reused embedded texts_embedded requests retries truncated cut "
+            "changed relabelled planned_requests planned_embed planned_reuse dry_run seconds"
+        ).split():
+            setattr(report, name, data[name])
+        report.skipped = Counter(data.get("skipped") or {})
+        return report
 
 
 class IngestError(EmbedlabError):
@@ -196,6 +251,7 @@ def ingest(
         known = set(vectors)
     plan = plan_ingest(documents, stored, known)
     report.cached = len(plan.unchanged)
+    report.cached_chars = sum(len(d.text) for d in plan.unchanged)
     report.changed = sum(1 for d in documents if d.id in stored and stored[d.id] != d.content_hash)
     # Same text, new label or source: a metadata update, no embedding.
     relabel = [
@@ -276,6 +332,7 @@ def _write_reused(
             chunk, np.stack([vectors[d.content_hash] for d in chunk]), [False] * len(chunk)
         )
         report.reused += len(chunk)
+        report.cached_chars += sum(len(d.text) for d in chunk)
         report.last_written = chunk[-1].id
         notify(report)
 
@@ -365,6 +422,7 @@ def _write_batch(
     report.embedded += len(docs)
     report.last_written = docs[-1].id
     report.texts_embedded += len(batch)
+    report.chars_embedded += sum(len(group[0].text) for group in batch)
     report.truncated += sum(result.truncated)
 
 
@@ -380,8 +438,10 @@ class RetryingEmbedder:
         policy: RetryPolicy,
         report: IngestReport,
         cancel: CancelToken | None = None,
+        kind: str = "embed",
     ):
         self._provider = provider
+        self._kind = kind
         self._policy = policy
         self._report = report
         self._cancel = cancel or CancelToken()
@@ -396,7 +456,7 @@ class RetryingEmbedder:
                 self._report.requests += 1
                 self._report.retries += attempt > 0
             try:
-                return _checked(self._provider.embed(texts), len(texts), self._provider.space)
+                result = _checked(self._provider.embed(texts), len(texts), self._provider.space)
             except TransientError as exc:
                 if attempt + 1 >= self._policy.attempts:
                     raise TransientError(
@@ -406,6 +466,12 @@ class RetryingEmbedder:
                     pause = self._policy.delay(attempt, exc.retry_after, self._rng)
                 if self._cancel.sleep(pause):
                     raise Cancelled("cancelled while waiting to retry") from None
+            else:
+                chars = sum(len(t) for t in texts)
+                self._report.ledger.append(
+                    ledger_entry(self._provider.space, self._kind, len(texts), chars, attempt)
+                )
+                return result
         raise AssertionError("unreachable")
 
 

@@ -13,9 +13,10 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..errors import InvalidRequest, NotFound
 from ..store import Document
 from .errors import SourceError
 
@@ -273,3 +274,44 @@ def jsonl_documents(
             f"no line of {path} is JSON; give a JSON Lines file (one object per line)"
         )
     yield from documents
+
+
+def read_path(
+    path: str | os.PathLike[str],
+    text: str,
+    id: str | None,  # noqa: A002
+    label: str | None,
+    glob: str,
+    name: str | None,
+    kind: str | None,
+    skipped: Counter[str],
+) -> tuple[list[Document], str, str]:
+    """(documents, source name, the input's real path) of a folder, .csv or .jsonl file.
+
+    `kind` ("files", "csv", "jsonl") overrides the guess from the path; the source name
+    is `<kind>/<name or the file's stem or the folder's name>`.
+    """
+    target = Path(path)
+    if kind is None:
+        suffix = target.suffix.lower()
+        kind = (
+            "files"
+            if target.is_dir()
+            else {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+        )
+    if kind is None:
+        if not target.exists():
+            raise NotFound(f"{target} does not exist")
+        raise InvalidRequest(f"{target}: give a folder, a .csv or a .jsonl file")
+    if kind == "files":
+        docs: Iterable[Document] = file_documents(target, glob, skipped, name)
+        default = target.resolve().name
+    elif kind == "csv":
+        docs = csv_documents(target, text, id, label, skipped, name)
+        default = target.stem
+    elif kind == "jsonl":
+        docs = jsonl_documents(target, text, id, label, skipped, name)
+        default = target.stem
+    else:
+        raise InvalidRequest(f"unknown kind {kind!r}; use files, csv or jsonl")
+    return list(docs), f"{kind}/{name or default}", str(target.resolve())

@@ -76,6 +76,31 @@ class Artifacts:
             f"write of {kind} {key}",
         )
 
+    def put_heads(self, kind: str, heads: list[dict[str, Any]]) -> None:
+        """Store payload-less records (each head's "id" is its key) in one upsert."""
+        if not heads:
+            return
+        col = self._collection(create=True)
+        metas = [
+            {
+                "kind": kind,
+                "key": h["id"],
+                "parts": 0,
+                "space": str(h.get("space_collection", "")),
+                "created": str(h.get("created", "")),
+                "head": json.dumps(h, sort_keys=True),
+            }
+            for h in heads
+        ]
+        _retry_busy(
+            lambda: col.upsert(
+                ids=[f"{kind}/{h['id']}" for h in heads],
+                embeddings=_DUMMY * len(heads),
+                metadatas=metas,
+            ),
+            f"write of {kind} records",
+        )
+
     def _head_record(self, kind: str, key: str) -> tuple[Any, dict[str, Any]] | None:
         """(collection, head record metadata) of (kind, key), or None when absent."""
         col = self._collection(create=False)

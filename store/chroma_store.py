@@ -32,6 +32,7 @@ from .keys import Space
 STORE_FORMAT = 1
 MARKER_FILE = "embedlab.json"
 LOCK_FILE = ".embedlab.lock"
+SERVICE_FILE = ".embedlab-service.json"  # written by `embedlab serve` while it holds the store
 LOCK_POLL_S = 0.1
 CHROMA_DIR = "chroma"
 PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
@@ -497,6 +498,12 @@ def _acquire_lock(root: Path, wait: float = 0.0) -> int:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
                 waited = f" after waiting {wait:g} s" if wait else ""
+                url = served_at(root, holder)
+                if url:
+                    raise StoreBusy(
+                        f"store {root} is held by `embedlab serve` at {url} (pid {holder}); "
+                        f"use it with --server {url}"
+                    ) from None
                 raise StoreBusy(
                     f"store {root} is busy{waited}: another embedlab process (pid {holder}) "
                     "is using it; wait for it (--wait SECONDS), or serve the store with "
@@ -506,6 +513,15 @@ def _acquire_lock(root: Path, wait: float = 0.0) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def served_at(root: Path, pid: str) -> str | None:
+    """The URL of the `embedlab serve` process `pid` holding the store, if it is one."""
+    try:
+        found = json.loads((root / SERVICE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found.get("url") if str(found.get("pid")) == pid else None
 
 
 def embedded_client(chroma_dir: str | os.PathLike[str]) -> Any:

@@ -1,0 +1,602 @@
+"""`embedlab serve`: the HTTP API over one Lab.
+
+Like Chroma's own FastAPI server, one API object (`Service`) sits behind every route and
+library errors become HTTP statuses in one place (`problems.py`). A route parses its
+input, calls one Lab method (directly for reads, through a job for ingests and
+analyses), and renders the typed result as JSON; none decides anything. Sync routes run
+in the server's thread pool, so reads never wait for a running job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest
+from ..lab import Lab
+from ..progress import CancelToken, Progress
+from .jobs import FINAL, JobFailed, JobManager
+from .problems import Guard, install_problem_handlers, jsonable
+
+API = "/api/v1"
+MAX_BODY = 64 * 1024 * 1024
+MAX_K = 1000
+SEED_MAX = 2**32 - 1
+SSE_POLL_S = 0.1
+WAIT_LIMIT_S = 3600.0
+
+
+@dataclass
+class ServiceSettings:
+    read_only: bool = False
+    token: str | None = None
+    max_body: int = MAX_BODY
+    cors: list[str] = field(default_factory=list)
+    analysis_workers: int = 2
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=1000)
+    text: str
+    label: str | None = None
+    source: str | None = Field(None, min_length=1, max_length=200)
+
+
+class EmbeddingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["auto", "gemini", "local"] = "auto"
+    model: str | None = Field(None, min_length=1, max_length=200)
+    task_type: str | None = Field("CLUSTERING", min_length=1, max_length=64)
+    dims: int | None = Field(None, ge=1, le=65536)
+    batch_size: int | None = Field(None, ge=1, le=10000)
+    concurrency: int | None = Field(None, ge=1, le=64)
+    dry_run: bool = False
+
+
+class IngestRequest(EmbeddingOptions):
+    documents: list[DocumentIn] = Field(min_length=1)
+
+
+class NeighboursRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    vector: list[float] | None = None
+    k: int = Field(10, ge=1, le=MAX_K)
+    labels: list[str] | str | None = None
+    sources: list[str] | str | None = None
+    space: str | None = None
+    analysis: str | None = None
+
+
+class AnalysisRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str] | str | None = None
+    sources: list[str] | str | None = None
+    per_class: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    limit: int | None = Field(None, ge=1)
+    space: str | None = None
+    algorithm: Literal["kmeans", "hdbscan", "dbscan", "agglomerative"] = "kmeans"
+    k: int | Literal["auto"] | None = Field(None, ge=1, le=1000)
+    reduce: Literal["tsne", "pca", "umap"] = "tsne"
+    min_cluster_size: int | None = Field(None, ge=2)
+    eps: float | None = Field(None, gt=0, le=2)
+
+
+# -- the API object --------------------------------------------------------------------------
+
+
+class Service:
+    """Everything the routes do, over one Lab and its jobs."""
+
+    def __init__(self, lab: Lab, settings: ServiceSettings):
+        self.lab = lab
+        self.settings = settings
+        self.jobs = JobManager(lab.store, settings.analysis_workers)
+
+    def check_writable(self, what: str) -> None:
+        if self.settings.read_only:
+            raise Forbidden(f"the service is read-only: {what} is refused")
+
+    # ingest
+
+    def ingest_documents(self, request: IngestRequest) -> str:
+        self.check_writable("ingest")
+        documents = [d.model_dump(exclude_none=True) for d in request.documents]
+        options = request.model_dump(exclude={"documents"})
+        summary = {"documents": len(documents), "format": "json", **_options_summary(options)}
+
+        def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
+            return self._ingest(
+                lambda **o: self.lab.ingest(documents, source="api", **o),
+                options,
+                cancel,
+                on_progress,
+            )
+
+        return self.jobs.submit("ingest", "ingest", run, summary).id
+
+    def ingest_upload(self, body: bytes, kind: str, params: dict[str, Any]) -> str:
+        """An NDJSON or CSV body, read by the library's own readers (same ids as the CLI)."""
+        self.check_writable("ingest")
+        if not body.strip():
+            raise InvalidRequest("the request body is empty; send NDJSON lines or CSV rows")
+        options = {k: params[k] for k in EmbeddingOptions.model_fields if k in params}
+        EmbeddingOptions(**options)  # validated like the JSON form
+        name = params.get("name") or "upload"
+        handle, path = tempfile.mkstemp(suffix=".jsonl" if kind == "jsonl" else ".csv")
+        with os.fdopen(handle, "wb") as file:
+            file.write(body)
+        summary = {"bytes": len(body), "format": kind, "name": name, **_options_summary(options)}
+
+        def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
+            try:
+                return self._ingest(
+                    lambda **o: self.lab.ingest_path(
+                        path,
+                        params.get("text") or "text",
+                        params.get("id"),
+                        params.get("label"),
+                        name=name,
+                        kind=kind,
+                        **o,
+                    ),
+                    options,
+                    cancel,
+                    on_progress,
+                )
+            finally:
+                os.unlink(path)
+
+        try:
+            return self.jobs.submit("ingest", "ingest", run, summary).id
+        except BaseException:
+            os.unlink(path)
+            raise
+
+    def _ingest(self, call, options: dict[str, Any], cancel, on_progress) -> dict[str, Any]:
+        from ..ingest.pipeline import IngestCancelled, IngestError
+
+        try:
+            report = call(cancel=cancel, on_progress=on_progress, quiet=True, **options)
+        except IngestCancelled as exc:
+            state = "interrupted" if cancel.reason == "shutdown" else "cancelled"
+            raise JobFailed(
+                "cancelled: what was embedded before is saved; submit again to finish",
+                state=state,
+                report=exc.report.to_dict(self.lab.prices),
+            ) from None
+        except IngestError as exc:
+            raise JobFailed(
+                f"{exc} (everything embedded so far is saved; submit again to resume)",
+                report=exc.report.to_dict(self.lab.prices),
+            ) from None
+        return {"report": report.to_dict(self.lab.prices)}
+
+    # analyses
+
+    def submit_analysis(self, request: AnalysisRequest) -> str:
+        self.check_writable("analysis")
+        arguments = request.model_dump()
+        self.lab.space(arguments["space"])  # a wrong space is a 4xx now, not a failed job
+
+        def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
+            def progress(event: Progress) -> None:
+                if cancel.cancelled:  # an analysis stops at its next stage
+                    raise Cancelled("cancelled")
+                on_progress(event)
+
+            analysis = self.lab.analyze(quiet=True, on_progress=progress, **arguments)
+            return {"analysis": analysis.id, "summary": analysis.summary()}
+
+        return self.jobs.submit("analysis", "analysis", run, arguments).id
+
+    def wait(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs.wait(job_id, WAIT_LIMIT_S)
+        if job["state"] == "done":
+            return job
+        error = job.get("error") or job["state"]
+        if job["state"] in ("cancelled", "interrupted"):
+            raise JobCancelled(error, job)
+        raise JobError(error, job)
+
+
+class JobError(EmbedlabError):
+    """A job waited for (?wait=true) failed; the body carries the job (its report)."""
+
+    def __init__(self, message: str, job: dict[str, Any]):
+        super().__init__(message)
+        self.job = job
+
+
+class JobCancelled(JobError, Cancelled):
+    pass
+
+
+def _options_summary(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return parts or None
+
+
+def _neighbours_body(frame: Any) -> dict[str, Any]:
+    rows = []
+    for row in frame.itertuples(index=False):
+        cluster = row.cluster
+        rows.append(
+            {
+                "rank": int(row.rank),
+                "id": row.id,
+                "similarity": float(row.similarity),
+                "label": row.label,
+                "cluster": None if cluster is None or cluster != cluster else int(cluster),
+                "text": row.text,
+            }
+        )
+    return {"neighbours": rows, "requests": frame.attrs["requests"], "space": frame.attrs["space"]}
+
+
+def _space_body(space: Any, documents: int | None = None) -> dict[str, Any]:
+    body = {
+        "name": f"{space.provider}:{space.model}:{space.dims}",
+        "provider": space.provider,
+        "model": space.model,
+        "task_type": space.task_type,
+        "dims": space.dims,
+        "description": space.describe(),
+    }
+    if documents is not None:
+        body["documents"] = documents
+    return body
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+UPLOAD_TYPES = {
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/ndjson": "jsonl",
+    "text/csv": "csv",
+}
+
+
+def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
+    """The FastAPI app over `lab`; `app.state.service` is the API object."""
+    settings = settings or ServiceSettings()
+    service = Service(lab, settings)
+    app = FastAPI(
+        title="embedlab",
+        version="1",
+        description="Embedding cache, neighbours and cluster analyses over one store.",
+    )
+    app.state.service = service
+    install_problem_handlers(app)
+    app.add_middleware(Guard, token=settings.token, max_body=settings.max_body)
+    if settings.cors:  # outermost: a browser's preflight carries no token
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(f"{API}/stats")
+    def stats() -> JSONResponse:
+        return JSONResponse(jsonable(lab.stats()))
+
+    @app.get(f"{API}/spaces")
+    def spaces() -> JSONResponse:
+        counts = {s["collection"]: s["documents"] for s in lab.stats()["spaces"]}
+        body = [_space_body(s, counts.get(s.collection_name)) for s in lab.spaces()]
+        return JSONResponse({"spaces": body})
+
+    @app.get(f"{API}/embedding-choice")
+    def embedding_choice(
+        provider: Literal["auto", "gemini", "local"] = "auto",
+        model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        task_type: Annotated[str | None, Query(min_length=1, max_length=64)] = "CLUSTERING",
+        dims: Annotated[int | None, Query(ge=1, le=65536)] = None,
+    ) -> JSONResponse:
+        choice = lab.embedding_choice(provider, model, task_type, dims)
+        return JSONResponse({"space": _space_body(choice.space), "reason": choice.reason})
+
+    # ingest -----------------------------------------------------------------------------
+
+    @app.post(
+        f"{API}/ingest",
+        status_code=202,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/IngestRequest"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def ingest(
+        request: Request,
+        wait: bool = False,
+        name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        text: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,  # noqa: A002
+        label: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        provider: Literal["auto", "gemini", "local"] = "auto",
+        model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        task_type: Annotated[str | None, Query(min_length=1, max_length=64)] = "CLUSTERING",
+        dims: Annotated[int | None, Query(ge=1, le=65536)] = None,
+        batch_size: Annotated[int | None, Query(ge=1, le=10000)] = None,
+        concurrency: Annotated[int | None, Query(ge=1, le=64)] = None,
+    ) -> JSONResponse:
+        """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
+        upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
+        service.check_writable("ingest")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await request.body()
+        if media in UPLOAD_TYPES:
+            params = dict(name=name, text=text, id=id, label=label, provider=provider)
+            params.update(model=model, task_type=task_type, dims=dims)
+            params.update(batch_size=batch_size, concurrency=concurrency)
+            job_id = await asyncio.to_thread(
+                service.ingest_upload, body, UPLOAD_TYPES[media], params
+            )
+        elif media in ("application/json", ""):
+            try:
+                data = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InvalidRequest(
+                    f"the body is not JSON ({exc}); send {{'documents': [...]}}"
+                ) from None
+            parsed = IngestRequest.model_validate(data)
+            job_id = await asyncio.to_thread(service.ingest_documents, parsed)
+        else:
+            raise UnsupportedMedia(
+                f"content type {media!r} is not accepted; send application/json, "
+                "application/x-ndjson or text/csv"
+            )
+        if not wait:
+            return JSONResponse({"job": job_id}, status_code=202)
+        job = await asyncio.to_thread(service.wait, job_id)
+        return JSONResponse(jsonable({"job": job_id, **job["report"]}))
+
+    # jobs -------------------------------------------------------------------------------
+
+    @app.get(f"{API}/jobs")
+    def jobs() -> JSONResponse:
+        return JSONResponse(jsonable({"jobs": service.jobs.list()}))
+
+    @app.get(f"{API}/jobs/{{job_id}}")
+    def job(job_id: str) -> JSONResponse:
+        return JSONResponse(jsonable(service.jobs.snapshot(job_id)[0]))
+
+    @app.delete(f"{API}/jobs/{{job_id}}")
+    def cancel_job(job_id: str) -> JSONResponse:
+        service.check_writable("cancelling a job")
+        return JSONResponse(jsonable(service.jobs.cancel(job_id)), status_code=202)
+
+    @app.get(
+        f"{API}/jobs/{{job_id}}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def job_events(job_id: str, request: Request) -> StreamingResponse:
+        """Server-Sent Events: `progress` on every change, then one `end` event."""
+        service.jobs.get(job_id)  # 404 before the stream starts
+
+        async def stream():
+            seen = -1
+            while True:
+                snapshot, version = service.jobs.snapshot(job_id)
+                final = snapshot["state"] in FINAL
+                if version != seen or final:
+                    data = json.dumps(jsonable(snapshot))
+                    yield f"event: {'end' if final else 'progress'}\ndata: {data}\n\n"
+                    seen = version
+                if final or await request.is_disconnected():
+                    return
+                await asyncio.sleep(SSE_POLL_S)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    # documents --------------------------------------------------------------------------
+
+    @app.get(f"{API}/documents")
+    def documents(
+        labels: str | None = None,
+        sources: str | None = None,
+        space: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> JSONResponse:
+        total, page = lab.document_page(_split(labels), _split(sources), offset, limit, space)
+        rows = page.drop(columns=["content_hash"]).to_dict(orient="records")
+        return JSONResponse(
+            jsonable({"documents": rows, "total": total, "offset": offset, "limit": limit})
+        )
+
+    @app.get(f"{API}/documents/{{doc_id:path}}")
+    def document(doc_id: str, space: str | None = None) -> JSONResponse:
+        return JSONResponse(jsonable(lab.document(doc_id, space)))
+
+    # neighbours -------------------------------------------------------------------------
+
+    @app.get(f"{API}/neighbours")
+    def neighbours_by_id(
+        id: Annotated[str, Query(min_length=1)],  # noqa: A002
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        labels: str | None = None,
+        sources: str | None = None,
+        space: str | None = None,
+        analysis: str | None = None,
+    ) -> JSONResponse:
+        frame = lab.neighbours(
+            id,
+            k=k,
+            labels=_split(labels),
+            sources=_split(sources),
+            space=space,
+            analysis=analysis,
+        )
+        return JSONResponse(jsonable(_neighbours_body(frame)))
+
+    @app.post(f"{API}/neighbours")
+    def neighbours(request: Annotated[NeighboursRequest, Body()]) -> JSONResponse:
+        frame = lab.neighbours(
+            text=request.text,
+            vector=request.vector,
+            k=request.k,
+            labels=request.labels,
+            sources=request.sources,
+            space=request.space,
+            analysis=request.analysis,
+            spend=not settings.read_only,
+        )
+        return JSONResponse(jsonable(_neighbours_body(frame)))
+
+    # analyses ---------------------------------------------------------------------------
+
+    @app.post(f"{API}/analyses", status_code=202)
+    def analyze(request: Annotated[AnalysisRequest, Body()], wait: bool = False) -> JSONResponse:
+        job_id = service.submit_analysis(request)
+        if not wait:
+            return JSONResponse({"job": job_id}, status_code=202)
+        job = service.wait(job_id)
+        return JSONResponse(jsonable({"job": job_id, "analysis": job["analysis"]}))
+
+    @app.get(f"{API}/analyses")
+    def analyses(space: str | None = None) -> JSONResponse:
+        table = lab.analyses(space)
+        return JSONResponse(jsonable({"analyses": table.to_dict(orient="records")}))
+
+    @app.get(f"{API}/analyses/{{analysis_id}}")
+    def analysis(analysis_id: str) -> JSONResponse:
+        found = lab.analysis(analysis_id)
+        body = found.summary()
+        body.update(
+            metrics=found.metrics,
+            clusters=found.clusters,
+            notes=found.notes,
+            map_cached=found.map_cached,
+        )
+        return JSONResponse(jsonable(body))
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/points")
+    def points(
+        analysis_id: str,
+        format: Literal["json", "csv", "arrow"] = "json",  # noqa: A002
+    ) -> Response:
+        frame = lab.analysis(analysis_id).points
+        if format == "csv":
+            return Response(frame.to_csv(index=False), media_type="text/csv")
+        if format == "arrow":
+            return Response(_arrow(frame), media_type="application/vnd.apache.arrow.stream")
+        columns = {
+            "id": frame["id"].tolist(),
+            "x": frame["x"].astype(float).tolist(),
+            "y": frame["y"].astype(float).tolist(),
+            "cluster": frame["cluster"].astype(int).tolist(),
+            "label": frame["label"].tolist(),
+        }
+        return JSONResponse(jsonable(columns))
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/record", include_in_schema=False)
+    def analysis_record(analysis_id: str) -> Response:
+        """The stored analysis as the library keeps it (the CLI's --server mode writes its
+        report files from it)."""
+        import base64
+
+        head, payload = lab.analysis(analysis_id).to_record()
+        body = {"head": head, "payload": base64.b64encode(payload).decode("ascii")}
+        return JSONResponse(jsonable(body))
+
+    @app.delete(f"{API}/analyses/{{analysis_id}}")
+    def delete_analysis(analysis_id: str) -> JSONResponse:
+        service.check_writable("deleting an analysis")
+        lab.delete_analysis(analysis_id)
+        return JSONResponse({"deleted": analysis_id})
+
+    # costs ------------------------------------------------------------------------------
+
+    @app.get(f"{API}/costs")
+    def costs() -> JSONResponse:
+        rows = lab.costs().to_dict(orient="records")
+        total = {
+            key: sum(r[key] for r in rows)
+            for key in ("requests", "texts_embedded", "estimated_tokens", "estimated_usd")
+        }
+        total["estimated_usd_saved"] = sum(r["estimated_usd_saved"] for r in rows)
+        return JSONResponse(
+            jsonable(
+                {
+                    "estimated": True,
+                    "note": "tokens are estimated at 4 characters each; dollars at list prices",
+                    "spaces": rows,
+                    "total": total,
+                }
+            )
+        )
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+class UnsupportedMedia(InvalidRequest):
+    """A body in a format the route does not read (415)."""
+
+
+def _arrow(frame: Any) -> bytes:
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise InvalidRequest(
+            "format=arrow needs pyarrow on the server (pip install pyarrow); "
+            "use format=json or format=csv"
+        ) from None
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus the ingest body's models (the route reads it by hand,
+    because the same route also takes NDJSON and CSV uploads)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        model_schema = IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components["IngestRequest"] = model_schema
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,200 @@
+"""Errors as HTTP: every library error maps to one status here, in one place.
+
+Every 4xx body is `application/problem+json` (RFC 9457: type, title, status, detail),
+and `detail` says what to do. A 500 means a bug in embedlab; the body then names no
+internals, and the log has the traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    Cancelled,
+    EmbedlabError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    StoreBusy,
+    StoreDamaged,
+    StoreError,
+    TransientError,
+)
+
+log = logging.getLogger("embedlab.service")
+PROBLEM = "application/problem+json"
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    500: "Internal error",
+    502: "Embedding provider error",
+    503: "Unavailable",
+}
+
+
+class BodyTooLarge(EmbedlabError):
+    """The request body is over the service's limit (413)."""
+
+
+def status_of(exc: EmbedlabError) -> int:
+    """The HTTP status of a library error (the one mapping, as in Chroma's server)."""
+    from .app import JobCancelled, JobError, UnsupportedMedia
+    from .jobs import ServiceStopping
+
+    for kind, status in (
+        (BodyTooLarge, 413),
+        (UnsupportedMedia, 415),
+        (Forbidden, 403),
+        (NotFound, 404),
+        (InvalidRequest, 400),
+        (JobCancelled, 409),
+        (Cancelled, 409),
+        (ServiceStopping, 503),
+        (StoreBusy, 503),
+        (StoreDamaged, 503),
+        (TransientError, 503),
+        (ProviderError, 502),
+        (JobError, 502),
+        (StoreError, 503),
+    ):
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(jsonable(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EmbedlabError)
+    async def library_error(request: Request, exc: EmbedlabError) -> JSONResponse:
+        extra = {}
+        job = getattr(exc, "job", None)
+        if job is not None:
+            extra["job"] = job
+        return problem(status_of(exc), str(exc), **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(422, _validation_detail(exc.errors()))
+
+    @app.exception_handler(ValidationError)
+    async def invalid_body(request: Request, exc: ValidationError) -> JSONResponse:
+        return problem(422, _validation_detail(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path}; see /docs for the API"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        return problem(exc.status_code, detail)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return problem(500, "internal error in embedlab; the service log has the details")
+
+
+def _validation_detail(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more + "; see /docs for the request's schema"
+
+
+def jsonable(value: Any) -> Any:
+    """JSON-ready data: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class Guard:
+    """ASGI middleware: the bearer token on /api routes, and the request-body limit."""
+
+    def __init__(self, app: Any, token: str | None, max_body: int):
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if self.token is not None and scope["path"].startswith("/api"):
+            given = headers.get(b"authorization", b"")
+            scheme, _, credentials = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(
+                credentials.strip(), self.token
+            ):
+                response = problem(
+                    401, "this service needs a token: send 'Authorization: Bearer <token>'"
+                )
+                await response(scope, receive, send)
+                return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            response = problem(413, self._too_large())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(self._too_large())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self) -> str:
+        return (
+            f"the request body is over {self.max_body:,} bytes; send it in smaller parts "
+            "(or start the service with a larger --max-body)"
+        )

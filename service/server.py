@@ -1,0 +1,130 @@
+"""Running the service: where it listens, who may call it, and how it stops.
+
+It listens on loopback unless told otherwise, and refuses any other address without a
+token. SIGTERM or Ctrl-C stops taking work, cancels running jobs (what they embedded
+is written), records them, and exits 0 within seconds. A SIGKILL loses nothing that
+was written: every batch is stored as it lands, and the job shows "interrupted" after
+the restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..lab import Lab
+from .app import ServiceSettings, create_app
+
+SHUTDOWN_JOBS_S = 5.0  # waiting for jobs to stop; uvicorn's own drain is bounded too
+DRAIN_S = 2
+log = logging.getLogger("embedlab.service")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(token_file: str | None) -> str | None:
+    """The token from --token-file, else $EMBEDLAB_TOKEN; None when neither is set."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read --token-file {token_file}: {exc.strerror}") from None
+        if not token:
+            raise InvalidRequest(f"--token-file {token_file} is empty; put a token in it")
+        return token
+    return os.environ.get("EMBEDLAB_TOKEN", "").strip() or None
+
+
+def check_host(host: str, token: str | None) -> None:
+    if not is_loopback(host) and token is None:
+        raise InvalidRequest(
+            f"refusing to listen on {host} without a token: anyone who can reach it could "
+            "spend your embedding budget. Set $EMBEDLAB_TOKEN or --token-file (e.g. "
+            f"`python -c 'import secrets; print(secrets.token_urlsafe())' > token`), "
+            "or keep the default --host 127.0.0.1"
+        )
+
+
+def serve(
+    lab: Lab,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServiceSettings | None = None,
+    log_level: str = "info",
+    on_started: Any = None,
+) -> None:
+    """Serve `lab` until SIGTERM/SIGINT; `on_started(url)` runs once it listens."""
+    import uvicorn
+
+    settings = settings or ServiceSettings()
+    check_host(host, settings.token)
+    app = create_app(lab, settings)
+    service = app.state.service
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    service_file = lab.store.path / ".embedlab-service.json" if lab.store.path else None
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """uvicorn re-raises SIGTERM after its shutdown, which kills the process
+            before the jobs are recorded and makes the exit status 143; a service that
+            was asked to stop and did should exit 0."""
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            service.jobs.stop()  # jobs start winding down at once, streams end
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                if service_file is not None:
+                    service_file.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+                if on_started is not None:
+                    on_started(url)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=DRAIN_S,
+        lifespan="off",
+    )
+    server = Server(config)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        if server.started:
+            raise
+    finally:
+        service.jobs.shutdown(SHUTDOWN_JOBS_S)
+        if service_file is not None:
+            service_file.unlink(missing_ok=True)
+    if not server.started:
+        raise InvalidRequest(f"could not listen on {host}:{port} (in use?); pick another --port")
