@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest
+from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
 from ..progress import CancelToken, Progress
 from .jobs import FINAL, JobFailed, JobManager
@@ -90,7 +90,7 @@ class AnalysisRequest(BaseModel):
     limit: int | None = Field(None, ge=1)
     space: str | None = None
     algorithm: Literal["kmeans", "hdbscan", "dbscan", "agglomerative"] = "kmeans"
-    k: int | Literal["auto"] | None = Field(None, ge=1, le=1000)
+    k: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] | None = None
     reduce: Literal["tsne", "pca", "umap"] = "tsne"
     min_cluster_size: int | None = Field(None, ge=2)
     eps: float | None = Field(None, gt=0, le=2)
@@ -113,10 +113,24 @@ class Service:
 
     # ingest
 
+    def embedding_choice(self, options: dict[str, Any]) -> Any:
+        """The space an ingest with `options` writes to. A model or dims the provider
+        cannot do is the request's fault: 400 now, not a failed job later."""
+        try:
+            return self.lab.embedding_choice(
+                options.get("provider") or "auto",
+                options.get("model"),
+                options.get("task_type"),
+                options.get("dims"),
+            )
+        except ProviderError as exc:
+            raise InvalidRequest(str(exc)) from None
+
     def ingest_documents(self, request: IngestRequest) -> str:
         self.check_writable("ingest")
         documents = [d.model_dump(exclude_none=True) for d in request.documents]
         options = request.model_dump(exclude={"documents"})
+        self.embedding_choice(options)
         summary = {"documents": len(documents), "format": "json", **_options_summary(options)}
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
@@ -130,42 +144,51 @@ class Service:
         return self.jobs.submit("ingest", "ingest", run, summary).id
 
     def ingest_upload(self, body: bytes, kind: str, params: dict[str, Any]) -> str:
-        """An NDJSON or CSV body, read by the library's own readers (same ids as the CLI)."""
+        """An NDJSON or CSV body, read here, at once, by the library's own readers (same
+        ids as the CLI's `ingest jsonl|csv --name NAME`; a bad upload is a 400 now)."""
+        from collections import Counter
+
+        from ..ingest.sources import read_path
+
         self.check_writable("ingest")
         if not body.strip():
             raise InvalidRequest("the request body is empty; send NDJSON lines or CSV rows")
         options = {k: params[k] for k in EmbeddingOptions.model_fields if k in params}
         EmbeddingOptions(**options)  # validated like the JSON form
+        self.embedding_choice(options)
         name = params.get("name") or "upload"
-        handle, path = tempfile.mkstemp(suffix=".jsonl" if kind == "jsonl" else ".csv")
-        with os.fdopen(handle, "wb") as file:
-            file.write(body)
-        summary = {"bytes": len(body), "format": kind, "name": name, **_options_summary(options)}
+        skipped: Counter[str] = Counter()
+        with tempfile.TemporaryDirectory(prefix="embedlab-upload-") as folder:
+            path = os.path.join(folder, f"upload.{'jsonl' if kind == 'jsonl' else 'csv'}")
+            with open(path, "wb") as file:
+                file.write(body)
+            try:
+                docs, _source, _origin = read_path(
+                    path,
+                    params.get("text") or "text",
+                    params.get("id"),
+                    params.get("label"),
+                    "*",
+                    name,
+                    kind,
+                    skipped,
+                )
+            except InvalidRequest as exc:
+                raise InvalidRequest(str(exc).replace(path, "the upload")) from None
+        if not docs:
+            raise InvalidRequest(f"the upload holds no document ({dict(skipped)} skipped)")
+        summary = {"documents": len(docs), "format": kind, "name": name}
+        summary.update(_options_summary(options))
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
-            try:
-                return self._ingest(
-                    lambda **o: self.lab.ingest_path(
-                        path,
-                        params.get("text") or "text",
-                        params.get("id"),
-                        params.get("label"),
-                        name=name,
-                        kind=kind,
-                        **o,
-                    ),
-                    options,
-                    cancel,
-                    on_progress,
-                )
-            finally:
-                os.unlink(path)
+            return self._ingest(
+                lambda **o: self.lab.ingest_documents(docs, skipped=skipped, **o),
+                options,
+                cancel,
+                on_progress,
+            )
 
-        try:
-            return self.jobs.submit("ingest", "ingest", run, summary).id
-        except BaseException:
-            os.unlink(path)
-            raise
+        return self.jobs.submit("ingest", "ingest", run, summary).id
 
     def _ingest(self, call, options: dict[str, Any], cancel, on_progress) -> dict[str, Any]:
         from ..ingest.pipeline import IngestCancelled, IngestError
@@ -209,6 +232,10 @@ class Service:
         if job["state"] == "done":
             return job
         error = job.get("error") or job["state"]
+        cause = self.jobs.get(job_id).exception
+        if isinstance(cause, EmbedlabError) and not isinstance(cause, JobFailed):
+            cause.job = job  # type: ignore[attr-defined] - the body carries the job
+            raise cause
         if job["state"] in ("cancelled", "interrupted"):
             raise JobCancelled(error, job)
         raise JobError(error, job)
@@ -321,7 +348,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         task_type: Annotated[str | None, Query(min_length=1, max_length=64)] = "CLUSTERING",
         dims: Annotated[int | None, Query(ge=1, le=65536)] = None,
     ) -> JSONResponse:
-        choice = lab.embedding_choice(provider, model, task_type, dims)
+        options = dict(provider=provider, model=model, task_type=task_type, dims=dims)
+        choice = service.embedding_choice(options)
         return JSONResponse({"space": _space_body(choice.space), "reason": choice.reason})
 
     # ingest -----------------------------------------------------------------------------

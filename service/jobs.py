@@ -66,6 +66,7 @@ class Job:
     version: int = 0
     cancel: CancelToken = field(default_factory=CancelToken, repr=False)
     future: Future | None = field(default=None, repr=False)
+    exception: BaseException | None = field(default=None, repr=False)  # why it failed
     persisted_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +151,7 @@ class JobManager:
             kind=kind,
             created=now.isoformat(timespec="microseconds"),
             request=request,
+            progress={"task": kind, "done": 0, "total": None, "status": "queued"},
         )
         with self._lock:
             if not self._accepting:
@@ -164,6 +166,7 @@ class JobManager:
             if job.cancel.cancelled or job.state != QUEUED:
                 return  # cancelled while queued: already final
             job.state, job.started = RUNNING, _now()
+            job.progress = {**job.progress, "status": "started"}
             self._bump(job)
         self._persist(job)
 
@@ -189,10 +192,12 @@ class JobManager:
             result = run(job.cancel, on_progress)
         except JobFailed as exc:
             state, error, result = exc.state, str(exc), exc.result
+            job.exception = exc
         except Cancelled as exc:
             state, error = CANCELLED, str(exc) or "cancelled"
         except EmbedlabError as exc:
             state, error = FAILED, str(exc)
+            job.exception = exc
         except Exception as exc:  # a bug: the job fails, the service lives on
             log.exception("job %s failed", job.id)
             state, error = FAILED, f"internal error ({type(exc).__name__}); see the service log"
