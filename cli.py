@@ -170,11 +170,11 @@ def provider_options(func: Callable) -> Callable:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
 @click.option(
     "--clean",
-    type=click.Choice(["notebook", "sklearn", "none"]),
-    default="notebook",
-    show_default=True,
-    help="notebook: the seed notebook's cleaning; sklearn: headers, footers and quotes "
-    "removed; none: raw posts. Each has its own ids.",
+    type=click.Choice(["embedding", "notebook", "sklearn", "none"]),
+    help="[default: embedding for the local model, notebook for Gemini] embedding: subject "
+    "and body, other headers and signatures out, quotes kept; notebook: the seed "
+    "notebook's cleaning; sklearn: headers, footers and quotes removed; none: raw posts. "
+    "Each has its own ids (newsgroups-<clean>/..., notebook: newsgroups/...).",
 )
 @provider_options
 @click.pass_obj
@@ -488,7 +488,7 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         categories=categories,
         per_class=per_class,
         seed=seed,
-        clean="notebook",
+        clean=None,
         provider=provider,
         model=None,
         task_type="CLUSTERING",
@@ -499,12 +499,12 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         timeout=60.0,
         dry_run=False,
     )
+    from .ingest.newsgroups import default_clean, newsgroups_prefix
     from .ingest.providers import choose_provider_name, resolve_space
 
     space = resolve_space(choose_provider_name(provider), None, "CLUSTERING", None)
-    arguments = dict(
-        sources="newsgroups/train", labels=categories, per_class=per_class, seed=seed, k=4
-    )
+    sources = f"{newsgroups_prefix(default_clean(space.provider))}/train"
+    arguments = dict(sources=sources, labels=categories, per_class=per_class, seed=seed, k=4)
     space_filter = (space.provider, space.model, space.task_type, space.dims)
     run_analysis(ctx.obj, space_filter, arguments, Path(out))
 

@@ -213,12 +213,19 @@ class Lab:
         categories: Sequence[str] | None = ("sci.*",),
         per_class: int | None = 150,
         seed: int = 0,
-        clean: str = "notebook",
+        clean: str | None = None,
         **options: Any,
     ) -> IngestReport:
-        """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy."""
-        from .ingest.newsgroups import newsgroups_documents
+        """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy.
 
+        `clean` defaults to the provider's cleaning: "embedding" for the local model,
+        "notebook" (the seed notebook's) for Gemini.
+        """
+        from .ingest.newsgroups import default_clean, newsgroups_documents
+        from .ingest.providers import choose_provider_name
+
+        if clean is None:
+            clean = default_clean(choose_provider_name(options.get("provider", "auto")))
         skipped: Counter[str] = Counter()
         cats = list(categories) if categories else None
         docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)

@@ -83,7 +83,7 @@ def cluster(
 def method_for(algorithm: str, n: int) -> str:
     """The estimator that runs `algorithm` on `n` documents (the scalable one when n is large)."""
     if algorithm == "kmeans":
-        return "MiniBatchKMeans" if n > LARGE_N else "KMeans"
+        return "MiniBatchKMeans" if n > LARGE_N else "SphericalKMeans"
     if algorithm == "agglomerative":
         if n > LARGE_N:
             raise InvalidRequest(
@@ -96,10 +96,8 @@ def method_for(algorithm: str, n: int) -> str:
 
 def _fit(vectors: np.ndarray, method: str, k: int, seed: int) -> np.ndarray:
     """Fit the estimator `method` (a method_for() name) with k clusters."""
-    if method == "KMeans":
-        from sklearn.cluster import KMeans
-
-        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors)
+    if method == "SphericalKMeans":
+        return spherical_kmeans(vectors, k, seed)
     if method == "MiniBatchKMeans":
         from sklearn.cluster import MiniBatchKMeans
 
@@ -112,6 +110,50 @@ def _fit(vectors: np.ndarray, method: str, k: int, seed: int) -> np.ndarray:
     return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(
         vectors
     )
+
+
+def spherical_kmeans(
+    vectors: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 100
+) -> np.ndarray:
+    """k-means in cosine geometry (Dhillon & Modha 2001): unit-length centroids, each
+    document assigned to the centroid of highest cosine similarity.
+
+    Euclidean k-means on unit vectors scores a document against a centroid by
+    ||x - c||^2 = 1 + ||c||^2 - 2 x.c, so a diffuse cluster (short centroid) wins every
+    document that fits no topic well and becomes a catch-all; with unit centroids only the
+    direction counts. Seeded k-means++ starts, `n_init` of them, the best total
+    similarity wins.
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    x = np.asarray(vectors, dtype=np.float32)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
+    rng = np.random.RandomState(seed)
+    best_labels, best_score = np.zeros(len(x), dtype=np.int64), -np.inf
+    for _ in range(n_init):
+        centres, _ = kmeans_plusplus(x, k, random_state=rng.randint(2**31 - 1))
+        labels = None
+        for _ in range(max_iter):
+            sims = x @ _unit(centres).T
+            new = sims.argmax(axis=1)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            centres = np.zeros_like(centres)
+            np.add.at(centres, labels, x)
+            empties = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
+            # an emptied cluster restarts on a document that fits its centroid worst
+            worst = np.argsort(sims.max(axis=1), kind="stable")[: len(empties)]
+            for empty, doc in zip(empties, worst):
+                centres[empty], labels[doc] = x[doc], empty
+        score = float((x @ _unit(centres).T).max(axis=1).sum())
+        if score > best_score:
+            best_labels, best_score = labels, score
+    return best_labels
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    return m / np.linalg.norm(m, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:

@@ -19,10 +19,22 @@ from ..store.sampling import stratified_sample
 from .errors import SourceError
 
 SUBSETS = ("train", "test", "all")
-CLEANERS = ("notebook", "sklearn", "none")
+CLEANERS = ("embedding", "notebook", "sklearn", "none")
+# The cleaning each provider gets by default: the offline model reads the embedding
+# cleaning (it clusters better, issue #14: bench/quality.py); Gemini keeps the seed
+# notebook's, so its table stays comparable with the notebook's.
+DEFAULT_CLEAN = {"local": "embedding", "gemini": "notebook"}
 NOTEBOOK_MAX_CHARS = 5000
 _EMAIL = re.compile(r"[\w\.-]+@[\w\.-]+")
 _PARENTHESISED = re.compile(r"\([^()]*\)")
+_HEADER_LINE = re.compile(r"^[A-Za-z][\w-]*: ")
+_REPLY_PREFIX = re.compile(r"^\s*(?:re\s*:\s*)+", re.I)
+_QUOTE_MARKS = re.compile(r"^[ \t]*(?:[>|:][ \t]?|[A-Za-z]{1,4}>[ \t]?)+")
+_ATTRIBUTION = re.compile(
+    r"^\s*in (?:article|message|reply to)\b|\b(?:writes|wrote|says)\s*:\s*$", re.I
+)
+_SIGNATURE_LINES = 20  # a "--" line this close to the end starts the signature
+_TOPIC_HEADERS = ("Keywords", "Summary")
 _MEMBER = re.compile(r"(?:^|/)20news-bydate-(train|test)/([^/]+)/([^/]+)$")
 
 
@@ -32,6 +44,46 @@ def clean_notebook(text: str) -> str:
     text = _PARENTHESISED.sub("", text)
     text = text.replace("From: ", "").replace("\nSubject: ", "")
     return text[:NOTEBOOK_MAX_CHARS]
+
+
+def clean_for_embedding(text: str) -> str:
+    """What a post says, for an embedding model: subject, keywords and body.
+
+    Kept: the subject (without "Re:"), the Keywords/Summary headers, and the body with
+    quoted replies unmarked (the quoted text is the topic being answered). Dropped: every
+    other header line (From, Organization, Lines, NNTP-Posting-Host, Distribution,
+    Reply-To...), "In article <...> someone writes:" lines, the signature after a
+    closing "--" line, e-mail addresses. Cut to 5,000 characters like the notebook's.
+    """
+    head, sep, body = text.partition("\n\n")
+    if not sep or not _HEADER_LINE.match(head):
+        head, body = "", text  # no header block: all of it is body
+    fields: dict[str, str] = {}
+    for line in head.split("\n"):
+        name, colon, value = line.partition(":")
+        if colon and name.strip() and name.strip().title() not in fields:
+            fields[name.strip().title()] = value.strip()
+    lines = body.split("\n")
+    for i in range(max(0, len(lines) - _SIGNATURE_LINES), len(lines)):
+        if lines[i].strip() in ("--", "---"):
+            lines = lines[:i]
+            break
+    kept = [_QUOTE_MARKS.sub("", line) for line in lines if not _ATTRIBUTION.search(line)]
+    body = _EMAIL.sub("", "\n".join(line.rstrip() for line in kept))
+    body = re.sub(r"\n{3,}", "\n\n", body).strip()
+    subject = _REPLY_PREFIX.sub("", fields.get("Subject", "")).strip()
+    parts = [subject, *(fields.get(name, "") for name in _TOPIC_HEADERS), body]
+    return "\n".join(p for p in parts if p)[:NOTEBOOK_MAX_CHARS]
+
+
+def newsgroups_prefix(clean: str) -> str:
+    """First part of the ids and source of a cleaning: `newsgroups`, `newsgroups-<clean>`."""
+    return "newsgroups" if clean == "notebook" else f"newsgroups-{clean}"
+
+
+def default_clean(provider: str) -> str:
+    """The cleaning a provider's newsgroups ingest uses unless told otherwise."""
+    return DEFAULT_CLEAN.get(provider, "notebook")
 
 
 def clean_sklearn(text: str) -> str:
@@ -46,7 +98,12 @@ def clean_sklearn(text: str) -> str:
 
 
 def _cleaner(name: str):
-    return {"notebook": clean_notebook, "sklearn": clean_sklearn, "none": lambda t: t}[name]
+    return {
+        "embedding": clean_for_embedding,
+        "notebook": clean_notebook,
+        "sklearn": clean_sklearn,
+        "none": lambda t: t,
+    }[name]
 
 
 def read_posts(source: str | Path | None, subset: str) -> Iterator[tuple[str, str, str, bytes]]:
@@ -123,6 +180,8 @@ def newsgroups_documents(
     """Posts of the chosen subset and groups, optionally sampled, cleaned, as documents."""
     if subset not in SUBSETS:
         raise SourceError(f"unknown --subset {subset}; use one of {', '.join(SUBSETS)}")
+    if clean not in CLEANERS:
+        raise SourceError(f"unknown cleaning {clean!r}; use one of {', '.join(CLEANERS)}")
     cleaner = _cleaner(clean)
     skipped = skipped if skipped is not None else Counter()
     posts: dict[str, tuple[str, str]] = {}  # id -> (group, raw text)
@@ -145,7 +204,7 @@ def newsgroups_documents(
         posts = {k: v for k, v in posts.items() if k in keep}
     # Another cleaning is another text of the same post: it gets its own ids, so it never
     # replaces the notebook-cleaned vectors (which the demo would then pay for again).
-    prefix = "newsgroups" if clean == "notebook" else f"newsgroups-{clean}"
+    prefix = newsgroups_prefix(clean)
     source_name = f"{prefix}/{subset}"
     docs = []
     for doc_id in sorted(posts, key=_id_sort_key):

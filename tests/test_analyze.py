@@ -251,7 +251,7 @@ def test_large_selections_switch_to_scalable_methods_and_say_so(corpus, monkeypa
     from embedlab.analyze.report import method_line
 
     small = analyze_corpus(corpus, AnalysisOptions(k=3), None)
-    assert method_line(small.metrics).startswith("KMeans k=3; map: t-SNE (perplexity")
+    assert method_line(small.metrics).startswith("SphericalKMeans k=3; map: t-SNE (perplexity")
     monkeypatch.setattr(embedlab.analyze.cluster, "LARGE_N", 50)  # the corpus has 90 documents
     monkeypatch.setattr(embedlab.analyze.reduce, "OPENTSNE_ABOVE", 50)
     large = analyze_corpus(corpus, AnalysisOptions(k=3), tmp_path / "out")

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from embedlab.ingest.errors import SourceError
-from embedlab.ingest.newsgroups import clean_notebook, newsgroups_documents
+from embedlab.ingest.newsgroups import (
+    clean_for_embedding,
+    clean_notebook,
+    default_clean,
+    newsgroups_documents,
+)
 from embedlab.ingest.sources import csv_documents, file_documents, jsonl_documents
 from embedlab.store.sampling import stratified_sample
 
@@ -37,6 +42,46 @@ def test_notebook_cleaning_matches_the_notebook():
     assert "@" not in cleaned and "(John Doe)" not in cleaned and "(low)" not in cleaned
     assert cleaned.startswith(" Re: orbits\nOrganization: Example")
     assert len(clean_notebook("x" * 6000)) == 5000
+
+
+REPLY = (
+    "From: jdoe@cs.example.edu (John Doe)\nSubject: Re: Re: Shuttle orbits\n"
+    "Organization: Example University\nLines: 14\nNNTP-Posting-Host: cs.example.edu\n"
+    "Distribution: world\nReply-To: jdoe@cs.example.edu\nKeywords: orbit, decay\n\n"
+    "In article <1993Apr1.1234@nasa.gov>, smith@nasa.gov (Al Smith) writes:\n"
+    "> Why does a low orbit decay?\n>> Drag, I thought.\n  AS> Even at 300 km?\n\n"
+    "Atmospheric drag slows the shuttle; write to me at jdoe@cs.example.edu.\n"
+    "\n--\nJohn Doe, Dept. of Physics  |  'Ad astra'\n"
+)
+
+
+def test_embedding_cleaning_keeps_what_the_post_says_and_drops_the_rest():
+    cleaned = clean_for_embedding(REPLY)
+    assert cleaned.split("\n")[:2] == ["Shuttle orbits", "orbit, decay"]  # subject, keywords
+    for noise in ("From", "Organization", "Lines", "NNTP-Posting-Host", "Distribution",
+                  "Reply-To", "Example University", "John Doe", "Ad astra", "@",
+                  "In article", "writes:", "Re:", ">"):  # fmt: skip
+        assert noise not in cleaned, noise
+    # quoted replies are kept, unmarked: they say what the post answers
+    assert "Why does a low orbit decay?\nDrag, I thought.\nEven at 300 km?" in cleaned
+    assert cleaned.endswith("Atmospheric drag slows the shuttle; write to me at")
+    assert clean_for_embedding("no headers here\n\n> quoted") == "no headers here\n\nquoted"
+    assert len(clean_for_embedding("Subject: x\n\n" + "y" * 6000)) == 5000
+
+
+def test_each_provider_has_its_default_cleaning_and_its_own_ids(tmp_path):
+    assert (default_clean("local"), default_clean("gemini")) == ("embedding", "notebook")
+    docs = newsgroups_documents(
+        make_newsgroups(tmp_path), "train", ["sci.space"], clean="embedding"
+    )
+    assert docs[0].id.startswith("newsgroups-embedding/train/sci.space/")
+    assert docs[0].source == "newsgroups-embedding/train"
+    assert (
+        docs[0].text
+        == "orbits\nThe shuttle orbit (low) decays. Mail me at\nsci.space post 0 in train"
+    )
+    with pytest.raises(SourceError, match="unknown cleaning 'nope'"):
+        newsgroups_documents(make_newsgroups(tmp_path), "train", clean="nope")
 
 
 def test_newsgroups_archive_ids_labels_and_category_globs(tmp_path):

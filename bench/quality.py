@@ -1,0 +1,216 @@
+"""Cluster quality of the offline default, before and after issue #14, on many samples.
+
+The notebook's protocol (20 Newsgroups train, the four sci.* groups, 150 posts each,
+seed 0, k = number of groups) and samples nobody tuned on: seeds 0-4, the test split,
+the rec.*, comp.* and talk.* groups, 300 posts per group. For each sample, the per-class
+majority-cluster share (the notebook's table: mean and min over the classes) and the
+Hungarian-matched accuracy, as mean ± std over the 5 seeds where there are 5.
+
+- before: the notebook's cleaning, Euclidean KMeans (n_init=10) on the unit vectors,
+  the old defaults;
+- after: the defaults now (`default_clean("local")`, `analyze.cluster.cluster`).
+
+Both embed with the local all-MiniLM-L6-v2 into a persistent store (`--store`, default
+/tmp/quality-store): every post is embedded once per cleaning, so a re-run only clusters
+(the first full run embeds about 16,000 posts: roughly 30 minutes on 2 cores).
+
+Then the Gemini path on vectors from the fake server (random per text: the figures only
+show that it still runs, and that it keeps the notebook's cleaning and ids).
+
+Run: .venv/bin/python bench/quality.py [--quick] [--store DIR] [--archive PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.common import DEFAULT_ARCHIVE  # noqa: E402
+
+SEEDS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    subset: str
+    groups: str
+    per_class: int
+    seeds: tuple[int, ...]
+
+
+SAMPLES = [
+    Sample("sci train 150/class seed 0 (the notebook)", "train", "sci.*", 150, (0,)),
+    Sample("sci train 150/class", "train", "sci.*", 150, SEEDS),
+    Sample("sci test 150/class", "test", "sci.*", 150, SEEDS),
+    Sample("rec train 150/class", "train", "rec.*", 150, SEEDS),
+    Sample("comp train 150/class (k=5)", "train", "comp.*", 150, SEEDS),
+    Sample("talk train 150/class", "train", "talk.*", 150, SEEDS),
+    Sample("sci train 300/class", "train", "sci.*", 300, SEEDS),
+]
+QUICK = SAMPLES[:2]
+
+
+def euclidean_kmeans(vectors: np.ndarray, k: int) -> np.ndarray:
+    """The clustering before issue #14: scikit-learn's KMeans on the unit vectors."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors)
+
+
+def default_clustering(vectors: np.ndarray, k: int) -> np.ndarray:
+    from embedlab.analyze.cluster import cluster
+
+    return cluster(vectors, "kmeans", k, seed=0).labels
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    clean: str
+    clustering: Callable[[np.ndarray, int], np.ndarray]
+
+
+def variants() -> list[Variant]:
+    from embedlab.ingest.newsgroups import default_clean
+
+    return [
+        Variant("before", "notebook", euclidean_kmeans),
+        Variant("after", default_clean("local"), default_clustering),
+    ]
+
+
+def prefix(clean: str) -> str:
+    return "newsgroups" if clean == "notebook" else f"newsgroups-{clean}"
+
+
+def score(lab, variant: Variant, sample: Sample, seed: int) -> dict:
+    """Embed what is missing (cached otherwise), cluster, evaluate one sample."""
+    from embedlab.analyze.evaluate import evaluate
+
+    lab.ingest_newsgroups(
+        ARGS.archive, sample.subset, [sample.groups], sample.per_class, seed,
+        clean=variant.clean, provider="local", quiet=True,
+    )  # fmt: skip
+    selection = dict(
+        labels=[sample.groups], sources=[f"{prefix(variant.clean)}/{sample.subset}"],
+        per_class=sample.per_class, seed=seed, space="local",
+    )  # fmt: skip
+    ids, vectors = lab.vectors(**selection)
+    docs = lab.documents(**selection)
+    assert list(docs["id"]) == ids
+    labels = list(docs["label"])
+    k = len(set(labels))
+    metrics = evaluate(vectors, variant.clustering(vectors, k), labels)
+    shares = {name: row["share"] for name, row in metrics["per_class"].items()}
+    values = np.array(list(shares.values()))
+    return {
+        "mean": values.mean(),
+        "min": values.min(),
+        "hungarian": metrics["hungarian_accuracy"],
+        "shares": shares,
+    }
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def local_table(samples: list[Sample]) -> None:
+    import embedlab
+
+    results: dict[tuple[str, str], list[dict]] = {}
+    started = time.perf_counter()
+    with embedlab.open(ARGS.store, quiet=True) as lab:
+        for sample in samples:
+            for variant in variants():
+                results[sample.name, variant.name] = [
+                    score(lab, variant, sample, seed) for seed in sample.seeds
+                ]
+    names = [v.name for v in variants()]
+    after = variants()[1]
+    print("## Local all-MiniLM-L6-v2: per-class majority-cluster share (mean, min over classes)")
+    print(f"before: notebook cleaning, KMeans; after: {after.clean} cleaning, default kmeans")
+    print("(mean ± std over seeds 0-4 where there are 5)\n")
+    header = ["sample", "seeds"]
+    for name in names:
+        header += [f"{name}: mean", f"{name}: min", f"{name}: Hungarian"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for sample in samples:
+        row = [sample.name, "0" if len(sample.seeds) == 1 else "0-4"]
+        for name in names:
+            runs = results[sample.name, name]
+            row += [spread([r[key] for r in runs]) for key in ("mean", "min", "hungarian")]
+        print("| " + " | ".join(row) + " |")
+    first = samples[0]
+    print(f"\nper class, {first.name}:\n")
+    print("| class | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for cls in results[first.name, names[0]][0]["shares"]:
+        cells = [f"{results[first.name, n][0]['shares'][cls]:.3f}" for n in names]
+        print(f"| {cls} | " + " | ".join(cells) + " |")
+    print(f"\n({time.perf_counter() - started:.0f} s, store {ARGS.store})\n")
+
+
+def gemini_block() -> None:
+    """The Gemini path, default cleaning, against the fake server: it runs, unchanged."""
+    import embedlab
+
+    from tests.fake_gemini import VALID_KEY, FakeGemini
+
+    saved = {k: os.environ.get(k) for k in ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY")}
+    with FakeGemini() as server, tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(GOOGLE_GEMINI_BASE_URL=server.url, GEMINI_API_KEY=VALID_KEY)
+        try:
+            with embedlab.open(Path(tmp) / "store", quiet=True) as lab:
+                report = lab.ingest_newsgroups(
+                    ARGS.archive, "train", ["sci.*"], 150, 0, provider="gemini", quiet=True
+                )
+                analysis = lab.analyze(labels=["sci.*"], k=4, reduce="pca", quiet=True)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    ids = analysis.ids
+    cleaning = "notebook (ids newsgroups/...)" if ids[0].startswith("newsgroups/") else ids[0]
+    per_class = analysis.metrics["per_class"]
+    shares = ", ".join(f"{name} {row['share']:.3f}" for name, row in per_class.items())
+    print("## Gemini path, fake server (random vectors per text: only shows it runs)")
+    print(f"ingest: {report.documents} posts, {report.requests} requests; cleaning {cleaning}")
+    print(f"analysis: {analysis.metrics['params']['clustering']['method']} k=4; {shares}")
+
+
+def main() -> None:
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
+    parser.add_argument("--store", type=Path, default=Path("/tmp/quality-store"))
+    parser.add_argument("--quick", action="store_true", help="sci train only (seed 0, 0-4)")
+    parser.add_argument("--no-gemini", action="store_true", help="skip the fake-Gemini block")
+    ARGS = parser.parse_args()
+    local_table(QUICK if ARGS.quick else SAMPLES)
+    if not ARGS.no_gemini:
+        gemini_block()
+
+
+ARGS: argparse.Namespace
+
+if __name__ == "__main__":
+    main()
