@@ -294,17 +294,18 @@ def run_ingest(
                 **options,
             )
         except IngestCancelled as exc:
-            click.echo(f"\ninterrupted: {ingest_summary(exc.report)}; re-run to finish", err=True)
+            summary = ingest_summary(exc.report, getattr(lab, "prices", None))
+            click.echo(f"\ninterrupted: {summary}; re-run to finish", err=True)
             sys.exit(130)
         except IngestError as exc:
-            click.echo(f"\n{ingest_summary(exc.report)}", err=True)
+            click.echo(f"\n{ingest_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
             raise click.ClickException(
                 f"{exc} (everything embedded so far is saved; re-run to resume)"
             ) from None
-    click.echo(ingest_summary(report))
+    click.echo(ingest_summary(report, getattr(lab, "prices", None)))
 
 
-def ingest_summary(report) -> str:
+def ingest_summary(report, prices=None) -> str:
     """One line: documents, cached, embedded, requests, seconds (plus skips when any)."""
     call = "request" if report.space.provider == "gemini" else "model batch"
     if report.dry_run:
@@ -338,7 +339,7 @@ def ingest_summary(report) -> str:
     if report.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
         line += f", {sum(report.skipped.values())} skipped ({reasons})"
-    return f"{line}, {report.seconds:.1f} s"
+    return f"{line}{report.cost_line(prices)}, {report.seconds:.1f} s"
 
 
 # -- analyze -------------------------------------------------------------------------------
@@ -735,7 +736,7 @@ PRICE_HELP = "Price as MODEL=USD_PER_1M_TOKENS (repeatable); default: the provid
 @user_errors
 def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> None:
     """What embedding has cost so far, per space, and what the cache saved (estimated)."""
-    from .store.ledger import parse_prices
+    from .store.ledger import parse_prices, usd
 
     table_prices = parse_prices(prices)
     with store_opts.open() as lab:
@@ -829,13 +830,6 @@ def serve(
     click.echo(
         f"stopped after {time.monotonic() - started:.1f} s; {plural(len(jobs), 'job')} recorded"
     )
-
-
-def usd(amount: float) -> str:
-    """Dollars readable at any size: $12.34, $0.0421, $0.000044."""
-    if amount == 0 or amount >= 1:
-        return f"${amount:,.2f}"
-    return f"${amount:.2g}" if amount < 1e-6 else f"${amount:.6f}".rstrip("0")
 
 
 def plural(n: int, noun: str) -> str:

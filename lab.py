@@ -40,6 +40,7 @@ ANALYSIS = "analysis"
 MAP = "map"
 SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
+HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
 SpaceSpec = Space | str | None
 
 
@@ -99,6 +100,9 @@ class Lab:
         self._provider_lock = threading.Lock()
         self._analyses: dict[str, Analysis] = {}
         self._analyses_lock = threading.Lock()
+        self._heads: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # by space collection
+        self._cluster_maps: dict[str, dict[str, int]] = {}  # by analysis id
+        self._spaces: tuple[float, list[Space]] | None = None
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -125,19 +129,26 @@ class Lab:
     # -- spaces and stats ------------------------------------------------------------------
 
     def spaces(self) -> list[Space]:
-        """Every embedding space in the store."""
-        return self.store.spaces()
+        """Every embedding space in the store (a list kept HEADS_TTL_S: services ask on
+        every request; this Lab's own ingests refresh it)."""
+        now = time.monotonic()
+        held = self._spaces
+        if held is not None and now - held[0] < HEADS_TTL_S:
+            return list(held[1])
+        found = self.store.spaces()
+        self._spaces = (now, found)
+        return list(found)
 
     def space(self, space: SpaceSpec = None) -> Space:
         """Resolve `space` (a Space, "provider:model[:dims]", or None for the only one)."""
-        from .analyze.select import pick_space
+        from .analyze.select import choose_space
 
         if isinstance(space, Space):
             if space not in self.spaces():
                 raise NotFound(f"the store has no {space.describe()}")
             return space
         if space is None:
-            return pick_space(self.store)
+            return choose_space(self.spaces(), self.location)
         if not isinstance(space, str):
             raise InvalidRequest(f"space must be a Space or 'provider:model[:dims]', not {space!r}")
         parts = [p.strip() for p in str(space).split(":")]
@@ -149,7 +160,8 @@ class Lab:
                 dims = int(parts[2])
             except ValueError:
                 raise InvalidRequest(f"space {space!r}: dims must be a number") from None
-        return pick_space(self.store, parts[0], parts[1] if len(parts) > 1 else None, None, dims)
+        model = parts[1] if len(parts) > 1 else None
+        return choose_space(self.spaces(), self.location, parts[0], model, None, dims)
 
     def pick_space(
         self,
@@ -159,9 +171,9 @@ class Lab:
         dims: int | None = None,
     ) -> Space:
         """The one space matching the filters (the CLI's --provider/--model/...)."""
-        from .analyze.select import pick_space
+        from .analyze.select import choose_space
 
-        return pick_space(self.store, provider, model, task_type, dims)
+        return choose_space(self.spaces(), self.location, provider, model, task_type, dims)
 
     def stats(self) -> dict[str, Any]:
         """Spaces, documents per source and label, size on disk (`embedlab stats --json`)."""
@@ -329,6 +341,7 @@ class Lab:
                 )
             finally:
                 close_bar()
+                self._spaces = None  # the ingest may have made a space
                 if latest:
                     self._record_costs(latest[0], final=True)
                     if self._memory is not None:
@@ -562,6 +575,8 @@ class Lab:
         head, payload = analysis.to_record()
         with self._write_lock:
             self.store.artifacts.put(ANALYSIS, analysis.id, head, payload)
+        with self._analyses_lock:
+            self._heads.clear()
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
         """Stored analyses, newest first: id, created, space, documents, options, metrics."""
@@ -611,6 +626,32 @@ class Lab:
             self._analyses[analysis_id] = analysis
         return analysis
 
+    def _analysis_heads(self, collection: str) -> list[dict[str, Any]]:
+        """The space's stored analyses, newest first; a service asks on every neighbours
+        call, so the list is kept HEADS_TTL_S (and dropped when this Lab stores one)."""
+        now = time.monotonic()
+        with self._analyses_lock:
+            held = self._heads.get(collection)
+            if held is not None and now - held[0] < HEADS_TTL_S:
+                return held[1]
+        heads = self.store.artifacts.heads(ANALYSIS, collection)
+        with self._analyses_lock:
+            self._heads[collection] = (now, heads)
+        return heads
+
+    def _cluster_map(self, analysis: Analysis) -> dict[str, int]:
+        """id -> cluster of a stored analysis, built once."""
+        key = analysis.id or str(id(analysis))
+        with self._analyses_lock:
+            found = self._cluster_maps.get(key)
+        if found is None:
+            found = dict(zip(analysis.ids, analysis.cluster_labels.tolist()))
+            with self._analyses_lock:
+                if len(self._cluster_maps) >= ANALYSIS_CACHE:
+                    self._cluster_maps.pop(next(iter(self._cluster_maps)))
+                self._cluster_maps[key] = found
+        return found
+
     def delete_analysis(self, analysis_id: str) -> None:
         with self._write_lock:
             if not self.store.artifacts.delete(ANALYSIS, analysis_id):
@@ -620,10 +661,12 @@ class Lab:
                 )
             with self._analyses_lock:
                 self._analyses.pop(analysis_id, None)
+                self._cluster_maps.pop(analysis_id, None)
+                self._heads.clear()
 
     def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
         """The newest stored analysis of the space, or None."""
-        heads = self.store.artifacts.heads(ANALYSIS, self.space(space).collection_name)
+        heads = self._analysis_heads(self.space(space).collection_name)
         return self.analysis(heads[0]["id"]) if heads else None
 
     # -- neighbours ------------------------------------------------------------------------
@@ -664,10 +707,12 @@ class Lab:
             raise NotFound(f"the store has no {chosen.describe()}")
         requests = 0
         if id is not None:
-            found = collection.get_one(id)
-            if found is None:
-                raise NotFound(f"no document {id!r} in {chosen.describe()}")
-            query = found[0]
+            query = self._memory.vector(chosen, id) if self._memory is not None else None
+            if query is None:
+                found = collection.get_one(id)
+                if found is None:
+                    raise NotFound(f"no document {id!r} in {chosen.describe()}")
+                query = found[0]
         elif text is not None:
             if not normalise_text(text):
                 raise InvalidRequest("the query text is empty; give some words to search for")
@@ -722,9 +767,9 @@ class Lab:
                 raise InvalidRequest(f"analysis {analysis_id} is of {chosen.space.describe()}")
             candidates = [chosen]
         else:
-            heads = self.store.artifacts.heads(ANALYSIS, space.collection_name)
+            heads = self._analysis_heads(space.collection_name)
             candidates = [self.analysis(h["id"]) for h in heads[:ANALYSIS_CACHE]]
-        maps = [dict(zip(a.ids, a.cluster_labels.tolist())) for a in candidates]
+        maps = [self._cluster_map(a) for a in candidates]
 
         def clusters(ids: list[str]) -> dict[str, int]:
             for by_id in maps:  # newest first; the first that holds any of the ids
@@ -744,6 +789,9 @@ class Lab:
             self.store.disconnect()  # an embedded store is read from child processes
             with self._analyses_lock:
                 self._analyses.clear()
+                self._cluster_maps.clear()
+                self._heads.clear()
+            self._spaces = None
             return check_store(self.store, fix=not check)
 
 
@@ -765,6 +813,15 @@ class _VectorMemory:
         with self._lock:
             if space in self._spaces:
                 self._stale.setdefault(space, set()).update(ids)
+
+    def vector(self, space: Space, doc_id: str) -> np.ndarray | None:
+        """A document's vector if it is held and current (no Chroma call), else None."""
+        with self._lock:
+            held = self._spaces.get(space)
+            if held is None or doc_id in self._stale.get(space, ()):
+                return None
+            row = held["row_of"].get(doc_id)
+            return None if row is None else held["vectors"][row].copy()
 
     def corpus(self, store: Store, space: Space, selection: Any) -> Any:
         from .analyze.select import Corpus, select_ids

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import Cancelled, EmbedlabError
 from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
-from ..store.ledger import PriceTable, estimate_tokens
+from ..store.ledger import PriceTable, estimate_tokens, usd
 from ..store.ledger import entry as ledger_entry
 from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
 
@@ -78,11 +78,13 @@ class IngestReport:
     relabelled: int = 0  # same text, another label or source: metadata rewritten
     cached_chars: int = 0  # characters of the documents served from the cache
     chars_embedded: int = 0  # characters of the unique texts sent to the provider
+    planned_chars: int = 0  # characters of the unique texts to send (dry run: would send)
     ids: list[str] = field(default_factory=list)  # every document id of this call
     ledger: list[dict] = field(default_factory=list)  # provider calls not yet recorded
     skipped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
     last_written: str | None = None  # any id written in this run (to persist the index)
+    estimates: dict[str, float] = field(default_factory=dict)  # the service's, in --server mode
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 
@@ -134,6 +136,9 @@ class IngestReport:
             "estimated_usd": round(prices.dollars(self.space, tokens), 6),
             "estimated_tokens_saved": saved,
             "estimated_usd_saved": round(prices.dollars(self.space, saved), 6),
+            "planned_estimated_usd": round(
+                prices.dollars(self.space, estimate_tokens(self.planned_chars)), 6
+            ),
         }
 
     @classmethod
@@ -147,7 +152,20 @@ class IngestReport:
         ).split():
             setattr(report, name, data[name])
         report.skipped = Counter(data.get("skipped") or {})
+        report.estimates = {
+            k: v for k, v in data.items() if k.startswith(("estimated", "planned_estimated"))
+        }
         return report
+
+    def cost_line(self, prices: PriceTable | None = None) -> str:
+        """", est. $X spent, $Y saved by the cache" for providers that charge, else ""."""
+        data = self.estimates or self.to_dict(prices)
+        if (prices or PriceTable()).price(self.space) == 0:
+            return ""
+        if self.dry_run:
+            return f", would cost est. {usd(data['planned_estimated_usd'])}"
+        spent, saved = usd(data["estimated_usd"]), usd(data["estimated_usd_saved"])
+        return f", est. {spent} spent, {saved} saved by the cache"
 
 
 class IngestError(EmbedlabError):
@@ -262,6 +280,7 @@ def ingest(
     report.relabelled = len(relabel)
     report.planned_reuse = len(plan.reusable)
     report.planned_embed = sum(len(group) for group in plan.to_embed)
+    report.planned_chars = sum(len(group[0].text) for group in plan.to_embed)
     size = batch_size or DEFAULT_BATCH_SIZE.get(space.provider, 100)
     report.planned_requests = math.ceil(len(plan.to_embed) / size)
     notify(report)

@@ -54,6 +54,7 @@ class Store:
         self._connect_lock = threading.Lock()
         self._closed = False
         self._index_checked: set[str] = set()
+        self._collections: dict[str, tuple[Any, SpaceCollection]] = {}  # by name, per client
         self._artifacts: Artifacts | None = None
         self._artifacts_client: Any = None
 
@@ -188,6 +189,9 @@ class Store:
         """The collection holding `space`, or None when it does not exist and not `create`."""
         name = space.collection_name
         client = self.client
+        held = self._collections.get(name)
+        if held is not None and held[0] is client:  # a long-running service asks often
+            return held[1]
         if create:
             col = client.get_or_create_collection(
                 name,
@@ -209,7 +213,9 @@ class Store:
         _check_collection_space(col, space)
         if self.path is not None and name not in self._index_checked:
             self._check_index_files(space)
-        return SpaceCollection(col, space, client, embedded=self.path is not None)
+        found = SpaceCollection(col, space, client, embedded=self.path is not None)
+        self._collections[name] = (client, found)
+        return found
 
     def _check_index_files(self, space: Space) -> None:
         """Refuse, with the way out, an index whose files would crash Chroma on load."""

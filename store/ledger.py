@@ -32,6 +32,15 @@ def estimate_tokens(chars: int) -> int:
     return int(round(chars / CHARS_PER_TOKEN))
 
 
+def usd(amount: float) -> str:
+    """Dollars readable at any size: $12.34, $0.042, $0.000044."""
+    if amount == 0 or amount >= 1:
+        return f"${amount:,.2f}"
+    if amount < 1e-6:
+        return f"${amount:.2g}"
+    return f"${amount:.6f}".rstrip("0")
+
+
 def parse_prices(items: list[str] | tuple[str, ...]) -> dict[str, float]:
     """`MODEL=USD_PER_1M_TOKENS` pairs (the CLI's --price) to a price table."""
     prices: dict[str, float] = {}
