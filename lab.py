@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidRequest, NotFound, StoreError
+from .errors import EmbedlabError, InvalidRequest, NotFound, StoreError
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.keys import content_hash, normalise_text
@@ -40,6 +40,7 @@ ANALYSIS = "analysis"
 MAP = "map"
 SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
+MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors a keep_vectors Lab holds, all spaces together
 HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
 SpaceSpec = Space | str | None
 
@@ -162,6 +163,13 @@ class Lab:
                 raise InvalidRequest(f"space {space!r}: dims must be a number") from None
         model = parts[1] if len(parts) > 1 else None
         return choose_space(self.spaces(), self.location, parts[0], model, None, dims)
+
+    def hold_vectors(self, space: SpaceSpec = None) -> bool:
+        """Read a space's vectors into memory now (with keep_vectors; a service calls it
+        at start). False when it does not fit the memory budget."""
+        if self._memory is None:
+            raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
+        return self._memory.hold(self.store, self.space(space))
 
     def pick_space(
         self,
@@ -346,6 +354,10 @@ class Lab:
                     self._record_costs(latest[0], final=True)
                     if self._memory is not None:
                         self._memory.forget(space, latest[0].ids)
+                        try:  # a service answers from memory again at once
+                            self._memory.update(self.store, space)
+                        except EmbedlabError:  # the ingest stands; the next read retries
+                            pass
 
     def _record_costs(self, report: IngestReport, final: bool = False) -> None:
         """Write the provider calls made so far (and, at the end, the cache hits) to the
@@ -693,7 +705,7 @@ class Lab:
         """
         import pandas as pd
 
-        from .store.neighbours import find_neighbours
+        from .store.neighbours import as_neighbours, find_neighbours
 
         given = [
             name for name, v in (("id", id), ("text", text), ("vector", vector)) if v is not None
@@ -737,9 +749,15 @@ class Lab:
                 raise InvalidRequest("the vector is all zeros")
             query = query / norm
         clusters = self._clusters_of(chosen, analysis)
-        hits = find_neighbours(
-            collection, query, k, id, _list(labels), _list(sources), clusters_of=clusters
-        )
+        held = None
+        if self._memory is not None:
+            held = self._memory.neighbours(chosen, query, k, id, _list(labels), _list(sources))
+        if held is not None:
+            hits = as_neighbours(held, clusters)
+        else:
+            hits = find_neighbours(
+                collection, query, k, id, _list(labels), _list(sources), clusters_of=clusters
+            )
         frame = pd.DataFrame(
             [
                 {
@@ -804,10 +822,54 @@ class _VectorMemory:
     server) reloads the space.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, budget_bytes: int = MEMORY_BUDGET) -> None:
         self._lock = threading.Lock()
         self._spaces: dict[Space, dict[str, Any]] = {}
         self._stale: dict[Space, set[str]] = {}
+        self.budget_bytes = budget_bytes
+
+    def _fits(self, space: Space, count: int) -> bool:
+        held = sum(h["vectors"].nbytes for s, h in self._spaces.items() if s != space)
+        return held + count * space.dims * 4 <= self.budget_bytes
+
+    def hold(self, store: Store, space: Space) -> bool:
+        """Read the space into memory now (a service warms up with it); False when it
+        is over the memory budget."""
+        with self._lock:
+            return self._refresh(store, space) is not None
+
+    def update(self, store: Store, space: Space) -> None:
+        """Re-read what this Lab wrote, if the space is held (after an ingest)."""
+        with self._lock:
+            if space in self._spaces:
+                self._refresh(store, space)
+
+    def neighbours(
+        self,
+        space: Space,
+        query: np.ndarray,
+        k: int,
+        exclude_id: str | None,
+        labels: list[str] | None,
+        sources: list[str] | None,
+    ) -> list[tuple[str, float, dict[str, Any], str]] | None:
+        """Hits from memory, or None when the space is not held or not current."""
+        from .store.memory_index import MemoryIndex
+
+        with self._lock:
+            held = self._spaces.get(space)
+            if held is None or self._stale.get(space):
+                return None
+            if not MemoryIndex.worth_it(*held["vectors"].shape):
+                return None
+            if held.get("index") is None:
+                held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
+            index, ids = held["index"], held["ids"]
+            metadatas, texts = held["metadatas"], held["texts"]
+            exclude = held["row_of"].get(exclude_id) if exclude_id is not None else None
+        mask = index.mask(labels, sources)
+        rows, scores = index.search(query, k, exclude, mask)
+        return [(ids[r], float(s), metadatas[r], texts[r]) for r, s in zip(rows, scores)]
 
     def forget(self, space: Space, ids: Iterable[str]) -> None:
         with self._lock:
@@ -824,10 +886,12 @@ class _VectorMemory:
             return None if row is None else held["vectors"][row].copy()
 
     def corpus(self, store: Store, space: Space, selection: Any) -> Any:
-        from .analyze.select import Corpus, select_ids
+        from .analyze.select import Corpus, load_corpus, select_ids
 
         with self._lock:
             held = self._refresh(store, space)
+            if held is None:  # over the budget: read what the analysis needs, keep nothing
+                return load_corpus(store, space, selection)
             row_of = held["row_of"]
             ids = select_ids(
                 store, space, selection, ((i, held["metadatas"][row_of[i]]) for i in row_of)
@@ -842,18 +906,22 @@ class _VectorMemory:
                 hashes=[held["metadatas"][r].get("content_hash", "") for r in rows],
             )
 
-    def _refresh(self, store: Store, space: Space) -> dict[str, Any]:
+    def _refresh(self, store: Store, space: Space) -> dict[str, Any] | None:
         collection = store.collection(space)
         if collection is None:
             raise NotFound(f"the store has no {space.describe()}")
         held = self._spaces.get(space)
         stale = self._stale.pop(space, set())
         expected = None if held is None else len(held["row_of"].keys() | stale)
-        if held is None or expected != collection.count():
+        count = collection.count()
+        if not self._fits(space, count):
+            self._spaces.pop(space, None)
+            return None
+        if held is None or expected != count:
             ids = [doc_id for doc_id, _ in collection.iter_metadata()]
             vectors, metadatas, texts = collection.load(ids)
             held = {"row_of": {i: r for r, i in enumerate(ids)}, "vectors": vectors}
-            held.update(metadatas=metadatas, texts=texts)
+            held.update(metadatas=metadatas, texts=texts, ids=ids, index=None)
             _normalise_rows(held["vectors"])
             self._spaces[space] = held
         elif stale:
@@ -874,6 +942,8 @@ class _VectorMemory:
                 held["metadatas"] = held["metadatas"] + metadatas
                 held["texts"] = held["texts"] + texts
                 held["row_of"].update({doc_id: start + j for j, doc_id in enumerate(new)})
+                held["ids"] = held["ids"] + new
+            held["index"] = None  # rebuilt on the next lookup
         return held
 
 

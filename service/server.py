@@ -117,6 +117,7 @@ def serve(
         lifespan="off",
     )
     server = Server(config)
+    threading.Thread(target=_warm_up, args=(lab,), name="warm-up", daemon=True).start()
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
@@ -128,3 +129,16 @@ def serve(
             service_file.unlink(missing_ok=True)
     if not server.started:
         raise InvalidRequest(f"could not listen on {host}:{port} (in use?); pick another --port")
+
+
+def _warm_up(lab: Lab) -> None:
+    """Read every space's vectors into memory (within the budget) while requests are
+    already answered from Chroma; lookups switch to memory once a space is held."""
+    for space in lab.spaces():
+        try:
+            held = lab.hold_vectors(space)
+        except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never fatal
+            log.warning("could not hold %s in memory: %s", space.describe(), exc)
+            continue
+        if held:
+            log.info("holding %s in memory", space.describe())

@@ -246,6 +246,7 @@ class SpaceCollection:
         self.space = space
         self._client = client
         self._embedded = embedded
+        self._count: tuple[float, int] | None = None
 
     def persist_index(self, doc_id: str) -> None:
         """Write the vector index to disk now, so the next process need not rebuild its tail.
@@ -348,6 +349,13 @@ class SpaceCollection:
     def count(self) -> int:
         return self._col.count()
 
+    def count_cached(self, max_age_s: float = 1.0) -> int:
+        """count(), trusted for `max_age_s` (a lookup only needs it to bound k)."""
+        now = time.monotonic()
+        if self._count is None or now - self._count[0] > max_age_s:
+            self._count = (now, self._col.count())
+        return self._count[1]
+
     def metadata_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Stored metadata of each of `ids` that is stored (missing ids are absent)."""
         found: dict[str, dict[str, Any]] = {}
@@ -392,6 +400,7 @@ class SpaceCollection:
         """Insert or replace `docs` with their vectors in one Chroma call."""
         if not docs:
             return
+        self._count = None
         _retry_busy(
             lambda: self._col.upsert(
                 ids=[d.id for d in docs],

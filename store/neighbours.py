@@ -79,12 +79,20 @@ def find_neighbours(
 
     `clusters_of` gives the cluster of each hit in the analysis the caller chose.
     """
-    total = collection.count()
+    total = collection.count_cached()
     if total == 0:
         raise StoreError(f"{collection.space.describe()} holds no documents; ingest some first")
     where = build_filter(collection, labels, sources)
     wanted = min(k + (exclude_id is not None), total)
     hits = [h for h in collection.nearest(vector, wanted, where) if h[0] != exclude_id][:k]
+    return as_neighbours(hits, clusters_of)
+
+
+def as_neighbours(
+    hits: list[tuple[str, float, dict[str, Any], str]],
+    clusters_of: Callable[[list[str]], dict[str, int]] | None = None,
+) -> list[Neighbour]:
+    """(id, similarity, metadata, text) hits, best first, as ranked Neighbours."""
     clusters = clusters_of([h[0] for h in hits]) if clusters_of is not None else {}
     return [
         Neighbour(rank, doc_id, meta.get("label"), round(similarity, 6), clusters.get(doc_id), text)

@@ -372,3 +372,35 @@ def test_frames_without_ids_never_overwrite_each_other(store_path, gemini):
         assert second.changed == 0 and set(first.ids).isdisjoint(second.ids)
         assert all(i.startswith("text/") for i in first.ids + second.ids + dicts.ids)
         assert len(lab.documents()) == 5
+
+
+def test_vectors_held_in_memory_answer_like_chroma_and_follow_ingests(store_path):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    with embedlab.open(store_path, quiet=True) as plain:
+        expected = {
+            (doc, labels): plain.neighbours(
+                doc, k=7, labels=list(labels) if isinstance(labels, tuple) else labels, space=SPACE
+            )
+            for doc in ("syn/med/004", "syn/space/011")
+            for labels in (None, "s*", ("med", "crypt"))
+        }
+    with embedlab.open(store_path, quiet=True, keep_vectors=True) as lab:
+        assert lab.hold_vectors(SPACE)
+        for (doc, labels), frame in expected.items():
+            chosen = list(labels) if isinstance(labels, tuple) else labels
+            held = lab.neighbours(doc, k=7, labels=chosen, space=SPACE)
+            assert held["id"].tolist() == frame["id"].tolist()
+            assert np.allclose(held["similarity"], frame["similarity"], atol=1e-5)
+        provider = SlowProvider(0.0)
+        use_provider(lab, provider)
+        lab.ingest_documents(make_docs(30), batch_size=10)
+        assert lab.hold_vectors(provider.space)
+        lab.ingest_documents(make_docs(20, start=30), batch_size=10)
+        # the new documents are in memory at once: a lookup by one of them finds its peers
+        fresh = make_docs(20, start=30)[3].id
+        assert lab._memory.vector(provider.space, fresh) is not None
+        hits = lab.neighbours(fresh, k=5, space=provider.space)
+        assert len(hits) == 5 and fresh not in hits["id"].tolist()
+        ids, vectors = lab.vectors(space=provider.space)
+        assert len(ids) == 50 and vectors.shape == (50, provider.space.dims)

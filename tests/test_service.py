@@ -444,3 +444,20 @@ def test_cli_server_mode_prints_what_the_store_mode_prints(tmp_path, fake):
     assert json.loads(remote_costs.stdout)[0]["requests"] == 3
     gone = run_cli([*remote, "stats"])
     assert gone.returncode == 1 and "no embedlab service answers" in gone.stderr
+
+
+def test_serve_over_a_chroma_server_keeps_no_state_of_its_own(tmp_path, fake, chroma_server):
+    service = RunningService(tmp_path / "unused", fake, store_args=["--chroma-url", chroma_server])
+    try:
+        report = service.ingest(documents(12), dims=DIMS)
+        assert (report["embedded"], report["requests"]) == (12, 1)
+        job = service.http.get("/api/v1/jobs").json()["jobs"][0]
+        hits = service.http.get("/api/v1/neighbours", params={"id": "doc2", "k": 3}).json()
+        assert len(hits["neighbours"]) == 3
+    finally:
+        assert service.stop() == 0
+    assert not (tmp_path / "unused").exists()  # jobs, costs and vectors live in Chroma
+    with embedlab.open(chroma_url=chroma_server, quiet=True) as lab:
+        assert lab.costs()["texts_embedded"].tolist() == [12]
+        assert [h["id"] for h in lab.store.artifacts.heads("job")] == [job["id"]]
+        assert lab.neighbours("doc2", k=3)["id"].tolist() == [n["id"] for n in hits["neighbours"]]
