@@ -124,14 +124,12 @@ def spherical_kmeans(
     direction counts. Seeded k-means++ starts, `n_init` of them, the best total
     similarity wins.
     """
-    from sklearn.cluster import kmeans_plusplus
-
     x = np.asarray(vectors, dtype=np.float32)
     x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
     rng = np.random.RandomState(seed)
     best_labels, best_score = np.zeros(len(x), dtype=np.int64), -np.inf
     for _ in range(n_init):
-        centres, _ = kmeans_plusplus(x, k, random_state=rng.randint(2**31 - 1))
+        centres = _kmeans_plusplus(x, k, rng)
         labels = None
         for _ in range(max_iter):
             sims = x @ _unit(centres).T
@@ -139,8 +137,7 @@ def spherical_kmeans(
             if labels is not None and np.array_equal(new, labels):
                 break
             labels = new
-            centres = np.zeros_like(centres)
-            np.add.at(centres, labels, x)
+            centres = _sums(x, labels, k)
             empties = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
             # an emptied cluster restarts on a document that fits its centroid worst
             worst = np.argsort(sims.max(axis=1), kind="stable")[: len(empties)]
@@ -150,6 +147,38 @@ def spherical_kmeans(
         if score > best_score:
             best_labels, best_score = labels, score
     return best_labels
+
+
+def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """Greedy k-means++ starts (Arthur & Vassilvitskii 2007) on unit rows, where the squared
+    distance is 2 - 2 cos: each next centre is the best of a few D^2-sampled candidates.
+    (scikit-learn's kmeans_plusplus upcasts to float64 and took 47 s at 11k x 3072.)"""
+    n = len(x)
+    trials = 2 + int(np.log(k))
+    centres = np.empty((k, x.shape[1]), dtype=x.dtype)
+    centres[0] = x[rng.randint(n)]
+    closest = np.clip(2.0 - 2.0 * (x @ centres[0]), 0.0, None)
+    for c in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # every row sits on a centre already
+            centres[c] = x[rng.randint(n)]
+            continue
+        picks = np.searchsorted(np.cumsum(closest), rng.uniform(size=trials) * total)
+        picks = np.minimum(picks, n - 1)
+        dists = np.clip(2.0 - 2.0 * (x[picks] @ x.T), 0.0, None)  # trials x n
+        candidates = np.minimum(closest[None, :], dists)
+        best = int(candidates.sum(axis=1).argmin())
+        centres[c], closest = x[picks[best]], candidates[best]
+    return centres
+
+
+def _sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster sums of the rows of x (one sparse product, not a Python loop)."""
+    from scipy.sparse import csr_matrix
+
+    onehot = csr_matrix((np.ones(len(labels), dtype=x.dtype), (labels, np.arange(len(labels)))),
+                        shape=(k, len(labels)))  # fmt: skip
+    return np.asarray(onehot @ x)
 
 
 def _unit(m: np.ndarray) -> np.ndarray:

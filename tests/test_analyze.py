@@ -56,6 +56,25 @@ def test_kmeans_recovers_known_groups(corpus):
     assert len(majority) == 3
 
 
+def test_spherical_kmeans_groups_by_direction_with_unit_centroids():
+    from embedlab.analyze.cluster import spherical_kmeans
+
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.eye(3, 16), 30, axis=0) + 0.3 * rng.normal(size=(90, 16))
+    truth = np.repeat(np.arange(3), 30)
+    labels = spherical_kmeans(x, 3, seed=0)
+    assert skm.adjusted_rand_score(truth, labels) == 1.0
+    # only directions count: rescaled rows give the same clusters, and the seed fixes them
+    scaled = x * rng.uniform(0.1, 10.0, size=(90, 1))
+    assert np.array_equal(spherical_kmeans(scaled, 3, seed=0), labels)
+    # every document sits with the unit centroid it is most similar to (cosine)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    centroids = np.array([unit[labels == c].sum(axis=0) for c in range(3)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    assert np.array_equal((unit @ centroids.T).argmax(axis=1), labels)
+    assert sorted(spherical_kmeans(x[:4], 4, seed=0)) == [0, 1, 2, 3]  # k = n
+
+
 def test_metrics_match_scikit_learn(corpus):
     result = analyze_corpus(corpus, AnalysisOptions(k=5, seed=1), None)
     truth, found = corpus.labels, result.cluster_labels
