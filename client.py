@@ -25,6 +25,7 @@ from .errors import (
     ProviderError,
     StoreError,
 )
+from .inputs import Inputs
 from .progress import Progress, ProgressCallback
 from .store import Document, Space
 
@@ -58,7 +59,7 @@ def _error(status: int, detail: str) -> EmbedlabError:
     return kind(detail)
 
 
-class RemoteLab:
+class RemoteLab(Inputs):
     """The Lab calls the CLI makes, answered by a service over HTTP."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 600.0):
@@ -226,40 +227,6 @@ class RemoteLab:
         s = found["space"]
         space = Space(s["provider"], s["model"], s["task_type"], s["dims"])
         return EmbeddingChoice(space, f"{found['reason']}, on the service")
-
-    def ingest_newsgroups(
-        self,
-        source: str | os.PathLike[str] | None = None,
-        subset: str = "train",
-        categories: Sequence[str] | None = ("sci.*",),
-        per_class: int | None = 150,
-        seed: int = 0,
-        clean: str = "notebook",
-        **options: Any,
-    ) -> IngestReport:
-        from .ingest.newsgroups import newsgroups_documents
-
-        skipped: Counter[str] = Counter()
-        cats = list(categories) if categories else None
-        docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
-        return self.ingest_documents(docs, skipped=skipped, **options)
-
-    def ingest_path(
-        self,
-        path: str | os.PathLike[str],
-        text: str = "text",
-        id: str | None = None,  # noqa: A002
-        label: str | None = None,
-        glob: str = "*",
-        name: str | None = None,
-        kind: str | None = None,
-        **options: Any,
-    ) -> IngestReport:
-        from .ingest.sources import read_path
-
-        skipped: Counter[str] = Counter()
-        docs, _source, _origin = read_path(path, text, id, label, glob, name, kind, skipped)
-        return self.ingest_documents(docs, skipped=skipped, **options)
 
     def ingest_documents(
         self,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import EmbedlabError, InvalidRequest, NotFound, StoreError
+from .inputs import Inputs
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.keys import content_hash, normalise_text
@@ -80,7 +81,7 @@ def open(  # noqa: A001 - embedlab.open() is the public name
     return Lab(store, quiet=quiet, keep_vectors=keep_vectors, prices=prices)
 
 
-class Lab:
+class Lab(Inputs):
     """One open store and everything done with it."""
 
     def __init__(
@@ -203,80 +204,6 @@ class Lab:
 
         name, reason = choose_provider(provider)
         return EmbeddingChoice(resolve_space(name, model, task_type, dims), reason)
-
-    def ingest(
-        self,
-        data: Any,
-        text: str = "text",
-        id: str | None = None,  # noqa: A002 - the name users know from their columns
-        label: str | None = None,
-        source: str = "python",
-        **options: Any,
-    ) -> IngestReport:
-        """Embed what the store does not hold yet: a DataFrame, strings, or dicts.
-
-        - DataFrame: text from column `text`; ids from column `id` (default: an "id"
-          column, else the index); labels from column `label` (default: a "label" column).
-        - strings: ids derived from the content ("text/<hash>").
-        - dicts: keys "id", "text", "label", "source" (or the names given).
-        Options: provider, model, task_type, dims, batch_size, concurrency, max_attempts,
-        timeout, dry_run, cancel, quiet, on_progress. Returns an IngestReport.
-        """
-        skipped: Counter[str] = Counter()
-        documents = list(python_documents(data, text, id, label, source, skipped))
-        return self.ingest_documents(documents, skipped=skipped, **options)
-
-    def ingest_newsgroups(
-        self,
-        source: str | os.PathLike[str] | None = None,
-        subset: str = "train",
-        categories: Sequence[str] | None = ("sci.*",),
-        per_class: int | None = 150,
-        seed: int = 0,
-        clean: str | None = None,
-        **options: Any,
-    ) -> IngestReport:
-        """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy.
-
-        `clean` defaults to the provider's cleaning: "embedding" for the local model,
-        "notebook" (the seed notebook's) for Gemini.
-        """
-        from .ingest.newsgroups import default_clean, newsgroups_documents
-        from .ingest.providers import choose_provider_name
-
-        if clean is None:
-            clean = default_clean(choose_provider_name(options.get("provider", "auto")))
-        skipped: Counter[str] = Counter()
-        cats = list(categories) if categories else None
-        docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
-        return self.ingest_documents(docs, skipped=skipped, **options)
-
-    def ingest_path(
-        self,
-        path: str | os.PathLike[str],
-        text: str = "text",
-        id: str | None = None,  # noqa: A002
-        label: str | None = None,
-        glob: str = "*",
-        name: str | None = None,
-        kind: str | None = None,
-        **options: Any,
-    ) -> IngestReport:
-        """A folder of text files (label = parent folder), a .csv, or a .jsonl file.
-
-        Ids are `<kind>/<name>/<key>`, `name` defaulting to the file's stem or the
-        folder's name. A default name belongs to one real file or folder: another input
-        with the same default is refused (give it a `name`), never mixed into its ids. A
-        `name` given by the user is theirs: successive exports of one dataset may share it.
-        `kind` ("files", "csv", "jsonl") overrides the guess from the path.
-        """
-        from .ingest.sources import read_path
-
-        skipped: Counter[str] = Counter()
-        docs, source, origin = read_path(path, text, id, label, glob, name, kind, skipped)
-        if name is None:  # a name the user gives is theirs to share between inputs
-            self._claim_source(source, origin, bool(options.get("dry_run")))
-        return self.ingest_documents(docs, skipped=skipped, **options)
 
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a source name to one real input, so two `posts.csv` never share ids."""
@@ -428,7 +355,6 @@ class Lab:
         limit: int | None = None,
     ) -> pd.DataFrame:
         """The selected documents: id, label, source, text, content_hash, chars."""
-        import pandas as pd
 
         from .analyze.select import select_ids
 
@@ -436,17 +362,7 @@ class Lab:
         ids = select_ids(
             self.store, chosen, self._selection(labels, sources, per_class, seed, limit)
         )
-        metadatas, texts = self.store.collection(chosen).records(ids)
-        return pd.DataFrame(
-            {
-                "id": ids,
-                "label": [m.get("label") for m in metadatas],
-                "source": [m.get("source") for m in metadatas],
-                "text": texts,
-                "content_hash": [m.get("content_hash") for m in metadatas],
-                "chars": [m.get("chars") for m in metadatas],
-            }
-        )
+        return _documents_frame(ids, *self.store.collection(chosen).records(ids))
 
     def document_page(
         self,
@@ -457,7 +373,6 @@ class Lab:
         space: SpaceSpec = None,
     ) -> tuple[int, pd.DataFrame]:
         """(how many match, one page of them in id order): for listings that page."""
-        import pandas as pd
 
         from .analyze.select import select_ids
 
@@ -471,18 +386,7 @@ class Lab:
         except InvalidRequest:  # nothing matches: an empty page, not an error
             ids = []
         page = ids[offset : offset + limit]
-        metadatas, texts = self.store.collection(chosen).records(page)
-        frame = pd.DataFrame(
-            {
-                "id": page,
-                "label": [m.get("label") for m in metadatas],
-                "source": [m.get("source") for m in metadatas],
-                "text": texts,
-                "content_hash": [m.get("content_hash") for m in metadatas],
-                "chars": [m.get("chars") for m in metadatas],
-            }
-        )
-        return len(ids), frame
+        return len(ids), _documents_frame(page, *self.store.collection(chosen).records(page))
 
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
         """One stored document: id, label, source, text, content_hash, chars, space."""
@@ -562,7 +466,9 @@ class Lab:
 
         try:
             stage("load", 0)
+            started = time.perf_counter()
             corpus = self._corpus(chosen, selection)
+            load_s = time.perf_counter() - started
             analysis = analyze_corpus(
                 corpus,
                 options,
@@ -570,6 +476,7 @@ class Lab:
                 on_stage=lambda name, i: stage(name, i + 1),
                 selection=selection.as_dict(),
             )
+            analysis.timings = {"load": load_s, **analysis.timings}
             stage("store", 5)
             self._store_analysis(analysis)
             notify(Progress("analyze", len(stages), len(stages), "done"))
@@ -1041,6 +948,21 @@ def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Docume
         tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
         doc_id = _content_id(body) if ids is None else str(ids.iloc[row])
         yield Document(doc_id, body, source, tag)
+
+
+def _documents_frame(ids: list[str], metadatas: list[dict], texts: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "label": [m.get("label") for m in metadatas],
+            "source": [m.get("source") for m in metadatas],
+            "text": texts,
+            "content_hash": [m.get("content_hash") for m in metadatas],
+            "chars": [m.get("chars") for m in metadatas],
+        }
+    )
 
 
 def _content_id(text: str) -> str:

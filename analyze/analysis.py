@@ -230,6 +230,7 @@ class Analysis:
             "described": self.clusters,
             "k_scores": {str(k): v for k, v in self.k_scores.items()},
             "map_cached": self.map_cached,
+            "timings": self.timings,
         }
         payload = pack_arrays(
             ids=np.array(self.ids, dtype=str),
@@ -262,6 +263,7 @@ class Analysis:
             map_cached=bool(head.get("map_cached")),
             id=head["id"],
             created=head["created"],
+            timings=dict(head.get("timings") or {}),
         )
 
 

@@ -533,6 +533,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             clusters=found.clusters,
             notes=found.notes,
             map_cached=found.map_cached,
+            timings=found.timings,
         )
         return JSONResponse(jsonable(body))
 

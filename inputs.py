@@ -1,0 +1,106 @@
+"""Reading inputs into documents, the same way for a Lab and for a running service.
+
+`Lab` (which embeds into its store) and `client.RemoteLab` (which sends the documents to
+`embedlab serve`) both read DataFrames, Python objects, 20 Newsgroups and files here,
+so one input gets the same ids whichever way it is ingested. A subclass provides
+`ingest_documents`, `embedding_choice`, and optionally `_claim_source`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .ingest.pipeline import IngestReport
+
+
+class Inputs:
+    """The ingest calls that read an input, then hand its documents on."""
+
+    def ingest_documents(self, documents: Any, **options: Any) -> IngestReport:
+        raise NotImplementedError
+
+    def embedding_choice(self, provider: str = "auto", *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
+        """Bind a default source name to one real input (a no-op where nothing is kept)."""
+
+    def ingest(
+        self,
+        data: Any,
+        text: str = "text",
+        id: str | None = None,  # noqa: A002 - the name users know from their columns
+        label: str | None = None,
+        source: str = "python",
+        **options: Any,
+    ) -> IngestReport:
+        """Embed what the store does not hold yet: a DataFrame, strings, or dicts.
+
+        - DataFrame: text from column `text`; ids from column `id` (default: an "id"
+          column, else the index); labels from column `label` (default: a "label" column).
+        - strings: ids derived from the content ("text/<hash>").
+        - dicts: keys "id", "text", "label", "source" (or the names given).
+        Options: provider, model, task_type, dims, batch_size, concurrency, max_attempts,
+        timeout, dry_run, cancel, quiet, on_progress. Returns an IngestReport.
+        """
+        from .lab import python_documents
+
+        skipped: Counter[str] = Counter()
+        documents = list(python_documents(data, text, id, label, source, skipped))
+        return self.ingest_documents(documents, skipped=skipped, **options)
+
+    def ingest_newsgroups(
+        self,
+        source: str | os.PathLike[str] | None = None,
+        subset: str = "train",
+        categories: Sequence[str] | None = ("sci.*",),
+        per_class: int | None = 150,
+        seed: int = 0,
+        clean: str | None = None,
+        **options: Any,
+    ) -> IngestReport:
+        """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy.
+
+        `clean` defaults to the provider's cleaning: "embedding" for the local model,
+        "notebook" (the seed notebook's) for Gemini.
+        """
+        from .ingest.newsgroups import default_clean, newsgroups_documents
+
+        if clean is None:  # the provider that will embed (a service's own, with --server)
+            provider = self.embedding_choice(options.get("provider") or "auto").space.provider
+            clean = default_clean(provider)
+        skipped: Counter[str] = Counter()
+        cats = list(categories) if categories else None
+        docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
+        return self.ingest_documents(docs, skipped=skipped, **options)
+
+    def ingest_path(
+        self,
+        path: str | os.PathLike[str],
+        text: str = "text",
+        id: str | None = None,  # noqa: A002
+        label: str | None = None,
+        glob: str = "*",
+        name: str | None = None,
+        kind: str | None = None,
+        **options: Any,
+    ) -> IngestReport:
+        """A folder of text files (label = parent folder), a .csv, or a .jsonl file.
+
+        Ids are `<kind>/<name>/<key>`, `name` defaulting to the file's stem or the
+        folder's name. A default name belongs to one real file or folder: another input
+        with the same default is refused (give it a `name`), never mixed into its ids. A
+        `name` given by the user is theirs: successive exports of one dataset may share it.
+        `kind` ("files", "csv", "jsonl") overrides the guess from the path.
+        """
+        from .ingest.sources import read_path
+
+        skipped: Counter[str] = Counter()
+        docs, source, origin = read_path(path, text, id, label, glob, name, kind, skipped)
+        if name is None:  # a name the user gives is theirs to share between inputs
+            self._claim_source(source, origin, bool(options.get("dry_run")))
+        return self.ingest_documents(docs, skipped=skipped, **options)
