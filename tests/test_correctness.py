@@ -212,15 +212,16 @@ def test_every_option_is_described_and_neighbours_is_listed_once():
 
 @pytest.mark.integration
 def test_the_readme_neighbours_example_names_a_post_its_ingest_stores():
-    from embedlab.ingest.newsgroups import newsgroups_documents
+    from embedlab.ingest.newsgroups import default_clean, newsgroups_documents
 
     if not SHARED_ARCHIVE.is_file():
         pytest.skip("needs ../shared/data/20news-bydate.tar.gz")
     readme = (REPO / "README.md").read_text()
-    (example,) = re.findall(r"neighbors --id (newsgroups/\S+)", readme)
+    (example,) = re.findall(r"neighbors --id (newsgroups\S*/\S+)", readme)
     ingest = re.search(r"ingest newsgroups .*?--per-class (\d+) --seed (\d+)", readme, re.S)
     per_class, seed = int(ingest.group(1)), int(ingest.group(2))
-    docs = newsgroups_documents(SHARED_ARCHIVE, "train", ["sci.*"], per_class, seed)
+    clean = default_clean("local")  # the example's ingest picks the local model without a key
+    docs = newsgroups_documents(SHARED_ARCHIVE, "train", ["sci.*"], per_class, seed, clean)
     assert example in {d.id for d in docs}
 
 
