@@ -105,6 +105,7 @@ class Lab(Inputs):
         self._heads: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # by space collection
         self._cluster_maps: dict[str, dict[str, int]] = {}  # by analysis id
         self._spaces: tuple[float, list[Space]] | None = None
+        self._writing: set[Space] = set()  # spaces an ingest is writing now
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class Lab(Inputs):
             notify(Progress("ingest", report.done, report.documents, status, {"report": report}))
 
         with self._write_lock:
+            self._writing.add(space)
             try:
                 return ingest(
                     documents,
@@ -275,6 +277,7 @@ class Lab(Inputs):
                     cancel=cancel,
                 )
             finally:
+                self._writing.discard(space)
                 close_bar()
                 self._spaces = None  # the ingest may have made a space
                 if latest:
@@ -658,7 +661,10 @@ class Lab(Inputs):
         clusters = self._clusters_of(chosen, analysis)
         held = None
         if self._memory is not None:
-            held = self._memory.neighbours(chosen, query, k, id, _list(labels), _list(sources))
+            busy = chosen in self._writing
+            held = self._memory.neighbours(
+                chosen, query, k, id, _list(labels), _list(sources), busy=busy
+            )
         if held is not None:
             hits = as_neighbours(held, clusters)
         else:
@@ -759,21 +765,31 @@ class _VectorMemory:
         exclude_id: str | None,
         labels: list[str] | None,
         sources: list[str] | None,
+        busy: bool = False,
     ) -> list[tuple[str, float, dict[str, Any], str]] | None:
-        """Hits from memory, or None when the space is not held or not current."""
+        """Hits from memory, or None when the space is not held or not current.
+
+        A large space is searched here only while `busy` (an ingest is writing it):
+        Chroma then makes queries wait for its index writes, seconds at a time, while a
+        scan of the held snapshot takes milliseconds.
+        """
         from .store.memory_index import MemoryIndex
 
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return None  # being refreshed after an ingest: Chroma answers meanwhile
+        try:
             held = self._spaces.get(space)
             if held is None or self._stale.get(space):
                 return None
-            if not MemoryIndex.worth_it(*held["vectors"].shape):
+            if not busy and not MemoryIndex.worth_it(*held["vectors"].shape):
                 return None
             if held.get("index") is None:
                 held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
             index, ids = held["index"], held["ids"]
             metadatas, texts = held["metadatas"], held["texts"]
             exclude = held["row_of"].get(exclude_id) if exclude_id is not None else None
+        finally:
+            self._lock.release()
         mask = index.mask(labels, sources)
         rows, scores = index.search(query, k, exclude, mask)
         return [(ids[r], float(s), metadatas[r], texts[r]) for r, s in zip(rows, scores)]
@@ -785,12 +801,16 @@ class _VectorMemory:
 
     def vector(self, space: Space, doc_id: str) -> np.ndarray | None:
         """A document's vector if it is held and current (no Chroma call), else None."""
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return None  # being refreshed: never make a lookup wait for it
+        try:
             held = self._spaces.get(space)
             if held is None or doc_id in self._stale.get(space, ()):
                 return None
             row = held["row_of"].get(doc_id)
             return None if row is None else held["vectors"][row].copy()
+        finally:
+            self._lock.release()
 
     def corpus(self, store: Store, space: Space, selection: Any) -> Any:
         from .analyze.select import Corpus, load_corpus, select_ids

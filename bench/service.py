@@ -91,11 +91,15 @@ def line(name: str, r: dict) -> str:
     )
 
 
-def new_documents(n: int) -> list[dict]:
+def new_documents(n: int, run: str) -> list[dict]:
+    """`n` texts no store holds yet (`run` makes them new on every run)."""
     words = "orbit launch vaccine doctor circuit voltage cipher key rocket patient".split()
     rng = random.Random(1)
     return [
-        {"id": f"new/{i}", "text": " ".join(rng.choice(words) for _ in range(60)) + f" #{i}"}
+        {
+            "id": f"new/{run}/{i}",
+            "text": " ".join(rng.choice(words) for _ in range(60)) + f" #{run}-{i}",
+        }
         for i in range(n)
     ]
 
@@ -205,7 +209,7 @@ def main() -> None:
                 ratio = results[("svc", clients)]["qps"] / results[("raw", clients)]["qps"]
                 print(f"throughput ratio service/raw at {clients} client(s): {ratio:.2f}x")
 
-            docs = new_documents(args.new_docs)
+            docs = new_documents(args.new_docs, f"{time.time_ns():x}")
             print(f"\n## while an ingest job of {len(docs)} new documents runs (8 clients)")
             job = http.post("/api/v1/ingest", json={"documents": docs}).json()["job"]
             busy = load(service_query, picks, 8, args.seconds)
