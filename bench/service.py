@@ -16,9 +16,11 @@ Run: .venv/bin/python bench/service.py [--archive PATH] [--store PATH] [--second
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import DEFAULT_ARCHIVE, ingest_training_set  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.fake_gemini import VALID_KEY, FakeGemini  # noqa: E402
+from tests.fake_gemini import VALID_KEY  # noqa: E402
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -116,12 +118,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="embedlab-bench-service-"))
     store = args.store or tmp / "store"
     procs: list[subprocess.Popen] = []
-    with FakeGemini() as fake:
-        env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": fake.url, "GEMINI_API_KEY": VALID_KEY}
+    with fake_gemini_process() as fake_url:
+        env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": fake_url, "GEMINI_API_KEY": VALID_KEY}
         env["PYTHONPATH"] = str(REPO)
         try:
             if not (store / "embedlab.json").is_file():
-                seconds, summary = ingest_training_set(args.archive, store, fake.url)
+                seconds, summary = ingest_training_set(args.archive, store, fake_url)
                 print(f"store filled in {seconds:.0f} s: {summary}")
             # both servers work on copies: the kept store stays at the 11,314 posts, and
             # the service holds its copy's lock
@@ -249,6 +251,33 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fake_gemini_process():
+    """The fake Gemini server in a process of its own: encoding 3072-dim vectors as JSON
+    holds a GIL, and it must not be the bench clients' (nor the service's)."""
+    port = free_port()
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from tests.fake_gemini import FakeGemini;"
+        "server = FakeGemini(port=int(sys.argv[2])).__enter__(); time.sleep(1e9)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(REPO), str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the fake Gemini server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_job(http: httpx.Client, job_id: str) -> dict:
