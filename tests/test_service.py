@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import embedlab
 import httpx
 import numpy as np
+import pyarrow
+import pyarrow.ipc
 import pytest
 
 from tests.conftest import run_cli
@@ -194,6 +196,18 @@ def test_reads_are_answered_while_an_ingest_runs_and_match_the_library(tmp_path)
             assert service.wait_job(job["job"])["state"] == "done"
             points = service.http.get(f"/api/v1/analyses/{analysis}/points").json()
             assert set(points) == {"id", "x", "y", "cluster", "label"} and len(points["id"]) == 60
+            arrow = service.http.get(
+                f"/api/v1/analyses/{analysis}/points", params={"format": "arrow"}
+            )
+            table = pyarrow.ipc.open_stream(arrow.content).read_all()
+            assert table.column("id").to_pylist() == points["id"]
+            assert np.allclose(table.column("x").to_numpy(), points["x"])
+            as_csv = service.http.get(
+                f"/api/v1/analyses/{analysis}/points", params={"format": "csv"}
+            )
+            assert as_csv.headers["content-type"].startswith("text/csv")
+            assert as_csv.text.splitlines()[0] == "id,label,cluster,x,y"
+            assert len(as_csv.text.splitlines()) == 61
             by_id = service.http.get("/api/v1/neighbours", params={"id": "doc3", "k": 5}).json()
             by_text = service.http.post(
                 "/api/v1/neighbours", json={"text": "rockets in orbit", "k": 5}
