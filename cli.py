@@ -148,6 +148,11 @@ def provider_options(func: Callable) -> Callable:
         click.option(
             "--dry-run", is_flag=True, help="Count what would be embedded; embed nothing."
         ),
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="Remove stored documents of this source that the input no longer has.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -244,6 +249,25 @@ def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, **opts):
     )
 
 
+@ingest_group.command("parquet")
+@click.argument("path", type=click.Path())
+@click.option("--text-col", default="text", show_default=True, help="Column with the text.")
+@click.option("--id-col", help="Column with document ids (default: row number).")
+@click.option("--label-col", help="Column with labels, if any.")
+@click.option("--name", help=NAME_HELP)
+@provider_options
+@click.pass_obj
+def ingest_parquet(store_opts, path, text_col, id_col, label_col, name, **opts):
+    """Rows of a Parquet file."""
+    run_ingest(
+        store_opts,
+        lambda lab, **o: lab.ingest_path(
+            path, text_col, id_col, label_col, name=name, kind="parquet", **o
+        ),
+        **opts,
+    )
+
+
 @user_errors
 def run_ingest(
     store_opts: StoreOptions,
@@ -334,6 +358,9 @@ def ingest_summary(report, prices=None) -> str:
     if report.relabelled:
         verb = "would be updated" if report.dry_run else "updated"
         line += f", {report.relabelled} labels or sources {verb} (no embedding)"
+    if report.pruned:
+        verb = "would be removed" if report.dry_run else "removed"
+        line += f", {report.pruned} no longer in the input {verb}"
     if report.cut:
         line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
     if report.skipped:
@@ -722,6 +749,103 @@ def repair(store_opts: StoreOptions, check: bool) -> None:
     )
     if check and damaged:
         sys.exit(1)
+
+
+# -- the cache's lifecycle -----------------------------------------------------------------
+
+
+def space_options(func: Callable) -> Callable:
+    for option in reversed(
+        [
+            click.option("--provider", help="Space (needed when the store has several)."),
+            click.option("--model", help="Space's model (with several spaces)."),
+            click.option("--task-type", help="Space's task type (with several spaces)."),
+            click.option("--dims", type=int, help="Space's dimensions (with several spaces)."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@cli.command("documents")
+@click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
+@click.option("--source", "sources", help="Comma-separated globs on sources.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N (a seeded sample).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@space_options
+@click.pass_obj
+@user_errors
+def documents_command(store_opts, labels, sources, limit, as_json, as_csv, **space) -> None:
+    """List stored documents: id, label, source, characters, first words."""
+    from .store.neighbours import snippet
+
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    with store_opts.open() as lab:
+        chosen = lab.pick_space(*space.values())
+        table = lab.documents(
+            space=chosen, labels=_globs(labels), sources=_globs(sources), limit=limit
+        )
+    if as_json:
+        for row in table.drop(columns=["content_hash"]).to_dict(orient="records"):
+            click.echo(json.dumps(row, ensure_ascii=False))
+    elif as_csv:
+        click.echo(table.drop(columns=["content_hash"]).to_csv(index=False), nl=False)
+    else:
+        for row in table.itertuples(index=False):
+            click.echo(f"{row.id}  [{row.label or '-'}]  {row.source}  {snippet(row.text)[:70]}")
+    click.echo(f"{plural(len(table), 'document')} in {chosen.describe()}", err=as_json or as_csv)
+
+
+@cli.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "npy", "jsonl"]),
+    default="parquet",
+    show_default=True,
+    help="parquet/jsonl: one file; npy: a folder with vectors.npy and documents.jsonl.",
+)
+@click.option("--out", type=click.Path(), required=True, help="File (or folder for npy).")
+@click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
+@click.option("--source", "sources", help="Comma-separated globs on sources.")
+@space_options
+@click.pass_obj
+@user_errors
+def export_command(store_opts, fmt, out, labels, sources, **space) -> None:
+    """Write ids, labels, sources, texts and float32 vectors, for use without Chroma."""
+    started = time.monotonic()
+    with store_opts.open() as lab:
+        chosen = lab.pick_space(*space.values())
+        rows = lab.export(out, fmt, labels=_globs(labels), sources=_globs(sources), space=chosen)
+    click.echo(
+        f"exported {plural(rows, 'document')} of {chosen.describe()} to {out} ({fmt}), "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+
+@cli.command("delete")
+@click.option("--id", "ids", multiple=True, help="A document id (repeatable).")
+@click.option("--source", "sources", help="Comma-separated globs on sources.")
+@click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_obj
+@user_errors
+def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
+    """Remove documents (and their vectors) from every space of the store."""
+    if not ids and not sources and not labels:
+        raise click.UsageError("say what to delete: --id ID, --source GLOB or --labels GLOB")
+    with store_opts.open() as lab:
+        removed = lab.delete(
+            ids=list(ids) or None, sources=_globs(sources), labels=_globs(labels), dry_run=dry_run
+        )
+    for doc_id in removed[:20]:
+        click.echo(doc_id)
+    if len(removed) > 20:
+        click.echo(f"... and {len(removed) - 20} more")
+    verb = "would be removed (dry run)" if dry_run else "removed"
+    click.echo(f"{plural(len(removed), 'document')} {verb}")
 
 
 # -- costs and the service -----------------------------------------------------------------

@@ -203,6 +203,55 @@ class RemoteLab(Inputs):
 
         return pd.DataFrame(self._request("GET", "/costs")["spaces"])
 
+    def documents(
+        self,
+        space: Space | str | None = None,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        **_ignored: Any,
+    ) -> pd.DataFrame:
+        import pandas as pd
+
+        rows, offset = [], 0
+        params = {
+            "space": _space_spec(space),
+            "labels": _joined(labels),
+            "sources": _joined(sources),
+        }
+        while limit is None or len(rows) < limit:
+            page = self._request(
+                "GET", "/documents", params=_present({**params, "offset": offset, "limit": 1000})
+            )
+            rows += page["documents"]
+            offset += len(page["documents"])
+            if not page["documents"] or offset >= page["total"]:
+                break
+        frame = pd.DataFrame(rows[:limit], columns=["id", "label", "source", "text", "chars"])
+        frame.insert(4, "content_hash", None)
+        return frame
+
+    def delete(
+        self,
+        ids: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        labels: Sequence[str] | str | None = None,
+        dry_run: bool = False,
+        **_ignored: Any,
+    ) -> list[str]:
+        params: dict[str, Any] = _present(
+            {"sources": _joined(sources), "labels": _joined(labels), "dry_run": dry_run}
+        )
+        if ids:
+            params["ids"] = [ids] if isinstance(ids, str) else list(ids)
+        return self._request("DELETE", "/documents", params=params)["removed"]
+
+    def export(self, *args: Any, **kwargs: Any) -> int:
+        raise InvalidRequest(
+            f"export reads vectors from the store itself: stop the service at {self.url}, "
+            "then run `embedlab --store PATH export ...`"
+        )
+
     def repair(self, check: bool = True) -> list:
         raise InvalidRequest(
             f"repair works on the store itself: stop the service at {self.url}, then run "
@@ -241,6 +290,7 @@ class RemoteLab(Inputs):
         dry_run: bool = False,
         on_progress: ProgressCallback | None = None,
         started: float | None = None,
+        prune: bool = False,
         **_local_only: Any,  # max_attempts, timeout: the service's own settings apply
     ) -> IngestReport:
         from .ingest.pipeline import IngestCancelled, IngestError
@@ -253,6 +303,7 @@ class RemoteLab(Inputs):
             ],
             "provider": provider,
             "dry_run": dry_run,
+            "prune": prune,
         }
         body.update(_present({"model": model, "task_type": task_type, "dims": dims}))
         body.update(_present({"batch_size": batch_size, "concurrency": concurrency}))

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -235,9 +236,12 @@ class Lab(Inputs):
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
         started: float | None = None,
+        prune: bool = False,
     ) -> IngestReport:
         """The one ingest every front end runs: plan against the cache, embed the rest.
 
+        `prune=True` then removes the stored documents of the input's sources that the
+        input no longer holds (a dry run counts them), so the store mirrors the input.
         Raises IngestError (stopped; its report says what is saved), IngestCancelled
         (cancelled or Ctrl-C; what returned is saved), ProviderError, InvalidRequest.
         """
@@ -259,10 +263,11 @@ class Lab(Inputs):
             status = f"{report.cached + report.reused} cached, {report.embedded} embedded"
             notify(Progress("ingest", report.done, report.documents, status, {"report": report}))
 
+        documents = list(documents)
         with self._write_lock:
             self._writing.add(space)
             try:
-                return ingest(
+                report = ingest(
                     documents,
                     self.store,
                     space,
@@ -276,6 +281,9 @@ class Lab(Inputs):
                     started=started,
                     cancel=cancel,
                 )
+                if prune:
+                    report.pruned = len(self._prune(space, documents, dry_run))
+                return report
             finally:
                 self._writing.discard(space)
                 close_bar()
@@ -288,6 +296,22 @@ class Lab(Inputs):
                             self._memory.update(self.store, space)
                         except EmbedlabError:  # the ingest stands; the next read retries
                             pass
+
+    def _prune(self, space: Space, documents: list[Document], dry_run: bool) -> list[str]:
+        """Ids of the input's sources, stored in `space`, that the input no longer has."""
+        collection = self.store.collection(space)
+        if collection is None:
+            return []
+        sources = {d.source for d in documents}
+        kept = {d.id for d in documents}
+        gone = [
+            doc_id
+            for doc_id, meta in collection.iter_metadata()
+            if meta.get("source") in sources and doc_id not in kept
+        ]
+        if gone and not dry_run:
+            self.delete(ids=gone)
+        return gone
 
     def _record_costs(self, report: IngestReport, final: bool = False) -> None:
         """Write the provider calls made so far (and, at the end, the cache hits) to the
@@ -408,6 +432,105 @@ class Lab(Inputs):
             "truncated": bool(found.get("truncated")),
             "space": chosen.describe(),
         }
+
+    def delete(
+        self,
+        ids: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        labels: Sequence[str] | str | None = None,
+        space: SpaceSpec = None,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Remove documents by id, or by source/label globs, from every space (or one).
+
+        Returns the ids removed (or, with dry_run, that would be). Their embeddings go
+        with them: ingesting the same text again pays again. Stored analyses that held
+        them say so when reopened.
+        """
+        from .analyze.select import Selection, select_ids
+
+        wanted = set(_list(ids) or [])
+        if not wanted and not sources and not labels:
+            raise InvalidRequest("say what to delete: ids, or sources/labels globs")
+        spaces = [self.space(space)] if space is not None else self.spaces()
+        removed: set[str] = set()
+        with self._write_lock:
+            for chosen in spaces:
+                collection = self.store.collection(chosen)
+                if collection is None:
+                    continue
+                found = set(collection.metadata_by_id(sorted(wanted))) if wanted else set()
+                if sources or labels:
+                    selection = Selection(_list(sources), _list(labels))
+                    try:
+                        found |= set(select_ids(self.store, chosen, selection))
+                    except InvalidRequest:  # nothing matches in this space
+                        pass
+                if found and not dry_run:
+                    collection.delete(sorted(found))
+                    if self._memory is not None:
+                        self._memory.drop(chosen)
+                removed |= found
+            if removed and not dry_run:
+                with self._analyses_lock:
+                    self._analyses.clear()
+        return sorted(removed)
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: str = "parquet",  # noqa: A002 - the CLI's --format
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        space: SpaceSpec = None,
+    ) -> int:
+        """Write ids, labels, sources, texts and float32 vectors of a selection, for use
+        without Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding
+        vectors.npy and documents.jsonl in the same row order. Returns the row count."""
+        import json as json_module
+
+        from .analyze.select import load_corpus
+
+        if format not in ("parquet", "npy", "jsonl"):
+            raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
+        chosen = self.space(space)
+        corpus = load_corpus(self.store, chosen, self._selection(labels, sources, None, 0, None))
+        sources_of = self.store.collection(chosen).metadata_by_id(corpus.ids)
+        rows = [
+            {
+                "id": doc_id,
+                "label": label,
+                "source": sources_of[doc_id].get("source"),
+                "text": text,
+            }
+            for doc_id, label, text in zip(corpus.ids, corpus.labels, corpus.texts)
+        ]
+        target = Path(path)
+        if format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table(
+                {
+                    **{key: [r[key] for r in rows] for key in ("id", "label", "source", "text")},
+                    "vector": pa.FixedSizeListArray.from_arrays(
+                        pa.array(corpus.vectors.reshape(-1), type=pa.float32()), chosen.dims
+                    ),
+                }
+            )
+            pq.write_table(table, target)
+        elif format == "jsonl":
+            with target.open("w", encoding="utf-8") as file:
+                for row, vector in zip(rows, corpus.vectors):
+                    row = {**row, "vector": [float(x) for x in vector]}
+                    file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            np.save(target / "vectors.npy", corpus.vectors.astype(np.float32))
+            with (target / "documents.jsonl").open("w", encoding="utf-8") as file:
+                for row in rows:
+                    file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
+        return len(rows)
 
     def vectors(
         self,
@@ -542,6 +665,14 @@ class Lab(Inputs):
                 "or lab.analyses())"
             )
         analysis = Analysis.from_record(*found)
+        collection = self.store.collection(analysis.space)
+        present = collection.metadata_by_id(analysis.ids) if collection is not None else {}
+        gone = len(analysis.ids) - len(present)
+        if gone:
+            analysis.notes.append(
+                f"{gone} of its {len(analysis.ids)} documents were deleted from the store "
+                "since; analyse again for the current documents"
+            )
         with self._analyses_lock:  # stored analyses never change: keep a few in memory
             if len(self._analyses) >= ANALYSIS_CACHE:
                 self._analyses.pop(next(iter(self._analyses)))
@@ -793,6 +924,12 @@ class _VectorMemory:
         mask = index.mask(labels, sources)
         rows, scores = index.search(query, k, exclude, mask)
         return [(ids[r], float(s), metadatas[r], texts[r]) for r, s in zip(rows, scores)]
+
+    def drop(self, space: Space) -> None:
+        """Let go of a space (documents were deleted); it is read again on next use."""
+        with self._lock:
+            self._spaces.pop(space, None)
+            self._stale.pop(space, None)
 
     def forget(self, space: Space, ids: Iterable[str]) -> None:
         with self._lock:

@@ -76,6 +76,7 @@ class IngestReport:
     planned_reuse: int = 0  # documents whose text is stored under another id
     changed: int = 0  # ids already stored with another text: re-embedded or reused
     relabelled: int = 0  # same text, another label or source: metadata rewritten
+    pruned: int = 0  # stored documents of the input's sources it no longer holds: removed
     cached_chars: int = 0  # characters of the documents served from the cache
     chars_embedded: int = 0  # characters of the unique texts sent to the provider
     planned_chars: int = 0  # characters of the unique texts to send (dry run: would send)
@@ -126,6 +127,7 @@ class IngestReport:
             "cut": self.cut,
             "changed": self.changed,
             "relabelled": self.relabelled,
+            "pruned": self.pruned,
             "planned_requests": self.planned_requests,
             "planned_embed": self.planned_embed,
             "planned_reuse": self.planned_reuse,
@@ -151,6 +153,7 @@ class IngestReport:
             "changed relabelled planned_requests planned_embed planned_reuse dry_run seconds"
         ).split():
             setattr(report, name, data[name])
+        report.pruned = data.get("pruned", 0)
         report.skipped = Counter(data.get("skipped") or {})
         report.estimates = {
             k: v for k, v in data.items() if k.startswith(("estimated", "planned_estimated"))

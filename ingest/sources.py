@@ -143,6 +143,50 @@ def csv_documents(
         )
 
 
+def parquet_documents(
+    path: str | Path,
+    text_col: str = "text",
+    id_col: str | None = None,
+    label_col: str | None = None,
+    skipped: Counter[str] | None = None,
+    name: str | None = None,
+) -> Iterator[Document]:
+    """Rows of a Parquet file (read by pandas), with the CSV reader's ids and checks."""
+    import pandas as pd
+
+    path = Path(path)
+    skipped = skipped if skipped is not None else Counter()
+    if not path.is_file():
+        raise SourceError(f"{path} does not exist")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise SourceError(f"{path} is not a readable Parquet file ({exc})") from None
+    found = ", ".join(map(str, frame.columns)) or "none"
+    for option, column in (
+        ("--text-col", text_col),
+        ("--id-col", id_col),
+        ("--label-col", label_col),
+    ):
+        if column is not None and column not in frame.columns:
+            raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
+    source = f"parquet/{name or path.stem}"
+    texts = frame[text_col].tolist()
+    keys = frame[id_col].tolist() if id_col else range(1, len(frame) + 1)
+    labels = frame[label_col].tolist() if label_col else [None] * len(frame)
+    for key, body, label in zip(keys, texts, labels):
+        if not isinstance(body, str):
+            missing = body is None or body != body  # None, or pandas' NaN for a null cell
+            skipped["no text" if missing else "text not a string"] += 1
+            continue
+        key = "" if key is None else str(key).strip()
+        if not key:
+            skipped["missing id"] += 1
+            continue
+        tag = None if label is None or label != label else str(label).strip() or None
+        yield Document(f"{source}/{key}", body, source=source, label=tag)
+
+
 def _delimiter(header: str) -> str:
     """The header's separator: a comma, else a semicolon, tab or bar when the header has
     more of those (spreadsheets in many locales write `;`)."""
@@ -297,12 +341,14 @@ def read_path(
         kind = (
             "files"
             if target.is_dir()
-            else {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+            else {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(
+                suffix
+            )
         )
     if kind is None:
         if not target.exists():
             raise NotFound(f"{target} does not exist")
-        raise InvalidRequest(f"{target}: give a folder, a .csv or a .jsonl file")
+        raise InvalidRequest(f"{target}: give a folder, a .csv, .jsonl or .parquet file")
     if kind == "files":
         docs: Iterable[Document] = file_documents(target, glob, skipped, name)
         default = target.resolve().name
@@ -312,6 +358,9 @@ def read_path(
     elif kind == "jsonl":
         docs = jsonl_documents(target, text, id, label, skipped, name)
         default = target.stem
+    elif kind == "parquet":
+        docs = parquet_documents(target, text, id, label, skipped, name)
+        default = target.stem
     else:
-        raise InvalidRequest(f"unknown kind {kind!r}; use files, csv or jsonl")
+        raise InvalidRequest(f"unknown kind {kind!r}; use files, csv, jsonl or parquet")
     return list(docs), f"{kind}/{name or default}", str(target.resolve())

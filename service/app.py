@@ -64,6 +64,7 @@ class EmbeddingOptions(BaseModel):
     batch_size: int | None = Field(None, ge=1, le=10000)
     concurrency: int | None = Field(None, ge=1, le=64)
     dry_run: bool = False
+    prune: bool = False
 
 
 class IngestRequest(EmbeddingOptions):
@@ -381,6 +382,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         dims: Annotated[int | None, Query(ge=1, le=65536)] = None,
         batch_size: Annotated[int | None, Query(ge=1, le=10000)] = None,
         concurrency: Annotated[int | None, Query(ge=1, le=64)] = None,
+        prune: bool = False,
     ) -> JSONResponse:
         """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
         upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
@@ -390,7 +392,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         if media in UPLOAD_TYPES:
             params = dict(name=name, text=text, id=id, label=label, provider=provider)
             params.update(model=model, task_type=task_type, dims=dims)
-            params.update(batch_size=batch_size, concurrency=concurrency)
+            params.update(batch_size=batch_size, concurrency=concurrency, prune=prune)
             job_id = await asyncio.to_thread(
                 service.ingest_upload, body, UPLOAD_TYPES[media], params
             )
@@ -469,6 +471,21 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         return JSONResponse(
             jsonable({"documents": rows, "total": total, "offset": offset, "limit": limit})
         )
+
+    @app.delete(f"{API}/documents")
+    def delete_documents(
+        ids: Annotated[list[str] | None, Query()] = None,
+        sources: str | None = None,
+        labels: str | None = None,
+        dry_run: bool = False,
+    ) -> JSONResponse:
+        """Remove documents by id (repeat `ids`) or by source/label globs."""
+        if not dry_run:
+            service.check_writable("deleting documents")
+        removed = lab.delete(
+            ids=ids, sources=_split(sources), labels=_split(labels), dry_run=dry_run
+        )
+        return JSONResponse({"removed": removed, "dry_run": dry_run})
 
     @app.get(f"{API}/documents/{{doc_id:path}}")
     def document(doc_id: str, space: str | None = None) -> JSONResponse:

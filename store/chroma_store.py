@@ -32,6 +32,7 @@ from .keys import Space
 STORE_FORMAT = 1
 MARKER_FILE = "embedlab.json"
 LOCK_FILE = ".embedlab.lock"
+WRITE_DELETE_CHUNK = 1000
 SERVICE_FILE = ".embedlab-service.json"  # written by `embedlab serve` while it holds the store
 LOCK_POLL_S = 0.1
 CHROMA_DIR = "chroma"
@@ -410,6 +411,12 @@ class SpaceCollection:
             ),
             "write",
         )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents (their vectors, texts and metadata) by id."""
+        self._count = None
+        for chunk in _chunks(list(ids), WRITE_DELETE_CHUNK):
+            _retry_busy(lambda chunk=chunk: self._col.delete(ids=chunk), "delete")
 
     def load(
         self, ids: Sequence[str], with_text: bool = True, page_size: int = PAGE_SIZE
