@@ -36,6 +36,11 @@ class ProviderError(EmbedlabError):
     """The embedding or generation provider refused, in a way retrying will not fix."""
 
 
+class RequestRefused(ProviderError, InvalidRequest):
+    """The provider refused what was asked (an unknown model, bad dims or task type):
+    the request's fault, not the provider's, so the service answers it with a 4xx."""
+
+
 class TransientError(ProviderError):
     """A failure worth retrying (429, 5xx, timeout, dropped connection, garbled reply)."""
 

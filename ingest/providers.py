@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ProviderError, TransientError
+from ..errors import ProviderError, RequestRefused, TransientError
 from ..store.keys import Space
 
 __all__ = ["ProviderError", "TransientError"]  # re-exported: they belong to this layer
@@ -184,11 +184,11 @@ def _map_api_error(exc: Exception, model: str) -> ProviderError:
     if code in (401, 403) or (code == 400 and "api key" in message):
         return ProviderError("Gemini rejected the API key: check GEMINI_API_KEY")
     if code == 404:
-        return ProviderError(
+        return RequestRefused(
             f"Gemini does not know model {model!r}; use one of {', '.join(GEMINI_MODELS)}"
         )
     status = getattr(exc, "status", None) or ""
-    return ProviderError(
+    return RequestRefused(
         f"Gemini refused the request ({code} {status}); check --model, --dims, --task-type"
     )
 

@@ -204,8 +204,10 @@ class Service:
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         except IngestError as exc:
+            refused = isinstance(exc.__cause__, InvalidRequest)  # e.g. an unknown model
             raise JobFailed(
                 f"{exc} (everything embedded so far is saved; submit again to resume)",
+                status=400 if refused else None,
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         return {"report": report.to_dict(self.lab.prices)}
@@ -239,15 +241,16 @@ class Service:
             raise cause
         if job["state"] in ("cancelled", "interrupted"):
             raise JobCancelled(error, job)
-        raise JobError(error, job)
+        raise JobError(error, job, getattr(cause, "status", None))
 
 
 class JobError(EmbedlabError):
     """A job waited for (?wait=true) failed; the body carries the job (its report)."""
 
-    def __init__(self, message: str, job: dict[str, Any]):
+    def __init__(self, message: str, job: dict[str, Any], status: int | None = None):
         super().__init__(message)
         self.job = job
+        self.status = status
 
 
 class JobCancelled(JobError, Cancelled):

@@ -45,9 +45,10 @@ JobRun = Callable[[CancelToken, Callable[[Progress], None]], dict[str, Any]]
 class JobFailed(Exception):
     """Raised by a job's run with the fields to keep (a partial report) and a message."""
 
-    def __init__(self, message: str, state: str = FAILED, **result: Any):
+    def __init__(self, message: str, state: str = FAILED, status: int | None = None, **result: Any):
         super().__init__(message)
         self.state = state
+        self.status = status  # the HTTP status a waiting request gets, when not 502
         self.result = result
 
 

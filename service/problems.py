@@ -60,6 +60,8 @@ def status_of(exc: EmbedlabError) -> int:
     from .app import JobCancelled, JobError, UnsupportedMedia
     from .jobs import ServiceStopping
 
+    if isinstance(getattr(exc, "status", None), int):
+        return exc.status  # type: ignore[attr-defined]
     for kind, status in (
         (BodyTooLarge, 413),
         (UnsupportedMedia, 415),
