@@ -161,7 +161,7 @@ class IngestReport:
         return report
 
     def cost_line(self, prices: PriceTable | None = None) -> str:
-        """", est. $X spent, $Y saved by the cache" for providers that charge, else ""."""
+        """The summary's cost clause (est. $X spent, $Y saved) for providers that charge."""
         data = self.estimates or self.to_dict(prices)
         if (prices or PriceTable()).price(self.space) == 0:
             return ""
