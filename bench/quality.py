@@ -19,7 +19,7 @@ Both embed with the local all-MiniLM-L6-v2 into a persistent store (`--store`, d
 Then the Gemini path on vectors from the fake server (random per text: the figures only
 show that it still runs, and that it keeps the notebook's cleaning and ids).
 
-Run: .venv/bin/python bench/quality.py [--quick] [--store DIR] [--archive PATH]
+Run: .venv/bin/python bench/quality.py [--quick] [--ablation] [--no-gemini] [--store DIR]
 """
 
 from __future__ import annotations
@@ -96,9 +96,16 @@ class Variant:
 def variants() -> list[Variant]:
     from embedlab.ingest.newsgroups import default_clean
 
-    return [
+    both = [
         Variant("before", "notebook", euclidean_kmeans),
         Variant("after", default_clean("local"), default_clustering),
+    ]
+    if not ARGS.ablation:
+        return both
+    return [
+        *both,
+        Variant("notebook+default kmeans", "notebook", default_clustering),
+        Variant(f"{default_clean('local')}+KMeans", default_clean("local"), euclidean_kmeans),
     ]
 
 
@@ -220,6 +227,9 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("/tmp/quality-store"))
     parser.add_argument("--quick", action="store_true", help="sci train only (seed 0, 0-4)")
     parser.add_argument("--no-gemini", action="store_true", help="skip the fake-Gemini block")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also each change alone (cleaning, clustering)"
+    )
     ARGS = parser.parse_args()
     local_table(QUICK if ARGS.quick else SAMPLES)
     if not ARGS.no_gemini:
