@@ -276,7 +276,7 @@ def test_new_user_findings(grouped_store, tmp_path):
         str(tmp_path / "b"),
     )
     assert small.exit_code == 0, small.output
-    assert "k=2 (chosen by silhouette among 2..3" in small.output  # 30 documents: 3 at most
+    assert "(chosen by silhouette among 2..3" in small.output  # 30 documents: 3 at most
     hits = invoke("--store", store, "neighbors", "--id", "syn/med/004", "-k", "3", "--json")
     rows = json.loads(hits.stdout)
     assert all(row["cluster"] is not None for row in rows)  # from the k=3 analysis
