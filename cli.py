@@ -840,6 +840,10 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
         removed = lab.delete(
             ids=list(ids) or None, sources=_globs(sources), labels=_globs(labels), dry_run=dry_run
         )
+    missing = sorted(set(ids) - set(removed))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        click.echo(f"not in the store ({len(missing)}): {shown}", err=True)
     for doc_id in removed[:20]:
         click.echo(doc_id)
     if len(removed) > 20:

@@ -219,7 +219,7 @@ class RemoteLab(Inputs):
             "labels": _joined(labels),
             "sources": _joined(sources),
         }
-        while limit is None or len(rows) < limit:
+        while True:
             page = self._request(
                 "GET", "/documents", params=_present({**params, "offset": offset, "limit": 1000})
             )
@@ -227,7 +227,12 @@ class RemoteLab(Inputs):
             offset += len(page["documents"])
             if not page["documents"] or offset >= page["total"]:
                 break
-        frame = pd.DataFrame(rows[:limit], columns=["id", "label", "source", "text", "chars"])
+        if limit is not None and len(rows) > limit:  # the same seeded sample as Lab.documents
+            from .store.sampling import sample_rank
+
+            keep = set(sorted((r["id"] for r in rows), key=lambda i: sample_rank(i, 0))[:limit])
+            rows = [r for r in rows if r["id"] in keep]
+        frame = pd.DataFrame(rows, columns=["id", "label", "source", "text", "chars"])
         frame.insert(4, "content_hash", None)
         return frame
 

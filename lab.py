@@ -264,6 +264,12 @@ class Lab(Inputs):
             notify(Progress("ingest", report.done, report.documents, status, {"report": report}))
 
         documents = list(documents)
+        if prune and not any(d.text for d in documents):
+            raise InvalidRequest(
+                "no document was read from the input, so --prune would remove every stored "
+                "document of its source; nothing was done (fix the input, or use "
+                "`embedlab delete --source ...` to empty a source)"
+            )
         with self._write_lock:
             self._writing.add(space)
             try:
@@ -452,6 +458,11 @@ class Lab(Inputs):
         wanted = set(_list(ids) or [])
         if not wanted and not sources and not labels:
             raise InvalidRequest("say what to delete: ids, or sources/labels globs")
+        if wanted and (sources or labels):
+            raise InvalidRequest(
+                "give ids, or sources/labels globs, not both (the globs select together: "
+                "documents matching the sources and the labels)"
+            )
         spaces = [self.space(space)] if space is not None else self.spaces()
         removed: set[str] = set()
         with self._write_lock:
@@ -506,6 +517,16 @@ class Lab(Inputs):
             for doc_id, label, text in zip(corpus.ids, corpus.labels, corpus.texts)
         ]
         target = Path(path)
+        if format == "npy" and target.exists() and not target.is_dir():
+            raise InvalidRequest(
+                f"{target} is a file; npy export writes a folder, give another path"
+            )
+        if format != "npy" and target.is_dir():
+            raise InvalidRequest(f"{target} is a folder; give a file path for {format} export")
+        try:
+            (target if format == "npy" else target.parent).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidRequest(f"cannot write {target}: {exc.strerror}") from None
         if format == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -525,7 +546,6 @@ class Lab(Inputs):
                     row = {**row, "vector": [float(x) for x in vector]}
                     file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
         else:
-            target.mkdir(parents=True, exist_ok=True)
             np.save(target / "vectors.npy", corpus.vectors.astype(np.float32))
             with (target / "documents.jsonl").open("w", encoding="utf-8") as file:
                 for row in rows:

@@ -197,10 +197,11 @@ class Service:
         try:
             report = call(cancel=cancel, on_progress=on_progress, quiet=True, **options)
         except IngestCancelled as exc:
-            state = "interrupted" if cancel.reason == "shutdown" else "cancelled"
+            shutdown = cancel.reason == "shutdown"
+            why = "the service was stopped" if shutdown else "cancelled"
             raise JobFailed(
-                "cancelled: what was embedded before is saved; submit again to finish",
-                state=state,
+                f"{why}: what was embedded before is saved; submit again to finish",
+                state="interrupted" if shutdown else "cancelled",
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         except IngestError as exc:
@@ -216,8 +217,14 @@ class Service:
 
     def submit_analysis(self, request: AnalysisRequest) -> str:
         self.check_writable("analysis")
+        from ..analyze.run import AnalysisOptions
+
         arguments = request.model_dump()
         self.lab.space(arguments["space"])  # a wrong space is a 4xx now, not a failed job
+        AnalysisOptions.checked(  # and so are options that do not go together
+            request.algorithm, request.k, request.reduce, request.seed,
+            request.min_cluster_size, request.eps,
+        )  # fmt: skip
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             def progress(event: Progress) -> None:
@@ -404,7 +411,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
                 data = json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InvalidRequest(
-                    f"the body is not JSON ({exc}); send {{'documents': [...]}}"
+                    f'the body is not JSON ({exc}); send {{"documents": [...]}}'
                 ) from None
             parsed = IngestRequest.model_validate(data)
             job_id = await asyncio.to_thread(service.ingest_documents, parsed)

@@ -249,11 +249,11 @@ class JobManager:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask a job to stop: a queued one never starts, a running one stops at its next
-        batch (what returned is written). A finished job is left as it is."""
+        batch (what returned is written). A finished job is refused (JobFinished)."""
         job = self.get(job_id)
         with self._changed:
             if job.state in FINAL:
-                return job.to_dict()
+                raise JobFinished(f"job {job_id} already ended ({job.state}); nothing to cancel")
             job.cancel.cancel()
             queued = job.state == QUEUED
             if queued:
@@ -289,6 +289,10 @@ class JobManager:
                     job.error = "the service stopped before this job finished; submit it again"
                     self._bump(job)
                 self._persist(job)
+
+
+class JobFinished(EmbedlabError):
+    """A cancel for a job that has already ended (409)."""
 
 
 class ServiceStopping(EmbedlabError):

@@ -58,7 +58,7 @@ class BodyTooLarge(EmbedlabError):
 def status_of(exc: EmbedlabError) -> int:
     """The HTTP status of a library error (the one mapping, as in Chroma's server)."""
     from .app import JobCancelled, JobError, UnsupportedMedia
-    from .jobs import ServiceStopping
+    from .jobs import JobFinished, ServiceStopping
 
     if isinstance(getattr(exc, "status", None), int):
         return exc.status  # type: ignore[attr-defined]
@@ -69,6 +69,7 @@ def status_of(exc: EmbedlabError) -> int:
         (NotFound, 404),
         (InvalidRequest, 400),
         (JobCancelled, 409),
+        (JobFinished, 409),
         (Cancelled, 409),
         (ServiceStopping, 503),
         (StoreBusy, 503),

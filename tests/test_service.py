@@ -122,6 +122,8 @@ def test_jobs_report_progress_as_server_sent_events_and_cancel(tmp_path):
                 len(done) >= 3 and done == sorted(done) and seen[-1][1]["report"]["embedded"] == 40
             )
 
+            finished = service.http.delete(f"/api/v1/jobs/{job_id}")
+            assert finished.status_code == 409 and "already ended (done)" in finished.text
             slow = service.ingest(documents(200, 1000), wait=False, batch_size=5, dims=DIMS)
             deadline = time.monotonic() + 30
             while (
@@ -260,7 +262,13 @@ def test_sigterm_cancels_the_running_job_records_it_and_exits_0_within_10_s(tmp_
     with FakeGemini(latency=0.2) as fake:
         service = RunningService(store, fake)
         job = service.ingest(documents(400), wait=False, batch_size=5, concurrency=1, dims=DIMS)
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while (
+            service.http.get(f"/api/v1/jobs/{job['job']}").json()["progress"].get("embedded", 0)
+            < 10
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         started = time.monotonic()
         assert service.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 10
@@ -344,6 +352,7 @@ def test_every_error_is_problem_json_and_never_500(tmp_path, fake):
             ("GET", "/api/v1/nowhere", None, 404),
             ("PUT", "/api/v1/stats", None, 405),
             ("POST", "/api/v1/analyses", {"space": "nope:nothing"}, 400),
+            ("POST", "/api/v1/analyses", {"algorithm": "hdbscan", "k": 3}, 400),
         ]
         for method, path, body, status in cases:
             response = service.http.request(method, path, json=body)
