@@ -138,17 +138,6 @@ class RemoteLab(Inputs):
             for s in self._request("GET", "/spaces")["spaces"]
         ]
 
-    def pick_space(
-        self,
-        provider: str | None = None,
-        model: str | None = None,
-        task_type: str | None = None,
-        dims: int | None = None,
-    ) -> Space:
-        from .analyze.select import choose_space
-
-        return choose_space(self.spaces(), self.url, provider, model, task_type, dims)
-
     def neighbours(
         self,
         id: str | None = None,  # noqa: A002

@@ -3,7 +3,7 @@
 `Lab` (which embeds into its store) and `client.RemoteLab` (which sends the documents to
 `embedlab serve`) both read DataFrames, Python objects, 20 Newsgroups and files here,
 so one input gets the same ids whichever way it is ingested. A subclass provides
-`ingest_documents`, `embedding_choice`, and optionally `_claim_source`.
+`ingest_documents`, `embedding_choice`, `spaces`, `location`, and optionally `_claim_source`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
+    from .store import Space
 
 
 class Inputs:
@@ -28,6 +29,18 @@ class Inputs:
 
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a default source name to one real input (a no-op where nothing is kept)."""
+
+    def pick_space(  # needs spaces() and location
+        self,
+        provider: str | None = None,
+        model: str | None = None,
+        task_type: str | None = None,
+        dims: int | None = None,
+    ) -> Space:
+        """The one space matching the filters (the CLI's --provider/--model/...)."""
+        from .analyze.select import choose_space
+
+        return choose_space(self.spaces(), self.location, provider, model, task_type, dims)
 
     def ingest(
         self,

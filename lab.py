@@ -174,18 +174,6 @@ class Lab(Inputs):
             raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
         return self._memory.hold(self.store, self.space(space))
 
-    def pick_space(
-        self,
-        provider: str | None = None,
-        model: str | None = None,
-        task_type: str | None = None,
-        dims: int | None = None,
-    ) -> Space:
-        """The one space matching the filters (the CLI's --provider/--model/...)."""
-        from .analyze.select import choose_space
-
-        return choose_space(self.spaces(), self.location, provider, model, task_type, dims)
-
     def stats(self) -> dict[str, Any]:
         """Spaces, documents per source and label, size on disk (`embedlab stats --json`)."""
         from .store.stats import store_stats

@@ -122,14 +122,7 @@ def csv_documents(
     delimiter = _delimiter(lines[0] if lines else "")
     header_rows = list(_csv_records(lines[:1], 0, 1, delimiter))
     header = header_rows[0][1] if header_rows and header_rows[0][1] else []
-    found = ", ".join(header) or "none"
-    for option, column in (
-        ("--text-col", text_col),
-        ("--id-col", id_col),
-        ("--label-col", label_col),
-    ):
-        if column is not None and column not in header:
-            raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
+    _check_columns(path, header, text_col, id_col, label_col)
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
     for row_number, row in enumerate(_csv_rows(lines, len(header), skipped, delimiter), start=1):
@@ -162,14 +155,7 @@ def parquet_documents(
         frame = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise SourceError(f"{path} is not a readable Parquet file ({exc})") from None
-    found = ", ".join(map(str, frame.columns)) or "none"
-    for option, column in (
-        ("--text-col", text_col),
-        ("--id-col", id_col),
-        ("--label-col", label_col),
-    ):
-        if column is not None and column not in frame.columns:
-            raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
+    _check_columns(path, [str(c) for c in frame.columns], text_col, id_col, label_col)
     source = f"parquet/{name or path.stem}"
     texts = frame[text_col].tolist()
     keys = frame[id_col].tolist() if id_col else range(1, len(frame) + 1)
@@ -185,6 +171,20 @@ def parquet_documents(
             continue
         tag = None if label is None or label != label else str(label).strip() or None
         yield Document(f"{source}/{key}", body, source=source, label=tag)
+
+
+def _check_columns(
+    path: Path, columns: list[str], text_col: str, id_col: str | None, label_col: str | None
+) -> None:
+    """Refuse a missing column in one line that names the columns there are."""
+    found = ", ".join(columns) or "none"
+    for option, column in (
+        ("--text-col", text_col),
+        ("--id-col", id_col),
+        ("--label-col", label_col),
+    ):
+        if column is not None and column not in columns:
+            raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
 
 
 def _delimiter(header: str) -> str:
