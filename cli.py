@@ -211,23 +211,31 @@ def ingest_files(store_opts, folder, pattern, name, **opts):
     )
 
 
-@ingest_group.command("csv")
-@click.argument("path", type=click.Path())
-@click.option("--text-col", default="text", show_default=True, help="Column with the text.")
-@click.option("--id-col", help="Column with document ids (default: row number).")
-@click.option("--label-col", help="Column with labels, if any.")
-@click.option("--name", help=NAME_HELP)
-@provider_options
-@click.pass_obj
-def ingest_csv(store_opts, path, text_col, id_col, label_col, name, **opts):
-    """Rows of a CSV file."""
-    run_ingest(
-        store_opts,
-        lambda lab, **o: lab.ingest_path(
-            path, text_col, id_col, label_col, name=name, kind="csv", **o
-        ),
-        **opts,
-    )
+def table_command(kind: str, what: str) -> click.Command:
+    """`ingest csv` and `ingest parquet`: the same columns, options and ids."""
+
+    @ingest_group.command(kind, help=f"Rows of a {what} file.")
+    @click.argument("path", type=click.Path())
+    @click.option("--text-col", default="text", show_default=True, help="Column with the text.")
+    @click.option("--id-col", help="Column with document ids (default: row number).")
+    @click.option("--label-col", help="Column with labels, if any.")
+    @click.option("--name", help=NAME_HELP)
+    @provider_options
+    @click.pass_obj
+    def command(store_opts, path, text_col, id_col, label_col, name, **opts):
+        run_ingest(
+            store_opts,
+            lambda lab, **o: lab.ingest_path(
+                path, text_col, id_col, label_col, name=name, kind=kind, **o
+            ),
+            **opts,
+        )
+
+    return command
+
+
+ingest_csv = table_command("csv", "CSV")
+ingest_parquet = table_command("parquet", "Parquet")
 
 
 @ingest_group.command("jsonl")
@@ -244,25 +252,6 @@ def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, **opts):
         store_opts,
         lambda lab, **o: lab.ingest_path(
             path, text_key, id_key, label_key, name=name, kind="jsonl", **o
-        ),
-        **opts,
-    )
-
-
-@ingest_group.command("parquet")
-@click.argument("path", type=click.Path())
-@click.option("--text-col", default="text", show_default=True, help="Column with the text.")
-@click.option("--id-col", help="Column with document ids (default: row number).")
-@click.option("--label-col", help="Column with labels, if any.")
-@click.option("--name", help=NAME_HELP)
-@provider_options
-@click.pass_obj
-def ingest_parquet(store_opts, path, text_col, id_col, label_col, name, **opts):
-    """Rows of a Parquet file."""
-    run_ingest(
-        store_opts,
-        lambda lab, **o: lab.ingest_path(
-            path, text_col, id_col, label_col, name=name, kind="parquet", **o
         ),
         **opts,
     )

@@ -174,6 +174,10 @@ class Lab(Inputs):
             raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
         return self._memory.hold(self.store, self.space(space))
 
+    def space_sizes(self) -> dict[Space, int]:
+        """Documents per space (counts only; `stats` reads every record's metadata)."""
+        return {space: self.store.collection(space).count() for space in self.spaces()}
+
     def stats(self) -> dict[str, Any]:
         """Spaces, documents per source and label, size on disk (`embedlab stats --json`)."""
         from .store.stats import store_stats
@@ -412,10 +416,9 @@ class Lab(Inputs):
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
         """One stored document: id, label, source, text, content_hash, chars, space."""
         chosen = self.space(space)
-        found = self.store.collection(chosen).metadata_by_id([id]).get(id)
-        if found is None:
+        (found,), texts = self.store.collection(chosen).records([id])
+        if not found:  # records() leaves {} for an id it does not hold
             raise NotFound(f"no document {id!r} in {chosen.describe()}")
-        _metas, texts = self.store.collection(chosen).records([id])
         return {
             "id": id,
             "label": found.get("label"),

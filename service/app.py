@@ -348,8 +348,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/spaces")
     def spaces() -> JSONResponse:
-        counts = {s["collection"]: s["documents"] for s in lab.stats()["spaces"]}
-        body = [_space_body(s, counts.get(s.collection_name)) for s in lab.spaces()]
+        body = [_space_body(space, n) for space, n in lab.space_sizes().items()]
         return JSONResponse({"spaces": body})
 
     @app.get(f"{API}/embedding-choice")

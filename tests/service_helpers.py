@@ -75,6 +75,15 @@ class RunningService:
         assert response.status_code == (200 if wait else 202), response.text
         return response.json()
 
+    def wait_embedded(self, job_id: str, at_least: int, timeout: float = 60) -> None:
+        """Until the running job has embedded `at_least` documents."""
+        deadline = time.monotonic() + timeout
+        while (
+            self.http.get(f"/api/v1/jobs/{job_id}").json()["progress"].get("embedded", 0) < at_least
+        ):
+            assert time.monotonic() < deadline, f"job {job_id} embedded too little"
+            time.sleep(0.05)
+
     def wait_job(self, job_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

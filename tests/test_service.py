@@ -125,15 +125,7 @@ def test_jobs_report_progress_as_server_sent_events_and_cancel(tmp_path):
             finished = service.http.delete(f"/api/v1/jobs/{job_id}")
             assert finished.status_code == 409 and "already ended (done)" in finished.text
             slow = service.ingest(documents(200, 1000), wait=False, batch_size=5, dims=DIMS)
-            deadline = time.monotonic() + 30
-            while (
-                service.http.get(f"/api/v1/jobs/{slow['job']}")
-                .json()["progress"]
-                .get("embedded", 0)
-                < 10
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            service.wait_embedded(slow["job"], 10)
             cancelled = service.http.delete(f"/api/v1/jobs/{slow['job']}")
             assert cancelled.status_code == 202
             job = service.wait_job(slow["job"])
@@ -233,13 +225,7 @@ def test_sigkill_mid_ingest_then_restart_shows_interrupted_and_finishes_without_
     with FakeGemini(latency=0.1) as fake:
         service = RunningService(store, fake)
         job = service.ingest(documents(300), wait=False, batch_size=5, concurrency=1, dims=DIMS)
-        deadline = time.monotonic() + 60
-        while (
-            service.http.get(f"/api/v1/jobs/{job['job']}").json()["progress"].get("embedded", 0)
-            < 30
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        service.wait_embedded(job["job"], 30)
         service.stop(signal.SIGKILL)
         delivered = texts_sent(fake)
 
@@ -262,13 +248,7 @@ def test_sigterm_cancels_the_running_job_records_it_and_exits_0_within_10_s(tmp_
     with FakeGemini(latency=0.2) as fake:
         service = RunningService(store, fake)
         job = service.ingest(documents(400), wait=False, batch_size=5, concurrency=1, dims=DIMS)
-        deadline = time.monotonic() + 60
-        while (
-            service.http.get(f"/api/v1/jobs/{job['job']}").json()["progress"].get("embedded", 0)
-            < 10
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        service.wait_embedded(job["job"], 10)
         started = time.monotonic()
         assert service.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 10
