@@ -119,24 +119,9 @@ def scatter_map(
     `colours` gives a group its palette index (so a cluster can wear its class's colour).
     """
     names = sorted(set(groups))
-    colours = colours or {}
-    needed = max([len(names), *(i + 1 for i in colours.values())])
-    cmap = _cmap("tab20" if needed > 10 else "tab10")
     fig = _figure((9, 7))
     ax = fig.subplots()
-    for i, name in enumerate(names):
-        rows = [r for r, g in enumerate(groups) if g == name]
-        index = colours.get(name, i)
-        colour = "lightgrey" if name in ("noise", "(no label)") else cmap(index % cmap.N)
-        ax.scatter(
-            coords[rows, 0],
-            coords[rows, 1],
-            s=point_size(len(coords)),
-            color=colour,
-            label=plain(f"{name} ({len(rows)})"),
-            alpha=0.8,
-            linewidths=0,
-        )
+    _draw_groups(ax, coords, groups, colours)
     ax.set_title(plain(title))
     ax.set_xticks([])
     ax.set_yticks([])
@@ -150,6 +135,27 @@ def scatter_map(
         )
     fig.tight_layout()
     return fig
+
+
+def _draw_groups(ax, coords: np.ndarray, groups: list[str], colours: dict[str, int] | None):
+    """One scatter per group, in a stable palette; noise and unlabelled in grey."""
+    names = sorted(set(groups))
+    colours = colours or {}
+    needed = max([len(names), *(i + 1 for i in colours.values())])
+    cmap = _cmap("tab20" if needed > 10 else "tab10")
+    for i, name in enumerate(names):
+        rows = [r for r, g in enumerate(groups) if g == name]
+        index = colours.get(name, i)
+        colour = "lightgrey" if name in ("noise", "(no label)") else cmap(index % cmap.N)
+        ax.scatter(
+            coords[rows, 0],
+            coords[rows, 1],
+            s=point_size(len(coords)),
+            color=colour,
+            label=plain(f"{name} ({len(rows)})"),
+            alpha=0.8,
+            linewidths=0,
+        )
 
 
 def confusion_plot(confusion: dict, fonts: list[str] | None = None):
@@ -193,6 +199,93 @@ def silhouette_plot(scores: dict[int, float], best: int):
     ax.set_xlabel("k")
     ax.set_ylabel("mean cosine silhouette")
     ax.set_title("Choosing k by silhouette")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# -- comparisons of two spaces -------------------------------------------------------------
+
+
+def _paired_axes(titles: tuple[str, str], coords_a: np.ndarray, coords_b: np.ndarray):
+    """A figure with two map panels sharing their limits (map B is aligned onto map A)."""
+    fig = _figure((15, 6.8))
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    for ax, title in zip(axes, titles):
+        ax.set_title(plain(title), fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    both = np.concatenate([coords_a, coords_b]) if len(coords_a) else np.zeros((1, 2))
+    low, high = both.min(axis=0), both.max(axis=0)
+    pad = (high - low) * 0.03 + 1e-6
+    axes[0].set_xlim(low[0] - pad[0], high[0] + pad[0])
+    axes[0].set_ylim(low[1] - pad[1], high[1] + pad[1])
+    return fig, axes
+
+
+def paired_maps(
+    coords_a: np.ndarray,
+    coords_b: np.ndarray,
+    groups: list[str],
+    titles: tuple[str, str],
+    subtitle: str,
+    fonts: list[str] | None = None,
+):
+    """Two maps side by side, the same colour per group in both, one legend."""
+    fig, axes = _paired_axes(titles, coords_a, coords_b)
+    for ax, coords in zip(axes, (coords_a, coords_b)):
+        _draw_groups(ax, coords, groups, None)
+    if len(set(groups)) <= 25:
+        axes[1].legend(
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            markerscale=max(1, 6 / point_size(len(coords_a))),
+            prop={"family": fonts or ["DejaVu Sans"], "size": 8},
+            frameon=False,
+        )
+    fig.suptitle(plain(subtitle), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def paired_values(
+    coords_a: np.ndarray,
+    coords_b: np.ndarray,
+    values: np.ndarray,
+    titles: tuple[str, str],
+    what: str,
+):
+    """Two maps side by side, each point coloured by a value in 0..1 (one colour bar)."""
+    fig, axes = _paired_axes(titles, coords_a, coords_b)
+    image = None
+    for ax, coords in zip(axes, (coords_a, coords_b)):
+        image = ax.scatter(
+            coords[:, 0],
+            coords[:, 1],
+            c=values,
+            cmap="viridis",
+            vmin=0,
+            vmax=1,
+            s=point_size(len(coords)),
+            linewidths=0,
+        )
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), fraction=0.03, label=what)
+    fig.suptitle(f"Each document coloured by {what} (dark: neighbours differ)", fontsize=11)
+    return fig
+
+
+def shared_histogram(histogram: dict[str, int], k: int, mean: float):
+    """How many documents keep 0..k of their k nearest neighbours from one space to the other."""
+    counts = [histogram.get(str(s), 0) for s in range(k + 1)]
+    fig = _figure((7, 4))
+    ax = fig.subplots()
+    ax.bar(range(k + 1), counts, color=_cmap("tab10")(0))
+    ax.axvline(mean, color="grey", linestyle="--", label=f"mean {mean:.2f}")
+    ax.set_xticks(range(k + 1))
+    ax.set_xlabel(f"neighbours shared, of the {k} nearest")
+    ax.set_ylabel("documents")
+    ax.set_title("Neighbourhood agreement between the two spaces")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -138,8 +138,16 @@ def select_ids(
     return ids
 
 
-def load_corpus(store: Store, space: Space, selection: Selection, with_text: bool = True) -> Corpus:
-    ids = select_ids(store, space, selection)
+def load_corpus(
+    store: Store,
+    space: Space,
+    selection: Selection,
+    with_text: bool = True,
+    ids: list[str] | None = None,
+) -> Corpus:
+    """The selection's documents (or exactly `ids`, chosen by the caller) with unit vectors."""
+    if ids is None:
+        ids = select_ids(store, space, selection)
     vectors, metadatas, texts = store.collection(space).load(ids, with_text=with_text)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
     return Corpus(
