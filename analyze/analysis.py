@@ -16,6 +16,7 @@ from ..errors import InvalidRequest
 from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
 from . import plots, report
+from .describe import with_names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +32,7 @@ OUTPUT_FILES = (
     "confusion.png",
     "silhouette.png",
     "report.md",
+    "map.html",
 )
 FIGURES = ("label", "cluster", "confusion", "silhouette")
 
@@ -55,6 +57,10 @@ class Analysis:
     timings: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the figures could not do
+    # () -> (texts, (neighbour positions, similarities)) for map.html; set by the Lab,
+    # which can read the store (an analysis alone holds no texts or vectors)
+    map_extras: Any = field(default=None, repr=False, compare=False)
+    naming: dict[str, Any] = field(default_factory=dict)  # cluster names: model, counts, note
 
     # -- views -----------------------------------------------------------------------------
 
@@ -76,6 +82,12 @@ class Analysis:
                 "y": self.coords[:, 1],
             }
         )
+
+    @property
+    def cluster_names(self) -> dict[int, str]:
+        """Each cluster's name: a model's when it was named (name_clusters=True), else
+        its first terms; noise (-1) is "noise"."""
+        return {int(c["cluster"]): c["name"] for c in with_names(self.clusters)}
 
     @property
     def per_class(self) -> pd.DataFrame:
@@ -113,9 +125,18 @@ class Analysis:
                 self.coords, names, f"{note}, coloured by label", self._colours(), self._fonts()
             )
         if kind == "cluster":
-            names = ["noise" if c == -1 else f"cluster {c}" for c in self.cluster_labels.tolist()]
+            legend = {
+                c: "noise" if c == -1 else f"cluster {c}: {name}"
+                for c, name in self.cluster_names.items()
+            }
+            names = [legend[c] for c in self.cluster_labels.tolist()]
+            colours = self._colours()
+            by_legend = {legend[c]: colours[f"cluster {c}"] for c in legend if c != -1}
+            fonts, missing = plots.glyph_fonts(sorted(set(legend.values())))
+            if missing and missing not in self.notes:
+                self.notes.append(missing)
             return plots.scatter_map(
-                self.coords, names, f"{note}, coloured by cluster", self._colours()
+                self.coords, names, f"{note}, coloured by cluster", by_legend, fonts
             )
         if kind == "confusion":
             if "confusion" not in self.metrics:
@@ -163,8 +184,9 @@ class Analysis:
 
     # -- files -----------------------------------------------------------------------------
 
-    def save(self, out: str | Path) -> list[str]:
-        """Write the report files into `out` (created; files of an older analysis removed)."""
+    def save(self, out: str | Path, html: bool = False) -> list[str]:
+        """Write the report files into `out` (created; files of an older analysis removed);
+        with `html`, also `map.html`, the interactive map as one self-contained file."""
         import time
 
         started = time.perf_counter()
@@ -176,6 +198,12 @@ class Analysis:
             for name in OUTPUT_FILES:  # this analysis owns the folder's report files
                 (out / name).unlink(missing_ok=True)
             files = self._write(out)
+            if html:
+                from .html import write_map_html
+
+                texts, neighbours = self.map_extras() if self.map_extras else (None, None)
+                write_map_html(out / "map.html", self, texts, neighbours)
+                files.append("map.html")
         except PermissionError as exc:
             raise InvalidRequest(f"cannot write the report to {out}: {exc.strerror}") from None
         except OSError as exc:
@@ -186,7 +214,12 @@ class Analysis:
 
     def _write(self, out: Path) -> list[str]:
         report.write_points(
-            out / "points.csv", self.ids, self.labels, self.cluster_labels, self.coords
+            out / "points.csv",
+            self.ids,
+            self.labels,
+            self.cluster_labels,
+            self.coords,
+            self.cluster_names,
         )
         report.write_json(out / "metrics.json", self.metrics)
         report.write_json(out / "clusters.json", self.clusters)
@@ -200,13 +233,16 @@ class Analysis:
         for kind, name in kinds:
             plots.save_figure(self.figure(kind), out / name)
             images.append(name)
-        report.write_markdown(out / "report.md", self.metrics, self.clusters, images)
+        report.write_markdown(
+            out / "report.md", self.metrics, with_names(self.clusters), images, self.naming
+        )
         return ["points.csv", "metrics.json", "clusters.json", *images, "report.md"]
 
     # -- storage ---------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """What a listing shows: id, created, space, selection, options, headline metrics."""
+        """What a listing shows: id, created, space, selection, options, headline metrics,
+        and how the clusters were named (None: by their terms)."""
         return {
             "id": self.id,
             "created": self.created,
@@ -219,6 +255,7 @@ class Analysis:
                 key: self.metrics.get(key)
                 for key in ("hungarian_accuracy", "ari", "nmi", "silhouette")
             },
+            "naming": self.naming or None,
         }
 
     def to_record(self) -> tuple[dict[str, Any], bytes]:
@@ -256,7 +293,7 @@ class Analysis:
             cluster_labels=arrays["cluster"].astype(int),
             coords=arrays["coords"],
             metrics=head["metrics_full"],
-            clusters=head["described"],
+            clusters=with_names(head["described"]),
             options=head["options"],
             selection=head["selection"],
             k_scores={int(k): v for k, v in head.get("k_scores", {}).items()},
@@ -264,6 +301,7 @@ class Analysis:
             id=head["id"],
             created=head["created"],
             timings=dict(head.get("timings") or {}),
+            naming=dict(head.get("naming") or {}),
         )
 
 

@@ -73,6 +73,29 @@ def top_terms(
     return result
 
 
+NAME_TERMS = 3  # terms in a cluster's default name
+TERMS = "terms"  # the name_source of a name made of terms (a model's name says its model)
+
+
+def terms_name(cluster: int, terms: list[str]) -> str:
+    """The name a cluster has until a model names it: "noise", its first terms, or its
+    number when it has no terms."""
+    if cluster == -1:
+        return "noise"
+    return ", ".join(terms[:NAME_TERMS]) or f"cluster {cluster}"
+
+
+def with_names(described: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every cluster with a name and a name_source (analyses stored before names had
+    none: they get their terms' name)."""
+    for info in described:
+        if not info.get("name"):
+            info["name"] = terms_name(int(info["cluster"]), list(info.get("terms") or []))
+            info["name_source"] = TERMS
+        info.setdefault("name_source", TERMS)
+    return described
+
+
 def describe_clusters(
     vectors: np.ndarray,
     cluster_labels: np.ndarray,
@@ -80,7 +103,8 @@ def describe_clusters(
     texts: list[str],
     labels: list[str | None],
 ) -> list[dict[str, Any]]:
-    """Per cluster: size, label counts, top terms, and the documents nearest its centroid."""
+    """Per cluster: size, label counts, top terms, a name (its terms' until a model names
+    it), and the documents nearest its centroid."""
     clusters = sorted(set(cluster_labels.tolist()))
     terms = top_terms(cluster_labels, texts, clusters)
     described = []
@@ -100,6 +124,8 @@ def describe_clusters(
                 "size": int(len(rows)),
                 "labels": dict(sorted(label_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
                 "terms": terms[k],
+                "name": terms_name(int(k), terms[k]),
+                "name_source": TERMS,
                 "representatives": [
                     {
                         "id": ids[row],

@@ -31,13 +31,30 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
 
 
-def write_points(path: Path, ids, labels, clusters: np.ndarray, coords: np.ndarray) -> None:
+def write_points(
+    path: Path,
+    ids,
+    labels,
+    clusters: np.ndarray,
+    coords: np.ndarray,
+    names: dict[int, str] | None = None,
+) -> None:
+    """One row per document; `cluster_name` (the last column) is its cluster's name."""
+    names = names or {}
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "label", "cluster", "x", "y"])
+        writer.writerow(["id", "label", "cluster", "x", "y", "cluster_name"])
         for doc_id, label, cluster, (x, y) in zip(ids, labels, clusters, coords):
+            cluster = int(cluster)
             writer.writerow(
-                [doc_id, "" if label is None else label, int(cluster), f"{x:.5f}", f"{y:.5f}"]
+                [
+                    doc_id,
+                    "" if label is None else label,
+                    cluster,
+                    f"{x:.5f}",
+                    f"{y:.5f}",
+                    names.get(cluster, "noise" if cluster == -1 else ""),
+                ]
             )
 
 
@@ -103,7 +120,44 @@ def method_line(metrics: dict[str, Any]) -> str:
     return f"{method}{k}; map: {params['map']}"
 
 
-def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list[str]) -> None:
+def naming_line(naming: dict[str, Any] | None) -> str | None:
+    """What naming this run cost: "cluster names (gemini-2.5-flash-lite): 3 names
+    requested, 1 reused from the cache"; None when names were not asked for."""
+    if not naming:
+        return None
+    line = (
+        f"cluster names ({naming['model']}): {naming['requested']} names requested, "
+        f"{naming['reused']} reused from the cache"
+    )
+    if naming.get("kept_terms"):
+        line += f", {naming['kept_terms']} kept their terms"
+    if naming.get("retries"):
+        line += f" ({naming['retries']} retries)"
+    return line
+
+
+def cluster_table(clusters: list[dict[str, Any]]) -> str:
+    """Each cluster's number, size and name, as aligned text (the CLI's table)."""
+    width = max([len("cluster"), *(len(str(c["cluster"])) for c in clusters)])
+    sizes = max([len("size"), *(len(str(c["size"])) for c in clusters)])
+    lines = [f"{'cluster':>{width}}  {'size':>{sizes}}  name"]
+    lines.append(f"{'-' * width}  {'-' * sizes}  ----")
+    for info in clusters:
+        number = "noise" if info["cluster"] == -1 else str(info["cluster"])
+        source = "" if info.get("name_source", "terms") == "terms" else " *"
+        lines.append(f"{number:>{width}}  {info['size']:>{sizes}}  {info['name']}{source}")
+    if any(c.get("name_source", "terms") != "terms" for c in clusters):
+        lines.append("(* named by a model; without a star, by the cluster's top terms)")
+    return "\n".join(lines)
+
+
+def write_markdown(
+    path: Path,
+    metrics: dict,
+    clusters: list[dict],
+    images: list[str],
+    naming: dict[str, Any] | None = None,
+) -> None:
     space = metrics["space"]
     params = metrics["params"]
     lines = [
@@ -114,8 +168,15 @@ def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list
         f"- documents: {params['documents']}; clustering: {params['algorithm']} "
         f"{json.dumps(params['clustering'], sort_keys=True)}; map: {params['map']}",
         f"- metrics: {verdict(metrics)}",
-        "",
     ]
+    if naming:  # who named the clusters; this run's counts are not here (files stay identical)
+        named = sum(1 for c in clusters if c.get("name_source") == naming["model"])
+        rest = ", the others by their top terms" if named < naming["clusters"] else ""
+        lines.append(
+            f"- cluster names: {named} of {naming['clusters']} by {naming['model']} "
+            f"(prompt v{naming['prompt_version']}){rest}"
+        )
+    lines.append("")
     if metrics.get("per_class"):
         lines += [
             "## Classes and their majority cluster",
@@ -133,8 +194,9 @@ def write_markdown(path: Path, metrics: dict, clusters: list[dict], images: list
     lines += [f"![{name}]({name})" for name in images] + [""]
     lines += ["## Clusters", ""]
     for info in clusters:
-        name = "noise" if info["cluster"] == -1 else f"cluster {info['cluster']}"
-        lines.append(f"### {name} ({info['size']} documents)")
+        number = "noise" if info["cluster"] == -1 else f"cluster {info['cluster']}"
+        named = "" if info["cluster"] == -1 else f": {escape_markdown(info['name'])}"
+        lines.append(f"### {number}{named} ({info['size']} documents)")
         lines.append("")
         labels = ", ".join(
             f"{escape_markdown(str(k))} {v}" for k, v in list(info["labels"].items())[:5]

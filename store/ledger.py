@@ -24,7 +24,10 @@ CHARS_PER_TOKEN = 4.0
 DEFAULT_PRICES: dict[str, float] = {
     "gemini-embedding-001": 0.15,
     "text-embedding-004": 0.0,
+    "gemini-2.5-flash-lite": 0.10,  # cluster names (output tokens, a few per name, unpriced)
+    "gemini-2.5-flash": 0.30,
 }
+GENERATE = "generate"  # the task type of a generation model's ledger "space"
 LOCAL_PRICE = 0.0  # the offline model costs electricity, not dollars
 
 
@@ -99,6 +102,20 @@ def entry(space: Space, kind: str, texts: int, chars: int, retries: int = 0) -> 
     }
 
 
+def generation_entry(
+    model: str, kind: str, prompts: int, chars: int, retries: int = 0, tokens: int | None = None
+) -> dict[str, Any]:
+    """One ledger record of text generation: kind "name" (a cluster name requested) or
+    "name-cache" (names reused from the store). `tokens` is the provider's own prompt
+    token count when it sent one; else it is estimated from characters."""
+    record = entry(Space("gemini", model, GENERATE, 0), kind, prompts, chars, retries)
+    record["space_collection"] = f"{GENERATE}-{model}"
+    record["requests"] = 0 if kind == "name-cache" else 1 + retries
+    if tokens is not None:
+        record["tokens"] = int(tokens)
+    return record
+
+
 def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[str, Any]]:
     """Per space: requests, texts embedded, estimated tokens and dollars, and savings."""
     rows: dict[str, dict[str, Any]] = {}
@@ -114,6 +131,8 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
                 "retries": 0,
                 "texts_embedded": 0,
                 "queries_embedded": 0,
+                "names_generated": 0,
+                "names_reused": 0,
                 "estimated_tokens": 0,
                 "estimated_usd": 0.0,
                 "cache_hits": 0,
@@ -125,6 +144,14 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
         if e["kind"] == "cache":
             row["cache_hits"] += e["texts"]
             row["estimated_tokens_saved"] += e["tokens"]
+        elif e["kind"] == "name-cache":
+            row["names_reused"] += e["texts"]
+            row["estimated_tokens_saved"] += e["tokens"]
+        elif e["kind"] == "name":
+            row["requests"] += e["requests"]
+            row["retries"] += e["retries"]
+            row["names_generated"] += e["texts"]
+            row["estimated_tokens"] += e["tokens"]
         else:
             row["requests"] += e["requests"]
             row["retries"] += e["retries"]
@@ -138,4 +165,6 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
 
 
 def _describe(space: Mapping[str, Any]) -> str:
+    if space["task_type"] == GENERATE:
+        return f"{space['provider']}:{space['model']} (cluster names)"
     return Space(space["provider"], space["model"], space["task_type"], space["dims"]).describe()

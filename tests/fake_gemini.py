@@ -8,6 +8,10 @@ status (with Retry-After), a delay, or a malformed reply.
 
 Vectors carry topic structure when a text contains `topic:<name>`: the vector is
 the topic's direction plus per-text noise, so clustering tests have groups to find.
+
+It also answers `POST /{version}/models/{model}:generateContent` (cluster names): the
+reply is `fake_name(prompt)`, quoted as a chatty model would, recorded in
+`generations`; `generate_faults` scripts faults for those requests the same way.
 """
 
 from __future__ import annotations
@@ -74,6 +78,28 @@ class RecordedRequest:
         return self.status == 200 and self.fault is None
 
 
+@dataclass
+class RecordedGeneration:
+    model: str
+    prompt: str
+    api_key: str | None
+    status: int = 200
+    fault: str | None = None
+
+
+GENERATION_MODELS = {"gemini-2.5-flash-lite", "gemini-2.5-flash"}
+
+
+def fake_name(prompt: str) -> str:
+    """The name the fake model gives a prompt: its first term and a digest of the prompt
+    (the same prompt always gets the same name; another prompt, another name)."""
+    terms = next(
+        (line.split(":", 1)[1] for line in prompt.splitlines() if line.startswith("Terms:")), ""
+    )
+    first = terms.split(",")[0].strip() or "untitled"
+    return f"{first.title()} talk {hashlib.sha256(prompt.encode()).hexdigest()[:6]}"
+
+
 def fake_vector(text: str, dims: int = FULL_DIMS) -> np.ndarray:
     """Deterministic per text; texts sharing `topic:X` share a dominant direction."""
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
@@ -99,6 +125,8 @@ class FakeGemini:
         self.known_models = {"gemini-embedding-001", "text-embedding-004"}
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
+        self.generations: list[RecordedGeneration] = []
+        self.generate_faults: deque[Fault] = deque()
         self.chaos: Callable[[], Fault] | None = None  # faults for requests the deque leaves
         self.in_flight = 0
         self.max_in_flight = 0
@@ -115,6 +143,10 @@ class FakeGemini:
     @property
     def ok_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.status == 200]
+
+    @property
+    def ok_generations(self) -> list[RecordedGeneration]:
+        return [g for g in self.generations if g.status == 200 and g.fault is None]
 
     def __enter__(self) -> FakeGemini:
         self._thread.start()
@@ -146,6 +178,8 @@ class FakeGemini:
     def _answer(self, http: BaseHTTPRequestHandler) -> None:
         body = json.loads(http.rfile.read(int(http.headers.get("Content-Length", 0))) or b"{}")
         model = http.path.rsplit("/", 1)[-1].split(":", 1)[0]
+        if http.path.endswith(":generateContent"):
+            return self._generate(http, model, body)
         requests = body.get("requests", [])
         record = RecordedRequest(
             model=model,
@@ -180,6 +214,47 @@ class FakeGemini:
         ]
         vectors = vectors[: len(vectors) - fault.drop_vectors]
         reply = {"embeddings": [{"values": v} for v in vectors]}
+        self._send(http, 200, json.dumps(reply).encode())
+
+    def _generate(self, http: BaseHTTPRequestHandler, model: str, body: dict) -> None:
+        """One generateContent request: the fake name of its prompt, or a scripted fault."""
+        parts = (body.get("contents") or [{}])[0].get("parts") or [{}]
+        record = RecordedGeneration(
+            model=model, prompt=parts[0].get("text", ""), api_key=http.headers.get("x-goog-api-key")
+        )
+        with self._lock:
+            self.generations.append(record)
+            fault = self.generate_faults.popleft() if self.generate_faults else Fault()
+            record.fault = fault.kind
+        time.sleep(self.latency + fault.delay)
+        if fault.reset:
+            http.close_connection = True
+            http.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if self.valid_key is not None and record.api_key != self.valid_key:
+            return self._error(http, record, 400, "API key not valid. Please pass a valid API key.")
+        if model not in GENERATION_MODELS:
+            return self._error(http, record, 404, f"models/{model} is not found")
+        if fault.status is not None:
+            return self._error(http, record, fault.status, "injected", fault.retry_after)
+        if fault.body is not None:
+            return self._send(http, 200, fault.body.encode())
+        reply = {
+            "candidates": [
+                {
+                    "content": {
+                        "parts": [{"text": f'"{fake_name(record.prompt)}"\n'}],
+                        "role": "model",
+                    },
+                    "finishReason": "STOP",
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": len(record.prompt) // 4,
+                "candidatesTokenCount": 4,
+                "totalTokenCount": len(record.prompt) // 4 + 4,
+            },
+        }
         self._send(http, 200, json.dumps(reply).encode())
 
     def _error(self, http, record, status, message, retry_after=None) -> None:

@@ -113,7 +113,9 @@ def test_outputs_exist_parse_and_describe_clusters(corpus, tmp_path):
         ]
     )
     rows = list(csv.DictReader(open(out / "points.csv")))
-    assert len(rows) == 90 and set(rows[0]) == {"id", "label", "cluster", "x", "y"}
+    assert len(rows) == 90 and list(rows[0]) == ["id", "label", "cluster", "x", "y", "cluster_name"]
+    names = {c["cluster"]: c["name"] for c in result.clusters}  # terms' names without a model
+    assert all(row["cluster_name"] == names[int(row["cluster"])] for row in rows)
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
         "per_class",
