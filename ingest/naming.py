@@ -83,8 +83,8 @@ def clean_name(reply: str | None) -> str:
     """The name in a model's reply: its first non-empty line, without quotes, markdown
     or a final full stop, at most MAX_NAME_CHARS; "" when there is none."""
     for line in (reply or "").splitlines():
-        line = re.sub(r"^\s*(?:name\s*:\s*)", "", line, flags=re.IGNORECASE)
         line = " ".join(line.split()).strip(_DECORATION)
+        line = re.sub(r"^name\s*:", "", line, flags=re.IGNORECASE).strip(_DECORATION)
         if line:
             if len(line) > MAX_NAME_CHARS:
                 line = line[: MAX_NAME_CHARS - 1].rstrip() + "…"
