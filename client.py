@@ -14,6 +14,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -86,7 +87,9 @@ class RemoteLab(Inputs):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, raw: bool = False, **kwargs: Any) -> Any:
+        """The route's JSON (or, with raw, its bytes); an error status raises the
+        library's own exception for it."""
         import httpx
 
         try:
@@ -102,7 +105,7 @@ class RemoteLab(Inputs):
             except ValueError:
                 detail = response.text or response.reason_phrase
             raise _error(response.status_code, str(detail))
-        return response.json()
+        return response.content if raw else response.json()
 
     def _follow(self, job_id: str, on_progress: ProgressCallback | None) -> dict[str, Any]:
         """The job's final state, passing its progress events on as they come."""
@@ -328,6 +331,7 @@ class RemoteLab(Inputs):
         on_progress: ProgressCallback | None = None,
         **arguments: Any,
     ) -> Analysis:
+        html = bool(arguments.pop("html", False))
         body = _present({**arguments, "space": _space_spec(space)})
         for key in ("labels", "sources"):
             if isinstance(body.get(key), str):
@@ -340,6 +344,10 @@ class RemoteLab(Inputs):
         analysis = self.analysis(job["analysis"])
         if out is not None:
             analysis.save(out)
+            if html:  # the service reads texts and vectors; the file comes back whole
+                page = self._request("GET", f"/analyses/{analysis.id}/map.html", raw=True)
+                Path(out, "map.html").write_bytes(page)
+                analysis.files.append("map.html")
         return analysis
 
 

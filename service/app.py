@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Query, Request
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,6 +96,8 @@ class AnalysisRequest(BaseModel):
     reduce: Literal["tsne", "pca", "umap"] = "tsne"
     min_cluster_size: int | None = Field(None, ge=2)
     eps: float | None = Field(None, gt=0, le=2)
+    name_clusters: bool = False  # one Gemini call per cluster not named before
+    naming_model: str | None = Field(None, min_length=1, max_length=100)
 
 
 # -- the API object --------------------------------------------------------------------------
@@ -218,6 +221,7 @@ class Service:
     def submit_analysis(self, request: AnalysisRequest) -> str:
         self.check_writable("analysis")
         from ..analyze.run import AnalysisOptions
+        from ..ingest.naming import check_naming
 
         arguments = request.model_dump()
         self.lab.space(arguments["space"])  # a wrong space is a 4xx now, not a failed job
@@ -225,6 +229,7 @@ class Service:
             request.algorithm, request.k, request.reduce, request.seed,
             request.min_cluster_size, request.eps,
         )  # fmt: skip
+        check_naming(request.name_clusters, request.naming_model)
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             def progress(event: Progress) -> None:
@@ -328,6 +333,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     app.state.service = service
     install_problem_handlers(app)
     app.add_middleware(Guard, token=settings.token, max_body=settings.max_body)
+    app.add_middleware(GZipMiddleware, minimum_size=2000, compresslevel=5)
     if settings.cors:  # outermost: a browser's preflight carries no token
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -337,6 +343,10 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+
+    from .pages import add_map_routes
+
+    add_map_routes(app, lab, settings.read_only)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -566,8 +576,13 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     @app.get(f"{API}/analyses/{{analysis_id}}/points")
     def points(
         analysis_id: str,
-        format: Literal["json", "csv", "arrow"] = "json",  # noqa: A002
+        format: Literal["json", "csv", "arrow", "binary"] = "json",  # noqa: A002
     ) -> Response:
+        if format == "binary":  # what the map reads: see GET .../map for the layout
+            from ..analyze.mapdata import map_points
+
+            body = map_points(lab.analysis(analysis_id))
+            return Response(body, media_type="application/octet-stream")
         frame = lab.analysis(analysis_id).points
         if format == "csv":
             return Response(frame.to_csv(index=False), media_type="text/csv")

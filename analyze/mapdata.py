@@ -1,0 +1,180 @@
+"""One analysis as the browser map reads it: a small JSON head and a compact binary body.
+
+The page must show 100,000 points within a second or two and ship at most 1.5 MB first,
+so the points travel as raw little-endian arrays (float32 x, float32 y, then one label
+code and one cluster code per point, uint8 when every category fits, uint16 otherwise);
+ids, texts and neighbours are fetched after the points are drawn. The same head and body
+are embedded (base64) in the self-contained `map.html`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
+NO_LABEL = "(no label)"
+NOISE = -1
+
+
+def _code_dtype(*counts: int) -> np.dtype:
+    return np.dtype("<u1") if max(counts, default=0) <= 256 else np.dtype("<u2")
+
+
+def label_codes(analysis: Analysis) -> tuple[list[str], np.ndarray]:
+    """Sorted label names (NO_LABEL last when some documents have none) and each point's
+    index into them."""
+    present = sorted({label for label in analysis.labels if label is not None})
+    names = present + ([NO_LABEL] if any(x is None for x in analysis.labels) else [])
+    index = {name: i for i, name in enumerate(names)}
+    codes = np.array(
+        [index[NO_LABEL if label is None else label] for label in analysis.labels], dtype=np.int64
+    )
+    return names, codes
+
+
+def cluster_codes(analysis: Analysis) -> tuple[list[int], np.ndarray]:
+    """Sorted cluster numbers (noise, -1, first when present) and each point's index."""
+    numbers = sorted({int(c) for c in analysis.cluster_labels.tolist()})
+    index = {c: i for i, c in enumerate(numbers)}
+    codes = np.array([index[int(c)] for c in analysis.cluster_labels.tolist()], dtype=np.int64)
+    return numbers, codes
+
+
+def map_head(analysis: Analysis) -> dict[str, Any]:
+    """Everything but the points: categories with counts and names, bounds, metrics."""
+    from .analysis import space_dict
+
+    labels, label_code = label_codes(analysis)
+    clusters, cluster_code = cluster_codes(analysis)
+    dtype = _code_dtype(len(labels), len(clusters))
+    coords = np.asarray(analysis.coords, dtype=np.float32).reshape(-1, 2)
+    described = {int(c["cluster"]): c for c in analysis.clusters}
+    cluster_rows = []
+    for code, number in enumerate(clusters):
+        members = coords[cluster_code == code]
+        found = described.get(number, {})
+        terms = list(found.get("terms") or [])
+        name = found.get("name") or (
+            "noise" if number == NOISE else ", ".join(terms[:3]) or f"cluster {number}"
+        )
+        cluster_rows.append(
+            {
+                "code": code,
+                "cluster": number,
+                "name": name,
+                "name_source": found.get("name_source", "terms"),
+                "size": int(len(members)),
+                "terms": terms,
+                "labels": found.get("labels") or {},
+                "representatives": found.get("representatives") or [],
+                "at": np.median(members, axis=0).round(5).tolist() if len(members) else None,
+            }
+        )
+    label_counts = np.bincount(label_code, minlength=len(labels)).tolist()
+    space = space_dict(analysis.space)
+    space["name"] = f"{space['provider']}:{space['model']}:{space['dims']}"
+    metrics = analysis.metrics or {}
+    if len(coords):
+        bounds = [*coords.min(axis=0).tolist(), *coords.max(axis=0).tolist()]
+    else:
+        bounds = [0.0, 0.0, 1.0, 1.0]
+    return {
+        "id": analysis.id,
+        "created": analysis.created,
+        "space": space,
+        "documents": len(analysis.ids),
+        "selection": analysis.selection,
+        "options": analysis.options,
+        "notes": list(analysis.notes),
+        "map": (metrics.get("params") or {}).get("map"),
+        "encoding": {
+            "layout": ["x:float32", "y:float32", f"label:{dtype.name}", f"cluster:{dtype.name}"],
+            "code": dtype.name,
+            "bytes": points_size(len(analysis.ids), dtype),
+        },
+        "bounds": bounds,
+        "labels": [
+            {"code": i, "name": name, "size": int(n)}
+            for i, (name, n) in enumerate(zip(labels, label_counts))
+        ],
+        "has_labels": analysis.has_labels,
+        "clusters": cluster_rows,
+        "metrics": {
+            key: metrics.get(key)
+            for key in (
+                "hungarian_accuracy",
+                "ari",
+                "nmi",
+                "silhouette",
+                "per_class",
+                "confusion",
+                "mean_majority_share",
+            )
+            if metrics.get(key) is not None
+        },
+    }
+
+
+def points_size(count: int, dtype: np.dtype) -> int:
+    return count * (8 + 2 * dtype.itemsize)
+
+
+def map_points(analysis: Analysis) -> bytes:
+    """x[N] float32, y[N] float32, label[N], cluster[N] (codes as in map_head)."""
+    labels, label_code = label_codes(analysis)
+    clusters, cluster_code = cluster_codes(analysis)
+    dtype = _code_dtype(len(labels), len(clusters))
+    coords = np.asarray(analysis.coords, dtype="<f4").reshape(-1, 2)
+    return b"".join(
+        [
+            np.ascontiguousarray(coords[:, 0]).tobytes(),
+            np.ascontiguousarray(coords[:, 1]).tobytes(),
+            label_code.astype(dtype).tobytes(),
+            cluster_code.astype(dtype).tobytes(),
+        ]
+    )
+
+
+def find_in(ids: list[str], texts: list[str], query: str, limit: int = 1000) -> list[int]:
+    """Indices of the documents whose id or text contains `query` (case-insensitive),
+    an exact id first."""
+    needle = query.strip().casefold()
+    if not needle:
+        return []
+    exact = [i for i, doc_id in enumerate(ids) if doc_id == query.strip()]
+    found = exact[:]
+    for i, (doc_id, text) in enumerate(zip(ids, texts)):
+        if len(found) >= limit:
+            break
+        if i not in exact and (needle in doc_id.casefold() or needle in text.casefold()):
+            found.append(i)
+    return found
+
+
+def nearest_rows(
+    vectors: np.ndarray, rows: np.ndarray, total: int, k: int, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours among unit `vectors` (cosine), excluding each point
+    itself. `rows[j]` is vector j's position among `total` points; positions without a
+    vector get -1 rows. Chunked, so memory stays at chunk x len(vectors) floats."""
+    positions = np.full((total, k), -1, dtype=np.int32)
+    similarities = np.zeros((total, k), dtype=np.float32)
+    n = len(vectors)
+    take = min(k, n - 1)
+    if take <= 0:
+        return positions, similarities
+    for start in range(0, n, chunk):
+        block = vectors[start : start + chunk] @ vectors.T
+        own = np.arange(start, start + len(block))
+        block[own - start, own] = -np.inf
+        top = np.argpartition(-block, take - 1, axis=1)[:, :take]
+        top_sims = np.take_along_axis(block, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        positions[rows[own], :take] = rows[top]
+        similarities[rows[own], :take] = np.take_along_axis(top_sims, order, axis=1)
+    return positions, similarities

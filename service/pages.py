@@ -1,0 +1,84 @@
+"""The browser map's routes: the page itself, its two static files, and what it reads of
+an analysis besides the JSON API (a small head, ids, text search, a whole map.html).
+
+The page and its files need no token (they hold no data); every /api route does, and
+the page sends the token it was given in its URL fragment (`/#token=...`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from ..analyze.html import SERVER_CSP, page, render_map_html
+from ..analyze.mapdata import map_head
+from ..errors import NotFound
+from ..lab import Lab
+from ..web import ASSETS, asset
+from .problems import jsonable
+
+API = "/api/v1"
+MEDIA = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
+FIND_LIMIT = 5000
+
+
+def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
+    headers = {"Content-Security-Policy": SERVER_CSP, "X-Content-Type-Options": "nosniff"}
+    index = page(
+        SERVER_CSP,
+        '<link rel="stylesheet" href="/static/app.css">',
+        '<script src="/static/app.js"></script>',
+    )
+    files = {name: asset(name) for name in ASSETS}
+
+    @app.get("/", include_in_schema=False)
+    def map_page() -> HTMLResponse:
+        return HTMLResponse(index, headers={**headers, "Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in files:
+            raise NotFound(f"no file {name!r}; the page uses {', '.join(ASSETS)}")
+        media = MEDIA[name.rsplit(".", 1)[1]]
+        return Response(
+            files[name], media_type=media, headers={**headers, "Cache-Control": "no-cache"}
+        )
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/map")
+    def analysis_map(analysis_id: str) -> JSONResponse:
+        """What the map draws besides the points: categories, names, bounds, metrics, and
+        how `points?format=binary` is laid out."""
+        analysis = lab.analysis(analysis_id)
+        head = map_head(analysis)
+        why = lab.query_unavailable(analysis.space)
+        if why is None and read_only:
+            why = "this service is read-only, so it embeds no new text"
+        head["search"] = {"meaning": why is None, "reason": why}
+        return JSONResponse(jsonable(head))
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/ids")
+    def analysis_ids(analysis_id: str) -> JSONResponse:
+        """The documents' ids in the order of the points."""
+        return JSONResponse({"ids": list(lab.analysis(analysis_id).ids)})
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/find")
+    def analysis_find(
+        analysis_id: str,
+        q: Annotated[str, Query(min_length=1, max_length=1000)],
+        limit: Annotated[int, Query(ge=1, le=FIND_LIMIT)] = 1000,
+    ) -> JSONResponse:
+        """Positions of the points whose id or text contains `q` (no embedding)."""
+        found = lab.find(analysis_id, q, limit)
+        return JSONResponse({"indices": found, "count": len(found), "limit": limit})
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/map.html")
+    def analysis_map_html(analysis_id: str) -> HTMLResponse:
+        """The analysis as one self-contained page (what `analyze --html` writes)."""
+        analysis = lab.analysis(analysis_id)
+        body = render_map_html(
+            analysis, lab.analysis_texts_of(analysis), lab.map_neighbours(analysis)
+        )
+        disposition = f'attachment; filename="map-{analysis_id}.html"'
+        return HTMLResponse(body, headers={"Content-Disposition": disposition})

@@ -1,0 +1,1083 @@
+/* embedlab map: every point of one analysis, drawn with WebGL2 (or a 2-D canvas when
+ * WebGL2 is missing), with hover, neighbours, search, box selection and the evaluation.
+ *
+ * Two data sources behind one interface: ApiSource talks to `embedlab serve` (points
+ * arrive as raw float32/uint8 arrays; ids, texts and neighbours on demand), EmbeddedSource
+ * reads the data a self-contained map.html carries. Document text is only ever put into
+ * the page as text (textContent), never as markup.
+ */
+(() => {
+  "use strict";
+
+  // ---------------------------------------------------------------- small helpers
+  const $ = (sel) => document.querySelector(sel);
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  const fmt = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+  const count = (n) => Number(n).toLocaleString("en");
+  const firstLines = (text, lines = 6, chars = 420) => {
+    const head = String(text || "").split("\n").filter((l) => l.trim()).slice(0, lines).join("\n");
+    return head.length > chars ? head.slice(0, chars - 1) + "…" : head;
+  };
+  const oneLine = (text, chars = 140) => {
+    const flat = String(text || "").split(/\s+/).join(" ").trim();
+    return flat.length > chars ? flat.slice(0, chars - 1) + "…" : flat;
+  };
+
+  // Tableau-like categorical colours, checked for contrast on white; more categories
+  // cycle through the same hues at other lightness.
+  const BASE_COLOURS = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1", "#636363",
+  ];
+  function colourOf(code) {
+    return BASE_COLOURS[code % BASE_COLOURS.length];
+  }
+  function rgbOf(code) {
+    const hex = colourOf(code);
+    const shade = Math.floor(code / BASE_COLOURS.length) % 3; // 0 as is, 1 darker, 2 lighter
+    const rgb = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255);
+    return rgb.map((c) => (shade === 1 ? c * 0.65 : shade === 2 ? c + (1 - c) * 0.45 : c));
+  }
+  const cssOf = (code) => {
+    const [r, g, b] = rgbOf(code).map((c) => Math.round(c * 255));
+    return `rgb(${r},${g},${b})`;
+  };
+
+  class SourceError extends Error {
+    constructor(message, status, fallback) {
+      super(message);
+      this.status = status;
+      this.fallback = fallback; // free-text search cannot embed here: use text search
+    }
+  }
+
+  // ---------------------------------------------------------------- data sources
+  class ApiSource {
+    constructor(token) {
+      this.token = token;
+      this.live = true;
+      this.docs = new Map();
+    }
+    async request(path, options = {}) {
+      const headers = Object.assign({}, options.headers || {});
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      let response;
+      try {
+        response = await fetch(path, Object.assign({}, options, { headers }));
+      } catch (error) {
+        throw new SourceError(`the service did not answer (${error.message})`, 0);
+      }
+      if (!response.ok) {
+        let detail = response.statusText;
+        try {
+          const body = await response.json();
+          detail = body.detail || body.title || detail;
+        } catch (_) { /* not JSON */ }
+        throw new SourceError(detail, response.status);
+      }
+      return response;
+    }
+    async json(path, options) {
+      return (await this.request(path, options)).json();
+    }
+    async analyses() {
+      return (await this.json("/api/v1/analyses")).analyses;
+    }
+    async spaces() {
+      return (await this.json("/api/v1/spaces")).spaces;
+    }
+    async head(id) {
+      return this.json(`/api/v1/analyses/${encodeURIComponent(id)}/map`);
+    }
+    async points(id) {
+      return (await this.request(`/api/v1/analyses/${encodeURIComponent(id)}/points?format=binary`)).arrayBuffer();
+    }
+    async ids(id) {
+      return (await this.json(`/api/v1/analyses/${encodeURIComponent(id)}/ids`)).ids;
+    }
+    async document(docId, space) {
+      if (this.docs.has(docId)) return this.docs.get(docId);
+      const found = this.json(`/api/v1/documents/${encodeURIComponent(docId)}?space=${encodeURIComponent(space)}`);
+      this.docs.set(docId, found);
+      found.catch(() => this.docs.delete(docId));
+      return found;
+    }
+    async neighbours(docId, space, analysis) {
+      const query = new URLSearchParams({ id: docId, k: "10", space, analysis });
+      return (await this.json(`/api/v1/neighbours?${query}`)).neighbours;
+    }
+    async semantic(text, space, analysis) {
+      try {
+        const body = JSON.stringify({ text, k: 25, space, analysis });
+        const headers = { "Content-Type": "application/json" };
+        return (await this.json("/api/v1/neighbours", { method: "POST", body, headers })).neighbours;
+      } catch (error) {
+        if (error.status && error.status !== 400 && error.status !== 404) error.fallback = true;
+        throw error;
+      }
+    }
+    async find(analysis, text) {
+      const query = new URLSearchParams({ q: text });
+      return (await this.json(`/api/v1/analyses/${encodeURIComponent(analysis)}/find?${query}`)).indices;
+    }
+    async startAnalysis(options) {
+      const headers = { "Content-Type": "application/json" };
+      return this.json("/api/v1/analyses", { method: "POST", body: JSON.stringify(options), headers });
+    }
+    async job(id) {
+      return this.json(`/api/v1/jobs/${encodeURIComponent(id)}`);
+    }
+  }
+
+  function decodeBase64(text) {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes.buffer;
+  }
+
+  class EmbeddedSource {
+    constructor(data) {
+      this.live = false;
+      this.data = data;
+      this.k = data.k || 0;
+      this.neighbourRows = data.neighbours ? new Int32Array(decodeBase64(data.neighbours)) : null;
+      this.similarities = data.similarities ? new Float32Array(decodeBase64(data.similarities)) : null;
+      this.index = new Map(data.ids.map((id, i) => [id, i]));
+    }
+    async analyses() {
+      const h = this.data.head;
+      return [{ id: h.id, created: h.created, space: h.space.name, documents: h.documents,
+        algorithm: h.options.algorithm, k: h.clusters.filter((c) => c.cluster >= 0).length,
+        hungarian_accuracy: (h.metrics || {}).hungarian_accuracy }];
+    }
+    async spaces() { return [this.data.head.space]; }
+    async head() { return this.data.head; }
+    async points() { return decodeBase64(this.data.points); }
+    async ids() { return this.data.ids; }
+    async document(docId) {
+      const i = this.index.get(docId);
+      if (i === undefined) throw new SourceError(`${docId} is not in this file`, 404);
+      return { id: docId, text: this.data.texts[i], cut: !!(this.data.cut || [])[i] };
+    }
+    async neighbours(docId) {
+      const i = this.index.get(docId);
+      if (!this.neighbourRows || i === undefined) return [];
+      const rows = [];
+      for (let r = 0; r < this.k; r++) {
+        const j = this.neighbourRows[i * this.k + r];
+        if (j < 0) continue;
+        rows.push({ rank: r + 1, id: this.data.ids[j], similarity: this.similarities[i * this.k + r],
+          text: this.data.texts[j] });
+      }
+      return rows;
+    }
+    async semantic() {
+      throw new SourceError("a saved map.html cannot embed a query", 0, true);
+    }
+    async find(_analysis, text) {
+      const needle = text.trim().toLocaleLowerCase();
+      const found = [];
+      const exact = this.index.get(text.trim());
+      if (exact !== undefined) found.push(exact);
+      for (let i = 0; i < this.data.ids.length && found.length < 1000; i++) {
+        if (i === exact) continue;
+        if (this.data.ids[i].toLocaleLowerCase().includes(needle) ||
+            this.data.texts[i].toLocaleLowerCase().includes(needle)) found.push(i);
+      }
+      return found;
+    }
+  }
+
+  // ---------------------------------------------------------------- renderers
+  const FLAG_HIDDEN = 1, FLAG_HIGHLIGHT = 2, FLAG_FOCUS = 4;
+
+  class WebGLRenderer {
+    constructor(canvas) {
+      const gl = canvas.getContext("webgl2", { antialias: false });
+      if (!gl) throw new Error("no WebGL2");
+      this.gl = gl;
+      this.name = "WebGL2";
+      const vertex = `#version 300 es
+        in vec2 a_pos; in float a_code; in float a_flag;
+        uniform vec2 u_scale; uniform vec2 u_offset; uniform float u_size; uniform int u_pass;
+        uniform float u_dim; uniform sampler2D u_palette;
+        out vec4 v_colour; out float v_ring;
+        void main() {
+          int flag = int(a_flag + 0.5);
+          bool hidden = (flag & 1) != 0;
+          bool lit = (flag & 6) != 0;
+          if (hidden || (u_pass == 0 && lit) || (u_pass == 1 && !lit)) {
+            gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 0.0; v_colour = vec4(0.0); v_ring = 0.0; return;
+          }
+          gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
+          vec4 c = texelFetch(u_palette, ivec2(int(a_code + 0.5) % 256, 0), 0);
+          bool focus = (flag & 4) != 0;
+          gl_PointSize = lit ? max(u_size * 2.0, 7.0) + (focus ? 5.0 : 0.0) : u_size;
+          v_ring = lit ? 1.0 : 0.0;
+          v_colour = (u_dim > 0.5 && !lit) ? vec4(mix(c.rgb, vec3(0.86), 0.72), 1.0) : c;
+        }`;
+      const fragment = `#version 300 es
+        precision mediump float;
+        in vec4 v_colour; in float v_ring; out vec4 colour;
+        void main() {
+          vec2 d = gl_PointCoord - vec2(0.5);
+          float r = dot(d, d);
+          if (r > 0.25) discard;
+          colour = (v_ring > 0.5 && r > 0.12) ? vec4(0.05, 0.05, 0.05, 1.0) : v_colour;
+        }`;
+      const program = gl.createProgram();
+      for (const [type, source] of [[gl.VERTEX_SHADER, vertex], [gl.FRAGMENT_SHADER, fragment]]) {
+        const shader = gl.createShader(type);
+        gl.shaderSource(shader, source);
+        gl.compileShader(shader);
+        if (!gl.getShaderParameter(shader, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(shader));
+        gl.attachShader(program, shader);
+      }
+      gl.linkProgram(program);
+      if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(program));
+      this.program = program;
+      this.loc = {};
+      for (const name of ["a_pos", "a_code", "a_flag"]) this.loc[name] = gl.getAttribLocation(program, name);
+      for (const name of ["u_scale", "u_offset", "u_size", "u_pass", "u_dim", "u_palette"]) {
+        this.loc[name] = gl.getUniformLocation(program, name);
+      }
+      this.vao = gl.createVertexArray();
+      this.buffers = { pos: gl.createBuffer(), code: gl.createBuffer(), flag: gl.createBuffer() };
+      const palette = new Uint8Array(256 * 4);
+      for (let c = 0; c < 256; c++) {
+        rgbOf(c).forEach((v, j) => { palette[c * 4 + j] = Math.round(v * 255); });
+        palette[c * 4 + 3] = 255;
+      }
+      this.texture = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, this.texture);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, 256, 1, 0, gl.RGBA, gl.UNSIGNED_BYTE, palette);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+    }
+    setPoints(xy) {
+      const gl = this.gl;
+      gl.bindVertexArray(this.vao);
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.pos);
+      gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
+      gl.enableVertexAttribArray(this.loc.a_pos);
+      gl.vertexAttribPointer(this.loc.a_pos, 2, gl.FLOAT, false, 0, 0);
+      this.count = xy.length / 2;
+    }
+    setCodes(codes) {
+      const gl = this.gl;
+      gl.bindVertexArray(this.vao);
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.code);
+      gl.bufferData(gl.ARRAY_BUFFER, codes, gl.STATIC_DRAW);
+      gl.enableVertexAttribArray(this.loc.a_code);
+      const type = codes instanceof Uint16Array ? gl.UNSIGNED_SHORT : gl.UNSIGNED_BYTE;
+      gl.vertexAttribPointer(this.loc.a_code, 1, type, false, 0, 0);
+    }
+    setFlags(flags) {
+      const gl = this.gl;
+      gl.bindVertexArray(this.vao);
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.flag);
+      gl.bufferData(gl.ARRAY_BUFFER, flags, gl.DYNAMIC_DRAW);
+      gl.enableVertexAttribArray(this.loc.a_flag);
+      gl.vertexAttribPointer(this.loc.a_flag, 1, gl.UNSIGNED_BYTE, false, 0, 0);
+    }
+    draw(view, width, height, ratio, size, dim) {
+      const gl = this.gl;
+      gl.viewport(0, 0, gl.drawingBufferWidth, gl.drawingBufferHeight);
+      gl.clearColor(1, 1, 1, 1);
+      gl.clear(gl.COLOR_BUFFER_BIT);
+      gl.useProgram(this.program);
+      gl.bindVertexArray(this.vao);
+      gl.activeTexture(gl.TEXTURE0);
+      gl.bindTexture(gl.TEXTURE_2D, this.texture);
+      gl.uniform1i(this.loc.u_palette, 0);
+      const sx = (2 * view.k) / width, sy = (2 * view.k) / height;
+      gl.uniform2f(this.loc.u_scale, sx, sy);
+      gl.uniform2f(this.loc.u_offset, -view.cx * sx, -view.cy * sy);
+      gl.uniform1f(this.loc.u_size, size * ratio);
+      gl.uniform1f(this.loc.u_dim, dim ? 1 : 0);
+      for (const pass of [0, 1]) {
+        gl.uniform1i(this.loc.u_pass, pass);
+        gl.drawArrays(gl.POINTS, 0, this.count);
+      }
+    }
+  }
+
+  class CanvasRenderer {
+    constructor(canvas) {
+      this.ctx = canvas.getContext("2d");
+      this.name = "2-D canvas";
+    }
+    setPoints(xy) { this.xy = xy; this.count = xy.length / 2; }
+    setCodes(codes) {
+      this.codes = codes;
+      // draw grouped by colour: one fillStyle change per category
+      this.order = Array.from({ length: this.count }, (_, i) => i).sort((a, b) => codes[a] - codes[b]);
+    }
+    setFlags(flags) { this.flags = flags; }
+    draw(view, width, height, ratio, size, dim) {
+      const ctx = this.ctx;
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, width * ratio, height * ratio);
+      const k = view.k * ratio, ox = (width * ratio) / 2 - view.cx * k, oy = (height * ratio) / 2 + view.cy * k;
+      const s = Math.max(1, size * ratio), half = s / 2;
+      const lit = [];
+      let style = -1;
+      for (const i of this.order) {
+        const flag = this.flags[i];
+        if (flag & FLAG_HIDDEN) continue;
+        if (flag & (FLAG_HIGHLIGHT | FLAG_FOCUS)) { lit.push(i); continue; }
+        const code = this.codes[i];
+        if (code !== style) {
+          style = code;
+          ctx.fillStyle = dim ? "#d8dadd" : cssOf(code);
+        }
+        ctx.fillRect(ox + this.xy[2 * i] * k - half, oy - this.xy[2 * i + 1] * k - half, s, s);
+      }
+      for (const i of lit) {
+        const r = (Math.max(size * 2, 7) + (this.flags[i] & FLAG_FOCUS ? 5 : 0)) * ratio / 2;
+        ctx.beginPath();
+        ctx.arc(ox + this.xy[2 * i] * k, oy - this.xy[2 * i + 1] * k, r, 0, 2 * Math.PI);
+        ctx.fillStyle = cssOf(this.codes[i]);
+        ctx.fill();
+        ctx.lineWidth = 1.5 * ratio;
+        ctx.strokeStyle = "#111";
+        ctx.stroke();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- spatial grid (hover)
+  class Grid {
+    constructor(xy, bounds) {
+      const n = xy.length / 2;
+      this.side = Math.max(8, Math.min(512, Math.ceil(Math.sqrt(n / 3))));
+      this.x0 = bounds[0]; this.y0 = bounds[1];
+      this.w = Math.max(bounds[2] - bounds[0], 1e-9); this.h = Math.max(bounds[3] - bounds[1], 1e-9);
+      const cells = this.side * this.side;
+      const cellOf = new Int32Array(n);
+      const start = new Int32Array(cells + 1);
+      for (let i = 0; i < n; i++) {
+        const c = this.cell(xy[2 * i], xy[2 * i + 1]);
+        cellOf[i] = c;
+        start[c + 1]++;
+      }
+      for (let c = 0; c < cells; c++) start[c + 1] += start[c];
+      const fill = start.slice(0, cells);
+      const items = new Int32Array(n);
+      for (let i = 0; i < n; i++) items[fill[cellOf[i]]++] = i;
+      this.start = start; this.items = items; this.xy = xy;
+    }
+    col(x) { return Math.min(this.side - 1, Math.max(0, Math.floor(((x - this.x0) / this.w) * this.side))); }
+    row(y) { return Math.min(this.side - 1, Math.max(0, Math.floor(((y - this.y0) / this.h) * this.side))); }
+    cell(x, y) { return this.row(y) * this.side + this.col(x); }
+    nearest(x, y, radius, skip) {
+      let best = -1, bestD = radius * radius;
+      const c0 = this.col(x - radius), c1 = this.col(x + radius), r0 = this.row(y - radius), r1 = this.row(y + radius);
+      for (let r = r0; r <= r1; r++) {
+        for (let c = c0; c <= c1; c++) {
+          const cell = r * this.side + c;
+          for (let j = this.start[cell]; j < this.start[cell + 1]; j++) {
+            const i = this.items[j];
+            if (skip(i)) continue;
+            const dx = this.xy[2 * i] - x, dy = this.xy[2 * i + 1] - y, d = dx * dx + dy * dy;
+            if (d <= bestD) { bestD = d; best = i; }
+          }
+        }
+      }
+      return best;
+    }
+  }
+
+  // ---------------------------------------------------------------- the app
+  const embedded = document.getElementById("embedlab-data");
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (params.has("token")) { // a link with the token: keep it for this tab, not in the URL
+    sessionStorage.setItem("embedlab-token", params.get("token"));
+    params.delete("token");
+    history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
+  }
+  const source = embedded
+    ? new EmbeddedSource(JSON.parse(embedded.textContent))
+    : new ApiSource(sessionStorage.getItem("embedlab-token"));
+  const forceCanvas = new URLSearchParams(location.search).get("renderer") === "canvas";
+
+  const canvas = $("#map");
+  let renderer;
+  try {
+    if (forceCanvas) throw new Error("asked for the 2-D canvas");
+    renderer = new WebGLRenderer(canvas);
+  } catch (_) {
+    renderer = new CanvasRenderer(canvas);
+  }
+
+  const state = {
+    analysis: null, head: null, n: 0, xy: null, codes: { label: null, cluster: null },
+    colourBy: params.get("c") === "cluster" ? "cluster" : "label",
+    hidden: { label: new Set(), cluster: new Set() },
+    flags: null, highlight: null, highlightWhat: "", focus: -1,
+    selection: [], ids: null, idIndex: null, grid: null,
+    view: { cx: 0, cy: 0, k: 1 }, drawn: 0, frames: 0, firstPaintMs: null,
+    search: { text: params.get("q") || "", mode: params.get("m") === "text" ? "text" : "meaning" },
+    notice: "", loadToken: 0,
+  };
+  let readyResolve;
+  const ready = new Promise((resolve) => { readyResolve = resolve; });
+
+  function setStatus() {
+    if (!state.head) return;
+    const bits = [`${count(state.n)} points`, renderer.name];
+    if (state.firstPaintMs !== null) bits.push(`shown in ${Math.round(state.firstPaintMs)} ms`);
+    if (state.highlight) bits.push(`${count(state.highlight.length)} highlighted (${state.highlightWhat})`);
+    $("#status").textContent = bits.join(" · ");
+  }
+  function showMessage(text) {
+    const box = $("#message");
+    box.hidden = !text;
+    box.textContent = text || "";
+  }
+
+  function writeHash() {
+    const out = new URLSearchParams();
+    if (state.analysis) out.set("a", state.analysis);
+    out.set("c", state.colourBy);
+    if (state.focus >= 0 && state.ids) out.set("p", state.ids[state.focus]);
+    if (state.search.text) { out.set("q", state.search.text); out.set("m", state.search.mode); }
+    history.replaceState(null, "", `${location.pathname}${location.search}#${out}`);
+  }
+
+  // -- sizes and view
+  function size() {
+    const rect = canvas.getBoundingClientRect();
+    return { width: Math.max(1, rect.width), height: Math.max(1, rect.height), ratio: window.devicePixelRatio || 1 };
+  }
+  function fitView() {
+    if (!state.head) return;
+    const [x0, y0, x1, y1] = state.head.bounds;
+    const { width, height } = size();
+    state.view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2,
+      k: 0.88 * Math.min(width / Math.max(x1 - x0, 1e-9), height / Math.max(y1 - y0, 1e-9)) };
+  }
+  function toScreen(x, y) {
+    const { width, height } = size();
+    return [(x - state.view.cx) * state.view.k + width / 2, height / 2 - (y - state.view.cy) * state.view.k];
+  }
+  function toData(sx, sy) {
+    const { width, height } = size();
+    return [(sx - width / 2) / state.view.k + state.view.cx, state.view.cy - (sy - height / 2) / state.view.k];
+  }
+  function pointSize() {
+    const base = state.n > 50000 ? 2 : state.n > 10000 ? 3 : state.n > 2000 ? 4 : 6;
+    return Math.min(base * 3, base * Math.max(1, Math.sqrt(state.view.k / (state.baseK || state.view.k))));
+  }
+
+  let frameAsked = false;
+  function requestDraw() {
+    if (frameAsked) return;
+    frameAsked = true;
+    requestAnimationFrame(drawNow);
+  }
+  function drawNow() {
+    frameAsked = false;
+    if (!state.xy) return;
+    const { width, height, ratio } = size();
+    const w = Math.round(width * ratio), h = Math.round(height * ratio);
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    renderer.draw(state.view, width, height, ratio, pointSize(), !!state.highlight);
+    state.drawn = countDrawn();
+    state.frames++;
+    placeNames();
+  }
+
+  function countDrawn() {
+    let drawn = 0;
+    for (let i = 0; i < state.n; i++) if (!(state.flags[i] & FLAG_HIDDEN)) drawn++;
+    return drawn;
+  }
+
+  // -- flags: hidden (legend), highlighted, focused
+  function rebuildFlags() {
+    const codes = state.codes[state.colourBy];
+    const hidden = state.hidden[state.colourBy];
+    const flags = state.flags;
+    flags.fill(0);
+    if (hidden.size) for (let i = 0; i < state.n; i++) if (hidden.has(codes[i])) flags[i] = FLAG_HIDDEN;
+    if (state.highlight) for (const i of state.highlight) flags[i] |= FLAG_HIGHLIGHT;
+    if (state.focus >= 0) flags[state.focus] |= FLAG_FOCUS;
+    renderer.setFlags(flags);
+    state.drawn = countDrawn();
+    requestDraw();
+    setStatus();
+  }
+  function setHighlight(indices, what) {
+    state.highlight = indices && indices.length ? Int32Array.from(indices) : null;
+    state.highlightWhat = state.highlight ? what : "";
+    rebuildFlags();
+  }
+
+  // -- categories and legend
+  function categories() {
+    if (state.colourBy === "label") return state.head.labels.map((l) => ({ code: l.code, name: l.name, size: l.size }));
+    return state.head.clusters.map((c) => ({ code: c.code, name: `${c.cluster}: ${c.name}`, size: c.size }));
+  }
+  function renderLegend() {
+    const list = $("#legend");
+    list.replaceChildren();
+    $("#legend-title").textContent = state.colourBy === "label" ? "Labels" : "Clusters";
+    const hidden = state.hidden[state.colourBy];
+    for (const cat of categories()) {
+      const button = el("button", { type: "button", "aria-pressed": String(!hidden.has(cat.code)),
+        "data-code": cat.code, title: `Show or hide ${cat.name}`,
+        onclick: () => {
+          if (hidden.has(cat.code)) hidden.delete(cat.code); else hidden.add(cat.code);
+          button.setAttribute("aria-pressed", String(!hidden.has(cat.code)));
+          rebuildFlags();
+        } },
+      el("span", { class: "swatch" }), el("span", { class: "name" }, cat.name), el("span", { class: "count" }, count(cat.size)));
+      button.firstChild.style.background = cssOf(cat.code);
+      list.append(el("li", {}, button));
+    }
+  }
+  function setColourBy(mode) {
+    if (mode === "label" && !state.head.has_labels) mode = "cluster";
+    state.colourBy = mode;
+    $("#colour-by").value = mode;
+    renderer.setCodes(state.codes[mode]);
+    if (renderer instanceof CanvasRenderer) renderer.setFlags(state.flags);
+    renderLegend();
+    rebuildFlags();
+    writeHash();
+  }
+
+  // -- cluster names on the map
+  function placeNames() {
+    const layer = $("#names");
+    if (!state.head) return;
+    if (layer.childElementCount !== state.head.clusters.length) {
+      layer.replaceChildren(...state.head.clusters.map((c) => el("span", {}, c.cluster < 0 ? "noise" : c.name)));
+    }
+    const { width, height } = size();
+    state.head.clusters.forEach((c, i) => {
+      const span = layer.children[i];
+      const hidden = state.colourBy === "cluster" && state.hidden.cluster.has(c.code);
+      if (!c.at || c.cluster < 0 || hidden) { span.hidden = true; return; }
+      const [sx, sy] = toScreen(c.at[0], c.at[1]);
+      span.hidden = sx < 0 || sy < 0 || sx > width || sy > height;
+      span.style.left = `${sx}px`;
+      span.style.top = `${sy}px`;
+    });
+  }
+
+  // -- loading an analysis
+  async function loadAnalysis(id) {
+    const token = ++state.loadToken;
+    showMessage("");
+    const started = performance.now();
+    const [head, buffer] = await Promise.all([source.head(id), source.points(id)]);
+    if (token !== state.loadToken) return;
+    const n = head.documents;
+    const codeType = head.encoding.code === "uint16" ? Uint16Array : Uint8Array;
+    const xs = new Float32Array(buffer, 0, n), ys = new Float32Array(buffer, 4 * n, n);
+    const width = codeType.BYTES_PER_ELEMENT;
+    const labelCodes = new codeType(buffer.slice(8 * n, 8 * n + width * n));
+    const clusterCodes = new codeType(buffer.slice(8 * n + width * n, 8 * n + 2 * width * n));
+    const xy = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) { xy[2 * i] = xs[i]; xy[2 * i + 1] = ys[i]; }
+    Object.assign(state, { analysis: id, head, n, xy, codes: { label: labelCodes, cluster: clusterCodes },
+      flags: new Uint8Array(n), highlight: null, focus: -1, selection: [], ids: null, idIndex: null,
+      hidden: { label: new Set(), cluster: new Set() } });
+    renderer.setPoints(xy);
+    fitView();
+    state.baseK = state.view.k;
+    if (!head.has_labels) state.colourBy = "cluster";
+    setColourBy(state.colourBy);
+    await new Promise((resolve) => requestAnimationFrame(() => { drawNow(); resolve(); }));
+    state.firstPaintMs = performance.now() - started;
+    setStatus();
+    $("#analysis-pick").value = id;
+    if (!n) showMessage("This analysis has no documents.");
+    // after the first paint: ids (for hover, links and export), the grid, the panels
+    state.grid = new Grid(xy, head.bounds);
+    renderEvaluation();
+    renderClusters();
+    renderSelection();
+    const ids = await source.ids(id);
+    if (token !== state.loadToken) return;
+    state.ids = ids;
+    state.idIndex = new Map(ids.map((docId, i) => [docId, i]));
+    writeHash();
+    readyResolve();
+  }
+
+  async function loadAnalysisList(preferred) {
+    const pick = $("#analysis-pick");
+    let analyses = await source.analyses();
+    const spacePick = $("#space-pick");
+    if (source.live) {
+      const spaces = await source.spaces();
+      const current = spacePick.value;
+      spacePick.replaceChildren(el("option", { value: "" }, "all spaces"),
+        ...spaces.map((s) => el("option", { value: s.description || s.name }, `${s.name} (${count(s.documents)} docs)`)));
+      spacePick.value = current;
+      if (spacePick.value) analyses = analyses.filter((a) => a.space === spacePick.value);
+      fillSpaces(spaces);
+    }
+    pick.replaceChildren(...analyses.map((a) => el("option", { value: a.id },
+      `${String(a.created || "").slice(0, 16).replace("T", " ")} · ${a.space} · ${count(a.documents)} docs · ` +
+      `${a.algorithm} k=${a.k}` + (a.hungarian_accuracy !== null && a.hungarian_accuracy !== undefined
+        ? ` · accuracy ${fmt(a.hungarian_accuracy)}` : ""))));
+    if (!analyses.length) {
+      showMessage(source.live
+        ? "No analysis in this store yet. Start one with “New analysis…”, or run `embedlab analyze`."
+        : "This file holds no analysis.");
+      return null;
+    }
+    const wanted = preferred && analyses.some((a) => a.id === preferred) ? preferred : analyses[0].id;
+    pick.value = wanted;
+    return wanted;
+  }
+
+  // -- hover
+  const tooltip = $("#tooltip");
+  let hoverIndex = -1, hoverToken = 0;
+  function hiddenAt(i) { return (state.flags[i] & FLAG_HIDDEN) !== 0; }
+  function labelName(i) { return state.head.labels[state.codes.label[i]].name; }
+  function clusterOf(i) { return state.head.clusters[state.codes.cluster[i]]; }
+  function clusterText(i) {
+    const c = clusterOf(i);
+    return c.cluster < 0 ? "noise" : `${c.cluster} (${c.name})`;
+  }
+  function pointAt(sx, sy) {
+    if (!state.grid) return -1;
+    const [x, y] = toData(sx, sy);
+    return state.grid.nearest(x, y, Math.max(6, pointSize()) / state.view.k, hiddenAt);
+  }
+  async function hover(sx, sy) {
+    const i = pointAt(sx, sy);
+    if (i === hoverIndex) { if (i >= 0) placeTooltip(sx, sy); return; }
+    hoverIndex = i;
+    if (i < 0) { tooltip.hidden = true; return; }
+    const docId = state.ids ? state.ids[i] : `point ${i}`;
+    const text = el("div", { class: "text" }, "…");
+    tooltip.replaceChildren(el("strong", {}, docId),
+      el("div", { class: "meta" }, `label ${labelName(i)} · cluster ${clusterText(i)}`), text);
+    tooltip.hidden = false;
+    tooltip.dataset.index = String(i);
+    placeTooltip(sx, sy);
+    if (!state.ids) return;
+    const token = ++hoverToken;
+    try {
+      const doc = await source.document(state.ids[i], state.head.space.name);
+      if (token === hoverToken) { text.textContent = firstLines(doc.text); tooltip.dataset.loaded = String(i); }
+    } catch (error) {
+      if (token === hoverToken) text.textContent = `(text unavailable: ${error.message})`;
+    }
+  }
+  function placeTooltip(sx, sy) {
+    const { width, height } = size();
+    const box = tooltip.getBoundingClientRect();
+    tooltip.style.left = `${Math.min(sx + 14, width - box.width - 4)}px`;
+    tooltip.style.top = `${sy + 14 + box.height > height ? Math.max(0, sy - box.height - 10) : sy + 14}px`;
+  }
+
+  // -- the document panel: whole text and its neighbours in the original space
+  function showTab(name) {
+    for (const tab of document.querySelectorAll("[role=tab]")) {
+      const on = tab.id === `tab-${name}`;
+      tab.setAttribute("aria-selected", String(on));
+      $(`#${tab.getAttribute("aria-controls")}`).hidden = !on;
+    }
+  }
+  function hitList(rows, onPick) {
+    return el("ol", { class: "hits" }, rows.map((row) => {
+      const i = state.idIndex ? state.idIndex.get(row.id) : undefined;
+      const where = i === undefined ? " · not on this map" : ` · cluster ${clusterText(i)}`;
+      return el("li", {}, el("button", { type: "button", "data-id": row.id, onclick: () => onPick(row, i) },
+        el("span", {}, `${row.rank ? row.rank + ". " : ""}${row.id}`),
+        el("span", { class: "snip" }, `${row.similarity !== undefined ? "similarity " + fmt(row.similarity) + " · " : ""}` +
+          `${row.label ? "label " + row.label : ""}${where}`),
+        el("span", { class: "snip" }, oneLine(row.text))));
+    }));
+  }
+  async function focusDocument(docId, index) {
+    const panel = $("#panel-document");
+    showTab("document");
+    state.focus = index === undefined ? -1 : index;
+    writeHash();
+    const meta = index === undefined ? "not on this map"
+      : `label ${labelName(index)} · cluster ${clusterText(index)}`;
+    const text = el("div", { class: "doc-text" }, "…");
+    const near = el("div", {}, el("p", { class: "hint" }, "Finding its nearest neighbours…"));
+    panel.replaceChildren(el("h3", {}, docId), el("div", { class: "doc-meta" }, meta), text,
+      el("h4", {}, "10 nearest neighbours (original space)"), near);
+    panel.dataset.id = docId;
+    rebuildFlags();
+    try {
+      const doc = await source.document(docId, state.head.space.name);
+      if (panel.dataset.id === docId) text.textContent = doc.text + (doc.cut ? "\n…(cut short in this file)" : "");
+    } catch (error) {
+      text.textContent = `(text unavailable: ${error.message})`;
+    }
+    try {
+      const rows = await source.neighbours(docId, state.head.space.name, state.analysis);
+      if (panel.dataset.id !== docId) return;
+      near.replaceChildren(hitList(rows, (row, i) => focusDocument(row.id, i)));
+      near.dataset.ids = rows.map((r) => r.id).join("\n");
+      const onMap = rows.map((r) => state.idIndex && state.idIndex.get(r.id)).filter((i) => i !== undefined);
+      setHighlight(onMap, `neighbours of ${docId}`);
+    } catch (error) {
+      near.replaceChildren(el("p", { class: "note" }, `Neighbours unavailable: ${error.message}`));
+    }
+  }
+
+  // -- search
+  async function runSearch(text, mode) {
+    state.search = { text, mode };
+    writeHash();
+    const panel = $("#panel-search");
+    showTab("search");
+    if (!text.trim()) { setHighlight(null); panel.replaceChildren(el("p", { class: "hint" }, "Type something to search.")); return; }
+    await ready;
+    const exact = state.idIndex.get(text.trim());
+    if (exact !== undefined) { // an id: go to that document
+      panel.replaceChildren(el("p", {}, `Document ${text.trim()}.`));
+      focusDocument(text.trim(), exact);
+      return;
+    }
+    let note = null;
+    const cannot = state.head.search && !state.head.search.meaning ? state.head.search.reason : null;
+    if (mode === "meaning" && cannot) {
+      note = el("p", { class: "note" }, `Search by meaning is not available here (${cannot}); showing documents whose id or text contains “${text}” instead.`);
+    } else if (mode === "meaning") {
+      try {
+        const rows = await source.semantic(text, state.head.space.name, state.analysis);
+        const onMap = rows.map((r) => state.idIndex.get(r.id)).filter((i) => i !== undefined);
+        panel.replaceChildren(el("p", {}, `${rows.length} nearest documents to “${text}” (${onMap.length} on this map).`),
+          hitList(rows, (row, i) => focusDocument(row.id, i)));
+        panel.dataset.mode = "meaning";
+        setHighlight(onMap, "search");
+        return;
+      } catch (error) {
+        if (!error.fallback) {
+          panel.replaceChildren(el("p", { class: "note" }, `Search failed: ${error.message}`));
+          return;
+        }
+        note = el("p", { class: "note" }, `Search by meaning is not available here (${error.message}); showing documents whose id or text contains “${text}” instead.`);
+      }
+    }
+    const found = await source.find(state.analysis, text);
+    const rows = found.slice(0, 200).map((i) => ({ id: state.ids[i], label: labelName(i), text: "" }));
+    panel.replaceChildren(...[note, el("p", {}, `${count(found.length)}${found.length >= 1000 ? "+" : ""} documents contain “${text}”.`),
+      hitList(rows, (row, i) => focusDocument(row.id, i))].filter(Boolean));
+    panel.dataset.mode = "text";
+    setHighlight(found, "search");
+  }
+
+  // -- box selection
+  const boxEl = $("#box");
+  let boxMode = false;
+  function selectBox(a, b) {
+    const [x0, y1] = toData(Math.min(a[0], b[0]), Math.min(a[1], b[1]));
+    const [x1, y0] = toData(Math.max(a[0], b[0]), Math.max(a[1], b[1]));
+    const chosen = [];
+    for (let i = 0; i < state.n; i++) {
+      if (state.flags[i] & FLAG_HIDDEN) continue;
+      const x = state.xy[2 * i], y = state.xy[2 * i + 1];
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1) chosen.push(i);
+    }
+    state.selection = chosen;
+    setHighlight(chosen, "selection");
+    renderSelection();
+    showTab("selection");
+  }
+  function selectionRows() {
+    return state.selection.map((i) => {
+      const c = clusterOf(i);
+      return { id: state.ids ? state.ids[i] : String(i), label: state.head.labels[state.codes.label[i]].name,
+        cluster: c.cluster, cluster_name: c.name, x: state.xy[2 * i], y: state.xy[2 * i + 1] };
+    });
+  }
+  function download(name, text, type) {
+    const url = URL.createObjectURL(new Blob([text], { type }));
+    const link = el("a", { href: url, download: name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+  const csvCell = (v) => {
+    const s = String(v);
+    return /[",\n\r]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  function renderSelection() {
+    const panel = $("#panel-selection");
+    if (!state.selection.length) {
+      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box select, or Shift+drag) to select points."));
+      return;
+    }
+    const rows = selectionRows();
+    const mix = (key) => {
+      const counts = new Map();
+      for (const r of rows) counts.set(r[key], (counts.get(r[key]) || 0) + 1);
+      return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ");
+    };
+    const table = el("table", { id: "selection-table" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "label"), el("th", {}, "cluster")),
+      rows.slice(0, 300).map((r) => el("tr", {}, el("td", {}, el("button", { type: "button", onclick: () => focusDocument(r.id, state.idIndex && state.idIndex.get(r.id)) }, r.id)),
+        el("td", {}, r.label), el("td", {}, String(r.cluster)))));
+    panel.replaceChildren(
+      el("p", {}, `${count(rows.length)} documents selected.`),
+      el("p", { class: "doc-meta" }, `Labels: ${mix("label")}`),
+      el("p", { class: "doc-meta" }, `Clusters: ${mix("cluster")}`),
+      el("div", { class: "row-tools" },
+        el("button", { type: "button", id: "export-csv", onclick: () => {
+          const head = "id,label,cluster,cluster_name,x,y\n";
+          download("selection.csv", head + selectionRows().map((r) => [r.id, r.label, r.cluster, r.cluster_name, r.x, r.y].map(csvCell).join(",")).join("\n") + "\n", "text/csv");
+        } }, "Export CSV"),
+        el("button", { type: "button", id: "export-jsonl", onclick: () => {
+          download("selection.jsonl", selectionRows().map((r) => JSON.stringify(r)).join("\n") + "\n", "application/x-ndjson");
+        } }, "Export JSONL"),
+        el("button", { type: "button", onclick: () => { state.selection = []; setHighlight(null); renderSelection(); } }, "Clear")),
+      table, rows.length > 300 ? el("p", { class: "hint" }, `First 300 of ${count(rows.length)} shown; the exports hold all.`) : null);
+  }
+
+  // -- evaluation and clusters
+  function renderEvaluation() {
+    const panel = $("#panel-evaluation");
+    const m = state.head.metrics || {};
+    const parts = [el("p", {}, `Hungarian accuracy ${fmt(m.hungarian_accuracy)} · ARI ${fmt(m.ari)} · NMI ${fmt(m.nmi)} · silhouette ${fmt(m.silhouette)}`)];
+    if (!m.per_class) {
+      parts.push(el("p", { class: "hint" }, "These documents have no labels to evaluate against."));
+      panel.replaceChildren(...parts);
+      return;
+    }
+    parts.push(el("h4", {}, "Share of each class in its majority cluster"),
+      el("table", { id: "per-class" }, el("tr", {}, el("th", {}, "class"), el("th", {}, "majority cluster"), el("th", {}, "share"), el("th", {}, "size")),
+        Object.entries(m.per_class).map(([name, row]) => el("tr", {}, el("td", {}, name), el("td", {}, String(row.majority_cluster)),
+          el("td", {}, fmt(row.share)), el("td", {}, String(row.size))))));
+    const conf = m.confusion;
+    if (conf) {
+      const labelCode = new Map(state.head.labels.map((l) => [l.name, l.code]));
+      const clusterCode = new Map(state.head.clusters.map((c) => [c.cluster, c.code]));
+      parts.push(el("h4", {}, "Confusion matrix (click a cell to highlight its documents)"),
+        el("table", { id: "confusion" }, el("tr", {}, el("th", {}, "class \\ cluster"), conf.clusters.map((c) => el("th", {}, String(c)))),
+          conf.classes.map((cls, r) => el("tr", {}, el("th", {}, cls), conf.clusters.map((cl, c) => el("td", {},
+            el("button", { type: "button", "data-class": cls, "data-cluster": cl,
+              "aria-label": `${conf.matrix[r][c]} documents of ${cls} in cluster ${cl}`,
+              onclick: () => {
+                const lc = labelCode.get(cls), cc = clusterCode.get(Number(cl));
+                const hits = [];
+                for (let i = 0; i < state.n; i++) if (state.codes.label[i] === lc && state.codes.cluster[i] === cc) hits.push(i);
+                setHighlight(hits, `${cls} in cluster ${cl}`);
+              } }, String(conf.matrix[r][c]))))))));
+    }
+    panel.replaceChildren(...parts);
+  }
+  function renderClusters() {
+    const panel = $("#panel-clusters");
+    panel.replaceChildren(...state.head.clusters.map((c) => el("div", { class: "cluster-card" },
+      el("button", { type: "button", "data-cluster": c.cluster, onclick: () => {
+        const hits = [];
+        for (let i = 0; i < state.n; i++) if (state.codes.cluster[i] === c.code) hits.push(i);
+        setHighlight(hits, `cluster ${c.cluster}`);
+      } }, el("span", { class: "swatch" }), `${c.cluster < 0 ? "noise" : c.cluster}: ${c.name} (${count(c.size)})`),
+      el("div", { class: "terms" }, (c.terms || []).join(", ")),
+      c.representatives.length ? hitList(c.representatives.map((r) => ({ id: r.id, label: r.label, similarity: r.similarity, text: r.snippet })),
+        (row, i) => focusDocument(row.id, i)) : null)));
+  }
+
+  // -- new analysis (service only)
+  function fillSpaces(spaces) {
+    const form = $("#new-form");
+    if (form.elements.space) return;
+    const select = el("select", { name: "space" }, spaces.map((s) => el("option", { value: s.name }, s.name)));
+    form.prepend(el("label", {}, "Space ", select));
+  }
+  async function startAnalysis(event) {
+    event.preventDefault();
+    const form = event.target;
+    const status = $("#job-status");
+    const body = { algorithm: form.elements.algorithm.value, reduce: form.elements.reduce.value,
+      seed: Number(form.elements.seed.value || 0) };
+    if (form.elements.space) body.space = form.elements.space.value;
+    const labels = form.elements.labels.value.trim();
+    if (labels) body.labels = labels.split(",").map((s) => s.trim()).filter(Boolean);
+    for (const key of ["per_class", "limit"]) if (form.elements[key].value) body[key] = Number(form.elements[key].value);
+    const k = form.elements.k.value.trim();
+    if (k) body.k = k === "auto" ? "auto" : Number(k);
+    try {
+      const { job } = await source.startAnalysis(body);
+      status.textContent = "queued…";
+      for (;;) {
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        const snapshot = await source.job(job);
+        const p = snapshot.progress || {};
+        status.textContent = `${snapshot.state}${p.status ? ": " + p.status : ""}${p.total ? ` (${p.done}/${p.total})` : ""}`;
+        if (snapshot.state === "done") {
+          status.textContent = `done: analysis ${snapshot.analysis}`;
+          const id = await loadAnalysisList(snapshot.analysis);
+          await loadAnalysis(id);
+          return;
+        }
+        if (["failed", "cancelled", "interrupted"].includes(snapshot.state)) {
+          status.textContent = `${snapshot.state}: ${snapshot.error || ""}`;
+          return;
+        }
+      }
+    } catch (error) {
+      status.textContent = `Could not start: ${error.message}`;
+    }
+  }
+
+  // -- pointer and keyboard
+  let drag = null;
+  canvas.addEventListener("pointerdown", (event) => {
+    canvas.focus();
+    const r = canvas.getBoundingClientRect();
+    const at = [event.clientX - r.left, event.clientY - r.top];
+    drag = { start: at, last: at, box: boxMode || event.shiftKey, moved: false };
+    canvas.setPointerCapture(event.pointerId);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    const r = canvas.getBoundingClientRect();
+    const at = [event.clientX - r.left, event.clientY - r.top];
+    if (!drag) { hover(at[0], at[1]); return; }
+    if (Math.abs(at[0] - drag.start[0]) + Math.abs(at[1] - drag.start[1]) > 3) drag.moved = true;
+    if (drag.box) {
+      boxEl.hidden = false;
+      Object.assign(boxEl.style, { left: `${Math.min(at[0], drag.start[0])}px`, top: `${Math.min(at[1], drag.start[1])}px`,
+        width: `${Math.abs(at[0] - drag.start[0])}px`, height: `${Math.abs(at[1] - drag.start[1])}px` });
+    } else {
+      state.view.cx -= (at[0] - drag.last[0]) / state.view.k;
+      state.view.cy += (at[1] - drag.last[1]) / state.view.k;
+      tooltip.hidden = true;
+      requestDraw();
+    }
+    drag.last = at;
+  });
+  canvas.addEventListener("pointerup", (event) => {
+    if (!drag) return;
+    const r = canvas.getBoundingClientRect();
+    const at = [event.clientX - r.left, event.clientY - r.top];
+    const done = drag;
+    drag = null;
+    boxEl.hidden = true;
+    if (done.box && done.moved) { selectBox(done.start, at); return; }
+    if (!done.moved) {
+      const i = pointAt(at[0], at[1]);
+      if (i >= 0 && state.ids) focusDocument(state.ids[i], i);
+    }
+  });
+  canvas.addEventListener("pointerleave", () => { tooltip.hidden = true; hoverIndex = -1; });
+  function zoom(factor, sx, sy) {
+    const [x, y] = toData(sx, sy);
+    state.view.k *= factor;
+    const [x2, y2] = toData(sx, sy);
+    state.view.cx += x - x2;
+    state.view.cy += y - y2;
+    requestDraw();
+  }
+  canvas.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const r = canvas.getBoundingClientRect();
+    tooltip.hidden = true;
+    zoom(Math.exp(-event.deltaY * 0.0015), event.clientX - r.left, event.clientY - r.top);
+  }, { passive: false });
+  canvas.addEventListener("keydown", (event) => {
+    const { width, height } = size();
+    const step = 60 / state.view.k;
+    const keys = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+    if (keys[event.key]) {
+      state.view.cx += keys[event.key][0];
+      state.view.cy += keys[event.key][1];
+      requestDraw();
+    } else if (event.key === "+" || event.key === "=") zoom(1.25, width / 2, height / 2);
+    else if (event.key === "-") zoom(0.8, width / 2, height / 2);
+    else if (event.key === "0") { fitView(); requestDraw(); }
+    else if (event.key === "b") $("#box-mode").click();
+    else if (event.key === "Escape") { setHighlight(null); state.focus = -1; rebuildFlags(); }
+    else return;
+    event.preventDefault();
+  });
+  window.addEventListener("resize", () => requestDraw());
+
+  $("#colour-by").addEventListener("change", (e) => setColourBy(e.target.value));
+  $("#legend-all").addEventListener("click", () => { state.hidden[state.colourBy].clear(); renderLegend(); rebuildFlags(); });
+  $("#legend-none").addEventListener("click", () => {
+    for (const c of categories()) state.hidden[state.colourBy].add(c.code);
+    renderLegend(); rebuildFlags();
+  });
+  $("#box-mode").addEventListener("click", (e) => {
+    boxMode = !boxMode;
+    e.target.setAttribute("aria-pressed", String(boxMode));
+    canvas.classList.toggle("boxing", boxMode);
+  });
+  $("#reset-view").addEventListener("click", () => { fitView(); requestDraw(); });
+  $("#search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    runSearch($("#search-text").value, $("#search-mode").value);
+  });
+  $("#analysis-pick").addEventListener("change", (e) => loadAnalysis(e.target.value).catch(fail));
+  $("#space-pick").addEventListener("change", async () => {
+    const id = await loadAnalysisList(null);
+    if (id) await loadAnalysis(id);
+  });
+  $("#new-analysis").addEventListener("click", (e) => {
+    const form = $("#new-form");
+    form.hidden = !form.hidden;
+    e.target.setAttribute("aria-expanded", String(!form.hidden));
+  });
+  $("#new-form").addEventListener("submit", startAnalysis);
+  for (const tab of document.querySelectorAll("[role=tab]")) {
+    tab.addEventListener("click", () => showTab(tab.id.slice(4)));
+  }
+  if (!source.live) for (const node of document.querySelectorAll(".live-only")) node.hidden = true;
+
+  function fail(error) {
+    showMessage(`Could not load the map: ${error.message}`);
+  }
+
+  // What tests and benchmarks read: the page's own state, never pixels.
+  window.embedlab = {
+    ready,
+    renderer: () => renderer.name,
+    state: () => ({
+      analysis: state.analysis, points: state.n, drawn: state.drawn, frames: state.frames,
+      colourBy: state.colourBy, hidden: [...state.hidden[state.colourBy]],
+      highlighted: state.highlight ? Array.from(state.highlight) : [], focus: state.focus,
+      selection: state.selection.slice(), firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
+    }),
+    idOf: (i) => (state.ids ? state.ids[i] : null),
+    indexOf: (docId) => (state.idIndex ? state.idIndex.get(docId) : undefined),
+    screenOf: (i) => toScreen(state.xy[2 * i], state.xy[2 * i + 1]),
+    dataOf: (sx, sy) => toData(sx, sy),
+  };
+
+  (async () => {
+    const preferred = params.get("a");
+    const id = await loadAnalysisList(preferred);
+    if (!id) { readyResolve(); return; }
+    await loadAnalysis(id);
+    const point = params.get("p");
+    if (point && state.idIndex.has(point)) focusDocument(point, state.idIndex.get(point));
+    if (state.search.text) {
+      $("#search-text").value = state.search.text;
+      $("#search-mode").value = state.search.mode;
+      if (!point) runSearch(state.search.text, state.search.mode);
+    }
+  })().catch(fail);
+})();
