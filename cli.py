@@ -211,6 +211,29 @@ def ingest_files(store_opts, folder, pattern, name, **opts):
     )
 
 
+def vector_options(*names: str) -> Callable[[Callable], Callable]:
+    """--vector-col (or --vector-key) and --space-name: store vectors computed elsewhere."""
+
+    def decorate(func: Callable) -> Callable:
+        func = click.option(
+            "--space-name",
+            "space",
+            metavar="NAME",
+            help="With --vector-col: the model that made the vectors; they go into the "
+            "space custom:NAME:DIMS.",
+        )(func)
+        return click.option(
+            *names,
+            "vector",
+            metavar="COL",
+            help="Store the vectors in this column (a list of numbers, or text like "
+            "'[0.1, 0.2]') instead of embedding; --dims N checks their length. Stored unit "
+            "length; nothing is embedded.",
+        )(func)
+
+    return decorate
+
+
 def table_command(kind: str, what: str) -> click.Command:
     """`ingest csv` and `ingest parquet`: the same columns, options and ids."""
 
@@ -220,13 +243,22 @@ def table_command(kind: str, what: str) -> click.Command:
     @click.option("--id-col", help="Column with document ids (default: row number).")
     @click.option("--label-col", help="Column with labels, if any.")
     @click.option("--name", help=NAME_HELP)
+    @vector_options("--vector-col")
     @provider_options
     @click.pass_obj
-    def command(store_opts, path, text_col, id_col, label_col, name, **opts):
-        run_ingest(
+    def command(store_opts, path, text_col, id_col, label_col, name, vector, space, **opts):
+        (run_vector_ingest if vector or space else run_ingest)(
             store_opts,
             lambda lab, **o: lab.ingest_path(
-                path, text_col, id_col, label_col, name=name, kind=kind, **o
+                path,
+                text_col,
+                id_col,
+                label_col,
+                name=name,
+                kind=kind,
+                vector=vector,
+                space=space,
+                **o,
             ),
             **opts,
         )
@@ -244,14 +276,23 @@ ingest_parquet = table_command("parquet", "Parquet")
 @click.option("--id-key", help="Key with document ids (default: line number).")
 @click.option("--label-key", help="Key with labels, if any.")
 @click.option("--name", help=NAME_HELP)
+@vector_options("--vector-key", "--vector-col")
 @provider_options
 @click.pass_obj
-def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, **opts):
+def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, vector, space, **opts):
     """Objects of a JSON Lines file."""
-    run_ingest(
+    (run_vector_ingest if vector or space else run_ingest)(
         store_opts,
         lambda lab, **o: lab.ingest_path(
-            path, text_key, id_key, label_key, name=name, kind="jsonl", **o
+            path,
+            text_key,
+            id_key,
+            label_key,
+            name=name,
+            kind="jsonl",
+            vector=vector,
+            space=space,
+            **o,
         ),
         **opts,
     )
@@ -316,6 +357,31 @@ def run_ingest(
                 f"{exc} (everything embedded so far is saved; re-run to resume)"
             ) from None
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
+
+
+@user_errors
+def run_vector_ingest(
+    store_opts: StoreOptions, call: Callable[..., object], dry_run: bool, **options
+) -> None:
+    """Open the store, run `call(lab, ...)` storing the given vectors with a bar, print the
+    summary. The provider's options are passed on, for the library to refuse when set."""
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if dry_run:
+            lab = store_opts.open_for_dry_run(stack)
+        else:
+            lab = stack.enter_context(store_opts.open(create=True))
+        bars: list = []
+
+        def on_progress(event) -> None:
+            if not bars:
+                bar = click.progressbar(length=event.total, label="store vectors", file=sys.stderr)
+                bars.append(stack.enter_context(bar))
+            bars[0].update(event.done - bars[0].pos)
+
+        report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
+    click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
+    click.echo(report.summary())
 
 
 def ingest_summary(report, prices=None) -> str:
@@ -524,6 +590,169 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
     arguments = dict(sources=sources, labels=categories, per_class=per_class, seed=seed, k=4)
     space_filter = (space.provider, space.model, space.task_type, space.dims)
     run_analysis(ctx.obj, space_filter, arguments, Path(out))
+
+
+# -- comparing two spaces ------------------------------------------------------------------
+
+
+@cli.command("compare")
+@click.option(
+    "--space",
+    "spaces",
+    multiple=True,
+    metavar="PROVIDER:MODEL[:DIMS]",
+    help="A space to compare, e.g. gemini:gemini-embedding-001:768 or local:all-MiniLM-L6-v2 "
+    "(give it twice: A, then B).",
+)
+@click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
+@click.option("--source", "sources", help="Comma-separated globs on sources.")
+@click.option(
+    "--per-class", type=click.IntRange(min=1), help="Sample N shared documents per label."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most N (a seeded sample).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
+@click.option(
+    "--k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Clusters (k-means), the same in both spaces.",
+)
+@click.option(
+    "--neighbours",
+    "--neighbors",
+    "neighbours",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="Nearest neighbours per document whose sets are compared (Jaccard).",
+)
+@click.option(
+    "--reduce",
+    type=click.Choice(["tsne", "pca", "umap"]),
+    default="tsne",
+    show_default=True,
+    help="2-D map method (both maps; B is aligned onto A).",
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default="./comparison",
+    show_default=True,
+    help="Folder for comparison.json, points.csv, report.md and the PNGs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print comparison.json instead of tables.")
+@click.pass_obj
+@user_errors
+def compare_command(
+    store_opts: StoreOptions,
+    spaces,
+    labels,
+    sources,
+    per_class,
+    limit,
+    seed,
+    k,
+    neighbours,
+    reduce,
+    out,
+    as_json,
+) -> None:
+    """Compare two spaces on the documents both hold: neighbourhoods, clusterings, scores
+    against the labels, and the two maps aligned (no embedding calls, ever)."""
+    if len(spaces) != 2:
+        raise click.UsageError(
+            f"give --space twice (A, then B), not {len(spaces)} time(s); see `embedlab stats`"
+        )
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(store_opts.open())
+        bars: list = []
+
+        def on_progress(event) -> None:
+            if not bars:
+                bar = click.progressbar(
+                    length=event.total, label="compare", file=sys.stderr, item_show_func=str
+                )
+                bars.append(stack.enter_context(bar))
+            bars[0].update(event.done - bars[0].pos, current_item=event.status)
+
+        comparison = lab.compare(
+            spaces[0],
+            spaces[1],
+            labels=_globs(labels),
+            sources=_globs(sources),
+            per_class=per_class,
+            seed=seed,
+            limit=limit,
+            k=k,
+            neighbours=neighbours,
+            reduce=reduce,
+            out=out,
+            on_progress=on_progress,
+        )
+    click.echo(f"stored as comparison {comparison.id}", err=True)
+    for note in comparison.notes:
+        click.echo(f"note: {note}", err=True)
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in comparison_lines(comparison):
+            click.echo(line)
+    click.echo(
+        f"{plural(len(comparison.ids), 'document')} compared, {len(comparison.files)} files "
+        f"in {out}, {time.monotonic() - started:.1f} s",
+        err=as_json,
+    )
+
+
+def comparison_lines(comparison) -> list[str]:
+    """The comparison as terminal text: what was compared, agreement, scores, outliers."""
+    docs, hood = comparison.documents, comparison.summary["neighbourhoods"]
+    clusterings = comparison.summary["clusterings"]
+    left = [
+        f"{docs[key]} {what}"
+        for key, what in (
+            ("only_in_a", "only in A"),
+            ("only_in_b", "only in B"),
+            ("text_differs", "with another text in each"),
+        )
+        if docs.get(key)
+    ]
+    lines = [
+        f"A: {comparison.space_a.describe()}",
+        f"B: {comparison.space_b.describe()}",
+        f"documents held by both: {docs['compared']}"
+        + (f" (left out: {', '.join(left)})" if left else ""),
+        f"neighbourhoods ({hood['k']} nearest, exact): Jaccard mean {hood['jaccard_mean']:.3f}, "
+        f"median {hood['jaccard_median']:.3f} (p10 {hood['jaccard_quantiles']['p10']:.3f}, "
+        f"p90 {hood['jaccard_quantiles']['p90']:.3f}; chance {hood['chance_jaccard']:.3f}); "
+        f"{hood['shared_mean']:.2f} of {hood['k']} neighbours shared on average",
+        f"clusterings (k-means, k={clusterings['k']}): ARI {clusterings['ari']:.3f}, "
+        f"NMI {clusterings['nmi']:.3f} between A and B",
+        "",
+    ]
+    scores = comparison.scores.dropna(how="all", subset=["a", "b"])
+    width = max(len("metric"), *(len(name) for name in scores.index))
+    lines.append(f"{'metric':<{width}}  {'A':>6}  {'B':>6}  better")
+    for name, row in scores.iterrows():
+        a, b = (f"{v:.3f}" if v is not None and v == v else "-" for v in (row["a"], row["b"]))
+        lines.append(f"{name:<{width}}  {a:>6}  {b:>6}  {(row['winner'] or '-').upper()}")
+    if not comparison.summary["evaluation"]["labelled"]:
+        lines.append(f"({comparison.summary['evaluation']['labels']})")
+    table = comparison.per_class
+    if len(table):
+        width = max(len("class"), *(len(str(name)) for name in table.index))
+        lines += ["", f"{'class':<{width}}  {'A':>6}  {'B':>6}  better"]
+        for name, row in table.iterrows():
+            lines.append(
+                f"{name:<{width}}  {row['share_a']:>6.3f}  {row['share_b']:>6.3f}  "
+                f"{(row['winner'] or '-').upper()}"
+            )
+    lines += ["", "documents whose neighbourhoods differ most:"]
+    for row in comparison.most_different(5).itertuples(index=False):
+        lines.append(f"  {row.jaccard:.3f}  {row.id}  [{row.label or '-'}]  {row.snippet[:70]}")
+    return lines
 
 
 # -- neighbours ----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidRequest
+
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
     from .store import Space
@@ -29,6 +31,15 @@ class Inputs:
 
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a default source name to one real input (a no-op where nothing is kept)."""
+
+    def ingest_vectors(
+        self, documents: Any, vectors: dict[str, Any], space: str, **options: Any
+    ) -> Any:
+        """Store vectors computed elsewhere (a Lab does; a running service does not)."""
+        raise InvalidRequest(
+            "vectors you bring are stored by a Lab on the store itself; the service does not "
+            "take them: stop it and run the ingest with --store (or embedlab.open(...))"
+        )
 
     def pick_space(  # needs spaces() and location
         self,
@@ -49,6 +60,8 @@ class Inputs:
         id: str | None = None,  # noqa: A002 - the name users know from their columns
         label: str | None = None,
         source: str = "python",
+        vector: str | None = None,
+        space: str | None = None,
         **options: Any,
     ) -> IngestReport:
         """Embed what the store does not hold yet: a DataFrame, strings, or dicts.
@@ -59,11 +72,20 @@ class Inputs:
         - dicts: keys "id", "text", "label", "source" (or the names given).
         Options: provider, model, task_type, dims, batch_size, concurrency, max_attempts,
         timeout, dry_run, cancel, quiet, on_progress. Returns an IngestReport.
+
+        Vectors computed elsewhere: `vector` names their column (key), `space` the model
+        that made them; they are stored, unit length, in the space `custom:<space>:<dims>`
+        and nothing is embedded (options: dims, which every vector must have, dry_run,
+        prune, quiet, on_progress). Returns a VectorReport.
         """
         from .lab import python_documents
 
         skipped: Counter[str] = Counter()
-        documents = list(python_documents(data, text, id, label, source, skipped))
+        vectors: dict[str, Any] = {}
+        options = _vector_options(vector, space, options)
+        documents = list(python_documents(data, text, id, label, source, skipped, vector, vectors))
+        if vector is not None:
+            return self.ingest_vectors(documents, vectors, space, skipped=skipped, **options)
         return self.ingest_documents(documents, skipped=skipped, **options)
 
     def ingest_newsgroups(
@@ -100,6 +122,8 @@ class Inputs:
         glob: str = "*",
         name: str | None = None,
         kind: str | None = None,
+        vector: str | None = None,
+        space: str | None = None,
         **options: Any,
     ) -> IngestReport:
         """A folder of text files (label = parent folder), a .csv, or a .jsonl file.
@@ -108,12 +132,62 @@ class Inputs:
         folder's name. A default name belongs to one real file or folder: another input
         with the same default is refused (give it a `name`), never mixed into its ids. A
         `name` given by the user is theirs: successive exports of one dataset may share it.
-        `kind` ("files", "csv", "jsonl") overrides the guess from the path.
+        `kind` ("files", "csv", "jsonl") overrides the guess from the path. `vector` and
+        `space` store vectors computed elsewhere, as in `ingest`.
         """
         from .ingest.sources import read_path
 
         skipped: Counter[str] = Counter()
-        docs, source, origin = read_path(path, text, id, label, glob, name, kind, skipped)
+        vectors: dict[str, Any] = {}
+        options = _vector_options(vector, space, options)
+        docs, source, origin = read_path(
+            path, text, id, label, glob, name, kind, skipped, vector, vectors
+        )
         if name is None:  # a name the user gives is theirs to share between inputs
             self._claim_source(source, origin, bool(options.get("dry_run")))
+        if vector is not None:
+            return self.ingest_vectors(docs, vectors, space, skipped=skipped, **options)
         return self.ingest_documents(docs, skipped=skipped, **options)
+
+
+# what an ingest of given vectors takes; the provider's options would be silently ignored
+VECTOR_OPTIONS = {"dims", "dry_run", "prune", "quiet", "on_progress", "started", "cancel"}
+OPTION_DEFAULTS = {
+    "provider": "auto",
+    "task_type": "CLUSTERING",
+    "max_attempts": 6,
+    "timeout": 60.0,
+}
+
+
+def _vector_options(
+    vector: str | None, space: str | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The options for this ingest: all of them to embed; with vectors the user brings,
+    those that apply (the others refused when set)."""
+    if vector is None:
+        if space is not None:
+            raise InvalidRequest(
+                "--space-name (space=) names the space of vectors you bring: give "
+                "--vector-col COL (vector=COL) too, or drop it to embed with a provider"
+            )
+        return options
+    if not isinstance(vector, str) or not vector:
+        raise InvalidRequest(f"vector must be a column or key name, not {vector!r}")
+    if space is None:
+        raise InvalidRequest(
+            "vectors need a space name: --space-name NAME (space=NAME), the model that made them"
+        )
+    extra = sorted(
+        key
+        for key, value in options.items()
+        if key not in VECTOR_OPTIONS and value is not None and value != OPTION_DEFAULTS.get(key)
+    )
+    if extra:
+        verb = "does" if len(extra) == 1 else "do"
+        named = ", ".join(f"{key} (--{key.replace('_', '-')})" for key in extra)
+        raise InvalidRequest(
+            f"{named} {verb} not apply to vectors you bring: they are stored as "
+            "given, nothing is embedded"
+        )
+    return {key: value for key, value in options.items() if key in VECTOR_OPTIONS}

@@ -34,11 +34,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .analyze.analysis import Analysis
+    from .analyze.comparison import Comparison
     from .ingest.pipeline import IngestReport
     from .ingest.providers import Provider
+    from .ingest.vectors import VectorReport
     from .store.repair import SpaceHealth
 
 ANALYSIS = "analysis"
+COMPARISON = "comparison"
 MAP = "map"
 SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
@@ -294,6 +297,70 @@ class Lab(Inputs):
                             self._memory.update(self.store, space)
                         except EmbedlabError:  # the ingest stands; the next read retries
                             pass
+
+    def ingest_vectors(
+        self,
+        documents: Iterable[Document],
+        vectors: Mapping[str, Any],
+        space: str,
+        dims: int | None = None,
+        skipped: Counter[str] | None = None,
+        dry_run: bool = False,
+        prune: bool = False,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+        started: float | None = None,
+        cancel: CancelToken | None = None,
+    ) -> VectorReport:
+        """Store vectors computed elsewhere (`vectors`: raw vector by document id) in the
+        space `custom:<space>:<dims>`; no provider is called, ever.
+
+        Every vector is checked first (length `dims`, or the first one's; finite; not all
+        zeros) and stored unit length; one bad vector refuses the input, naming the rows.
+        The same ids, texts and vectors again write nothing; a changed vector replaces the
+        stored one. `prune` as in `ingest_documents`.
+        """
+        from .ingest.vectors import store_vectors
+
+        started = time.monotonic() if started is None else started
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+
+        def on_report(report: VectorReport) -> None:
+            notify(Progress("ingest", report.done, report.documents, "vectors", {"report": report}))
+
+        documents = list(documents)
+        if prune and not any(d.text for d in documents):
+            raise InvalidRequest(
+                "no document was read from the input, so --prune would remove every stored "
+                "document of its source; nothing was done"
+            )
+        written: VectorReport | None = None
+        with self._write_lock:
+            try:
+                written = store_vectors(
+                    documents,
+                    dict(vectors),
+                    self.store,
+                    space,
+                    dims,
+                    dry_run=dry_run,
+                    skipped=skipped,
+                    started=started,
+                    on_progress=on_report,
+                )
+                if prune:
+                    written.pruned = len(self._prune(written.space, documents, dry_run))
+                    written.seconds = time.monotonic() - started
+                return written
+            finally:
+                close_bar()
+                self._spaces = None  # the ingest may have made a space
+                if written is not None and not dry_run and self._memory is not None:
+                    self._memory.forget(written.space, written.ids)
+                    try:
+                        self._memory.update(self.store, written.space)
+                    except EmbedlabError:  # the ingest stands; the next read retries
+                        pass
 
     def _prune(self, space: Space, documents: list[Document], dry_run: bool) -> list[str]:
         """Ids of the input's sources, stored in `space`, that the input no longer has."""
@@ -558,13 +625,16 @@ class Lab(Inputs):
         corpus = self._corpus(chosen, selection, with_text=False)
         return corpus.ids, corpus.vectors
 
-    def _corpus(self, space: Space, selection: Any, with_text: bool = True) -> Any:
-        """The selection's vectors: from memory when this Lab keeps them, else Chroma."""
+    def _corpus(
+        self, space: Space, selection: Any, with_text: bool = True, ids: list[str] | None = None
+    ) -> Any:
+        """The selection's vectors (or exactly `ids`'): from memory when this Lab keeps
+        them, else Chroma."""
         from .analyze.select import load_corpus
 
         if self._memory is not None:
-            return self._memory.corpus(self.store, space, selection)
-        return load_corpus(self.store, space, selection, with_text=with_text)
+            return self._memory.corpus(self.store, space, selection, ids)
+        return load_corpus(self.store, space, selection, with_text=with_text, ids=ids)
 
     # -- analyses --------------------------------------------------------------------------
 
@@ -732,6 +802,89 @@ class Lab(Inputs):
         """The newest stored analysis of the space, or None."""
         heads = self._analysis_heads(self.space(space).collection_name)
         return self.analysis(heads[0]["id"]) if heads else None
+
+    # -- comparisons of two spaces ---------------------------------------------------------
+
+    def compare(
+        self,
+        space_a: SpaceSpec,
+        space_b: SpaceSpec,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        k: int = 4,
+        neighbours: int = 10,
+        reduce: str = "tsne",
+        out: str | os.PathLike[str] | None = None,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Comparison:
+        """Compare two spaces on the documents both hold (same id, same text).
+
+        Exact Jaccard of each document's `neighbours` nearest in A and in B, agreement
+        (ARI, NMI) of k-means clusterings at the same `k`, each side's scores against the
+        labels, and the two maps with B aligned onto A. Never embeds. Sampling
+        (`per_class`, `limit`) draws from the shared documents, so both sides see the
+        same rows. The comparison is stored (`lab.comparison(id)`); with `out`, its
+        files are written there.
+        """
+        from .analyze.compare import CompareOptions, compare_corpora, shared_ids
+
+        options = CompareOptions.checked(k, neighbours, reduce, seed)
+        selection = self._selection(labels, sources, per_class, seed, limit)
+        a, b = self.space(space_a), self.space(space_b)
+        if a == b:
+            raise InvalidRequest(f"both sides are {a.describe()}; give two different spaces")
+        stages = ["load", "neighbours", "cluster", "map", "evaluate", "store"]
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+
+        def stage(name: str, index: int) -> None:
+            notify(Progress("compare", index, len(stages), name))
+
+        try:
+            stage("load", 0)
+            started = time.perf_counter()
+            shared = shared_ids(self.store, a, b, selection)
+            corpus_a = self._corpus(a, selection, ids=shared.ids)
+            corpus_b = self._corpus(b, selection, ids=shared.ids)
+            load_s = time.perf_counter() - started
+            comparison = compare_corpora(
+                corpus_a,
+                corpus_b,
+                options,
+                shared,
+                map_caches=(
+                    _StoreMapCache(self.store, a, self._write_lock),
+                    _StoreMapCache(self.store, b, self._write_lock),
+                ),
+                on_stage=lambda name, i: stage(name, i + 1),
+                selection=selection.as_dict(),
+            )
+            comparison.timings = {"load": load_s, **comparison.timings}
+            stage("store", 5)
+            now = datetime.now(timezone.utc)
+            comparison.created = now.isoformat(timespec="microseconds")
+            comparison.id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
+            head, payload = comparison.to_record()
+            with self._write_lock:
+                self.store.artifacts.put(COMPARISON, comparison.id, head, payload)
+            notify(Progress("compare", len(stages), len(stages), "done"))
+        finally:
+            close_bar()
+        if out is not None:
+            comparison.save(out)
+        return comparison
+
+    def comparison(self, comparison_id: str) -> Comparison:
+        """A stored comparison as it was computed (a read, nothing recomputed)."""
+        from .analyze.comparison import Comparison
+
+        found = self.store.artifacts.get(COMPARISON, comparison_id)
+        if found is None:
+            raise NotFound(f"no stored comparison {comparison_id!r}")
+        return Comparison.from_record(*found)
 
     # -- neighbours ------------------------------------------------------------------------
 
@@ -960,17 +1113,21 @@ class _VectorMemory:
         finally:
             self._lock.release()
 
-    def corpus(self, store: Store, space: Space, selection: Any) -> Any:
+    def corpus(self, store: Store, space: Space, selection: Any, ids: Any = None) -> Any:
         from .analyze.select import Corpus, load_corpus, select_ids
 
         with self._lock:
             held = self._refresh(store, space)
             if held is None:  # over the budget: read what the analysis needs, keep nothing
-                return load_corpus(store, space, selection)
+                return load_corpus(store, space, selection, ids=ids)
             row_of = held["row_of"]
-            ids = select_ids(
-                store, space, selection, ((i, held["metadatas"][row_of[i]]) for i in row_of)
-            )
+            if ids is None:
+                ids = select_ids(
+                    store, space, selection, ((i, held["metadatas"][row_of[i]]) for i in row_of)
+                )
+            elif any(i not in row_of for i in ids):
+                missing = [i for i in ids if i not in row_of][:3]
+                raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
             rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
             return Corpus(
                 space=space,
@@ -1065,16 +1222,24 @@ def python_documents(
     label: str | None,
     source: str,
     skipped: Counter[str],
+    vector: str | None = None,
+    vectors: dict[str, Any] | None = None,
 ) -> Iterable[Document]:
-    """Documents from a DataFrame, a list of strings, or a list of dicts."""
+    """Documents from a DataFrame, a list of strings, or a list of dicts. With `vector`
+    (a column or key of vectors computed elsewhere), each one's vector goes in `vectors`."""
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        yield from _frame_documents(data, text, id, label, source, skipped)
+        yield from _frame_documents(data, text, id, label, source, skipped, vector, vectors)
         return
     if isinstance(data, str | bytes) or not isinstance(data, Iterable):
         raise InvalidRequest("give a DataFrame, a list of strings, or a list of dicts")
     for n, item in enumerate(data):
+        if isinstance(item, str) and vector is not None:
+            raise InvalidRequest(
+                f"item {n} is a string; with vector= give dicts or a DataFrame with a "
+                f"{vector!r} key or column"
+            )
         if isinstance(item, str):
             yield Document(_content_id(item), item, source)
         elif isinstance(item, dict):
@@ -1085,6 +1250,8 @@ def python_documents(
             key = item.get(id or "id")
             tag = item.get(label or "label")
             doc_id = _content_id(body) if key is None else str(key)  # never a list position
+            if vector is not None and vectors is not None:
+                vectors.setdefault(doc_id, item.get(vector))
             yield Document(
                 doc_id,
                 body,
@@ -1095,11 +1262,13 @@ def python_documents(
             raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
 
 
-def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Document]:  # noqa: A002
+def _frame_documents(  # noqa: A002
+    frame, text, id, label, source, skipped, vector=None, vectors=None
+) -> Iterable[Document]:
     import pandas as pd
 
     columns = [str(c) for c in frame.columns]
-    for role, name in (("text", text), ("id", id), ("label", label)):
+    for role, name in (("text", text), ("id", id), ("label", label), ("vector", vector)):
         if name is not None and name not in frame.columns:
             raise InvalidRequest(
                 f"the DataFrame has no {role} column {name!r}; its columns: {', '.join(columns)}"
@@ -1108,6 +1277,7 @@ def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Docume
     # make the next DataFrame overwrite this one's documents
     ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
     tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
+    raws = frame[vector].tolist() if vector is not None else None
     for row, body in enumerate(frame[text].tolist()):
         if not isinstance(body, str):
             skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
@@ -1115,6 +1285,8 @@ def _frame_documents(frame, text, id, label, source, skipped) -> Iterable[Docume
         tag = None if tags is None else tags.iloc[row]
         tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
         doc_id = _content_id(body) if ids is None else str(ids.iloc[row])
+        if raws is not None and vectors is not None:
+            vectors.setdefault(doc_id, raws[row])
         yield Document(doc_id, body, source, tag)
 
 

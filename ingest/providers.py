@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ProviderError, RequestRefused, TransientError
+from ..errors import InvalidRequest, ProviderError, RequestRefused, TransientError
 from ..store.keys import Space
 
 __all__ = ["ProviderError", "TransientError"]  # re-exported: they belong to this layer
@@ -351,4 +351,10 @@ def resolve_space(
 def make_provider(space: Space, timeout_s: float = 60.0) -> Provider:
     if space.provider == "gemini":
         return GeminiProvider(space, timeout_s=timeout_s)
-    return LocalProvider(space)
+    if space.provider == "local":
+        return LocalProvider(space)
+    # vectors brought from elsewhere (ingest --vector-col): no model here can make more
+    raise InvalidRequest(
+        f"{space.describe()} holds vectors made outside embedlab, which cannot embed a "
+        "text into it: search by id (--id) or by vector, or compare it with another space"
+    )

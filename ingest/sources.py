@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..store import Document
@@ -107,13 +108,16 @@ def csv_documents(
     label_col: str | None = None,
     skipped: Counter[str] | None = None,
     name: str | None = None,
+    vector_col: str | None = None,
+    vectors: dict[str, Any] | None = None,
 ) -> Iterator[Document]:
     """Rows of a CSV file: every record ends as a document or as a counted skip.
 
     Quoted newlines are kept. A record with the wrong number of fields is counted; when
     it spans several lines (an unclosed quote swallowing the rows after it), only its
     first line is counted as malformed and reading resumes on the next line, so the
-    rows the quote swallowed are not lost.
+    rows the quote swallowed are not lost. With `vector_col`, each document's raw vector
+    cell goes into `vectors` by id (the first row of a repeated id wins, as in ingest).
     """
     path = Path(path)
     skipped = skipped if skipped is not None else Counter()
@@ -122,7 +126,7 @@ def csv_documents(
     delimiter = _delimiter(lines[0] if lines else "")
     header_rows = list(_csv_records(lines[:1], 0, 1, delimiter))
     header = header_rows[0][1] if header_rows and header_rows[0][1] else []
-    _check_columns(path, header, text_col, id_col, label_col)
+    _check_columns(path, header, text_col, id_col, label_col, vector_col)
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
     for row_number, row in enumerate(_csv_rows(lines, len(header), skipped, delimiter), start=1):
@@ -131,9 +135,12 @@ def csv_documents(
             skipped["missing id"] += 1
             continue
         label = row[position[label_col]].strip() if label_col else None
-        yield Document(
+        doc = Document(
             f"{source}/{key}", row[position[text_col]], source=source, label=label or None
         )
+        if vector_col is not None and vectors is not None:
+            vectors.setdefault(doc.id, row[position[vector_col]])
+        yield doc
 
 
 def parquet_documents(
@@ -143,8 +150,11 @@ def parquet_documents(
     label_col: str | None = None,
     skipped: Counter[str] | None = None,
     name: str | None = None,
+    vector_col: str | None = None,
+    vectors: dict[str, Any] | None = None,
 ) -> Iterator[Document]:
-    """Rows of a Parquet file (read by pandas), with the CSV reader's ids and checks."""
+    """Rows of a Parquet file (read by pandas), with the CSV reader's ids and checks (and
+    its `vector_col`, e.g. a list column of floats)."""
     import pandas as pd
 
     path = Path(path)
@@ -155,12 +165,13 @@ def parquet_documents(
         frame = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise SourceError(f"{path} is not a readable Parquet file ({exc})") from None
-    _check_columns(path, [str(c) for c in frame.columns], text_col, id_col, label_col)
+    _check_columns(path, [str(c) for c in frame.columns], text_col, id_col, label_col, vector_col)
     source = f"parquet/{name or path.stem}"
     texts = frame[text_col].tolist()
     keys = frame[id_col].tolist() if id_col else range(1, len(frame) + 1)
     labels = frame[label_col].tolist() if label_col else [None] * len(frame)
-    for key, body, label in zip(keys, texts, labels):
+    raws = frame[vector_col].tolist() if vector_col else [None] * len(frame)
+    for key, body, label, raw in zip(keys, texts, labels, raws):
         if not isinstance(body, str):
             missing = body is None or body != body  # None, or pandas' NaN for a null cell
             skipped["no text" if missing else "text not a string"] += 1
@@ -170,11 +181,19 @@ def parquet_documents(
             skipped["missing id"] += 1
             continue
         tag = None if label is None or label != label else str(label).strip() or None
-        yield Document(f"{source}/{key}", body, source=source, label=tag)
+        doc = Document(f"{source}/{key}", body, source=source, label=tag)
+        if vector_col is not None and vectors is not None:
+            vectors.setdefault(doc.id, raw)
+        yield doc
 
 
 def _check_columns(
-    path: Path, columns: list[str], text_col: str, id_col: str | None, label_col: str | None
+    path: Path,
+    columns: list[str],
+    text_col: str,
+    id_col: str | None,
+    label_col: str | None,
+    vector_col: str | None = None,
 ) -> None:
     """Refuse a missing column in one line that names the columns there are."""
     found = ", ".join(columns) or "none"
@@ -182,6 +201,7 @@ def _check_columns(
         ("--text-col", text_col),
         ("--id-col", id_col),
         ("--label-col", label_col),
+        ("--vector-col", vector_col),
     ):
         if column is not None and column not in columns:
             raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
@@ -265,6 +285,8 @@ def jsonl_documents(
     label_key: str | None = None,
     skipped: Counter[str] | None = None,
     name: str | None = None,
+    vector_key: str | None = None,
+    vectors: dict[str, Any] | None = None,
 ) -> Iterator[Document]:
     """One JSON object per line; broken lines are counted and skipped, not fatal.
 
@@ -302,13 +324,19 @@ def jsonl_documents(
             skipped["missing id"] += 1
             continue
         label = record.get(label_key) if label_key else None
-        documents.append(
-            Document(
-                f"{source}/{key}", body, source=source, label=None if label is None else str(label)
-            )
+        doc = Document(
+            f"{source}/{key}", body, source=source, label=None if label is None else str(label)
         )
+        if vector_key is not None and vectors is not None:
+            vectors.setdefault(doc.id, record.get(vector_key))
+        documents.append(doc)
     found = ", ".join(sorted(keys_seen)) or "none"
-    for option, key in (("--text-key", text_key), ("--id-key", id_key), ("--label-key", label_key)):
+    for option, key in (
+        ("--text-key", text_key),
+        ("--id-key", id_key),
+        ("--label-key", label_key),
+        ("--vector-key", vector_key),
+    ):
         if key is not None and keys_seen and key not in keys_seen:
             raise SourceError(
                 f"{path} has no key {key!r} on any line (keys: {found}); set {option}"
@@ -329,11 +357,14 @@ def read_path(
     name: str | None,
     kind: str | None,
     skipped: Counter[str],
+    vector: str | None = None,
+    vectors: dict[str, Any] | None = None,
 ) -> tuple[list[Document], str, str]:
     """(documents, source name, the input's real path) of a folder, .csv or .jsonl file.
 
     `kind` ("files", "csv", "jsonl") overrides the guess from the path; the source name
-    is `<kind>/<name or the file's stem or the folder's name>`.
+    is `<kind>/<name or the file's stem or the folder's name>`. `vector` names the
+    column (key) of vectors computed elsewhere; they are put in `vectors` by id.
     """
     target = Path(path)
     if kind is None:
@@ -349,17 +380,21 @@ def read_path(
         if not target.exists():
             raise NotFound(f"{target} does not exist")
         raise InvalidRequest(f"{target}: give a folder, a .csv, .jsonl or .parquet file")
+    if vector is not None and kind == "files":
+        raise InvalidRequest(
+            "a folder of text files has no vector column; give a csv, jsonl or parquet file"
+        )
     if kind == "files":
         docs: Iterable[Document] = file_documents(target, glob, skipped, name)
         default = target.resolve().name
     elif kind == "csv":
-        docs = csv_documents(target, text, id, label, skipped, name)
+        docs = csv_documents(target, text, id, label, skipped, name, vector, vectors)
         default = target.stem
     elif kind == "jsonl":
-        docs = jsonl_documents(target, text, id, label, skipped, name)
+        docs = jsonl_documents(target, text, id, label, skipped, name, vector, vectors)
         default = target.stem
     elif kind == "parquet":
-        docs = parquet_documents(target, text, id, label, skipped, name)
+        docs = parquet_documents(target, text, id, label, skipped, name, vector, vectors)
         default = target.stem
     else:
         raise InvalidRequest(f"unknown kind {kind!r}; use files, csv, jsonl or parquet")
