@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .analyze.analysis import Analysis
+    from .analyze.comparison import Comparison
     from .ingest.pipeline import IngestReport
 
 API = "/api/v1"
@@ -349,6 +350,39 @@ class RemoteLab(Inputs):
                 Path(out, "map.html").write_bytes(page)
                 analysis.files.append("map.html")
         return analysis
+
+    # -- comparisons ---------------------------------------------------------------------
+
+    def compare(
+        self,
+        space_a: Space | str,
+        space_b: Space | str,
+        out: str | os.PathLike[str] | None = None,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+        **arguments: Any,
+    ) -> Comparison:
+        body = _present(
+            {**arguments, "space_a": _space_spec(space_a), "space_b": _space_spec(space_b)}
+        )
+        for key in ("labels", "sources"):
+            if isinstance(body.get(key), str):
+                body[key] = [g.strip() for g in body[key].split(",") if g.strip()]
+        job_id = self._request("POST", "/comparisons", json=body)["job"]
+        job = self._follow(job_id, on_progress)
+        if job["state"] != "done":
+            error = job.get("error") or job["state"]
+            raise (Cancelled if job["state"] != "failed" else InvalidRequest)(error)
+        comparison = self.comparison(job["comparison"])
+        if out is not None:
+            comparison.save(out)
+        return comparison
+
+    def comparison(self, comparison_id: str) -> Comparison:
+        from .analyze.comparison import Comparison
+
+        found = self._request("GET", f"/comparisons/{comparison_id}/record")
+        return Comparison.from_record(found["head"], base64.b64decode(found["payload"]))
 
 
 def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> IngestReport:

@@ -834,9 +834,7 @@ class Lab(Inputs):
 
         options = CompareOptions.checked(k, neighbours, reduce, seed)
         selection = self._selection(labels, sources, per_class, seed, limit)
-        a, b = self.space(space_a), self.space(space_b)
-        if a == b:
-            raise InvalidRequest(f"both sides are {a.describe()}; give two different spaces")
+        a, b = self.comparison_spaces(space_a, space_b)
         stages = ["load", "neighbours", "cluster", "map", "evaluate", "store"]
         notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
 
@@ -876,6 +874,13 @@ class Lab(Inputs):
         if out is not None:
             comparison.save(out)
         return comparison
+
+    def comparison_spaces(self, space_a: SpaceSpec, space_b: SpaceSpec) -> tuple[Space, Space]:
+        """The two spaces a comparison of `space_a` with `space_b` reads (two different)."""
+        a, b = self.space(space_a), self.space(space_b)
+        if a == b:
+            raise InvalidRequest(f"both sides are {a.describe()}; give two different spaces")
+        return a, b
 
     def comparison(self, comparison_id: str) -> Comparison:
         """A stored comparison as it was computed (a read, nothing recomputed)."""

@@ -100,6 +100,20 @@ class AnalysisRequest(BaseModel):
     naming_model: str | None = Field(None, min_length=1, max_length=100)
 
 
+class ComparisonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    space_a: str = Field(min_length=1, max_length=300)
+    space_b: str = Field(min_length=1, max_length=300)
+    labels: list[str] | str | None = None
+    sources: list[str] | str | None = None
+    per_class: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    limit: int | None = Field(None, ge=1)
+    k: int = Field(4, ge=1, le=1000)
+    neighbours: int = Field(10, ge=1, le=100)
+    reduce: Literal["tsne", "pca", "umap"] = "tsne"
+
+
 # -- the API object --------------------------------------------------------------------------
 
 
@@ -241,6 +255,27 @@ class Service:
             return {"analysis": analysis.id, "summary": analysis.summary()}
 
         return self.jobs.submit("analysis", "analysis", run, arguments).id
+
+    # comparisons
+
+    def submit_comparison(self, request: ComparisonRequest) -> str:
+        self.check_writable("comparison")
+        from ..analyze.compare import CompareOptions
+
+        arguments = request.model_dump()
+        self.lab.comparison_spaces(request.space_a, request.space_b)  # a 4xx now
+        CompareOptions.checked(request.k, request.neighbours, request.reduce, request.seed)
+
+        def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
+            def progress(event: Progress) -> None:
+                if cancel.cancelled:  # a comparison stops at its next stage
+                    raise Cancelled("cancelled")
+                on_progress(event)
+
+            comparison = self.lab.compare(quiet=True, on_progress=progress, **arguments)
+            return {"comparison": comparison.id, "documents": len(comparison.ids)}
+
+        return self.jobs.submit("comparison", "analysis", run, arguments).id
 
     def wait(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.wait(job_id, WAIT_LIMIT_S)
@@ -612,6 +647,50 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         service.check_writable("deleting an analysis")
         lab.delete_analysis(analysis_id)
         return JSONResponse({"deleted": analysis_id})
+
+    # comparisons ------------------------------------------------------------------------
+
+    @app.post(f"{API}/comparisons", status_code=202)
+    def compare(request: Annotated[ComparisonRequest, Body()], wait: bool = False) -> JSONResponse:
+        """Compare two spaces on the documents both hold, as a job (`?wait=true`: 200
+        when it is done)."""
+        job_id = service.submit_comparison(request)
+        if not wait:
+            return JSONResponse({"job": job_id}, status_code=202)
+        job = service.wait(job_id)
+        return JSONResponse(jsonable({"job": job_id, "comparison": job["comparison"]}))
+
+    @app.get(f"{API}/comparisons/{{comparison_id}}")
+    def comparison(comparison_id: str) -> JSONResponse:
+        """comparison.json's content, and per document both maps (B aligned onto A),
+        both clusters and the Jaccard of its neighbourhoods (columns)."""
+        found = lab.comparison(comparison_id)
+        points = {
+            "id": found.ids,
+            "label": found.labels,
+            "jaccard": found.jaccard,
+            "a": {
+                "x": found.coords_a[:, 0],
+                "y": found.coords_a[:, 1],
+                "cluster": found.clusters_a,
+            },
+            "b": {
+                "x": found.coords_b[:, 0],
+                "y": found.coords_b[:, 1],
+                "cluster": found.clusters_b,
+            },
+        }
+        body = {"id": found.id, "created": found.created, **found.to_dict(), "points": points}
+        return JSONResponse(jsonable(body))
+
+    @app.get(f"{API}/comparisons/{{comparison_id}}/record", include_in_schema=False)
+    def comparison_record(comparison_id: str) -> Response:
+        """The stored comparison as the library keeps it (for the CLI's --server mode)."""
+        import base64
+
+        head, payload = lab.comparison(comparison_id).to_record()
+        body = {"head": head, "payload": base64.b64encode(payload).decode("ascii")}
+        return JSONResponse(jsonable(body))
 
     # costs ------------------------------------------------------------------------------
 
