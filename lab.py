@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from .store.repair import SpaceHealth
 
 ANALYSIS = "analysis"
+# per space, when documents were last deleted: an analysis made after that cannot miss
+# any, so reopening it checks nothing (a check reads every id: 13 s at 100,000)
+DELETION = "deletion"
 COMPARISON = "comparison"
 MAP = "map"
 SOURCE = "source"
@@ -108,6 +111,7 @@ class Lab(Inputs):
         self._analyses_lock = threading.Lock()
         self._heads: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # by space collection
         self._cluster_maps: dict[str, dict[str, int]] = {}  # by analysis id
+        self._analysis_texts: dict[str, list[str]] = {}  # by analysis id, for text search
         self._spaces: tuple[float, list[Space]] | None = None
         self._writing: set[Space] = set()  # spaces an ingest is writing now
 
@@ -395,7 +399,8 @@ class Lab(Inputs):
 
     def costs(self) -> pd.DataFrame:
         """Per space: provider requests, texts embedded, estimated tokens and USD spent,
-        and the estimated USD saved by cache hits (at `self.prices`)."""
+        and the estimated USD saved by cache hits (at `self.prices`). Cluster names have a
+        row per naming model ("gemini:<model> (cluster names)")."""
         import pandas as pd
 
         from .store.ledger import COST, summarise
@@ -410,6 +415,8 @@ class Lab(Inputs):
             "retries",
             "texts_embedded",
             "queries_embedded",
+            "names_generated",
+            "names_reused",
             "estimated_tokens",
             "estimated_usd",
             "cache_hits",
@@ -536,6 +543,10 @@ class Lab(Inputs):
                     except InvalidRequest:  # nothing matches in this space
                         pass
                 if found and not dry_run:
+                    name = chosen.collection_name
+                    mark = {"id": name, "space_collection": name}
+                    mark["created"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    self.store.artifacts.put_heads(DELETION, [mark])  # before: never missed
                     collection.delete(sorted(found))
                     if self._memory is not None:
                         self._memory.drop(chosen)
@@ -654,18 +665,29 @@ class Lab(Inputs):
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        name_clusters: bool = False,
+        naming_model: str | None = None,
+        html: bool = False,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
         Never embeds. A map computed before for the same documents, method and seed is
         reused (`analysis.map_cached`). With `out`, the report files are written there.
+        `name_clusters=True` names each cluster with one call to a Gemini text model
+        (`naming_model`, default gemini-2.5-flash-lite), cached in the store by its
+        members: a cluster named before costs nothing (`analysis.naming` counts both).
+        `html=True` (with `out`) also writes map.html, the interactive map in one file.
         """
         from .analyze.run import AnalysisOptions, analyze_corpus
+        from .ingest.naming import check_naming
 
         options = AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps)
+        naming = check_naming(name_clusters, naming_model)
         selection = self._selection(labels, sources, per_class, seed, limit)
         chosen = self.space(space)
         stages = ["load", "cluster", "map", "evaluate", "describe", "store"]
+        if naming is not None:
+            stages.insert(5, "name")
         notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
 
         def stage(name: str, index: int) -> None:
@@ -684,14 +706,68 @@ class Lab(Inputs):
                 selection=selection.as_dict(),
             )
             analysis.timings = {"load": load_s, **analysis.timings}
-            stage("store", 5)
+            if naming is not None:
+                stage("name", 5)
+                naming_started = time.perf_counter()
+                self._name_clusters(analysis, corpus, naming, notify, len(stages))
+                analysis.timings["name"] = time.perf_counter() - naming_started
+            stage("store", len(stages) - 1)
             self._store_analysis(analysis)
             notify(Progress("analyze", len(stages), len(stages), "done"))
         finally:
             close_bar()
+        self._attach_map_extras(analysis)
         if out is not None:
-            analysis.save(out)
+            analysis.save(out, html=html)
         return analysis
+
+    def _attach_map_extras(self, analysis: Analysis) -> None:
+        """Let `analysis.save(..., html=True)` read its texts and neighbours from here."""
+
+        def extras() -> tuple[list[str], tuple[np.ndarray, np.ndarray]]:
+            return self.analysis_texts_of(analysis), self.map_neighbours(analysis)
+
+        analysis.map_extras = extras
+
+    def _name_clusters(
+        self,
+        analysis: Analysis,
+        corpus: Any,
+        model: str,
+        notify: ProgressCallback,
+        n_stages: int,
+    ) -> None:
+        """Name the analysis' clusters (ingest.naming), with names cached in the store by
+        their members' content hashes and every request written to the cost ledger."""
+        from .ingest.naming import PROMPT_VERSION, GeminiNamer, name_clusters
+        from .store.ledger import COST
+        from .store.names import NameCache, name_key
+
+        members: dict[int, list[str]] = {}
+        for cluster, digest in zip(analysis.cluster_labels.tolist(), corpus.hashes):
+            members.setdefault(int(cluster), []).append(digest)
+        keys = {c: name_key(hashes, PROMPT_VERSION, model) for c, hashes in members.items()}
+
+        def on_spent(entry: dict[str, Any]) -> None:
+            with self._write_lock:
+                self.store.artifacts.put_heads(COST, [entry])
+
+        def on_named(done: int, total: int) -> None:
+            status = f"name {done}/{total}"
+            notify(Progress("analyze", n_stages - 2, n_stages, status))
+
+        report = name_clusters(
+            analysis.clusters,
+            keys,
+            NameCache(self.store.artifacts, self._write_lock),
+            model,
+            lambda: GeminiNamer(model),
+            on_named=on_named,
+            on_spent=on_spent,
+        )
+        analysis.naming = report.as_dict()
+        if report.note:
+            analysis.notes.append(report.note)
 
     def _store_analysis(self, analysis: Analysis) -> None:
         now = datetime.now(timezone.utc)
@@ -746,9 +822,15 @@ class Lab(Inputs):
                 "or lab.analyses())"
             )
         analysis = Analysis.from_record(*found)
+        self._attach_map_extras(analysis)
         collection = self.store.collection(analysis.space)
-        present = collection.metadata_by_id(analysis.ids) if collection is not None else {}
-        gone = len(analysis.ids) - len(present)
+        deleted = self.store.artifacts.head(DELETION, analysis.space.collection_name)
+        if collection is None:
+            gone = len(analysis.ids)
+        elif deleted is None or deleted["created"] < (analysis.created or ""):
+            gone = 0  # nothing was deleted from the space since the analysis was made
+        else:
+            gone = len(analysis.ids) - len(collection.metadata_by_id(analysis.ids))
         if gone:
             analysis.notes.append(
                 f"{gone} of its {len(analysis.ids)} documents were deleted from the store "
@@ -1009,6 +1091,61 @@ class Lab(Inputs):
             return {}
 
         return clusters if maps else None
+
+    # -- the map ---------------------------------------------------------------------------
+
+    def analysis_texts(self, analysis_id: str) -> list[str]:
+        """The texts of an analysis' documents, in its order ("" for one deleted since);
+        the last few are kept, so a page searching as someone types reads Chroma once."""
+        with self._analyses_lock:
+            found = self._analysis_texts.get(analysis_id)
+        if found is not None:
+            return found
+        texts = self.analysis_texts_of(self.analysis(analysis_id))
+        with self._analyses_lock:
+            if len(self._analysis_texts) >= ANALYSIS_CACHE:
+                self._analysis_texts.pop(next(iter(self._analysis_texts)))
+            self._analysis_texts[analysis_id] = texts
+        return texts
+
+    def analysis_texts_of(self, analysis: Analysis) -> list[str]:
+        """The texts of `analysis`' documents, read now ("" for one deleted since)."""
+        collection = self.store.collection(analysis.space)
+        if collection is None:
+            return [""] * len(analysis.ids)
+        return collection.records(analysis.ids)[1]
+
+    def query_unavailable(self, space: SpaceSpec = None) -> str | None:
+        """Why a free text cannot be embedded into the space here (None: it can)."""
+        from .ingest.providers import query_unavailable
+
+        return query_unavailable(self.space(space))
+
+    def find(self, analysis_id: str, query: str, limit: int = 1000) -> list[int]:
+        """Positions (in the analysis' order) of the documents whose id or text contains
+        `query`, ignoring case; an exact id comes first. No embedding, no provider."""
+        from .analyze.mapdata import find_in
+
+        if not query.strip():
+            raise InvalidRequest("give some words or an id to find")
+        _check_positive(limit=limit)
+        analysis = self.analysis(analysis_id)
+        return find_in(analysis.ids, self.analysis_texts(analysis_id), query, limit)
+
+    def map_neighbours(self, analysis: Analysis, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Each point's `k` nearest other points of the analysis in the original space
+        (exact cosine): (positions int32 n x k, -1 where fewer; similarities float32).
+
+        What `map.html` carries, so a file opened from disk lists neighbours too.
+        """
+        from .analyze.mapdata import nearest_rows
+
+        collection = self.store.collection(analysis.space)
+        present = collection.metadata_by_id(analysis.ids) if collection is not None else {}
+        rows = [i for i, doc_id in enumerate(analysis.ids) if doc_id in present]
+        vectors = collection.load([analysis.ids[i] for i in rows], with_text=False)[0]
+        _normalise_rows(vectors)
+        return nearest_rows(vectors, np.asarray(rows, dtype=np.int64), len(analysis.ids), k)
 
     # -- repair ----------------------------------------------------------------------------
 

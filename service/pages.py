@@ -7,13 +7,14 @@ the page sends the token it was given in its URL fragment (`/#token=...`).
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ..analyze.html import SERVER_CSP, page, render_map_html
-from ..analyze.mapdata import map_head
+from ..analyze.mapdata import map_head, map_points
 from ..errors import NotFound
 from ..lab import Lab
 from ..web import ASSETS, asset
@@ -24,7 +25,38 @@ MEDIA = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8
 FIND_LIMIT = 5000
 
 
+class MapData:
+    """Each analysis' map head and binary points, computed once: a page asks for both at
+    the same moment, and a 100,000-point analysis takes a few hundred ms to encode."""
+
+    def __init__(self, lab: Lab, keep: int = 4):
+        self.lab = lab
+        self.keep = keep
+        self._held: dict[str, tuple[dict, bytes]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, analysis_id: str) -> tuple[dict, bytes]:
+        with self._lock:
+            lock = self._locks.setdefault(analysis_id, threading.Lock())
+        with lock:
+            found = self._held.get(analysis_id)
+            if found is None:
+                analysis = self.lab.analysis(analysis_id)
+                found = (map_head(analysis), map_points(analysis))
+                with self._lock:
+                    while len(self._held) >= self.keep:
+                        self._held.pop(next(iter(self._held)))
+                    self._held[analysis_id] = found
+        return found
+
+    def forget(self, analysis_id: str) -> None:
+        with self._lock:
+            self._held.pop(analysis_id, None)
+
+
 def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
+    maps = app.state.maps = MapData(lab)
     headers = {"Content-Security-Policy": SERVER_CSP, "X-Content-Type-Options": "nosniff"}
     index = page(
         SERVER_CSP,
@@ -50,9 +82,8 @@ def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
     def analysis_map(analysis_id: str) -> JSONResponse:
         """What the map draws besides the points: categories, names, bounds, metrics, and
         how `points?format=binary` is laid out."""
-        analysis = lab.analysis(analysis_id)
-        head = map_head(analysis)
-        why = lab.query_unavailable(analysis.space)
+        head = dict(maps.get(analysis_id)[0])
+        why = lab.query_unavailable(lab.analysis(analysis_id).space)
         if why is None and read_only:
             why = "this service is read-only, so it embeds no new text"
         head["search"] = {"meaning": why is None, "reason": why}

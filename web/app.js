@@ -317,43 +317,69 @@
     }
   }
 
+  // Points rasterised by hand into one ImageData: on a machine without a GPU this beats
+  // software WebGL (SwiftShader) several times over, and it needs nothing but a 2-D canvas.
   class CanvasRenderer {
     constructor(canvas) {
       this.ctx = canvas.getContext("2d");
       this.name = "2-D canvas";
+      const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+      const pack = (r, g, b) => (little ? (255 << 24) | (b << 16) | (g << 8) | r : (r << 24) | (g << 16) | (b << 8) | 255) >>> 0;
+      this.colours = new Uint32Array(256);
+      this.dimmed = new Uint32Array(256);
+      for (let c = 0; c < 256; c++) {
+        const rgb = rgbOf(c).map((v) => Math.round(v * 255));
+        this.colours[c] = pack(...rgb);
+        this.dimmed[c] = pack(...rgb.map((v) => Math.round(v + (219 - v) * 0.72)));
+      }
+      this.white = pack(255, 255, 255);
     }
     setPoints(xy) { this.xy = xy; this.count = xy.length / 2; }
-    setCodes(codes) {
-      this.codes = codes;
-      // draw grouped by colour: one fillStyle change per category
-      this.order = Array.from({ length: this.count }, (_, i) => i).sort((a, b) => codes[a] - codes[b]);
-    }
+    setCodes(codes) { this.codes = codes; }
     setFlags(flags) { this.flags = flags; }
+    stamp(size) {
+      if (this.stampSize === size) return this.offsets;
+      const offsets = [], r = size / 2;
+      for (let dy = 0; dy < size; dy++) {
+        for (let dx = 0; dx < size; dx++) {
+          const cx = dx + 0.5 - r, cy = dy + 0.5 - r;
+          if (size <= 3 || cx * cx + cy * cy <= r * r) offsets.push([dx - Math.floor(r), dy - Math.floor(r)]);
+        }
+      }
+      this.stampSize = size;
+      this.offsets = offsets;
+      return offsets;
+    }
     draw(view, width, height, ratio, size, dim) {
-      const ctx = this.ctx;
-      ctx.setTransform(1, 0, 0, 1, 0, 0);
-      ctx.fillStyle = "#fff";
-      ctx.fillRect(0, 0, width * ratio, height * ratio);
-      const k = view.k * ratio, ox = (width * ratio) / 2 - view.cx * k, oy = (height * ratio) / 2 + view.cy * k;
-      const s = Math.max(1, size * ratio), half = s / 2;
+      const ctx = this.ctx, w = ctx.canvas.width, h = ctx.canvas.height;
+      if (!this.image || this.image.width !== w || this.image.height !== h) {
+        this.image = ctx.createImageData(w, h);
+        this.pixels = new Uint32Array(this.image.data.buffer);
+      }
+      const pixels = this.pixels, xy = this.xy, flags = this.flags, codes = this.codes;
+      const palette = dim ? this.dimmed : this.colours;
+      pixels.fill(this.white);
+      const k = view.k * ratio, ox = w / 2 - view.cx * k, oy = h / 2 + view.cy * k;
+      const s = Math.max(1, Math.round(size * ratio)), offsets = this.stamp(s);
       const lit = [];
-      let style = -1;
-      for (const i of this.order) {
-        const flag = this.flags[i];
+      for (let i = 0; i < this.count; i++) {
+        const flag = flags[i];
         if (flag & FLAG_HIDDEN) continue;
         if (flag & (FLAG_HIGHLIGHT | FLAG_FOCUS)) { lit.push(i); continue; }
-        const code = this.codes[i];
-        if (code !== style) {
-          style = code;
-          ctx.fillStyle = dim ? "#d8dadd" : cssOf(code);
+        const px = (ox + xy[2 * i] * k) | 0, py = (oy - xy[2 * i + 1] * k) | 0;
+        if (px < -s || py < -s || px >= w + s || py >= h + s) continue;
+        const colour = palette[codes[i] & 255];
+        for (let j = 0; j < offsets.length; j++) {
+          const x = px + offsets[j][0], y = py + offsets[j][1];
+          if (x >= 0 && y >= 0 && x < w && y < h) pixels[y * w + x] = colour;
         }
-        ctx.fillRect(ox + this.xy[2 * i] * k - half, oy - this.xy[2 * i + 1] * k - half, s, s);
       }
+      ctx.putImageData(this.image, 0, 0);
       for (const i of lit) {
-        const r = (Math.max(size * 2, 7) + (this.flags[i] & FLAG_FOCUS ? 5 : 0)) * ratio / 2;
+        const r = (Math.max(size * 2, 7) + (flags[i] & FLAG_FOCUS ? 5 : 0)) * ratio / 2;
         ctx.beginPath();
-        ctx.arc(ox + this.xy[2 * i] * k, oy - this.xy[2 * i + 1] * k, r, 0, 2 * Math.PI);
-        ctx.fillStyle = cssOf(this.codes[i]);
+        ctx.arc(ox + xy[2 * i] * k, oy - xy[2 * i + 1] * k, r, 0, 2 * Math.PI);
+        ctx.fillStyle = cssOf(codes[i]);
         ctx.fill();
         ctx.lineWidth = 1.5 * ratio;
         ctx.strokeStyle = "#111";
@@ -415,14 +441,32 @@
   const source = embedded
     ? new EmbeddedSource(JSON.parse(embedded.textContent))
     : new ApiSource(sessionStorage.getItem("embedlab-token"));
-  const forceCanvas = new URLSearchParams(location.search).get("renderer") === "canvas";
-
+  // WebGL2 where a GPU draws it; the 2-D canvas where WebGL would be software-rendered
+  // (SwiftShader, llvmpipe) or is missing. ?renderer=webgl|canvas chooses by hand.
+  function softwareWebGL() {
+    try {
+      const gl = document.createElement("canvas").getContext("webgl2");
+      if (!gl) return "no WebGL2";
+      const info = gl.getExtension("WEBGL_debug_renderer_info");
+      const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+      gl.getExtension("WEBGL_lose_context")?.loseContext();
+      return /swiftshader|llvmpipe|software|softpipe/i.test(name) ? `software WebGL (${name.split("(")[0].trim()})` : null;
+    } catch (_) {
+      return "no WebGL2";
+    }
+  }
+  const asked = new URLSearchParams(location.search).get("renderer");
   const canvas = $("#map");
-  let renderer;
+  let renderer, rendererReason = "";
   try {
-    if (forceCanvas) throw new Error("asked for the 2-D canvas");
+    if (asked === "canvas") throw new Error("asked for the 2-D canvas");
+    if (asked !== "webgl") {
+      const why = softwareWebGL();
+      if (why) throw new Error(why);
+    }
     renderer = new WebGLRenderer(canvas);
-  } catch (_) {
+  } catch (error) {
+    rendererReason = error.message;
     renderer = new CanvasRenderer(canvas);
   }
 
@@ -441,7 +485,7 @@
 
   function setStatus() {
     if (!state.head) return;
-    const bits = [`${count(state.n)} points`, renderer.name];
+    const bits = [`${count(state.n)} points`, renderer.name + (rendererReason ? ` (${rendererReason})` : "")];
     if (state.firstPaintMs !== null) bits.push(`shown in ${Math.round(state.firstPaintMs)} ms`);
     if (state.highlight) bits.push(`${count(state.highlight.length)} highlighted (${state.highlightWhat})`);
     $("#status").textContent = bits.join(" · ");
@@ -558,7 +602,6 @@
     state.colourBy = mode;
     $("#colour-by").value = mode;
     renderer.setCodes(state.codes[mode]);
-    if (renderer instanceof CanvasRenderer) renderer.setFlags(state.flags);
     renderLegend();
     rebuildFlags();
     writeHash();
@@ -608,6 +651,7 @@
     setColourBy(state.colourBy);
     await new Promise((resolve) => requestAnimationFrame(() => { drawNow(); resolve(); }));
     state.firstPaintMs = performance.now() - started;
+    state.shownAt = performance.now(); // since navigation: what the benchmark reads
     setStatus();
     $("#analysis-pick").value = id;
     if (!n) showMessage("This analysis has no documents.");
@@ -626,10 +670,9 @@
 
   async function loadAnalysisList(preferred) {
     const pick = $("#analysis-pick");
-    let analyses = await source.analyses();
+    let [analyses, spaces] = await Promise.all([source.analyses(), source.live ? source.spaces() : []]);
     const spacePick = $("#space-pick");
     if (source.live) {
-      const spaces = await source.spaces();
       const current = spacePick.value;
       spacePick.replaceChildren(el("option", { value: "" }, "all spaces"),
         ...spaces.map((s) => el("option", { value: s.description || s.name }, `${s.name} (${count(s.documents)} docs)`)));
@@ -668,6 +711,7 @@
     return state.grid.nearest(x, y, Math.max(6, pointSize()) / state.view.k, hiddenAt);
   }
   async function hover(sx, sy) {
+    const started = performance.now();
     const i = pointAt(sx, sy);
     if (i === hoverIndex) { if (i >= 0) placeTooltip(sx, sy); return; }
     hoverIndex = i;
@@ -678,12 +722,18 @@
       el("div", { class: "meta" }, `label ${labelName(i)} · cluster ${clusterText(i)}`), text);
     tooltip.hidden = false;
     tooltip.dataset.index = String(i);
+    delete tooltip.dataset.loaded;
     placeTooltip(sx, sy);
+    state.hoverShownMs = performance.now() - started;
     if (!state.ids) return;
     const token = ++hoverToken;
     try {
       const doc = await source.document(state.ids[i], state.head.space.name);
-      if (token === hoverToken) { text.textContent = firstLines(doc.text); tooltip.dataset.loaded = String(i); }
+      if (token === hoverToken) {
+        text.textContent = firstLines(doc.text);
+        tooltip.dataset.loaded = String(i);
+        state.hoverTextMs = performance.now() - started;
+      }
     } catch (error) {
       if (token === hoverToken) text.textContent = `(text unavailable: ${error.message})`;
     }
@@ -1055,11 +1105,28 @@
   window.embedlab = {
     ready,
     renderer: () => renderer.name,
+    rendererReason: () => rendererReason,
     state: () => ({
       analysis: state.analysis, points: state.n, drawn: state.drawn, frames: state.frames,
       colourBy: state.colourBy, hidden: [...state.hidden[state.colourBy]],
       highlighted: state.highlight ? Array.from(state.highlight) : [], focus: state.focus,
       selection: state.selection.slice(), firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
+      shownAt: state.shownAt, hoverShownMs: state.hoverShownMs, hoverTextMs: state.hoverTextMs,
+    }),
+    // frames per second while the view zooms and pans on every animation frame
+    panZoomFps: (seconds) => new Promise((resolve) => {
+      let frames = 0, first = null;
+      const step = (now) => {
+        if (first === null) first = now;
+        const phase = Math.floor(frames / 30) % 2;
+        state.view.k *= phase ? 0.97 : 1.03;
+        state.view.cx += 3 / state.view.k;
+        drawNow();
+        frames++;
+        if (now - first < seconds * 1000) requestAnimationFrame(step);
+        else resolve((frames - 1) * 1000 / (now - first));
+      };
+      requestAnimationFrame(step);
     }),
     idOf: (i) => (state.ids ? state.ids[i] : null),
     indexOf: (docId) => (state.idIndex ? state.idIndex.get(docId) : undefined),
@@ -1069,9 +1136,21 @@
 
   (async () => {
     const preferred = params.get("a");
-    const id = await loadAnalysisList(preferred);
-    if (!id) { readyResolve(); return; }
-    await loadAnalysis(id);
+    const listing = loadAnalysisList(preferred);
+    let id = null;
+    if (preferred) { // the link's analysis loads while the list arrives
+      try {
+        await loadAnalysis(preferred);
+        id = preferred;
+      } catch (_) { /* deleted since: the newest instead */ }
+    }
+    const newest = await listing;
+    if (!id) {
+      if (!newest) { readyResolve(); return; }
+      id = newest;
+      await loadAnalysis(id);
+    }
+    $("#analysis-pick").value = id;
     const point = params.get("p");
     if (point && state.idIndex.has(point)) focusDocument(point, state.idIndex.get(point));
     if (state.search.text) {
