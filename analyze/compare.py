@@ -168,6 +168,19 @@ def jaccard(rows_a: np.ndarray, rows_b: np.ndarray) -> tuple[np.ndarray, np.ndar
     return shared / (2 * m - shared), shared
 
 
+def crossed_similarity(
+    a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray
+) -> np.ndarray:
+    """Per document: how similar its neighbours in one space are to it in the other (the
+    mean cosine of its A-neighbours in B and of its B-neighbours in A). Among documents
+    sharing no neighbour, the lowest moved furthest."""
+    total = np.zeros(len(a), dtype=np.float64)
+    for j in range(rows_a.shape[1]):  # one column at a time: n x dims, not n x k x dims
+        total += np.einsum("nd,nd->n", b, b[rows_a[:, j]])
+        total += np.einsum("nd,nd->n", a, a[rows_b[:, j]])
+    return total / (2 * rows_a.shape[1])
+
+
 def chance_jaccard(n: int, m: int) -> float:
     """The expected Jaccard of two random m-sets out of the n - 1 other documents."""
     if n <= 1 or m == 0:
@@ -240,6 +253,7 @@ def compare_corpora(
     rows_a = nearest_rows(corpus_a.vectors, m)
     rows_b = nearest_rows(corpus_b.vectors, m)
     index, shared_count = jaccard(rows_a, rows_b)
+    crossed = crossed_similarity(corpus_a.vectors, corpus_b.vectors, rows_a, rows_b)
     timings["neighbours"] = time.perf_counter() - started
 
     stage("cluster", 1)
@@ -295,6 +309,7 @@ def compare_corpora(
         snippets=[_snippet(t) for t in corpus_a.texts],
         jaccard=index.astype(np.float32),
         shared=shared_count.astype(np.int32),
+        crossed=crossed.astype(np.float32),
         neighbours_a=rows_a,
         neighbours_b=rows_b,
         clusters_a=np.asarray(fit_a.labels, dtype=int),
@@ -337,7 +352,7 @@ def _neighbourhood_summary(index: np.ndarray, shared: np.ndarray, m: int, n: int
             for name, q in zip(("p10", "p25", "p50", "p75", "p90"), quantiles)
         },
         "shared_mean": round(float(shared.mean()), 6),
-        "shared_histogram": {str(s): int(c) for s, c in enumerate(counts)},
+        "shared_histogram": [int(c) for c in counts],  # documents sharing 0, 1, ... k
         "identical_share": round(float((shared == m).mean()), 6),
         "disjoint_share": round(float((shared == 0).mean()), 6),
         "chance_jaccard": round(chance_jaccard(n, m), 6),

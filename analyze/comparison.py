@@ -53,6 +53,7 @@ class Comparison:
     snippets: list[str]
     jaccard: np.ndarray  # per document: Jaccard of its neighbour sets in A and B
     shared: np.ndarray  # per document: neighbours in both sets
+    crossed: np.ndarray  # per document: similarity of its neighbours in the other space
     neighbours_a: np.ndarray  # n x k row numbers, most similar first
     neighbours_b: np.ndarray
     clusters_a: np.ndarray
@@ -77,7 +78,8 @@ class Comparison:
 
     @property
     def neighbourhoods(self) -> pd.DataFrame:
-        """One row per document: id, label, jaccard, shared (of k neighbours), snippet."""
+        """One row per document: id, label, jaccard, shared (of k neighbours), crossed (see
+        most_different), snippet."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -86,16 +88,21 @@ class Comparison:
                 "label": self.labels,
                 "jaccard": self.jaccard.astype(float),
                 "shared": self.shared.astype(int),
+                "crossed": self.crossed.astype(float),
                 "snippet": self.snippets,
             }
         )
 
     def most_different(self, n: int = MOST_DIFFERENT) -> pd.DataFrame:
-        """The documents whose neighbourhoods differ most (lowest Jaccard; ties by id),
-        with their nearest documents in each space."""
+        """The documents whose neighbourhoods differ most, with their nearest documents in
+        each space: lowest Jaccard first, then (ties are many when spaces disagree) the
+        lowest `crossed` similarity, the documents whose neighbours moved furthest."""
         import pandas as pd
 
-        order = sorted(range(len(self.ids)), key=lambda r: (float(self.jaccard[r]), self.ids[r]))
+        order = sorted(
+            range(len(self.ids)),
+            key=lambda r: (float(self.jaccard[r]), float(self.crossed[r]), self.ids[r]),
+        )
         rows = []
         for r in order[:n]:
             rows.append(
@@ -104,12 +111,14 @@ class Comparison:
                     "label": self.labels[r],
                     "jaccard": round(float(self.jaccard[r]), 6),
                     "shared": int(self.shared[r]),
+                    "crossed": round(float(self.crossed[r]), 6),
                     "nearest_a": [self.ids[j] for j in self.neighbours_a[r][:SHOWN_NEIGHBOURS]],
                     "nearest_b": [self.ids[j] for j in self.neighbours_b[r][:SHOWN_NEIGHBOURS]],
                     "snippet": self.snippets[r],
                 }
             )
-        columns = ["id", "label", "jaccard", "shared", "nearest_a", "nearest_b", "snippet"]
+        columns = ["id", "label", "jaccard", "shared", "crossed", "nearest_a", "nearest_b"]
+        columns.append("snippet")
         return pd.DataFrame(rows, columns=columns)
 
     @property
@@ -281,7 +290,7 @@ class Comparison:
             "| shared neighbours | documents |",
             "|---|---|",
         ]
-        lines += [f"| {s} | {c} |" for s, c in hood["shared_histogram"].items()]
+        lines += [f"| {s} | {c} |" for s, c in enumerate(hood["shared_histogram"])]
         lines += [
             "",
             f"## Clusterings (k-means, k={clusterings['k']}, seed {clusterings['seed']})",
@@ -368,6 +377,7 @@ class Comparison:
             snippets=np.array(self.snippets, dtype=str),
             jaccard=self.jaccard.astype(np.float32),
             shared=self.shared.astype(np.int32),
+            crossed=self.crossed.astype(np.float32),
             neighbours_a=self.neighbours_a.astype(np.int32),
             neighbours_b=self.neighbours_b.astype(np.int32),
             clusters_a=self.clusters_a.astype(np.int32),
@@ -397,6 +407,7 @@ class Comparison:
             snippets=[str(x) for x in arrays["snippets"].tolist()],
             jaccard=arrays["jaccard"],
             shared=arrays["shared"],
+            crossed=arrays["crossed"],
             neighbours_a=arrays["neighbours_a"].astype(np.int64),
             neighbours_b=arrays["neighbours_b"].astype(np.int64),
             clusters_a=arrays["clusters_a"].astype(int),

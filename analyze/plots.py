@@ -275,9 +275,8 @@ def paired_values(
     return fig
 
 
-def shared_histogram(histogram: dict[str, int], k: int, mean: float):
+def shared_histogram(counts: list[int], k: int, mean: float):
     """How many documents keep 0..k of their k nearest neighbours from one space to the other."""
-    counts = [histogram.get(str(s), 0) for s in range(k + 1)]
     fig = _figure((7, 4))
     ax = fig.subplots()
     ax.bar(range(k + 1), counts, color=_cmap("tab10")(0))
