@@ -482,6 +482,20 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
     show_default=True,
     help="Report folder (its old report files are replaced).",
 )
+@click.option(
+    "--name-clusters",
+    is_flag=True,
+    help="Name each cluster with one Gemini call (needs GEMINI_API_KEY; cached in the store).",
+)
+@click.option(
+    "--naming-model",
+    help="Gemini text model for --name-clusters  [default: gemini-2.5-flash-lite]",
+)
+@click.option(
+    "--html",
+    is_flag=True,
+    help="Also write map.html: the interactive map in one file, openable without a server.",
+)
 @click.pass_obj
 @user_errors
 def analyze_command(
@@ -501,6 +515,9 @@ def analyze_command(
     min_cluster_size,
     eps,
     out,
+    name_clusters,
+    naming_model,
+    html,
 ) -> None:
     """Cluster, map and score the stored vectors (no embedding calls, ever)."""
     run_analysis(
@@ -517,6 +534,9 @@ def analyze_command(
             reduce=reduce,
             min_cluster_size=min_cluster_size,
             eps=eps,
+            name_clusters=name_clusters,
+            naming_model=naming_model,
+            html=html,
         ),
         Path(out),
     )
@@ -540,6 +560,12 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
         click.echo(f"note: {note}", err=True)
     click.echo(report.per_class_table(analysis.metrics))
     click.echo(report.verdict(analysis.metrics))
+    click.echo(report.cluster_table(analysis.clusters))
+    naming = report.naming_line(analysis.naming)
+    if naming:
+        click.echo(naming, err=True)
+    if "map.html" in analysis.files:
+        click.echo(f"interactive map: {out / 'map.html'} (opens from disk, no server)", err=True)
     n_clusters = len([c for c in analysis.clusters if c["cluster"] != -1])
     click.echo(
         f"{len(analysis.ids)} documents, {plural(n_clusters, 'cluster')}, "
@@ -1095,7 +1121,9 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
     for row in table.itertuples(index=False):
         click.echo(
             f"{row.space}: {plural(row.requests, 'request')} ({row.retries} retries), "
-            f"{row.texts_embedded} texts + {row.queries_embedded} queries embedded, "
+            f"{row.texts_embedded} texts + {row.queries_embedded} queries embedded"
+            + (f" + {row.names_generated} cluster names" if row.names_generated else "")
+            + ", "
             f"~{row.estimated_tokens:,} tokens, est. {usd(row.estimated_usd)}; "
             f"{row.cache_hits} cache hits saved ~{row.estimated_tokens_saved:,} tokens, "
             f"est. {usd(row.estimated_usd_saved)} (at ${row.usd_per_1m_tokens:g}/1M tokens)"
