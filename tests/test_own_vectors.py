@@ -108,6 +108,18 @@ def test_vectors_are_stored_unit_length_once_and_replaced_when_changed(
         assert lab.document("post-6", space=MODEL)["label"] == "other"
         assert "2 stored (2 with a changed vector or text)" in changed.summary()
 
+        fewer = frame.drop(index=[0, 1])
+        dry = lab.ingest(
+            fewer, text="body", id="id", label="topic", vector="emb", space="my-model",
+            prune=True, dry_run=True,
+        )  # fmt: skip
+        assert (dry.pruned, len(lab.vectors(space=MODEL)[0])) == (2, 30)
+        pruned = lab.ingest(
+            fewer, text="body", id="id", label="topic", vector="emb", space="my-model", prune=True
+        )
+        assert (pruned.pruned, pruned.stored, writes) == (2, 0, [30, 2])
+        assert "post-0" not in lab.vectors(space=MODEL)[0]
+
 
 @pytest.mark.parametrize(
     "fault, message",
