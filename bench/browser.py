@@ -92,14 +92,17 @@ def prepare(store: Path, archive: Path) -> tuple[str, str]:
     return ids["gemini"], ids["custom"]
 
 
-def settle(pid: int, quiet_s: float = 3.0, limit_s: float = 180.0) -> None:
-    """Wait until the service's memory stops growing (its warm-up reads every space)."""
-    deadline, last, still = time.monotonic() + limit_s, rss_mb(pid), 0.0
-    while time.monotonic() < deadline and still < quiet_s:
+def settle(url: str, limit_s: float = 300.0) -> None:
+    """Wait until the service's warm-up holds every space in memory, so the memory
+    figures count what serving the map adds, not the warm-up."""
+    import httpx
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not httpx.get(f"{url}/health").json().get("warming"):
+            return
         time.sleep(0.5)
-        now = rss_mb(pid)
-        still = still + 0.5 if abs(now - last) < 2 else 0.0
-        last = now
+    raise SystemExit(f"the service did not warm up in {limit_s:.0f} s")
 
 
 def measure(browser, url: str, analysis: str, service_pid: int, query: str = "") -> dict:
@@ -169,16 +172,17 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     env.pop("GEMINI_API_KEY", None)
+    log = open(served.parent / f"browser-bench-{os.getpid()}.log", "w")  # noqa: SIM115
     service = subprocess.Popen(
         [sys.executable, "-m", "embedlab.cli", "--store", str(served), "serve"]
         + ["--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(url, service)
-        settle(service.pid)
+        settle(url)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             version = browser.version
@@ -194,6 +198,7 @@ def main() -> None:
     finally:
         service.terminate()
         service.wait(timeout=30)
+        log.close()
         shutil.rmtree(served, ignore_errors=True)
 
     print(f"Chromium {version}, headless, no GPU (software WebGL2); one run")

@@ -120,6 +120,8 @@ class ComparisonRequest(BaseModel):
 class Service:
     """Everything the routes do, over one Lab and its jobs."""
 
+    warming = False  # embedlab serve's warm-up is reading the spaces into memory
+
     def __init__(self, lab: Lab, settings: ServiceSettings):
         self.lab = lab
         self.settings = settings
@@ -384,8 +386,9 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     add_map_routes(app, lab, settings.read_only)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> dict[str, Any]:
+        """Liveness; `warming` is true while `embedlab serve` reads the spaces into memory."""
+        return {"status": "ok", "warming": service.warming}
 
     @app.get(f"{API}/stats")
     def stats() -> JSONResponse:

@@ -117,7 +117,8 @@ def serve(
         lifespan="off",
     )
     server = Server(config)
-    threading.Thread(target=_warm_up, args=(lab,), name="warm-up", daemon=True).start()
+    service.warming = True
+    threading.Thread(target=_warm_up, args=(lab, service), name="warm-up", daemon=True).start()
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
@@ -131,9 +132,17 @@ def serve(
         raise InvalidRequest(f"could not listen on {host}:{port} (in use?); pick another --port")
 
 
-def _warm_up(lab: Lab) -> None:
+def _warm_up(lab: Lab, service: Any) -> None:
     """Read every space's vectors into memory (within the budget) while requests are
-    already answered from Chroma; lookups switch to memory once a space is held."""
+    already answered from Chroma; lookups switch to memory once a space is held.
+    `GET /health` says `"warming": true` until it is done."""
+    try:
+        _hold_every_space(lab)
+    finally:
+        service.warming = False
+
+
+def _hold_every_space(lab: Lab) -> None:
     for space in lab.spaces():
         try:
             held = lab.hold_vectors(space)
