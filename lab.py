@@ -964,6 +964,26 @@ class Lab(Inputs):
             raise InvalidRequest(f"both sides are {a.describe()}; give two different spaces")
         return a, b
 
+    def comparisons(self) -> pd.DataFrame:
+        """Stored comparisons, newest first: id, created, both spaces, documents, mean
+        Jaccard of the neighbourhoods and ARI between the two clusterings."""
+        import pandas as pd
+
+        rows = [
+            {
+                "id": head["id"],
+                "created": head["created"],
+                "space_a": head["spaces"]["a"]["name"],
+                "space_b": head["spaces"]["b"]["name"],
+                "documents": head["documents"]["compared"],
+                "jaccard_mean": head["neighbourhoods"]["jaccard_mean"],
+                "ari": head["clusterings"]["ari"],
+            }
+            for head in self.store.artifacts.heads(COMPARISON)
+        ]
+        columns = ["id", "created", "space_a", "space_b", "documents", "jaccard_mean", "ari"]
+        return pd.DataFrame(rows, columns=columns)
+
     def comparison(self, comparison_id: str) -> Comparison:
         """A stored comparison as it was computed (a read, nothing recomputed)."""
         from .analyze.comparison import Comparison

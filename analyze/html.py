@@ -42,11 +42,11 @@ def script_json(data: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def page(csp: str, style: str, script: str, data: str = "") -> str:
-    """The page's template with its three holes filled."""
+def page(csp: str, style: str, script: str, data: str = "", template: str = "index.html") -> str:
+    """A page's template (web/index.html or web/compare.html) with its holes filled."""
     from ..web import asset
 
-    html = asset("index.html")
+    html = asset(template)
     for hole, value in (("%CSP%", csp), ("%STYLE%", style), ("%DATA%", data)):
         html = html.replace(hole, value, 1)
     return html.replace("%SCRIPT%", script, 1)

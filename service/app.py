@@ -662,6 +662,12 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         job = service.wait(job_id)
         return JSONResponse(jsonable({"job": job_id, "comparison": job["comparison"]}))
 
+    @app.get(f"{API}/comparisons")
+    def comparisons() -> JSONResponse:
+        """Stored comparisons, newest first."""
+        table = lab.comparisons()
+        return JSONResponse(jsonable({"comparisons": table.to_dict(orient="records")}))
+
     @app.get(f"{API}/comparisons/{{comparison_id}}")
     def comparison(comparison_id: str) -> JSONResponse:
         """comparison.json's content, and per document both maps (B aligned onto A),

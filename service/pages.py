@@ -63,7 +63,18 @@ def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
         '<link rel="stylesheet" href="/static/app.css">',
         '<script src="/static/app.js"></script>',
     )
+    compare = page(
+        SERVER_CSP,
+        '<link rel="stylesheet" href="/static/app.css">',
+        '<script src="/static/compare.js"></script>',
+        template="compare.html",
+    )
     files = {name: asset(name) for name in ASSETS}
+
+    @app.get("/compare", include_in_schema=False)
+    def compare_page() -> HTMLResponse:
+        """Two spaces' maps of a stored comparison, side by side and linked."""
+        return HTMLResponse(compare, headers={**headers, "Cache-Control": "no-cache"})
 
     @app.get("/", include_in_schema=False)
     def map_page() -> HTMLResponse:

@@ -478,3 +478,58 @@ def test_map_html_works_from_a_file_with_no_server(tmp_path, browser, shots):
         watched.close()
     assert all(u.startswith("file://") for u in watched.requests)
     shutil.copy(out / "map.html", shots / "map.html")
+
+
+def test_compare_page_links_the_two_maps(page, served, shots):
+    """Runs last: it adds a second space to the shared store."""
+    service = served["service"]
+    assert service.ingest(corpus(), dims=256)["embedded"] == 91
+    spaces = [s["name"] for s in api(served, "/api/v1/spaces")["spaces"]]
+    assert len(spaces) == 2
+    response = service.http.post(
+        "/api/v1/comparisons",
+        params={"wait": "true"},
+        json={"space_a": spaces[0], "space_b": spaces[1], "k": 3, "reduce": "pca"},
+    )
+    assert response.status_code == 200, response.text
+    comparison = response.json()["comparison"]
+    found = api(served, f"/api/v1/comparisons/{comparison}")
+    listed = api(served, "/api/v1/comparisons")["comparisons"]
+    assert [c["id"] for c in listed] == [comparison]
+
+    page.page.goto(service.url + "/compare")
+    page.page.wait_for_function("window.embedlabCompare !== undefined")
+    page.page.evaluate("window.embedlabCompare.ready")
+    state = page.page.evaluate("window.embedlabCompare.state()")
+    assert state["comparison"] == comparison
+    assert state["points"] == found["documents"]["compared"] == 91
+    assert state["drawn"] == {"a": 91, "b": 91}
+
+    # a box in A selects documents; B marks exactly the same ones
+    box = page.page.locator("#map-a").bounding_box()
+    x, y = page.page.evaluate("window.embedlabCompare.screenOf('a', 0)")
+    page.page.click("#compare-box")
+    page.page.mouse.move(box["x"] + x - 30, box["y"] + y - 30)
+    page.page.mouse.down()
+    page.page.mouse.move(box["x"] + x + 30, box["y"] + y + 30, steps=4)
+    page.page.mouse.up()
+    selected = page.page.evaluate("window.embedlabCompare.state().selected")
+    x0, y1 = page.page.evaluate(f"window.embedlabCompare.dataOf('a', {x - 30}, {y - 30})")
+    x1, y0 = page.page.evaluate(f"window.embedlabCompare.dataOf('a', {x + 30}, {y + 30})")
+    ax, ay = found["points"]["a"]["x"], found["points"]["a"]["y"]
+    inside = {i for i in range(91) if x0 <= ax[i] <= x1 and y0 <= ay[i] <= y1}
+    assert 0 in selected and set(selected) == inside, (x0, x1, y0, y1, ax[0], ay[0])
+    rows = page.page.locator("#compare-selection tr")
+    assert rows.count() == len(selected) + 1  # the same documents listed once, for both maps
+    listed_ids = set(page.page.locator("#compare-selection td:first-child").all_inner_texts())
+    assert listed_ids == {found["points"]["id"][i] for i in selected}
+
+    # hovering a document in B marks it in both maps
+    bx, by = page.page.evaluate("window.embedlabCompare.screenOf('b', 5)")
+    box_b = page.page.locator("#map-b").bounding_box()
+    page.page.mouse.move(box_b["x"] + bx, box_b["y"] + by)
+    hovered = page.page.evaluate("window.embedlabCompare.state().hover")
+    bxs, bys = found["points"]["b"]["x"], found["points"]["b"]["y"]
+    assert (bxs[hovered], bys[hovered]) == (bxs[5], bys[5]) or hovered == 5
+    assert found["points"]["id"][hovered] in page.page.locator("#tooltip").inner_text()
+    page.page.screenshot(path=str(shots / "compare.png"))

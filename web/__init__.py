@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-ASSETS = ("app.js", "app.css")
+ASSETS = ("app.js", "app.css", "compare.js")
 
 
 def asset(name: str) -> str:
-    """The text of one of the page's files (index.html, app.js, app.css)."""
+    """The text of one of the pages' files (index.html, compare.html and ASSETS)."""
     return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")

@@ -1,0 +1,253 @@
+/* embedlab compare: the two maps of a stored comparison side by side (B aligned onto A
+ * by Procrustes), linked: hovering or selecting documents in one marks the same documents
+ * in the other. Data from GET /api/v1/comparisons/{id}; text is only ever set as text.
+ */
+(() => {
+  "use strict";
+
+  const $ = (sel) => document.querySelector(sel);
+  const COLOURS = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1", "#636363",
+  ];
+  const AGREEMENT = ["#b2182b", "#ef8a62", "#fddbc7", "#d1e5f0", "#67a9cf", "#2166ac"]; // low -> high
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (params.has("token")) {
+    sessionStorage.setItem("embedlab-token", params.get("token"));
+    params.delete("token");
+  }
+  const token = sessionStorage.getItem("embedlab-token");
+
+  async function api(path) {
+    const response = await fetch(path, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.detail || response.statusText);
+    return body;
+  }
+
+  const state = { data: null, n: 0, colour: "label", selected: null, hover: -1, drawn: { a: 0, b: 0 } };
+  let readyResolve;
+  const ready = new Promise((resolve) => { readyResolve = resolve; });
+
+  class Side {
+    constructor(name) {
+      this.name = name;
+      this.canvas = $(`#map-${name}`);
+      this.ctx = this.canvas.getContext("2d");
+      this.box = this.canvas.parentElement.querySelector(".box");
+    }
+    setPoints(xs, ys) {
+      this.xs = xs; this.ys = ys;
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (let i = 0; i < xs.length; i++) {
+        x0 = Math.min(x0, xs[i]); x1 = Math.max(x1, xs[i]); y0 = Math.min(y0, ys[i]); y1 = Math.max(y1, ys[i]);
+      }
+      this.bounds = [x0, y0, x1, y1];
+    }
+    fit(bounds) { // both sides share A's frame, so aligned documents sit in the same place
+      const rect = this.canvas.getBoundingClientRect();
+      const [x0, y0, x1, y1] = bounds;
+      this.view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2,
+        k: 0.9 * Math.min(rect.width / Math.max(x1 - x0, 1e-9), rect.height / Math.max(y1 - y0, 1e-9)) };
+    }
+    toScreen(i) {
+      const rect = this.canvas.getBoundingClientRect();
+      return [(this.xs[i] - this.view.cx) * this.view.k + rect.width / 2, rect.height / 2 - (this.ys[i] - this.view.cy) * this.view.k];
+    }
+    toData(sx, sy) {
+      const rect = this.canvas.getBoundingClientRect();
+      return [(sx - rect.width / 2) / this.view.k + this.view.cx, this.view.cy - (sy - rect.height / 2) / this.view.k];
+    }
+    nearest(sx, sy, radius = 8) {
+      let best = -1, bestD = radius * radius;
+      for (let i = 0; i < this.xs.length; i++) {
+        const [x, y] = this.toScreen(i);
+        const d = (x - sx) ** 2 + (y - sy) ** 2;
+        if (d <= bestD) { bestD = d; best = i; }
+      }
+      return best;
+    }
+    draw() {
+      const rect = this.canvas.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+      const w = Math.round(rect.width * ratio), h = Math.round(rect.height * ratio);
+      if (this.canvas.width !== w || this.canvas.height !== h) { this.canvas.width = w; this.canvas.height = h; }
+      const ctx = this.ctx;
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, rect.width, rect.height);
+      const size = state.n > 5000 ? 2 : state.n > 1000 ? 3 : 5;
+      const lit = [];
+      let drawn = 0;
+      for (let i = 0; i < state.n; i++) {
+        if (state.selected && state.selected.has(i)) { lit.push(i); continue; }
+        const [x, y] = this.toScreen(i);
+        ctx.fillStyle = state.selected ? "#d8dadd" : colourOf(i);
+        ctx.fillRect(x - size / 2, y - size / 2, size, size);
+        drawn++;
+      }
+      for (const i of lit.concat(state.hover >= 0 ? [state.hover] : [])) {
+        const [x, y] = this.toScreen(i);
+        ctx.beginPath();
+        ctx.arc(x, y, i === state.hover ? 7 : 4, 0, 2 * Math.PI);
+        ctx.fillStyle = colourOf(i);
+        ctx.fill();
+        ctx.strokeStyle = "#111";
+        ctx.lineWidth = i === state.hover ? 2 : 1;
+        ctx.stroke();
+      }
+      state.drawn[this.name] = drawn + lit.length;
+    }
+  }
+  const sides = { a: new Side("a"), b: new Side("b") };
+
+  function colourOf(i) {
+    const p = state.data.points;
+    if (state.colour === "jaccard") return AGREEMENT[Math.min(AGREEMENT.length - 1, Math.floor(p.jaccard[i] * AGREEMENT.length))];
+    if (state.colour === "cluster_a") return COLOURS[p.a.cluster[i] % COLOURS.length];
+    if (state.colour === "cluster_b") return COLOURS[p.b.cluster[i] % COLOURS.length];
+    return COLOURS[state.labelCode[i] % COLOURS.length];
+  }
+  function drawBoth() { sides.a.draw(); sides.b.draw(); }
+
+  function summarise() {
+    const out = $("#compare-summary"), details = $("#compare-details");
+    const p = state.data.points;
+    const mean = (idx) => idx.reduce((s, i) => s + p.jaccard[i], 0) / Math.max(1, idx.length);
+    if (!state.selected) {
+      out.textContent = `${state.n} documents · mean Jaccard@${state.data.neighbourhoods.k} ${mean([...Array(state.n).keys()]).toFixed(3)}`;
+      details.replaceChildren();
+      return;
+    }
+    const idx = [...state.selected];
+    out.textContent = `${idx.length} selected · mean Jaccard ${mean(idx).toFixed(3)}`;
+    const rows = idx.slice(0, 200).map((i) => {
+      const tr = document.createElement("tr");
+      for (const v of [p.id[i], p.label[i] ?? "", p.a.cluster[i], p.b.cluster[i], p.jaccard[i].toFixed(2)]) {
+        const td = document.createElement("td");
+        td.textContent = String(v);
+        tr.append(td);
+      }
+      return tr;
+    });
+    const table = document.createElement("table");
+    table.id = "compare-selection";
+    const head = document.createElement("tr");
+    for (const name of ["id", "label", "cluster A", "cluster B", "Jaccard"]) {
+      const th = document.createElement("th");
+      th.textContent = name;
+      head.append(th);
+    }
+    table.append(head, ...rows);
+    details.replaceChildren(table);
+  }
+
+  function select(side, a, b) {
+    const [x0, y1] = side.toData(Math.min(a[0], b[0]), Math.min(a[1], b[1]));
+    const [x1, y0] = side.toData(Math.max(a[0], b[0]), Math.max(a[1], b[1]));
+    const chosen = new Set();
+    for (let i = 0; i < state.n; i++) {
+      if (side.xs[i] >= x0 && side.xs[i] <= x1 && side.ys[i] >= y0 && side.ys[i] <= y1) chosen.add(i);
+    }
+    state.selected = chosen.size ? chosen : null;
+    summarise();
+    drawBoth();
+  }
+
+  const tooltip = $("#tooltip");
+  let boxMode = false;
+  for (const side of Object.values(sides)) {
+    let drag = null;
+    const at = (e) => { const r = side.canvas.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
+    side.canvas.addEventListener("pointerdown", (e) => {
+      drag = { start: at(e) };
+      side.canvas.setPointerCapture(e.pointerId);
+      drag.box = boxMode || e.shiftKey;
+    });
+    side.canvas.addEventListener("pointermove", (e) => {
+      const p = at(e);
+      if (drag && drag.box) {
+        side.box.hidden = false;
+        Object.assign(side.box.style, { left: `${Math.min(p[0], drag.start[0])}px`, top: `${Math.min(p[1], drag.start[1])}px`,
+          width: `${Math.abs(p[0] - drag.start[0])}px`, height: `${Math.abs(p[1] - drag.start[1])}px` });
+        return;
+      }
+      const i = side.nearest(p[0], p[1]);
+      if (i !== state.hover) {
+        state.hover = i;
+        drawBoth();
+      }
+      if (i < 0) { tooltip.hidden = true; return; }
+      const d = state.data.points;
+      tooltip.replaceChildren(
+        Object.assign(document.createElement("strong"), { textContent: d.id[i] }),
+        Object.assign(document.createElement("div"), { className: "meta",
+          textContent: `label ${d.label[i] ?? "–"} · cluster A ${d.a.cluster[i]} · cluster B ${d.b.cluster[i]} · Jaccard ${d.jaccard[i].toFixed(2)}` }));
+      tooltip.hidden = false;
+      tooltip.style.left = `${e.clientX + 14}px`;
+      tooltip.style.top = `${e.clientY + 14}px`;
+    });
+    side.canvas.addEventListener("pointerup", (e) => {
+      if (drag && drag.box) {
+        side.box.hidden = true;
+        const p = at(e);
+        if (Math.abs(p[0] - drag.start[0]) + Math.abs(p[1] - drag.start[1]) > 3) select(side, drag.start, p);
+      }
+      drag = null;
+    });
+    side.canvas.addEventListener("pointerleave", () => { tooltip.hidden = true; });
+  }
+  $("#compare-box").addEventListener("click", (e) => {
+    boxMode = !boxMode;
+    e.target.setAttribute("aria-pressed", String(boxMode));
+  });
+  $("#compare-clear").addEventListener("click", () => { state.selected = null; summarise(); drawBoth(); });
+  $("#compare-colour").addEventListener("change", (e) => { state.colour = e.target.value; drawBoth(); });
+  $("#comparison-pick").addEventListener("change", (e) => load(e.target.value));
+  window.addEventListener("resize", drawBoth);
+
+  async function load(id) {
+    const data = await api(`/api/v1/comparisons/${encodeURIComponent(id)}`);
+    state.data = data;
+    state.n = data.points.id.length;
+    state.selected = null;
+    state.hover = -1;
+    const labels = [...new Set(data.points.label.map((l) => l ?? ""))].sort();
+    state.labelCode = data.points.label.map((l) => labels.indexOf(l ?? ""));
+    sides.a.setPoints(data.points.a.x, data.points.a.y);
+    sides.b.setPoints(data.points.b.x, data.points.b.y);
+    sides.a.fit(sides.a.bounds);
+    sides.b.fit(sides.a.bounds);
+    $("#title-a").textContent = `A: ${data.spaces.a.name}`;
+    $("#title-b").textContent = `B: ${data.spaces.b.name} (aligned onto A)`;
+    history.replaceState(null, "", `${location.pathname}#c=${encodeURIComponent(id)}`);
+    summarise();
+    drawBoth();
+    readyResolve();
+  }
+
+  window.embedlabCompare = {
+    ready,
+    state: () => ({ comparison: state.data && state.data.id, points: state.n, drawn: Object.assign({}, state.drawn),
+      selected: state.selected ? [...state.selected] : [], hover: state.hover }),
+    screenOf: (side, i) => sides[side].toScreen(i),
+    dataOf: (side, sx, sy) => sides[side].toData(sx, sy),
+    idOf: (i) => state.data.points.id[i],
+  };
+
+  (async () => {
+    const list = (await api("/api/v1/comparisons")).comparisons;
+    const pick = $("#comparison-pick");
+    pick.replaceChildren(...list.map((c) => Object.assign(document.createElement("option"), { value: c.id,
+      textContent: `${String(c.created).slice(0, 16).replace("T", " ")} · ${c.space_a} vs ${c.space_b} · ${c.documents} docs · Jaccard ${Number(c.jaccard_mean).toFixed(3)}` })));
+    if (!list.length) {
+      $("#compare-summary").textContent = "No comparison stored yet: run `embedlab compare --space A --space B`.";
+      readyResolve();
+      return;
+    }
+    const wanted = params.get("c");
+    const id = wanted && list.some((c) => c.id === wanted) ? wanted : list[0].id;
+    pick.value = id;
+    await load(id);
+  })().catch((error) => { $("#compare-summary").textContent = `Could not load: ${error.message}`; readyResolve(); });
+})();
