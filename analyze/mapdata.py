@@ -140,17 +140,21 @@ def map_points(analysis: Analysis) -> bytes:
 
 
 def find_in(ids: list[str], texts: list[str], query: str, limit: int = 1000) -> list[int]:
-    """Indices of the documents whose id or text contains `query` (case-insensitive),
-    an exact id first."""
+    """Indices of the documents whose id contains `query`, or whose text contains every
+    word of it (case-insensitive, in any order); an exact id first."""
     needle = query.strip().casefold()
-    if not needle:
+    words = needle.split()
+    if not words:
         return []
     exact = [i for i, doc_id in enumerate(ids) if doc_id == query.strip()]
     found = exact[:]
     for i, (doc_id, text) in enumerate(zip(ids, texts)):
         if len(found) >= limit:
             break
-        if i not in exact and (needle in doc_id.casefold() or needle in text.casefold()):
+        if i in exact:
+            continue
+        folded = text.casefold()
+        if needle in doc_id.casefold() or all(word in folded for word in words):
             found.append(i)
     return found
 

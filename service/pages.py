@@ -23,6 +23,7 @@ from .problems import jsonable
 API = "/api/v1"
 MEDIA = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 FIND_LIMIT = 5000
+SNIPPETS = 200  # the first matches carry a line of their text, for the results list
 
 
 class MapData:
@@ -112,8 +113,13 @@ def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
         limit: Annotated[int, Query(ge=1, le=FIND_LIMIT)] = 1000,
     ) -> JSONResponse:
         """Positions of the points whose id or text contains `q` (no embedding)."""
+        from ..store.neighbours import snippet
+
         found = lab.find(analysis_id, q, limit)
-        return JSONResponse({"indices": found, "count": len(found), "limit": limit})
+        texts = lab.analysis_texts(analysis_id)
+        snippets = [snippet(texts[i]) for i in found[:SNIPPETS]]
+        body = {"indices": found, "count": len(found), "limit": limit, "snippets": snippets}
+        return JSONResponse(body)
 
     @app.get(f"{API}/analyses/{{analysis_id}}/map.html")
     def analysis_map_html(analysis_id: str) -> HTMLResponse:

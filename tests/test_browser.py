@@ -89,7 +89,9 @@ def served(tmp_path_factory, browser) -> Iterator[dict]:
         try:
             assert service.ingest(corpus(), dims=DIMS)["embedded"] == 91
             response = service.http.post(
-                "/api/v1/analyses", params={"wait": "true"}, json={"k": 3, "seed": 0}
+                "/api/v1/analyses",
+                params={"wait": "true"},
+                json={"k": 3, "seed": 0, "reduce": "pca"},
             )
             assert response.status_code == 200, response.text
             analysis = response.json()["analysis"]
@@ -302,6 +304,16 @@ def test_confusion_cell_highlights_its_documents(page, served, shots):
         page.page.evaluate(f"window.embedlab.idOf({i})") for i in page.state()["highlighted"]
     }
     assert members == {d for d, c in zip(expected["id"], expected["cluster"]) if c == int(cluster)}
+    # a representative document opens on the map (found once the ids have arrived)
+    first = page.page.locator("#panel-clusters ol.hits button").first
+    rep_id = first.get_attribute("data-id")
+    assert "not on this map" not in first.inner_text()
+    first.click()
+    page.page.wait_for_function(
+        f"document.querySelector('#panel-document').dataset.id == {json.dumps(rep_id)}"
+    )
+    assert page.state()["focus"] == page.index_of(rep_id)
+    assert "p=" in page.page.url
 
 
 def test_injected_script_stays_inert_and_shows_as_text(page, served):
@@ -337,13 +349,14 @@ def test_search_by_meaning_by_id_and_by_text(page, served):
     assert highlighted == wanted
 
     page.page.select_option("#search-mode", "text")
-    page.page.fill("#search-text", "NOTE 7")  # case-insensitive substring of the text
+    page.page.fill("#search-text", "71 NOTE")  # every word, in any order, any case
     page.page.click("#search button[type=submit]")
     page.page.wait_for_function("document.querySelector('#panel-search').dataset.mode == 'text'")
     highlighted = {
         page.page.evaluate(f"window.embedlab.idOf({i})") for i in page.state()["highlighted"]
     }
-    assert highlighted == {d["id"] for d in corpus() if "note 7" in d["text"].lower()}
+    wanted = {d["id"] for d in corpus() if all(w in d["text"].lower() for w in ("note", "71"))}
+    assert highlighted == wanted and 0 < len(wanted) < 10
 
     page.page.fill("#search-text", "med/10")  # an id opens that document
     page.page.click("#search button[type=submit]")
@@ -404,13 +417,18 @@ def test_without_a_key_search_by_meaning_falls_back_to_text(tmp_path, browser):
         service = RunningService(store, fake)
         try:
             service.ingest(corpus()[:30], dims=DIMS)
-            service.http.post("/api/v1/analyses", params={"wait": "true"}, json={"k": 3})
+            service.http.post(
+                "/api/v1/analyses", params={"wait": "true"}, json={"k": 3, "reduce": "pca"}
+            )
         finally:
             service.stop()
     offline = RunningService(store, None, env={"GEMINI_API_KEY": "", "GOOGLE_API_KEY": ""})
     watched = Watched(browser, offline.url, bypass_csp=True)
     try:
         watched.open(offline.url + "/")
+        # the page knows this space cannot embed here: it offers text search first
+        assert watched.page.input_value("#search-mode") == "text"
+        watched.page.select_option("#search-mode", "meaning")
         watched.page.fill("#search-text", "orbit")
         watched.page.click("#search button[type=submit]")
         watched.page.wait_for_function(
@@ -434,7 +452,20 @@ def test_map_html_works_from_a_file_with_no_server(tmp_path, browser, shots):
         finally:
             service.stop()
     out = tmp_path / "report"
-    done = run_cli(["--store", str(store), "analyze", "--k", "3", "--html", "--out", str(out)])
+    done = run_cli(
+        [
+            "--store",
+            str(store),
+            "analyze",
+            "--k",
+            "3",
+            "--reduce",
+            "pca",
+            "--html",
+            "--out",
+            str(out),
+        ]
+    )
     assert done.returncode == 0, done.stderr
     assert (out / "map.html").exists() and "map.html" in done.stdout + done.stderr
 
@@ -458,6 +489,8 @@ def test_map_html_works_from_a_file_with_no_server(tmp_path, browser, shots):
         assert shown == wanted  # precomputed in the original space, same as the library
         page.screenshot(path=str(shots / "map-html.png"))
 
+        assert page.input_value("#search-mode") == "text"
+        page.select_option("#search-mode", "meaning")
         page.fill("#search-text", "orbit")
         page.click("#search button[type=submit]")
         page.wait_for_function("document.querySelector('#panel-search').dataset.mode == 'text'")

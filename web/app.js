@@ -46,7 +46,9 @@
   function colourOf(code) {
     return BASE_COLOURS[code % BASE_COLOURS.length];
   }
+  const NOISE_COLOUR = 255; // palette slot of DBSCAN/HDBSCAN noise: light grey
   function rgbOf(code) {
+    if (code === NOISE_COLOUR) return [0.74, 0.74, 0.74];
     const hex = colourOf(code);
     const shade = Math.floor(code / BASE_COLOURS.length) % 3; // 0 as is, 1 darker, 2 lighter
     const rgb = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255);
@@ -132,7 +134,7 @@
     }
     async find(analysis, text) {
       const query = new URLSearchParams({ q: text });
-      return (await this.json(`/api/v1/analyses/${encodeURIComponent(analysis)}/find?${query}`)).indices;
+      return this.json(`/api/v1/analyses/${encodeURIComponent(analysis)}/find?${query}`);
     }
     async startAnalysis(options) {
       const headers = { "Content-Type": "application/json" };
@@ -189,17 +191,17 @@
     async semantic() {
       throw new SourceError("a saved map.html cannot embed a query", 0, true);
     }
-    async find(_analysis, text) {
-      const needle = text.trim().toLocaleLowerCase();
+    async find(_analysis, text) { // as the service's: id contains it, or text has every word
+      const needle = text.trim().toLocaleLowerCase(), words = needle.split(/\s+/).filter(Boolean);
       const found = [];
       const exact = this.index.get(text.trim());
       if (exact !== undefined) found.push(exact);
       for (let i = 0; i < this.data.ids.length && found.length < 1000; i++) {
         if (i === exact) continue;
-        if (this.data.ids[i].toLocaleLowerCase().includes(needle) ||
-            this.data.texts[i].toLocaleLowerCase().includes(needle)) found.push(i);
+        const folded = this.data.texts[i].toLocaleLowerCase();
+        if (this.data.ids[i].toLocaleLowerCase().includes(needle) || words.every((w) => folded.includes(w))) found.push(i);
       }
-      return found;
+      return { indices: found, snippets: found.slice(0, 200).map((i) => oneLine(this.data.texts[i], 160)) };
     }
   }
 
@@ -485,10 +487,17 @@
 
   function setStatus() {
     if (!state.head) return;
-    const bits = [`${count(state.n)} points`, renderer.name + (rendererReason ? ` (${rendererReason})` : "")];
+    const shown = state.drawn === state.n ? `${count(state.n)} points` : `${count(state.drawn)} of ${count(state.n)} points shown`;
+    const bits = [shown, renderer.name + (rendererReason ? ` (chosen: ${rendererReason})` : "")];
     if (state.firstPaintMs !== null) bits.push(`shown in ${Math.round(state.firstPaintMs)} ms`);
     if (state.highlight) bits.push(`${count(state.highlight.length)} highlighted (${state.highlightWhat})`);
     $("#status").textContent = bits.join(" · ");
+  }
+  function notice(text) { // a note that goes away by itself
+    const box = $("#message");
+    box.hidden = false;
+    box.textContent = text;
+    setTimeout(() => { if (box.textContent === text) box.hidden = true; }, 8000);
   }
   function showMessage(text) {
     const box = $("#message");
@@ -592,16 +601,52 @@
           button.setAttribute("aria-pressed", String(!hidden.has(cat.code)));
           rebuildFlags();
         } },
-      el("span", { class: "swatch" }), el("span", { class: "name" }, cat.name), el("span", { class: "count" }, count(cat.size)));
-      button.firstChild.style.background = cssOf(cat.code);
+      el("span", { class: "swatch" }), el("span", { class: "name", title: cat.name }, cat.name), el("span", { class: "count" }, count(cat.size)));
+      button.firstChild.style.background = cssOf(state.colourOf(cat.code));
       list.append(el("li", {}, button));
     }
+  }
+  // A cluster wears the colour of the class most of its documents carry (as in the PNG
+  // report), when no bigger cluster took that class first; noise is grey.
+  function clusterColours() {
+    const { head, n } = state;
+    const labelCount = head.labels.length, colours = new Array(head.clusters.length).fill(-1);
+    const taken = new Set();
+    if (head.has_labels) {
+      const counts = head.clusters.map(() => new Array(labelCount).fill(0));
+      for (let i = 0; i < n; i++) counts[state.codes.cluster[i]][state.codes.label[i]]++;
+      const order = head.clusters.map((c, j) => j).sort((a, b) => head.clusters[b].size - head.clusters[a].size);
+      for (const j of order) {
+        if (head.clusters[j].cluster < 0) continue;
+        const best = counts[j].indexOf(Math.max(...counts[j]));
+        if (!taken.has(best)) { colours[j] = best; taken.add(best); }
+      }
+    }
+    let next = 0;
+    head.clusters.forEach((c, j) => {
+      if (c.cluster < 0) colours[j] = NOISE_COLOUR;
+      else if (colours[j] < 0) {
+        while (taken.has(next)) next++;
+        colours[j] = next;
+        taken.add(next);
+      }
+    });
+    return colours;
+  }
+  function colourCodes(mode) {
+    if (mode === "label") return { codes: state.codes.label, colour: (code) => code };
+    const colours = clusterColours();
+    const codes = new (state.codes.cluster.constructor)(state.n);
+    for (let i = 0; i < state.n; i++) codes[i] = colours[state.codes.cluster[i]];
+    return { codes, colour: (code) => colours[code] };
   }
   function setColourBy(mode) {
     if (mode === "label" && !state.head.has_labels) mode = "cluster";
     state.colourBy = mode;
     $("#colour-by").value = mode;
-    renderer.setCodes(state.codes[mode]);
+    const { codes, colour } = colourCodes(mode);
+    state.colourOf = colour;
+    renderer.setCodes(codes);
     renderLegend();
     rebuildFlags();
     writeHash();
@@ -655,6 +700,7 @@
     setStatus();
     $("#analysis-pick").value = id;
     if (!n) showMessage("This analysis has no documents.");
+    if (head.search && !head.search.meaning && !params.get("m")) $("#search-mode").value = "text";
     // after the first paint: ids (for hover, links and export), the grid, the panels
     state.grid = new Grid(xy, head.bounds);
     renderEvaluation();
@@ -664,6 +710,7 @@
     if (token !== state.loadToken) return;
     state.ids = ids;
     state.idIndex = new Map(ids.map((docId, i) => [docId, i]));
+    renderClusters(); // their documents can now be found on the map
     writeHash();
     readyResolve();
   }
@@ -679,6 +726,7 @@
       spacePick.value = current;
       if (spacePick.value) analyses = analyses.filter((a) => a.space === spacePick.value);
       fillSpaces(spaces);
+      $("#compare-link").hidden = spaces.length < 2; // comparing needs two spaces
     }
     pick.replaceChildren(...analyses.map((a) => el("option", { value: a.id },
       `${String(a.created || "").slice(0, 16).replace("T", " ")} · ${a.space} · ${count(a.documents)} docs · ` +
@@ -814,6 +862,7 @@
     if (mode === "meaning" && cannot) {
       note = el("p", { class: "note" }, `Search by meaning is not available here (${cannot}); showing documents whose id or text contains “${text}” instead.`);
     } else if (mode === "meaning") {
+      panel.replaceChildren(el("p", { class: "hint" }, `Embedding “${text}” and searching… (the service's first query may load a model)`));
       try {
         const rows = await source.semantic(text, state.head.space.name, state.analysis);
         const onMap = rows.map((r) => state.idIndex.get(r.id)).filter((i) => i !== undefined);
@@ -830,9 +879,12 @@
         note = el("p", { class: "note" }, `Search by meaning is not available here (${error.message}); showing documents whose id or text contains “${text}” instead.`);
       }
     }
-    const found = await source.find(state.analysis, text);
-    const rows = found.slice(0, 200).map((i) => ({ id: state.ids[i], label: labelName(i), text: "" }));
-    panel.replaceChildren(...[note, el("p", {}, `${count(found.length)}${found.length >= 1000 ? "+" : ""} documents contain “${text}”.`),
+    const result = await source.find(state.analysis, text);
+    const found = result.indices;
+    const rows = found.slice(0, 200).map((i, j) => ({ id: state.ids[i], label: labelName(i), text: result.snippets[j] || "" }));
+    const words = text.trim().split(/\s+/).length > 1 ? "all the words of" : "";
+    const many = found.length === 1 ? "document contains" : "documents contain";
+    panel.replaceChildren(...[note, el("p", {}, `${count(found.length)}${found.length >= 1000 ? "+" : ""} ${many} ${words} “${text}”.`),
       hitList(rows, (row, i) => focusDocument(row.id, i))].filter(Boolean));
     panel.dataset.mode = "text";
     setHighlight(found, "search");
@@ -871,6 +923,7 @@
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
   const csvCell = (v) => {
+    if (typeof v === "number") return String(v);
     const s = String(v);
     return /[",\n\r]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
@@ -884,7 +937,8 @@
     const mix = (key) => {
       const counts = new Map();
       for (const r of rows) counts.set(r[key], (counts.get(r[key]) || 0) + 1);
-      return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ");
+      const name = (k) => (key === "cluster" ? `${k} (${rows.find((r) => r.cluster === k).cluster_name})` : k);
+      return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${name(k)}: ${v}`).join(" · ");
     };
     const table = el("table", { id: "selection-table" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "label"), el("th", {}, "cluster")),
       rows.slice(0, 300).map((r) => el("tr", {}, el("td", {}, el("button", { type: "button", onclick: () => focusDocument(r.id, state.idIndex && state.idIndex.get(r.id)) }, r.id)),
@@ -968,6 +1022,10 @@
     if (labels) body.labels = labels.split(",").map((s) => s.trim()).filter(Boolean);
     for (const key of ["per_class", "limit"]) if (form.elements[key].value) body[key] = Number(form.elements[key].value);
     const k = form.elements.k.value.trim();
+    if (k && k !== "auto" && !(/^\d+$/.test(k) && Number(k) >= 2)) {
+      status.textContent = `k must be a whole number of clusters, 2 or more, or "auto" (blank: the default); not “${k}”.`;
+      return;
+    }
     if (k) body.k = k === "auto" ? "auto" : Number(k);
     try {
       const { job } = await source.startAnalysis(body);
@@ -1059,7 +1117,7 @@
     else if (event.key === "-") zoom(0.8, width / 2, height / 2);
     else if (event.key === "0") { fitView(); requestDraw(); }
     else if (event.key === "b") $("#box-mode").click();
-    else if (event.key === "Escape") { setHighlight(null); state.focus = -1; rebuildFlags(); }
+    else if (event.key === "Escape") { state.focus = -1; setHighlight(null); writeHash(); }
     else return;
     event.preventDefault();
   });
@@ -1138,17 +1196,21 @@
     const preferred = params.get("a");
     const listing = loadAnalysisList(preferred);
     let id = null;
+    let missing = null;
     if (preferred) { // the link's analysis loads while the list arrives
       try {
         await loadAnalysis(preferred);
         id = preferred;
-      } catch (_) { /* deleted since: the newest instead */ }
+      } catch (error) {
+        missing = error.message;
+      }
     }
     const newest = await listing;
     if (!id) {
       if (!newest) { readyResolve(); return; }
       id = newest;
       await loadAnalysis(id);
+      if (missing) notice(`The link's analysis ${preferred} is not in this store (${missing}); showing the newest.`);
     }
     $("#analysis-pick").value = id;
     const point = params.get("p");

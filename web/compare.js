@@ -241,7 +241,11 @@
     pick.replaceChildren(...list.map((c) => Object.assign(document.createElement("option"), { value: c.id,
       textContent: `${String(c.created).slice(0, 16).replace("T", " ")} · ${c.space_a} vs ${c.space_b} · ${c.documents} docs · Jaccard ${Number(c.jaccard_mean).toFixed(3)}` })));
     if (!list.length) {
-      $("#compare-summary").textContent = "No comparison stored yet: run `embedlab compare --space A --space B`.";
+      $("#compare-summary").textContent = "No comparison stored yet.";
+      $("#compare-details").textContent = "A comparison needs two embedding spaces holding the same documents " +
+        "(ingest them with two providers, models or sizes), then `embedlab compare --space A --space B` " +
+        "or POST /api/v1/comparisons. It then shows here: both maps side by side, linked.";
+      for (const node of document.querySelectorAll("main.pair, #compare-box, #compare-clear, #compare-colour")) node.hidden = true;
       readyResolve();
       return;
     }
