@@ -115,8 +115,11 @@ def select_ids(
     if records is None:
         records = store.collection(space).iter_metadata()
     chosen: dict[str, str | None] = {}
+    seen_labels: set[str] = set()
     for doc_id, meta in records:
         label = meta.get("label")
+        if label is not None and len(seen_labels) < 1000:
+            seen_labels.add(label)
         if _matches(meta.get("source"), selection.sources) and _matches(label, selection.labels):
             chosen[doc_id] = label
     if selection.per_class is not None:
@@ -131,9 +134,14 @@ def select_ids(
         keep = set(sorted(ids, key=lambda i: sample_rank(i, selection.seed))[: selection.limit])
         ids = [i for i in ids if i in keep]
     if not ids:
+        known = sorted(seen_labels)
+        hint = ""
+        if selection.labels and known:
+            shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+            hint = f" (its labels: {shown}; globs like 'sci.*' match several)"
         raise AnalyzeError(
-            f"no documents in {space.describe()} match the selection; "
-            "check --source/--labels/--categories (see `embedlab stats`)"
+            f"no documents in {space.describe()} match the selection{hint}; "
+            "check the sources and labels asked for (`embedlab stats` lists them)"
         )
     return ids
 
