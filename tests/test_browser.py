@@ -209,6 +209,10 @@ def test_click_lists_the_same_neighbours_as_the_api_and_highlights_them(page, se
     )
     assert page.state()["focus"] == page.index_of(shown[0])
 
+    page.page.go_back()  # Back returns to the document opened before
+    page.page.wait_for_function("document.querySelector('#panel-document').dataset.id == 'space/3'")
+    assert page.state()["focus"] == index
+
 
 def test_box_selection_exports_exactly_the_ids_inside(page, served):
     page.open(served["service"].url + "/")

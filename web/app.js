@@ -505,13 +505,18 @@
     box.textContent = text || "";
   }
 
-  function writeHash() {
+  // The URL is the view: opening a document or an analysis adds a history entry (Back
+  // returns to the one before); everything else replaces the current entry.
+  function writeHash(push = false) {
     const out = new URLSearchParams();
     if (state.analysis) out.set("a", state.analysis);
     out.set("c", state.colourBy);
     if (state.focus >= 0 && state.ids) out.set("p", state.ids[state.focus]);
     if (state.search.text) { out.set("q", state.search.text); out.set("m", state.search.mode); }
-    history.replaceState(null, "", `${location.pathname}${location.search}#${out}`);
+    const url = `${location.pathname}${location.search}#${out}`;
+    if (url === `${location.pathname}${location.search}${location.hash}`) return;
+    if (push) history.pushState(null, "", url);
+    else history.replaceState(null, "", url);
   }
 
   // -- sizes and view
@@ -812,11 +817,11 @@
         el("span", { class: "snip" }, oneLine(row.text))));
     }));
   }
-  async function focusDocument(docId, index) {
+  async function focusDocument(docId, index, push = true) {
     const panel = $("#panel-document");
     showTab("document");
     state.focus = index === undefined ? -1 : index;
-    writeHash();
+    writeHash(push);
     const meta = index === undefined ? "not on this map"
       : `label ${labelName(index)} · cluster ${clusterText(index)}`;
     const text = el("div", { class: "doc-text" }, "…");
@@ -1139,7 +1144,20 @@
     event.preventDefault();
     runSearch($("#search-text").value, $("#search-mode").value);
   });
-  $("#analysis-pick").addEventListener("change", (e) => loadAnalysis(e.target.value).catch(fail));
+  $("#analysis-pick").addEventListener("change", (e) => {
+    state.focus = -1;
+    history.pushState(null, "", location.href); // Back returns to the analysis before
+    loadAnalysis(e.target.value).catch(fail);
+  });
+  window.addEventListener("popstate", async () => { // Back and Forward: the view in the URL
+    const wanted = new URLSearchParams(location.hash.slice(1));
+    const analysis = wanted.get("a");
+    if (analysis && analysis !== state.analysis) await loadAnalysis(analysis).catch(fail);
+    if (wanted.get("c") && wanted.get("c") !== state.colourBy) setColourBy(wanted.get("c"));
+    const point = wanted.get("p");
+    if (point && state.idIndex && state.idIndex.has(point)) focusDocument(point, state.idIndex.get(point), false);
+    else if (!point && state.focus >= 0) { state.focus = -1; setHighlight(null); }
+  });
   $("#space-pick").addEventListener("change", async () => {
     const id = await loadAnalysisList(null);
     if (id) await loadAnalysis(id);
