@@ -452,7 +452,7 @@
       const info = gl.getExtension("WEBGL_debug_renderer_info");
       const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
       gl.getExtension("WEBGL_lose_context")?.loseContext();
-      return /swiftshader|llvmpipe|software|softpipe/i.test(name) ? `software WebGL (${name.split("(")[0].trim()})` : null;
+      return /swiftshader|llvmpipe|software|softpipe/i.test(name) ? "WebGL2 here is software-rendered" : null;
     } catch (_) {
       return "no WebGL2";
     }
@@ -488,7 +488,7 @@
   function setStatus() {
     if (!state.head) return;
     const shown = state.drawn === state.n ? `${count(state.n)} points` : `${count(state.drawn)} of ${count(state.n)} points shown`;
-    const bits = [shown, renderer.name + (rendererReason ? ` (chosen: ${rendererReason})` : "")];
+    const bits = [shown, renderer.name + (rendererReason ? ` (${rendererReason})` : "")];
     if (state.firstPaintMs !== null) bits.push(`shown in ${Math.round(state.firstPaintMs)} ms`);
     if (state.highlight) bits.push(`${count(state.highlight.length)} highlighted (${state.highlightWhat})`);
     $("#status").textContent = bits.join(" · ");
@@ -530,6 +530,7 @@
     const { width, height } = size();
     state.view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2,
       k: 0.88 * Math.min(width / Math.max(x1 - x0, 1e-9), height / Math.max(y1 - y0, 1e-9)) };
+    state.fitted = true;
   }
   function toScreen(x, y) {
     const { width, height } = size();
@@ -658,22 +659,31 @@
   }
 
   // -- cluster names on the map
+  // Names at their cluster's median point; a name that would overlap a bigger cluster's
+  // name stays hidden until zooming in separates them.
   function placeNames() {
     const layer = $("#names");
     if (!state.head) return;
-    if (layer.childElementCount !== state.head.clusters.length) {
+    if (layer.dataset.analysis !== state.analysis) {
       layer.replaceChildren(...state.head.clusters.map((c) => el("span", {}, c.cluster < 0 ? "noise" : c.name)));
+      layer.dataset.analysis = state.analysis;
+      for (const span of layer.children) { span.dataset.w = span.offsetWidth; span.dataset.h = span.offsetHeight; }
     }
     const { width, height } = size();
-    state.head.clusters.forEach((c, i) => {
-      const span = layer.children[i];
+    const placed = [];
+    const order = state.head.clusters.map((c, i) => i).sort((a, b) => state.head.clusters[b].size - state.head.clusters[a].size);
+    for (const i of order) {
+      const c = state.head.clusters[i], span = layer.children[i];
       const hidden = state.colourBy === "cluster" && state.hidden.cluster.has(c.code);
-      if (!c.at || c.cluster < 0 || hidden) { span.hidden = true; return; }
+      if (!c.at || c.cluster < 0 || hidden) { span.hidden = true; continue; }
       const [sx, sy] = toScreen(c.at[0], c.at[1]);
-      span.hidden = sx < 0 || sy < 0 || sx > width || sy > height;
+      const w = Number(span.dataset.w) / 2 + 2, h = Number(span.dataset.h) / 2 + 1;
+      const clash = placed.some(([x, y, pw, ph]) => Math.abs(x - sx) < w + pw && Math.abs(y - sy) < h + ph);
+      span.hidden = clash || sx < 0 || sy < 0 || sx > width || sy > height;
+      if (!span.hidden) placed.push([sx, sy, w, h]);
       span.style.left = `${sx}px`;
       span.style.top = `${sy}px`;
-    });
+    }
   }
 
   // -- loading an analysis
@@ -1059,7 +1069,6 @@
   // -- pointer and keyboard
   let drag = null;
   canvas.addEventListener("pointerdown", (event) => {
-    canvas.focus();
     const r = canvas.getBoundingClientRect();
     const at = [event.clientX - r.left, event.clientY - r.top];
     drag = { start: at, last: at, box: boxMode || event.shiftKey, moved: false };
@@ -1075,6 +1084,7 @@
       Object.assign(boxEl.style, { left: `${Math.min(at[0], drag.start[0])}px`, top: `${Math.min(at[1], drag.start[1])}px`,
         width: `${Math.abs(at[0] - drag.start[0])}px`, height: `${Math.abs(at[1] - drag.start[1])}px` });
     } else {
+      state.fitted = false;
       state.view.cx -= (at[0] - drag.last[0]) / state.view.k;
       state.view.cy += (at[1] - drag.last[1]) / state.view.k;
       tooltip.hidden = true;
@@ -1097,6 +1107,7 @@
   });
   canvas.addEventListener("pointerleave", () => { tooltip.hidden = true; hoverIndex = -1; });
   function zoom(factor, sx, sy) {
+    state.fitted = false;
     const [x, y] = toData(sx, sy);
     state.view.k *= factor;
     const [x2, y2] = toData(sx, sy);
@@ -1115,6 +1126,7 @@
     const step = 60 / state.view.k;
     const keys = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
     if (keys[event.key]) {
+      state.fitted = false;
       state.view.cx += keys[event.key][0];
       state.view.cy += keys[event.key][1];
       requestDraw();
@@ -1126,7 +1138,10 @@
     else return;
     event.preventDefault();
   });
-  window.addEventListener("resize", () => requestDraw());
+  window.addEventListener("resize", () => {
+    if (state.fitted) fitView(); // still the whole map: keep it whole
+    requestDraw();
+  });
 
   $("#colour-by").addEventListener("change", (e) => setColourBy(e.target.value));
   $("#legend-all").addEventListener("click", () => { state.hidden[state.colourBy].clear(); renderLegend(); rebuildFlags(); });
