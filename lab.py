@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -554,6 +554,7 @@ class Lab(Inputs):
             if removed and not dry_run:
                 with self._analyses_lock:
                     self._analyses.clear()
+                    self._analysis_texts.clear()
         return sorted(removed)
 
     def export(
@@ -827,8 +828,8 @@ class Lab(Inputs):
         deleted = self.store.artifacts.head(DELETION, analysis.space.collection_name)
         if collection is None:
             gone = len(analysis.ids)
-        elif deleted is None or deleted["created"] < (analysis.created or ""):
-            gone = 0  # nothing was deleted from the space since the analysis was made
+        elif deleted is None or deleted["created"] < _read_at(analysis):
+            gone = 0  # nothing was deleted from the space since the analysis read it
         else:
             gone = len(analysis.ids) - len(collection.metadata_by_id(analysis.ids))
         if gone:
@@ -1161,7 +1162,10 @@ class Lab(Inputs):
         from .analyze.mapdata import nearest_rows
 
         collection = self.store.collection(analysis.space)
-        present = collection.metadata_by_id(analysis.ids) if collection is not None else {}
+        n = len(analysis.ids)
+        if collection is None:  # the space is gone: no neighbours to list
+            return np.full((n, k), -1, dtype=np.int32), np.zeros((n, k), dtype=np.float32)
+        present = collection.metadata_by_id(analysis.ids)
         rows = [i for i, doc_id in enumerate(analysis.ids) if doc_id in present]
         vectors = collection.load([analysis.ids[i] for i in rows], with_text=False)[0]
         _normalise_rows(vectors)
@@ -1339,6 +1343,16 @@ class _VectorMemory:
                 held["ids"] = held["ids"] + new
             held["index"] = None  # rebuilt on the next lookup
         return held
+
+
+def _read_at(analysis: Analysis) -> str:
+    """When the analysis read its documents (ISO): it is stored when done, so take off
+    how long it ran (and a second), lest a delete made meanwhile go unnoticed."""
+    if not analysis.created:
+        return ""
+    took = sum(float(v) for v in (analysis.timings or {}).values()) + 1.0
+    read = datetime.fromisoformat(analysis.created) - timedelta(seconds=took)
+    return read.isoformat(timespec="microseconds")
 
 
 def _normalise_rows(vectors: np.ndarray) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,10 +47,9 @@ def page(csp: str, style: str, script: str, data: str = "", template: str = "ind
     """A page's template (web/index.html or web/compare.html) with its holes filled."""
     from ..web import asset
 
-    html = asset(template)
-    for hole, value in (("%CSP%", csp), ("%STYLE%", style), ("%DATA%", data)):
-        html = html.replace(hole, value, 1)
-    return html.replace("%SCRIPT%", script, 1)
+    values = {"CSP": csp, "STYLE": style, "DATA": data, "SCRIPT": script}
+    # one pass: a document holding "%SCRIPT%" inside DATA must stay text
+    return re.sub(r"%(CSP|STYLE|DATA|SCRIPT)%", lambda m: values[m[1]], asset(template))
 
 
 def render_map_html(
@@ -94,4 +94,5 @@ def write_map_html(
     texts: list[str] | None = None,
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
+    """Write `render_map_html` to `path` (UTF-8)."""
     path.write_text(render_map_html(analysis, texts, neighbours), encoding="utf-8")

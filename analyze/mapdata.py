@@ -21,6 +21,7 @@ NOISE = -1
 
 
 def _code_dtype(*counts: int) -> np.dtype:
+    """One byte per code while every category fits in one, else two."""
     return np.dtype("<u1") if max(counts, default=0) <= 256 else np.dtype("<u2")
 
 
@@ -120,6 +121,7 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
 
 
 def points_size(count: int, dtype: np.dtype) -> int:
+    """Bytes of `map_points` for `count` points: two float32 and two codes each."""
     return count * (8 + 2 * dtype.itemsize)
 
 
@@ -163,22 +165,20 @@ def nearest_rows(
     vectors: np.ndarray, rows: np.ndarray, total: int, k: int, chunk: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours among unit `vectors` (cosine), excluding each point
-    itself. `rows[j]` is vector j's position among `total` points; positions without a
-    vector get -1 rows. Chunked, so memory stays at chunk x len(vectors) floats."""
+    itself, ties to the lower row as in `compare` (so map.html lists what the library
+    does). `rows[j]` is vector j's position among `total` points; positions without a
+    vector get -1 rows. Returns (positions int32 total x k, similarities float32)."""
+    from .compare import nearest_rows as exact_rows
+
     positions = np.full((total, k), -1, dtype=np.int32)
     similarities = np.zeros((total, k), dtype=np.float32)
-    n = len(vectors)
-    take = min(k, n - 1)
+    take = min(k, len(vectors) - 1)
     if take <= 0:
         return positions, similarities
-    for start in range(0, n, chunk):
-        block = vectors[start : start + chunk] @ vectors.T
-        own = np.arange(start, start + len(block))
-        block[own - start, own] = -np.inf
-        top = np.argpartition(-block, take - 1, axis=1)[:, :take]
-        top_sims = np.take_along_axis(block, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        positions[rows[own], :take] = rows[top]
-        similarities[rows[own], :take] = np.take_along_axis(top_sims, order, axis=1)
+    top = exact_rows(vectors, take)
+    for start in range(0, len(vectors), chunk):
+        block = top[start : start + chunk]
+        sims = np.einsum("nd,nkd->nk", vectors[start : start + chunk], vectors[block])
+        positions[rows[start : start + chunk], :take] = rows[block]
+        similarities[rows[start : start + chunk], :take] = sims
     return positions, similarities

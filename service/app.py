@@ -542,6 +542,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         removed = lab.delete(
             ids=ids, sources=_split(sources), labels=_split(labels), dry_run=dry_run
         )
+        if removed and not dry_run:
+            app.state.maps.forget()  # their notes now count the deleted documents
         return JSONResponse({"removed": removed, "dry_run": dry_run})
 
     @app.get(f"{API}/documents/{{doc_id:path}}")

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ..analyze.html import SERVER_CSP, page, render_map_html
+from ..analyze.html import FILE_CSP, SERVER_CSP, page, render_map_html
 from ..analyze.mapdata import map_head, map_points
 from ..errors import NotFound
 from ..lab import Lab
@@ -36,29 +36,49 @@ class MapData:
         self._held: dict[str, tuple[dict, bytes]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._generation = 0
 
     def get(self, analysis_id: str) -> tuple[dict, bytes]:
         with self._lock:
-            lock = self._locks.setdefault(analysis_id, threading.Lock())
-        with lock:
             found = self._held.get(analysis_id)
-            if found is None:
-                analysis = self.lab.analysis(analysis_id)
-                found = (map_head(analysis), map_points(analysis))
+            if found is not None:
+                return found
+            lock = self._locks.setdefault(analysis_id, threading.Lock())
+            generation = self._generation
+        try:
+            with lock:  # one computation per analysis, however many ask at once
                 with self._lock:
-                    while len(self._held) >= self.keep:
-                        self._held.pop(next(iter(self._held)))
-                    self._held[analysis_id] = found
+                    found = self._held.get(analysis_id)
+                if found is None:
+                    analysis = self.lab.analysis(analysis_id)
+                    found = (map_head(analysis), map_points(analysis))
+                    with self._lock:
+                        if generation == self._generation:  # not forgotten meanwhile
+                            while len(self._held) >= self.keep:
+                                self._held.pop(next(iter(self._held)))
+                            self._held[analysis_id] = found
+        finally:
+            with self._lock:
+                self._locks.pop(analysis_id, None)
         return found
 
-    def forget(self, analysis_id: str) -> None:
+    def forget(self, analysis_id: str | None = None) -> None:
+        """Drop one analysis' map (deleted), or every map (documents were deleted: the
+        heads' notes must say so)."""
         with self._lock:
-            self._held.pop(analysis_id, None)
+            self._generation += 1
+            if analysis_id is None:
+                self._held.clear()
+            else:
+                self._held.pop(analysis_id, None)
 
 
 def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
+    """The pages and the map's routes on `app`; `app.state.maps` keeps encoded maps."""
     maps = app.state.maps = MapData(lab)
-    headers = {"Content-Security-Policy": SERVER_CSP, "X-Content-Type-Options": "nosniff"}
+    # frame-ancestors works only as a header (a <meta> CSP ignores it): no clickjacking
+    policy = f"{SERVER_CSP}; frame-ancestors 'none'"
+    headers = {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff"}
     index = page(
         SERVER_CSP,
         '<link rel="stylesheet" href="/static/app.css">',
@@ -129,4 +149,5 @@ def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
             analysis, lab.analysis_texts_of(analysis), lab.map_neighbours(analysis)
         )
         disposition = f'attachment; filename="map-{analysis_id}.html"'
-        return HTMLResponse(body, headers={"Content-Disposition": disposition})
+        file_headers = {"Content-Security-Policy": FILE_CSP, "X-Content-Type-Options": "nosniff"}
+        return HTMLResponse(body, headers={**file_headers, "Content-Disposition": disposition})

@@ -624,7 +624,7 @@
       const order = head.clusters.map((c, j) => j).sort((a, b) => head.clusters[b].size - head.clusters[a].size);
       for (const j of order) {
         if (head.clusters[j].cluster < 0) continue;
-        const best = counts[j].indexOf(Math.max(...counts[j]));
+        const best = counts[j].indexOf(Math.max(...counts[j])) % NOISE_COLOUR;
         if (!taken.has(best)) { colours[j] = best; taken.add(best); }
       }
     }
@@ -632,17 +632,23 @@
     head.clusters.forEach((c, j) => {
       if (c.cluster < 0) colours[j] = NOISE_COLOUR;
       else if (colours[j] < 0) {
-        while (taken.has(next)) next++;
-        colours[j] = next;
+        while (taken.has(next) && next < NOISE_COLOUR - 1) next++;
+        colours[j] = next % NOISE_COLOUR;
         taken.add(next);
       }
     });
     return colours;
   }
+  // Colour slots 0..254 cycle through the palette; 255 is noise only.
   function colourCodes(mode) {
-    if (mode === "label") return { codes: state.codes.label, colour: (code) => code };
+    if (mode === "label") {
+      if (state.head.labels.length <= NOISE_COLOUR) return { codes: state.codes.label, colour: (code) => code };
+      const codes = new Uint8Array(state.n);
+      for (let i = 0; i < state.n; i++) codes[i] = state.codes.label[i] % NOISE_COLOUR;
+      return { codes, colour: (code) => code % NOISE_COLOUR };
+    }
     const colours = clusterColours();
-    const codes = new (state.codes.cluster.constructor)(state.n);
+    const codes = new Uint8Array(state.n);
     for (let i = 0; i < state.n; i++) codes[i] = colours[state.codes.cluster[i]];
     return { codes, colour: (code) => colours[code] };
   }
@@ -939,8 +945,9 @@
   }
   const csvCell = (v) => {
     if (typeof v === "number") return String(v);
-    const s = String(v);
-    return /[",\n\r]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    let s = String(v);
+    if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`; // a spreadsheet must not run it as a formula
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   function renderSelection() {
     const panel = $("#panel-selection");

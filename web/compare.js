@@ -13,9 +13,10 @@
   ];
   const AGREEMENT = ["#b2182b", "#ef8a62", "#fddbc7", "#d1e5f0", "#67a9cf", "#2166ac"]; // low -> high
   const params = new URLSearchParams(location.hash.slice(1));
-  if (params.has("token")) {
+  if (params.has("token")) { // keep it for this tab, never in the address bar or history
     sessionStorage.setItem("embedlab-token", params.get("token"));
     params.delete("token");
+    history.replaceState(null, "", `${location.pathname}#${params}`);
   }
   const token = sessionStorage.getItem("embedlab-token");
 

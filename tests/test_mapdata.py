@@ -1,0 +1,154 @@
+"""What the browser map reads, without a browser: the binary points and their head, the
+self-contained map.html's data block, the neighbours it carries, and text search."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+from embedlab.analyze.analysis import Analysis
+from embedlab.analyze.html import render_map_html
+from embedlab.analyze.mapdata import (
+    NO_LABEL,
+    find_in,
+    map_head,
+    map_points,
+    nearest_rows,
+)
+from embedlab.store import Space
+
+SPACE = Space("gemini", "gemini-embedding-001", "CLUSTERING", 8)
+
+
+def analysis(n: int, labels: list[str | None], clusters: list[int], seed: int = 0) -> Analysis:
+    rng = np.random.default_rng(seed)
+    return Analysis(
+        space=SPACE,
+        ids=[f"doc/{i}" for i in range(n)],
+        labels=labels,
+        cluster_labels=np.array(clusters),
+        coords=rng.normal(size=(n, 2)).astype(np.float32),
+        metrics={"params": {"map": "PCA"}},
+        clusters=[{"cluster": c, "terms": [f"t{c}a", f"t{c}b"]} for c in sorted(set(clusters))],
+        options={"algorithm": "kmeans"},
+        selection={},
+        id="a1",
+    )
+
+
+def decode(head: dict, body: bytes) -> dict[str, np.ndarray]:
+    """The page's own reading of the points (web/app.js loadAnalysis), in numpy."""
+    n, code = head["documents"], np.dtype(head["encoding"]["code"]).newbyteorder("<")
+    assert len(body) == head["encoding"]["bytes"] == n * (8 + 2 * code.itemsize)
+    return {
+        "x": np.frombuffer(body, "<f4", n, 0),
+        "y": np.frombuffer(body, "<f4", n, 4 * n),
+        "label": np.frombuffer(body, code, n, 8 * n),
+        "cluster": np.frombuffer(body, code, n, 8 * n + code.itemsize * n),
+    }
+
+
+def test_points_decode_to_the_analysis_with_noise_and_missing_labels():
+    labels = ["b", "a", None, "b", "a", None, "c"]
+    clusters = [0, 1, -1, 0, 2, -1, 1]
+    found = analysis(7, labels, clusters)
+    head, body = map_head(found), map_points(found)
+    points = decode(head, body)
+    assert np.array_equal(points["x"], found.coords[:, 0])
+    assert np.array_equal(points["y"], found.coords[:, 1])
+    names = [row["name"] for row in head["labels"]]
+    assert names == ["a", "b", "c", NO_LABEL]
+    assert [names[c] for c in points["label"]] == [x or NO_LABEL for x in labels]
+    assert [row["size"] for row in head["labels"]] == [2, 2, 1, 2]
+    numbers = [row["cluster"] for row in head["clusters"]]
+    assert numbers == [-1, 0, 1, 2]  # noise first
+    assert [numbers[c] for c in points["cluster"]] == clusters
+    assert head["clusters"][0]["name"] == "noise"
+    assert head["clusters"][1]["name"] == "t0a, t0b"  # terms when nobody named it
+    assert head["clusters"][2]["size"] == 2
+    assert head["bounds"] == [
+        *found.coords.min(axis=0).tolist(),
+        *found.coords.max(axis=0).tolist(),
+    ]
+
+
+def test_more_than_256_categories_take_two_bytes_each():
+    n = 600
+    labels = [f"label-{i % 300:03d}" for i in range(n)]
+    found = analysis(n, labels, [i % 3 for i in range(n)])
+    head, body = map_head(found), map_points(found)
+    assert head["encoding"]["code"] == "uint16"
+    points = decode(head, body)
+    names = [row["name"] for row in head["labels"]]
+    assert [names[c] for c in points["label"]] == labels
+    assert len(body) == n * 12
+
+
+def test_an_empty_analysis_still_has_a_head_and_no_points():
+    found = analysis(0, [], [])
+    head = map_head(found)
+    assert head["documents"] == 0 and map_points(found) == b""
+    assert head["bounds"] == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_map_html_keeps_every_text_as_data():
+    texts = [
+        "</script><script>window.__pwned = 1</script>",
+        "%SCRIPT% and %DATA% and %CSP%",
+        "<!-- comment --> & <b>bold</b>",
+    ]
+    found = analysis(3, ["a", "b", "a"], [0, 1, 0])
+    page = render_map_html(
+        found, texts, nearest_rows(np.eye(3, dtype=np.float32), np.arange(3), 3, 2)
+    )
+    block = re.search(
+        r'<script type="application/json" id="embedlab-data">(.*?)</script>', page, re.S
+    )
+    data = json.loads(block.group(1))
+    assert data["texts"] == texts and data["ids"] == found.ids
+    assert "<" not in block.group(1)  # nothing in the data can open or close an element
+    assert page.count("<script") == 2  # the data block and the page's own script
+    assert page.count("%SCRIPT%") == 1 and "%DATA%" in page  # only inside the data, escaped
+    assert "connect-src 'none'" in page
+
+
+def brute_force(vectors: np.ndarray, k: int) -> list[list[int]]:
+    sims = vectors @ vectors.T
+    out = []
+    for i in range(len(vectors)):
+        order = sorted((j for j in range(len(vectors)) if j != i), key=lambda j: (-sims[i, j], j))
+        out.append(order[:k])
+    return out
+
+
+def test_neighbours_are_exact_with_ties_to_the_lower_row():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(5, 16)).astype(np.float32)
+    vectors = np.repeat(base, 4, axis=0)  # every vector four times: many ties
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    positions, sims = nearest_rows(vectors, np.arange(20), 20, 6)
+    assert positions.tolist() == brute_force(vectors, 6)
+    assert np.allclose(sims[:, :3], 1.0, atol=1e-5)  # its three twins first
+
+
+def test_neighbours_skip_missing_documents_and_pad_when_few():
+    vectors = np.eye(3, dtype=np.float32)
+    rows = np.array([0, 2, 3])  # position 1 of 4 has no vector (deleted)
+    positions, _ = nearest_rows(vectors, rows, 4, 5)
+    assert positions[1].tolist() == [-1] * 5
+    assert all(row[2:].tolist() == [-1] * 3 for i, row in enumerate(positions) if i != 1)
+    assert set(positions[0][:2].tolist()) == {2, 3}
+    single, _ = nearest_rows(vectors[:1], np.array([0]), 1, 3)
+    assert single.tolist() == [[-1, -1, -1]]
+
+
+def test_text_search_finds_every_word_in_any_order_and_an_id_first():
+    ids = ["a/1", "a/2", "b/1", "rocket"]
+    texts = ["Rockets and ENGINES", "engines only", "rocket engine", "nothing"]
+    assert find_in(ids, texts, "engines rocket") == [0]
+    assert find_in(ids, texts, "ENGINE") == [0, 1, 2]
+    assert find_in(ids, texts, "rocket") == [3, 0, 2]  # the exact id first
+    assert find_in(ids, texts, "a/") == [0, 1]
+    assert find_in(ids, texts, "   ") == []
+    assert find_in(ids, texts, "engine", limit=2) == [0, 1]
