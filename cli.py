@@ -176,9 +176,9 @@ def provider_options(func: Callable) -> Callable:
 @click.option(
     "--clean",
     type=click.Choice(["embedding", "notebook", "sklearn", "none"]),
-    help="[default: embedding for the local model, notebook for Gemini] embedding: subject "
-    "and body, other headers and signatures out, quotes kept; notebook: the seed "
-    "notebook's cleaning; sklearn: headers, footers and quotes removed; none: raw posts. "
+    help="[default: notebook] notebook: the seed notebook's cleaning; embedding: subject "
+    "and body, other headers and signatures out, quotes kept; sklearn: headers, footers "
+    "and quotes removed; none: raw posts. "
     "Each has its own ids (newsgroups-<clean>/..., notebook: newsgroups/...).",
 )
 @provider_options
@@ -476,6 +476,12 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
 @click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan/dbscan.")
 @click.option("--eps", type=float, help="dbscan radius (cosine distance)  [default: 0.5]")
 @click.option(
+    "--text-weight",
+    type=click.FloatRange(0, 10),
+    help="kmeans on the vectors + the documents' words (TF-IDF, LSA) at this weight; "
+    "0 = vectors alone  [default: 1 for the local model, else 0]",
+)
+@click.option(
     "--out",
     type=click.Path(),
     default="./report",
@@ -514,6 +520,7 @@ def analyze_command(
     reduce,
     min_cluster_size,
     eps,
+    text_weight,
     out,
     name_clusters,
     naming_model,
@@ -534,6 +541,7 @@ def analyze_command(
             reduce=reduce,
             min_cluster_size=min_cluster_size,
             eps=eps,
+            text_weight=text_weight,
             name_clusters=name_clusters,
             naming_model=naming_model,
             html=html,

@@ -100,8 +100,8 @@ class Inputs:
     ) -> IngestReport:
         """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy.
 
-        `clean` defaults to the provider's cleaning: "embedding" for the local model,
-        "notebook" (the seed notebook's) for Gemini.
+        `clean` defaults to the provider's cleaning: "notebook" (the seed notebook's) for
+        both the local model and Gemini (ingest.newsgroups.DEFAULT_CLEAN).
         """
         from .ingest.newsgroups import default_clean, newsgroups_documents
 

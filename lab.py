@@ -669,6 +669,7 @@ class Lab(Inputs):
         name_clusters: bool = False,
         naming_model: str | None = None,
         html: bool = False,
+        text_weight: float | None = None,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
@@ -678,11 +679,16 @@ class Lab(Inputs):
         (`naming_model`, default gemini-2.5-flash-lite), cached in the store by its
         members: a cluster named before costs nothing (`analysis.naming` counts both).
         `html=True` (with `out`) also writes map.html, the interactive map in one file.
+        `text_weight`: k-means on the vectors joined with the documents' words (TF-IDF,
+        LSA) at this weight; 0 = the vectors alone; None = the space's default (1 for the
+        local model, where it was measured to help: bench/quality.py; 0 otherwise).
         """
         from .analyze.run import AnalysisOptions, analyze_corpus
         from .ingest.naming import check_naming
 
-        options = AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps)
+        options = AnalysisOptions.checked(
+            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight
+        )
         naming = check_naming(name_clusters, naming_model)
         selection = self._selection(labels, sources, per_class, seed, limit)
         chosen = self.space(space)

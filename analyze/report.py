@@ -117,6 +117,9 @@ def method_line(metrics: dict[str, Any]) -> str:
         best = metrics.get("k_silhouette", {}).get(str(clustering["k"]))
         score = f", silhouette {best:.3f}" if best is not None else ""
         k += f" (chosen by silhouette among {low}..{high}{score})"
+    if clustering.get("text_weight"):
+        weight, dims = clustering["text_weight"], clustering["text_dims"]
+        k += f" on vectors + words (LSA {dims} dims, weight {weight:g})"
     return f"{method}{k}; map: {params['map']}"
 
 

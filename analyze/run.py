@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidRequest
 from .analysis import Analysis, space_dict
-from .cluster import ALGORITHMS, cluster
+from .cluster import ALGORITHMS, MAX_TEXT_WEIGHT, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .reduce import METHODS, map_key, reduce_2d
@@ -33,6 +33,9 @@ class AnalysisOptions:
     seed: int = 0
     min_cluster_size: int | None = None
     eps: float = 0.5
+    # weight of the documents' words beside their vectors in k-means; None: the space's
+    # default (cluster.DEFAULT_TEXT_WEIGHT), 0: the vectors alone
+    text_weight: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +49,7 @@ class AnalysisOptions:
         seed: int = 0,
         min_cluster_size: int | None = None,
         eps: float | None = None,
+        text_weight: float | None = None,
     ) -> AnalysisOptions:
         """Every analysis option validated in one place, with messages naming the option."""
         if algorithm not in ALGORITHMS:
@@ -77,6 +81,16 @@ class AnalysisOptions:
             raise InvalidRequest(f"min_cluster_size applies to hdbscan/dbscan, not {algorithm}")
         if min_cluster_size is not None and min_cluster_size < 2:
             raise InvalidRequest(f"min_cluster_size must be at least 2, not {min_cluster_size}")
+        if text_weight is not None:
+            if isinstance(text_weight, bool) or not isinstance(text_weight, (int, float)):
+                raise InvalidRequest(f"text_weight must be a number, not {text_weight!r}")
+            if not 0 <= text_weight <= MAX_TEXT_WEIGHT:  # also refuses nan
+                raise InvalidRequest(
+                    f"text_weight must be between 0 (vectors alone) and {MAX_TEXT_WEIGHT:g}, "
+                    f"not {text_weight}"
+                )
+            if text_weight > 0 and algorithm != "kmeans":
+                raise InvalidRequest(f"text_weight applies to kmeans only, not {algorithm}")
         return cls(
             algorithm,
             None if density else (4 if k is None else k),
@@ -84,6 +98,7 @@ class AnalysisOptions:
             seed,
             min_cluster_size,
             0.5 if eps is None else float(eps),
+            None if text_weight is None else float(text_weight),
         )
 
 
@@ -119,6 +134,9 @@ def analyze_corpus(
     timings: dict[str, float] = {}
     stage = on_stage or (lambda _name, _index: None)
     stage("cluster", 0)
+    text_weight = options.text_weight
+    if text_weight is None:
+        text_weight = default_text_weight(corpus.space.provider, options.algorithm)
     clustering = _timed(
         timings,
         "cluster",
@@ -129,6 +147,8 @@ def analyze_corpus(
         options.seed,
         options.min_cluster_size,
         options.eps,
+        texts=corpus.texts,
+        text_weight=text_weight,
     )
     labels = clustering.labels
     stage("map", 1)

@@ -98,6 +98,7 @@ class AnalysisRequest(BaseModel):
     eps: float | None = Field(None, gt=0, le=2)
     name_clusters: bool = False  # one Gemini call per cluster not named before
     naming_model: str | None = Field(None, min_length=1, max_length=100)
+    text_weight: float | None = Field(None, ge=0, le=10)  # k-means on vectors + words
 
 
 class ComparisonRequest(BaseModel):
@@ -243,7 +244,7 @@ class Service:
         self.lab.space(arguments["space"])  # a wrong space is a 4xx now, not a failed job
         AnalysisOptions.checked(  # and so are options that do not go together
             request.algorithm, request.k, request.reduce, request.seed,
-            request.min_cluster_size, request.eps,
+            request.min_cluster_size, request.eps, request.text_weight,
         )  # fmt: skip
         check_naming(request.name_clusters, request.naming_model)
 

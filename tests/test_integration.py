@@ -55,7 +55,7 @@ def test_real_sample_local_model_cache_behaviour(tmp_path):
         "sci.med": 12,
         "sci.space": 12,
     }
-    assert space["by_source"] == {"newsgroups-embedding/train": 48}  # the local default cleaning
+    assert space["by_source"] == {"newsgroups/train": 48}  # the notebook's cleaning, the default
 
 
 def test_real_sample_against_a_chroma_server(chroma_server, gemini):

@@ -333,6 +333,8 @@ def test_every_error_is_problem_json_and_never_500(tmp_path, fake):
             ("PUT", "/api/v1/stats", None, 405),
             ("POST", "/api/v1/analyses", {"space": "nope:nothing"}, 400),
             ("POST", "/api/v1/analyses", {"algorithm": "hdbscan", "k": 3}, 400),
+            ("POST", "/api/v1/analyses", {"algorithm": "hdbscan", "text_weight": 1}, 400),
+            ("POST", "/api/v1/analyses", {"text_weight": -1}, 422),
         ]
         for method, path, body, status in cases:
             response = service.http.request(method, path, json=body)
