@@ -10,7 +10,12 @@ there are 5.
 
 - before: the notebook's cleaning, Euclidean KMeans (n_init=10) on the unit vectors,
   the old defaults;
-- after: the defaults now (`default_clean("local")`, `analyze.cluster.cluster`).
+- after: the defaults now (`default_clean("local")`, the notebook's cleaning again, and
+  `analyze.cluster.cluster`: spherical k-means on the vectors joined with the posts' words,
+  `text_weight` = `default_text_weight("local", "kmeans")`).
+
+`--ablation` adds each lever alone and the defaults issue #14 had first (the `embedding`
+cleaning and spherical k-means on the vectors alone), which lost on the test split.
 
 Both embed with the local all-MiniLM-L6-v2 into a persistent store (`--store`, default
 /tmp/quality-store): every post is embedded once per cleaning, so a re-run only clusters
@@ -73,24 +78,42 @@ SAMPLES = [
 QUICK = SAMPLES[:2]
 
 
-def euclidean_kmeans(vectors: np.ndarray, k: int) -> np.ndarray:
+def euclidean_kmeans(vectors: np.ndarray, k: int, texts: list[str]) -> np.ndarray:
     """The clustering before issue #14: scikit-learn's KMeans on the unit vectors."""
     from sklearn.cluster import KMeans
 
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors)
 
 
-def default_clustering(vectors: np.ndarray, k: int) -> np.ndarray:
+def default_clustering(vectors: np.ndarray, k: int, texts: list[str]) -> np.ndarray:
+    """What an analysis of the local model's vectors runs now."""
+    from embedlab.analyze.cluster import cluster, default_text_weight
+
+    weight = default_text_weight("local", "kmeans")
+    return cluster(vectors, "kmeans", k, seed=0, texts=texts, text_weight=weight).labels
+
+
+def spherical_only(vectors: np.ndarray, k: int, texts: list[str]) -> np.ndarray:
+    """Spherical k-means on the vectors alone (the words' view off)."""
     from embedlab.analyze.cluster import cluster
 
-    return cluster(vectors, "kmeans", k, seed=0).labels
+    return cluster(vectors, "kmeans", k, seed=0, text_weight=0.0).labels
+
+
+def words_kmeans(vectors: np.ndarray, k: int, texts: list[str]) -> np.ndarray:
+    """The words' view with scikit-learn's Euclidean KMeans instead of spherical k-means."""
+    from embedlab.analyze.cluster import with_text_view
+    from sklearn.cluster import KMeans
+
+    joined, _ = with_text_view(vectors, texts, 1.0, seed=0)
+    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(joined)
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     clean: str
-    clustering: Callable[[np.ndarray, int], np.ndarray]
+    clustering: Callable[[np.ndarray, int, list[str]], np.ndarray]
 
 
 def variants() -> list[Variant]:
@@ -104,8 +127,10 @@ def variants() -> list[Variant]:
         return both
     return [
         *both,
-        Variant("notebook+default kmeans", "notebook", default_clustering),
-        Variant(f"{default_clean('local')}+KMeans", default_clean("local"), euclidean_kmeans),
+        Variant("notebook+spherical", "notebook", spherical_only),
+        Variant("notebook+words+KMeans", "notebook", words_kmeans),
+        Variant("embedding+spherical (first #14)", "embedding", spherical_only),
+        Variant("embedding+spherical+words", "embedding", default_clustering),
     ]
 
 
@@ -136,7 +161,7 @@ def score(lab, variant: Variant, sample: Sample, seed: int) -> dict:
     assert list(docs["id"]) == ids
     labels = list(docs["label"])
     k = len(set(labels))
-    metrics = evaluate(vectors, variant.clustering(vectors, k), labels)
+    metrics = evaluate(vectors, variant.clustering(vectors, k, list(docs["text"])), labels)
     shares = {name: row["share"] for name, row in metrics["per_class"].items()}
     values = np.array(list(shares.values()))
     return {
@@ -153,6 +178,12 @@ def spread(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
+def signed(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:+.3f}"
+    return f"{np.mean(values):+.3f} ± {np.std(values):.3f}"
+
+
 def local_table(samples: list[Sample]) -> None:
     import embedlab
 
@@ -167,19 +198,40 @@ def local_table(samples: list[Sample]) -> None:
     names = [v.name for v in variants()]
     after = variants()[1]
     print("## Local all-MiniLM-L6-v2: per-class majority-cluster share (mean, min over classes)")
-    print(f"before: notebook cleaning, KMeans; after: {after.clean} cleaning, default kmeans")
-    print("(mean ± std over seeds 0-4 where there are 5)\n")
+    print(
+        f"before: notebook cleaning, KMeans; after: {after.clean} cleaning, default kmeans "
+        "(spherical, vectors + words)"
+    )
+    print("(mean ± std over seeds 0-4 where there are 5; change: after - before on the same")
+    print("sample, mean ± std over the seeds)\n")
     header = ["sample", "seeds"]
-    for name in names:
+    for name in names[:2]:
         header += [f"{name}: mean", f"{name}: min", f"{name}: Hungarian"]
+    header += ["change: mean", "change: min"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for sample in samples:
         row = [sample.name, "0" if len(sample.seeds) == 1 else "0-4"]
-        for name in names:
+        for name in names[:2]:
             runs = results[sample.name, name]
             row += [spread([r[key] for r in runs]) for key in ("mean", "min", "hungarian")]
+        before, now = results[sample.name, names[0]], results[sample.name, names[1]]
+        for key in ("mean", "min"):
+            row.append(signed([b[key] - a[key] for a, b in zip(before, now)]))
         print("| " + " | ".join(row) + " |")
+    if len(names) > 2:
+        print("\nablation: mean / min share (mean over the seeds)\n")
+        print("| sample | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for sample in samples:
+            cells = []
+            for name in names:
+                runs = results[sample.name, name]
+                cells.append(
+                    f"{np.mean([r['mean'] for r in runs]):.3f} / "
+                    f"{np.mean([r['min'] for r in runs]):.3f}"
+                )
+            print(f"| {sample.name} | " + " | ".join(cells) + " |")
     first = samples[0]
     print(f"\nper class, {first.name}:\n")
     print("| class | " + " | ".join(names) + " |")
@@ -217,7 +269,10 @@ def gemini_block() -> None:
     shares = ", ".join(f"{name} {row['share']:.3f}" for name, row in per_class.items())
     print("## Gemini path, fake server (random vectors per text: only shows it runs)")
     print(f"ingest: {report.documents} posts, {report.requests} requests; cleaning {cleaning}")
-    print(f"analysis: {analysis.metrics['params']['clustering']['method']} k=4; {shares}")
+    from embedlab.analyze.report import method_line
+
+    print(f"analysis: {method_line(analysis.metrics)}; {shares}")
+    print("(the words' view stays off for Gemini: its vectors were not measured with it)")
 
 
 def main() -> None:
