@@ -90,9 +90,9 @@ def test_demo_protocol_on_real_data_with_the_local_model(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     shares = {name: row["share"] for name, row in metrics["per_class"].items()}
     assert set(shares) == {"sci.crypt", "sci.electronics", "sci.med", "sci.space"}
-    assert min(shares.values()) >= 0.90, shares  # measured: 0.933-0.960 (0.873 before #14)
+    assert min(shares.values()) >= 0.90, shares  # measured: 0.913-0.967 (0.873 before #14)
     assert len({row["majority_cluster"] for row in metrics["per_class"].values()}) == 4
-    assert metrics["hungarian_accuracy"] >= 0.92  # measured: 0.947 (0.925 before #14)
+    assert metrics["hungarian_accuracy"] >= 0.92  # measured: 0.938 (0.925 before #14)
     again = run_cli(args)
     assert "600 documents: 600 cached, 0 embedded, 0 model batches" in again.stdout
     assert (out / "metrics.json").read_text() == json.dumps(
