@@ -153,6 +153,12 @@ def provider_options(func: Callable) -> Callable:
             is_flag=True,
             help="Remove stored documents of this source that the input no longer has.",
         ),
+        click.option(
+            "--replace",
+            is_flag=True,
+            help="Replace documents with the same ids that another source wrote "
+            "(refused without it).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -416,6 +422,16 @@ def ingest_summary(report, prices=None) -> str:
     if report.pruned:
         verb = "would be removed" if report.dry_run else "removed"
         line += f", {report.pruned} no longer in the input {verb}"
+    if report.restored:
+        verb = "would get" if report.dry_run else "got"
+        line += f", {report.restored} kept by repair without a vector {verb} it back"
+    if report.replaced:
+        verb = "would be replaced" if report.dry_run else "replaced"
+        line += f", {plural(report.replaced, 'document')} of another source {verb}"
+    if report.encodings:
+        files = sum(report.encodings.values())
+        how = ", ".join(f"{n} as {name}" for name, n in sorted(report.encodings.items()))
+        line += f", {plural(files, 'file')} not UTF-8 (read {how})"
     if report.cut:
         line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
     if report.skipped:
@@ -925,6 +941,11 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
         click.echo(
             f"{space['provider']}:{space['model']} ({space['dims']} dims{task}): "
             f"{space['documents']} documents"
+            + (
+                f" ({space['needs_vector']} need their vector: the next ingest embeds them)"
+                if space.get("needs_vector")
+                else ""
+            )
         )
         click.echo("  sources: " + _counts(space["by_source"]))
         click.echo("  labels:  " + _counts(space["by_label"]))
@@ -972,35 +993,69 @@ def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | N
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Only report; exit 1 when something is damaged.")
+@click.option(
+    "--reembed",
+    is_flag=True,
+    help="Then embed the documents that need their vector now (spends; asks first).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before spending (--reembed).")
 @click.pass_obj
 @user_errors
-def repair(store_opts: StoreOptions, check: bool) -> None:
-    """Check every space's vectors and index; rebuild a damaged index (after a crash)."""
+def repair(store_opts: StoreOptions, check: bool, reembed: bool, yes: bool) -> None:
+    """Check every space's vectors and index; rebuild a damaged index (after a crash).
+
+    Every text, label and source is kept; a document whose vector cannot be read is
+    marked as needing it, and the next ingest of its space (or --reembed) embeds it."""
+    if check and reembed:
+        raise click.UsageError("--check only reports; drop it to --reembed")
     started = time.monotonic()
     with store_opts.open() as lab:
         results = lab.repair(check=check)
-    for health in results:
-        line = f"{health.space.describe()}: {plural(health.documents, 'document')}"
-        click.echo(f"{line}, " + ("; ".join(health.problems) or "ok"))
-        for folder in health.quarantined:
-            click.echo(f"  damaged index files moved to {folder}")
-        if health.rebuilt:
-            kept, dropped = health.kept, len(health.dropped)
-            click.echo(f"  index rebuilt: {kept} records kept, {dropped} dropped")
-        if health.dropped:
-            shown = ", ".join(health.dropped[:5]) + (" ..." if len(health.dropped) > 5 else "")
-            click.echo(
-                f"  dropped (vector unreadable): {shown}; re-run your ingest to re-embed "
-                f"exactly these {len(health.dropped)}"
-            )
-    damaged = [h for h in results if not h.healthy]
-    verdict = "damaged" if check else "repaired"
-    click.echo(
-        f"{plural(len(results), 'space')} checked, {len(damaged)} {verdict}, "
-        f"{time.monotonic() - started:.1f} s"
-    )
+        waiting = 0
+        for health in results:
+            line = f"{health.space.describe()}: {plural(health.documents, 'document')}"
+            click.echo(f"{line}, " + ("; ".join(health.problems) or "ok"))
+            for folder in health.quarantined:
+                click.echo(f"  damaged index files moved to {folder}")
+            if health.rebuilt:
+                click.echo(
+                    f"  index rebuilt: {health.documents} documents kept, {health.kept} with "
+                    f"their vector, {len(health.needs_vector)} without"
+                )
+            if health.needs_vector:
+                waiting += len(health.needs_vector)
+                ids = health.needs_vector
+                shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+                click.echo(
+                    f"  {plural(len(ids), 'document')} need their vector ({shown}): the next "
+                    f"ingest of this space will re-embed exactly these {len(ids)}, or "
+                    "`embedlab repair --reembed` now"
+                )
+                if reembed:
+                    _reembed(lab, health.space, yes)
+        damaged = [h for h in results if not h.healthy]
+        verdict = "damaged" if check else "repaired"
+        click.echo(
+            f"{plural(len(results), 'space')} checked, {len(damaged)} {verdict}, "
+            f"{waiting} documents needing their vector, {time.monotonic() - started:.1f} s"
+        )
     if check and damaged:
         sys.exit(1)
+
+
+def _reembed(lab, space, yes: bool) -> None:
+    """Embed a space's documents that need their vector, after saying the cost and asking."""
+    plan = lab.reembed(space, dry_run=True)
+    cost = plan.cost_line(getattr(lab, "prices", None))
+    click.echo(f"  --reembed: {plan.planned_embed} texts to embed{cost}")
+    if plan.planned_embed and not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                "--reembed spends on embeddings: pass --yes to go ahead without a terminal"
+            )
+        click.confirm("  embed them now?", abort=True)
+    report = lab.reembed(space, quiet=True)
+    click.echo(f"  {ingest_summary(report, getattr(lab, 'prices', None))}")
 
 
 # -- the cache's lifecycle -----------------------------------------------------------------

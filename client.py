@@ -289,6 +289,7 @@ class RemoteLab(Inputs):
         on_progress: ProgressCallback | None = None,
         started: float | None = None,
         prune: bool = False,
+        replace: bool = False,
         **_local_only: Any,  # max_attempts, timeout: the service's own settings apply
     ) -> IngestReport:
         from .ingest.pipeline import IngestCancelled, IngestError
@@ -302,6 +303,7 @@ class RemoteLab(Inputs):
             "provider": provider,
             "dry_run": dry_run,
             "prune": prune,
+            "replace": replace,
         }
         body.update(_present({"model": model, "task_type": task_type, "dims": dims}))
         body.update(_present({"batch_size": batch_size, "concurrency": concurrency}))

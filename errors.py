@@ -7,9 +7,53 @@ is not an `EmbedlabError` is a bug and is allowed to surface as one.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
+# An argument named in a message: `<<source>>` or `<<replace=True>>`. Each front end
+# names it in its own language: `source=` in Python, `"source"` over HTTP, `--source` on
+# the command line, so a library message never gives advice for another front end.
+ARGUMENT = re.compile(r"<<(\w+)(?:=([^>]*))?>>")
+
+
+def speak(message: str, front: str = "python", flags: Mapping[str, str] | None = None) -> str:
+    """`message` with its arguments named for `front` ("python", "http" or "cli")."""
+
+    def name(match: re.Match[str]) -> str:
+        arg, value = match.group(1), match.group(2)
+        if front == "http":
+            if value is None:
+                return f'"{arg}"'
+            shown = {"True": "true", "False": "false", "None": "null"}.get(value, value)
+            return f'"{arg}": {shown}'
+        if front == "cli":
+            flag = (flags or {}).get(arg, "--" + arg.replace("_", "-"))
+            if value in (None, "True"):
+                return flag
+            return f"{flag} {value.strip(chr(34) + chr(39))}"
+        return f"{arg}=" if value is None else f"{arg}={value}"
+
+    return ARGUMENT.sub(name, message)
+
 
 class EmbedlabError(Exception):
-    """Something the user can act on; the message says what and how."""
+    """Something the user can act on; the message says what and how.
+
+    A message may name arguments as `<<name>>` or `<<name=value>>`: `str(exc)` names
+    them as Python does, and `exc.say("http")` / `exc.say("cli", flags)` as the service
+    and the command line do.
+    """
+
+    def __init__(self, message: str = "", *args: object):
+        super().__init__(speak(message), *args)
+        self.template = message
+
+    def say(self, front: str = "python", flags: Mapping[str, str] | None = None) -> str:
+        """The message in the words of one front end."""
+        template = getattr(self, "template", None)
+        if not isinstance(template, str) or speak(template) != str(self):
+            return str(self)  # a message rewritten after construction
+        return speak(template, front, flags)
 
 
 class InvalidRequest(EmbedlabError, ValueError):
@@ -18,6 +62,10 @@ class InvalidRequest(EmbedlabError, ValueError):
 
 class NotFound(EmbedlabError, LookupError):
     """A store, space, document or analysis that does not exist."""
+
+
+class Conflict(InvalidRequest):
+    """The request would overwrite what another input owns (another source's documents)."""
 
 
 class StoreError(EmbedlabError):

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidRequest
+from .errors import EmbedlabError, InvalidRequest
 
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
@@ -140,14 +140,31 @@ class Inputs:
         skipped: Counter[str] = Counter()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
+        encodings: Counter[str] = Counter()
         docs, source, origin = read_path(
-            path, text, id, label, glob, name, kind, skipped, vector, vectors
+            path, text, id, label, glob, name, kind, skipped, vector, vectors, encodings
         )
-        if name is None:  # a name the user gives is theirs to share between inputs
-            self._claim_source(source, origin, bool(options.get("dry_run")))
-        if vector is not None:
-            return self.ingest_vectors(docs, vectors, space, skipped=skipped, **options)
-        return self.ingest_documents(docs, skipped=skipped, **options)
+        # A name the user gives is theirs to share between inputs. A default one is
+        # checked now and claimed once something is written, so a failed ingest claims
+        # nothing.
+        claim = name is None and not options.get("dry_run")
+        if name is None:
+            self._claim_source(source, origin, dry_run=True)
+        try:
+            if vector is not None:
+                report = self.ingest_vectors(docs, vectors, space, skipped=skipped, **options)
+            else:
+                report = self.ingest_documents(docs, skipped=skipped, **options)
+        except EmbedlabError as exc:
+            partial = getattr(exc, "report", None)
+            if claim and partial is not None and partial.embedded + partial.reused > 0:
+                self._claim_source(source, origin, dry_run=False)
+            raise
+        if claim:
+            self._claim_source(source, origin, dry_run=False)
+        if hasattr(report, "encodings"):
+            report.encodings.update(encodings)
+        return report
 
 
 # what an ingest of given vectors takes; the provider's options would be silently ignored

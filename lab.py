@@ -236,11 +236,13 @@ class Lab(Inputs):
         on_progress: ProgressCallback | None = None,
         started: float | None = None,
         prune: bool = False,
+        replace: bool = False,
     ) -> IngestReport:
         """The one ingest every front end runs: plan against the cache, embed the rest.
 
         `prune=True` then removes the stored documents of the input's sources that the
         input no longer holds (a dry run counts them), so the store mirrors the input.
+        A document another source wrote is never replaced (Conflict) unless `replace=True`.
         Raises IngestError (stopped; its report says what is saved), IngestCancelled
         (cancelled or Ctrl-C; what returned is saved), ProviderError, InvalidRequest.
         """
@@ -285,6 +287,7 @@ class Lab(Inputs):
                     skipped=skipped,
                     started=started,
                     cancel=cancel,
+                    replace=replace,
                 )
                 if prune:
                     report.pruned = len(self._prune(space, documents, dry_run))
@@ -1180,17 +1183,63 @@ class Lab(Inputs):
     # -- repair ----------------------------------------------------------------------------
 
     def repair(self, check: bool = True) -> list[SpaceHealth]:
-        """Check every space (and with check=False rebuild a damaged index)."""
+        """Check every space (and with check=False rebuild a damaged index).
+
+        Nothing but vectors is ever lost: a document whose vector cannot be read keeps
+        its text, label, source and hash, and is listed in `needs_vector`; the next
+        ingest of its space embeds it (or `reembed` does, now).
+        """
         from .store.repair import check_store
 
         with self._write_lock:
             self.store.disconnect()  # an embedded store is read from child processes
-            with self._analyses_lock:
-                self._analyses.clear()
-                self._cluster_maps.clear()
-                self._heads.clear()
-            self._spaces = None
+            self._forget_everything()
             return check_store(self.store, fix=not check)
+
+    def _forget_everything(self) -> None:
+        """Drop every cache of what the store held (after a repair or a deleted space)."""
+        with self._analyses_lock:
+            self._analyses.clear()
+            self._cluster_maps.clear()
+            self._heads.clear()
+            self._analysis_texts.clear()
+        self._spaces = None
+        if self._memory is not None:
+            self._memory.drop_all()
+
+    def reembed(
+        self, space: SpaceSpec = None, dry_run: bool = False, **options: Any
+    ) -> IngestReport:
+        """Embed now the documents of `space` that repair kept without a vector (what the
+        next ingest of the space would do anyway). `dry_run=True` says what it would cost.
+        Options as for `ingest` (batch_size, concurrency, timeout, ...)."""
+        target = self.space(space)
+        if target.provider not in ("gemini", "local"):
+            raise InvalidRequest(
+                f"{target.describe()} holds vectors made outside embedlab: ingest them again "
+                "with <<vector>> to restore the documents that need theirs"
+            )
+        return self.ingest_documents(
+            [],
+            provider=target.provider,
+            model=target.model,
+            task_type=target.task_type if target.provider == "gemini" else None,
+            dims=target.dims,
+            dry_run=dry_run,
+            **options,
+        )
+
+    def delete_space(self, space: SpaceSpec) -> dict[str, Any]:
+        """Delete a space on purpose: its documents, vectors, cached queries, documents
+        waiting for a vector, and the analyses and comparisons made in it. Returns what
+        went: {"space", "documents", "analyses", "comparisons"}."""
+        from .store.spaces import delete_space
+
+        target = self.space(space)
+        with self._write_lock:
+            gone = delete_space(self.store, target, (ANALYSIS, COMPARISON, MAP, DELETION))
+            self._forget_everything()
+        return {"space": target.describe(), **gone}
 
 
 class _VectorMemory:
@@ -1217,6 +1266,12 @@ class _VectorMemory:
         is over the memory budget."""
         with self._lock:
             return self._refresh(store, space) is not None
+
+    def drop_all(self) -> None:
+        """Forget every space (the store changed under them: a repair, a deleted space)."""
+        with self._lock:
+            self._spaces.clear()
+            self._stale.clear()
 
     def update(self, store: Store, space: Space) -> None:
         """Re-read what this Lab wrote, if the space is held (after an ingest)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, EmbedlabError
+from ..errors import Cancelled, Conflict, EmbedlabError
 from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
 from ..store.ledger import PriceTable, estimate_tokens, usd
@@ -77,6 +77,10 @@ class IngestReport:
     changed: int = 0  # ids already stored with another text: re-embedded or reused
     relabelled: int = 0  # same text, another label or source: metadata rewritten
     pruned: int = 0  # stored documents of the input's sources it no longer holds: removed
+    restored: int = 0  # documents repair kept without a vector, embedded (or reused) again
+    pending: list[str] = field(default_factory=list)  # their ids, when the ingest began
+    replaced: int = 0  # documents of another source this input replaced (replace=True)
+    encodings: Counter[str] = field(default_factory=Counter)  # files read not as UTF-8
     cached_chars: int = 0  # characters of the documents served from the cache
     chars_embedded: int = 0  # characters of the unique texts sent to the provider
     planned_chars: int = 0  # characters of the unique texts to send (dry run: would send)
@@ -128,6 +132,9 @@ class IngestReport:
             "changed": self.changed,
             "relabelled": self.relabelled,
             "pruned": self.pruned,
+            "restored": self.restored,
+            "replaced": self.replaced,
+            "encodings": dict(self.encodings),
             "planned_requests": self.planned_requests,
             "planned_embed": self.planned_embed,
             "planned_reuse": self.planned_reuse,
@@ -154,6 +161,9 @@ class IngestReport:
         ).split():
             setattr(report, name, data[name])
         report.pruned = data.get("pruned", 0)
+        report.restored = data.get("restored", 0)
+        report.replaced = data.get("replaced", 0)
+        report.encodings = Counter(data.get("encodings") or {})
         report.skipped = Counter(data.get("skipped") or {})
         report.estimates = {
             k: v for k, v in data.items() if k.startswith(("estimated", "planned_estimated"))
@@ -239,12 +249,19 @@ def ingest(
     skipped: Counter[str] | None = None,
     started: float | None = None,
     cancel: CancelToken | None = None,
+    replace: bool = False,
 ) -> IngestReport:
     """Make `store` hold a vector for every document in `space`, embedding only what is new.
 
     `make_provider` is called only when some text really needs embedding, so a fully
     cached run never loads a model or opens a connection. Cancelling `cancel` stops new
     requests and retries at once, writes what has returned, and raises IngestCancelled.
+
+    A document belongs to the source that wrote it: an input of another source with the
+    same id is refused (Conflict, nothing written) unless `replace`. Documents that
+    repair kept without their vector join every ingest of their space, so the next one
+    embeds exactly those. The space's collection is made only when something is written:
+    an ingest that fails first (no key, a refused request) leaves the store as it was.
     """
     cancel = cancel or CancelToken()
     report = IngestReport(space=space, dry_run=dry_run)
@@ -259,9 +276,18 @@ def ingest(
     report.cut = sum(doc.cut for doc in documents)
 
     collection = store.collection(space, create=False) if store is not None else None
+    if collection is not None:
+        pending = _pending_documents(collection)
+        report.pending = [d.id for d in pending]
+        given = {d.id for d in documents}
+        documents += [d for d in pending if d.id not in given]
+        report.documents = len(documents)
+        report.ids = [d.id for d in documents]
+        report.restored = len(pending)  # planned; what landed is counted at the end
     stored_meta = (
         collection.metadata_by_id([d.id for d in documents]) if collection is not None else {}
     )
+    report.replaced = _check_owners(documents, stored_meta, replace)
     stored = {doc_id: meta["content_hash"] for doc_id, meta in stored_meta.items()}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
@@ -292,7 +318,7 @@ def ingest(
 
     if collection is None:
         assert store is not None, "only a dry run may go without a store"
-        collection = store.collection(space, create=True)
+        collection = _CreatedOnWrite(store, space)
     try:
         for start in range(0, len(relabel), WRITE_CHUNK):
             chunk = relabel[start : start + WRITE_CHUNK]
@@ -334,6 +360,52 @@ def ingest(
 def _persist(collection: SpaceCollection, report: IngestReport) -> None:
     if report.last_written is not None:
         collection.persist_index(report.last_written)
+    if report.pending:  # those that have their vector now are pending no more
+        restored = list(collection.metadata_by_id(report.pending))
+        collection.clear_pending(restored)
+        report.restored = len(restored)
+
+
+def _pending_documents(collection: SpaceCollection) -> list[Document]:
+    """The documents repair kept without a vector."""
+    return [
+        Document(doc_id, text, str(meta.get("source") or ""), meta.get("label"))
+        for doc_id, text, meta in collection.pending()
+    ]
+
+
+def _check_owners(
+    documents: list[Document], stored: dict[str, dict[str, Any]], replace: bool
+) -> int:
+    """How many documents replace another source's; refused (Conflict) unless `replace`."""
+    foreign = [
+        (doc, stored[doc.id].get("source"))
+        for doc in documents
+        if doc.id in stored and stored[doc.id].get("source") not in (None, "", doc.source)
+    ]
+    if foreign and not replace:
+        doc, owner = foreign[0]
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise Conflict(
+            f"document {doc.id}{more} belongs to source {owner}, and this input is source "
+            f"{doc.source}; nothing was written. Give the documents ids of their own, or "
+            "pass <<replace=True>> to replace them"
+        )
+    return len(foreign)
+
+
+class _CreatedOnWrite:
+    """A space's collection made at its first write, so a failed ingest leaves no space."""
+
+    def __init__(self, store: Store, space: Space):
+        self._store = store
+        self._space = space
+        self._made: SpaceCollection | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            self._made = self._store.collection(self._space, create=True)
+        return getattr(self._made, name)
 
 
 def _finish(report: IngestReport) -> IngestReport:

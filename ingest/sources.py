@@ -7,7 +7,6 @@ one bad row must not cost the rest of a paid ingest.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -19,27 +18,20 @@ from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..store import Document
+from .encoding import UNICODE_BOMS, UTF8, decode
 from .errors import SourceError
 
 BINARY_SNIFF_BYTES = 8192
 MAX_FILE_BYTES = 64 * 1024 * 1024  # beyond any embedding model's input many times over
-UNICODE_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM is its prefix
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 
 
-def decode_text(raw: bytes) -> str:
-    """UTF-16/32 by their byte-order mark, else UTF-8, else latin-1 (which decodes any bytes)."""
-    for bom, encoding in UNICODE_BOMS:
-        if raw.startswith(bom):
-            return raw.decode(encoding, errors="replace")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+def decode_text(raw: bytes, encodings: Counter[str] | None = None) -> str:
+    """The text of a file's bytes (ingest.encoding's rules); each file not read as UTF-8
+    is counted in `encodings` by the encoding used, for the ingest's summary."""
+    text, encoding = decode(raw)
+    if encodings is not None and encoding != UTF8:
+        encodings[encoding] += 1
+    return text
 
 
 def looks_binary(raw: bytes) -> bool:
@@ -54,6 +46,7 @@ def file_documents(
     pattern: str = "*",
     skipped: Counter[str] | None = None,
     name: str | None = None,
+    encodings: Counter[str] | None = None,
 ) -> Iterator[Document]:
     """Every non-hidden file under `folder` (label = its parent folder's name).
 
@@ -92,7 +85,10 @@ def file_documents(
             rel = path.relative_to(root)
             label = rel.parent.name if rel.parent != Path(".") else None
             yield Document(
-                f"{source}/{rel.as_posix()}", decode_text(raw), source=source, label=label
+                f"{source}/{rel.as_posix()}",
+                decode_text(raw, encodings),
+                source=source,
+                label=label,
             )
     if not matched:
         raise SourceError(
@@ -110,6 +106,7 @@ def csv_documents(
     name: str | None = None,
     vector_col: str | None = None,
     vectors: dict[str, Any] | None = None,
+    encodings: Counter[str] | None = None,
 ) -> Iterator[Document]:
     """Rows of a CSV file: every record ends as a document or as a counted skip.
 
@@ -121,7 +118,7 @@ def csv_documents(
     """
     path = Path(path)
     skipped = skipped if skipped is not None else Counter()
-    text = decode_text(_read_source(path, "CSV"))
+    text = decode_text(_read_source(path, "CSV"), encodings)
     lines = io.StringIO(text, newline="").readlines()  # \n, \r\n or \r, as csv reads them
     delimiter = _delimiter(lines[0] if lines else "")
     header_rows = list(_csv_records(lines[:1], 0, 1, delimiter))
@@ -152,6 +149,7 @@ def parquet_documents(
     name: str | None = None,
     vector_col: str | None = None,
     vectors: dict[str, Any] | None = None,
+    encodings: Counter[str] | None = None,
 ) -> Iterator[Document]:
     """Rows of a Parquet file (read by pandas), with the CSV reader's ids and checks (and
     its `vector_col`, e.g. a list column of floats)."""
@@ -287,6 +285,7 @@ def jsonl_documents(
     name: str | None = None,
     vector_key: str | None = None,
     vectors: dict[str, Any] | None = None,
+    encodings: Counter[str] | None = None,
 ) -> Iterator[Document]:
     """One JSON object per line; broken lines are counted and skipped, not fatal.
 
@@ -296,7 +295,7 @@ def jsonl_documents(
     """
     path = Path(path)
     skipped = skipped if skipped is not None else Counter()
-    text = decode_text(_read_source(path, "JSON Lines"))
+    text = decode_text(_read_source(path, "JSON Lines"), encodings)
     source = f"jsonl/{name or path.stem}"
     keys_seen: set[str] = set()
     documents = []
@@ -359,12 +358,14 @@ def read_path(
     skipped: Counter[str],
     vector: str | None = None,
     vectors: dict[str, Any] | None = None,
+    encodings: Counter[str] | None = None,
 ) -> tuple[list[Document], str, str]:
     """(documents, source name, the input's real path) of a folder, .csv or .jsonl file.
 
     `kind` ("files", "csv", "jsonl") overrides the guess from the path; the source name
     is `<kind>/<name or the file's stem or the folder's name>`. `vector` names the
-    column (key) of vectors computed elsewhere; they are put in `vectors` by id.
+    column (key) of vectors computed elsewhere; they are put in `vectors` by id. Files
+    not read as UTF-8 are counted in `encodings` by the encoding used.
     """
     target = Path(path)
     if kind is None:
@@ -385,13 +386,13 @@ def read_path(
             "a folder of text files has no vector column; give a csv, jsonl or parquet file"
         )
     if kind == "files":
-        docs: Iterable[Document] = file_documents(target, glob, skipped, name)
+        docs: Iterable[Document] = file_documents(target, glob, skipped, name, encodings)
         default = target.resolve().name
     elif kind == "csv":
-        docs = csv_documents(target, text, id, label, skipped, name, vector, vectors)
+        docs = csv_documents(target, text, id, label, skipped, name, vector, vectors, encodings)
         default = target.stem
     elif kind == "jsonl":
-        docs = jsonl_documents(target, text, id, label, skipped, name, vector, vectors)
+        docs = jsonl_documents(target, text, id, label, skipped, name, vector, vectors, encodings)
         default = target.stem
     elif kind == "parquet":
         docs = parquet_documents(target, text, id, label, skipped, name, vector, vectors)

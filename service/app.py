@@ -66,6 +66,7 @@ class EmbeddingOptions(BaseModel):
     concurrency: int | None = Field(None, ge=1, le=64)
     dry_run: bool = False
     prune: bool = False
+    replace: bool = False
 
 
 class IngestRequest(EmbeddingOptions):
@@ -441,6 +442,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         batch_size: Annotated[int | None, Query(ge=1, le=10000)] = None,
         concurrency: Annotated[int | None, Query(ge=1, le=64)] = None,
         prune: bool = False,
+        replace: bool = False,
     ) -> JSONResponse:
         """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
         upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
@@ -451,6 +453,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             params = dict(name=name, text=text, id=id, label=label, provider=provider)
             params.update(model=model, task_type=task_type, dims=dims)
             params.update(batch_size=batch_size, concurrency=concurrency, prune=prune)
+            params.update(replace=replace)
             job_id = await asyncio.to_thread(
                 service.ingest_upload, body, UPLOAD_TYPES[media], params
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 import time
 import warnings
@@ -214,22 +215,36 @@ class Store:
         _check_collection_space(col, space)
         if self.path is not None and name not in self._index_checked:
             self._check_index_files(space)
-        found = SpaceCollection(col, space, client, embedded=self.path is not None)
+        found = SpaceCollection(_DamageGuard(col, space), space, client, self.path is not None)
         self._collections[name] = (client, found)
         return found
 
+    def forget_collection(self, name: str) -> None:
+        """Drop the handle on a deleted collection (a new one may take its name)."""
+        self._collections.pop(name, None)
+        self._index_checked.discard(name)
+
     def _check_index_files(self, space: Space) -> None:
-        """Refuse, with the way out, an index whose files would crash Chroma on load."""
-        from .index_files import index_problem, vector_segment_folders
+        """Refuse, with the way out, an index whose files would crash Chroma on load.
+
+        Checked once per process, and not at all when the files are those a check passed
+        on before (same sizes and times): an unchanged 100,000-vector index costs nothing.
+        """
+        from .index_files import (
+            checked_before,
+            index_problem,
+            remember_checked,
+            vector_segment_folders,
+        )
 
         assert self.path is not None
         for folder in vector_segment_folders(self.path / CHROMA_DIR, space.collection_name):
+            if checked_before(self.path, folder):
+                continue
             problem = index_problem(folder)
             if problem is not None:
-                raise StoreDamaged(
-                    f"the vector index of {space.describe()} in {self.location} is damaged "
-                    f"({problem}); run `embedlab --store {self.location} repair` to rebuild it"
-                )
+                raise damaged(space, problem)
+            remember_checked(self.path, folder)
         self._index_checked.add(space.collection_name)
 
     def disk_bytes(self) -> int | None:
@@ -337,6 +352,36 @@ class SpaceCollection:
             ids=[text_hash], embeddings=np.asarray([vector], dtype=np.float32), documents=[text]
         )
 
+    # -- side collection: documents whose vector repair could not read ---------------------
+
+    def pending(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, text, metadata) of every document repair kept without its vector.
+
+        They live beside the space, not in it, so no search, analysis or cache lookup can
+        ever meet a placeholder vector; the next ingest of the space embeds them.
+        """
+        side = self._side("pending", create=False)
+        if side is None:
+            return []
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        while True:
+            got = side.get(include=["documents", "metadatas"], limit=PAGE_SIZE, offset=len(found))
+            if not got["ids"]:
+                return found
+            found += list(zip(got["ids"], got["documents"], got["metadatas"]))
+
+    def pending_count(self) -> int:
+        side = self._side("pending", create=False)
+        return side.count() if side is not None else 0
+
+    def clear_pending(self, ids: Sequence[str]) -> None:
+        """Forget pending documents (embedded again, or deleted)."""
+        side = self._side("pending", create=False)
+        if side is None or not ids:
+            return
+        for chunk in _chunks(list(ids), WRITE_DELETE_CHUNK):
+            _retry_busy(lambda chunk=chunk: side.delete(ids=chunk), "delete")
+
     def labels_and_sources(self) -> tuple[set[str], set[str]]:
         """Distinct labels and sources (one metadata pass), for resolving globs."""
         labels: set[str] = set()
@@ -417,6 +462,7 @@ class SpaceCollection:
         self._count = None
         for chunk in _chunks(list(ids), WRITE_DELETE_CHUNK):
             _retry_busy(lambda chunk=chunk: self._col.delete(ids=chunk), "delete")
+        self.clear_pending(ids)
 
     def load(
         self, ids: Sequence[str], with_text: bool = True, page_size: int = PAGE_SIZE
@@ -468,6 +514,53 @@ class SpaceCollection:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+# What Chroma says when the index it loads is garbled (seen: "Failed to apply logs to the
+# hnsw segment writer", "Error loading hnsw index", "Error finding id"): damage, not a bug.
+DAMAGE_PATTERN = re.compile(r"hnsw|apply logs|segment (reader|writer)|error finding id", re.I)
+
+
+def damaged(space: Space, problem: str) -> StoreDamaged:
+    """The one line for a damaged space, with the way out."""
+    return StoreDamaged(
+        f"the vector index of {space.describe()} is damaged ({problem}); run "
+        "`embedlab repair` to rebuild it (every text is kept; vectors that cannot be "
+        "read are embedded again by the next ingest)"
+    )
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Chroma's own failure on a damaged index segment (any other error is not damage)."""
+    return isinstance(exc, StoreDamaged) or bool(DAMAGE_PATTERN.search(str(exc)))
+
+
+class _DamageGuard:
+    """A Chroma collection whose failures on a damaged index become StoreDamaged.
+
+    Every call a SpaceCollection makes goes through here, so no command shows Chroma's
+    traceback for a garbled segment: it says, in one line, to run `embedlab repair`.
+    """
+
+    def __init__(self, collection: Any, space: Space):
+        self._collection = collection
+        self._space = space
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._collection, name)
+        if not callable(attr):
+            return attr
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except StoreDamaged:
+                raise
+            except Exception as exc:
+                if is_damage(exc):
+                    raise damaged(self._space, _first_line(exc)) from None
+                raise
+
+        return guarded
 
 
 def not_found(exc: BaseException) -> bool:
@@ -600,6 +693,8 @@ def _retry_busy(call: Callable[[], Any], what: str, attempts: int = 8) -> Any:
     for attempt in range(attempts):
         try:
             return call()
+        except StoreDamaged:
+            raise
         except Exception as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "database is locked" in message and attempt + 1 < attempts:

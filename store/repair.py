@@ -1,11 +1,19 @@
 """Check a store and rebuild the vector index of a space whose index is damaged.
 
-Chroma keeps texts and metadata in SQLite and the vectors only in its HNSW files, and a
-crash while those files are written can leave them unloadable (chroma #7090, #5925).
-Repair reads every record it still can, writes them into a fresh collection, and swaps
-it in; records whose vector cannot be read are dropped and named, so that re-running
-the ingest re-embeds exactly those (everything else stays cached). Unloadable index
-files are moved to `<store>/quarantine/`, never deleted.
+Chroma keeps texts and metadata in SQLite and the vectors in its HNSW files, and a crash
+while those files are written, or bytes damaged on disk, can leave them unloadable
+(chroma #7090, #5925) or loadable into a crash. Repair loses only what the damage took:
+
+1. every whole vector is read back from the files themselves, in plain numpy (no native
+   code to crash), plus Chroma's write-ahead log for the writes after the last sync;
+2. the damaged files are moved to `<store>/quarantine/`, never deleted;
+3. every record (id, text, label, source, hash) is copied into a fresh collection with
+   its vector, and swapped in; a record whose vector was not whole keeps everything
+   else, beside the space, marked "needs its vector" (`SpaceCollection.pending`): the
+   next ingest of the space, or `repair --reembed`, embeds exactly those.
+
+For an embedded store every Chroma step runs in a child process while this one holds the
+store's lock: a crash there is a finding, not the end of the repair.
 """
 
 from __future__ import annotations
@@ -30,12 +38,19 @@ from .chroma_store import (
     embedded_client,
     space_of,
 )
-from .index_files import vector_segment_folders
+from .index_files import (
+    index_problem,
+    readable_vectors,
+    record_count,
+    unit_rows,
+    vector_segment_folders,
+)
 from .keys import Space
 
 REBUILD_SUFFIX = "-rebuild"
+PENDING_SUFFIX = "-pending"  # SpaceCollection's side collection of documents without a vector
 QUARANTINE_DIR = "quarantine"
-UNIT_TOLERANCE = 1e-3
+SALVAGE_DIR = "repair"  # vectors read back before the files were set aside, until swapped in
 
 
 @dataclass
@@ -43,8 +58,8 @@ class SpaceHealth:
     space: Space
     documents: int = 0
     problems: list[str] = field(default_factory=list)
-    kept: int = 0  # records copied into the rebuilt index
-    dropped: list[str] = field(default_factory=list)  # ids whose vector was unreadable
+    kept: int = 0  # records copied into the rebuilt index with their vector
+    needs_vector: list[str] = field(default_factory=list)  # ids kept without a vector
     quarantined: list[str] = field(default_factory=list)
     rebuilt: bool = False
 
@@ -52,38 +67,68 @@ class SpaceHealth:
     def healthy(self) -> bool:
         return not self.problems
 
+    @property
+    def dropped(self) -> list[str]:
+        """Nothing is dropped any more; the name older callers used for `needs_vector`."""
+        return self.needs_vector
+
 
 def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
-    """Health of every space; with `fix`, rebuild the damaged ones.
-
-    A damaged HNSW file can crash Chroma's native code outright (a segfault, not an
-    exception), so for an embedded store every read of a space runs in a child
-    process while this one holds the store's lock (and no Chroma client); a crash
-    there is a finding, not the end of the repair.
-    """
+    """Health of every space, and the documents that need their vector; with `fix`,
+    rebuild the damaged ones."""
     if store.path is None:
         return [_check_in_process(store.client, space, fix) for space in store.spaces()]
     root = store.path
+    chroma_dir = root / CHROMA_DIR
     listing = _child(root, "list")
     if isinstance(listing, dict):
         raise StoreError(f"cannot list the spaces of {root}: {listing['error']}")
     results = []
     for name, space in listing:
         health = SpaceHealth(Space(*space))
-        probe = _child(root, "probe", name)
+        # the files first, in plain numpy: damage found there never reaches Chroma
+        problems = [p for f in vector_segment_folders(chroma_dir, name) if (p := index_problem(f))]
+        if problems:  # loading this index could crash even a child: count, read nothing
+            probe = {"documents": record_count(chroma_dir, name), "problems": problems}
+        else:
+            probe = _child(root, "probe", name)
         health.problems = [probe["error"]] if "error" in probe else probe["problems"]
         health.documents = probe.get("documents", 0)
         if health.problems and fix:
+            _save_readable(root, name)
+            health.quarantined = _quarantine_vector_segment(root, name)
             salvaged = _child(root, "salvage", name)
-            if "error" in salvaged:  # the index cannot even be read: set it aside, retry
-                health.quarantined = _quarantine_vector_segment(root, name)
-                salvaged = _child(root, "salvage", name)
             if "error" in salvaged:
-                raise StoreError(f"cannot rebuild {name}: {salvaged['error']}")
-            health.kept, health.dropped = salvaged["kept"], salvaged["dropped"]
+                raise StoreError(
+                    f"cannot rebuild {name}: {salvaged['error']}; nothing was lost (the "
+                    f"index files are in {root / QUARANTINE_DIR}, the vectors read back in "
+                    f"{root / SALVAGE_DIR}): run repair again"
+                )
+            health.kept = salvaged["kept"]
+            health.documents = salvaged["documents"]
             health.rebuilt = True
+            (root / SALVAGE_DIR / f"{name}.npz").unlink(missing_ok=True)
+        pending = _child(root, "pending", name)
+        health.needs_vector = pending.get("ids", [])
         results.append(health)
     return results
+
+
+def _save_readable(root: Path, name: str) -> None:
+    """Read every whole vector out of the files before they are set aside, and keep them
+    on disk until the rebuilt index holds them (a repair killed here loses none)."""
+    path = root / SALVAGE_DIR / f"{name}.npz"
+    found = readable_vectors(root / CHROMA_DIR, name)
+    if path.is_file():  # an earlier repair stopped after setting the files aside
+        earlier = np.load(path)
+        for doc_id, vector in zip(earlier["ids"].tolist(), earlier["vectors"]):
+            found.setdefault(str(doc_id), vector)
+    path.parent.mkdir(exist_ok=True)
+    ids = sorted(found)
+    vectors = np.stack([found[i] for i in ids]) if ids else np.zeros((0, 0), np.float32)
+    temp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(temp, ids=np.array(ids, dtype=str), vectors=vectors.astype(np.float32))
+    temp.replace(path)
 
 
 def _check_in_process(client: Any, space: Space, fix: bool) -> SpaceHealth:
@@ -91,8 +136,9 @@ def _check_in_process(client: Any, space: Space, fix: bool) -> SpaceHealth:
     col = client.get_collection(space.collection_name, embedding_function=None)
     health = SpaceHealth(space, **_probe(col))
     if health.problems and fix:
-        salvaged = _salvage(client, col)
-        health.kept, health.dropped, health.rebuilt = salvaged["kept"], salvaged["dropped"], True
+        salvaged = _salvage(client, col, None)
+        health.kept, health.rebuilt = salvaged["kept"], True
+    health.needs_vector = _pending_ids(client, space.collection_name)
     return health
 
 
@@ -116,10 +162,14 @@ def _run_step(chroma_dir: str, step: str, name: str | None) -> Any:
         _finish_interrupted_rebuilds(client)
         spaces = [(col.name, space_of(col)) for col in client.list_collections()]
         return sorted((name, astuple(space)) for name, space in spaces if space is not None)
+    assert name is not None
+    if step == "pending":
+        return {"ids": _pending_ids(client, name)}
     col = client.get_collection(name, embedding_function=None)
     if step == "probe":
         return _probe(col)
-    return _salvage(client, col)
+    saved = Path(chroma_dir).parent / SALVAGE_DIR / f"{name}.npz"
+    return _salvage(client, col, saved)
 
 
 def _probe(col: Any) -> dict[str, Any]:
@@ -166,8 +216,13 @@ def _quarantine_vector_segment(root: Path, name: str) -> list[str]:
     return moved
 
 
-def _salvage(client: Any, col: Any) -> dict[str, Any]:
-    """Copy every readable record into a new collection, then swap it in under the old name."""
+def _salvage(client: Any, col: Any, saved: Path | None) -> dict[str, Any]:
+    """Copy every record into a new collection, then swap it in under the old name.
+
+    Vectors come from `saved` (read back from the damaged files) where given, else from
+    Chroma record by record; a record with no whole vector keeps its text, label, source
+    and hash beside the space, as needing its vector. No record is ever dropped.
+    """
     name = col.name
     temp_name = name + REBUILD_SUFFIX
     _drop_if_exists(client, temp_name)
@@ -177,57 +232,82 @@ def _salvage(client: Any, col: Any) -> dict[str, Any]:
         metadata=col.metadata,
         embedding_function=None,
     )
+    recovered: dict[str, np.ndarray] | None = None
+    if saved is not None and saved.is_file():
+        data = np.load(saved)
+        recovered = dict(zip(data["ids"].tolist(), data["vectors"]))
     ids = _all_ids(col)
-    kept, dropped = 0, []
+    kept, documents = 0, 0
     for start in range(0, len(ids), PAGE_SIZE):
-        records = _readable_records(col, ids[start : start + PAGE_SIZE], dropped)
-        if records["ids"]:
-            fresh.upsert(**records)
-            kept += len(records["ids"])
+        chunk = ids[start : start + PAGE_SIZE]
+        got = col.get(ids=chunk, include=["metadatas", "documents"])
+        vectors = _vectors_for(col, got["ids"], recovered)
+        whole = [i for i, v in enumerate(vectors) if v is not None]
+        lost = [i for i, v in enumerate(vectors) if v is None]
+        if whole:
+            fresh.upsert(
+                ids=[got["ids"][i] for i in whole],
+                embeddings=np.stack([vectors[i] for i in whole]),
+                metadatas=[got["metadatas"][i] for i in whole],
+                documents=[got["documents"][i] for i in whole],
+            )
+        if lost:
+            _pending_collection(client, name).upsert(
+                ids=[got["ids"][i] for i in lost],
+                embeddings=[[1.0]] * len(lost),
+                metadatas=[got["metadatas"][i] for i in lost],
+                documents=[got["documents"][i] for i in lost],
+            )
+        kept += len(whole)
+        documents += len(got["ids"])
     client.delete_collection(name)
     fresh.modify(name=name)
-    return {"kept": kept, "dropped": dropped}
+    return {"kept": kept, "documents": documents}
 
 
-def _readable_records(col: Any, chunk: list[str], dropped: list[str]) -> dict[str, list]:
-    """The records of `chunk` with their vectors; one id at a time when the page fails."""
-    include = ["embeddings", "metadatas", "documents"]
-    try:
-        got = col.get(ids=chunk, include=include)
-        pages = [got] if len(got["ids"]) == len(chunk) else None
-    except Exception:
-        pages = None
-    if pages is None:
-        pages = []
-        for doc_id in chunk:
-            try:
-                got = col.get(ids=[doc_id], include=include)
-            except Exception:
-                got = {"ids": []}
-            if got["ids"]:
-                pages.append(got)
-            else:
-                dropped.append(doc_id)
-    out: dict[str, list] = {"ids": [], "embeddings": [], "metadatas": [], "documents": []}
-    for page in pages:
-        for doc_id, vector, meta, text in zip(
-            page["ids"], page["embeddings"], page["metadatas"], page["documents"]
-        ):
-            vector = np.asarray(vector, dtype=np.float32)
-            if not is_unit_vector(vector):  # read from a damaged file: garbage, not a vector
-                dropped.append(doc_id)
-                continue
-            out["ids"].append(doc_id)
-            out["embeddings"].append(vector)
-            out["metadatas"].append(meta)
-            out["documents"].append(text)
+def _vectors_for(
+    col: Any, ids: list[str], recovered: dict[str, np.ndarray] | None
+) -> list[np.ndarray | None]:
+    """The whole vector of each id, or None."""
+    if recovered is not None:
+        return [recovered.get(doc_id) for doc_id in ids]
+    out: list[np.ndarray | None] = []
+    for doc_id in ids:
+        try:
+            got = col.get(ids=[doc_id], include=["embeddings"])
+            vector = np.asarray(got["embeddings"][0], dtype=np.float32) if got["ids"] else None
+        except Exception:
+            vector = None
+        out.append(vector if vector is not None and is_unit_vector(vector) else None)
     return out
+
+
+def _pending_collection(client: Any, name: str) -> Any:
+    return client.get_or_create_collection(
+        name + PENDING_SUFFIX,
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"embedlab_side": "pending"},
+        embedding_function=None,
+    )
+
+
+def _pending_ids(client: Any, name: str) -> list[str]:
+    """Ids of the documents of a space that need their vector, sorted."""
+    try:
+        side = client.get_collection(name + PENDING_SUFFIX, embedding_function=None)
+    except Exception:
+        return []
+    ids: list[str] = []
+    while True:
+        got = side.get(include=[], limit=PAGE_SIZE * 10, offset=len(ids))
+        if not got["ids"]:
+            return sorted(ids)
+        ids += got["ids"]
 
 
 def is_unit_vector(vector: np.ndarray) -> bool:
     """embedlab stores every vector at unit length, so anything else was damaged on disk."""
-    norm = float(np.linalg.norm(vector))
-    return bool(np.all(np.isfinite(vector))) and abs(norm - 1.0) < UNIT_TOLERANCE
+    return bool(unit_rows(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0])
 
 
 def _finish_interrupted_rebuilds(client: Any) -> None:

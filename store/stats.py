@@ -22,6 +22,12 @@ def store_stats(store: Store) -> dict[str, Any]:
             by_source[meta.get("source", "?")] += 1
             by_label[meta.get("label", NO_LABEL)] += 1
             truncated += bool(meta.get("truncated"))
+        # documents repair kept without a vector are documents all the same
+        needs_vector = 0
+        for _id, _text, meta in collection.pending():
+            by_source[meta.get("source", "?")] += 1
+            by_label[meta.get("label", NO_LABEL)] += 1
+            needs_vector += 1
         spaces.append(
             {
                 "provider": space.provider,
@@ -31,6 +37,7 @@ def store_stats(store: Store) -> dict[str, Any]:
                 "collection": space.collection_name,
                 "documents": sum(by_source.values()),
                 "truncated": truncated,
+                "needs_vector": needs_vector,
                 "by_source": dict(sorted(by_source.items())),
                 "by_label": dict(sorted(by_label.items())),
             }
