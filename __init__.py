@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from .errors import (
     Cancelled,
+    Conflict,
     EmbedlabError,
     InvalidRequest,
     NotFound,
     ProviderError,
+    ProviderKeyError,
     StoreBusy,
     StoreDamaged,
     StoreError,
@@ -27,6 +29,7 @@ from .store.keys import Space
 __all__ = [
     "CancelToken",
     "Cancelled",
+    "Conflict",
     "EmbeddingChoice",
     "Lab",
     "Progress",
@@ -36,6 +39,7 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "ProviderError",
+    "ProviderKeyError",
     "StoreBusy",
     "StoreDamaged",
     "StoreError",

@@ -54,6 +54,11 @@ class StoreOptions:
         return stack.enter_context(open_lab(Path(folder) / "store", quiet=True))
 
 
+# The CLI's names for the library's arguments where they differ from `--<argument>`: the
+# library's messages name arguments, and each front end names them its own way.
+CLI_FLAGS = {"algorithm": "--algo"}
+
+
 def user_errors(func: Callable) -> Callable:
     """Turn embedlab's errors into one-line click errors, never tracebacks."""
 
@@ -62,7 +67,7 @@ def user_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except EmbedlabError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(exc.say("cli", CLI_FLAGS)) from None
 
     return wrapper
 
@@ -957,6 +962,49 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
     where = f", {size / 1e6:.1f} MB on disk" if size is not None else ""
     n_spaces = plural(len(result["spaces"]), "space")
     click.echo(f"{result['store']}: {n_spaces}, {total}{where}")
+
+
+@cli.command("spaces")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option(
+    "--delete", "to_delete", metavar="SPACE", help="Delete this space (provider:model:dims)."
+)
+@click.option("--yes", is_flag=True, help="Do not ask before deleting.")
+@click.pass_obj
+@user_errors
+def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | None, yes: bool):
+    """The store's embedding spaces with their documents; delete one on purpose."""
+    with store_opts.open() as lab:
+        sizes = lab.space_sizes()
+        if to_delete is None:
+            rows = [
+                {"space": f"{s.provider}:{s.model}:{s.dims}", "description": s.describe(),
+                 "documents": n}
+                for s, n in sizes.items()
+            ]  # fmt: skip
+            if as_json:
+                click.echo(json.dumps({"spaces": rows}, indent=2))
+            for row in [] if as_json else rows:
+                click.echo(f"{row['space']}  {row['documents']} documents  ({row['description']})")
+            click.echo(f"{plural(len(rows), 'space')} in {lab.location}", err=as_json)
+            return
+        space = lab.space(to_delete)
+        held = sizes.get(space, 0)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    f"deleting {space.describe()} removes its {plural(held, 'document')} and "
+                    "their analyses: pass --yes to go ahead without a terminal"
+                )
+            click.confirm(
+                f"delete {space.describe()} with its {plural(held, 'document')} and analyses?",
+                abort=True,
+            )
+        gone = lab.delete_space(space)
+    click.echo(
+        f"deleted {gone['space']}: {plural(gone['documents'], 'document')}, "
+        f"{plural(gone['analyses'], 'analysis')}, {plural(gone['comparisons'], 'comparison')}"
+    )
 
 
 @cli.command("analyses")

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -141,6 +142,21 @@ class RemoteLab(Inputs):
             Space(s["provider"], s["model"], s["task_type"], s["dims"])
             for s in self._request("GET", "/spaces")["spaces"]
         ]
+
+    def space(self, space: Space | str | None = None) -> Space:
+        from .analyze.select import resolve_space_spec
+
+        return resolve_space_spec(self.spaces(), self.location, space)
+
+    def space_sizes(self) -> dict[Space, int]:
+        return {
+            Space(s["provider"], s["model"], s["task_type"], s["dims"]): s["documents"]
+            for s in self._request("GET", "/spaces")["spaces"]
+        }
+
+    def delete_space(self, space: Space | str) -> dict[str, Any]:
+        name = f"{space.provider}:{space.model}:{space.dims}" if isinstance(space, Space) else space
+        return self._request("DELETE", f"/spaces/{urllib.parse.quote(name, safe=':')}")
 
     def neighbours(
         self,

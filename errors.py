@@ -13,21 +13,24 @@ from collections.abc import Mapping
 # An argument named in a message: `<<source>>` or `<<replace=True>>`. Each front end
 # names it in its own language: `source=` in Python, `"source"` over HTTP, `--source` on
 # the command line, so a library message never gives advice for another front end.
-ARGUMENT = re.compile(r"<<(\w+)(?:=([^>]*))?>>")
+# `<<text|--text-col>>` gives the command line's flag where it is not `--<argument>`.
+ARGUMENT = re.compile(r"<<(\w+)(?:\|(--[\w/-]+))?(?:=([^>]*))?>>")
 
 
 def speak(message: str, front: str = "python", flags: Mapping[str, str] | None = None) -> str:
     """`message` with its arguments named for `front` ("python", "http" or "cli")."""
 
     def name(match: re.Match[str]) -> str:
-        arg, value = match.group(1), match.group(2)
+        arg, flag, value = match.group(1), match.group(2), match.group(3)
         if front == "http":
             if value is None:
                 return f'"{arg}"'
             shown = {"True": "true", "False": "false", "None": "null"}.get(value, value)
+            if len(shown) > 1 and shown[0] == shown[-1] == "'":
+                shown = f'"{shown[1:-1]}"'  # a Python string, as JSON writes it
             return f'"{arg}": {shown}'
         if front == "cli":
-            flag = (flags or {}).get(arg, "--" + arg.replace("_", "-"))
+            flag = flag or (flags or {}).get(arg, "--" + arg.replace("_", "-"))
             if value in (None, "True"):
                 return flag
             return f"{flag} {value.strip(chr(34) + chr(39))}"
@@ -82,6 +85,11 @@ class StoreDamaged(StoreError):
 
 class ProviderError(EmbedlabError):
     """The embedding or generation provider refused, in a way retrying will not fix."""
+
+
+class ProviderKeyError(ProviderError):
+    """The provider's API key is missing or rejected where embedlab runs: whoever runs it
+    (the service's operator, over HTTP) must set it; retrying will not help."""
 
 
 class RequestRefused(ProviderError, InvalidRequest):

@@ -152,27 +152,9 @@ class Lab(Inputs):
 
     def space(self, space: SpaceSpec = None) -> Space:
         """Resolve `space` (a Space, "provider:model[:dims]", or None for the only one)."""
-        from .analyze.select import choose_space
+        from .analyze.select import resolve_space_spec
 
-        if isinstance(space, Space):
-            if space not in self.spaces():
-                raise NotFound(f"the store has no {space.describe()}")
-            return space
-        if space is None:
-            return choose_space(self.spaces(), self.location)
-        if not isinstance(space, str):
-            raise InvalidRequest(f"space must be a Space or 'provider:model[:dims]', not {space!r}")
-        parts = [p.strip() for p in str(space).split(":")]
-        if len(parts) > 3 or not parts[0]:
-            raise InvalidRequest(f"space {space!r}: use provider:model[:dims]")
-        dims = None
-        if len(parts) == 3:
-            try:
-                dims = int(parts[2])
-            except ValueError:
-                raise InvalidRequest(f"space {space!r}: dims must be a number") from None
-        model = parts[1] if len(parts) > 1 else None
-        return choose_space(self.spaces(), self.location, parts[0], model, None, dims)
+        return resolve_space_spec(self.spaces(), self.location, space)
 
     def hold_vectors(self, space: SpaceSpec = None) -> bool:
         """Read a space's vectors into memory now (with keep_vectors; a service calls it
@@ -485,8 +467,10 @@ class Lab(Inputs):
         selection = self._selection(labels, sources, None, 0, None)
         try:
             ids = select_ids(self.store, chosen, selection)
-        except InvalidRequest:  # nothing matches: an empty page, not an error
-            ids = []
+        except NotFound:  # a filter that matches nothing is NotFound, as everywhere
+            if selection.labels or selection.sources:
+                raise
+            ids = []  # an empty space: an empty page
         page = ids[offset : offset + limit]
         return len(ids), _documents_frame(page, *self.store.collection(chosen).records(page))
 

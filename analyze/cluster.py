@@ -150,7 +150,7 @@ def cluster(
             raise InvalidRequest(f"dbscan needs at least 2 documents; the selection has {n}")
         labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
         return Clustering(labels, algorithm, {"eps": eps, "min_samples": size})
-    raise InvalidRequest(f"unknown --algo {algorithm}; use one of {', '.join(ALGORITHMS)}")
+    raise InvalidRequest(f"unknown <<algorithm>> {algorithm}; use one of {', '.join(ALGORITHMS)}")
 
 
 def method_for(algorithm: str, n: int) -> str:
@@ -161,7 +161,7 @@ def method_for(algorithm: str, n: int) -> str:
         if n > LARGE_N:
             raise InvalidRequest(
                 f"agglomerative clustering needs an n x n distance matrix; {n} documents are "
-                f"more than {LARGE_N}: use --algo kmeans, or --limit/--per-class"
+                f"more than {LARGE_N}: use <<algorithm='kmeans'>>, or <<limit>> / <<per_class>>"
             )
         return "AgglomerativeClustering"
     return algorithm

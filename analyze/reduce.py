@@ -70,7 +70,7 @@ def _umap(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     try:
         import umap
     except ImportError:
-        raise InvalidRequest("--reduce umap needs umap-learn: pip install umap-learn") from None
+        raise InvalidRequest("<<reduce='umap'>> needs umap-learn: pip install umap-learn") from None
     neighbours = min(15, len(vectors) - 1)
     model = umap.UMAP(n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed)
     return model.fit_transform(vectors), f"UMAP (cosine, {neighbours} neighbours)"

@@ -12,13 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NotFound
 from ..store import Space, Store
 from ..store.sampling import sample_rank, stratified_sample
 
 
 class AnalyzeError(InvalidRequest):
     """A user-facing, one-line problem with what was asked of analyze."""
+
+
+class NothingMatches(NotFound, AnalyzeError):
+    """A selection (or a space asked for) that matches nothing in the store: NotFound on
+    every front end (404 over HTTP), and still an AnalyzeError for older callers."""
 
 
 @dataclass
@@ -87,13 +92,36 @@ def choose_space(
         return matching[0]
     listed = "; ".join(s.describe() for s in spaces) or "none"
     if not spaces:
-        raise AnalyzeError(f"store {location} is empty; run `embedlab ingest ...` first")
+        raise NothingMatches(f"store {location} is empty; ingest documents first")
     if not matching:
-        raise AnalyzeError(f"no space matches; the store has: {listed}")
+        raise NothingMatches(f"no space matches; the store has: {listed}")
     raise AnalyzeError(
-        f"{len(matching)} spaces match; pick one with --provider/--model/--task-type/--dims "
-        f"(spaces: {listed})"
+        f"{len(matching)} spaces match; pick one with "
+        f"<<space|--provider/--model/--task-type/--dims>> (spaces: {listed})"
     )
+
+
+def resolve_space_spec(spaces: list[Space], location: str, space: Any) -> Space:
+    """One of `spaces` from a Space, "provider:model[:dims]", or None for the only one."""
+    if isinstance(space, Space):
+        if space not in spaces:
+            raise NothingMatches(f"the store has no {space.describe()}")
+        return space
+    if space is None:
+        return choose_space(spaces, location)
+    if not isinstance(space, str):
+        raise InvalidRequest(f"space must be a Space or 'provider:model[:dims]', not {space!r}")
+    parts = [p.strip() for p in str(space).split(":")]
+    if len(parts) > 3 or not parts[0]:
+        raise InvalidRequest(f"space {space!r}: use provider:model[:dims]")
+    dims = None
+    if len(parts) == 3:
+        try:
+            dims = int(parts[2])
+        except ValueError:
+            raise InvalidRequest(f"space {space!r}: dims must be a number") from None
+    model = parts[1] if len(parts) > 1 else None
+    return choose_space(spaces, location, parts[0], model, None, dims)
 
 
 def _matches(value: str | None, globs: list[str] | None) -> bool:
@@ -139,9 +167,9 @@ def select_ids(
         if selection.labels and known:
             shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
             hint = f" (its labels: {shown}; globs like 'sci.*' match several)"
-        raise AnalyzeError(
+        raise NothingMatches(
             f"no documents in {space.describe()} match the selection{hint}; "
-            "check the sources and labels asked for (`embedlab stats` lists them)"
+            "check the sources and labels asked for (the store's stats list them)"
         )
     return ids
 

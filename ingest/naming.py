@@ -55,7 +55,7 @@ def check_naming(name_clusters: bool, naming_model: str | None) -> str | None:
     if not isinstance(name_clusters, bool):
         raise InvalidRequest(f"name_clusters must be true or false, not {name_clusters!r}")
     if naming_model is not None and not name_clusters:
-        raise InvalidRequest("naming_model applies with name_clusters only (--name-clusters)")
+        raise InvalidRequest("<<naming_model>> applies with <<name_clusters=True>> only")
     if not name_clusters:
         return None
     model = DEFAULT_NAMING_MODEL if naming_model is None else naming_model
@@ -136,7 +136,7 @@ class GeminiNamer:
                 code = getattr(exc, "code", None)
                 raise RequestRefused(
                     f"Gemini refused to name clusters with {self.model!r} ({code}); check "
-                    f"--naming-model (default {DEFAULT_NAMING_MODEL})"
+                    f"<<naming_model>> (default {DEFAULT_NAMING_MODEL})"
                 ) from None
             raise mapped from None
         except timeouts:

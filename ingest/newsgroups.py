@@ -123,7 +123,7 @@ def read_posts(source: str | Path | None, subset: str) -> Iterator[tuple[str, st
         yield from _read_archive(path, wanted)
     else:
         raise SourceError(
-            f"--source {path} does not exist; give the 20news-bydate.tar.gz archive or its folder"
+            f"<<source>> {path} does not exist; give the 20news-bydate.tar.gz archive or its folder"
         )
 
 
@@ -165,7 +165,7 @@ def _read_sklearn(wanted: tuple[str, ...]) -> Iterator[tuple[str, str, str, byte
             bunch = fetch_20newsgroups(subset=subset, remove=())
         except OSError as exc:
             raise SourceError(
-                f"cannot download 20 Newsgroups ({exc}); pass --source with the archive"
+                f"cannot download 20 Newsgroups ({exc}); pass <<source>> with the archive"
             ) from None
         for text, filename in zip(bunch.data, bunch.filenames):
             parts = Path(filename).parts
@@ -183,7 +183,7 @@ def newsgroups_documents(
 ) -> list[Document]:
     """Posts of the chosen subset and groups, optionally sampled, cleaned, as documents."""
     if subset not in SUBSETS:
-        raise SourceError(f"unknown --subset {subset}; use one of {', '.join(SUBSETS)}")
+        raise SourceError(f"unknown <<subset>> {subset}; use one of {', '.join(SUBSETS)}")
     if clean not in CLEANERS:
         raise SourceError(f"unknown cleaning {clean!r}; use one of {', '.join(CLEANERS)}")
     cleaner = _cleaner(clean)
@@ -197,7 +197,7 @@ def newsgroups_documents(
         posts[f"newsgroups/{sub}/{group}/{number}"] = (group, raw.decode("latin-1"))
     if not posts:
         raise SourceError(
-            f"no posts match --categories {','.join(categories or [])}; "
+            f"no posts match <<categories>> {','.join(categories or [])}; "
             f"groups found: {', '.join(sorted(groups_seen)) or 'none'}"
         )
     if per_class is not None:

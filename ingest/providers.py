@@ -16,7 +16,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import InvalidRequest, ProviderError, RequestRefused, TransientError
+from ..errors import (
+    InvalidRequest,
+    ProviderError,
+    ProviderKeyError,
+    RequestRefused,
+    TransientError,
+)
 from ..store.keys import Space
 
 __all__ = ["ProviderError", "TransientError"]  # re-exported: they belong to this layer
@@ -76,21 +82,21 @@ def gemini_space(model: str | None, task_type: str | None, dims: int | None) -> 
     model = model or GEMINI_DEFAULT_MODEL
     task = (task_type or "CLUSTERING").upper()
     if task not in GEMINI_TASK_TYPES:
-        raise ProviderError(
-            f"unknown --task-type {task_type}; use one of {', '.join(GEMINI_TASK_TYPES)}"
+        raise RequestRefused(
+            f"unknown <<task_type>> {task_type}; use one of {', '.join(GEMINI_TASK_TYPES)}"
         )
     known = GEMINI_MODELS.get(model)
     if known is None:
         if dims is None:
-            raise ProviderError(
+            raise RequestRefused(
                 f"unknown Gemini model {model!r}; use one of {', '.join(GEMINI_MODELS)}, "
-                "or pass --dims to use a newer model"
+                "or pass <<dims>> to use a newer model"
             )
         return Space("gemini", model, task, dims)
     dims = known.dims if dims is None else dims
     if not known.min_dims <= dims <= known.dims:
-        raise ProviderError(
-            f"{model} does not support --dims {dims}; use {known.min_dims}..{known.dims} "
+        raise RequestRefused(
+            f"{model} does not support <<dims>> {dims}; use {known.min_dims}..{known.dims} "
             "(768, 1536 or 3072 are the recommended sizes)"
         )
     return Space("gemini", model, task, dims)
@@ -113,7 +119,10 @@ class GeminiProvider:
     def __init__(self, space: Space, timeout_s: float = 60.0):
         key = gemini_api_key()
         if not key:
-            raise ProviderError("no Gemini API key: set GEMINI_API_KEY (or use --provider local)")
+            raise ProviderKeyError(
+                "no Gemini API key: set GEMINI_API_KEY where embedlab runs "
+                '(or use <<provider="local">>)'
+            )
         from google import genai
         from google.genai import types
 
@@ -182,14 +191,16 @@ def _map_api_error(exc: Exception, model: str) -> ProviderError:
     if code in RETRYABLE_STATUS:
         return TransientError(f"Gemini answered {code}", _retry_after(exc))
     if code in (401, 403) or (code == 400 and "api key" in message):
-        return ProviderError("Gemini rejected the API key: check GEMINI_API_KEY")
+        return ProviderKeyError(
+            "Gemini rejected the API key: check GEMINI_API_KEY where embedlab runs"
+        )
     if code == 404:
         return RequestRefused(
             f"Gemini does not know model {model!r}; use one of {', '.join(GEMINI_MODELS)}"
         )
     status = getattr(exc, "status", None) or ""
     return RequestRefused(
-        f"Gemini refused the request ({code} {status}); check --model, --dims, --task-type"
+        f"Gemini refused the request ({code} {status}); check <<model>>, <<dims>>, <<task_type>>"
     )
 
 
@@ -213,9 +224,9 @@ LOCAL_CHUNK_TOKENS = 240  # window of 256 minus special tokens and re-tokenisati
 
 def local_space(model: str | None, dims: int | None) -> Space:
     if model not in (None, LOCAL_MODEL, "all-MiniLM-L6-v2"):
-        raise ProviderError(f"the local provider has one model, {LOCAL_MODEL}; drop --model")
+        raise RequestRefused(f"the local provider has one model, {LOCAL_MODEL}; drop <<model>>")
     if dims not in (None, LOCAL_DIMS):
-        raise ProviderError(f"{LOCAL_MODEL} embeds into {LOCAL_DIMS} dims; drop --dims")
+        raise RequestRefused(f"{LOCAL_MODEL} embeds into {LOCAL_DIMS} dims; drop <<dims>>")
     return Space("local", LOCAL_MODEL, "none", LOCAL_DIMS)
 
 
@@ -327,7 +338,7 @@ def choose_provider(requested: str) -> tuple[str, str]:
                 return "gemini", f"{var} is set"
         return "local", "no GEMINI_API_KEY or GOOGLE_API_KEY set"
     if requested not in PROVIDERS:
-        raise ProviderError(
+        raise RequestRefused(
             f"unknown provider {requested!r}; use one of auto, {', '.join(PROVIDERS)}"
         )
     return requested, "asked for"
@@ -345,7 +356,7 @@ def resolve_space(
         return gemini_space(model, task_type, dims)
     if provider == "local":
         return local_space(model, dims)
-    raise ProviderError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+    raise RequestRefused(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
 
 
 def query_unavailable(space: Space) -> str | None:
@@ -371,5 +382,5 @@ def make_provider(space: Space, timeout_s: float = 60.0) -> Provider:
     # vectors brought from elsewhere (ingest --vector-col): no model here can make more
     raise InvalidRequest(
         f"{space.describe()} holds vectors made outside embedlab, which cannot embed a "
-        "text into it: search by id (--id) or by vector, or compare it with another space"
+        "text into it: search by <<id>> or by <<vector>>, or compare it with another space"
     )

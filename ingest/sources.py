@@ -92,7 +92,7 @@ def file_documents(
             )
     if not matched:
         raise SourceError(
-            f"no file under {root} matches --glob {pattern!r}; a glob like '*.txt' or "
+            f"no file under {root} matches <<glob>> {pattern!r}; a glob like '*.txt' or "
             "'**/*.md' names the files to read"
         )
 
@@ -196,10 +196,10 @@ def _check_columns(
     """Refuse a missing column in one line that names the columns there are."""
     found = ", ".join(columns) or "none"
     for option, column in (
-        ("--text-col", text_col),
-        ("--id-col", id_col),
-        ("--label-col", label_col),
-        ("--vector-col", vector_col),
+        ("<<text|--text-col>>", text_col),
+        ("<<id|--id-col>>", id_col),
+        ("<<label|--label-col>>", label_col),
+        ("<<vector|--vector-col>>", vector_col),
     ):
         if column is not None and column not in columns:
             raise SourceError(f"{path} has no column {column!r} (columns: {found}); set {option}")
@@ -331,10 +331,10 @@ def jsonl_documents(
         documents.append(doc)
     found = ", ".join(sorted(keys_seen)) or "none"
     for option, key in (
-        ("--text-key", text_key),
-        ("--id-key", id_key),
-        ("--label-key", label_key),
-        ("--vector-key", vector_key),
+        ("<<text|--text-key>>", text_key),
+        ("<<id|--id-key>>", id_key),
+        ("<<label|--label-key>>", label_key),
+        ("<<vector|--vector-key>>", vector_key),
     ):
         if key is not None and keys_seen and key not in keys_seen:
             raise SourceError(

@@ -38,7 +38,7 @@ def custom_space(name: str, dims: int) -> Space:
     """The space of vectors made by `name` (a model's name, in the user's words)."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest(
-            "name the space of the vectors (--space-name, or space= in Python): the model "
+            "name the space of the vectors (<<space|--space-name>>): the model "
             "that made them, e.g. 'openai-3-small'"
         )
     name = name.strip()
@@ -116,7 +116,7 @@ def checked_vectors(
         raise SourceError(
             f"{sum(problems.values())} of {len(documents)} vectors cannot be stored ({kinds}; "
             f"e.g. {'; '.join(examples)}); nothing was stored. Every row needs {dims or 'N'} "
-            "finite numbers, not all zero (check --vector-col and --dims)"
+            "finite numbers, not all zero (check <<vector|--vector-col>> and <<dims>>)"
         )
     if not rows:
         raise SourceError("no document with a text was read from the input; nothing was stored")

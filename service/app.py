@@ -26,7 +26,7 @@ from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, Provid
 from ..lab import Lab
 from ..progress import CancelToken, Progress
 from .jobs import FINAL, JobFailed, JobManager
-from .problems import Guard, install_problem_handlers, jsonable
+from .problems import Guard, install_problem_handlers, jsonable, status_of
 
 API = "/api/v1"
 MAX_BODY = 64 * 1024 * 1024
@@ -146,7 +146,7 @@ class Service:
                 options.get("dims"),
             )
         except ProviderError as exc:
-            raise InvalidRequest(str(exc)) from None
+            raise InvalidRequest(exc.say("http")) from None
 
     def ingest_documents(self, request: IngestRequest) -> str:
         self.check_writable("ingest")
@@ -196,7 +196,7 @@ class Service:
                     skipped,
                 )
             except InvalidRequest as exc:
-                raise InvalidRequest(str(exc).replace(path, "the upload")) from None
+                raise InvalidRequest(exc.say("http").replace(path, "the upload")) from None
         if not docs:
             raise InvalidRequest(f"the upload holds no document ({dict(skipped)} skipped)")
         summary = {"documents": len(docs), "format": kind, "name": name}
@@ -226,10 +226,11 @@ class Service:
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         except IngestError as exc:
-            refused = isinstance(exc.__cause__, InvalidRequest)  # e.g. an unknown model
+            cause = exc.__cause__
+            said = cause.say("http") if isinstance(cause, EmbedlabError) else str(exc)
             raise JobFailed(
-                f"{exc} (everything embedded so far is saved; submit again to resume)",
-                status=400 if refused else None,
+                f"{said} (everything embedded so far is saved; submit again to resume)",
+                status=status_of(cause) if isinstance(cause, EmbedlabError) else None,
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         return {"report": report.to_dict(self.lab.prices)}
@@ -400,6 +401,14 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     def spaces() -> JSONResponse:
         body = [_space_body(space, n) for space, n in lab.space_sizes().items()]
         return JSONResponse({"spaces": body})
+
+    @app.delete(f"{API}/spaces/{{space:path}}")
+    def delete_space(space: str) -> JSONResponse:
+        """Delete a space (`provider:model:dims`) with its documents and analyses."""
+        service.check_writable("deleting a space")
+        gone = lab.delete_space(space)
+        app.state.maps.forget()
+        return JSONResponse(gone)
 
     @app.get(f"{API}/embedding-choice")
     def embedding_choice(

@@ -197,7 +197,7 @@ class JobManager:
         except Cancelled as exc:
             state, error = CANCELLED, str(exc) or "cancelled"
         except EmbedlabError as exc:
-            state, error = FAILED, str(exc)
+            state, error = FAILED, exc.say("http")
             job.exception = exc
         except Exception as exc:  # a bug: the job fails, the service lives on
             log.exception("job %s failed", job.id)

@@ -21,11 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     Cancelled,
+    Conflict,
     EmbedlabError,
     Forbidden,
     InvalidRequest,
     NotFound,
     ProviderError,
+    ProviderKeyError,
     StoreBusy,
     StoreDamaged,
     StoreError,
@@ -67,6 +69,7 @@ def status_of(exc: EmbedlabError) -> int:
         (UnsupportedMedia, 415),
         (Forbidden, 403),
         (NotFound, 404),
+        (Conflict, 409),
         (InvalidRequest, 400),
         (JobCancelled, 409),
         (JobFinished, 409),
@@ -75,6 +78,7 @@ def status_of(exc: EmbedlabError) -> int:
         (StoreBusy, 503),
         (StoreDamaged, 503),
         (TransientError, 503),
+        (ProviderKeyError, 503),  # the operator's to set: the service cannot embed now
         (ProviderError, 502),
         (JobError, 502),
         (StoreError, 503),
@@ -103,7 +107,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         job = getattr(exc, "job", None)
         if job is not None:
             extra["job"] = job
-        return problem(status_of(exc), str(exc), **extra)
+        return problem(status_of(exc), exc.say("http"), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

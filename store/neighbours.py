@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import NotFound
 from .chroma_store import SpaceCollection, StoreError
 
 SNIPPET_CHARS = 160
@@ -59,7 +60,7 @@ def build_filter(
         if values is None:
             continue
         if not values:
-            raise StoreError(f"no {field} in {collection.space.describe()} matches the filter")
+            raise NotFound(f"no {field} in {collection.space.describe()} matches the filter")
         clauses.append({field: {"$in": values}})
     if not clauses:
         return None
