@@ -105,7 +105,7 @@ class Lab(Inputs):
         self.prices = PriceTable(dict(prices or {}))
         self._memory = _VectorMemory() if keep_vectors else None
         self._write_lock = threading.RLock()
-        self._providers: dict[tuple[Space, float], Provider] = {}
+        self._providers: dict[tuple[Space, float, str], Provider] = {}
         self._provider_lock = threading.Lock()
         self._analyses: dict[str, Analysis] = {}
         self._analyses_lock = threading.Lock()
@@ -412,11 +412,16 @@ class Lab(Inputs):
         return pd.DataFrame(rows, columns=columns)
 
     def provider(self, space: Space, timeout: float = 60.0) -> Provider:
-        """The provider of `space`, built once per Lab (the local model loads once)."""
-        from .ingest.providers import make_provider
+        """The provider of `space`, built once per Lab (the local model loads once), and
+        again when the API key changes (a key set after a refused one is used at once)."""
+        import hashlib
+
+        from .ingest.providers import gemini_api_key, make_provider
 
         with self._provider_lock:
-            key = (space, timeout)
+            api_key = gemini_api_key() if space.provider == "gemini" else None
+            fingerprint = hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
+            key = (space, timeout, fingerprint)
             if key not in self._providers:
                 self._providers[key] = make_provider(space, timeout_s=timeout)
             return self._providers[key]

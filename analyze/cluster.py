@@ -150,7 +150,7 @@ def cluster(
             raise InvalidRequest(f"dbscan needs at least 2 documents; the selection has {n}")
         labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
         return Clustering(labels, algorithm, {"eps": eps, "min_samples": size})
-    raise InvalidRequest(f"unknown <<algorithm>> {algorithm}; use one of {', '.join(ALGORITHMS)}")
+    raise InvalidRequest(f"unknown <<algorithm='{algorithm}'>>; use one of {', '.join(ALGORITHMS)}")
 
 
 def method_for(algorithm: str, n: int) -> str:

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import NotFound
 from ..store import Document
 from ..store.sampling import stratified_sample
 from .errors import SourceError
@@ -122,8 +123,8 @@ def read_posts(source: str | Path | None, subset: str) -> Iterator[tuple[str, st
     elif path.is_file():
         yield from _read_archive(path, wanted)
     else:
-        raise SourceError(
-            f"<<source>> {path} does not exist; give the 20news-bydate.tar.gz archive or its folder"
+        raise NotFound(
+            f"{path} does not exist; give <<source>> the 20news-bydate.tar.gz archive or its folder"
         )
 
 
@@ -183,7 +184,7 @@ def newsgroups_documents(
 ) -> list[Document]:
     """Posts of the chosen subset and groups, optionally sampled, cleaned, as documents."""
     if subset not in SUBSETS:
-        raise SourceError(f"unknown <<subset>> {subset}; use one of {', '.join(SUBSETS)}")
+        raise SourceError(f"unknown <<subset='{subset}'>>; use one of {', '.join(SUBSETS)}")
     if clean not in CLEANERS:
         raise SourceError(f"unknown cleaning {clean!r}; use one of {', '.join(CLEANERS)}")
     cleaner = _cleaner(clean)
@@ -197,7 +198,7 @@ def newsgroups_documents(
         posts[f"newsgroups/{sub}/{group}/{number}"] = (group, raw.decode("latin-1"))
     if not posts:
         raise SourceError(
-            f"no posts match <<categories>> {','.join(categories or [])}; "
+            f"no posts match <<categories='{','.join(categories or [])}'>>; "
             f"groups found: {', '.join(sorted(groups_seen)) or 'none'}"
         )
     if per_class is not None:

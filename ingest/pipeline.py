@@ -328,7 +328,7 @@ def ingest(
             provider = make_provider()
             if batch_size and batch_size > provider.max_batch_size:
                 raise ProviderError(
-                    f"<<batch_size>> {batch_size} is more than {space.provider} accepts "
+                    f"<<batch_size={batch_size}>> is more than {space.provider} accepts "
                     f"({provider.max_batch_size})"
                 )
             size = batch_size or provider.default_batch_size

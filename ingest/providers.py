@@ -83,7 +83,7 @@ def gemini_space(model: str | None, task_type: str | None, dims: int | None) -> 
     task = (task_type or "CLUSTERING").upper()
     if task not in GEMINI_TASK_TYPES:
         raise RequestRefused(
-            f"unknown <<task_type>> {task_type}; use one of {', '.join(GEMINI_TASK_TYPES)}"
+            f"unknown <<task_type='{task_type}'>>; use one of {', '.join(GEMINI_TASK_TYPES)}"
         )
     known = GEMINI_MODELS.get(model)
     if known is None:
@@ -96,7 +96,7 @@ def gemini_space(model: str | None, task_type: str | None, dims: int | None) -> 
     dims = known.dims if dims is None else dims
     if not known.min_dims <= dims <= known.dims:
         raise RequestRefused(
-            f"{model} does not support <<dims>> {dims}; use {known.min_dims}..{known.dims} "
+            f"{model} does not support <<dims={dims}>>; use {known.min_dims}..{known.dims} "
             "(768, 1536 or 3072 are the recommended sizes)"
         )
     return Space("gemini", model, task, dims)

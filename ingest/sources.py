@@ -92,7 +92,7 @@ def file_documents(
             )
     if not matched:
         raise SourceError(
-            f"no file under {root} matches <<glob>> {pattern!r}; a glob like '*.txt' or "
+            f"no file under {root} matches <<glob={pattern!r}>>; a glob like '*.txt' or "
             "'**/*.md' names the files to read"
         )
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import StoreError
 from .chroma_store import Store, _first_line, _retry_busy, not_found
 from .keys import Space
 
@@ -47,8 +48,9 @@ def delete_space(store: Store, space: Space, artifact_kinds: Iterable[str]) -> d
 
 def _drop(client: Any, name: str) -> None:
     try:
-        _retry_busy(lambda: client.delete_collection(name), f"delete of {name}")
+        client.get_collection(name, embedding_function=None)
     except Exception as exc:
-        cause = exc.__cause__ or exc
-        if not not_found(cause) and "does not exist" not in _first_line(exc):
-            raise
+        if not_found(exc):
+            return
+        raise StoreError(f"cannot read {name} ({_first_line(exc)}); nothing was deleted") from None
+    _retry_busy(lambda: client.delete_collection(name), f"delete of {name}")
