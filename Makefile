@@ -36,4 +36,6 @@ bench: setup
 	$(BIN)/python bench/analyze.py
 	$(BIN)/python bench/neighbors.py
 	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/damage.py
+	$(BIN)/python bench/encodings.py
 	$(BIN)/python bench/scale.py

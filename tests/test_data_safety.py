@@ -371,3 +371,28 @@ def test_an_upload_missing_its_column_names_the_query_field(store_path, gemini):
     assert answer.status_code == 400, answer.text
     detail = answer.json()["detail"]
     assert '"text"' in detail and "--text-col" not in detail
+
+
+def test_repair_reembed_says_the_cost_asks_and_embeds_exactly_the_lost_vectors(store_path, gemini):
+    docs = [{"id": f"p{i}", "text": f"post {i} topic:{'abc'[i % 3]}"} for i in range(120)]
+    with embedlab.open(store_path, quiet=True) as lab:
+        lab.ingest(docs, dims=128)
+        space = lab.space()
+    hit = damage(index_folder(store_path, space), 2)
+    env = {"GOOGLE_GEMINI_BASE_URL": gemini.url, "GEMINI_API_KEY": VALID_KEY}
+    args = ["--store", str(store_path), "repair", "--reembed"]
+    sent = len(gemini.requests)
+
+    refused = run_cli(args, env=env)  # not a terminal, no --yes: it says so and spends nothing
+    assert refused.returncode == 1 and "--yes" in refused.stderr, refused.stderr
+    assert "texts to embed, would cost est. $" in refused.stdout
+    assert len(gemini.requests) == sent
+
+    done = run_cli([*args, "--yes"], env=env)
+    assert done.returncode == 0, done.stderr
+    with embedlab.open(store_path, quiet=True) as lab:
+        assert lab.repair(check=True)[0].needs_vector == []
+        assert len(lab.documents()) == 120
+    again = [t for r in gemini.requests[sent:] for t in r.texts]
+    assert again and set(again) <= {d["text"] for d in docs if d["id"] in hit}
+    assert len(again) == len(set(again))  # each lost vector paid for once
