@@ -433,15 +433,15 @@ def ingest_summary(report, prices=None) -> str:
     if report.replaced:
         verb = "would be replaced" if report.dry_run else "replaced"
         line += f", {plural(report.replaced, 'document')} of another source {verb}"
-    if report.encodings:
-        files = sum(report.encodings.values())
-        how = ", ".join(f"{n} as {name}" for name, n in sorted(report.encodings.items()))
-        line += f", {plural(files, 'file')} not UTF-8 (read {how})"
     if report.cut:
         line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
     if report.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
         line += f", {sum(report.skipped.values())} skipped ({reasons})"
+    if report.encodings:
+        files = sum(report.encodings.values())
+        how = ", ".join(f"{n} as {name}" for name, n in sorted(report.encodings.items()))
+        line += f", {plural(files, 'file')} not UTF-8 (read {how})"
     return f"{line}{report.cost_line(prices)}, {report.seconds:.1f} s"
 
 

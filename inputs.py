@@ -168,7 +168,16 @@ class Inputs:
 
 
 # what an ingest of given vectors takes; the provider's options would be silently ignored
-VECTOR_OPTIONS = {"dims", "dry_run", "prune", "quiet", "on_progress", "started", "cancel"}
+VECTOR_OPTIONS = {
+    "dims",
+    "dry_run",
+    "prune",
+    "replace",
+    "quiet",
+    "on_progress",
+    "started",
+    "cancel",
+}
 OPTION_DEFAULTS = {
     "provider": "auto",
     "task_type": "CLUSTERING",

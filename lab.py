@@ -105,7 +105,8 @@ class Lab(Inputs):
         self.prices = PriceTable(dict(prices or {}))
         self._memory = _VectorMemory() if keep_vectors else None
         self._write_lock = threading.RLock()
-        self._providers: dict[tuple[Space, float, str], Provider] = {}
+        self._providers: dict[tuple[Space, float], Provider] = {}
+        self._provider_keys: dict[tuple[Space, float], str] = {}  # a hash of the key used
         self._provider_lock = threading.Lock()
         self._analyses: dict[str, Analysis] = {}
         self._analyses_lock = threading.Lock()
@@ -300,6 +301,7 @@ class Lab(Inputs):
         on_progress: ProgressCallback | None = None,
         started: float | None = None,
         cancel: CancelToken | None = None,
+        replace: bool = False,
     ) -> VectorReport:
         """Store vectors computed elsewhere (`vectors`: raw vector by document id) in the
         space `custom:<space>:<dims>`; no provider is called, ever.
@@ -336,6 +338,7 @@ class Lab(Inputs):
                     skipped=skipped,
                     started=started,
                     on_progress=on_report,
+                    replace=replace,
                 )
                 if prune:
                     written.pruned = len(self._prune(written.space, documents, dry_run))
@@ -421,9 +424,12 @@ class Lab(Inputs):
         with self._provider_lock:
             api_key = gemini_api_key() if space.provider == "gemini" else None
             fingerprint = hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
-            key = (space, timeout, fingerprint)
+            key = (space, timeout)
+            if key in self._providers and self._provider_keys.get(key, "") != fingerprint:
+                del self._providers[key]
             if key not in self._providers:
                 self._providers[key] = make_provider(space, timeout_s=timeout)
+                self._provider_keys[key] = fingerprint
             return self._providers[key]
 
     # -- reading documents -----------------------------------------------------------------

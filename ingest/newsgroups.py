@@ -14,10 +14,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import NotFound
 from ..store import Document
 from ..store.sampling import stratified_sample
-from .errors import SourceError
+from .errors import SourceError, SourceMissing
 
 SUBSETS = ("train", "test", "all")
 CLEANERS = ("embedding", "notebook", "sklearn", "none")
@@ -123,7 +122,7 @@ def read_posts(source: str | Path | None, subset: str) -> Iterator[tuple[str, st
     elif path.is_file():
         yield from _read_archive(path, wanted)
     else:
-        raise NotFound(
+        raise SourceMissing(
             f"{path} does not exist; give <<source>> the 20news-bydate.tar.gz archive or its folder"
         )
 

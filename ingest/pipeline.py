@@ -287,7 +287,7 @@ def ingest(
     stored_meta = (
         collection.metadata_by_id([d.id for d in documents]) if collection is not None else {}
     )
-    report.replaced = _check_owners(documents, stored_meta, replace)
+    report.replaced = check_owners(documents, stored_meta, replace)
     stored = {doc_id: meta["content_hash"] for doc_id, meta in stored_meta.items()}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
@@ -374,7 +374,7 @@ def _pending_documents(collection: SpaceCollection) -> list[Document]:
     ]
 
 
-def _check_owners(
+def check_owners(
     documents: list[Document], stored: dict[str, dict[str, Any]], replace: bool
 ) -> int:
     """How many documents replace another source's; refused (Conflict) unless `replace`."""

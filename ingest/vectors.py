@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InvalidRequest
 from ..store import Document, Space, Store
 from .errors import SourceError
-from .pipeline import WRITE_CHUNK, IngestReport, unique_documents
+from .pipeline import WRITE_CHUNK, IngestReport, check_owners, unique_documents
 
 CUSTOM = "custom"
 UNIT_TOLERANCE = 1e-3  # |norm - 1| above this: the vector was not unit length
@@ -179,6 +179,7 @@ def store_vectors(
     skipped: Counter[str] | None = None,
     started: float | None = None,
     on_progress: Callable[[VectorReport], None] | None = None,
+    replace: bool = False,
 ) -> VectorReport:
     """Check every vector, then write what is new or changed into the `custom` space.
 
@@ -198,6 +199,7 @@ def store_vectors(
     notify = on_progress or (lambda _report: None)
     collection = store.collection(space) if store is not None else None
     stored = collection.metadata_by_id(report.ids) if collection is not None else {}
+    report.replaced = check_owners(kept, stored, replace)  # another source's: refused
     hashes = {doc_id: meta.get("content_hash") for doc_id, meta in stored.items()}
     same_text = [i for i, d in enumerate(kept) if hashes.get(d.id) == d.content_hash]
     unchanged = set()
@@ -224,6 +226,7 @@ def store_vectors(
         return report
     assert store is not None, "only a dry run may go without a store"
     collection = store.collection(space, create=True)
+    collection.clear_pending(report.ids)  # the vectors repair could not read are back
     if relabel:
         collection.relabel(relabel, [False] * len(relabel))
     for start in range(0, len(write), WRITE_CHUNK):

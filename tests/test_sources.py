@@ -169,9 +169,7 @@ def test_csv_columns_quoted_newlines_and_missing_cells(tmp_path):
 def test_csv_missing_column_names_the_columns_found(tmp_path):
     path = tmp_path / "posts.csv"
     path.write_text("id,body\n1,x\n")
-    with pytest.raises(
-        SourceError, match=r"no column 'text' \(columns: id, body\); set --text-col"
-    ):
+    with pytest.raises(SourceError, match=r"no column 'text' \(columns: id, body\); set text="):
         list(csv_documents(path))
 
 
@@ -267,5 +265,5 @@ def test_jsonl_utf16_deep_nesting_and_a_mistyped_label_key(tmp_path):
     docs = list(jsonl_documents(path, "text", "id", "label", skipped))
     assert [(d.id, d.label) for d in docs] == [(f"jsonl/posts/{i}", "x") for i in range(3)]
     assert skipped == Counter({"line nested too deep": 1})
-    with pytest.raises(SourceError, match=r"no key 'lable' on any line .*set --label-key"):
+    with pytest.raises(SourceError, match=r"no key 'lable' on any line .*set label="):
         list(jsonl_documents(path, "text", "id", "lable"))
