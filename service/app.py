@@ -180,6 +180,7 @@ class Service:
         self.embedding_choice(options)
         name = params.get("name") or "upload"
         skipped: Counter[str] = Counter()
+        encodings: Counter[str] = Counter()
         with tempfile.TemporaryDirectory(prefix="embedlab-upload-") as folder:
             path = os.path.join(folder, f"upload.{'jsonl' if kind == 'jsonl' else 'csv'}")
             with open(path, "wb") as file:
@@ -194,6 +195,7 @@ class Service:
                     name,
                     kind,
                     skipped,
+                    encodings=encodings,
                 )
             except InvalidRequest as exc:
                 raise InvalidRequest(exc.say("http").replace(path, "the upload")) from None
@@ -203,12 +205,14 @@ class Service:
         summary.update(_options_summary(options))
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
-            return self._ingest(
+            result = self._ingest(
                 lambda **o: self.lab.ingest_documents(docs, skipped=skipped, **o),
                 options,
                 cancel,
                 on_progress,
             )
+            result["report"]["encodings"] = dict(encodings)  # the upload was not UTF-8
+            return result
 
         return self.jobs.submit("ingest", "ingest", run, summary).id
 

@@ -396,3 +396,19 @@ def test_repair_reembed_says_the_cost_asks_and_embeds_exactly_the_lost_vectors(s
     again = [t for r in gemini.requests[sent:] for t in r.texts]
     assert again and set(again) <= {d["text"] for d in docs if d["id"] in hit}
     assert len(again) == len(set(again))  # each lost vector paid for once
+
+
+def test_an_upload_in_cp1252_is_read_right_over_http(store_path, gemini):
+    from embedlab.service.app import create_app
+
+    western = "Café crème “smart” — €5"
+    with embedlab.open(store_path, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        answer = http.post(
+            "/api/v1/ingest",
+            params={"wait": "true", "dims": 128, "name": "shop"},
+            content=f"text\n{western}\n".encode("cp1252"),
+            headers={"content-type": "text/csv"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["encodings"] == {"cp1252": 1}
+        assert list(lab.documents()["text"]) == [western]
