@@ -952,6 +952,9 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
                 else ""
             )
         )
+        if space.get("damaged"):
+            click.echo(f"  {space['damaged']}")
+            continue
         click.echo("  sources: " + _counts(space["by_source"]))
         click.echo("  labels:  " + _counts(space["by_label"]))
     counts = [s["documents"] for s in result["spaces"]]
@@ -1093,6 +1096,9 @@ def repair(store_opts: StoreOptions, check: bool, reembed: bool, yes: bool) -> N
 
 def _reembed(lab, space, yes: bool) -> None:
     """Embed a space's documents that need their vector, after saying the cost and asking."""
+    if space.provider not in ("gemini", "local"):
+        click.echo("  --reembed: its vectors were made outside embedlab; ingest them again")
+        return
     plan = lab.reembed(space, dry_run=True)
     cost = plan.cost_line(getattr(lab, "prices", None))
     click.echo(f"  --reembed: {plan.planned_embed} texts to embed{cost}")

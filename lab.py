@@ -165,8 +165,17 @@ class Lab(Inputs):
         return self._memory.hold(self.store, self.space(space))
 
     def space_sizes(self) -> dict[Space, int]:
-        """Documents per space (counts only; `stats` reads every record's metadata)."""
-        return {space: self.store.collection(space).count() for space in self.spaces()}
+        """Documents per space (counts only; `stats` reads every record's metadata). A
+        damaged space is counted from Chroma's catalogue: one never hides the others."""
+        from .errors import StoreDamaged
+
+        sizes = {}
+        for space in self.spaces():
+            try:
+                sizes[space] = self.store.collection(space).count()
+            except StoreDamaged:
+                sizes[space] = self.store.catalogue_count(space)
+        return sizes
 
     def stats(self) -> dict[str, Any]:
         """Spaces, documents per source and label, size on disk (`embedlab stats --json`)."""
@@ -361,9 +370,10 @@ class Lab(Inputs):
             return []
         sources = {d.source for d in documents}
         kept = {d.id for d in documents}
+        records = [*collection.iter_metadata(), *_records(collection.pending())]
         gone = [
             doc_id
-            for doc_id, meta in collection.iter_metadata()
+            for doc_id, meta in records
             if meta.get("source") in sources and doc_id not in kept
         ]
         if gone and not dry_run:
@@ -534,12 +544,15 @@ class Lab(Inputs):
                 if collection is None:
                     continue
                 found = set(collection.metadata_by_id(sorted(wanted))) if wanted else set()
+                pending = collection.pending()  # documents waiting for their vector
+                found |= {doc_id for doc_id, _text, _meta in pending if doc_id in wanted}
                 if sources or labels:
                     selection = Selection(_list(sources), _list(labels))
                     try:
                         found |= set(select_ids(self.store, chosen, selection))
                     except InvalidRequest:  # nothing matches in this space
                         pass
+                    found |= set(select_ids(self.store, chosen, selection, _records(pending), True))
                 if found and not dry_run:
                     name = chosen.collection_name
                     mark = {"id": name, "space_collection": name}
@@ -1535,6 +1548,10 @@ def _documents_frame(ids: list[str], metadatas: list[dict], texts: list[str]) ->
             "chars": [m.get("chars") for m in metadatas],
         }
     )
+
+
+def _records(pending: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(doc_id, meta) for doc_id, _text, meta in pending]
 
 
 def _content_id(text: str) -> str:

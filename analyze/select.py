@@ -135,10 +135,12 @@ def select_ids(
     space: Space,
     selection: Selection,
     records: Iterable[tuple[str, dict[str, Any]]] | None = None,
+    may_be_empty: bool = False,
 ) -> list[str]:
     """Ids to analyse, sorted, after source/label filters, per-class sampling and limit.
 
     `records` are (id, metadata) pairs already in memory; by default they are read.
+    None matching is NothingMatches, unless `may_be_empty`.
     """
     if records is None:
         records = store.collection(space).iter_metadata()
@@ -161,7 +163,7 @@ def select_ids(
         # a seeded sample, not the first N in id order (that would be one label's posts)
         keep = set(sorted(ids, key=lambda i: sample_rank(i, selection.seed))[: selection.limit])
         ids = [i for i in ids if i in keep]
-    if not ids:
+    if not ids and not may_be_empty:
         known = sorted(seen_labels)
         hint = ""
         if selection.labels and known:

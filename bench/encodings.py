@@ -26,6 +26,8 @@ SAMPLES = {
         "Señor Muñoz paid 20€",
         "Œuvre complète • page 2",
         "Don’t stop",
+        "ÅÄÖ",
+        "Føroyar: ÓÐÁL",
     ],
     "latin-1": ["Café crème", "Ärger über Öl", "Señor Muñoz año", "garçon à côté", "Zürich"],
     "shift_jis": [

@@ -2,14 +2,15 @@
 
 Most inputs are UTF-8; the rest are mostly Windows' cp1252 (Western Europe) or, in
 East Asia, a multibyte legacy encoding such as Shift-JIS. Detectors guess badly on the
-short texts a document often is (of bench/encodings.py's 22 short samples,
-charset-normalizer 3.5 alone read 10 right, UTF-8/cp1252/latin-1 alone 11, the rules
-here 19: all the cp1252, latin-1, Shift-JIS and EUC-JP ones), so the rules are explicit:
+short texts a document often is (of bench/encodings.py's 24 short samples,
+charset-normalizer 3.5 alone read 10 right, UTF-8/cp1252/latin-1 alone 13, the rules
+here 21: all the cp1252, latin-1, Shift-JIS and EUC-JP ones), so the rules are explicit:
 
 1. a UTF-32/16 byte-order mark; a UTF-8 one, or valid UTF-8;
 2. cp1252 when every byte is defined in it (a superset of latin-1's printable range),
    else latin-1 (which decodes any bytes), when that reads as Western text: accented
-   letters and typographic marks one or two at a time between ASCII characters;
+   letters and typographic marks, never in the long runs that a multibyte encoding's
+   bytes make when read one at a time;
 3. otherwise a CJK encoding (Shift-JIS, EUC-JP, GBK, EUC-KR, Big5) that decodes the
    bytes strictly into that script's characters (kana, ideographs, hangul, full-width
    forms), charset-normalizer choosing where several do;
@@ -46,21 +47,28 @@ def _script(char: str) -> str | None:
         return "han"
     if 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F:
         return "hangul"
-    if 0x3000 <= code <= 0x303F or 0xFF00 <= code <= 0xFFEF or 0x2000 <= code <= 0x206F:
-        return "wide"
+    if 0x3000 <= code <= 0x303F or 0xFF01 <= code <= 0xFF60 or 0xFFE0 <= code <= 0xFFEF:
+        return "wide"  # full-width forms; half-width katakana (FF61-FF9F) are rare in text
     return None
+
+
+# what Western text holds beyond ASCII: accented letters, typographic marks
+WESTERN = set("“”‘’–—…€•«»°§©®™£¿¡·ŒœŠšŽžŸ\xa0")
 
 
 def _western(text: str) -> bool:
     """Whether a single-byte decoding reads as Western text: its non-ASCII characters
-    come one or two at a time between ASCII ones (é, “ ”, €), never in long runs, as
-    the bytes of a multibyte encoding do."""
-    run = 0
+    are accented letters and typographic marks, or come one or two at a time between
+    ASCII ones (é, “ ”, €) rather than in the long runs of a multibyte encoding's bytes
+    read one at a time (which also turn up symbols such as ‚ ƒ ‡ ¤)."""
+    plausible = all(
+        c in WESTERN or ("À" <= c <= "ÿ" and c not in "×÷") for c in text if ord(c) > 0x7F
+    )
+    run = longest = 0
     for char in text:
         run = run + 1 if ord(char) > 0x7F else 0
-        if run > 2:
-            return False
-    return True
+        longest = max(longest, run)
+    return longest <= (3 if plausible else 2)
 
 
 def _cjk(raw: bytes) -> tuple[str, str] | None:

@@ -276,6 +276,7 @@ def ingest(
     report.cut = sum(doc.cut for doc in documents)
 
     collection = store.collection(space, create=False) if store is not None else None
+    pending: list[Document] = []
     if collection is not None:
         pending = _pending_documents(collection)
         report.pending = [d.id for d in pending]
@@ -287,7 +288,8 @@ def ingest(
     stored_meta = (
         collection.metadata_by_id([d.id for d in documents]) if collection is not None else {}
     )
-    report.replaced = check_owners(documents, stored_meta, replace)
+    owners = {d.id: {"source": d.source} for d in pending}  # they belong to theirs too
+    report.replaced = check_owners(documents, {**owners, **stored_meta}, replace)
     stored = {doc_id: meta["content_hash"] for doc_id, meta in stored_meta.items()}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:

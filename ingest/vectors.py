@@ -199,7 +199,8 @@ def store_vectors(
     notify = on_progress or (lambda _report: None)
     collection = store.collection(space) if store is not None else None
     stored = collection.metadata_by_id(report.ids) if collection is not None else {}
-    report.replaced = check_owners(kept, stored, replace)  # another source's: refused
+    owners = {doc_id: meta for doc_id, _text, meta in collection.pending()} if collection else {}
+    report.replaced = check_owners(kept, {**owners, **stored}, replace)  # another's: refused
     hashes = {doc_id: meta.get("content_hash") for doc_id, meta in stored.items()}
     same_text = [i for i, d in enumerate(kept) if hashes.get(d.id) == d.content_hash]
     unchanged = set()
@@ -226,7 +227,6 @@ def store_vectors(
         return report
     assert store is not None, "only a dry run may go without a store"
     collection = store.collection(space, create=True)
-    collection.clear_pending(report.ids)  # the vectors repair could not read are back
     if relabel:
         collection.relabel(relabel, [False] * len(relabel))
     for start in range(0, len(write), WRITE_CHUNK):
@@ -237,5 +237,7 @@ def store_vectors(
         notify(report)
     if report.last_written is not None:
         collection.persist_index(report.last_written)
+    # the vectors repair could not read are back, for the documents written
+    collection.clear_pending([kept[i].id for i in write])
     report.seconds = time.monotonic() - report.started
     return report

@@ -56,6 +56,7 @@ class Store:
         self._connect_lock = threading.Lock()
         self._closed = False
         self._index_checked: set[str] = set()
+        self._damaged: dict[str, tuple[str, str]] = {}  # folder: (its files, the problem)
         self._collections: dict[str, tuple[Any, SpaceCollection]] = {}  # by name, per client
         self._artifacts: Artifacts | None = None
         self._artifacts_client: Any = None
@@ -194,6 +195,7 @@ class Store:
         held = self._collections.get(name)
         if held is not None and held[0] is client:  # a long-running service asks often
             return held[1]
+        self._check_no_repair_pending(space)
         if create:
             col = client.get_or_create_collection(
                 name,
@@ -219,6 +221,25 @@ class Store:
         self._collections[name] = (client, found)
         return found
 
+    def catalogue_count(self, space: Space) -> int:
+        """Documents of a space without loading its index (a damaged one would crash)."""
+        from .index_files import record_count
+
+        if self.path is None:
+            return self.client.get_collection(space.collection_name).count()
+        return record_count(self.path / CHROMA_DIR, space.collection_name)
+
+    def _check_no_repair_pending(self, space: Space) -> None:
+        """Refuse a space whose repair was interrupted: writing to it, or making a new one
+        under its name, would mix with records the next repair puts back."""
+        name = space.collection_name
+        interrupted = self.path is not None and (self.path / "repair" / f"{name}.npz").is_file()
+        if not interrupted:
+            names = {c.name for c in self.client.list_collections()}
+            interrupted = f"{name}-rebuild" in names or f"{name}-old" in names
+        if interrupted:
+            raise damaged(space, "a repair of it did not finish")
+
     def forget_collection(self, name: str) -> None:
         """Drop the handle on a deleted collection (a new one may take its name)."""
         self._collections.pop(name, None)
@@ -234,6 +255,7 @@ class Store:
             checked_before,
             index_problem,
             remember_checked,
+            signature_of,
             vector_segment_folders,
         )
 
@@ -241,8 +263,11 @@ class Store:
         for folder in vector_segment_folders(self.path / CHROMA_DIR, space.collection_name):
             if checked_before(self.path, folder):
                 continue
-            problem = index_problem(folder)
+            signature = json.dumps(signature_of(folder))
+            known = self._damaged.get(folder.name)
+            problem = known[1] if known and known[0] == signature else index_problem(folder)
             if problem is not None:
+                self._damaged[folder.name] = (signature, problem)  # not read again per request
                 raise damaged(space, problem)
             remember_checked(self.path, folder)
         self._index_checked.add(space.collection_name)
@@ -367,12 +392,15 @@ class SpaceCollection:
         while True:
             got = side.get(include=["documents", "metadatas"], limit=PAGE_SIZE, offset=len(found))
             if not got["ids"]:
-                return found
+                break
             found += list(zip(got["ids"], got["documents"], got["metadatas"]))
+        # one that has its vector again (an ingest stopped before clearing it) is not
+        # pending, whatever the side collection still says: never counted twice
+        present = self.metadata_by_id([doc_id for doc_id, _text, _meta in found])
+        return [record for record in found if record[0] not in present]
 
     def pending_count(self) -> int:
-        side = self._side("pending", create=False)
-        return side.count() if side is not None else 0
+        return len(self.pending())
 
     def clear_pending(self, ids: Sequence[str]) -> None:
         """Forget pending documents (embedded again, or deleted)."""
@@ -516,16 +544,19 @@ class SpaceCollection:
 # -- helpers -------------------------------------------------------------------------------
 
 # What Chroma says when the index it loads is garbled (seen: "Failed to apply logs to the
-# hnsw segment writer", "Error loading hnsw index", "Error finding id"): damage, not a bug.
-DAMAGE_PATTERN = re.compile(r"hnsw|apply logs|segment (reader|writer)|error finding id", re.I)
+# hnsw segment writer", "Error loading hnsw index"): damage, not a bug. ("Error finding
+# id" is not: it is also Chroma's word for stale state in one process.)
+DAMAGE_PATTERN = re.compile(
+    r"hnsw (index|segment)|apply logs|segment (reader|writer)|loading hnsw", re.I
+)
 
 
 def damaged(space: Space, problem: str) -> StoreDamaged:
     """The one line for a damaged space, with the way out."""
     return StoreDamaged(
-        f"the vector index of {space.describe()} is damaged ({problem}); run "
-        "`embedlab repair` to rebuild it (every text is kept; vectors that cannot be "
-        "read are embedded again by the next ingest)"
+        f"the vector index of {space.describe()} is damaged ({problem}); rebuild it with "
+        "`embedlab repair` (in Python: lab.repair(check=False)); every text is kept, and "
+        "vectors that cannot be read are embedded again by the next ingest"
     )
 
 

@@ -49,6 +49,7 @@ UNIT_TOLERANCE = 1e-3
 MAX_LEVELS = 64  # hnswlib's levels grow with log(n); anything near this is garbage
 CHECKED_FILE = ".embedlab-index-checked.json"  # in the store folder: checks that passed
 DELETED_MARK = 0x01
+CHECK_ROWS = 4096  # elements checked at a time (50 MB at 3072 dims)
 
 
 def vector_segment_folders(chroma_dir: Path, collection_name: str) -> list[Path]:
@@ -85,6 +86,7 @@ def record_count(chroma_dir: Path, collection_name: str) -> int:
 
 @dataclass
 class Header:
+    max_elements: int
     count: int
     per_element: int
     label_offset: int
@@ -123,7 +125,7 @@ def read_header(folder: Path) -> Header | str | None:
     )
     if not sane:
         return "index header is unreadable"
-    return Header(count, size, label_at, data_at, level, entry, m, m0)
+    return Header(max_elements, count, size, label_at, data_at, level, entry, m, m0)
 
 
 def index_problem(folder: Path) -> str | None:
@@ -149,23 +151,28 @@ def index_problem(folder: Path) -> str | None:
             return f"index file {name} is {found}, shorter than the {expected} bytes it holds"
     if not (folder / "link_lists.bin").is_file():
         return "index file link_lists.bin is missing"
-    rows = _rows(folder, header)
     # links may point at elements written after the header was (it lags the data): the
-    # loader reads those from the file, so only a link past the file's end is damage
-    limit = max(header.count, (folder / "data_level0.bin").stat().st_size // header.per_element)
-    problem = _level0_problem(rows, header, limit) or _upper_levels_problem(folder, header, limit)
-    if problem is not None:
-        return problem
-    labels = _labels(rows, header)
+    # loader reads those from the file, so only a link past the file's end, or past the
+    # room the loader allocates (max_elements), is damage
+    on_disk = (folder / "data_level0.bin").stat().st_size // header.per_element
+    limit = min(max(header.count, on_disk), header.max_elements)
     mapping = read_mapping(folder)
     if isinstance(mapping, str):
         return mapping
-    if mapping is not None:
-        live = labels[(rows[:, 2] & DELETED_MARK) == 0]
-        unknown = int(np.sum(~np.isin(live, np.fromiter(mapping, dtype=np.uint64))))
-        if unknown:
-            return f"{unknown} of {header.count} index entries carry an unknown label"
-    return None
+    known = np.fromiter(mapping, dtype=np.uint64) if mapping is not None else None
+    rows = np.memmap(folder / "data_level0.bin", dtype=np.uint8, mode="r")
+    rows = rows[: header.count * header.per_element].reshape(header.count, header.per_element)
+    for start in range(0, header.count, CHECK_ROWS):  # in blocks: memory stays flat
+        block = np.array(rows[start : start + CHECK_ROWS])
+        problem = _level0_problem(block, header, limit)
+        if problem is not None:
+            return problem
+        if known is not None:
+            live = _labels(block, header)[(block[:, 2] & DELETED_MARK) == 0]
+            unknown = int(np.sum(~np.isin(live, known)))
+            if unknown:
+                return f"{unknown} index entries carry an unknown label"
+    return _upper_levels_problem(folder, header, limit)
 
 
 def _rows(folder: Path, header: Header) -> np.ndarray:
@@ -194,20 +201,20 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def _level0_problem(rows: np.ndarray, header: Header, limit: int) -> str | None:
-    if header.count == 0:
+    if len(rows) == 0:
         return None
     counts = np.ascontiguousarray(rows[:, 0:2]).view(np.uint16).ravel()
     if int(counts.max()) > header.max_m0:
         bad = int(np.sum(counts > header.max_m0))
-        return f"{bad} of {header.count} index entries have more links than the index allows"
+        return f"{bad} index entries have more links than the index allows"
     links = np.ascontiguousarray(rows[:, 4 : 4 + 4 * header.max_m0]).view(np.uint32)
     used = np.arange(header.max_m0)[None, :] < counts[:, None]
     if np.any(links[used] >= limit):
         bad = int(np.sum(np.any((links >= limit) & used, axis=1)))
-        return f"{bad} of {header.count} index entries link past the end of the index"
+        return f"{bad} index entries link past the end of the index"
     whole = unit_rows(_vectors(rows, header))
     if not whole.all():
-        return f"{int(np.sum(~whole))} of {header.count} vectors in the index are damaged"
+        return f"{int(np.sum(~whole))} vectors in the index are damaged"
     return None
 
 
@@ -311,14 +318,16 @@ def _apply_log(chroma_dir: Path, segment: str, collection_id: str, found: dict) 
 # -- remembering checks that passed ---------------------------------------------------------
 
 
-def _signature(folder: Path) -> list[list[Any]]:
+def signature_of(folder: Path) -> list[list[Any]]:
     out = []
     for name in (*INDEX_FILES, MAPPING_FILE):
         try:
             stat = (folder / name).stat()
-            out.append([name, stat.st_size, stat.st_mtime_ns])
+            # ctime too: `touch -d` or a restore with old times can set mtime back, but
+            # not ctime, so a file changed behind our back never passes for checked
+            out.append([name, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino])
         except OSError:
-            out.append([name, None, None])
+            out.append([name, None, None, None, None])
     return out
 
 
@@ -328,7 +337,7 @@ def checked_before(root: Path, folder: Path) -> bool:
         known = json.loads((root / CHECKED_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(known, dict) and known.get(folder.name) == _signature(folder)
+    return isinstance(known, dict) and known.get(folder.name) == signature_of(folder)
 
 
 def remember_checked(root: Path, folder: Path) -> None:
@@ -340,7 +349,7 @@ def remember_checked(root: Path, folder: Path) -> None:
         known = known if isinstance(known, dict) else {}
     except (OSError, ValueError):
         known = {}
-    known[folder.name] = _signature(folder)
+    known[folder.name] = signature_of(folder)
     temp = path.with_suffix(".tmp")
     try:
         temp.write_text(json.dumps(known))

@@ -48,6 +48,7 @@ from .index_files import (
 from .keys import Space
 
 REBUILD_SUFFIX = "-rebuild"
+OLD_SUFFIX = "-old"  # the original, renamed while the rebuilt copy takes its name
 PENDING_SUFFIX = "-pending"  # SpaceCollection's side collection of documents without a vector
 QUARANTINE_DIR = "quarantine"
 SALVAGE_DIR = "repair"  # vectors read back before the files were set aside, until swapped in
@@ -77,6 +78,8 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
     """Health of every space, and the documents that need their vector; with `fix`,
     rebuild the damaged ones."""
     if store.path is None:
+        if fix:
+            _finish_interrupted_rebuilds(store.client)
         return [_check_in_process(store.client, space, fix) for space in store.spaces()]
     root = store.path
     chroma_dir = root / CHROMA_DIR
@@ -88,6 +91,8 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
         health = SpaceHealth(Space(*space))
         # the files first, in plain numpy: damage found there never reaches Chroma
         problems = [p for f in vector_segment_folders(chroma_dir, name) if (p := index_problem(f))]
+        if (root / SALVAGE_DIR / f"{name}.npz").is_file():
+            problems.append("an earlier repair did not finish")
         if problems:  # loading this index could crash even a child: count, read nothing
             probe = {"documents": record_count(chroma_dir, name), "problems": problems}
         else:
@@ -260,8 +265,11 @@ def _salvage(client: Any, col: Any, saved: Path | None) -> dict[str, Any]:
             )
         kept += len(whole)
         documents += len(got["ids"])
-    client.delete_collection(name)
+    # the swap in three steps, each of which leaves a state the next repair finishes
+    # (_finish_interrupted_rebuilds): never a moment without every record under a name
+    col.modify(name=name + OLD_SUFFIX)
     fresh.modify(name=name)
+    client.delete_collection(name + OLD_SUFFIX)
     return {"kept": kept, "documents": documents}
 
 
@@ -311,13 +319,22 @@ def is_unit_vector(vector: np.ndarray) -> bool:
 
 
 def _finish_interrupted_rebuilds(client: Any) -> None:
-    """A repair killed mid-way leaves `<name>-rebuild`: finish the swap, or start over."""
+    """A repair killed mid-way leaves `<name>-rebuild` and/or `<name>-old`: finish the swap
+    where the copy is complete, else drop the copy (the original holds every record, and
+    the vectors read back wait in `<store>/repair/` for the repair to run again)."""
     names = {c.name for c in client.list_collections()}
+    for old_name in [n for n in names if n.endswith(OLD_SUFFIX)]:
+        name = old_name[: -len(OLD_SUFFIX)]
+        if name not in names and name + REBUILD_SUFFIX in names:  # between steps 1 and 2
+            client.get_collection(name + REBUILD_SUFFIX, embedding_function=None).modify(name=name)
+            names = (names - {name + REBUILD_SUFFIX}) | {name}
+        if name in names:  # the copy is in place: the original can go
+            client.delete_collection(old_name)
     for temp_name in [n for n in names if n.endswith(REBUILD_SUFFIX)]:
         name = temp_name[: -len(REBUILD_SUFFIX)]
-        if name in names:  # died before the swap: the original is still whole
+        if name in names:  # died while copying: the original is still whole
             client.delete_collection(temp_name)
-        else:  # died between delete and rename: the copy is complete
+        else:  # an older repair died between delete and rename: the copy is complete
             client.get_collection(temp_name, embedding_function=None).modify(name=name)
 
 

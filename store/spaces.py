@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreDamaged, StoreError
 from .chroma_store import Store, _first_line, _retry_busy, not_found
 from .keys import Space
 
@@ -20,8 +20,11 @@ def delete_space(store: Store, space: Space, artifact_kinds: Iterable[str]) -> d
     without analyses, never analyses of a space that is gone. Returns the counts.
     """
     name = space.collection_name
-    collection = store.collection(space)
-    documents = collection.count() + collection.pending_count() if collection else 0
+    try:
+        collection = store.collection(space)
+        documents = collection.count() + collection.pending_count() if collection else 0
+    except StoreDamaged:  # deleting a damaged space is one way out: count, load nothing
+        documents = store.catalogue_count(space)
     gone: dict[str, int] = {"documents": documents, "analyses": 0, "comparisons": 0}
     artifacts = store.artifacts
     for kind in artifact_kinds:

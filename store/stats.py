@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ..errors import StoreDamaged
 from .chroma_store import Store
+from .keys import Space
 
 NO_LABEL = "(none)"
 
@@ -14,7 +16,21 @@ def store_stats(store: Store) -> dict[str, Any]:
     """A JSON-ready summary; reads metadata only (never vectors), paged."""
     spaces = []
     for space in store.spaces():
-        collection = store.collection(space)
+        try:
+            collection = store.collection(space)
+        except StoreDamaged as exc:  # listed, with the way out; the other spaces as ever
+            spaces.append(
+                {
+                    **_space_fields(space),
+                    "documents": store.catalogue_count(space),
+                    "damaged": str(exc),
+                    "truncated": 0,
+                    "needs_vector": 0,
+                    "by_source": {},
+                    "by_label": {},
+                }
+            )
+            continue
         by_source: Counter[str] = Counter()
         by_label: Counter[str] = Counter()
         truncated = 0
@@ -30,11 +46,7 @@ def store_stats(store: Store) -> dict[str, Any]:
             needs_vector += 1
         spaces.append(
             {
-                "provider": space.provider,
-                "model": space.model,
-                "task_type": space.task_type,
-                "dims": space.dims,
-                "collection": space.collection_name,
+                **_space_fields(space),
                 "documents": sum(by_source.values()),
                 "truncated": truncated,
                 "needs_vector": needs_vector,
@@ -43,3 +55,13 @@ def store_stats(store: Store) -> dict[str, Any]:
             }
         )
     return {"store": store.location, "spaces": spaces, "disk_bytes": store.disk_bytes()}
+
+
+def _space_fields(space: Space) -> dict[str, Any]:
+    return {
+        "provider": space.provider,
+        "model": space.model,
+        "task_type": space.task_type,
+        "dims": space.dims,
+        "collection": space.collection_name,
+    }
