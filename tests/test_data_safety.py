@@ -412,3 +412,89 @@ def test_an_upload_in_cp1252_is_read_right_over_http(store_path, gemini):
         assert answer.status_code == 200, answer.text
         assert answer.json()["encodings"] == {"cp1252": 1}
         assert list(lab.documents()["text"]) == [western]
+
+
+# -- found in review: the edges of the pending documents and of repair ----------------------
+
+
+def repaired(store_path: Path, seed: int = 0) -> dict[str, tuple[str, dict]]:
+    """A damaged, repaired store: its documents that need their vector, by id."""
+    build(store_path)
+    damage(index_folder(store_path), seed)
+    assert run_cli(["--store", str(store_path), "repair"]).returncode == 0
+    with Store.open_local(store_path) as store:
+        return {i: (t, m) for i, t, m in store.collection(SPACE).pending()}
+
+
+def test_a_document_waiting_for_its_vector_still_belongs_to_its_source(store_path):
+    waiting = repaired(store_path)
+    doc_id = sorted(waiting)[0]
+    with Store.open_local(store_path) as store:
+        provider = CountingProvider(SPACE)
+        evil = Document(doc_id, "OVERWRITTEN", "evil", "spam")
+        with pytest.raises(Conflict, match="belongs to source test"):
+            ingest([evil], store, SPACE, lambda: provider)
+        assert provider.calls == [] and doc_id in {
+            i for i, _t, _m in store.collection(SPACE).pending()
+        }
+
+
+def test_deleting_a_source_deletes_its_documents_waiting_for_a_vector(store_path):
+    waiting = repaired(store_path, 1)
+    one, *rest = sorted(waiting)
+    with embedlab.open(store_path, quiet=True) as lab:
+        assert lab.delete(ids=[one]) == [one]
+        removed = lab.delete(sources="test")
+        assert set(rest) <= set(removed) and len(removed) == N - 1
+        assert lab.stats()["spaces"][0]["documents"] == 0
+    with Store.open_local(store_path) as store:
+        provider = CountingProvider(SPACE)
+        ingest([Document("x/1", "new", "x")], store, SPACE, lambda: provider)
+        assert provider.texts_embedded == ["new"]  # nothing deleted comes back, or is paid
+
+
+def test_an_interrupted_swap_is_finished_and_refuses_writes_until_then(store_path):
+    build(store_path)
+    name = SPACE.collection_name
+    with Store.open_local(store_path) as store:  # the state a repair killed mid-swap leaves
+        client = store.client
+        col = client.get_collection(name)
+        got = col.get(include=["embeddings", "documents", "metadatas"])
+        copy = client.create_collection(name + "-rebuild", metadata=col.metadata)
+        copy.upsert(**{k: got[k] for k in ("ids", "embeddings", "documents", "metadatas")})
+        col.modify(name=name + "-old")
+    with Store.open_local(store_path) as store:
+        with pytest.raises(StoreDamaged, match="did not finish"):
+            ingest(make_docs(5, start=N), store, SPACE, lambda: CountingProvider(SPACE))
+    fixed = run_cli(["--store", str(store_path), "repair"])
+    assert fixed.returncode == 0, fixed.stderr
+    with Store.open_local(store_path) as store:
+        assert store.collection(SPACE).count() == N
+        names = {c.name for c in store.client.list_collections()}
+        assert name + "-old" not in names and name + "-rebuild" not in names
+
+
+def test_damage_behind_restored_file_times_is_still_caught(store_path):
+    import os
+
+    build(store_path)
+    assert run_cli(["--store", str(store_path), "stats"]).returncode == 0  # checked, noted
+    target = index_folder(store_path) / "data_level0.bin"
+    before = target.stat()
+    damage(index_folder(store_path), 4)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    one_line_damage_error(run_cli(["--store", str(store_path), "neighbors", "--id", "test/1"]))
+
+
+def test_a_damaged_space_is_listed_counted_and_can_be_deleted(store_path):
+    other = Space("fake", "other-model", "none", 16)
+    build(store_path)
+    build(store_path, other, 50)
+    damage(index_folder(store_path), 5)
+    with embedlab.open(store_path, quiet=True) as lab:
+        assert lab.space_sizes() == {SPACE: N, other: 50}
+        stats = {s["model"]: s for s in lab.stats()["spaces"]}
+        assert "embedlab repair" in stats["fake-model"]["damaged"]
+        assert stats["other-model"]["documents"] == 50 and "damaged" not in stats["other-model"]
+        gone = lab.delete_space(SPACE)
+        assert gone["documents"] == N and lab.spaces() == [other]
