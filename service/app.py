@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
 from ..progress import CancelToken, Progress
+from .docs import install_docs
 from .jobs import FINAL, JobFailed, JobManager
 from .problems import Guard, install_problem_handlers, jsonable, status_of
 
@@ -373,9 +374,12 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         title="embedlab",
         version="1",
         description="Embedding cache, neighbours and cluster analyses over one store.",
+        docs_url=None,  # served from the package instead (service/docs.py): no CDN
+        redoc_url=None,
     )
     app.state.service = service
     install_problem_handlers(app)
+    install_docs(app)
     app.add_middleware(Guard, token=settings.token, max_body=settings.max_body)
     app.add_middleware(GZipMiddleware, minimum_size=2000, compresslevel=5)
     if settings.cors:  # outermost: a browser's preflight carries no token

@@ -572,3 +572,23 @@ def test_compare_page_links_the_two_maps(page, served, shots):
     assert hovered >= 0 and (bxs[hovered], bys[hovered]) == (bxs[5], bys[5])
     assert found["points"]["id"][hovered] in page.page.locator("#tooltip").inner_text()
     page.page.screenshot(path=str(shots / "compare.png"))
+
+
+def test_api_docs_render_offline_from_the_package(browser, served):
+    """/docs and /redoc draw the API from assets the service serves itself (FastAPI's
+    defaults load them from a CDN: a blank page offline)."""
+    origin = served["service"].url
+    for path, selector in (
+        ("/docs", ".swagger-ui .info .title"),
+        ("/redoc", "h1:has-text('embedlab')"),
+    ):
+        watched = Watched(browser, origin)
+        watched.page.goto(origin + path)
+        title = watched.page.wait_for_selector(selector, timeout=30_000)
+        assert "embedlab" in title.inner_text()
+        if path == "/docs":  # the operations are listed, so the schema was read
+            assert watched.page.locator(".opblock").count() > 20
+        # no console error, no request outside the service (redoc's search runs in a
+        # worker made from a blob of the page's own origin)
+        watched.requests = [u.removeprefix("blob:") for u in watched.requests]
+        watched.close()

@@ -498,3 +498,17 @@ def test_a_damaged_space_is_listed_counted_and_can_be_deleted(store_path):
         assert stats["other-model"]["documents"] == 50 and "damaged" not in stats["other-model"]
         gone = lab.delete_space(SPACE)
         assert gone["documents"] == N and lab.spaces() == [other]
+
+
+def test_api_docs_reference_only_the_service_itself(store_path):
+    import re
+
+    from embedlab.service.app import create_app
+
+    with embedlab.open(store_path, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        for page in ("/docs", "/redoc"):
+            html = http.get(page).text
+            urls = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+            assert urls and all(u.startswith("/") for u in urls), urls
+            for url in urls:
+                assert http.get(url).status_code == 200, url
