@@ -3,7 +3,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STORE ?= ./lab
+# the CLI's and embedlab.open()'s default store too: `embedlab stats` reads it
+STORE ?= ./embedlab-store
 ARCHIVE := ../shared/data/20news-bydate.tar.gz
 # Offline machines pass the archive; elsewhere scikit-learn downloads the corpus.
 SOURCE := $(if $(wildcard $(ARCHIVE)),--source $(ARCHIVE),)

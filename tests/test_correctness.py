@@ -42,12 +42,13 @@ def test_repair_resolves_a_relative_store_against_the_callers_folder(tmp_path):
     another store there."""
     from embedlab.ingest.pipeline import ingest
 
-    with Store.open_local(tmp_path / "lab", create=True) as store:
+    name = f"lab-{tmp_path.name}"  # no folder of the checkout has it, whatever it holds
+    with Store.open_local(tmp_path / name, create=True) as store:
         ingest(make_docs(120), store, CountingProvider().space, CountingProvider, batch_size=50)
-    done = run_cli(["--store", "./lab", "repair", "--check"], cwd=tmp_path)
+    done = run_cli(["--store", f"./{name}", "repair", "--check"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "120 documents, ok" in done.stdout
-    assert not (REPO / "lab").exists()
+    assert not (REPO / name).exists()
 
 
 def test_an_unknown_chroma_error_is_not_read_as_an_empty_store(grouped_store, monkeypatch):
