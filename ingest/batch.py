@@ -50,7 +50,7 @@ from ..store.batches import (
     WaitingDocument,
     now_iso,
 )
-from ..store.ledger import BATCH_KIND, PriceTable, estimate_tokens, usd
+from ..store.ledger import BATCH_KIND, COST, PriceTable, estimate_tokens, usd
 from ..store.ledger import entry as ledger_entry
 from .pipeline import IngestError, IngestReport, _write_reused, plan_ingest, unique_documents
 from .providers import (
@@ -463,10 +463,16 @@ def submit(
         collection.persist_index(plan.reusable[-1].id)
 
     submission = new_key()
+    already = {
+        (d.id, d.content_hash)
+        for docs in records.waiting(space.collection_name).values()
+        for d in docs
+    }
     waiting = [
         WaitingDocument(d.id, d.text, d.source, d.label, d.content_hash, stored.get(d.id))
         for group in plan.to_embed
         for d in group
+        if (d.id, d.content_hash) not in already  # a re-run while pending: kept once
     ]
     records.add_waiting(submission, space, waiting)
     for start, stop, mode in layout:
@@ -594,7 +600,6 @@ class CollectReport:
     lines: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
-    ledger: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         line = (
@@ -618,7 +623,7 @@ class CollectReport:
     def from_dict(cls, data: dict[str, Any]) -> CollectReport:
         report = cls()
         for key, value in data.items():
-            if hasattr(report, key) and key != "ledger":
+            if hasattr(report, key):
                 setattr(report, key, value)
         return report
 
@@ -671,7 +676,7 @@ def collect_once(
             chars = _chars_of(records, record, got)
             cost = ledger_entry(record.space_value(), BATCH_KIND, len(got), chars)
             cost["id"] = f"batch-{record.key}"  # collecting twice books it once
-            report.ledger.append(cost)
+            store.artifacts.put_heads(COST, [cost])
             records.save(record)
             report.collected += 1
             report.written += written
@@ -732,7 +737,11 @@ def _settle(
         return 0
     collection = store.collection(space, create=True)
     open_hashes = records.pending_hashes(space.collection_name)
-    every = [d for docs in waiting.values() for d in docs]
+    newest: dict[str, str] = {}  # id -> the newest submission naming it (waiting is newest first)
+    for submission, docs in waiting.items():
+        for doc in docs:
+            newest.setdefault(doc.id, submission)
+    every = [d for sub, docs in waiting.items() for d in docs if newest[d.id] == sub]
     stored = {
         i: m["content_hash"] for i, m in collection.metadata_by_id([d.id for d in every]).items()
     }
@@ -744,6 +753,8 @@ def _settle(
         write_docs, write_vectors, write_cut = [], [], []
         for doc in docs:
             now = stored.get(doc.id)
+            if newest[doc.id] != submission:
+                continue  # a later ingest gave this id a text of its own
             if now == doc.content_hash:
                 continue  # already there (collected before, or embedded online since)
             if now != doc.previous:
