@@ -153,6 +153,12 @@ def provider_options(func: Callable) -> Callable:
             is_flag=True,
             help="Remove stored documents of this source that the input no longer has.",
         ),
+        click.option(
+            "--batch",
+            is_flag=True,
+            help="Submit to Gemini's Batch API at half price and return; `embedlab batches` "
+            "collects (--batch-size: texts per batch job).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -356,6 +362,9 @@ def run_ingest(
             raise click.ClickException(
                 f"{exc} (everything embedded so far is saved; re-run to resume)"
             ) from None
+    if getattr(report, "batch", False):  # submitted to the Batch API: its own line
+        click.echo(report.summary(getattr(lab, "prices", None)))
+        return
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
 
 
@@ -1104,6 +1113,12 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
     click.echo(f"{plural(len(removed), 'document')} {verb}")
 
 
+# -- batches -------------------------------------------------------------------------------
+
+from .cli_batches import batches_command  # noqa: E402 - the command lives in its own module
+
+cli.add_command(batches_command)
+
 # -- costs and the service -----------------------------------------------------------------
 
 PRICE_HELP = "Price as MODEL=USD_PER_1M_TOKENS (repeatable); default: the providers' list prices."
@@ -1131,6 +1146,11 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
             f"{row.space}: {plural(row.requests, 'request')} ({row.retries} retries), "
             f"{row.texts_embedded} texts + {row.queries_embedded} queries embedded"
             + (f" + {row.names_generated} cluster names" if row.names_generated else "")
+            + (
+                f" + {row.texts_batched} by batch at ${row.batch_usd_per_1m_tokens:g}/1M"
+                if getattr(row, "texts_batched", 0)
+                else ""
+            )
             + ", "
             f"~{row.estimated_tokens:,} tokens, est. {usd(row.estimated_usd)}; "
             f"{row.cache_hits} cache hits saved ~{row.estimated_tokens_saved:,} tokens, "

@@ -293,6 +293,7 @@ class BatchIngestReport(IngestReport):
     submitted_chars: int = 0
     planned_jobs: int = 0
     job_modes: list[str] = field(default_factory=list)
+    awaiting: list[str] = field(default_factory=list)  # every open job its documents wait on
 
     def to_dict(self, prices: PriceTable | None = None) -> dict[str, Any]:
         prices = prices or PriceTable()
@@ -302,6 +303,7 @@ class BatchIngestReport(IngestReport):
             batch=True,
             submitted=self.submitted,
             jobs=list(self.jobs),
+            awaiting=list(self.awaiting),
             in_pending=self.in_pending,
             waiting=self.waiting,
             planned_jobs=self.planned_jobs,
@@ -321,6 +323,7 @@ class BatchIngestReport(IngestReport):
         for name in ("submitted", "jobs", "in_pending", "waiting", "planned_jobs"):
             setattr(report, name, data.get(name, getattr(report, name)))
         report.job_modes = list(data.get("job_modes") or [])
+        report.awaiting = list(data.get("awaiting") or [])
         report.submitted_chars = data.get("submitted_chars", 0)
         return report
 
@@ -433,8 +436,11 @@ def submit(
     client = api() if needs_api else None  # no key: refused here, nothing recorded
     if client is not None and records is not None:
         reconcile(records, client, space.collection_name, local_store)
-    in_batch = records.pending_hashes(space.collection_name) if records is not None else set()
+    in_batch = records.open_jobs_by_hash(space.collection_name) if records is not None else {}
     groups = [g for g in plan.to_embed if g[0].content_hash not in in_batch]
+    report.awaiting = sorted(
+        {in_batch[g[0].content_hash] for g in plan.to_embed if g[0].content_hash in in_batch}
+    )
     report.in_pending = len(plan.to_embed) - len(groups)
     texts = [g[0].text[: max_chars(space)] for g in groups]
     truncated = [len(g[0].text) > max_chars(space) for g in groups]
@@ -483,6 +489,7 @@ def submit(
             truncated[start:stop], mode, report,
         )  # fmt: skip
         report.jobs.append(record.job)
+        report.awaiting.append(record.job)
         notify(report)
     report.seconds = time.monotonic() - report.started
     return report

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
 from ..progress import CancelToken, Progress
-from .jobs import FINAL, JobFailed, JobManager
+from .batch_poller import batch_result, check_batch_options
+from .jobs import FINAL, WAITING, JobFailed, JobManager
 from .problems import Guard, install_problem_handlers, jsonable
 
 API = "/api/v1"
@@ -66,6 +67,7 @@ class EmbeddingOptions(BaseModel):
     concurrency: int | None = Field(None, ge=1, le=64)
     dry_run: bool = False
     prune: bool = False
+    batch: bool = False  # Gemini's Batch API: the job waits (state "waiting") until collected
 
 
 class IngestRequest(EmbeddingOptions):
@@ -127,6 +129,7 @@ class Service:
         self.lab = lab
         self.settings = settings
         self.jobs = JobManager(lab.store, settings.analysis_workers)
+        self.batch_poller: Any = None  # started by add_batch_routes
 
     def check_writable(self, what: str) -> None:
         if self.settings.read_only:
@@ -151,7 +154,7 @@ class Service:
         self.check_writable("ingest")
         documents = [d.model_dump(exclude_none=True) for d in request.documents]
         options = request.model_dump(exclude={"documents"})
-        self.embedding_choice(options)
+        check_batch_options(self.embedding_choice(options), options)
         summary = {"documents": len(documents), "format": "json", **_options_summary(options)}
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
@@ -176,7 +179,7 @@ class Service:
             raise InvalidRequest("the request body is empty; send NDJSON lines or CSV rows")
         options = {k: params[k] for k in EmbeddingOptions.model_fields if k in params}
         EmbeddingOptions(**options)  # validated like the JSON form
-        self.embedding_choice(options)
+        check_batch_options(self.embedding_choice(options), options)
         name = params.get("name") or "upload"
         skipped: Counter[str] = Counter()
         with tempfile.TemporaryDirectory(prefix="embedlab-upload-") as folder:
@@ -231,6 +234,8 @@ class Service:
                 status=400 if refused else None,
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
+        if getattr(report, "batch", False) and not report.dry_run:
+            return batch_result(self.lab, report)
         return {"report": report.to_dict(self.lab.prices)}
 
     # analyses
@@ -382,9 +387,11 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
+    from .batch_poller import add_batch_routes
     from .pages import add_map_routes
 
     add_map_routes(app, lab, settings.read_only)
+    add_batch_routes(app, service, settings)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -441,6 +448,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         batch_size: Annotated[int | None, Query(ge=1, le=10000)] = None,
         concurrency: Annotated[int | None, Query(ge=1, le=64)] = None,
         prune: bool = False,
+        batch: bool = False,
     ) -> JSONResponse:
         """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
         upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
@@ -451,6 +459,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             params = dict(name=name, text=text, id=id, label=label, provider=provider)
             params.update(model=model, task_type=task_type, dims=dims)
             params.update(batch_size=batch_size, concurrency=concurrency, prune=prune)
+            params.update(batch=batch)
             job_id = await asyncio.to_thread(
                 service.ingest_upload, body, UPLOAD_TYPES[media], params
             )
@@ -501,7 +510,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             seen = -1
             while True:
                 snapshot, version = service.jobs.snapshot(job_id)
-                final = snapshot["state"] in FINAL
+                final = snapshot["state"] in FINAL or snapshot["state"] == WAITING
                 if version != seen or final:
                     data = json.dumps(jsonable(snapshot))
                     yield f"event: {'end' if final else 'progress'}\ndata: {data}\n\n"

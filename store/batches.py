@@ -152,11 +152,16 @@ class BatchRecords:
 
     def pending_hashes(self, space_collection: str) -> set[str]:
         """Hashes carried by the open jobs of a space: not to be submitted again."""
-        pending: set[str] = set()
+        return set(self.open_jobs_by_hash(space_collection))
+
+    def open_jobs_by_hash(self, space_collection: str) -> dict[str, str]:
+        """content hash -> the open job (name, or key before it has one) carrying it."""
+        found: dict[str, str] = {}
         for record in self.all(space_collection):
             if record.open:
-                pending.update(self.hashes(record.key)[0])
-        return pending
+                for content_hash in self.hashes(record.key)[0]:
+                    found[content_hash] = record.job
+        return found
 
     # -- waiting documents -----------------------------------------------------------------
 
