@@ -295,7 +295,6 @@ class JobManager:
                     self._bump(job)
                 self._persist(job)
 
-
     # -- batch ingests -------------------------------------------------------------------
 
     def waiting(self) -> list[Job]:
