@@ -1115,9 +1115,9 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
 
 # -- batches -------------------------------------------------------------------------------
 
-from .cli_batches import batches_command  # noqa: E402 - the command lives in its own module
+from .cli_batches import add_batches_command  # noqa: E402 - the command lives beside
 
-cli.add_command(batches_command)
+add_batches_command(cli, user_errors)
 
 # -- costs and the service -----------------------------------------------------------------
 

@@ -73,14 +73,16 @@ class BatchUseCases:
     def _batch_api(self) -> GeminiBatches:
         """One Batch API client per Lab (refuses without a key, before any record)."""
         from .ingest.batch import GeminiBatches
+        from .ingest.providers import gemini_api_key
 
         lock = self.__dict__.setdefault("_batch_api_lock", threading.Lock())
         with lock:
-            api = self.__dict__.get("_batch_client")
-            if api is None:
-                api = GeminiBatches()
-                self.__dict__["_batch_client"] = api
-            return api
+            key = gemini_api_key()  # a key changed since (a notebook's os.environ): a new client
+            held = self.__dict__.get("_batch_client")
+            if held is None or held[0] != key:
+                held = (key, GeminiBatches())
+                self.__dict__["_batch_client"] = held
+            return held[1]
 
     def _ingest_batch(
         self,
