@@ -287,7 +287,7 @@ class Service:
 
     def wait(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.wait(job_id, WAIT_LIMIT_S)
-        if job["state"] == "done":
+        if job["state"] in ("done", WAITING):  # waiting: a batch ingest, submitted
             return job
         error = job.get("error") or job["state"]
         cause = self.jobs.get(job_id).exception
