@@ -215,6 +215,7 @@ class BatchUseCases:
         nothing twice. `wait=True` (or a number of seconds) polls, with backoff from
         `poll` seconds, until every job has ended or the time is up; Ctrl-C or `cancel`
         stops the wait and keeps everything collected so far (`report.interrupted`)."""
+        from .errors import TransientError
         from .ingest.batch import POLL_FACTOR, POLL_MAX_S, CollectReport, collect_once
 
         if wait is True:
@@ -235,13 +236,20 @@ class BatchUseCases:
         try:
             while True:
                 with self._write_lock:
-                    left = collect_once(self.store, records, self._batch_api, report, local)
+                    try:
+                        left = collect_once(self.store, records, self._batch_api, report, local)
+                    except TransientError as exc:  # waiting: a hiccup is retried next poll
+                        if limit == 0:
+                            raise
+                        report.lines.append(f"{exc}; trying again at the next poll")
+                        left = -1
                     self._spaces = None
                     if report.written and self._memory is not None:
                         for space in {r.space_value() for r in records.all()}:
                             self._memory.drop(space)
                 total = len(records.all())
-                notify(Progress("batches", total - left, total, f"{left} still open"))
+                if left >= 0:
+                    notify(Progress("batches", total - left, total, f"{left} still open"))
                 elapsed = time.monotonic() - started
                 if left == 0 or elapsed >= limit:
                     break

@@ -125,7 +125,9 @@ class GeminiBatches:
         from google.genai import _common, types
 
         # experimental: said once in docs/batch.md, never in the user's output
-        warnings.filterwarnings("ignore", category=_common.ExperimentalWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"batches\.create_embeddings", category=_common.ExperimentalWarning
+        )
         self._types = types
         self._client = genai.Client(
             api_key=key, http_options=types.HttpOptions(timeout=int(timeout_s * 1000))

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
 from ..progress import CancelToken, Progress
-from .batch_poller import batch_result, check_batch_options
+from .batch_poller import batch_result, cancel_waiting, check_batch_options
 from .jobs import FINAL, WAITING, JobFailed, JobManager
 from .problems import Guard, install_problem_handlers, jsonable
 
@@ -494,6 +494,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.delete(f"{API}/jobs/{{job_id}}")
     def cancel_job(job_id: str) -> JSONResponse:
+        if service.jobs.get(job_id).state == WAITING:  # a batch ingest: its batch jobs
+            return JSONResponse(jsonable(cancel_waiting(service, job_id)), status_code=202)
         service.check_writable("cancelling a job")
         return JSONResponse(jsonable(service.jobs.cancel(job_id)), status_code=202)
 

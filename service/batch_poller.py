@@ -109,7 +109,7 @@ class BatchPoller:
             return report
 
     def _finish_if_ended(self, records: Any, job: Any) -> None:
-        from ..store.batches import COLLECTED
+        from ..store.batches import CANCELLED, COLLECTED
 
         found = [records.find(name) for name in job.result.get("batches") or []]
         if any(r is not None and r.open for r in found):
@@ -120,6 +120,10 @@ class BatchPoller:
         result = {"batch_outcome": outcome, "written": written}
         if not ended or any(r.state == COLLECTED for r in ended):
             self.service.jobs.finish_waiting(job.id, "done", result)
+        elif all(r.state == CANCELLED for r in ended):
+            self.service.jobs.finish_waiting(
+                job.id, "cancelled", result, "its batch jobs were cancelled; texts released"
+            )
         else:
             states = ", ".join(sorted({r.state for r in ended}))
             self.service.jobs.finish_waiting(
@@ -129,6 +133,21 @@ class BatchPoller:
                 f"every batch job ended without vectors ({states}); their texts are released: "
                 "submit the ingest again",
             )
+
+
+def cancel_waiting(service: Any, job_id: str) -> dict[str, Any]:
+    """DELETE /api/v1/jobs/{id} of a waiting batch ingest: cancel its open batch jobs
+    at the provider; the poller then ends the job ("cancelled")."""
+    service.check_writable("cancelling a job")
+    job = service.jobs.get(job_id)
+    records = service.lab._batch_records()
+    for name in job.result.get("batches") or []:
+        record = records.find(name)
+        if record is not None and record.open:
+            service.lab.cancel_batch(name)
+    if service.batch_poller is not None:
+        service.batch_poller.tick()
+    return service.jobs.snapshot(job_id)[0]
 
 
 def add_batch_routes(app: FastAPI, service: Any, settings: Any) -> None:

@@ -7,6 +7,9 @@ downloads on the wire), the fake's scripted states and per-line errors.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 
 import embedlab
 import numpy as np
@@ -15,7 +18,7 @@ from embedlab.errors import InvalidRequest, ProviderError, RequestRefused
 from embedlab.ingest import batch as batch_module
 from embedlab.store.ledger import COST
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, fake_vector
 
 DIMS = 128
@@ -263,3 +266,29 @@ def test_cli_batch_ingest_then_batches_wait_collects(tmp_path, gemini):
     assert lines[0].startswith("batches/fake0001  collected  5 texts  gemini:gemini-embedding-001")
     assert lines[-1].startswith("1 batch job (1 collected); 1 open batch job checked: 1 collected")
     assert "xperimental" not in waited.stdout + waited.stderr
+
+
+def test_ctrl_c_during_wait_keeps_what_was_collected(tmp_path, gemini):
+    with reopen(tmp_path) as lab:
+        lab.ingest(docs(4), batch=True, batch_size=2, **OPTS)
+    gemini.finish_batches(names=["batches/fake0001"])  # the other one never finishes
+    env = {"EMBEDLAB_BATCH_POLL_S": "0.1"}
+    proc = spawn_cli(
+        ["--store", str(tmp_path / "store"), "batches", "--wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while gemini.batch_gets < 4:  # it has collected the first and polls the second
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: 2 batch jobs (1 collected, 1 pending)" in err
+    with reopen(tmp_path) as lab:
+        assert sorted(lab.documents()["id"]) == ["d0", "d1"]
+        gemini.finish_batches()
+        assert lab.collect().written == 2

@@ -70,6 +70,15 @@ def test_a_failed_batch_job_fails_the_waiting_ingest(tmp_path, gemini, monkeypat
         job = client.get(f"/api/v1/jobs/{job_id}").json()
         assert job["state"] == "failed" and "ended without vectors (expired)" in job["error"]
 
+        body = {"documents": documents(3), **BATCH}  # released: submitted again, then cancelled
+        job_id = client.post("/api/v1/ingest", params={"wait": "true"}, json=body).json()["job"]
+        assert len(gemini.batch_creates) == 2
+        cancelled = client.delete(f"/api/v1/jobs/{job_id}")
+        assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+        assert gemini.batch_cancels == ["batches/fake0002"]
+        states = [b["state"] for b in client.get("/api/v1/batches").json()["batches"]]
+        assert states == ["cancelled", "expired"]
+
 
 def test_the_poller_collects_across_a_restart_and_the_remote_lab_answers(tmp_path, fake):
     env = {"EMBEDLAB_BATCH_POLL_S": "0.2"}
