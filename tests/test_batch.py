@@ -240,6 +240,7 @@ def test_cancel_releases_and_a_later_online_ingest_is_not_overwritten(lab, gemin
     assert texts == {"d10": "a newer text", "d11": "text number 11 topic:2"}
 
 
+@pytest.mark.slow  # real child processes
 def test_cli_batch_ingest_then_batches_wait_collects(tmp_path, gemini):
     corpus = tmp_path / "in.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs(5)))
@@ -268,6 +269,7 @@ def test_cli_batch_ingest_then_batches_wait_collects(tmp_path, gemini):
     assert "xperimental" not in waited.stdout + waited.stderr
 
 
+@pytest.mark.slow  # real child processes
 def test_ctrl_c_during_wait_keeps_what_was_collected(tmp_path, gemini):
     with reopen(tmp_path) as lab:
         lab.ingest(docs(4), batch=True, batch_size=2, **OPTS)

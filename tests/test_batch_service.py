@@ -80,6 +80,7 @@ def test_a_failed_batch_job_fails_the_waiting_ingest(tmp_path, gemini, monkeypat
         assert states == ["cancelled", "expired"]
 
 
+@pytest.mark.slow  # two real `embedlab serve` processes
 def test_the_poller_collects_across_a_restart_and_the_remote_lab_answers(tmp_path, fake):
     env = {"EMBEDLAB_BATCH_POLL_S": "0.2"}
     store = tmp_path / "store"
