@@ -192,11 +192,23 @@ class GeminiBatches:
         return view
 
     def get(self, name: str, with_lines: bool = True) -> JobView:
-        job = self._call("batch get", lambda: self._client.batches.get(name=name))
+        job = self._call("batch get", lambda: self._get_or_none(name))
+        if job is None:  # deleted at the provider (or long gone): nothing will come back
+            return JobView(name, "", EXPIRED, "NOT_FOUND")
         view = _view(job)
         if view.state == SUCCEEDED and with_lines:
             self._lines(job, view)
         return view
+
+    def _get_or_none(self, name: str) -> Any:
+        from google.genai import errors
+
+        try:
+            return self._client.batches.get(name=name)
+        except errors.APIError as exc:
+            if getattr(exc, "code", None) == 404:
+                return None
+            raise
 
     def list(self) -> list[JobView]:
         """Every job the key can see (all pages)."""

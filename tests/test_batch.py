@@ -116,6 +116,8 @@ def test_a_job_that_ends_without_vectors_releases_all_its_texts(lab, gemini, sta
     word = state
     assert f"batches/fake0002: {word}: its 2 texts are released (submit them again)" in report.lines
     assert lab.batches().set_index("job")["state"]["batches/fake0002"] == state.lower()
+    heads = [lab.store.artifacts.heads(k) for k in ("batch", "batch-docs", "batch-texts", COST)]
+    assert VALID_KEY not in json.dumps(heads)  # the key is never stored
     again = lab.ingest(docs(5), batch=True, **OPTS)
     assert again.submitted == 2 and gemini.batch_creates[-1].texts == [
         "text number 2 topic:2",
@@ -294,3 +296,11 @@ def test_ctrl_c_during_wait_keeps_what_was_collected(tmp_path, gemini):
         assert sorted(lab.documents()["id"]) == ["d0", "d1"]
         gemini.finish_batches()
         assert lab.collect().written == 2
+
+
+def test_a_job_gone_at_the_provider_releases_its_texts(lab, gemini):
+    lab.ingest(docs(3), batch=True, **OPTS)
+    del gemini.batches["batches/fake0001"]  # deleted in AI Studio, say
+    report = lab.collect()
+    assert report.released == 3 and lab.batches()["state"].tolist() == ["expired"]
+    assert "NOT_FOUND: its 3 texts are released" in report.lines[0]

@@ -4,6 +4,7 @@ the service's own poller collects (also after a restart), /api/v1/batches, and t
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -50,6 +51,24 @@ def test_a_batch_ingest_job_waits_then_is_done_once_collected(tmp_path, gemini, 
         assert job["batch_outcome"] == {"batches/fake0001": "collected"}
         costs = client.get("/api/v1/costs").json()["spaces"][0]
         assert (costs["texts_batched"], costs["batch_usd_per_1m_tokens"]) == (6, 0.075)
+
+        lines = "".join(
+            json.dumps({"key": f"u{i}", "text": f"upload {i}"}) + "\n" for i in range(3)
+        )
+        uploaded = client.post(
+            "/api/v1/ingest",
+            params={
+                "wait": "true",
+                "batch": "true",
+                "provider": "gemini",
+                "dims": DIMS,
+                "id": "key",
+            },
+            content=lines,
+            headers={"content-type": "application/x-ndjson"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        assert (uploaded.json()["submitted"], uploaded.json()["jobs"]) == (3, ["batches/fake0002"])
 
         refused = client.post(
             "/api/v1/ingest", json={"documents": documents(2), "provider": "local", "batch": True}
