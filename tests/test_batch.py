@@ -304,3 +304,23 @@ def test_a_job_gone_at_the_provider_releases_its_texts(lab, gemini):
     report = lab.collect()
     assert report.released == 3 and lab.batches()["state"].tolist() == ["expired"]
     assert "NOT_FOUND: its 3 texts are released" in report.lines[0]
+
+
+@pytest.mark.slow  # a real `chroma run` server
+def test_on_a_chroma_server_an_unmatched_intent_waits_out_its_grace(
+    chroma_server, gemini, monkeypatch
+):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with embedlab.open(chroma_url=chroma_server, quiet=True) as lab, monkeypatch.context() as p:
+        p.setattr(batch_module.GeminiBatches, "create", crash)
+        with pytest.raises(KeyboardInterrupt):
+            lab.ingest(docs(3), batch=True, **OPTS)
+    with embedlab.open(chroma_url=chroma_server, quiet=True) as lab:
+        # another process may be creating it right now: held, not released, not resent
+        held = lab.ingest(docs(3), batch=True, **OPTS)
+        assert (held.submitted, held.in_pending) == (0, 3) and gemini.batch_creates == []
+        monkeypatch.setattr(batch_module, "INTENT_GRACE_S", 0.0)
+        again = lab.ingest(docs(3), batch=True, **OPTS)
+        assert again.submitted == 3 and len(gemini.batch_creates) == 1
