@@ -309,6 +309,15 @@ class BatchIngestReport(IngestReport):
     job_modes: list[str] = field(default_factory=list)
     awaiting: list[str] = field(default_factory=list)  # every open job its documents wait on
 
+    def __repr__(self) -> str:
+        verb = "would submit" if self.dry_run else "submitted"
+        return (
+            f"BatchIngestReport({self.space.describe()}: {self.documents} documents, "
+            f"{self.cached + self.reused} cached, {verb} {self.submitted} texts in "
+            f"{self.planned_jobs if self.dry_run else len(self.jobs)} batch jobs {self.jobs}, "
+            f"{self.in_pending} already pending, {self.seconds:.1f} s)"
+        )
+
     def to_dict(self, prices: PriceTable | None = None) -> dict[str, Any]:
         prices = prices or PriceTable()
         data = super().to_dict(prices)
