@@ -252,6 +252,20 @@ class Lab(Inputs, BatchUseCases):
 
         if batch:
             _check_positive(batch_size=batch_size)
+            online_only = [
+                name
+                for name, value, default in (
+                    ("concurrency", concurrency, None),
+                    ("max_attempts", max_attempts, 6),
+                    ("timeout", timeout, 60.0),
+                )
+                if value != default
+            ]
+            if online_only:  # the provider runs a batch job: none of these would apply
+                raise InvalidRequest(
+                    f"{', '.join(online_only)} (--{online_only[0].replace('_', '-')}) "
+                    "does not apply to a batch ingest; drop it, or drop batch (--batch)"
+                )
             return self._ingest_batch(
                 documents, skipped, provider, model, task_type, dims, batch_size, dry_run,
                 quiet, on_progress, started, prune, cancel,
