@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
 from ..progress import CancelToken, Progress
-from .batch_poller import batch_result, cancel_waiting, check_batch_options
+from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
 from .jobs import FINAL, WAITING, JobFailed, JobManager
 from .problems import Guard, install_problem_handlers, jsonable
 
@@ -387,7 +387,6 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    from .batch_poller import add_batch_routes
     from .pages import add_map_routes
 
     add_map_routes(app, lab, settings.read_only)
