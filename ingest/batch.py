@@ -547,7 +547,8 @@ def _create_job(
         chars=sum(len(t) for t in texts),
         mode=mode,
     )
-    records.add_intent(record, [g[0].content_hash for g in groups], truncated)
+    hashes = [g[0].content_hash for g in groups]
+    records.add_intent(record, hashes, truncated, [len(t) for t in texts])
     try:
         job = client.create(space, record.display_name, texts, mode)
     except TransientError as exc:
@@ -699,7 +700,8 @@ def collect_once(
             record.state, record.finished = COLLECTED, now_iso()
             record.vectors, record.failed_lines, record.written = len(got), failed, written
             record.note = f"{len(got)} vectors written to {written} documents" + (
-                f"; {failed} lines failed ({view.errors[0]}): those texts are released"
+                f"; {failed} lines failed ({view.errors[0] if view.errors else 'malformed'}): "
+                "those texts are released"
                 if failed
                 else ""
             )
@@ -747,9 +749,12 @@ def _vectors(
 
 
 def _chars_of(records: BatchRecords, record: BatchRecord, got: dict[str, Any]) -> int:
-    if not record.texts:
-        return 0
-    return int(round(record.chars * len(got) / record.texts))  # per-text chars are not kept
+    """Characters of the texts that came back with a vector (what the ledger books)."""
+    hashes, _cut = records.hashes(record.key)
+    chars = records.chars(record.key)
+    if len(chars) != len(hashes):  # not kept: in proportion
+        return int(round(record.chars * len(got) / record.texts)) if record.texts else 0
+    return sum(n for h, n in zip(hashes, chars) if h in got)
 
 
 def _settle(

@@ -119,9 +119,16 @@ class BatchRecords:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def add_intent(self, record: BatchRecord, hashes: list[str], truncated: list[bool]) -> None:
+    def add_intent(
+        self,
+        record: BatchRecord,
+        hashes: list[str],
+        truncated: list[bool],
+        chars: list[int] | None = None,
+    ) -> None:
         """Record a job before it is created: its texts first, then its head."""
-        payload = json.dumps({"hashes": hashes, "truncated": truncated}).encode()
+        data = {"hashes": hashes, "truncated": truncated, "chars": chars or []}
+        payload = json.dumps(data).encode()
         self._artifacts.put(BATCH_TEXTS, record.key, {"created": record.created}, payload)
         self.save(record)
 
@@ -149,6 +156,11 @@ class BatchRecords:
             return [], []
         data = json.loads(found[1])
         return list(data["hashes"]), list(data["truncated"])
+
+    def chars(self, key: str) -> list[int]:
+        """Characters sent per text of job `key` (in the order sent; [] when unknown)."""
+        found = self._artifacts.get(BATCH_TEXTS, key)
+        return list(json.loads(found[1]).get("chars") or []) if found is not None else []
 
     def pending_hashes(self, space_collection: str) -> set[str]:
         """Hashes carried by the open jobs of a space: not to be submitted again."""

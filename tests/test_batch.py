@@ -96,6 +96,11 @@ def test_failed_lines_stay_uncached_and_exactly_they_are_submitted_again(lab, ge
     assert (collected.written, collected.failed_lines) == (4, 2)
     assert "2 lines failed (400 injected line error)" in collected.lines[0]
     assert sorted(lab.documents()["id"]) == ["d0", "d2", "d3", "d5"]
+    (booked,) = [e for e in lab.store.artifacts.heads(COST) if e["kind"] == "batch"]
+    assert (booked["texts"], booked["chars"]) == (
+        4,
+        sum(len(docs(6)[i]["text"]) for i in (0, 2, 3, 5)),
+    )
     gemini.failing_texts = set()
     again = lab.ingest(docs(6), batch=True, **OPTS)
     assert again.submitted == 2 and again.cached == 4
