@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from ..errors import EmbedlabError, InvalidRequest
+from ..errors import EmbedlabError, InvalidRequest, ProviderError
 from .problems import jsonable
 
 log = logging.getLogger("embedlab.service")
@@ -161,9 +161,15 @@ def add_batch_routes(app: FastAPI, service: Any, settings: Any) -> None:
     @app.get(f"{API}/batches")
     def batches(refresh: bool = False) -> JSONResponse:
         """The store's Batch API jobs, newest first (`refresh=true` asks the provider)."""
-        rows = lab.batches(refresh=refresh).to_dict(orient="records")
+        refresh_error = None
+        try:
+            frame = lab.batches(refresh=refresh)
+        except ProviderError as exc:  # the provider unreachable: the stored states, said so
+            frame, refresh_error = lab.batches(), str(exc)
+        rows = frame.to_dict(orient="records")
         poller = service.batch_poller
         body = {"batches": rows, "poll_s": poller.interval if poller else None}
+        body["refresh_error"] = refresh_error
         body["poller_error"] = poller.last_error if poller else None
         return JSONResponse(jsonable(body))
 
