@@ -386,7 +386,8 @@ def split_jobs(texts: list[str], job_texts: int) -> list[tuple[int, int, str]]:
     while start < len(texts):
         stop, size = start, 0
         while stop < len(texts) and stop - start < job_texts:
-            line = len(texts[stop].encode("utf-8")) + REQUEST_OVERHEAD_BYTES
+            # as on the wire: JSON-escaped (a non-ASCII character can take 6 bytes)
+            line = len(json.dumps(texts[stop])) + REQUEST_OVERHEAD_BYTES
             if size + line > FILE_LIMIT_BYTES and stop > start:
                 break
             size += line

@@ -331,3 +331,16 @@ def test_on_a_chroma_server_an_unmatched_intent_waits_out_its_grace(
         monkeypatch.setattr(batch_module, "INTENT_GRACE_S", 0.0)
         again = lab.ingest(docs(3), batch=True, **OPTS)
         assert again.submitted == 3 and len(gemini.batch_creates) == 1
+
+
+def test_jobs_are_split_by_count_and_go_as_files_past_the_inline_limit(monkeypatch):
+    from embedlab.ingest.batch import split_jobs
+
+    assert split_jobs(["a"] * 5, 2) == [(0, 2, "inline"), (2, 4, "inline"), (4, 5, "inline")]
+    monkeypatch.setattr(batch_module, "INLINE_LIMIT_BYTES", 2_000)
+    monkeypatch.setattr(batch_module, "INLINE_MARGIN_BYTES", 0)
+    ascii_text, accented = "x" * 300, "é" * 300  # 300 vs 1,800 bytes as escaped JSON
+    assert split_jobs([ascii_text] * 4, 10) == [(0, 4, "inline")]
+    assert split_jobs([accented] * 2, 10) == [(0, 2, "file")]
+    monkeypatch.setattr(batch_module, "FILE_LIMIT_BYTES", 4_000)
+    assert split_jobs([accented] * 5, 10) == [(0, 2, "file"), (2, 4, "file"), (4, 5, "inline")]
