@@ -723,6 +723,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             for key in ("requests", "texts_embedded", "estimated_tokens", "estimated_usd")
         }
         total["estimated_usd_saved"] = sum(r["estimated_usd_saved"] for r in rows)
+        total["texts_batched"] = sum(r["texts_batched"] for r in rows)
         return JSONResponse(
             jsonable(
                 {

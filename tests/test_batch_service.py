@@ -49,8 +49,10 @@ def test_a_batch_ingest_job_waits_then_is_done_once_collected(tmp_path, gemini, 
         job = client.get(f"/api/v1/jobs/{job_id}").json()
         assert (job["state"], job["written"]) == ("done", 6)
         assert job["batch_outcome"] == {"batches/fake0001": "collected"}
-        costs = client.get("/api/v1/costs").json()["spaces"][0]
-        assert (costs["texts_batched"], costs["batch_usd_per_1m_tokens"]) == (6, 0.075)
+        costs = client.get("/api/v1/costs").json()
+        row = costs["spaces"][0]
+        assert (row["texts_batched"], row["batch_usd_per_1m_tokens"]) == (6, 0.075)
+        assert costs["total"]["texts_batched"] == 6
 
         lines = "".join(
             json.dumps({"key": f"u{i}", "text": f"upload {i}"}) + "\n" for i in range(3)
