@@ -354,11 +354,11 @@ def run_ingest(
                 **options,
             )
         except IngestCancelled as exc:
-            summary = ingest_summary(exc.report, getattr(lab, "prices", None))
+            summary = _any_summary(exc.report, getattr(lab, "prices", None))
             click.echo(f"\ninterrupted: {summary}; re-run to finish", err=True)
             sys.exit(130)
         except IngestError as exc:
-            click.echo(f"\n{ingest_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
+            click.echo(f"\n{_any_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
             raise click.ClickException(
                 f"{exc} (everything embedded so far is saved; re-run to resume)"
             ) from None
@@ -391,6 +391,15 @@ def run_vector_ingest(
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
     click.echo(report.summary())
+
+
+def _any_summary(report, prices=None) -> str:
+    """The summary line of an online ingest, or of a batch submission (--batch)."""
+    return (
+        report.summary(prices)
+        if getattr(report, "batch", False)
+        else ingest_summary(report, prices)
+    )
 
 
 def ingest_summary(report, prices=None) -> str:

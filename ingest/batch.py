@@ -52,7 +52,14 @@ from ..store.batches import (
 )
 from ..store.ledger import BATCH_KIND, COST, PriceTable, estimate_tokens, usd
 from ..store.ledger import entry as ledger_entry
-from .pipeline import IngestError, IngestReport, _write_reused, plan_ingest, unique_documents
+from .pipeline import (
+    IngestCancelled,
+    IngestError,
+    IngestReport,
+    _write_reused,
+    plan_ingest,
+    unique_documents,
+)
 from .providers import (
     CHARS_PER_TOKEN,
     GEMINI_MODELS,
@@ -505,16 +512,20 @@ def submit(
         if (d.id, d.content_hash) not in already  # a re-run while pending: kept once
     ]
     records.add_waiting(submission, space, waiting)
-    for start, stop, mode in layout:
-        if cancel is not None and cancel.cancelled:
-            break
-        record = _create_job(
-            records, client, space, submission, texts[start:stop], groups[start:stop],
-            truncated[start:stop], mode, report,
-        )  # fmt: skip
-        report.jobs.append(record.job)
-        report.awaiting.append(record.job)
-        notify(report)
+    try:
+        for start, stop, mode in layout:
+            if cancel is not None and cancel.cancelled:
+                break
+            record = _create_job(
+                records, client, space, submission, texts[start:stop], groups[start:stop],
+                truncated[start:stop], mode, report,
+            )  # fmt: skip
+            report.jobs.append(record.job)
+            report.awaiting.append(record.job)
+            notify(report)
+    except KeyboardInterrupt:  # the jobs made so far are recorded; a job half made is an
+        report.seconds = time.monotonic() - report.started  # intent the next run settles
+        raise IngestCancelled("interrupted", report, interrupted=True) from None
     report.seconds = time.monotonic() - report.started
     return report
 

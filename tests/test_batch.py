@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from embedlab.errors import InvalidRequest, ProviderError, RequestRefused
 from embedlab.ingest import batch as batch_module
+from embedlab.ingest.pipeline import IngestCancelled
 from embedlab.store.ledger import COST
 
 from tests.conftest import run_cli, spawn_cli
@@ -138,7 +139,7 @@ def test_a_crash_between_create_and_record_is_adopted_never_paid_twice(
 
     with reopen(tmp_path) as lab, monkeypatch.context() as patch:
         patch.setattr(batch_module, "record_created", crash)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(IngestCancelled):
             lab.ingest(docs(5), batch=True, **OPTS)
     assert len(gemini.batch_creates) == 1
     with reopen(tmp_path) as lab:
@@ -158,7 +159,7 @@ def test_an_intent_never_created_is_released_and_submitted_once(tmp_path, gemini
 
     with reopen(tmp_path) as lab, monkeypatch.context() as patch:
         patch.setattr(batch_module.GeminiBatches, "create", crash)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(IngestCancelled):
             lab.ingest(docs(3), batch=True, **OPTS)
     assert gemini.batch_creates == []
     with reopen(tmp_path) as lab:
@@ -322,7 +323,7 @@ def test_on_a_chroma_server_an_unmatched_intent_waits_out_its_grace(
 
     with embedlab.open(chroma_url=chroma_server, quiet=True) as lab, monkeypatch.context() as p:
         p.setattr(batch_module.GeminiBatches, "create", crash)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(IngestCancelled):
             lab.ingest(docs(3), batch=True, **OPTS)
     with embedlab.open(chroma_url=chroma_server, quiet=True) as lab:
         # another process may be creating it right now: held, not released, not resent
