@@ -164,6 +164,12 @@ def provider_options(func: Callable) -> Callable:
             help="Replace documents with the same ids that another source wrote "
             "(refused without it).",
         ),
+        click.option(
+            "--batch",
+            is_flag=True,
+            help="Submit to Gemini's Batch API at half price and return; `embedlab batches` "
+            "collects (--batch-size: texts per batch job).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -359,14 +365,17 @@ def run_ingest(
                 **options,
             )
         except IngestCancelled as exc:
-            summary = ingest_summary(exc.report, getattr(lab, "prices", None))
+            summary = _any_summary(exc.report, getattr(lab, "prices", None))
             click.echo(f"\ninterrupted: {summary}; re-run to finish", err=True)
             sys.exit(130)
         except IngestError as exc:
-            click.echo(f"\n{ingest_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
+            click.echo(f"\n{_any_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
             raise click.ClickException(
                 f"{exc} (everything embedded so far is saved; re-run to resume)"
             ) from None
+    if getattr(report, "batch", False):  # submitted to the Batch API: its own line
+        click.echo(report.summary(getattr(lab, "prices", None)))
+        return
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
 
 
@@ -393,6 +402,15 @@ def run_vector_ingest(
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
     click.echo(report.summary())
+
+
+def _any_summary(report, prices=None) -> str:
+    """The summary line of an online ingest, or of a batch submission (--batch)."""
+    return (
+        report.summary(prices)
+        if getattr(report, "batch", False)
+        else ingest_summary(report, prices)
+    )
 
 
 def ingest_summary(report, prices=None) -> str:
@@ -1213,6 +1231,12 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
     click.echo(f"{plural(len(removed), 'document')} {verb}")
 
 
+# -- batches -------------------------------------------------------------------------------
+
+from .cli_batches import add_batches_command  # noqa: E402 - the command lives beside
+
+add_batches_command(cli, user_errors)
+
 # -- costs and the service -----------------------------------------------------------------
 
 PRICE_HELP = "Price as MODEL=USD_PER_1M_TOKENS (repeatable); default: the providers' list prices."
@@ -1240,6 +1264,11 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
             f"{row.space}: {plural(row.requests, 'request')} ({row.retries} retries), "
             f"{row.texts_embedded} texts + {row.queries_embedded} queries embedded"
             + (f" + {row.names_generated} cluster names" if row.names_generated else "")
+            + (
+                f" + {row.texts_batched} by batch at ${row.batch_usd_per_1m_tokens:g}/1M"
+                if getattr(row, "texts_batched", 0)
+                else ""
+            )
             + ", "
             f"~{row.estimated_tokens:,} tokens, est. {usd(row.estimated_usd)}; "
             f"{row.cache_hits} cache hits saved ~{row.estimated_tokens_saved:,} tokens, "

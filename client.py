@@ -306,6 +306,7 @@ class RemoteLab(Inputs):
         started: float | None = None,
         prune: bool = False,
         replace: bool = False,
+        batch: bool = False,
         **_local_only: Any,  # max_attempts, timeout: the service's own settings apply
     ) -> IngestReport:
         from .ingest.pipeline import IngestCancelled, IngestError
@@ -323,6 +324,8 @@ class RemoteLab(Inputs):
         }
         body.update(_present({"model": model, "task_type": task_type, "dims": dims}))
         body.update(_present({"batch_size": batch_size, "concurrency": concurrency}))
+        if batch:
+            body["batch"] = True
         if not body["documents"]:
             raise InvalidRequest("no documents to ingest")
         job_id = self._request("POST", "/ingest", json=body)["job"]
@@ -333,12 +336,70 @@ class RemoteLab(Inputs):
             job = self._request("GET", f"/jobs/{job_id}")
             report = _report(job, skipped, started)
             raise IngestCancelled("interrupted", report, interrupted=True) from None
+        if batch and job["state"] in ("waiting", "done") and job.get("report"):
+            return _batch_report(job, skipped, started)  # submitted; the service collects
         report = _report(job, skipped, started)
         if job["state"] == "done":
             return report
         if job["state"] in ("cancelled", "interrupted"):
             raise IngestCancelled(job.get("error") or job["state"], report)
         raise IngestError(job.get("error") or "the ingest failed", report)
+
+    # -- batches -------------------------------------------------------------------------
+
+    def batches(self, refresh: bool = False) -> pd.DataFrame:
+        """The service's Batch API jobs (the same columns as `Lab.batches`)."""
+        import pandas as pd
+
+        from .lab_batches import BATCH_COLUMNS
+
+        params = {"refresh": "true"} if refresh else None
+        rows = self._request("GET", "/batches", params=params)["batches"]
+        return pd.DataFrame(rows, columns=BATCH_COLUMNS)
+
+    def collect(
+        self,
+        wait: bool | float = False,
+        poll: float | None = None,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: Any = None,
+    ) -> Any:
+        """Have the service collect what finished now; with `wait`, again (with backoff)
+        until no job is open or the time is up. The service's poller collects on its own."""
+        from .ingest.batch import POLL_FACTOR, POLL_MAX_S, CollectReport
+        from .lab_batches import poll_seconds
+
+        limit = float("inf") if wait is True else float(wait or 0)
+        started, pause, total = time.monotonic(), poll_seconds(poll), CollectReport()
+        try:
+            while True:
+                got = CollectReport.from_dict(self._request("POST", "/batches/collect"))
+                for name in ("collected", "written", "failed_lines", "released"):
+                    setattr(total, name, getattr(total, name) + getattr(got, name))
+                total.lines += got.lines
+                total.checked, total.pending = got.checked, got.pending
+                rows = self.batches()
+                left = int(rows["state"].isin(["intent", "pending", "running", "succeeded"]).sum())
+                if on_progress is not None:
+                    on_progress(Progress("batches", len(rows) - left, len(rows), f"{left} open"))
+                elapsed = time.monotonic() - started
+                if left == 0 or elapsed >= limit:
+                    break
+                if cancel is not None and cancel.sleep(min(pause, limit - elapsed)):
+                    total.interrupted = True
+                    break
+                if cancel is None:
+                    time.sleep(min(pause, limit - elapsed))
+                pause = min(pause * POLL_FACTOR, POLL_MAX_S)
+        except KeyboardInterrupt:
+            total.interrupted = True
+        total.seconds = time.monotonic() - started
+        return total
+
+    def cancel_batch(self, job: str) -> dict[str, Any]:
+        """Ask the service to cancel one open batch job (its name or key)."""
+        return self._request("DELETE", f"/batches/{job}")
 
     # -- analysis ------------------------------------------------------------------------
 
@@ -401,6 +462,15 @@ class RemoteLab(Inputs):
 
         found = self._request("GET", f"/comparisons/{comparison_id}/record")
         return Comparison.from_record(found["head"], base64.b64decode(found["payload"]))
+
+
+def _batch_report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> Any:
+    from .ingest.batch import BatchIngestReport
+
+    report = BatchIngestReport.from_dict(job["report"])
+    report.skipped.update(skipped or {})
+    report.seconds = time.monotonic() - started
+    return report
 
 
 def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> IngestReport:

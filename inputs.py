@@ -183,6 +183,7 @@ OPTION_DEFAULTS = {
     "task_type": "CLUSTERING",
     "max_attempts": 6,
     "timeout": 60.0,
+    "batch": False,
 }
 
 

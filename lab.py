@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import EmbedlabError, InvalidRequest, NotFound, StoreError
 from .inputs import Inputs
+from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.keys import content_hash, normalise_text
@@ -88,7 +89,7 @@ def open(  # noqa: A001 - embedlab.open() is the public name
     return Lab(store, quiet=quiet, keep_vectors=keep_vectors, prices=prices)
 
 
-class Lab(Inputs):
+class Lab(Inputs, BatchUseCases):
     """One open store and everything done with it."""
 
     def __init__(
@@ -229,16 +230,40 @@ class Lab(Inputs):
         started: float | None = None,
         prune: bool = False,
         replace: bool = False,
+        batch: bool = False,
     ) -> IngestReport:
         """The one ingest every front end runs: plan against the cache, embed the rest.
 
         `prune=True` then removes the stored documents of the input's sources that the
         input no longer holds (a dry run counts them), so the store mirrors the input.
         A document another source wrote is never replaced (Conflict) unless `replace=True`.
+        `batch=True` embeds nothing now: the missing texts go to the provider's Batch API
+        at half price (`collect()` writes them when they finish; see lab_batches.py).
         Raises IngestError (stopped; its report says what is saved), IngestCancelled
         (cancelled or Ctrl-C; what returned is saved), ProviderError, InvalidRequest.
         """
         from .ingest.pipeline import RetryPolicy, ingest
+
+        if batch:
+            _check_positive(batch_size=batch_size)
+            online_only = [
+                name
+                for name, value, default in (
+                    ("concurrency", concurrency, None),
+                    ("max_attempts", max_attempts, 6),
+                    ("timeout", timeout, 60.0),
+                )
+                if value != default
+            ]
+            if online_only:  # the provider runs a batch job: none of these would apply
+                raise InvalidRequest(
+                    f"{', '.join(online_only)} (--{online_only[0].replace('_', '-')}) "
+                    "does not apply to a batch ingest; drop it, or drop batch (--batch)"
+                )
+            return self._ingest_batch(
+                documents, skipped, provider, model, task_type, dims, batch_size, dry_run,
+                quiet, on_progress, started, prune, cancel, replace,
+            )  # fmt: skip
 
         _check_positive(batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts)
         if timeout <= 0:
@@ -421,6 +446,9 @@ class Lab(Inputs):
             "estimated_tokens_saved",
             "estimated_usd_saved",
             "usd_per_1m_tokens",
+            "texts_batched",  # Batch API vectors, at the batch price
+            "batch_estimated_tokens",
+            "batch_usd_per_1m_tokens",
         ]
         return pd.DataFrame(rows, columns=columns)
 

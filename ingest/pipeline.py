@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, Conflict, EmbedlabError
+from ..errors import Cancelled, Conflict, EmbedlabError, RequestRefused
 from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
 from ..store.ledger import PriceTable, estimate_tokens, usd
@@ -329,7 +329,7 @@ def ingest(
         if plan.to_embed:
             provider = make_provider()
             if batch_size and batch_size > provider.max_batch_size:
-                raise ProviderError(
+                raise RequestRefused(  # the request's fault: a 400 on the service
                     f"<<batch_size={batch_size}>> is more than {space.provider} accepts "
                     f"({provider.max_batch_size})"
                 )

@@ -25,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
 from ..progress import CancelToken, Progress
+from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
 from .docs import install_docs
-from .jobs import FINAL, JobFailed, JobManager
+from .jobs import FINAL, WAITING, JobFailed, JobManager
 from .problems import Guard, install_problem_handlers, jsonable, status_of
 
 API = "/api/v1"
@@ -68,6 +69,7 @@ class EmbeddingOptions(BaseModel):
     dry_run: bool = False
     prune: bool = False
     replace: bool = False
+    batch: bool = False  # Gemini's Batch API: the job waits (state "waiting") until collected
 
 
 class IngestRequest(EmbeddingOptions):
@@ -129,6 +131,7 @@ class Service:
         self.lab = lab
         self.settings = settings
         self.jobs = JobManager(lab.store, settings.analysis_workers)
+        self.batch_poller: Any = None  # started by add_batch_routes
 
     def check_writable(self, what: str) -> None:
         if self.settings.read_only:
@@ -153,7 +156,7 @@ class Service:
         self.check_writable("ingest")
         documents = [d.model_dump(exclude_none=True) for d in request.documents]
         options = request.model_dump(exclude={"documents"})
-        self.embedding_choice(options)
+        check_batch_options(self.embedding_choice(options), options)
         summary = {"documents": len(documents), "format": "json", **_options_summary(options)}
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
@@ -178,7 +181,7 @@ class Service:
             raise InvalidRequest("the request body is empty; send NDJSON lines or CSV rows")
         options = {k: params[k] for k in EmbeddingOptions.model_fields if k in params}
         EmbeddingOptions(**options)  # validated like the JSON form
-        self.embedding_choice(options)
+        check_batch_options(self.embedding_choice(options), options)
         name = params.get("name") or "upload"
         skipped: Counter[str] = Counter()
         encodings: Counter[str] = Counter()
@@ -238,6 +241,8 @@ class Service:
                 status=status_of(cause) if isinstance(cause, EmbedlabError) else None,
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
+        if getattr(report, "batch", False) and not report.dry_run:
+            return batch_result(self.lab, report)
         return {"report": report.to_dict(self.lab.prices)}
 
     # analyses
@@ -289,7 +294,7 @@ class Service:
 
     def wait(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.wait(job_id, WAIT_LIMIT_S)
-        if job["state"] == "done":
+        if job["state"] in ("done", WAITING):  # waiting: a batch ingest, submitted
             return job
         error = job.get("error") or job["state"]
         cause = self.jobs.get(job_id).exception
@@ -395,6 +400,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     from .pages import add_map_routes
 
     add_map_routes(app, lab, settings.read_only)
+    add_batch_routes(app, service, settings)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -460,6 +466,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         concurrency: Annotated[int | None, Query(ge=1, le=64)] = None,
         prune: bool = False,
         replace: bool = False,
+        batch: bool = False,
     ) -> JSONResponse:
         """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
         upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
@@ -471,6 +478,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             params.update(model=model, task_type=task_type, dims=dims)
             params.update(batch_size=batch_size, concurrency=concurrency, prune=prune)
             params.update(replace=replace)
+            params.update(batch=batch)
             job_id = await asyncio.to_thread(
                 service.ingest_upload, body, UPLOAD_TYPES[media], params
             )
@@ -505,6 +513,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.delete(f"{API}/jobs/{{job_id}}")
     def cancel_job(job_id: str) -> JSONResponse:
+        if service.jobs.get(job_id).state == WAITING:  # a batch ingest: its batch jobs
+            return JSONResponse(jsonable(cancel_waiting(service, job_id)), status_code=202)
         service.check_writable("cancelling a job")
         return JSONResponse(jsonable(service.jobs.cancel(job_id)), status_code=202)
 
@@ -521,7 +531,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             seen = -1
             while True:
                 snapshot, version = service.jobs.snapshot(job_id)
-                final = snapshot["state"] in FINAL
+                final = snapshot["state"] in FINAL or snapshot["state"] == WAITING
                 if version != seen or final:
                     data = json.dumps(jsonable(snapshot))
                     yield f"event: {'end' if final else 'progress'}\ndata: {data}\n\n"
@@ -733,6 +743,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             for key in ("requests", "texts_embedded", "estimated_tokens", "estimated_usd")
         }
         total["estimated_usd_saved"] = sum(r["estimated_usd_saved"] for r in rows)
+        total["texts_batched"] = sum(r["texts_batched"] for r in rows)
         return JSONResponse(
             jsonable(
                 {

@@ -35,6 +35,9 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = (
     "interrupted",
 )
 FINAL = {DONE, FAILED, CANCELLED, INTERRUPTED}
+# A batch ingest, submitted: the provider works (hours); the service's batch poller
+# ends it (done) once every batch job it waits for has ended. It outlives restarts.
+WAITING = "waiting"
 PERSIST_EVERY_S = 1.0
 KEPT_IN_MEMORY = 500  # finished jobs listed from memory; older ones stay in the store
 
@@ -123,7 +126,7 @@ class JobManager:
         orphans = []
         for head in reversed(self._store.artifacts.heads(JOB)[:KEPT_IN_MEMORY]):
             job = Job.from_dict(head)
-            if job.state not in FINAL:
+            if job.state not in FINAL and job.state != WAITING:
                 job.state, job.finished = INTERRUPTED, _now()
                 job.error = (
                     "the service stopped while this job ran; everything written before stays "
@@ -204,6 +207,8 @@ class JobManager:
             state, error = FAILED, f"internal error ({type(exc).__name__}); see the service log"
         if state == CANCELLED and job.cancel.reason == "shutdown":
             state = INTERRUPTED
+        if state == DONE and result.pop("waiting", False):
+            state = WAITING  # a batch ingest: submitted, the provider works on it
         with self._changed:
             job.state, job.error, job.finished = state, error, _now()
             job.result = result
@@ -238,7 +243,7 @@ class JobManager:
         job = self.get(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while job.state not in FINAL:
+            while job.state not in FINAL and job.state != WAITING:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
@@ -283,12 +288,32 @@ class JobManager:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         for job in list(self._jobs.values()):
-            if job.state not in FINAL:
+            if job.state not in FINAL and job.state != WAITING:
                 with self._changed:
                     job.state, job.finished = INTERRUPTED, _now()
                     job.error = "the service stopped before this job finished; submit it again"
                     self._bump(job)
                 self._persist(job)
+
+    # -- batch ingests -------------------------------------------------------------------
+
+    def waiting(self) -> list[Job]:
+        """The batch ingests whose provider jobs have not all ended."""
+        with self._lock:
+            return [j for j in self._jobs.values() if j.state == WAITING]
+
+    def finish_waiting(
+        self, job_id: str, state: str, result: dict[str, Any], error: str | None = None
+    ) -> None:
+        """End a waiting batch ingest (the poller calls it once its batch jobs ended)."""
+        job = self.get(job_id)
+        with self._changed:
+            if job.state != WAITING:
+                return
+            job.state, job.finished, job.error = state, _now(), error
+            job.result = {**job.result, **result}
+            self._bump(job)
+        self._persist(job)
 
 
 class JobFinished(EmbedlabError):

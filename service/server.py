@@ -125,6 +125,8 @@ def serve(
         if server.started:
             raise
     finally:
+        if service.batch_poller is not None:  # batch ingests stay "waiting" for the next start
+            service.batch_poller.stop()
         service.jobs.shutdown(SHUTDOWN_JOBS_S)
         if service_file is not None:
             service_file.unlink(missing_ok=True)

@@ -27,6 +27,11 @@ DEFAULT_PRICES: dict[str, float] = {
     "gemini-2.5-flash-lite": 0.10,  # cluster names (output tokens, a few per name, unpriced)
     "gemini-2.5-flash": 0.30,
 }
+# The Batch API's price (ai.google.dev/gemini-api/docs/batch-mode): half the online one.
+DEFAULT_BATCH_PRICES: dict[str, float] = {"gemini-embedding-001": 0.075}
+BATCH_DISCOUNT = 0.5  # a model without a listed batch price, or an overridden online price
+BATCH_SUFFIX = ":batch"  # --price MODEL:batch=USD sets the batch price alone
+BATCH_KIND = "batch"  # the ledger kind of vectors that came back from a batch job
 GENERATE = "generate"  # the task type of a generation model's ledger "space"
 LOCAL_PRICE = 0.0  # the offline model costs electricity, not dollars
 
@@ -78,6 +83,20 @@ class PriceTable:
 
     def dollars(self, space: Space | Mapping[str, Any], tokens: int) -> float:
         return self.price(space) * tokens / 1e6
+
+    def batch_price(self, space: Space | Mapping[str, Any]) -> float:
+        """USD per 1M tokens through the Batch API: `MODEL:batch` when overridden, else
+        the listed batch price, else half the (possibly overridden) online price."""
+        model = space.model if isinstance(space, Space) else space["model"]
+        if self.overrides and f"{model}{BATCH_SUFFIX}" in self.overrides:
+            return float(self.overrides[f"{model}{BATCH_SUFFIX}"])
+        online = self.price(space)
+        if (self.overrides and model in self.overrides) or model not in DEFAULT_BATCH_PRICES:
+            return online * BATCH_DISCOUNT
+        return DEFAULT_BATCH_PRICES[model]
+
+    def batch_dollars(self, space: Space | Mapping[str, Any], tokens: int) -> float:
+        return self.batch_price(space) * tokens / 1e6
 
 
 def entry(space: Space, kind: str, texts: int, chars: int, retries: int = 0) -> dict[str, Any]:
@@ -139,6 +158,9 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
                 "estimated_tokens_saved": 0,
                 "estimated_usd_saved": 0.0,
                 "usd_per_1m_tokens": prices.price(e["space"]),
+                "texts_batched": 0,
+                "batch_estimated_tokens": 0,
+                "batch_usd_per_1m_tokens": prices.batch_price(e["space"]),
             },
         )
         if e["kind"] == "cache":
@@ -147,6 +169,11 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
         elif e["kind"] == "name-cache":
             row["names_reused"] += e["texts"]
             row["estimated_tokens_saved"] += e["tokens"]
+        elif e["kind"] == BATCH_KIND:  # one batch job's vectors, at the batch price
+            row["requests"] += e["requests"]
+            row["texts_batched"] += e["texts"]
+            row["batch_estimated_tokens"] += e["tokens"]
+            row["estimated_tokens"] += e["tokens"]
         elif e["kind"] == "name":
             row["requests"] += e["requests"]
             row["retries"] += e["retries"]
@@ -159,7 +186,9 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
             row["estimated_tokens"] += e["tokens"]
     for row in rows.values():
         price = row["usd_per_1m_tokens"]
-        row["estimated_usd"] = round(price * row["estimated_tokens"] / 1e6, 6)
+        online = row["estimated_tokens"] - row["batch_estimated_tokens"]
+        batch = row["batch_usd_per_1m_tokens"] * row["batch_estimated_tokens"]
+        row["estimated_usd"] = round((price * online + batch) / 1e6, 6)
         row["estimated_usd_saved"] = round(price * row["estimated_tokens_saved"] / 1e6, 6)
     return sorted(rows.values(), key=lambda r: r["space"])
 
