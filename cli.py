@@ -956,8 +956,11 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
     """Spaces in the store, with counts per source and label, and size on disk."""
     with store_opts.open() as lab:
         result = lab.stats()
+    damaged = [s["damaged"] for s in result["spaces"] if s.get("damaged")]
     if as_json:
         click.echo(json.dumps(result, indent=2))
+        if damaged:  # listed above; the exit status says it too
+            raise click.ClickException(damaged[0])
         return
     for space in result["spaces"]:
         task = "" if space["task_type"] == "none" else f", {space['task_type']}"
@@ -983,6 +986,9 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
     where = f", {size / 1e6:.1f} MB on disk" if size is not None else ""
     n_spaces = plural(len(result["spaces"]), "space")
     click.echo(f"{result['store']}: {n_spaces}, {total}{where}")
+    if damaged:
+        more = f" (and {len(damaged) - 1} more damaged spaces)" if len(damaged) > 1 else ""
+        raise click.ClickException(damaged[0] + more)
 
 
 @cli.command("spaces")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 # names it in its own language: `source=` in Python, `"source"` over HTTP, `--source` on
 # the command line, so a library message never gives advice for another front end.
 # `<<text|--text-col>>` gives the command line's flag where it is not `--<argument>`.
+SHELL_SAFE = re.compile(r"[\w.:/-]+")
 ARGUMENT = re.compile(r"<<(\w+)(?:\|(--[\w/-]+))?(?:=([^>]*))?>>")
 
 
@@ -33,7 +34,9 @@ def speak(message: str, front: str = "python", flags: Mapping[str, str] | None =
             flag = flag or (flags or {}).get(arg, "--" + arg.replace("_", "-"))
             if value in (None, "True"):
                 return flag
-            return f"{flag} {value.strip(chr(34) + chr(39))}"
+            plain = value.strip(chr(34) + chr(39))
+            # quotes go where the shell needs none (--provider local), stay where it does
+            return f"{flag} {plain if SHELL_SAFE.fullmatch(plain) else value}"
         return f"{arg}=" if value is None else f"{arg}={value}"
 
     return ARGUMENT.sub(name, message)

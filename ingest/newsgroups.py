@@ -123,7 +123,8 @@ def read_posts(source: str | Path | None, subset: str) -> Iterator[tuple[str, st
         yield from _read_archive(path, wanted)
     else:
         raise SourceMissing(
-            f"{path} does not exist; give <<source>> the 20news-bydate.tar.gz archive or its folder"
+            f"{path} does not exist; give the 20news-bydate.tar.gz archive or its folder "
+            "as <<source>>"
         )
 
 

@@ -191,9 +191,7 @@ def _map_api_error(exc: Exception, model: str) -> ProviderError:
     if code in RETRYABLE_STATUS:
         return TransientError(f"Gemini answered {code}", _retry_after(exc))
     if code in (401, 403) or (code == 400 and "api key" in message):
-        return ProviderKeyError(
-            "Gemini rejected the API key: check GEMINI_API_KEY where embedlab runs"
-        )
+        return ProviderKeyError("Gemini rejected the API key: check GEMINI_API_KEY")
     if code == 404:
         return RequestRefused(
             f"Gemini does not know model {model!r}; use one of {', '.join(GEMINI_MODELS)}"

@@ -197,7 +197,8 @@ def test_a_rejected_key_or_an_unknown_model_costs_one_request(grouped_store, gem
 
 def test_naming_options_are_checked_before_any_work(grouped_store, gemini):
     with embedlab.open(grouped_store, quiet=True) as lab:
-        with pytest.raises(embedlab.InvalidRequest, match="applies with name_clusters only"):
+        refused = "naming_model= applies with name_clusters=True only"
+        with pytest.raises(embedlab.InvalidRequest, match=refused):
             lab.analyze(**ANALYSIS, naming_model=MODEL)
         with pytest.raises(embedlab.InvalidRequest, match="is not a model name"):
             lab.analyze(**ANALYSIS, name_clusters=True, naming_model="../models/x")
@@ -223,7 +224,7 @@ def test_the_cli_prints_names_and_what_they_cost_and_never_the_key(
     assert "+ 3 cluster names" in costs.output
 
     bad = CliRunner().invoke(cli, [*args[:-1], "--naming-model", MODEL])
-    assert bad.exit_code == 1 and "applies with name_clusters only" in bad.output
+    assert bad.exit_code == 1 and "--naming-model applies with --name-clusters only" in bad.output
     assert "Traceback" not in bad.output
 
     key = VALID_KEY.encode()

@@ -103,9 +103,9 @@ def test_missing_key_names_the_variable(monkeypatch):
 def test_unknown_model_and_unsupported_dims_are_refused_before_any_request(gemini):
     with pytest.raises(ProviderError, match="unknown Gemini model 'gemini-nope'"):
         resolve_space("gemini", "gemini-nope")
-    with pytest.raises(ProviderError, match="does not support --dims 4096"):
+    with pytest.raises(ProviderError, match="does not support dims=4096"):
         resolve_space("gemini", None, None, 4096)
-    with pytest.raises(ProviderError, match="unknown --task-type"):
+    with pytest.raises(ProviderError, match="unknown task_type='SORTING'"):
         resolve_space("gemini", None, "SORTING")
     assert gemini.requests == []
 

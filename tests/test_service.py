@@ -331,7 +331,7 @@ def test_every_error_is_problem_json_and_never_500(tmp_path, fake):
             ("DELETE", "/api/v1/analyses/nope", None, 404),
             ("GET", "/api/v1/nowhere", None, 404),
             ("PUT", "/api/v1/stats", None, 405),
-            ("POST", "/api/v1/analyses", {"space": "nope:nothing"}, 400),
+            ("POST", "/api/v1/analyses", {"space": "nope:nothing"}, 404),
             ("POST", "/api/v1/analyses", {"algorithm": "hdbscan", "k": 3}, 400),
             ("POST", "/api/v1/analyses", {"algorithm": "hdbscan", "text_weight": 1}, 400),
             ("POST", "/api/v1/analyses", {"text_weight": -1}, 422),
