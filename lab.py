@@ -211,6 +211,13 @@ class Lab(Inputs):
             raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
         return self._memory.hold(self.store, self.space(space))
 
+    def follow_writes(self, space: SpaceSpec = None) -> bool:
+        """Re-read a held space another writer changed (its count moved); a service over
+        a Chroma server calls it every half second. True when something was read."""
+        if self._memory is None:
+            raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
+        return self._memory.follow(self.store, self.space(space))
+
     def space_sizes(self) -> dict[Space, int]:
         """Documents per space (counts only; `stats` reads every record's metadata)."""
         return {space: self.store.collection(space).count() for space in self.spaces()}

@@ -318,21 +318,23 @@ def _split(value: str | None) -> list[str] | None:
     return parts or None
 
 
-def _neighbours_body(frame: Any) -> dict[str, Any]:
-    rows = []
-    for row in frame.itertuples(index=False):
-        cluster = row.cluster
-        rows.append(
-            {
-                "rank": int(row.rank),
-                "id": row.id,
-                "similarity": float(row.similarity),
-                "label": row.label,
-                "cluster": None if cluster is None or cluster != cluster else int(cluster),
-                "text": row.text,
-            }
-        )
-    return {"neighbours": rows, "requests": frame.attrs["requests"], "space": frame.attrs["space"]}
+def _neighbours_response(hits: list[Any], requests: int, space: Any) -> Response:
+    """The neighbours body straight from the hits: no DataFrame, no jsonable walk
+    (similarities are finite, clusters ints or None), one json.dumps."""
+    rows = [
+        {
+            "rank": h.rank,
+            "id": h.id,
+            "similarity": h.similarity,
+            "label": h.label,
+            "cluster": h.cluster,
+            "text": h.text,
+        }
+        for h in hits
+    ]
+    body = {"neighbours": rows, "requests": requests, "space": space.describe()}
+    content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(content.encode("utf-8"), media_type="application/json")
 
 
 def _space_body(space: Any, documents: int | None = None) -> dict[str, Any]:
@@ -562,7 +564,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         space: str | None = None,
         analysis: str | None = None,
     ) -> JSONResponse:
-        frame = lab.neighbours(
+        found = lab.neighbour_hits(
             id,
             k=k,
             labels=_split(labels),
@@ -570,11 +572,11 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             space=space,
             analysis=analysis,
         )
-        return JSONResponse(jsonable(_neighbours_body(frame)))
+        return _neighbours_response(*found)
 
     @app.post(f"{API}/neighbours")
     def neighbours(request: Annotated[NeighboursRequest, Body()]) -> JSONResponse:
-        frame = lab.neighbours(
+        found = lab.neighbour_hits(
             text=request.text,
             vector=request.vector,
             k=request.k,
@@ -584,7 +586,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             analysis=request.analysis,
             spend=not settings.read_only,
         )
-        return JSONResponse(jsonable(_neighbours_body(frame)))
+        return _neighbours_response(*found)
 
     # analyses ---------------------------------------------------------------------------
 
