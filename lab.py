@@ -1304,10 +1304,10 @@ class _VectorMemory:
             return self._refresh(store, space) is not None
 
     def update(self, store: Store, space: Space) -> None:
-        """Re-read what this Lab wrote, if the space is held (after an ingest)."""
+        """Re-read what this Lab wrote (after an ingest); a space the ingest created is
+        held from now on, so a service answers it from memory too."""
         with self._lock:
-            if space in self._spaces:
-                self._refresh(store, space)
+            self._refresh(store, space)
 
     def neighbours(
         self,
