@@ -379,6 +379,10 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(Guard, token=settings.token, max_body=settings.max_body)
     app.add_middleware(GZipMiddleware, minimum_size=2000, compresslevel=5)
+    from .readers import Readers, ReadersMiddleware
+
+    app.state.readers = Readers()  # the requests in flight: an ingest's writes make room
+    app.add_middleware(ReadersMiddleware, readers=app.state.readers)
     if settings.cors:  # outermost: a browser's preflight carries no token
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -29,7 +29,7 @@ from .app import ServiceSettings, create_app
 FOLLOW_S = 0.5  # how often a replica over a Chroma server checks for others' writes
 SWITCH_INTERVAL_S = 0.001  # the GIL hand-over: a reader waits ~1 ms, not 5, for an ingest
 WRITE_SLICE_FLOATS = 4 * 3072  # ~70 ms of Chroma's GIL-held insert at 11,314 x 3072
-WRITE_PAUSE_S = 0.02  # then the request threads run (the ingest slows by about a fifth)
+WRITE_PAUSE_S = 0.02  # then the request threads run (only while requests are answered)
 SHUTDOWN_JOBS_S = 5.0  # waiting for jobs to stop; uvicorn's own drain is bounded too
 DRAIN_S = 2
 log = logging.getLogger("embedlab.service")
@@ -129,7 +129,7 @@ def serve(
     # and Chroma's upsert holds it for its whole insert: write in short slices
     from ..store.chroma_store import share_writes
 
-    share_writes(WRITE_SLICE_FLOATS, WRITE_PAUSE_S)
+    share_writes(WRITE_SLICE_FLOATS, WRITE_PAUSE_S, app.state.readers.waiting)
     service.warming = True
     threading.Thread(target=_warm_up, args=(lab, service), name="warm-up", daemon=True).start()
     try:

@@ -41,14 +41,18 @@ FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
 # Chroma's embedded upsert holds the GIL for its whole HNSW insert (~17 ms per 3072-dim
 # document into 11,314 here): every other thread of the process stops meanwhile. A
 # service writes in slices of this many floats with a pause between (share_writes).
-_WRITE_SHARING: dict[str, Any] = {"floats": 0, "pause_s": 0.0}
+_WRITE_SHARING: dict[str, Any] = {"floats": 0, "pause_s": 0.0, "waiting": lambda: True}
 
 
-def share_writes(floats_per_call: int, pause_s: float) -> None:
+def share_writes(
+    floats_per_call: int, pause_s: float, waiting: Callable[[], bool] | None = None
+) -> None:
     """Make every later write of this process slice its upserts (about `floats_per_call`
     numbers each) and sleep `pause_s` between slices, so request threads get the GIL
-    while an ingest writes. 0 floats: one call per write (the CLI's default)."""
+    while an ingest writes; only while `waiting()` says someone waits, when given.
+    0 floats: one call per write (the CLI's default)."""
     _WRITE_SHARING.update(floats=int(floats_per_call), pause_s=float(pause_s))
+    _WRITE_SHARING["waiting"] = waiting or (lambda: True)
 
 
 # Chroma persists its HNSW index every `sync_threshold` writes and, on every open,
@@ -417,12 +421,12 @@ class SpaceCollection:
             return
         self._count = None
         vectors = np.asarray(vectors, dtype=np.float32)
-        step = len(docs)
-        if _WRITE_SHARING["floats"]:
+        step, waiting = len(docs), _WRITE_SHARING["waiting"]
+        if _WRITE_SHARING["floats"] and waiting():
             step = max(1, _WRITE_SHARING["floats"] // max(1, vectors.shape[1]))
         for start in range(0, len(docs), step):
             part = slice(start, start + step)
-            if start:
+            if start and waiting():
                 time.sleep(_WRITE_SHARING["pause_s"])  # the GIL is free meanwhile
             _retry_busy(
                 lambda part=part: self._col.upsert(
