@@ -28,8 +28,8 @@ from .app import ServiceSettings, create_app
 
 FOLLOW_S = 0.5  # how often a replica over a Chroma server checks for others' writes
 SWITCH_INTERVAL_S = 0.001  # the GIL hand-over: a reader waits ~1 ms, not 5, for an ingest
-WRITE_SLICE_FLOATS = 4 * 3072  # ~70 ms of Chroma's GIL-held insert at 11,314 x 3072
-WRITE_PAUSE_S = 0.02  # then the request threads run (only while requests are answered)
+WRITE_SLICE_FLOATS = 3072  # one 3072-dim document: ~20 ms of Chroma's GIL-held insert
+WRITE_PAUSE_S = 0.005  # then the request threads run (only while requests are answered)
 SHUTDOWN_JOBS_S = 5.0  # waiting for jobs to stop; uvicorn's own drain is bounded too
 DRAIN_S = 2
 log = logging.getLogger("embedlab.service")
