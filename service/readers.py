@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 RECENT_S = 0.05  # a request that ended this recently counts: clients come straight back
+UNCOUNTED = ("/health", "/api/v1/jobs")  # watching a job is no reason to slow it down
 
 
 class Readers:
@@ -44,8 +45,9 @@ class ReadersMiddleware:
         self.readers = readers
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].endswith("/events"):  # SSE streams wait
-            await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.endswith("/events") or path.startswith(UNCOUNTED):
+            await self.app(scope, receive, send)  # SSE streams, health and job polls
             return
         self.readers.begin()
         try:

@@ -421,13 +421,15 @@ class SpaceCollection:
             return
         self._count = None
         vectors = np.asarray(vectors, dtype=np.float32)
-        step, waiting = len(docs), _WRITE_SHARING["waiting"]
-        if _WRITE_SHARING["floats"] and waiting():
-            step = max(1, _WRITE_SHARING["floats"] // max(1, vectors.shape[1]))
-        for start in range(0, len(docs), step):
-            part = slice(start, start + step)
-            if start and waiting():
-                time.sleep(_WRITE_SHARING["pause_s"])  # the GIL is free meanwhile
+        waiting, small = _WRITE_SHARING["waiting"], len(docs)
+        if _WRITE_SHARING["floats"]:
+            small = max(1, _WRITE_SHARING["floats"] // max(1, vectors.shape[1]))
+        start = 0
+        while start < len(docs):
+            # a slice while requests wait (then a pause), else up to 16 slices at once
+            shared = small < len(docs) and waiting()
+            part = slice(start, start + (small if shared else 16 * small))
+            start = part.stop
             _retry_busy(
                 lambda part=part: self._col.upsert(
                     ids=[d.id for d in docs[part]],
@@ -437,6 +439,8 @@ class SpaceCollection:
                 ),
                 "write",
             )
+            if shared and start < len(docs):
+                time.sleep(_WRITE_SHARING["pause_s"])  # the GIL is free meanwhile
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents (their vectors, texts and metadata) by id."""
