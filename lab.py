@@ -51,6 +51,7 @@ SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
 MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors a keep_vectors Lab holds, all spaces together
 HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
+QUERY_CACHE = 10_000  # free-text query vectors a service keeps (120 MB at 3072 dims)
 SpaceSpec = Space | str | None
 
 
@@ -116,6 +117,9 @@ class Lab(Inputs, BatchUseCases):
         self._analysis_texts: dict[str, list[str]] = {}  # by analysis id, for text search
         self._spaces: tuple[float, list[Space]] | None = None
         self._writing: set[Space] = set()  # spaces an ingest is writing now
+        self._later_lock = threading.Lock()
+        self._loading: set[str] = set()  # what _later is reloading now
+        self._queries: dict[tuple[Space, str], np.ndarray] = {}  # query vectors, newest last
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -148,9 +152,35 @@ class Lab(Inputs, BatchUseCases):
         held = self._spaces
         if held is not None and now - held[0] < HEADS_TTL_S:
             return list(held[1])
+        if held is not None and self._memory is not None:  # a service: never wait on Chroma
+            self._later("spaces", self._reload_spaces)  # (it may be busy with a write)
+            return list(held[1])
+        return list(self._reload_spaces())
+
+    def _reload_spaces(self) -> list[Space]:
+        now = time.monotonic()
         found = self.store.spaces()
         self._spaces = (now, found)
-        return list(found)
+        return found
+
+    def _later(self, key: str, load: Any) -> None:
+        """Run `load()` on a thread of its own unless one for `key` runs already: a
+        service answers from what it holds meanwhile (stale by seconds at most)."""
+        with self._later_lock:
+            if key in self._loading:
+                return
+            self._loading.add(key)
+
+        def run() -> None:
+            try:
+                load()
+            except Exception:  # noqa: BLE001 - the next read tries again
+                pass
+            finally:
+                with self._later_lock:
+                    self._loading.discard(key)
+
+        threading.Thread(target=run, name=f"refresh-{key}", daemon=True).start()
 
     def space(self, space: SpaceSpec = None) -> Space:
         """Resolve `space` (a Space, "provider:model[:dims]", or None for the only one)."""
@@ -164,6 +194,13 @@ class Lab(Inputs, BatchUseCases):
         if self._memory is None:
             raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
         return self._memory.hold(self.store, self.space(space))
+
+    def follow_writes(self, space: SpaceSpec = None) -> bool:
+        """Re-read a held space another writer changed (its count moved); a service over
+        a Chroma server calls it every half second. True when something was read."""
+        if self._memory is None:
+            raise InvalidRequest("open the store with keep_vectors=True to hold vectors")
+        return self._memory.follow(self.store, self.space(space))
 
     def space_sizes(self) -> dict[Space, int]:
         """Documents per space (counts only; `stats` reads every record's metadata). A
@@ -896,6 +933,13 @@ class Lab(Inputs, BatchUseCases):
             held = self._heads.get(collection)
             if held is not None and now - held[0] < HEADS_TTL_S:
                 return held[1]
+        if held is not None and self._memory is not None:  # a service: never wait on Chroma
+            self._later(f"heads:{collection}", lambda: self._reload_heads(collection))
+            return held[1]
+        return self._reload_heads(collection)
+
+    def _reload_heads(self, collection: str) -> list[dict[str, Any]]:
+        now = time.monotonic()
         heads = self.store.artifacts.heads(ANALYSIS, collection)
         with self._analyses_lock:
             self._heads[collection] = (now, heads)
@@ -1063,6 +1107,43 @@ class Lab(Inputs, BatchUseCases):
         """
         import pandas as pd
 
+        hits, requests, chosen = self.neighbour_hits(
+            id, text=text, vector=vector, k=k, labels=labels, sources=sources, space=space,
+            analysis=analysis, spend=spend,
+        )  # fmt: skip
+        frame = pd.DataFrame(
+            [
+                {
+                    "rank": h.rank,
+                    "id": h.id,
+                    "similarity": h.similarity,
+                    "label": h.label,
+                    "cluster": h.cluster,
+                    "text": h.text,
+                }
+                for h in hits
+            ],
+            columns=["rank", "id", "similarity", "label", "cluster", "text"],
+        )
+        frame.attrs["requests"] = requests
+        frame.attrs["space"] = chosen.describe()
+        return frame
+
+    def neighbour_hits(
+        self,
+        id: str | None = None,  # noqa: A002
+        *,
+        text: str | None = None,
+        vector: np.ndarray | Sequence[float] | None = None,
+        k: int = 10,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        space: SpaceSpec = None,
+        analysis: str | None = None,
+        spend: bool = True,
+    ) -> tuple[list[Any], int, Space]:
+        """What `neighbours` returns, as (Neighbour rows, provider requests, space): the
+        service's hot path, without building a DataFrame per request."""
         from .store.neighbours import as_neighbours, find_neighbours
 
         given = [
@@ -1086,16 +1167,19 @@ class Lab(Inputs, BatchUseCases):
         elif text is not None:
             if not normalise_text(text):
                 raise InvalidRequest("the query text is empty; give some words to search for")
-            from .ingest.query import query_vector
+            query = self._known_query(chosen, text)
+            if query is None:
+                from .ingest.query import query_vector
 
-            query, spent = query_vector(
-                collection, text, lambda: self.provider(chosen), spend=spend
-            )
-            if spent:
-                from .store.ledger import COST
+                query, spent = query_vector(
+                    collection, text, lambda: self.provider(chosen), spend=spend
+                )
+                if spent:
+                    from .store.ledger import COST
 
-                self.store.artifacts.put_heads(COST, spent)
-            requests = sum(e["requests"] for e in spent)
+                    self.store.artifacts.put_heads(COST, spent)
+                requests = sum(e["requests"] for e in spent)
+                self._remember_query(chosen, text, query)
         else:
             query = np.asarray(vector, dtype=np.float32).reshape(-1)
             if query.shape != (chosen.dims,) or not np.all(np.isfinite(query)):
@@ -1119,23 +1203,24 @@ class Lab(Inputs, BatchUseCases):
             hits = find_neighbours(
                 collection, query, k, id, _list(labels), _list(sources), clusters_of=clusters
             )
-        frame = pd.DataFrame(
-            [
-                {
-                    "rank": h.rank,
-                    "id": h.id,
-                    "similarity": h.similarity,
-                    "label": h.label,
-                    "cluster": h.cluster,
-                    "text": h.text,
-                }
-                for h in hits
-            ],
-            columns=["rank", "id", "similarity", "label", "cluster", "text"],
-        )
-        frame.attrs["requests"] = requests
-        frame.attrs["space"] = chosen.describe()
-        return frame
+        return hits, requests, chosen
+
+    def _known_query(self, space: Space, text: str) -> np.ndarray | None:
+        """A query vector this service already has (asked before, or a held document's
+        text): no Chroma read, so a text lookup costs what one by id does."""
+        if self._memory is None:
+            return None
+        key = content_hash(normalise_text(text))
+        found = self._queries.get((space, key))
+        return found if found is not None else self._memory.vector_by_hash(space, key)
+
+    def _remember_query(self, space: Space, text: str, vector: np.ndarray) -> None:
+        if self._memory is None:
+            return
+        with self._later_lock:
+            self._queries[(space, content_hash(normalise_text(text)))] = vector
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.pop(next(iter(self._queries)))
 
     def _clusters_of(self, space: Space, analysis_id: str | None):
         """Clusters from `analysis_id`, or from the newest analyses of the space that hold
@@ -1310,10 +1395,10 @@ class _VectorMemory:
             self._stale.clear()
 
     def update(self, store: Store, space: Space) -> None:
-        """Re-read what this Lab wrote, if the space is held (after an ingest)."""
+        """Re-read what this Lab wrote (after an ingest); a space the ingest created is
+        held from now on, so a service answers it from memory too."""
         with self._lock:
-            if space in self._spaces:
-                self._refresh(store, space)
+            self._refresh(store, space)
 
     def neighbours(
         self,
@@ -1348,9 +1433,44 @@ class _VectorMemory:
             exclude = held["row_of"].get(exclude_id) if exclude_id is not None else None
         finally:
             self._lock.release()
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(query))
+        if norm > 0 and abs(norm - 1.0) > 1e-6:  # held rows are unit: cosine needs a unit query
+            query = query / norm
         mask = index.mask(labels, sources)
         rows, scores = index.search(query, k, exclude, mask)
         return [(ids[r], float(s), metadatas[r], texts[r]) for r, s in zip(rows, scores)]
+
+    def vector_by_hash(self, space: Space, key: str) -> np.ndarray | None:
+        """The unit vector of a held document whose text hashes to `key`, else None."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            held = self._spaces.get(space)
+            if held is None or self._stale.get(space):
+                return None
+            by_hash = held.get("row_of_hash")
+            if by_hash is None:
+                by_hash = {m.get("content_hash"): r for r, m in enumerate(held["metadatas"])}
+                held["row_of_hash"] = by_hash
+            row = by_hash.get(key)
+            return None if row is None else held["vectors"][row].copy()
+        finally:
+            self._lock.release()
+
+    def follow(self, store: Store, space: Space) -> bool:
+        """Re-read a held space whose count moved (another replica wrote to the Chroma
+        server); True when it did. The count is read without the lock, so lookups are
+        answered from memory meanwhile."""
+        held = self._spaces.get(space)
+        if held is None:
+            return self.hold(store, space)
+        collection = store.collection(space)
+        if collection is None or collection.count() == len(held["row_of"]):
+            return False
+        with self._lock:
+            self._refresh(store, space)
+        return True
 
     def drop(self, space: Space) -> None:
         """Let go of a space (documents were deleted); it is read again on next use."""
@@ -1412,7 +1532,12 @@ class _VectorMemory:
         if not self._fits(space, count):
             self._spaces.pop(space, None)
             return None
-        if held is None or expected != count:
+        if held is not None and not stale and count > expected:  # another replica added
+            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
+            new = [doc_id for doc_id in ids if doc_id not in held["row_of"]]
+            if len(new) == count - expected:  # only additions: read just those
+                stale = set(new)
+        if held is None or (expected != count and not stale):
             ids = [doc_id for doc_id, _ in collection.iter_metadata()]
             vectors, metadatas, texts = collection.load(ids)
             held = {"row_of": {i: r for r, i in enumerate(ids)}, "vectors": vectors}
@@ -1438,7 +1563,12 @@ class _VectorMemory:
                 held["texts"] = held["texts"] + texts
                 held["row_of"].update({doc_id: start + j for j, doc_id in enumerate(new)})
                 held["ids"] = held["ids"] + new
-            held["index"] = None  # rebuilt on the next lookup
+            held["index"] = None
+            held.pop("row_of_hash", None)
+        if held.get("index") is None:  # built now, while lookups go to Chroma
+            from .store.memory_index import MemoryIndex
+
+            held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
         return held
 
 

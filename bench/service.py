@@ -1,22 +1,32 @@
-"""The service under load: neighbours by id through `embedlab serve` vs a raw `chroma run`.
+"""The service under load: every figure of issue 23, side by side in one run.
 
-On the 11,314 training posts at 3072 dims (fake-server vectors), side by side in one run:
-1. neighbours (k=10) by id through the service, 1 and 8 concurrent clients, against a raw
-   `chroma run` server on a copy of the same store answering the same queries by vector
-   (chromadb's HttpClient): queries/s and p50/p99;
-2. the same through the service while an ingest job of 2,000 new documents runs: errors,
-   p99, and the ingest's documents/s against the same ingest alone;
-3. two analyses through the API of an already-loaded space: the second reads no vector
-   from Chroma (the service keeps each space's vectors in memory once read).
+On the 11,314 training posts at 3072 dims (fake-server vectors; the fake runs in a process
+of its own, answering at once), same queries, k=10, same fields (ids, similarities,
+metadata, texts):
+1. anchor: a raw `chroma run` server on a copy of the store, queried by vector (chromadb's
+   HttpClient), 1 and 8 clients; the service by id, 1 and 8 clients; queries/s, p50/p99;
+   and how many of Chroma's hits are the exact ones (the service's answers are exact);
+2. the service by text (cached query vectors), 1 and 8 clients;
+3. 8 clients while an ingest job of 2,000 real posts (test split) runs: errors, p99,
+   throughput against (1); the ingest's documents/s against the same ingest alone;
+4. the same while an ingest waits on a provider that answers in 30 s (a second service);
+5. ingest alone (provider at 0 ms) against raw Chroma `upsert` of the same vectors and
+   metadata (PersistentClient, batches of 100) into a copy of the same collection, and
+   into an empty one, documents/s;
+6. resident memory of the service at 11,314 documents (measured) and at 100,000 (the
+   held structures built for 100,000 synthetic documents, plus Chroma's index, estimated);
+7. two analyses through the API of an already-loaded space.
 
 Run: .venv/bin/python bench/service.py [--archive PATH] [--store PATH] [--seconds S]
-(`--store` keeps the filled store between runs.)
+     [--new-docs N] [--quick]
+(`--store` keeps the filled store between runs; `--quick`: 3 s phases, 500 new posts.)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -93,17 +103,99 @@ def line(name: str, r: dict) -> str:
     )
 
 
-def new_documents(n: int, run: str) -> list[dict]:
-    """`n` texts no store holds yet (`run` makes them new on every run)."""
-    words = "orbit launch vaccine doctor circuit voltage cipher key rocket patient".split()
-    rng = random.Random(1)
+def test_posts(archive: Path, n: int, skip: int = 0) -> list[dict]:
+    """`n` real posts of the test split (shuffled with seed 0), as the API's documents."""
+    from embedlab.ingest.newsgroups import newsgroups_documents
+
+    docs = newsgroups_documents(archive, "test")
+    random.Random(0).shuffle(docs)
     return [
-        {
-            "id": f"new/{run}/{i}",
-            "text": " ".join(rng.choice(words) for _ in range(60)) + f" #{run}-{i}",
-        }
-        for i in range(n)
+        {"id": f"bench/{d.id}", "text": d.text, "label": d.label}
+        for d in docs[skip : skip + n]
+        if d.text
     ]
+
+
+def start_service(store: Path, port: int, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "embedlab.cli", "--store", str(store), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_warm(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not httpx.get(f"{url}/health", timeout=5).json().get("warming"):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{url} still warming after {timeout} s")
+
+
+def rss_mb(pid: int) -> float:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1]) / 1024
+    return float("nan")
+
+
+def raw_upsert_rate(docs: list[dict], folder: Path, name: str = "raw") -> float:
+    """documents/s of Chroma's own upsert (PersistentClient, batches of 100) of the same
+    vectors and metadata embedlab writes, vectors computed before the clock starts, into
+    collection `name` of `folder` (a copy of the served one, or a new empty one)."""
+    import chromadb
+    from embedlab.store import Document
+
+    from tests.fake_gemini import fake_vector
+
+    client = chromadb.PersistentClient(path=str(folder))
+    col = client.get_or_create_collection(
+        name, configuration={"hnsw": {"space": "cosine", "sync_threshold": 100}},
+        embedding_function=None,
+    )  # fmt: skip
+    prepared = [Document(d["id"], d["text"], source="api", label=d.get("label")) for d in docs]
+    vectors = np.array([fake_vector(d.text) for d in prepared], dtype=np.float32)
+    started = time.perf_counter()
+    for i in range(0, len(prepared), 100):
+        batch = prepared[i : i + 100]
+        col.upsert(
+            ids=[d.id for d in batch],
+            embeddings=vectors[i : i + 100],
+            documents=[d.text for d in batch],
+            metadatas=[d.metadata(False) for d in batch],
+        )
+    return len(prepared) / (time.perf_counter() - started)
+
+
+def memory_model(n: int, texts: list[str]) -> float:
+    """RSS (MB) of a fresh process holding what the service holds for `n` documents at
+    3072 dims (vectors, int8 pre-scan, ids, metadata, texts), without Chroma."""
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
+        "from embedlab.store.memory_index import MemoryIndex;"
+        "import json; n = int(sys.argv[2]); texts = json.load(open(sys.argv[3]));"
+        "rng = np.random.default_rng(0); v = np.empty((n, 3072), np.float32)\n"
+        "for i in range(0, n, 4096): b = rng.standard_normal((min(4096, n - i), 3072),"
+        " dtype=np.float32); b /= np.linalg.norm(b, axis=1, keepdims=True); v[i:i+len(b)] = b\n"
+        "ids = [f'newsgroups/x/{i}' for i in range(n)];"
+        "meta = [{'source': 'newsgroups/train', 'label': 'rec.x', 'content_hash': '%064x' % i,"
+        " 'chars': 1000, 'truncated': False} for i in range(n)];"
+        "tx = [texts[i % len(texts)] + str(i) for i in range(n)];"
+        "row_of = {d: r for r, d in enumerate(ids)}; index = MemoryIndex(v, meta);"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(texts, f)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(REPO), str(n), f.name],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    finally:
+        os.unlink(f.name)
+    return int(out.stdout.strip()) / 1024
 
 
 def main() -> None:
@@ -112,35 +204,42 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="Keep the filled store here.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Per load phase.")
     parser.add_argument("--new-docs", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="3 s phases, 500 new posts.")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.new_docs = 3.0, 500
     import chromadb
 
     tmp = Path(tempfile.mkdtemp(prefix="embedlab-bench-service-"))
     store = args.store or tmp / "store"
     procs: list[subprocess.Popen] = []
-    with fake_gemini_process() as fake_url:
+    with fake_gemini_process() as fake_url, fake_gemini_process(latency=30.0) as slow_url:
         env = {**os.environ, "GOOGLE_GEMINI_BASE_URL": fake_url, "GEMINI_API_KEY": VALID_KEY}
         env["PYTHONPATH"] = str(REPO)
         try:
             if not (store / "embedlab.json").is_file():
                 seconds, summary = ingest_training_set(args.archive, store, fake_url)
                 print(f"store filled in {seconds:.0f} s: {summary}")
-            # both servers work on copies: the kept store stays at the 11,314 posts, and
-            # the service holds its copy's lock
+            # every server works on a copy: the kept store stays at the 11,314 posts, and
+            # each service holds its copy's lock
             shutil.copytree(store / "chroma", tmp / "raw-chroma", dirs_exist_ok=True)
             shutil.copytree(store, tmp / "served", dirs_exist_ok=True)
-            (tmp / "served" / ".embedlab.lock").unlink(missing_ok=True)
+            shutil.copytree(store, tmp / "slow", dirs_exist_ok=True)
+            for copy in ("served", "slow"):
+                (tmp / copy / ".embedlab.lock").unlink(missing_ok=True)
             store = tmp / "served"
             import embedlab
 
             with embedlab.open(store, quiet=True) as lab:
                 ids, vectors = lab.vectors()
                 collection_name = lab.spaces()[0].collection_name
+                texts_sample = [t for t in lab.documents()["text"].head(500)]
             picks = random.Random(0).sample(ids, 1000)
-            by_id = {i: vectors[ids.index(i)].tolist() for i in picks}
+            row = {doc_id: i for i, doc_id in enumerate(ids)}
+            by_id = {i: vectors[row[i]].tolist() for i in picks}
             del vectors
 
-            raw_port, service_port = free_port(), free_port()
+            raw_port, service_port, slow_port = free_port(), free_port(), free_port()
             chroma_bin = Path(sys.executable).parent / "chroma"
             procs.append(
                 subprocess.Popen(
@@ -156,71 +255,73 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
             )
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "embedlab.cli",
-                        "--store",
-                        str(store),
-                        "serve",
-                        "--port",
-                        str(service_port),
-                    ],  # fmt: skip
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            procs.append(start_service(store, service_port, env))
             raw_url, url = f"http://127.0.0.1:{raw_port}", f"http://127.0.0.1:{service_port}"
             wait_for(f"{raw_url}/api/v2/heartbeat", procs[0])
             wait_for(f"{url}/health", procs[1])
+            started = time.perf_counter()
+            wait_warm(url)
+            warm_s = time.perf_counter() - started
 
             raw = chromadb.HttpClient(host="127.0.0.1", port=raw_port)
             raw_col = raw.get_collection(collection_name)
             http = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=32))
 
-            def raw_query(doc_id: str) -> None:
-                raw_col.query(
+            def raw_query(doc_id: str) -> list[str]:
+                got = raw_col.query(
                     query_embeddings=[by_id[doc_id]],
                     n_results=11,
                     include=["metadatas", "documents", "distances"],
                 )
+                return [i for i in got["ids"][0] if i != doc_id][:10]
 
-            def service_query(doc_id: str) -> None:
-                response = http.get("/api/v1/neighbours", params={"id": doc_id, "k": 10})
+            def service_query(doc_id: str, client: httpx.Client = http) -> list[str]:
+                response = client.get("/api/v1/neighbours", params={"id": doc_id, "k": 10})
+                response.raise_for_status()
+                return [n["id"] for n in response.json()["neighbours"]]
+
+            queries = [f"question {i} about {picks[i][-12:]}" for i in range(200)]
+            for q in queries:  # one provider request each, then cached
+                http.post("/api/v1/neighbours", json={"text": q, "k": 10}).raise_for_status()
+
+            def text_query(doc_id: str) -> None:
+                q = queries[hash(doc_id) % len(queries)]
+                response = http.post("/api/v1/neighbours", json={"text": q, "k": 10})
                 response.raise_for_status()
 
-            for warm in picks[:50]:  # load both indexes before timing
-                raw_query(warm)
-                service_query(warm)
-            print(f"\n## neighbours k=10 by id, {len(ids)} documents x 3072 dims")
+            agree = []
+            for warm in picks[:200]:  # load both indexes before timing; compare answers
+                raw_ids, svc_ids = raw_query(warm), service_query(warm)
+                agree.append(len(set(raw_ids) & set(svc_ids)) / 10)
+            print(
+                f"\n## neighbours k=10, {len(ids)} documents x 3072 dims (machine: "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start)"
+            )
+            print(f"service warm-up (every vector read, pre-scan built): {warm_s:.1f} s")
+            print(f"raw Chroma's hits that are the exact 10 (the service's): "
+                  f"{np.mean(agree):.2f} on 200 queries")  # fmt: skip
             results = {}
             for clients in (1, 8):
                 results[("raw", clients)] = load(raw_query, picks, clients, args.seconds)
                 results[("svc", clients)] = load(service_query, picks, clients, args.seconds)
-                print(
-                    line(
-                        f"raw chroma run, by vector, {clients} client(s)", results[("raw", clients)]
-                    )
-                )
-                print(
-                    line(f"embedlab serve, by id, {clients} client(s)", results[("svc", clients)])
-                )
-                ratio = results[("svc", clients)]["qps"] / results[("raw", clients)]["qps"]
-                print(f"throughput ratio service/raw at {clients} client(s): {ratio:.2f}x")
+                results[("txt", clients)] = load(text_query, picks, clients, args.seconds)
+                raw_r = results[("raw", clients)]
+                print(line(f"raw chroma run, by vector, {clients} client(s)", raw_r))
+                for key, name in (("svc", "by id"), ("txt", "by cached text")):
+                    r = results[(key, clients)]
+                    print(line(f"embedlab serve, {name}, {clients} client(s)", r)
+                          + f"  {r['qps'] / raw_r['qps']:.2f}x raw")  # fmt: skip
+            rss_11k = rss_mb(procs[1].pid)
 
-            docs = new_documents(args.new_docs, f"{time.time_ns():x}")
-            print(f"\n## while an ingest job of {len(docs)} new documents runs (8 clients)")
+            docs = test_posts(args.archive, args.new_docs)
+            print(f"\n## while an ingest job of {len(docs)} real test posts runs (8 clients)")
             job = http.post("/api/v1/ingest", json={"documents": docs}).json()["job"]
             busy = load(service_query, picks, 8, args.seconds)
             final = wait_job(http, job)
-            print(line("embedlab serve, by id, 8 clients, during ingest", busy))
+            print(line("embedlab serve, by id, 8 clients, during ingest", busy)
+                  + f"  {busy['qps'] / results[('svc', 8)]['qps']:.2f}x of alone")  # fmt: skip
             with_load = final["report"]["documents"] / final["report"]["seconds"]
-            alone_docs = [
-                {**d, "id": f"alone/{d['id']}", "text": d["text"] + " alone"} for d in docs
-            ]
+            alone_docs = test_posts(args.archive, args.new_docs, skip=args.new_docs)
             alone = wait_job(
                 http, http.post("/api/v1/ingest", json={"documents": alone_docs}).json()["job"]
             )
@@ -229,41 +330,84 @@ def main() -> None:
                 f"ingest: {with_load:.0f} docs/s under read load, {alone_rate:.0f} docs/s alone "
                 f"({with_load / alone_rate:.2f}x)"
             )
-
+            shutil.copytree(args.store or tmp / "store", tmp / "raw-same", dirs_exist_ok=True)
+            raw_rate = raw_upsert_rate(alone_docs, tmp / "raw-same" / "chroma", collection_name)
+            empty_rate = raw_upsert_rate(alone_docs, tmp / "raw-empty")
             print(
-                "\n## two analyses through the API (PCA map; the service held the vectors "
-                "since it started, so neither reads them from Chroma)"
+                f"ingest alone {alone_rate:.0f} docs/s vs raw Chroma upsert of the same "
+                f"vectors and metadata into a copy of the same {len(ids)}-document "
+                f"collection {raw_rate:.0f} docs/s ({alone_rate / raw_rate:.2f}x); into an "
+                f"empty collection {empty_rate:.0f} docs/s ({alone_rate / empty_rate:.2f}x)"
             )
+
+            print("\n## during an ingest whose provider answers in 30 s (a second service)")
+            slow_env = {**env, "GOOGLE_GEMINI_BASE_URL": slow_url}
+            procs.append(start_service(tmp / "slow", slow_port, slow_env))
+            slow_http = httpx.Client(base_url=f"http://127.0.0.1:{slow_port}", timeout=60,
+                                     limits=httpx.Limits(max_connections=32))  # fmt: skip
+            wait_for(f"http://127.0.0.1:{slow_port}/health", procs[-1])
+            wait_warm(f"http://127.0.0.1:{slow_port}")
+            procs[1].terminate()  # the first service is done: it must not share the cores
+            procs[1].wait(timeout=30)
+            slow_docs = test_posts(args.archive, 200, skip=2 * args.new_docs)
+            slow_job = slow_http.post("/api/v1/ingest", json={"documents": slow_docs}).json()
+            hung = load(lambda i: service_query(i, slow_http), picks, 8, args.seconds)
+            print(line("embedlab serve, by id, 8 clients, provider hung", hung)
+                  + f"  (p99 {busy['p99']:.0f} ms during the fast ingest)")  # fmt: skip
+            slow_http.delete(f"/api/v1/jobs/{slow_job['job']}")
+
+            print("\n## resident memory of the service (3072 dims)")
+            model_11k = memory_model(len(ids), texts_sample)
+            model_100k = memory_model(100_000, texts_sample)
+            chroma_100k = 100_000 * (3072 * 4 + 16 * 2 * 4 + 64) / 2**20  # its HNSW, estimated
+            print(
+                f"at {len(ids)} documents: {rss_11k:.0f} MB measured (embedlab's held "
+                f"structures alone: {model_11k:.0f} MB)"
+            )
+            print(f"at 100,000 documents: ~{rss_11k - model_11k + model_100k + chroma_100k:.0f} MB"
+                  f" estimated = held structures {model_100k:.0f} MB (measured, synthetic "
+                  f"documents) + Chroma's HNSW index ~{chroma_100k:.0f} MB + the rest as at "
+                  f"{len(ids)} ({rss_11k - model_11k:.0f} MB)")  # fmt: skip
+
+            print("\n## two analyses through the API of the held space (PCA map)")
             for k in (4, 8):
                 started = time.perf_counter()
-                job = http.post("/api/v1/analyses", json={"k": k, "reduce": "pca"}).json()["job"]
-                done = wait_job(http, job)
-                timings = http.get(f"/api/v1/analyses/{done['analysis']}").json()["timings"]
+                job = slow_http.post("/api/v1/analyses", json={"k": k, "reduce": "pca"}).json()
+                done = wait_job(slow_http, job["job"])
+                timings = slow_http.get(f"/api/v1/analyses/{done['analysis']}").json()["timings"]
                 stages = ", ".join(f"{name} {sec:.2f} s" for name, sec in timings.items())
                 print(f"analysis k={k}: {time.perf_counter() - started:.1f} s ({stages})")
-            print("\nsummary: " + ", ".join(
-                f"{c} client(s) {results[('svc', c)]['qps'] / results[('raw', c)]['qps']:.2f}x raw"
-                f" (p99 {results[('svc', c)]['p99']:.0f} ms)" for c in (1, 8)
-            ) + f"; during ingest p99 {busy['p99']:.0f} ms, {busy['errors']} errors, ingest "
-                f"{with_load / alone_rate:.2f}x of alone")  # fmt: skip
+            ratio = {c: results[("svc", c)]["qps"] / results[("raw", c)]["qps"] for c in (1, 8)}
+            parts = [f"by id {c} client(s) {ratio[c]:.2f}x raw (p99 "
+                     f"{results[('svc', c)]['p99']:.0f} ms)" for c in (1, 8)]  # fmt: skip
+            parts.append(f"by text {results[('txt', 1)]['qps'] / results[('svc', 1)]['qps']:.2f}x"
+                         " of by id")  # fmt: skip
+            parts.append(f"during ingest {busy['qps'] / results[('svc', 8)]['qps']:.2f}x of "
+                         f"alone, p99 {busy['p99']:.0f} ms, {busy['errors']} errors")  # fmt: skip
+            parts.append(f"ingest {with_load / alone_rate:.2f}x of alone, alone "
+                         f"{alone_rate / raw_rate:.2f}x raw upsert")  # fmt: skip
+            parts.append(f"provider hung p99 {hung['p99']:.0f} ms")
+            print("\nsummary: " + "; ".join(parts))
         finally:
             for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=30)
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def fake_gemini_process():
+def fake_gemini_process(latency: float = 0.0):
     """The fake Gemini server in a process of its own: encoding 3072-dim vectors as JSON
     holds a GIL, and it must not be the bench clients' (nor the service's)."""
     port = free_port()
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1]);"
         "from tests.fake_gemini import FakeGemini;"
-        "server = FakeGemini(port=int(sys.argv[2])).__enter__(); time.sleep(1e9)"
+        "server = FakeGemini(port=int(sys.argv[2]), latency=float(sys.argv[3])).__enter__();"
+        "time.sleep(1e9)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(REPO), str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", code, str(REPO), str(port), str(latency)])
     try:
         deadline = time.monotonic() + 30
         while True:

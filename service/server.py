@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,10 @@ from ..errors import InvalidRequest
 from ..lab import Lab
 from .app import ServiceSettings, create_app
 
+FOLLOW_S = 0.5  # how often a replica over a Chroma server checks for others' writes
+SWITCH_INTERVAL_S = 0.001  # the GIL hand-over: a reader waits ~1 ms, not 5, for an ingest
+WRITE_SLICE_FLOATS = 3072  # one 3072-dim document: ~20 ms of Chroma's GIL-held insert
+WRITE_PAUSE_S = 0.005  # then the request threads run (only while requests are answered)
 SHUTDOWN_JOBS_S = 5.0  # waiting for jobs to stop; uvicorn's own drain is bounded too
 DRAIN_S = 2
 log = logging.getLogger("embedlab.service")
@@ -117,6 +123,13 @@ def serve(
         lifespan="off",
     )
     server = Server(config)
+    # An ingest's Python work (the SDK's parsing, the conversions) holds the GIL for the
+    # interpreter's switch interval at a time; readers then wait that long per hand-over.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # and Chroma's upsert holds it for its whole insert: write in short slices
+    from ..store.chroma_store import share_writes
+
+    share_writes(WRITE_SLICE_FLOATS, WRITE_PAUSE_S, app.state.readers.waiting)
     service.warming = True
     threading.Thread(target=_warm_up, args=(lab, service), name="warm-up", daemon=True).start()
     try:
@@ -142,6 +155,20 @@ def _warm_up(lab: Lab, service: Any) -> None:
         _hold_every_space(lab)
     finally:
         service.warming = False
+    if lab.store.path is None:  # a Chroma server: other replicas may write to it
+        _follow_writes(lab)
+
+
+def _follow_writes(lab: Lab, every: float = FOLLOW_S) -> None:
+    """Forever: re-read what another writer added to a held space (its count moved),
+    so a document ingested through another replica is found here within a second."""
+    while True:
+        time.sleep(every)
+        try:
+            for space in lab.spaces():
+                lab.follow_writes(space)
+        except Exception as exc:  # noqa: BLE001 - the server may be restarting; go on
+            log.debug("following writes: %s", exc)
 
 
 def _hold_every_space(lab: Lab) -> None:

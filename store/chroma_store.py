@@ -39,6 +39,23 @@ LOCK_POLL_S = 0.1
 CHROMA_DIR = "chroma"
 PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
 FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
+# Chroma's embedded upsert holds the GIL for its whole HNSW insert (~17 ms per 3072-dim
+# document into 11,314 here): every other thread of the process stops meanwhile. A
+# service writes in slices of this many floats with a pause between (share_writes).
+_WRITE_SHARING: dict[str, Any] = {"floats": 0, "pause_s": 0.0, "waiting": lambda: True}
+
+
+def share_writes(
+    floats_per_call: int, pause_s: float, waiting: Callable[[], bool] | None = None
+) -> None:
+    """Make every later write of this process slice its upserts (about `floats_per_call`
+    numbers each) and sleep `pause_s` between slices, so request threads get the GIL
+    while an ingest writes; only while `waiting()` says someone waits, when given.
+    0 floats: one call per write (the CLI's default)."""
+    _WRITE_SHARING.update(floats=int(floats_per_call), pause_s=float(pause_s))
+    _WRITE_SHARING["waiting"] = waiting or (lambda: True)
+
+
 # Chroma persists its HNSW index every `sync_threshold` writes and, on every open,
 # replays the writes since then (1,000 by default: ~1 s per command at 3072 dims).
 SYNC_THRESHOLD = 100
@@ -471,19 +488,32 @@ class SpaceCollection:
     def write(
         self, docs: Sequence[Document], vectors: np.ndarray, truncated: Sequence[bool]
     ) -> None:
-        """Insert or replace `docs` with their vectors in one Chroma call."""
+        """Insert or replace `docs` with their vectors in one Chroma call (in slices,
+        with pauses, where `share_writes` asked for it)."""
         if not docs:
             return
         self._count = None
-        _retry_busy(
-            lambda: self._col.upsert(
-                ids=[d.id for d in docs],
-                embeddings=np.asarray(vectors, dtype=np.float32),
-                documents=[d.text for d in docs],
-                metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
-            ),
-            "write",
-        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        waiting, small = _WRITE_SHARING["waiting"], len(docs)
+        if _WRITE_SHARING["floats"]:
+            small = max(1, _WRITE_SHARING["floats"] // max(1, vectors.shape[1]))
+        start = 0
+        while start < len(docs):
+            # a slice while requests wait (then a pause), else up to 16 slices at once
+            shared = small < len(docs) and waiting()
+            part = slice(start, start + (small if shared else 16 * small))
+            start = part.stop
+            _retry_busy(
+                lambda part=part: self._col.upsert(
+                    ids=[d.id for d in docs[part]],
+                    embeddings=vectors[part],
+                    documents=[d.text for d in docs[part]],
+                    metadatas=[d.metadata(t) for d, t in zip(docs[part], truncated[part])],
+                ),
+                "write",
+            )
+            if shared and start < len(docs):
+                time.sleep(_WRITE_SHARING["pause_s"])  # the GIL is free meanwhile
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents (their vectors, texts and metadata) by id."""

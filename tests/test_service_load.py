@@ -1,0 +1,240 @@
+"""Issue 23: the service answers exactly, and keeps answering while it writes.
+
+The in-memory search against a brute-force reference (real faiss, real numpy); a real
+`embedlab serve` under concurrent load against the library; readers during an ingest
+whose provider hangs; two `embedlab serve` replicas over one real `chroma run`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import embedlab
+import numpy as np
+import pytest
+from embedlab.store import memory_index
+from embedlab.store.memory_index import MemoryIndex
+
+from tests.fake_gemini import FakeGemini, fake_vector
+from tests.service_helpers import RunningService
+
+DIMS = 128
+pytestmark = pytest.mark.slow
+
+
+def reference(vectors, query, k, exclude=None, mask=None):
+    """Brute force: every row scored the same way, best first, equal scores (to the 6
+    places the API shows) by row."""
+    scores = np.einsum("ij,j->i", vectors, query)
+    allowed = np.ones(len(vectors), dtype=bool) if mask is None else mask.copy()
+    if exclude is not None:
+        allowed[exclude] = False
+    rows = np.flatnonzero(allowed)
+    order = np.lexsort((rows, -np.round(scores[rows], 6)))[:k]
+    return rows[order]
+
+
+def test_the_int8_prescan_gives_exactly_the_brute_force_answer(monkeypatch):
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(memory_index, "EXACT_FLOATS", 0)  # the pre-scan even for 4,000 rows
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(8, DIMS))
+    vectors = centres[rng.integers(0, 8, 4000)] * 0.7 + rng.normal(size=(4000, DIMS))
+    vectors = vectors.astype(np.float32)
+    vectors[100] = vectors[200] = vectors[300]  # exact ties: ordered by row
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    metadatas = [{"label": f"l{i % 5}", "source": f"s{i % 3}"} for i in range(4000)]
+    index = MemoryIndex(vectors, metadatas)
+    assert index.quantised
+    checked = 0
+    for i in list(range(0, 4000, 37)) + [100, 200, 300]:
+        for k, exclude, labels, sources in [
+            (10, i, None, None),
+            (1, None, None, None),
+            (50, i, ["l1", "l2"], None),
+            (7, None, None, ["s0"]),
+            (1000, i, ["l3"], ["s1"]),
+        ]:
+            mask = index.mask(labels, sources)
+            rows, scores = index.search(vectors[i], k, exclude, mask)
+            expected = reference(vectors, vectors[i], k, exclude, mask)
+            assert rows.tolist() == expected.tolist()
+            assert np.all(np.diff(scores) <= 1e-6)
+            checked += 1
+    assert checked == 5 * 112
+    rows, _ = index.search(vectors[300], 3)
+    assert rows.tolist() == [100, 200, 300]  # the three copies, by row
+
+
+def posts(n: int, start: int = 0, topic: str = "space") -> list[dict]:
+    """`n` documents of one fake-server topic (their vectors cluster: cosine ~0.8 within
+    a topic, ~0 across), so another topic's documents never enter their neighbours."""
+    return [
+        {"id": f"{topic}/{i}", "text": f"topic:{topic} post {i} " + "w " * (i % 5), "label": topic}
+        for i in range(start, start + n)
+    ]
+
+
+def same_up_to_near_ties(served: list[tuple], found: list[tuple]) -> None:
+    """The same documents with the same fields, at the same similarity rank by rank;
+    two whose similarities are within 2e-6 (Chroma's float32 sums and numpy's differ in
+    the last bits) may stand in either order."""
+    position = {row[0]: j for j, row in enumerate(found)}
+    assert set(position) == {row[0] for row in served}
+    for i, row in enumerate(served):
+        twin = found[position[row[0]]]
+        assert row[1:4] == twin[1:4]
+        assert abs(row[4] - twin[4]) <= 2e-6
+        assert abs(row[4] - found[i][4]) <= 2e-6
+
+
+def rows_of(body: dict) -> list[tuple]:
+    return [(n["rank"], n["id"], n["label"], n["cluster"], n["text"]) for n in body["neighbours"]]
+
+
+def test_answers_under_load_are_the_librarys(tmp_path):
+    queries = []
+    with FakeGemini() as fake:
+        service = RunningService(tmp_path / "store", fake)
+        try:
+            service.ingest(posts(150) + posts(150, topic="med"), dims=DIMS)
+            service.http.post(
+                "/api/v1/analyses", params={"wait": "true"}, json={"k": 2, "reduce": "pca"}
+            ).raise_for_status()
+            asks = []
+            for i in range(0, 300, 3):
+                topic, n = ("space", i // 2) if i % 2 else ("med", i // 2)
+                asks.append(("GET", {"id": f"{topic}/{n}", "k": 1 + i % 12}))
+                asks.append(("POST", {"text": f"topic:{topic} question {i % 9}", "k": 5}))
+                vector = fake_vector(f"topic:{topic} free {i}", DIMS).tolist()
+                asks.append(("POST", {"vector": vector, "k": 8, "labels": [topic]}))
+
+            def ask(spec):
+                method, params = spec
+                if method == "GET":
+                    response = service.http.get("/api/v1/neighbours", params=params)
+                else:
+                    response = service.http.post("/api/v1/neighbours", json=params)
+                assert response.status_code == 200, response.text
+                return spec, response.json()
+
+            with ThreadPoolExecutor(8) as pool:  # every query twice, 8 at a time
+                queries = list(pool.map(ask, asks + asks))
+        finally:
+            assert service.stop() == 0
+    first = {}
+    for (method, params), body in queries:  # the repeats answered the same
+        key = repr((method, params))
+        first.setdefault(key, body)
+        assert rows_of(body) == rows_of(first[key])
+    with embedlab.open(tmp_path / "store", quiet=True) as lab:
+        for (_method, params), body in queries[: len(queries) // 2]:
+            options = {k: v for k, v in params.items() if k not in ("id", "text", "vector")}
+            asked = {k: v for k, v in params.items() if k in ("text", "vector")}
+            library = lab.neighbours(params.get("id"), **asked, **options)
+            served = [
+                (n["id"], n["label"], n["cluster"], n["text"], n["similarity"])
+                for n in body["neighbours"]
+            ]
+            found = list(
+                zip(library["id"], library["label"], library["cluster"], library["text"],
+                    library["similarity"])
+            )  # fmt: skip
+            same_up_to_near_ties(served, found)
+            assert [n["rank"] for n in body["neighbours"]] == library["rank"].tolist()
+            np.testing.assert_allclose(
+                library["similarity"], [n["similarity"] for n in body["neighbours"]], atol=2e-6
+            )
+            assert library.attrs["requests"] == 0  # the service paid for each text once
+            assert body["space"] == library.attrs["space"]
+
+
+def test_readers_during_an_ingest_with_a_hung_provider_get_200s_and_the_same_answers(
+    tmp_path,
+):
+    with FakeGemini() as fake:
+        service = RunningService(tmp_path / "store", fake)
+        try:
+            service.ingest(posts(200), dims=DIMS)
+            ids = [f"space/{i}" for i in range(0, 200, 7)]
+            before = {
+                doc_id: service.http.get("/api/v1/neighbours", params={"id": doc_id}).json()
+                for doc_id in ids
+            }
+            texts = {
+                doc_id: service.http.get(f"/api/v1/documents/{doc_id}").json()["text"]
+                for doc_id in ids
+            }
+            fake.latency = 8.0  # every embedding request now hangs for 8 s
+            job = service.ingest(posts(300, topic="med"), wait=False, batch_size=20, dims=DIMS)
+            deadline = time.monotonic() + 30
+            while not fake.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert fake.requests, "the ingest never asked the provider"
+            answers, lock = [], threading.Lock()
+
+            def read(n: int) -> None:
+                doc_id = ids[n % len(ids)]
+                if n % 2:
+                    response = service.http.get("/api/v1/neighbours", params={"id": doc_id})
+                else:
+                    vector = fake_vector(texts[doc_id], DIMS)
+                    response = service.http.post(
+                        "/api/v1/neighbours", json={"vector": vector.tolist(), "k": 10}
+                    )
+                with lock:
+                    answers.append((n, doc_id, response.status_code, response.json()))
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(read, range(160)))
+            state = service.http.get(f"/api/v1/jobs/{job['job']}").json()["state"]
+            assert state == "running"  # every read was answered while the ingest hung
+            assert [a[2] for a in answers] == [200] * 160
+            for n, doc_id, _, body in answers:
+                if n % 2:
+                    assert rows_of(body) == rows_of(before[doc_id])
+                else:  # by its vector: the document itself first, then the same ten
+                    assert body["neighbours"][0]["id"] == doc_id
+            service.http.delete(f"/api/v1/jobs/{job['job']}")
+        finally:
+            assert service.stop() == 0
+
+
+def test_a_document_ingested_through_one_replica_is_found_by_the_other_within_2_s(
+    tmp_path, chroma_server
+):
+    where = ["--chroma-url", chroma_server]
+    with FakeGemini() as fake:
+        first = RunningService(tmp_path / "a", fake, store_args=where)
+        second = None
+        try:
+            first.ingest(posts(40), dims=DIMS)
+            second = RunningService(tmp_path / "b", fake, store_args=where)
+            deadline = time.monotonic() + 60
+            while second.http.get("/health").json()["warming"]:
+                assert time.monotonic() < deadline, "the second replica never warmed up"
+                time.sleep(0.1)
+            new = {"id": "space/new", "text": "topic:space the one just written", "label": "x"}
+            vector = fake_vector(new["text"], DIMS).tolist()
+            miss = second.http.post("/api/v1/neighbours", json={"vector": vector, "k": 1})
+            assert miss.json()["neighbours"][0]["id"] != "space/new"
+            first.ingest([new], dims=DIMS)
+            written = time.monotonic()
+            while True:
+                found = second.http.post("/api/v1/neighbours", json={"vector": vector, "k": 3})
+                assert found.status_code == 200, found.text
+                top = found.json()["neighbours"][0]
+                if top["id"] == "space/new":
+                    break
+                assert time.monotonic() - written < 2.0, "the second replica did not see it"
+                time.sleep(0.05)
+            assert top["label"] == "x" and top["text"] == new["text"]
+            assert top["similarity"] == pytest.approx(1.0, abs=1e-5)
+            by_id = second.http.get("/api/v1/neighbours", params={"id": "space/new", "k": 40})
+            assert by_id.status_code == 200 and len(by_id.json()["neighbours"]) == 40
+        finally:
+            assert first.stop() == 0
+            if second is not None:
+                assert second.stop() == 0
