@@ -20,6 +20,7 @@ from .cluster import ALGORITHMS, MAX_TEXT_WEIGHT, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .reduce import METHODS, map_key, reduce_2d
+from .reference import build_reference
 from .select import Corpus
 
 STAGES = ("cluster", "map", "evaluate", "describe")
@@ -149,9 +150,11 @@ def analyze_corpus(
         options.eps,
         texts=corpus.texts,
         text_weight=text_weight,
+        keep=(cluster_keep := {}),
     )
     labels = clustering.labels
     stage("map", 1)
+    map_keep: dict[str, Any] = {}
     key = map_key(corpus.space.collection_name, corpus.hashes, options.reduce, options.seed)
     cached = map_cache.get(key) if map_cache is not None else None
     if cached is not None:
@@ -159,7 +162,7 @@ def analyze_corpus(
         timings["map"] = 0.0
     else:
         coords, map_note = _timed(
-            timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed
+            timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed, map_keep
         )
         if map_cache is not None:
             map_cache.put(key, coords, map_note)
@@ -178,6 +181,12 @@ def analyze_corpus(
         corpus.texts,
         corpus.labels,
     )
+    # what a later update places new documents with (reference.py; analyze/update.py)
+    reference = _timed(
+        timings, "reference", build_reference, corpus.vectors, corpus.hashes, labels,
+        options.as_dict(), clustering.params, cluster_keep, map_keep, options.seed,
+    )  # fmt: skip
+    del cluster_keep, map_keep
     metrics["space"] = space_dict(corpus.space)
     metrics["params"] = {
         "algorithm": clustering.algorithm,
@@ -201,6 +210,7 @@ def analyze_corpus(
         k_scores=clustering.k_scores,
         map_cached=cached is not None,
         timings=timings,
+        reference=reference,
     )
     if out is not None:
         analysis.save(out)
