@@ -940,9 +940,7 @@ class Lab(Inputs):
                 parent, corpus, refit, on_stage=lambda name, i: stage(name, i + 1)
             )
             updated.timings = {"load": load_s, **updated.timings}
-            updated.update_report["seconds"] = round(
-                updated.update_report["seconds"] + load_s, 3
-            )
+            updated.update_report["seconds"] = round(updated.update_report["seconds"] + load_s, 3)
             stage("store", len(stages) - 1)
             self._store_analysis(updated)
             notify(Progress("update", len(stages), len(stages), "done"))

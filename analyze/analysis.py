@@ -309,9 +309,7 @@ class Analysis:
 
             reference = {
                 "settings": head["reference"],
-                "arrays": {
-                    k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)
-                },
+                "arrays": {k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)},
             }
         return cls(
             space=Space(space["provider"], space["model"], space["task_type"], int(space["dims"])),

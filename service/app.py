@@ -43,6 +43,7 @@ class ServiceSettings:
     max_body: int = MAX_BODY
     cors: list[str] = field(default_factory=list)
     analysis_workers: int = 2
+    follow: bool = False  # update each space's newest analysis after ingests (updates.py)
 
 
 # -- request bodies --------------------------------------------------------------------------
@@ -385,6 +386,9 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     from .pages import add_map_routes
 
     add_map_routes(app, lab, settings.read_only)
+    from .updates import add_update_routes
+
+    add_update_routes(app, service, lab, settings.follow)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
