@@ -15,7 +15,7 @@ from embedlab.lab import Lab
 
 from tests.fake_gemini import FakeGemini
 from tests.service_helpers import RunningService, documents
-from tests.test_update import GROUPS, SPACE, write
+from tests.test_update import GROUPS, write
 
 DIMS = 128
 
