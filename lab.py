@@ -940,6 +940,8 @@ class Lab(Inputs):
                 parent, corpus, refit, on_stage=lambda name, i: stage(name, i + 1)
             )
             updated.timings = {"load": load_s, **updated.timings}
+            if (parent.naming or {}).get("model"):
+                self._cached_names(updated, corpus.hashes, parent.naming["model"])
             updated.update_report["seconds"] = round(updated.update_report["seconds"] + load_s, 3)
             stage("store", len(stages) - 1)
             self._store_analysis(updated)
@@ -951,6 +953,40 @@ class Lab(Inputs):
         if out is not None:
             updated.save(out, html=html)
         return updated
+
+    def _cached_names(self, analysis: Analysis, hashes: list[str], model: str) -> None:
+        """Model names for an update's clusters from the store's name cache alone (keyed by
+        their members, as `_name_clusters`): a cluster whose members did not change keeps
+        its name; the others keep their terms. Never a request."""
+        from .analyze.describe import TERMS, with_names
+        from .ingest.naming import PROMPT_VERSION
+        from .store.names import NameCache, name_key
+
+        members: dict[int, list[str]] = {}
+        for cluster, digest in zip(analysis.cluster_labels.tolist(), hashes):
+            members.setdefault(int(cluster), []).append(digest)
+        cache = NameCache(self.store.artifacts, self._write_lock)
+        reused = kept = 0
+        for info in analysis.clusters:
+            number = int(info["cluster"])
+            if number == -1:
+                continue
+            found = cache.get(name_key(members.get(number, []), PROMPT_VERSION, model))
+            if found:
+                info["name"], info["name_source"] = found, model
+                reused += 1
+            else:
+                info["name"], info["name_source"] = None, TERMS
+                kept += 1
+        with_names(analysis.clusters)
+        analysis.naming = {"model": model, "prompt_version": PROMPT_VERSION, "requested": 0,
+                           "reused": reused, "kept_terms": kept, "requests": 0,
+                           "clusters": reused + kept}  # fmt: skip
+        if kept:
+            analysis.naming["note"] = (
+                f"{kept} cluster(s) changed members in the update and keep their terms "
+                "(analyze with --name-clusters to name them)"
+            )
 
     def successor(self, analysis_id: str) -> str | None:
         """The id of the newest analysis that updates `analysis_id` (directly or through

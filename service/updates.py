@@ -4,7 +4,8 @@
   (`?wait=true`: 200 with the updated analysis' id, summary and update report).
 - `GET /api/v1/events`: Server-Sent Events of what changes in the store: `ingest` (an
   ingest job ended, with its space and counts), `analysis-created`, `analysis-updated`
-  (with its parent), `analysis-deleted`. Each event has an `id`; a client that
+  (with its parent), `analysis-deleted`; the stream opens with `hello` and ends with
+  `bye` when the service stops. Each event has an `id`; a client that
   reconnects with `Last-Event-ID` (EventSource does) gets what it missed, as long as it
   is among the last EVENTS_KEPT.
 - `GET /api/v1/analyses/{id}/successor`: the newest analysis that updates this one (what
@@ -219,6 +220,9 @@ def add_update_routes(app: FastAPI, service: Any, lab: Lab, follow: bool = False
                     yield f"id: {number}\nevent: {kind}\ndata: {json.dumps(jsonable(data))}\n\n"
                     seen, quiet = number, 0.0
                 if await request.is_disconnected():
+                    return
+                if not getattr(service.jobs, "_accepting", True):  # shutting down: end cleanly
+                    yield "event: bye\ndata: {}\n\n"
                     return
                 await asyncio.sleep(SSE_POLL_S)
                 quiet += SSE_POLL_S

@@ -230,3 +230,27 @@ def test_bad_updates_are_clear_errors(lab):
         lab.update(a, refit="yes")
     with pytest.raises(InvalidRequest, match="an Analysis or its id"):
         lab.update(42)
+
+
+def test_cluster_names_come_from_the_cache_by_members_never_a_request(lab, store, monkeypatch):
+    from embedlab.ingest.naming import PROMPT_VERSION
+    from embedlab.store.names import NameCache, name_key
+
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    hashes = {m["id"]: m["content_hash"] for m in lab.documents().to_dict("records")}
+    cache = NameCache(store.artifacts)
+    for cluster in {int(c) for c in a.cluster_labels}:
+        members = [hashes[i] for i, c in zip(a.ids, a.cluster_labels) if c == cluster]
+        cache.put(name_key(members, PROMPT_VERSION, "m"), f"name {cluster}", "m", PROMPT_VERSION)
+    a.naming = {"model": "m"}
+    write(store, "space", 30, 1)
+    b = lab.update(a)
+    space = rows(a)["syn/space/001"][1]
+    names = {int(c["cluster"]): (c["name"], c["name_source"]) for c in b.clusters}
+    for cluster, (name, source) in names.items():
+        if cluster == space:
+            assert source == "terms"  # its members changed: no cached name, no request
+        else:
+            assert (name, source) == (f"name {cluster}", "m")
+    assert b.naming["reused"] == 2 and b.naming["kept_terms"] == 1 and b.naming["requests"] == 0

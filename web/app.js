@@ -1242,8 +1242,9 @@
   }
   async function follow() {
     // fetch() rather than EventSource: the stream needs the token header
-    let last = null;
+    let last = null, bye = false;
     for (;;) {
+      bye = false;
       try {
         if (state.analysis) { // what happened while away
           const found = await source.json(`/api/v1/analyses/${encodeURIComponent(state.analysis)}/successor`);
@@ -1269,6 +1270,7 @@
               else if (line.startsWith("data:")) data += line.slice(5).trim();
               else if (line.startsWith("id:")) last = Number(line.slice(3).trim());
             }
+            if (kind === "bye") bye = true;
             if (!data) continue;
             const body = JSON.parse(data);
             if (kind === "analysis-updated" && body.parent && body.parent === state.analysis) {
@@ -1281,7 +1283,8 @@
       } catch (error) {
         // the service restarted or the network blinked: try again shortly
       }
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+      // the service said it stops: wait longer before asking again
+      await new Promise((resolve) => setTimeout(resolve, bye ? 15000 : 2000));
     }
   }
 
