@@ -1528,6 +1528,32 @@ class _StoreMapCache:
         except StoreError:
             pass  # only a cache: the analysis stands, the next one recomputes the map
 
+    def put_basis(self, key: str, components: np.ndarray, mean: np.ndarray) -> None:
+        """The PCA basis the map `key` was drawn from (what an update places with)."""
+        from .store.artifacts import pack_arrays
+
+        head = {"space_collection": self._space.collection_name}
+        payload = pack_arrays(
+            components=components.astype(np.float32), mean=mean.astype(np.float32)
+        )
+        try:
+            with self._write_lock:
+                self._store.artifacts.put(MAP + "-basis", key, head, payload)
+        except StoreError:
+            pass  # only a cache
+
+    def get_basis(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        from .store.artifacts import unpack_arrays
+
+        try:
+            found = self._store.artifacts.get(MAP + "-basis", key)
+        except StoreError:
+            return None
+        if found is None:
+            return None
+        arrays = unpack_arrays(found[1])
+        return arrays["components"], arrays["mean"]
+
 
 def python_documents(
     data: Any,

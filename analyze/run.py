@@ -118,6 +118,16 @@ def _timed(timings: dict[str, float], name: str, func, *args, **kwargs):
     return result
 
 
+def _cached_basis(map_cache: Any, key: str, map_keep: dict[str, Any]) -> None:
+    """The PCA basis a cached map was drawn from (kept beside it), so the reference data
+    of an analysis that reuses a map costs no new PCA."""
+    found = map_cache.get_basis(key) if hasattr(map_cache, "get_basis") else None
+    if found is not None:
+        from types import SimpleNamespace
+
+        map_keep["pca"] = SimpleNamespace(components_=found[0], mean_=found[1])
+
+
 def analyze_corpus(
     corpus: Corpus,
     options: AnalysisOptions,
@@ -160,12 +170,16 @@ def analyze_corpus(
     if cached is not None:
         coords, map_note = cached
         timings["map"] = 0.0
+        _cached_basis(map_cache, key, map_keep)
     else:
         coords, map_note = _timed(
             timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed, map_keep
         )
         if map_cache is not None:
             map_cache.put(key, coords, map_note)
+            if "pca" in map_keep and hasattr(map_cache, "put_basis"):  # for later updates
+                pca = map_keep["pca"]
+                map_cache.put_basis(key, pca.components_, pca.mean_)
     stage("evaluate", 2)
     metrics = _timed(
         timings, "evaluate", evaluate, corpus.vectors, labels, corpus.labels, options.seed

@@ -254,3 +254,20 @@ def test_cluster_names_come_from_the_cache_by_members_never_a_request(lab, store
         else:
             assert (name, source) == (f"name {cluster}", "m")
     assert b.naming["reused"] == 2 and b.naming["kept_terms"] == 1 and b.naming["requests"] == 0
+
+
+def test_an_analysis_reusing_a_cached_map_keeps_its_pca_basis(store):
+    # 60 documents of 64 dims: t-SNE reads a PCA-50 basis, which the map cache keeps too
+    space = Space("fake", "wide", "none", 64)
+    rng = np.random.default_rng(3)
+    docs = [Document(f"w/{i:03d}", f"text {i}", "w", f"g{i % 3}") for i in range(60)]
+    vectors = rng.normal(size=(60, 64)).astype(np.float32)
+    store.collection(space, create=True).write(docs, vectors, [False] * 60)
+    lab = Lab(store, quiet=True)
+    a = lab.analyze(k=3, reduce="tsne", seed=0, space=space)
+    b = lab.analyze(k=2, reduce="tsne", seed=0, space=space)
+    assert b.map_cached and not a.map_cached
+    assert a.reference["arrays"]["map_components"].shape == (50, 64)
+    assert np.array_equal(
+        a.reference["arrays"]["map_components"], b.reference["arrays"]["map_components"]
+    )
