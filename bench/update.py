@@ -75,8 +75,9 @@ def full_part(archive: Path) -> None:
             ref = size_bytes(a.reference)
             head, payload = a.to_record()
             found = lab.store.artifacts.get(ANALYSIS, a.id)
+            names = ", ".join(sorted(a.reference["arrays"]))
             print(
-                f"reference data: {ref / 1e6:.2f} MB of arrays ({', '.join(sorted(a.reference['arrays']))}); "
+                f"reference data: {ref / 1e6:.2f} MB of arrays ({names}); "
                 f"whole stored analysis payload {len(payload) / 1e6:.2f} MB "
                 f"(read back: {found is not None})"
             )
