@@ -73,45 +73,83 @@ def place_pca(new_vectors: np.ndarray, reference: dict[str, Any]) -> np.ndarray:
 
 
 def place_tsne(
-    old_rows: np.ndarray, old_coords: np.ndarray, new_rows: np.ndarray, seed: int = 0
+    old_rows: np.ndarray,
+    old_coords: np.ndarray,
+    new_rows: np.ndarray,
+    seed: int = 0,
+    rounds: int = 1,
+    perplexity: float = TRANSFORM_PERPLEXITY,
 ) -> np.ndarray:
     """New points on a t-SNE map with every old point fixed (openTSNE's transform).
 
-    `old_rows`/`new_rows` are in the space t-SNE read (the stored PCA basis)."""
+    `old_rows`/`new_rows` are in the space t-SNE read (the stored PCA basis). transform
+    places each new point against the old ones alone; with `rounds` > 1 each further
+    round places them again against the old points *and* the other new points at their
+    current places (a new point's nearest neighbours are often new too), starting where
+    the previous round left them. The old points never move."""
+    old_rows = np.ascontiguousarray(old_rows, dtype=np.float32)
+    new_rows = np.ascontiguousarray(new_rows, dtype=np.float32)
+    stored = np.asarray(old_coords, dtype=np.float64)
+    placed = _transform(old_rows, stored, new_rows, seed, None, None, perplexity)
+    for _ in range(rounds - 1):
+        rows = np.vstack([old_rows, new_rows])
+        coords = np.vstack([stored, placed])
+        skip = np.arange(len(old_rows), len(old_rows) + len(new_rows))
+        placed = _transform(rows, coords, new_rows, seed, placed, skip, perplexity)
+    return placed
+
+
+def _transform(
+    ref_rows: np.ndarray,
+    ref_coords: np.ndarray,
+    rows: np.ndarray,
+    seed: int,
+    start: np.ndarray | None,
+    skip: np.ndarray | None,
+    perplexity: float,
+) -> np.ndarray:
+    """openTSNE's transform of `rows` against the fixed map (`ref_rows`, `ref_coords`);
+    `skip[j]`: a reference row that row j must not count as its neighbour (itself)."""
     from openTSNE import TSNEEmbedding
     from openTSNE.affinity import Affinities, joint_probabilities_nn
 
-    old_rows = np.ascontiguousarray(old_rows, dtype=np.float32)
+    n_ref = len(ref_rows)
 
     class _Exact(Affinities):
-        """Affinities of new rows to the old ones by exact search (no kNN index)."""
+        """Affinities of new rows to the reference rows by exact search (no kNN index)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.P = _identity_shape(len(old_rows))
+            self.P = _identity_shape(n_ref)
 
         def to_new(self, data, perplexity=TRANSFORM_PERPLEXITY, return_distances=False):
-            k = min(len(old_rows), max(TRANSFORM_K, int(3 * perplexity)))
+            k = min(n_ref - (0 if skip is None else 1), max(TRANSFORM_K, int(3 * perplexity)))
             perplexity = min(perplexity, k / 3)
-            neighbours, distances = nearest(data, old_rows, k)
+            if skip is None:
+                neighbours, distances = nearest(data, ref_rows, k)
+            else:  # one more, then drop the row itself
+                neighbours, distances = nearest(data, ref_rows, k + 1)
+                keep = neighbours != skip[:, None]
+                order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+                neighbours = np.take_along_axis(neighbours, order, axis=1)
+                distances = np.take_along_axis(distances, order, axis=1)
             P = joint_probabilities_nn(
                 neighbours,
                 distances,
                 [perplexity],
                 symmetrize=False,
                 normalization="point-wise",
-                n_reference_samples=len(old_rows),
+                n_reference_samples=n_ref,
             )
             return (P, neighbours, distances) if return_distances else P
 
-    stored = np.asarray(old_coords, dtype=np.float64)
-    centre = (stored.max(axis=0) + stored.min(axis=0)) / 2
+    centre = (ref_coords.max(axis=0) + ref_coords.min(axis=0)) / 2
     # a copy: transform re-centres the embedding it is called on (FACTS.md)
-    embedding = TSNEEmbedding(stored.copy(), _Exact(), random_state=seed, n_jobs=1)
+    embedding = TSNEEmbedding(ref_coords.copy(), _Exact(), random_state=seed, n_jobs=1)
+    init = "median" if start is None else np.asarray(start, dtype=np.float64) - centre
     placed = embedding.transform(
-        np.asarray(new_rows, dtype=np.float32), perplexity=TRANSFORM_PERPLEXITY,
-        k=TRANSFORM_K, n_iter=TRANSFORM_ITER,
-    )  # fmt: skip
+        rows, perplexity=perplexity, initialization=init, k=TRANSFORM_K, n_iter=TRANSFORM_ITER
+    )
     # transform moved the reference by -centre; the new points live in that frame
     return np.asarray(placed, dtype=np.float64) + centre
 

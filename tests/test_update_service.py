@@ -140,12 +140,16 @@ def test_serve_follow_updates_the_newest_analysis_and_streams_events(tmp_path):
             body = service.http.get(f"/api/v1/analyses/{updated['analysis']}").json()
             assert body["documents"] == 43 and body["update_report"]["added"] == 3
             assert len(fake.ok_requests) == requests_before + 1  # the update asked nothing
+            # the HTTP client answers the same call with the same result
+            from embedlab.client import RemoteLab
+
+            remote = RemoteLab(service.url).update(first)
+            assert remote.parent == first and remote.update_report["added"] == 3
+            assert remote.update_report["kept"] == 40
             # an ingest that changes nothing updates nothing
             service.ingest(documents(3, 40), dims=DIMS)
             time.sleep(1.0)
-            assert (
-                service.http.get(f"/api/v1/analyses/{first}/successor").json()["successor"]
-                == updated["analysis"]
-            )
+            newest = service.http.get(f"/api/v1/analyses/{first}/successor").json()
+            assert newest["successor"] == remote.id  # no follow-up update after a no-op
         finally:
             service.stop()
