@@ -77,26 +77,20 @@ def place_tsne(
     old_coords: np.ndarray,
     new_rows: np.ndarray,
     seed: int = 0,
-    rounds: int = 1,
     perplexity: float = TRANSFORM_PERPLEXITY,
+    **transform: Any,
 ) -> np.ndarray:
     """New points on a t-SNE map with every old point fixed (openTSNE's transform).
 
-    `old_rows`/`new_rows` are in the space t-SNE read (the stored PCA basis). transform
-    places each new point against the old ones alone; with `rounds` > 1 each further
-    round places them again against the old points *and* the other new points at their
-    current places (a new point's nearest neighbours are often new too), starting where
-    the previous round left them. The old points never move."""
+    `old_rows`/`new_rows` are in the space t-SNE read (the stored PCA basis); `transform`
+    overrides openTSNE's transform settings. (Tried on the local model's demo and not
+    kept: further rounds against the old and the other new points, perplexity 15 or 30,
+    500 steps without exaggeration, the weighted start, the vectors instead of PCA-50:
+    none placed points with better-kept neighbourhoods; docs/update.md.)"""
     old_rows = np.ascontiguousarray(old_rows, dtype=np.float32)
     new_rows = np.ascontiguousarray(new_rows, dtype=np.float32)
     stored = np.asarray(old_coords, dtype=np.float64)
-    placed = _transform(old_rows, stored, new_rows, seed, None, None, perplexity)
-    for _ in range(rounds - 1):
-        rows = np.vstack([old_rows, new_rows])
-        coords = np.vstack([stored, placed])
-        skip = np.arange(len(old_rows), len(old_rows) + len(new_rows))
-        placed = _transform(rows, coords, new_rows, seed, placed, skip, perplexity)
-    return placed
+    return _transform(old_rows, stored, new_rows, seed, None, None, perplexity, transform)
 
 
 def _transform(
@@ -107,6 +101,7 @@ def _transform(
     start: np.ndarray | None,
     skip: np.ndarray | None,
     perplexity: float,
+    options: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """openTSNE's transform of `rows` against the fixed map (`ref_rows`, `ref_coords`);
     `skip[j]`: a reference row that row j must not count as its neighbour (itself)."""
@@ -146,10 +141,11 @@ def _transform(
     centre = (ref_coords.max(axis=0) + ref_coords.min(axis=0)) / 2
     # a copy: transform re-centres the embedding it is called on (FACTS.md)
     embedding = TSNEEmbedding(ref_coords.copy(), _Exact(), random_state=seed, n_jobs=1)
-    init = "median" if start is None else np.asarray(start, dtype=np.float64) - centre
-    placed = embedding.transform(
-        rows, perplexity=perplexity, initialization=init, k=TRANSFORM_K, n_iter=TRANSFORM_ITER
-    )
+    options = {"initialization": "median", "k": TRANSFORM_K, "n_iter": TRANSFORM_ITER,
+               **(options or {})}  # fmt: skip
+    if start is not None:
+        options["initialization"] = np.asarray(start, dtype=np.float64) - centre
+    placed = embedding.transform(rows, perplexity=perplexity, **options)
     # transform moved the reference by -centre; the new points live in that frame
     return np.asarray(placed, dtype=np.float64) + centre
 
