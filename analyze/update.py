@@ -42,7 +42,7 @@ MAX_EXTRA_NOISE = 0.15  # share of placed documents left as noise, above the old
 MAX_PRESERVATION_GAP = 0.15  # old points' neighbourhood preservation minus the placed ones'
 MIN_PLACED = 30  # the similarity/preservation tests need this many placed documents
 NEIGHBOURS = 10
-PRESERVATION_SAMPLE = 500  # points per group whose neighbourhoods are compared (seeded)
+PRESERVATION_SAMPLE = 300  # points per group whose neighbourhoods are compared (seeded)
 
 
 def diff(parent: Analysis, corpus: Corpus) -> dict[str, list[str]]:
