@@ -374,7 +374,10 @@ def map_from(
         keep["pca"] = pca
         note = f"t-SNE after PCA to {PCA_BEFORE_TSNE} dims"
     perplexity = float(min(30, max(2, (n - 1) // 3)))
-    # the start's shape, at the small scale t-SNE's own PCA start has (std 1e-4)
+    # the start's shape, at the small scale t-SNE's own PCA start has (std 1e-4), and no
+    # early exaggeration: it exists to untangle a start that means nothing, and it
+    # scrambles one that does (the local demo +60: Procrustes disparity 0.208 with it,
+    # 0.048 without, trustworthiness@10 0.956 and 0.953)
     init = init - init.mean(axis=0)
     init = init / max(float(init[:, 0].std()), 1e-12) * 1e-4
     note = f"{note} (perplexity {perplexity:g}), started from the parent's map"
@@ -383,12 +386,14 @@ def map_from(
 
         model = OpenTSNE(
             n_components=2, perplexity=perplexity, random_state=seed, n_jobs=-1,
-            initialization=init,
+            initialization=init, early_exaggeration=1.0,
         )  # fmt: skip
         return np.asarray(model.fit(np.ascontiguousarray(rows, dtype=np.float64))), note
     from sklearn.manifold import TSNE
 
-    tsne = TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed)
+    tsne = TSNE(
+        n_components=2, perplexity=perplexity, init=init, random_state=seed, early_exaggeration=1.0
+    )
     return tsne.fit_transform(rows), note
 
 
