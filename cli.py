@@ -541,6 +541,14 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
     is_flag=True,
     help="Also write map.html: the interactive map in one file, openable without a server.",
 )
+@click.option(
+    "--update",
+    "update_of",
+    metavar="ID|latest",
+    help="Update a stored analysis for the documents now: new ones placed on its map and "
+    "clusters, the rest kept exactly (docs/update.md).",
+)
+@click.option("--refit", is_flag=True, help="With --update: fit again, from the old state.")
 @click.pass_obj
 @user_errors
 def analyze_command(
@@ -564,8 +572,15 @@ def analyze_command(
     name_clusters,
     naming_model,
     html,
+    update_of=None,
+    refit=False,
 ) -> None:
     """Cluster, map and score the stored vectors (no embedding calls, ever)."""
+    if update_of is not None or refit:
+        from .cli_update import run_update
+
+        run_update(store_opts, (provider, model, task_type, dims), update_of, refit, out, html)
+        return
     run_analysis(
         store_opts,
         (provider, model, task_type, dims),
@@ -1309,6 +1324,12 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
 )
 @click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN.")
 @click.option("--price", "prices", multiple=True, metavar="MODEL=USD", help=PRICE_HELP)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="After every ingest job that changes a space, update its newest analysis "
+    "(open maps load it live; docs/update.md).",
+)
 @click.pass_obj
 @user_errors
 def serve(
@@ -1320,6 +1341,7 @@ def serve(
     max_body: int,
     cors: tuple[str, ...],
     prices: tuple[str, ...],
+    follow: bool = False,
 ) -> None:
     """Serve the store over HTTP: one process, many clients (API docs at /docs)."""
     from .service.app import ServiceSettings
@@ -1332,6 +1354,7 @@ def serve(
     token = read_token(token_file)
     check_host(host, token)
     settings = ServiceSettings(read_only, token, max_body, list(cors))
+    settings.follow = follow
     started = time.monotonic()
     lab = open_lab(
         store_opts.path,

@@ -430,6 +430,32 @@ class RemoteLab(Inputs):
                 analysis.files.append("map.html")
         return analysis
 
+    def update(
+        self,
+        analysis: Analysis | str,
+        refit: bool = False,
+        out: str | os.PathLike[str] | None = None,
+        html: bool = False,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Analysis:
+        """Lab.update through the service (POST /analyses/{id}/update, a job)."""
+        analysis_id = analysis if isinstance(analysis, str) else analysis.id
+        path = f"/analyses/{analysis_id}/update"
+        job_id = self._request("POST", path, json={"refit": refit})["job"]
+        job = self._follow(job_id, on_progress)
+        if job["state"] != "done":
+            error = job.get("error") or job["state"]
+            raise (Cancelled if job["state"] != "failed" else InvalidRequest)(error)
+        updated = self.analysis(job["analysis"])
+        if out is not None:
+            updated.save(out)
+            if html:
+                page = self._request("GET", f"/analyses/{updated.id}/map.html", raw=True)
+                Path(out, "map.html").write_bytes(page)
+                updated.files.append("map.html")
+        return updated
+
     # -- comparisons ---------------------------------------------------------------------
 
     def compare(

@@ -800,6 +800,7 @@ class Lab(Inputs, BatchUseCases):
         finally:
             close_bar()
         self._attach_map_extras(analysis)
+        self._emit("analysis-created", {"analysis": analysis.id})
         if out is not None:
             analysis.save(out, html=html)
         return analysis
@@ -969,11 +970,136 @@ class Lab(Inputs, BatchUseCases):
                 self._analyses.pop(analysis_id, None)
                 self._cluster_maps.pop(analysis_id, None)
                 self._heads.clear()
+        self._emit("analysis-deleted", {"analysis": analysis_id})
 
     def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
         """The newest stored analysis of the space, or None."""
         heads = self._analysis_heads(self.space(space).collection_name)
         return self.analysis(heads[0]["id"]) if heads else None
+
+    def update(
+        self,
+        analysis: Analysis | str,
+        refit: bool = False,
+        out: str | os.PathLike[str] | None = None,
+        html: bool = False,
+        quiet: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Analysis:
+        """The analysis updated for its selection as the store holds it now; stored and
+        returned (`.parent` is the old id, `.update_report` says what changed).
+
+        Documents that now match are placed on the stored map and given stored clusters;
+        deleted ones leave; every other document keeps its coordinates and cluster
+        exactly. Never embeds. `refit=True` fits again from the old state (cluster numbers
+        matched to the old ones, `update_report["disparity"]` of the old documents); an
+        analysis stored before updates existed is always refitted. See docs/update.md.
+        """
+        from .analyze.select import Selection
+        from .analyze.update import update_corpus
+
+        if isinstance(refit, str) or not isinstance(refit, bool):
+            raise InvalidRequest(f"refit must be true or false, not {refit!r}")
+        parent = self.analysis(analysis) if isinstance(analysis, str) else analysis
+        if not isinstance(parent, _analysis_type()):
+            raise InvalidRequest(f"update takes an Analysis or its id, not {analysis!r}")
+        if parent.id is None:
+            raise InvalidRequest("this analysis is not stored; update a stored one (its id)")
+        chosen = self.space(parent.space)
+        known = {k: parent.selection.get(k) for k in ("sources", "labels", "per_class", "limit")}
+        selection = Selection(**known, seed=int(parent.selection.get("seed", 0) or 0))
+        stages = ["load", "place", "refit", "evaluate", "describe", "drift", "store"]
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+
+        def stage(name: str, index: int) -> None:
+            notify(Progress("update", index, len(stages), name))
+
+        try:
+            stage("load", 0)
+            started = time.perf_counter()
+            corpus = self._corpus(chosen, selection)
+            load_s = time.perf_counter() - started
+            updated = update_corpus(
+                parent, corpus, refit, on_stage=lambda name, i: stage(name, i + 1)
+            )
+            updated.timings = {"load": load_s, **updated.timings}
+            if (parent.naming or {}).get("model"):
+                self._cached_names(updated, corpus.hashes, parent.naming["model"])
+            updated.update_report["seconds"] = round(updated.update_report["seconds"] + load_s, 3)
+            stage("store", len(stages) - 1)
+            self._store_analysis(updated)
+            notify(Progress("update", len(stages), len(stages), "done"))
+        finally:
+            close_bar()
+        self._attach_map_extras(updated)
+        self._emit("analysis-updated", {"analysis": updated.id, "parent": parent.id})
+        if out is not None:
+            updated.save(out, html=html)
+        return updated
+
+    def _cached_names(self, analysis: Analysis, hashes: list[str], model: str) -> None:
+        """Model names for an update's clusters from the store's name cache alone (keyed by
+        their members, as `_name_clusters`): a cluster whose members did not change keeps
+        its name; the others keep their terms. Never a request."""
+        from .analyze.describe import TERMS, with_names
+        from .ingest.naming import PROMPT_VERSION
+        from .store.names import NameCache, name_key
+
+        members: dict[int, list[str]] = {}
+        for cluster, digest in zip(analysis.cluster_labels.tolist(), hashes):
+            members.setdefault(int(cluster), []).append(digest)
+        cache = NameCache(self.store.artifacts, self._write_lock)
+        reused = kept = 0
+        for info in analysis.clusters:
+            number = int(info["cluster"])
+            if number == -1:
+                continue
+            found = cache.get(name_key(members.get(number, []), PROMPT_VERSION, model))
+            if found:
+                info["name"], info["name_source"] = found, model
+                reused += 1
+            else:
+                info["name"], info["name_source"] = None, TERMS
+                kept += 1
+        with_names(analysis.clusters)
+        analysis.naming = {"model": model, "prompt_version": PROMPT_VERSION, "requested": 0,
+                           "reused": reused, "kept_terms": kept, "requests": 0,
+                           "clusters": reused + kept}  # fmt: skip
+        if kept:
+            analysis.naming["note"] = (
+                f"{kept} cluster(s) changed members in the update and keep their terms "
+                "(analyze with --name-clusters to name them)"
+            )
+
+    def successor(self, analysis_id: str) -> str | None:
+        """The id of the newest analysis that updates `analysis_id` (directly or through
+        later updates), or None: what an open map loads next."""
+        found = self.analysis(analysis_id)
+        heads = self._analysis_heads(found.space.collection_name)
+        children: dict[str, list[str]] = {}
+        for head in heads:  # newest first
+            if head.get("parent"):
+                children.setdefault(head["parent"], []).append(head["id"])
+        current, seen = analysis_id, {analysis_id}
+        while children.get(current):
+            nxt = children[current][0]
+            if nxt in seen:
+                break
+            seen.add(nxt)
+            current = nxt
+        return None if current == analysis_id else current
+
+    def add_listener(self, listener: Any) -> None:
+        """`listener(kind, data)` is called after analyses are created, updated or deleted
+        (the service turns these into GET /api/v1/events)."""
+        self.__dict__.setdefault("_listeners", []).append(listener)
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        for listener in list(self.__dict__.get("_listeners", [])):
+            try:
+                listener(kind, data)
+            except Exception:  # noqa: BLE001 - a listener never fails the use case
+                pass
 
     # -- comparisons of two spaces ---------------------------------------------------------
 
@@ -1572,6 +1698,12 @@ class _VectorMemory:
         return held
 
 
+def _analysis_type() -> type:
+    from .analyze.analysis import Analysis
+
+    return Analysis
+
+
 def _read_at(analysis: Analysis) -> str:
     """When the analysis read its documents (ISO): it is stored when done, so take off
     how long it ran (and a second), lest a delete made meanwhile go unnoticed."""
@@ -1616,6 +1748,32 @@ class _StoreMapCache:
                 self._store.artifacts.put(MAP, key, head, payload)
         except StoreError:
             pass  # only a cache: the analysis stands, the next one recomputes the map
+
+    def put_basis(self, key: str, components: np.ndarray, mean: np.ndarray) -> None:
+        """The PCA basis the map `key` was drawn from (what an update places with)."""
+        from .store.artifacts import pack_arrays
+
+        head = {"space_collection": self._space.collection_name}
+        payload = pack_arrays(
+            components=components.astype(np.float32), mean=mean.astype(np.float32)
+        )
+        try:
+            with self._write_lock:
+                self._store.artifacts.put(MAP + "-basis", key, head, payload)
+        except StoreError:
+            pass  # only a cache
+
+    def get_basis(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        from .store.artifacts import unpack_arrays
+
+        try:
+            found = self._store.artifacts.get(MAP + "-basis", key)
+        except StoreError:
+            return None
+        if found is None:
+            return None
+        arrays = unpack_arrays(found[1])
+        return arrays["components"], arrays["mean"]
 
 
 def python_documents(

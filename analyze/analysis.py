@@ -61,6 +61,12 @@ class Analysis:
     # which can read the store (an analysis alone holds no texts or vectors)
     map_extras: Any = field(default=None, repr=False, compare=False)
     naming: dict[str, Any] = field(default_factory=dict)  # cluster names: model, counts, note
+    # updates (analyze/update.py): the analysis this one updates, what the update did,
+    # the reference data new documents are placed with, and the ids placed by this update
+    parent: str | None = None
+    update_report: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    placed: list[str] = field(default_factory=list, repr=False)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -256,6 +262,8 @@ class Analysis:
                 for key in ("hungarian_accuracy", "ari", "nmi", "silhouette")
             },
             "naming": self.naming or None,
+            "parent": self.parent,
+            "update_report": self.update_report,
         }
 
     def to_record(self) -> tuple[dict[str, Any], bytes]:
@@ -269,12 +277,21 @@ class Analysis:
             "map_cached": self.map_cached,
             "timings": self.timings,
         }
+        extra: dict[str, np.ndarray] = {}
+        if self.reference:
+            from .reference import PREFIX
+
+            head["reference"] = self.reference["settings"]
+            extra = {PREFIX + k: v for k, v in self.reference["arrays"].items()}
+        if self.placed:
+            extra["placed"] = np.array(self.placed, dtype=str)
         payload = pack_arrays(
             ids=np.array(self.ids, dtype=str),
             labels=np.array(["" if x is None else x for x in self.labels], dtype=str),
             labelled=np.array([x is not None for x in self.labels], dtype=bool),
             cluster=self.cluster_labels.astype(np.int32),
             coords=self.coords.astype(np.float32),
+            **extra,
         )
         return head, payload
 
@@ -286,6 +303,14 @@ class Analysis:
             for x, ok in zip(arrays["labels"].tolist(), arrays["labelled"].tolist())
         ]
         space = head["space"]
+        reference = None
+        if head.get("reference") is not None:
+            from .reference import PREFIX
+
+            reference = {
+                "settings": head["reference"],
+                "arrays": {k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)},
+            }
         return cls(
             space=Space(space["provider"], space["model"], space["task_type"], int(space["dims"])),
             ids=[str(x) for x in arrays["ids"].tolist()],
@@ -302,6 +327,10 @@ class Analysis:
             created=head["created"],
             timings=dict(head.get("timings") or {}),
             naming=dict(head.get("naming") or {}),
+            parent=head.get("parent"),
+            update_report=head.get("update_report"),
+            reference=reference,
+            placed=[str(x) for x in arrays["placed"].tolist()] if "placed" in arrays else [],
         )
 
 

@@ -52,7 +52,9 @@ def default_text_weight(provider: str, algorithm: str) -> float:
     return DEFAULT_TEXT_WEIGHT.get(provider, 0.0) if algorithm == "kmeans" else 0.0
 
 
-def text_view(texts: list[str], seed: int = 0, dims: int = TEXT_DIMS) -> np.ndarray | None:
+def text_view(
+    texts: list[str], seed: int = 0, dims: int = TEXT_DIMS, keep: dict | None = None
+) -> np.ndarray | None:
     """Unit-length LSA vectors of the texts (TF-IDF, then a seeded truncated SVD: Deerwester
     et al. 1990), or None when the texts share too few terms to give one.
 
@@ -71,12 +73,15 @@ def text_view(texts: list[str], seed: int = 0, dims: int = TEXT_DIMS) -> np.ndar
     dims = min(dims, tfidf.shape[1] - 1, len(texts) - 1)
     if dims < 2:
         return None
-    view = TruncatedSVD(dims, random_state=seed).fit_transform(tfidf).astype(np.float32)
+    svd = TruncatedSVD(dims, random_state=seed)
+    view = svd.fit_transform(tfidf).astype(np.float32)
+    if keep is not None:  # what placing new documents in this view needs (reference.py)
+        keep.update(vectoriser=vectoriser, svd=svd)
     return _unit(view)
 
 
 def with_text_view(
-    vectors: np.ndarray, texts: list[str], weight: float, seed: int = 0
+    vectors: np.ndarray, texts: list[str], weight: float, seed: int = 0, keep: dict | None = None
 ) -> tuple[np.ndarray, int]:
     """(the unit vectors side by side with `weight` x the texts' unit LSA vectors, the LSA
     dimensions used; 0 when the texts gave none and the vectors are returned alone).
@@ -89,7 +94,7 @@ def with_text_view(
         return x, 0
     if len(texts) != len(x):
         raise InvalidRequest(f"{len(texts)} texts for {len(x)} vectors")
-    view = text_view([t or "" for t in texts], seed)
+    view = text_view([t or "" for t in texts], seed, keep=keep)
     if view is None:
         return x, 0
     return np.hstack([x, np.float32(weight) * view]), view.shape[1]
@@ -104,6 +109,7 @@ def cluster(
     eps: float = 0.5,
     texts: list[str] | None = None,
     text_weight: float = 0.0,
+    keep: dict | None = None,
 ) -> Clustering:
     """Cluster the rows of `vectors`. With `texts` and `text_weight` > 0 (k-means only),
     k-means runs on the vectors joined with the texts' words (with_text_view)."""
@@ -116,8 +122,10 @@ def cluster(
         raise InvalidRequest("text_weight needs the documents' texts")
     text_params: dict[str, object] = {}
     if text_weight:
-        vectors, dims = with_text_view(vectors, texts or [], text_weight, seed)
+        vectors, dims = with_text_view(vectors, texts or [], text_weight, seed, keep=keep)
         text_params = {"text_weight": float(text_weight) if dims else 0.0, "text_dims": dims}
+    if keep is not None:  # the features clustered, for the stored centroids (reference.py)
+        keep["features"] = vectors
     if algorithm in ("kmeans", "agglomerative"):
         if k == "auto":
             found = _auto_k(vectors, algorithm, seed)

@@ -92,6 +92,10 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
         "options": analysis.options,
         "notes": list(analysis.notes),
         "map": (metrics.get("params") or {}).get("map"),
+        # updates (analyze/update.py): the analysis this one updates and the positions of
+        # the documents it placed (a live map marks them)
+        "parent": getattr(analysis, "parent", None),
+        "placed": _positions(analysis.ids, getattr(analysis, "placed", None) or []),
         "encoding": {
             "layout": ["x:float32", "y:float32", f"label:{dtype.name}", f"cluster:{dtype.name}"],
             "code": dtype.name,
@@ -118,6 +122,13 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
             if metrics.get(key) is not None
         },
     }
+
+
+def _positions(ids: list[str], wanted: list[str]) -> list[int]:
+    if not wanted:
+        return []
+    wanted_set = set(wanted)
+    return [i for i, doc_id in enumerate(ids) if doc_id in wanted_set]
 
 
 def points_size(count: int, dtype: np.dtype) -> int:

@@ -30,15 +30,22 @@ def map_key(space_key: str, hashes: list[str], method: str, seed: int) -> str:
     return digest.hexdigest()
 
 
-def reduce_2d(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str]:
-    """(n x 2 coordinates, a line saying what ran). Seeded, so maps repeat exactly."""
+def reduce_2d(
+    vectors: np.ndarray, method: str = "tsne", seed: int = 0, keep: dict | None = None
+) -> tuple[np.ndarray, str]:
+    """(n x 2 coordinates, a line saying what ran). Seeded, so maps repeat exactly.
+    `keep` receives the fitted PCA (what placing new points needs: reference.py)."""
     n = len(vectors)
     if n < 3:
         return np.zeros((n, 2), dtype=np.float32), "too few points for a map"
     if method == "pca":
         from sklearn.decomposition import PCA
 
-        return PCA(n_components=2, random_state=seed).fit_transform(vectors), "PCA"
+        pca = PCA(n_components=2, random_state=seed)
+        coords = pca.fit_transform(vectors)
+        if keep is not None:
+            keep["pca"] = pca
+        return coords, "PCA"
     if method == "umap":
         return _umap(vectors, seed)
     if method != "tsne":
@@ -47,7 +54,10 @@ def reduce_2d(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple
     if vectors.shape[1] > PCA_BEFORE_TSNE and n > PCA_BEFORE_TSNE:
         from sklearn.decomposition import PCA
 
-        vectors = PCA(n_components=PCA_BEFORE_TSNE, random_state=seed).fit_transform(vectors)
+        pca = PCA(n_components=PCA_BEFORE_TSNE, random_state=seed)
+        vectors = pca.fit_transform(vectors)
+        if keep is not None:
+            keep["pca"] = pca
         note = f"t-SNE after PCA to {PCA_BEFORE_TSNE} dims"
     perplexity = float(min(30, max(2, (n - 1) // 3)))
     if n > OPENTSNE_ABOVE:

@@ -20,6 +20,7 @@ from .cluster import ALGORITHMS, MAX_TEXT_WEIGHT, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .reduce import METHODS, map_key, reduce_2d
+from .reference import build_reference
 from .select import Corpus
 
 STAGES = ("cluster", "map", "evaluate", "describe")
@@ -117,6 +118,16 @@ def _timed(timings: dict[str, float], name: str, func, *args, **kwargs):
     return result
 
 
+def _cached_basis(map_cache: Any, key: str, map_keep: dict[str, Any]) -> None:
+    """The PCA basis a cached map was drawn from (kept beside it), so the reference data
+    of an analysis that reuses a map costs no new PCA."""
+    found = map_cache.get_basis(key) if hasattr(map_cache, "get_basis") else None
+    if found is not None:
+        from types import SimpleNamespace
+
+        map_keep["pca"] = SimpleNamespace(components_=found[0], mean_=found[1])
+
+
 def analyze_corpus(
     corpus: Corpus,
     options: AnalysisOptions,
@@ -149,20 +160,26 @@ def analyze_corpus(
         options.eps,
         texts=corpus.texts,
         text_weight=text_weight,
+        keep=(cluster_keep := {}),
     )
     labels = clustering.labels
     stage("map", 1)
+    map_keep: dict[str, Any] = {}
     key = map_key(corpus.space.collection_name, corpus.hashes, options.reduce, options.seed)
     cached = map_cache.get(key) if map_cache is not None else None
     if cached is not None:
         coords, map_note = cached
         timings["map"] = 0.0
+        _cached_basis(map_cache, key, map_keep)
     else:
         coords, map_note = _timed(
-            timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed
+            timings, "map", reduce_2d, corpus.vectors, options.reduce, options.seed, map_keep
         )
         if map_cache is not None:
             map_cache.put(key, coords, map_note)
+            if "pca" in map_keep and hasattr(map_cache, "put_basis"):  # for later updates
+                pca = map_keep["pca"]
+                map_cache.put_basis(key, pca.components_, pca.mean_)
     stage("evaluate", 2)
     metrics = _timed(
         timings, "evaluate", evaluate, corpus.vectors, labels, corpus.labels, options.seed
@@ -178,6 +195,12 @@ def analyze_corpus(
         corpus.texts,
         corpus.labels,
     )
+    # what a later update places new documents with (reference.py; analyze/update.py)
+    reference = _timed(
+        timings, "reference", build_reference, corpus.vectors, corpus.hashes, labels,
+        options.as_dict(), clustering.params, cluster_keep, map_keep, options.seed,
+    )  # fmt: skip
+    del cluster_keep, map_keep
     metrics["space"] = space_dict(corpus.space)
     metrics["params"] = {
         "algorithm": clustering.algorithm,
@@ -201,6 +224,7 @@ def analyze_corpus(
         k_scores=clustering.k_scores,
         map_cached=cached is not None,
         timings=timings,
+        reference=reference,
     )
     if out is not None:
         analysis.save(out)

@@ -46,6 +46,7 @@ class ServiceSettings:
     max_body: int = MAX_BODY
     cors: list[str] = field(default_factory=list)
     analysis_workers: int = 2
+    follow: bool = False  # update each space's newest analysis after ingests (updates.py)
 
 
 # -- request bodies --------------------------------------------------------------------------
@@ -412,6 +413,9 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
     add_map_routes(app, lab, settings.read_only)
     add_batch_routes(app, service, settings)
+    from .updates import add_update_routes
+
+    add_update_routes(app, service, lab, settings.follow)
 
     @app.get("/health")
     def health() -> dict[str, Any]:

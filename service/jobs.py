@@ -117,6 +117,8 @@ class JobManager:
             "analysis": ThreadPoolExecutor(analysis_workers, thread_name_prefix="job-analysis"),
         }
         self._accepting = True
+        # called with a job's final state (service/updates.py: events, --follow)
+        self.on_final: list[Callable[[dict[str, Any]], None]] = []
         self._load_past()
 
     # -- persistence ---------------------------------------------------------------------
@@ -214,6 +216,11 @@ class JobManager:
             job.result = result
             self._bump(job)
         self._persist(job)
+        for hook in list(self.on_final):
+            try:
+                hook(job.to_dict())
+            except Exception:  # a listener never fails the job
+                log.exception("job %s: a listener failed", job.id)
 
     def _bump(self, job: Job) -> None:
         job.version += 1

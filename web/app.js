@@ -481,6 +481,7 @@
     view: { cx: 0, cy: 0, k: 1 }, drawn: 0, frames: 0, firstPaintMs: null,
     search: { text: params.get("q") || "", mode: params.get("m") === "text" ? "text" : "meaning" },
     notice: "", loadToken: 0,
+    fresh: null, successorAt: null, successors: 0, // points new since the map was opened (updates)
   };
   let readyResolve;
   const ready = new Promise((resolve) => { readyResolve = resolve; });
@@ -491,6 +492,7 @@
     const bits = [shown, renderer.name + (rendererReason ? ` (${rendererReason})` : "")];
     if (state.firstPaintMs !== null) bits.push(`shown in ${Math.round(state.firstPaintMs)} ms`);
     if (state.highlight) bits.push(`${count(state.highlight.length)} highlighted (${state.highlightWhat})`);
+    if (state.fresh && state.fresh.size) bits.push(`${count(state.fresh.size)} new since opened`);
     $("#status").textContent = bits.join(" · ");
   }
   function notice(text) { // a note that goes away by itself
@@ -577,6 +579,7 @@
     flags.fill(0);
     if (hidden.size) for (let i = 0; i < state.n; i++) if (hidden.has(codes[i])) flags[i] = FLAG_HIDDEN;
     if (state.highlight) for (const i of state.highlight) flags[i] |= FLAG_HIGHLIGHT;
+    if (state.fresh) for (const i of state.fresh) if (!(flags[i] & FLAG_HIDDEN)) flags[i] |= FLAG_HIGHLIGHT;
     if (state.focus >= 0) flags[state.focus] |= FLAG_FOCUS;
     renderer.setFlags(flags);
     state.drawn = countDrawn();
@@ -693,7 +696,7 @@
   }
 
   // -- loading an analysis
-  async function loadAnalysis(id) {
+  async function loadAnalysis(id, keepView = false) {
     const token = ++state.loadToken;
     showMessage("");
     const started = performance.now();
@@ -711,8 +714,7 @@
       flags: new Uint8Array(n), highlight: null, focus: -1, selection: [], ids: null, idIndex: null,
       hidden: { label: new Set(), cluster: new Set() } });
     renderer.setPoints(xy);
-    fitView();
-    state.baseK = state.view.k;
+    if (!keepView) { fitView(); state.baseK = state.view.k; state.fresh = null; } else state.fitted = false;
     if (!head.has_labels) state.colourBy = "cluster";
     setColourBy(state.colourBy);
     await new Promise((resolve) => requestAnimationFrame(() => { drawNow(); resolve(); }));
@@ -785,6 +787,7 @@
     if (i === hoverIndex) { if (i >= 0) placeTooltip(sx, sy); return; }
     hoverIndex = i;
     if (i < 0) { tooltip.hidden = true; return; }
+    if (state.fresh && state.fresh.delete(i)) { rebuildFlags(); requestDraw(); renderFresh(); }
     const docId = state.ids ? state.ids[i] : `point ${i}`;
     const text = el("div", { class: "text" }, "…");
     tooltip.replaceChildren(el("strong", {}, docId),
@@ -1199,6 +1202,92 @@
     showMessage(`Could not load the map: ${error.message}`);
   }
 
+  // -- following the store: an analysis that gets a successor (an update, `serve --follow`)
+  // is replaced by it in place: the view stays, the new and re-placed points are marked
+  // until hovered or cleared, the legend and evaluation follow.
+  function renderFresh() {
+    let box = $("#fresh");
+    if (!box) {
+      box = el("div", { id: "fresh", role: "status", "aria-live": "polite" });
+      $("#status").after(box);
+    }
+    const n = state.fresh ? state.fresh.size : 0;
+    box.hidden = !n;
+    box.replaceChildren(...(n ? [`${count(n)} new point${n === 1 ? "" : "s"} marked `,
+      el("button", { type: "button", id: "fresh-clear", onclick: clearFresh }, "clear marks")] : []));
+    setStatus();
+  }
+  function clearFresh() {
+    state.fresh = null;
+    rebuildFlags(); requestDraw(); renderFresh();
+  }
+  async function loadSuccessor(nextId) {
+    if (!nextId || nextId === state.analysis) return;
+    const oldIds = new Set(state.ids || []);
+    const before = state.analysis;
+    const kept = state.fresh ? new Set(Array.from(state.fresh, (i) => state.ids && state.ids[i])) : new Set();
+    await loadAnalysis(nextId, true);
+    if (state.analysis !== nextId || !state.ids) return;
+    const fresh = new Set();
+    const placed = new Set(state.head.parent === before ? state.head.placed || [] : []);
+    state.ids.forEach((docId, i) => {
+      if (!oldIds.has(docId) || placed.has(i) || kept.has(docId)) fresh.add(i);
+    });
+    state.fresh = fresh;
+    state.successors++;
+    state.successorAt = Date.now();
+    rebuildFlags(); requestDraw(); renderFresh();
+    await loadAnalysisList(nextId).catch(() => null);
+    notice(`Updated: ${count(fresh.size)} new point${fresh.size === 1 ? "" : "s"} on the map (analysis ${nextId}).`);
+  }
+  async function follow() {
+    // fetch() rather than EventSource: the stream needs the token header
+    let last = null, bye = false;
+    for (;;) {
+      bye = false;
+      try {
+        if (state.analysis) { // what happened while away
+          const found = await source.json(`/api/v1/analyses/${encodeURIComponent(state.analysis)}/successor`);
+          if (found.successor) await loadSuccessor(found.successor);
+        }
+        const headers = source.token ? { Authorization: `Bearer ${source.token}` } : {};
+        if (last !== null) headers["Last-Event-ID"] = String(last);
+        const response = await fetch("/api/v1/events", { headers });
+        if (!response.ok || !response.body) throw new Error(`events: HTTP ${response.status}`);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            let kind = "message", data = "";
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event:")) kind = line.slice(6).trim();
+              else if (line.startsWith("data:")) data += line.slice(5).trim();
+              else if (line.startsWith("id:")) last = Number(line.slice(3).trim());
+            }
+            if (kind === "bye") bye = true;
+            if (!data) continue;
+            const body = JSON.parse(data);
+            if (kind === "analysis-updated" && body.parent && body.parent === state.analysis) {
+              await loadSuccessor(body.analysis).catch(fail);
+            } else if (kind === "analysis-created" || kind === "analysis-deleted") {
+              loadAnalysisList(state.analysis).catch(() => null);
+            }
+          }
+        }
+      } catch (error) {
+        // the service restarted or the network blinked: try again shortly
+      }
+      // the service said it stops: wait longer before asking again
+      await new Promise((resolve) => setTimeout(resolve, bye ? 15000 : 2000));
+    }
+  }
+
   // What tests and benchmarks read: the page's own state, never pixels.
   window.embedlab = {
     ready,
@@ -1210,7 +1299,10 @@
       highlighted: state.highlight ? Array.from(state.highlight) : [], focus: state.focus,
       selection: state.selection.slice(), firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
       shownAt: state.shownAt, hoverShownMs: state.hoverShownMs, hoverTextMs: state.hoverTextMs,
+      fresh: state.fresh ? Array.from(state.fresh) : [], successorAt: state.successorAt,
+      successors: state.successors,
     }),
+    clearFresh: () => clearFresh(),
     // frames per second while the view zooms and pans on every animation frame
     panZoomFps: (seconds) => new Promise((resolve) => {
       let frames = 0, first = null;
@@ -1260,5 +1352,6 @@
       $("#search-mode").value = state.search.mode;
       if (!point) runSearch(state.search.text, state.search.mode);
     }
+    if (source.live) follow();
   })().catch(fail);
 })();

@@ -1,0 +1,179 @@
+"""The reference data an analysis keeps so that new documents can join it later.
+
+Small, portable arrays and a few numbers (no pickled models): what `update.py` needs to
+place a new document on the stored map and give it a stored cluster.
+
+    hashes            n x 32 bytes    each document's content hash (a changed text is seen)
+    map_components    c x dims        t-SNE: the PCA-50 basis t-SNE read; PCA map: its 2 axes
+    map_mean          dims            the PCA mean
+    centroids         k x features    k-means: unit centroids in the features clustered
+    centroid_ids      k               their cluster numbers
+    text_vocabulary   bytes           k-means with the words' view: the TF-IDF terms
+    text_idf          terms           their idf
+    text_components   lsa x terms     the LSA basis (float16)
+    radius, radius_ids                agglomerative/HDBSCAN: each cluster's fitted distance
+                                      (cosine): the widest nearest-member gap of its members
+settings: map method, t-SNE perplexity, UMAP's a/b/neighbours, text weight, DBSCAN eps,
+documents at the last fit and placed since.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+REFERENCE_VERSION = 1
+RADIUS_SAMPLE = 500  # members per cluster whose nearest-member gap is measured (seeded)
+PREFIX = "ref_"  # of the reference arrays in an analysis' stored payload
+
+
+def hash_bytes(hashes: list[str]) -> np.ndarray:
+    """Hex sha256 digests as an n x 32 uint8 array ("" -> zeros: unknown)."""
+    out = np.zeros((len(hashes), 32), dtype=np.uint8)
+    for i, digest in enumerate(hashes):
+        if digest and len(digest) == 64:
+            out[i] = np.frombuffer(bytes.fromhex(digest), dtype=np.uint8)
+    return out
+
+
+def hash_hex(array: np.ndarray) -> list[str]:
+    """The inverse of hash_bytes (zeros -> "")."""
+    return ["" if not row.any() else bytes(row).hex() for row in np.asarray(array, np.uint8)]
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    return m / np.linalg.norm(m, axis=1, keepdims=True).clip(min=1e-12)
+
+
+def size_bytes(reference: dict[str, Any] | None) -> int:
+    """Bytes of the reference arrays (before the store compresses them)."""
+    if not reference:
+        return 0
+    return int(sum(np.asarray(a).nbytes for a in reference["arrays"].values()))
+
+
+def build_reference(
+    vectors: np.ndarray,
+    hashes: list[str],
+    cluster_labels: np.ndarray,
+    options: dict[str, Any],
+    clustering_params: dict[str, Any],
+    cluster_keep: dict[str, Any],
+    map_keep: dict[str, Any],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """{"settings": JSON-ready numbers, "arrays": name -> array} for one fitted analysis.
+
+    `cluster_keep`/`map_keep` hold what clustering and the map fitted (cluster.py and
+    reduce.py fill them); a map read from the cache has no PCA, so it is fitted here
+    (the same seeded PCA the map would have used)."""
+    n = len(vectors)
+    method = options.get("reduce", "tsne")
+    algorithm = options.get("algorithm", "kmeans")
+    settings: dict[str, Any] = {
+        "version": REFERENCE_VERSION,
+        "map": method,
+        "algorithm": algorithm,
+        "fitted_documents": n,
+        "placed_since_fit": 0,
+    }
+    arrays: dict[str, np.ndarray] = {"hashes": hash_bytes(hashes)}
+    # -- the map
+    if n >= 3:
+        from .reduce import PCA_BEFORE_TSNE
+
+        pca = map_keep.get("pca")
+        if method == "tsne":
+            settings["perplexity"] = float(min(30, max(2, (n - 1) // 3)))
+            uses_pca = vectors.shape[1] > PCA_BEFORE_TSNE and n > PCA_BEFORE_TSNE
+            settings["map_pca"] = uses_pca
+            if uses_pca and pca is None:
+                from sklearn.decomposition import PCA
+
+                pca = PCA(n_components=PCA_BEFORE_TSNE, random_state=seed).fit(vectors)
+        elif method == "pca" and pca is None:
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=2, random_state=seed).fit(vectors)
+        elif method == "umap":
+            from umap.umap_ import find_ab_params
+
+            a, b = find_ab_params(1.0, 0.1)  # UMAP's defaults: spread 1, min_dist 0.1
+            settings.update(umap_a=float(a), umap_b=float(b), umap_neighbours=min(15, n - 1))
+        if pca is not None and method in ("tsne", "pca") and settings.get("map_pca", True):
+            arrays["map_components"] = pca.components_.astype(np.float32)
+            arrays["map_mean"] = pca.mean_.astype(np.float32)
+    # -- the clusters
+    labels = np.asarray(cluster_labels)
+    clusters = sorted({int(c) for c in labels.tolist() if c != -1})
+    if algorithm == "kmeans":
+        features = cluster_keep.get("features")
+        if features is None:
+            features = _unit(np.asarray(vectors, dtype=np.float32))
+        centroids = np.stack([features[labels == c].sum(axis=0) for c in clusters])
+        arrays["centroids"] = _unit(centroids).astype(np.float32)
+        arrays["centroid_ids"] = np.array(clusters, dtype=np.int32)
+        weight = float(clustering_params.get("text_weight") or 0.0)
+        vectoriser, svd = cluster_keep.get("vectoriser"), cluster_keep.get("svd")
+        if weight > 0 and vectoriser is not None and svd is not None:
+            terms = vectoriser.get_feature_names_out().tolist()
+            arrays["text_vocabulary"] = np.frombuffer("\n".join(terms).encode(), dtype=np.uint8)
+            arrays["text_idf"] = vectoriser.idf_.astype(np.float32)
+            arrays["text_components"] = svd.components_.astype(np.float16)
+            settings["text_weight"] = weight
+    elif algorithm in ("agglomerative", "hdbscan"):
+        radius = [_radius(vectors, labels == c, seed) for c in clusters]
+        arrays["radius"] = np.array(radius, dtype=np.float32)
+        arrays["radius_ids"] = np.array(clusters, dtype=np.int32)
+    elif algorithm == "dbscan":
+        settings["eps"] = float(clustering_params.get("eps", options.get("eps", 0.5)))
+    return {"settings": settings, "arrays": arrays}
+
+
+def _radius(vectors: np.ndarray, members: np.ndarray, seed: int) -> float:
+    """A cluster's fitted distance: the largest cosine distance from a member to its
+    nearest fellow member (on a seeded sample of RADIUS_SAMPLE members)."""
+    x = _unit(np.asarray(vectors[members], dtype=np.float32))
+    if len(x) < 2:
+        return 0.0
+    rng = np.random.RandomState(seed)
+    sample = np.arange(len(x))
+    if len(x) > RADIUS_SAMPLE:
+        sample = np.sort(rng.choice(len(x), RADIUS_SAMPLE, replace=False))
+    sims = x[sample] @ x.T
+    sims[np.arange(len(sample)), sample] = -np.inf  # not itself
+    return float((1.0 - sims.max(axis=1)).max())
+
+
+def text_features(texts: list[str], reference: dict[str, Any]) -> np.ndarray | None:
+    """The stored words' view of `texts` (the fitted TF-IDF, then the stored LSA), unit
+    rows, or None when the analysis clustered the vectors alone."""
+    arrays = reference["arrays"]
+    if "text_components" not in arrays:
+        return None
+    from scipy.sparse import diags
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    terms = bytes(arrays["text_vocabulary"]).decode().split("\n")
+    counts = CountVectorizer(vocabulary={t: i for i, t in enumerate(terms)}).transform(
+        [t or "" for t in texts]
+    )
+    counts = counts.astype(np.float64)
+    counts.data = 1.0 + np.log(counts.data)  # sublinear tf, as cluster.text_view
+    tfidf = counts @ diags(arrays["text_idf"].astype(np.float64))
+    norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1))).ravel().clip(min=1e-12)
+    tfidf = diags(1.0 / norms) @ tfidf
+    view = np.asarray(tfidf @ arrays["text_components"].astype(np.float32).T, dtype=np.float32)
+    return _unit(view)
+
+
+def kmeans_features(vectors: np.ndarray, texts: list[str], reference: dict[str, Any]):
+    """The features k-means read for these documents: unit vectors, joined with the
+    weighted words' view where the analysis used it (cluster.with_text_view)."""
+    x = _unit(np.asarray(vectors, dtype=np.float32))
+    view = text_features(texts, reference)
+    if view is None:
+        return x
+    weight = np.float32(reference["settings"]["text_weight"])
+    return np.hstack([x, weight * view])

@@ -1,0 +1,115 @@
+"""`embedlab analyze --update ID|latest [--refit]`: the CLI side of lab.update.
+
+Kept beside cli.py (not in it) so the command's printing lives in one small module.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+# analyze options that describe a new analysis: an update keeps its parent's
+ANALYSIS_FLAGS = {
+    "sources": "--source",
+    "labels": "--labels",
+    "per_class": "--per-class",
+    "limit": "--limit",
+    "algo": "--algo",
+    "k": "--k",
+    "reduce": "--reduce",
+    "min_cluster_size": "--min-cluster-size",
+    "eps": "--eps",
+    "text_weight": "--text-weight",
+    "name_clusters": "--name-clusters",
+    "naming_model": "--naming-model",
+    "seed": "--seed",
+}
+
+
+def run_update(
+    store_opts: Any, space_filter: tuple, update_of: str | None, refit: bool, out: str, html: bool
+) -> None:
+    """Update the analysis `update_of` ("latest": the space's newest), print what changed
+    and write the report files into `out`."""
+    ctx = click.get_current_context()
+    if update_of is None:
+        raise click.UsageError("--refit goes with --update ID|latest")
+    given = [
+        flag
+        for name, flag in ANALYSIS_FLAGS.items()
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"--update keeps the analysis' own selection and options; drop {', '.join(given)} "
+            "(or run a new `embedlab analyze` without --update)"
+        )
+    started = time.monotonic()
+    with store_opts.open() as lab:
+        analysis_id = update_of
+        if update_of == "latest":
+            space = lab.pick_space(*space_filter)
+            table = lab.analyses(space)
+            if table.empty:
+                raise click.ClickException(
+                    f"no stored analysis of {space.describe()} to update; run "
+                    "`embedlab analyze` first"
+                )
+            analysis_id = str(table.iloc[0]["id"])
+        updated = lab.update(analysis_id, refit=refit, out=Path(out), html=html)
+    for line in report_lines(updated):
+        click.echo(line, err=True)
+    from .analyze import report
+
+    click.echo(report.per_class_table(updated.metrics))
+    click.echo(report.verdict(updated.metrics))
+    click.echo(report.cluster_table(updated.clusters))
+    if "map.html" in updated.files:
+        click.echo(f"interactive map: {Path(out) / 'map.html'} (opens from disk)", err=True)
+    r = updated.update_report
+    how = "refitted" if r.get("refit") else "updated"
+    advice = "; a refit is advised (--update ID --refit)" if r["refit_advised"] else ""
+    click.echo(
+        f"{how} {updated.parent} -> {updated.id}: {r['kept']} kept, {r['added']} added, "
+        f"{r['removed']} removed, {r['changed']} changed, {len(updated.files)} files in {out}, "
+        f"{time.monotonic() - started:.1f} s{advice}"
+    )
+
+
+def report_lines(updated: Any) -> list[str]:
+    """The update report in words: counts, refit, drift figures and the advice."""
+    r = updated.update_report
+    d = r.get("drift", {})
+    lines = [
+        f"update of analysis {updated.parent}: kept {r['kept']}, added {r['added']}, "
+        f"removed {r['removed']}, changed {r['changed']} (stored as analysis {updated.id})"
+    ]
+    if r.get("refit"):
+        lines.append(f"refit: {r['refit']}")
+        if r.get("disparity") is not None:
+            lines.append(
+                f"old documents between the two maps: Procrustes disparity {r['disparity']:.3f}; "
+                f"{r.get('kept_cluster_share', 0):.1%} keep their cluster number"
+            )
+    lines.append(
+        f"drift: {d.get('placed_share', 0):.1%} of the documents placed since the last fit; "
+        f"similarity to their cluster centroid new {_f(d.get('similarity_new'))} vs old "
+        f"{_f(d.get('similarity_old'))}; noise new {_p(d.get('noise_new'))} vs old "
+        f"{_p(d.get('noise_old'))}; map neighbourhoods kept new {_f(d.get('preservation_new'))}"
+        f" vs old {_f(d.get('preservation_old'))}"
+    )
+    lines.append(
+        "refit advised: yes (see docs/update.md)" if r["refit_advised"] else "refit advised: no"
+    )
+    return lines
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _p(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"

@@ -1,0 +1,273 @@
+"""lab.update: new documents placed on the stored map and clusters, old points fixed.
+
+A generated corpus of three known groups written straight into a real embedded store;
+real openTSNE / UMAP / scikit-learn. Vectors are written by the test, never embedded:
+the Lab has no provider here, so an update that tried to embed would fail.
+"""
+
+import numpy as np
+import pytest
+from embedlab.analyze.update import NOISE
+from embedlab.errors import InvalidRequest, NotFound
+from embedlab.lab import Lab
+from embedlab.store import Document, Space
+
+SPACE = Space("fake", "fake-model", "none", 16)
+GROUPS = {
+    "space": "rocket orbit launch shuttle",
+    "med": "doctor patient disease treatment",
+    "crypt": "encryption key cipher privacy",
+}
+CENTRES = {g: np.random.default_rng(7).normal(size=(3, 16))[i] * 3 for i, g in enumerate(GROUPS)}
+
+
+def docs_for(group: str, start: int, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed * 1000 + start + len(group))
+    words = GROUPS[group]
+    docs, vectors = [], []
+    for i in range(start, start + n):
+        text = f"{words} note {i} " + " ".join(rng.choice(words.split(), 3))
+        docs.append(Document(f"syn/{group}/{i:03d}", text, "synthetic", group))
+        vectors.append(CENTRES[group] + rng.normal(size=16))
+    vectors = np.array(vectors, dtype=np.float32)
+    return docs, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def write(store, group: str, start: int, n: int, seed: int = 0):
+    docs, vectors = docs_for(group, start, n, seed)
+    store.collection(SPACE, create=True).write(docs, vectors, [False] * len(docs))
+    return docs, vectors
+
+
+@pytest.fixture
+def lab(store):
+    for group in GROUPS:
+        write(store, group, 0, 30)
+    return Lab(store, quiet=True)
+
+
+def rows(analysis):
+    return {i: (tuple(analysis.coords[j].tolist()), int(analysis.cluster_labels[j]))
+            for j, i in enumerate(analysis.ids)}  # fmt: skip
+
+
+def test_update_places_new_documents_and_keeps_old_ones_exactly(lab, store):
+    a = lab.analyze(k=3, reduce="tsne", seed=0)
+    write(store, "space", 30, 3)
+    write(store, "med", 30, 2)
+    store.collection(SPACE).delete(["syn/crypt/000"])
+    b = lab.update(a)
+    assert b.parent == a.id and b.id != a.id
+    report = b.update_report
+    assert (report["kept"], report["added"], report["removed"], report["changed"]) == (
+        89, 5, 1, 0,
+    )  # fmt: skip
+    assert report["refit_advised"] is False, report["drift"]
+    old, new = rows(a), rows(b)
+    for doc_id in old:
+        if doc_id != "syn/crypt/000":
+            assert new[doc_id] == old[doc_id]  # bit for bit: same float32 coords, same cluster
+    assert "syn/crypt/000" not in new and len(b.ids) == 94
+    # the new documents join their group's cluster and land beside their group on the map
+    cluster_of = {g: old[f"syn/{g}/001"][1] for g in GROUPS}
+    for doc_id in ("syn/space/030", "syn/space/031", "syn/space/032", "syn/med/030"):
+        group = doc_id.split("/")[1]
+        assert new[doc_id][1] == cluster_of[group]
+        point = np.array(new[doc_id][0])
+        dists = np.linalg.norm(a.coords - point, axis=1)
+        nearest = [a.ids[j].split("/")[1] for j in np.argsort(dists)[:5]]
+        assert nearest.count(group) >= 4, nearest
+    assert sorted(b.placed) == ["syn/med/030", "syn/med/031", "syn/space/030",
+                                "syn/space/031", "syn/space/032"]  # fmt: skip
+    assert b.metrics["per_class"]["space"]["size"] == 33
+    assert b.metrics["params"]["update"] == {"parent": a.id, "placed": 5, "refit": False}
+    # stored, and reopened with its parent and report
+    lab._analyses.clear()
+    again = lab.analysis(b.id)
+    assert again.parent == a.id and again.update_report == report
+    assert rows(again) == new
+    assert lab.successor(a.id) == b.id and lab.successor(b.id) is None
+
+
+def test_update_without_change_equals_its_parent(lab):
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    b = lab.update(a.id)
+    assert (b.update_report["kept"], b.update_report["added"]) == (90, 0)
+    assert b.ids == a.ids
+    assert np.array_equal(b.coords, a.coords)
+    assert np.array_equal(b.cluster_labels, a.cluster_labels)
+    for key in ("hungarian_accuracy", "ari", "nmi", "per_class", "confusion", "silhouette"):
+        assert b.metrics[key] == a.metrics[key]
+    assert [c["terms"] for c in b.clusters] == [c["terms"] for c in a.clusters]
+
+
+def test_changed_text_is_placed_again(lab, store):
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    # syn/med/005 now reads like a space post: new text, new vector, same id
+    docs, vectors = docs_for("space", 5, 1, seed=3)
+    moved = Document("syn/med/005", docs[0].text, "synthetic", "med")
+    store.collection(SPACE).write([moved], vectors, [False])
+    b = lab.update(a)
+    assert (b.update_report["changed"], b.update_report["kept"]) == (1, 89)
+    j = b.ids.index("syn/med/005")
+    space_cluster = rows(a)["syn/space/001"][1]
+    assert int(b.cluster_labels[j]) == space_cluster
+    assert b.placed == ["syn/med/005"]
+
+
+def test_pca_placement_is_the_stored_projection(lab, store):
+    from sklearn.decomposition import PCA
+
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    _, old_vectors = (None, lab.vectors()[1])
+    write(store, "crypt", 30, 4)
+    b = lab.update(a)
+    pca = PCA(n_components=2, random_state=0).fit(old_vectors)
+    docs, vectors = docs_for("crypt", 30, 4)
+    expected = pca.transform(vectors)
+    got = b.coords[[b.ids.index(d.id) for d in docs]]
+    assert np.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["hdbscan", "dbscan", "agglomerative"])
+def test_density_and_hierarchical_assign_nearest_cluster_or_noise(lab, store, algorithm):
+    extra = {"min_cluster_size": 5} if algorithm != "agglomerative" else {"k": 3}
+    if algorithm == "dbscan":
+        extra["eps"] = 0.3
+    a = lab.analyze(algorithm=algorithm, reduce="pca", seed=0, **extra)
+    write(store, "space", 30, 2)
+    # a document far from every group: noise
+    far = np.zeros((1, 16), dtype=np.float32)
+    far[0, :] = -np.sum([CENTRES[g] for g in GROUPS], axis=0)
+    far /= np.linalg.norm(far)
+    store.collection(SPACE).write([Document("syn/far", "nothing alike", "synthetic", "space")],
+                                  far, [False])  # fmt: skip
+    b = lab.update(a)
+    assert b.update_report["added"] == 3
+    new = rows(b)
+    assert new["syn/far"][1] == NOISE
+    space_cluster = rows(a)["syn/space/001"][1]
+    assert space_cluster != NOISE
+    assert new["syn/space/030"][1] == space_cluster
+    assert b.update_report["drift"]["noise_new"] == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_umap_placement_lands_by_the_group(lab, store):
+    a = lab.analyze(k=3, reduce="umap", seed=0)
+    write(store, "med", 30, 3)
+    b = lab.update(a)
+    old, new = rows(a), rows(b)
+    assert all(new[i] == old[i] for i in old)
+    med = np.array([a.coords[j] for j, i in enumerate(a.ids) if "/med/" in i])
+    others = np.array([a.coords[j] for j, i in enumerate(a.ids) if "/med/" not in i])
+    for i in ("syn/med/030", "syn/med/031", "syn/med/032"):
+        point = np.array(new[i][0])
+        assert (
+            np.linalg.norm(med - point, axis=1).min() < np.linalg.norm(others - point, axis=1).min()
+        )
+
+
+def test_words_view_features_use_the_stored_vocabulary(lab, store):
+    a = lab.analyze(k=3, reduce="pca", seed=0, text_weight=1.0)
+    assert "text_components" in a.reference["arrays"]
+    write(store, "crypt", 30, 3)
+    b = lab.update(a)
+    crypt = rows(a)["syn/crypt/001"][1]
+    assert [rows(b)[f"syn/crypt/{i:03d}"][1] for i in (30, 31, 32)] == [crypt] * 3
+
+
+def test_refit_keeps_cluster_numbers_and_reports_disparity(lab, store):
+    a = lab.analyze(k=3, reduce="tsne", seed=0)
+    for group in GROUPS:
+        write(store, group, 30, 3)
+    c = lab.update(a, refit=True)
+    report = c.update_report
+    assert report["added"] == 9 and report["refit"] == "asked"
+    assert report["kept_cluster_share"] == 1.0
+    assert 0.0 <= report["disparity"] < 0.5
+    assert c.placed == [] and c.reference["settings"]["placed_since_fit"] == 0
+    old = rows(a)
+    kept = [c.ids.index(i) for i in old]
+    assert [int(c.cluster_labels[j]) for j in kept] == [old[i][1] for i in old]
+
+
+def test_analysis_stored_before_updates_is_refitted(lab, store):
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    # what an analysis stored before this change looks like: no reference data
+    head, payload = a.to_record()
+    head.pop("reference")
+    from embedlab.lab import ANALYSIS
+    from embedlab.store.artifacts import pack_arrays, unpack_arrays
+
+    arrays = {k: v for k, v in unpack_arrays(payload).items() if not k.startswith("ref_")}
+    store.artifacts.put(ANALYSIS, a.id, head, pack_arrays(**arrays))
+    lab._analyses.clear()
+    old = lab.analysis(a.id)
+    assert old.reference is None
+    write(store, "med", 30, 2)
+    b = lab.update(old)
+    assert b.update_report["refit"].startswith("needed: it was stored before updates")
+    assert b.update_report["added"] == 2 and b.update_report["kept_cluster_share"] == 1.0
+    assert b.reference is not None  # and the next update can place
+
+
+def test_drift_advises_a_refit_past_the_share(lab, store):
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    write(store, "space", 30, 25)  # 25 of 115 placed: over MAX_PLACED_SHARE
+    b = lab.update(a)
+    drift = b.update_report["drift"]
+    assert drift["placed_share"] == pytest.approx(25 / 115, abs=1e-6)
+    assert b.update_report["refit_advised"] is True
+    assert 0 <= drift["preservation_new"] <= 1 and 0 <= drift["preservation_old"] <= 1
+    assert drift["similarity_new"] > 0.5
+
+
+def test_bad_updates_are_clear_errors(lab):
+    with pytest.raises(NotFound):
+        lab.update("no-such-analysis")
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    with pytest.raises(InvalidRequest, match="refit must be true or false"):
+        lab.update(a, refit="yes")
+    with pytest.raises(InvalidRequest, match="an Analysis or its id"):
+        lab.update(42)
+
+
+def test_cluster_names_come_from_the_cache_by_members_never_a_request(lab, store, monkeypatch):
+    from embedlab.ingest.naming import PROMPT_VERSION
+    from embedlab.store.names import NameCache, name_key
+
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    hashes = {m["id"]: m["content_hash"] for m in lab.documents().to_dict("records")}
+    cache = NameCache(store.artifacts)
+    for cluster in {int(c) for c in a.cluster_labels}:
+        members = [hashes[i] for i, c in zip(a.ids, a.cluster_labels) if c == cluster]
+        cache.put(name_key(members, PROMPT_VERSION, "m"), f"name {cluster}", "m", PROMPT_VERSION)
+    a.naming = {"model": "m"}
+    write(store, "space", 30, 1)
+    b = lab.update(a)
+    space = rows(a)["syn/space/001"][1]
+    names = {int(c["cluster"]): (c["name"], c["name_source"]) for c in b.clusters}
+    for cluster, (name, source) in names.items():
+        if cluster == space:
+            assert source == "terms"  # its members changed: no cached name, no request
+        else:
+            assert (name, source) == (f"name {cluster}", "m")
+    assert b.naming["reused"] == 2 and b.naming["kept_terms"] == 1 and b.naming["requests"] == 0
+
+
+def test_an_analysis_reusing_a_cached_map_keeps_its_pca_basis(store):
+    # 60 documents of 64 dims: t-SNE reads a PCA-50 basis, which the map cache keeps too
+    space = Space("fake", "wide", "none", 64)
+    rng = np.random.default_rng(3)
+    docs = [Document(f"w/{i:03d}", f"text {i}", "w", f"g{i % 3}") for i in range(60)]
+    vectors = rng.normal(size=(60, 64)).astype(np.float32)
+    store.collection(space, create=True).write(docs, vectors, [False] * 60)
+    lab = Lab(store, quiet=True)
+    a = lab.analyze(k=3, reduce="tsne", seed=0, space=space)
+    b = lab.analyze(k=2, reduce="tsne", seed=0, space=space)
+    assert b.map_cached and not a.map_cached
+    assert a.reference["arrays"]["map_components"].shape == (50, 64)
+    assert np.array_equal(
+        a.reference["arrays"]["map_components"], b.reference["arrays"]["map_components"]
+    )
