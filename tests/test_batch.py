@@ -193,7 +193,7 @@ def test_refusals_come_before_anything_is_recorded(lab, gemini, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", VALID_KEY)
     with pytest.raises(RequestRefused, match="does not know model 'gemini-embedding-009'"):
         lab.ingest(docs(2), batch=True, provider="gemini", model="gemini-embedding-009", dims=64)
-    with pytest.raises(InvalidRequest, match=r"concurrency \(--concurrency\) does not apply"):
+    with pytest.raises(InvalidRequest, match=r"concurrency= does not apply to a batch ingest"):
         lab.ingest(docs(2), batch=True, concurrency=4, **OPTS)
     assert gemini.batch_creates == [] and lab.batches().empty
     assert lab.store.artifacts.heads("batch-docs") == []
