@@ -22,6 +22,7 @@ from .errors import (
     StoreError,
     TransientError,
 )
+from .ingest.pipeline import IngestCancelled, IngestError
 from .lab import EmbeddingChoice, Lab, open
 from .progress import CancelToken, Progress
 from .store.keys import Space
@@ -31,6 +32,8 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "EmbeddingChoice",
+    "IngestCancelled",
+    "IngestError",
     "Lab",
     "Progress",
     "Space",

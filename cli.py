@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EmbedlabError, NotFound
+from .errors import EmbedlabError, NotFound, ProviderKeyError
 from .lab import Lab
 from .lab import open as open_lab
 from .store.documents import MAX_TEXT_CHARS
@@ -370,8 +370,10 @@ def run_ingest(
             sys.exit(130)
         except IngestError as exc:
             click.echo(f"\n{_any_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
+            fix = "set the key, then re-run" if isinstance(exc, ProviderKeyError) else "re-run"
             raise click.ClickException(
-                f"{exc} (everything embedded so far is saved; re-run to resume)"
+                f"{exc.say('cli', CLI_FLAGS)} (everything embedded so far is saved; {fix} "
+                "to resume)"
             ) from None
     if getattr(report, "batch", False):  # submitted to the Batch API: its own line
         click.echo(report.summary(getattr(lab, "prices", None)))
@@ -445,6 +447,11 @@ def ingest_summary(report, prices=None) -> str:
     if report.pruned:
         verb = "would be removed" if report.dry_run else "removed"
         line += f", {report.pruned} no longer in the input {verb}"
+    if getattr(report, "in_batch", 0):
+        line += (
+            f", {report.in_batch} wait for an open batch job (not paid again: collect it with "
+            "`embedlab batches`, then ingest again, free)"
+        )
     if report.restored:
         verb = "would get" if report.dry_run else "got"
         line += f", {report.restored} kept by repair without a vector {verb} it back"
@@ -989,7 +996,7 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
             )
         )
         if space.get("damaged"):
-            click.echo(f"  {space['damaged']}")
+            click.echo("  damaged: see below")
             continue
         click.echo("  sources: " + _counts(space["by_source"]))
         click.echo("  labels:  " + _counts(space["by_label"]))
@@ -1121,8 +1128,8 @@ def repair(store_opts: StoreOptions, check: bool, reembed: bool, yes: bool) -> N
                     f"ingest of this space will re-embed exactly these {len(ids)}, or "
                     "`embedlab repair --reembed` now"
                 )
-                if reembed:
-                    _reembed(lab, health.space, yes)
+                if reembed and _reembed(lab, health.space, yes):
+                    waiting -= len(ids)
         damaged = [h for h in results if not h.healthy]
         verdict = "damaged" if check else "repaired"
         click.echo(
@@ -1133,11 +1140,11 @@ def repair(store_opts: StoreOptions, check: bool, reembed: bool, yes: bool) -> N
         sys.exit(1)
 
 
-def _reembed(lab, space, yes: bool) -> None:
+def _reembed(lab, space, yes: bool) -> bool:
     """Embed a space's documents that need their vector, after saying the cost and asking."""
     if space.provider not in ("gemini", "local"):
         click.echo("  --reembed: its vectors were made outside embedlab; ingest them again")
-        return
+        return False
     plan = lab.reembed(space, dry_run=True)
     cost = plan.cost_line(getattr(lab, "prices", None))
     click.echo(f"  --reembed: {plan.planned_embed} texts to embed{cost}")
@@ -1149,6 +1156,7 @@ def _reembed(lab, space, yes: bool) -> None:
         click.confirm("  embed them now?", abort=True)
     report = lab.reembed(space, quiet=True)
     click.echo(f"  {ingest_summary(report, getattr(lab, 'prices', None))}")
+    return True
 
 
 # -- the cache's lifecycle -----------------------------------------------------------------

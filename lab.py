@@ -293,9 +293,9 @@ class Lab(Inputs, BatchUseCases):
                 if value != default
             ]
             if online_only:  # the provider runs a batch job: none of these would apply
+                named = ", ".join(f"<<{name}>>" for name in online_only)
                 raise InvalidRequest(
-                    f"{', '.join(online_only)} (--{online_only[0].replace('_', '-')}) "
-                    "does not apply to a batch ingest; drop it, or drop batch (--batch)"
+                    f"{named} does not apply to a batch ingest; drop it, or drop <<batch>>"
                 )
             return self._ingest_batch(
                 documents, skipped, provider, model, task_type, dims, batch_size, dry_run,
@@ -342,6 +342,7 @@ class Lab(Inputs, BatchUseCases):
                     started=started,
                     cancel=cancel,
                     replace=replace,
+                    in_batch=self._texts_in_batch(space),
                 )
                 if prune:
                     report.pruned = len(self._prune(space, documents, dry_run))

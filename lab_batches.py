@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRequest
 from .progress import CancelToken, Progress, ProgressCallback, reporter
-from .store import Document
+from .store import Document, Space
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +64,13 @@ class BatchUseCases:
     _write_lock: Any
     _memory: Any
     _spaces: Any
+
+    def _texts_in_batch(self, space: Space) -> set[str]:
+        """Content hashes an open batch job of `space` embeds: an online ingest meanwhile
+        does not pay for them again."""
+        if space.provider != "gemini":
+            return set()
+        return self._batch_records().pending_hashes(space.collection_name)
 
     def _batch_records(self) -> BatchRecords:
         from .store.batches import BatchRecords

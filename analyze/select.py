@@ -90,7 +90,7 @@ def choose_space(
     ]
     if len(matching) == 1:
         return matching[0]
-    listed = "; ".join(s.describe() for s in spaces) or "none"
+    listed = "; ".join(f"{s.provider}:{s.model}:{s.dims}" for s in spaces) or "none"
     if not spaces:
         raise NothingMatches(f"store {location} is empty; ingest documents first")
     if not matching:

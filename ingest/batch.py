@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmbedlabError, InvalidRequest, ProviderError, TransientError
+from ..errors import (
+    EmbedlabError,
+    InvalidRequest,
+    NotFound,
+    ProviderKeyError,
+    TransientError,
+)
 from ..progress import CancelToken
 from ..store import Document, Space, Store
 from ..store.batches import (
@@ -99,8 +105,8 @@ def no_batch_api(space: Space) -> str | None:
         return None
     if space.provider == "local":
         return (
-            "the local model has no batch API (and costs nothing): drop --batch (batch=True) "
-            "to embed now, or use --provider gemini"
+            "the local model has no batch API (and costs nothing): drop <<batch>> "
+            "to embed now, or use <<provider='gemini'>>"
         )
     return f"{space.describe()} holds vectors made outside embedlab: nothing can embed into it"
 
@@ -126,8 +132,8 @@ class GeminiBatches:
     def __init__(self, timeout_s: float = 120.0):
         key = gemini_api_key()
         if not key:
-            raise ProviderError(
-                "no Gemini API key: set GEMINI_API_KEY to use the Batch API (--batch)"
+            raise ProviderKeyError(
+                "no Gemini API key: set GEMINI_API_KEY where embedlab runs to use the Batch API"
             )
         from google import genai
         from google.genai import _common, types
@@ -842,7 +848,7 @@ def cancel_job(records: BatchRecords, client: GeminiBatches, job: str) -> BatchR
     releases its texts."""
     record = records.find(job)
     if record is None:
-        raise InvalidRequest(f"no batch job {job!r} in this store (list them: embedlab batches)")
+        raise NotFound(f"no batch job {job!r} in this store (the batches listing names them)")
     if not record.open:
         raise InvalidRequest(f"batch job {record.job} already ended ({record.state})")
     if record.name is None:

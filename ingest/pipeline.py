@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, Conflict, EmbedlabError, RequestRefused
+from ..errors import Cancelled, Conflict, EmbedlabError, ProviderKeyError, RequestRefused
 from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
 from ..store.ledger import PriceTable, estimate_tokens, usd
@@ -77,6 +77,7 @@ class IngestReport:
     changed: int = 0  # ids already stored with another text: re-embedded or reused
     relabelled: int = 0  # same text, another label or source: metadata rewritten
     pruned: int = 0  # stored documents of the input's sources it no longer holds: removed
+    in_batch: int = 0  # documents whose text an open batch job embeds: not paid again now
     restored: int = 0  # documents repair kept without a vector, embedded (or reused) again
     pending: list[str] = field(default_factory=list)  # their ids, when the ingest began
     replaced: int = 0  # documents of another source this input replaced (replace=True)
@@ -133,6 +134,7 @@ class IngestReport:
             "relabelled": self.relabelled,
             "pruned": self.pruned,
             "restored": self.restored,
+            "in_batch": self.in_batch,
             "replaced": self.replaced,
             "encodings": dict(self.encodings),
             "planned_requests": self.planned_requests,
@@ -162,6 +164,7 @@ class IngestReport:
             setattr(report, name, data[name])
         report.pruned = data.get("pruned", 0)
         report.restored = data.get("restored", 0)
+        report.in_batch = data.get("in_batch", 0)
         report.replaced = data.get("replaced", 0)
         report.encodings = Counter(data.get("encodings") or {})
         report.skipped = Counter(data.get("skipped") or {})
@@ -187,6 +190,10 @@ class IngestError(EmbedlabError):
     def __init__(self, message: str, report: IngestReport):
         super().__init__(message)
         self.report = report
+
+
+class IngestKeyError(IngestError, ProviderKeyError):
+    """The provider refused the key mid-ingest: `except ProviderKeyError` catches it too."""
 
 
 class IngestCancelled(IngestError, Cancelled):
@@ -250,8 +257,12 @@ def ingest(
     started: float | None = None,
     cancel: CancelToken | None = None,
     replace: bool = False,
+    in_batch: set[str] | None = None,
 ) -> IngestReport:
     """Make `store` hold a vector for every document in `space`, embedding only what is new.
+
+    Texts whose hash is in `in_batch` (an open batch job embeds them) are not sent: they
+    are counted, and a later ingest, once the job is collected, copies their vectors.
 
     `make_provider` is called only when some text really needs embedding, so a fully
     cached run never loads a model or opens a connection. Cancelling `cancel` stops new
@@ -299,6 +310,10 @@ def ingest(
         vectors = collection.vectors_by_hash(pending_hashes)
         known = set(vectors)
     plan = plan_ingest(documents, stored, known)
+    if in_batch:  # paid for once already, in a job not yet collected
+        held = [group for group in plan.to_embed if group[0].content_hash in in_batch]
+        plan.to_embed = [group for group in plan.to_embed if group[0].content_hash not in in_batch]
+        report.in_batch = sum(len(group) for group in held)
     report.cached = len(plan.unchanged)
     report.cached_chars = sum(len(d.text) for d in plan.unchanged)
     report.changed = sum(1 for d in documents if d.id in stored and stored[d.id] != d.content_hash)
@@ -489,7 +504,9 @@ def _embed_groups(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if failure is not None:
-        raise IngestError(str(failure), _finish(report)) from failure
+        kind = IngestKeyError if isinstance(failure, ProviderKeyError) else IngestError
+        template = getattr(failure, "template", str(failure))  # its arguments, per front end
+        raise kind(template, _finish(report)) from failure
 
 
 def _write_landed(

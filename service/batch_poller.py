@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from ..errors import EmbedlabError, InvalidRequest, ProviderError
+from ..errors import EmbedlabError, InvalidRequest, ProviderError, speak
 from .problems import jsonable
 
 log = logging.getLogger("embedlab.service")
@@ -35,7 +35,7 @@ def check_batch_options(choice: Any, options: dict[str, Any]) -> None:
 
     why = no_batch_api(choice.space)
     if why is not None:
-        raise InvalidRequest(why.replace("drop --batch (batch=True)", 'drop "batch": true'))
+        raise InvalidRequest(speak(why, "http"))
     if not options.get("dry_run") and gemini_api_key() is None:
         raise InvalidRequest(
             "the service has no Gemini API key, so it cannot use the Batch API: set "

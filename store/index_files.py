@@ -84,6 +84,24 @@ def record_count(chroma_dir: Path, collection_name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def catalogue_ids(chroma_dir: Path, collection_name: str, ids: list[str]) -> set[str]:
+    """Which of `ids` a collection holds, from Chroma's catalogue (loads no index)."""
+    database = chroma_dir / "chroma.sqlite3"
+    found: set[str] = set()
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                "SELECT e.embedding_id FROM embeddings e JOIN segments s ON e.segment_id = s.id "
+                "JOIN collections c ON s.collection = c.id WHERE c.name = ? AND "
+                f"s.scope = 'METADATA' AND e.embedding_id IN ({marks})",
+                (collection_name, *chunk),
+            )
+            found.update(row[0] for row in rows)
+    return found
+
+
 @dataclass
 class Header:
     max_elements: int

@@ -39,6 +39,7 @@ from .chroma_store import (
     space_of,
 )
 from .index_files import (
+    catalogue_ids,
     index_problem,
     readable_vectors,
     record_count,
@@ -110,11 +111,14 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
                     f"{root / SALVAGE_DIR}): run repair again"
                 )
             health.kept = salvaged["kept"]
-            health.documents = salvaged["documents"]
             health.rebuilt = True
             (root / SALVAGE_DIR / f"{name}.npz").unlink(missing_ok=True)
-        pending = _child(root, "pending", name)
-        health.needs_vector = pending.get("ids", [])
+        pending = _child(root, "pending", name).get("ids", [])
+        present = catalogue_ids(chroma_dir, name, pending)  # those with a vector again
+        health.needs_vector = [doc_id for doc_id in pending if doc_id not in present]
+        # every document: those with their vector and those waiting for it
+        main = health.kept if health.rebuilt else health.documents
+        health.documents = main + len(health.needs_vector)
         results.append(health)
     return results
 

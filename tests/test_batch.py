@@ -193,7 +193,7 @@ def test_refusals_come_before_anything_is_recorded(lab, gemini, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", VALID_KEY)
     with pytest.raises(RequestRefused, match="does not know model 'gemini-embedding-009'"):
         lab.ingest(docs(2), batch=True, provider="gemini", model="gemini-embedding-009", dims=64)
-    with pytest.raises(InvalidRequest, match=r"concurrency \(--concurrency\) does not apply"):
+    with pytest.raises(InvalidRequest, match=r"concurrency= does not apply to a batch ingest"):
         lab.ingest(docs(2), batch=True, concurrency=4, **OPTS)
     assert gemini.batch_creates == [] and lab.batches().empty
     assert lab.store.artifacts.heads("batch-docs") == []
@@ -345,3 +345,28 @@ def test_jobs_are_split_by_count_and_go_as_files_past_the_inline_limit(monkeypat
     assert split_jobs([accented] * 2, 10) == [(0, 2, "file")]
     monkeypatch.setattr(batch_module, "FILE_LIMIT_BYTES", 4_000)
     assert split_jobs([accented] * 5, 10) == [(0, 2, "file"), (2, 4, "file"), (4, 5, "inline")]
+
+
+def test_an_online_ingest_while_a_batch_is_pending_does_not_pay_for_its_texts_again(lab, gemini):
+    """Found in a new-user trial: the online ingest paid for texts a pending job carried."""
+    lab.ingest(docs(12), batch=True, **OPTS)
+    online = len(gemini.requests)
+    report = lab.ingest(docs(4) + docs(2, start=40), **OPTS)  # 4 in the job, 2 new
+    assert (report.in_batch, report.embedded) == (4, 2)
+    assert [t for r in gemini.requests[online:] for t in r.texts] == [
+        "text number 40 topic:1",
+        "text number 41 topic:2",
+    ]
+    gemini.finish_batches("SUCCEEDED")
+    lab.collect()
+    after = len(gemini.requests)
+    again = lab.ingest(docs(4), **OPTS)  # collected: the same texts cost nothing now
+    assert (again.cached + again.reused, again.embedded, len(gemini.requests)) == (4, 0, after)
+
+
+def test_a_rejected_key_mid_ingest_is_a_provider_key_error(tmp_path, gemini, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "a-wrong-key")
+    with embedlab.open(tmp_path / "store", quiet=True) as opened:
+        with pytest.raises(embedlab.ProviderKeyError) as refused:
+            opened.ingest(["a", "b"], **OPTS)
+    assert isinstance(refused.value, embedlab.IngestError)  # its report says what is saved

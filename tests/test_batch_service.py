@@ -11,7 +11,7 @@ import time
 import embedlab
 import pytest
 from embedlab.client import RemoteLab
-from embedlab.errors import InvalidRequest
+from embedlab.errors import NotFound
 from embedlab.service.app import create_app
 from fastapi.testclient import TestClient
 
@@ -135,7 +135,7 @@ def test_the_poller_collects_across_a_restart_and_the_remote_lab_answers(tmp_pat
         remote = RemoteLab(service.url)
         assert remote.batches()["state"].tolist() == ["collected"]
         assert remote.collect().written == 0  # collected once, by the poller
-        with pytest.raises(InvalidRequest, match="no batch job"):
+        with pytest.raises(NotFound, match="no batch job"):
             remote.cancel_batch("batches/nope")
         remote.close()
     finally:
