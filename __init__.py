@@ -22,7 +22,6 @@ from .errors import (
     StoreError,
     TransientError,
 )
-from .ingest.pipeline import IngestCancelled, IngestError
 from .lab import EmbeddingChoice, Lab, open
 from .progress import CancelToken, Progress
 from .store.keys import Space
@@ -48,3 +47,13 @@ __all__ = [
     "StoreError",
     "TransientError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """IngestError and IngestCancelled, imported when asked for: importing embedlab must
+    not import the ingest layer (analysis never needs it)."""
+    if name in ("IngestError", "IngestCancelled"):
+        from .ingest import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'embedlab' has no attribute {name!r}")
