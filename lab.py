@@ -1238,20 +1238,9 @@ class Lab(Inputs, BatchUseCases):
             id, text=text, vector=vector, k=k, labels=labels, sources=sources, space=space,
             analysis=analysis, spend=spend,
         )  # fmt: skip
-        frame = pd.DataFrame(
-            [
-                {
-                    "rank": h.rank,
-                    "id": h.id,
-                    "similarity": h.similarity,
-                    "label": h.label,
-                    "cluster": h.cluster,
-                    "text": h.text,
-                }
-                for h in hits
-            ],
-            columns=["rank", "id", "similarity", "label", "cluster", "text"],
-        )
+        from .store.neighbours import NEIGHBOUR_COLUMNS
+
+        frame = pd.DataFrame([h.row() for h in hits], columns=list(NEIGHBOUR_COLUMNS))
         frame.attrs["requests"] = requests
         frame.attrs["space"] = chosen.describe()
         return frame

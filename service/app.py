@@ -335,17 +335,7 @@ def _split(value: str | None) -> list[str] | None:
 def _neighbours_response(hits: list[Any], requests: int, space: Any) -> Response:
     """The neighbours body straight from the hits: no DataFrame, no jsonable walk
     (similarities are finite, clusters ints or None), one json.dumps."""
-    rows = [
-        {
-            "rank": h.rank,
-            "id": h.id,
-            "similarity": h.similarity,
-            "label": h.label,
-            "cluster": h.cluster,
-            "text": h.text,
-        }
-        for h in hits
-    ]
+    rows = [h.row() for h in hits]
     body = {"neighbours": rows, "requests": requests, "space": space.describe()}
     content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     payload = content.encode("utf-8")

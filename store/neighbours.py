@@ -35,6 +35,13 @@ class Neighbour:
     cluster: int | None
     text: str
 
+    def row(self) -> dict[str, Any]:
+        """The row every front end shows, in its column order (NEIGHBOUR_COLUMNS)."""
+        return {name: getattr(self, name) for name in NEIGHBOUR_COLUMNS}
+
+
+NEIGHBOUR_COLUMNS = ("rank", "id", "similarity", "label", "cluster", "text")
+
 
 def _expand(globs: list[str] | None, known: set[str]) -> list[str] | None:
     if not globs:
