@@ -82,8 +82,8 @@ class BatchPoller:
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - the poller must outlive any one failure
-                if self._stop.is_set():
-                    return
+                if self._stop.is_set() or self.service.lab.store.closed:
+                    return  # stopped, or its Lab was closed under it (an in-process app)
                 log.warning("batch poller: %s", exc)
             if self._stop.wait(self.interval):
                 return

@@ -167,6 +167,11 @@ class Store:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @property
+    def closed(self) -> bool:
+        """True once close() ran: background threads (the batch poller) stop quietly."""
+        return self._closed
+
     def __enter__(self) -> Store:
         return self
 
