@@ -150,6 +150,28 @@ def test_every_documented_command_and_option_exists():
     assert not problems, "\n".join(problems)
 
 
+def test_every_command_and_option_of_the_cli_is_documented():
+    """The other way round: nothing the CLI offers is missing from README.md and docs/."""
+    text = "\n".join(page.read_text() for page in PAGES)
+    readme = README.read_text()
+    missing = []
+
+    def visit(command: click.Command, path: list[str]) -> None:
+        if path and not re.search(r"embedlab .*\b" + r"\s+".join(path) + r"\b", readme):
+            missing.append(f"the README shows no `embedlab {' '.join(path)}`")
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                for option in param.opts + param.secondary_opts:
+                    if option.startswith("--") and not re.search(rf"{option}(?![\w-])", text):
+                        missing.append(f"embedlab {' '.join(path)} {option}")
+        for name, sub in getattr(command, "commands", {}).items():
+            if not sub.hidden:
+                visit(sub, [*path, name])
+
+    visit(root_group(), [])
+    assert not missing, "\n".join(missing)
+
+
 def test_the_checker_refuses_a_made_up_command_or_option():
     root = root_group()
     assert problems_of("embedlab analyze --k 4 --out ./report", root) == []
@@ -236,6 +258,28 @@ def test_every_documented_route_exists_in_the_service(tmp_path):
         missing += [f"{page.relative_to(REPO)}: {route}" for route in absent]
     assert seen >= 40, f"only {seen} routes found: is the parser still reading them?"
     assert not missing, "\n".join(missing)
+
+
+def test_every_route_of_the_api_is_documented(tmp_path):
+    from embedlab.service.app import create_app
+
+    with embedlab.open(tmp_path / "store", quiet=True) as lab:
+        app = create_app(lab)
+        public = {
+            (method, re.sub(r"\{[^}]*\}", "{}", route.path))
+            for route in app.routes
+            if route.path.startswith("/api/") and getattr(route, "include_in_schema", True)
+            for method in getattr(route, "methods", None) or ()
+            if method != "HEAD"
+        }
+    documented = {
+        (method, re.sub(r"\{[^}]*\}", "{}", path))
+        for page in PAGES
+        for method, path in documented_routes(page.read_text())
+    }
+    assert len(public) >= 30
+    undocumented = sorted(f"{m} {p}" for m, p in public - documented)
+    assert not undocumented, "\n".join(undocumented)
 
 
 def test_the_route_checker_refuses_a_made_up_route(tmp_path):
