@@ -22,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
+from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError, code_of
 from ..lab import Lab
 from ..progress import CancelToken, Progress
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
@@ -241,6 +241,7 @@ class Service:
             raise JobFailed(
                 f"{said} (everything embedded so far is saved; submit again to resume)",
                 status=status_of(cause) if isinstance(cause, EmbedlabError) else None,
+                code=code_of(cause) if isinstance(cause, EmbedlabError) else None,
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         if getattr(report, "batch", False) and not report.dry_run:
@@ -314,7 +315,8 @@ class JobError(EmbedlabError):
     def __init__(self, message: str, job: dict[str, Any], status: int | None = None):
         super().__init__(message)
         self.job = job
-        self.status = status
+        self.status = status or (409 if isinstance(self, Cancelled) else 502)
+        self.code = job.get("code") or code_of(self)  # the cause's: the client rebuilds it
 
 
 class JobCancelled(JobError, Cancelled):
@@ -766,6 +768,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
 class UnsupportedMedia(InvalidRequest):
     """A body in a format the route does not read (415)."""
+
+    status = 415
 
 
 def _arrow(frame: Any) -> bytes:
