@@ -87,6 +87,19 @@ class NeighboursRequest(BaseModel):
     sources: list[str] | str | None = None
     space: str | None = None
     analysis: str | None = None
+    spend: bool = True  # false: a text that needs a provider request is refused (403)
+
+
+class DocumentsRequest(BaseModel):
+    """Lab.documents' selection: the service's Lab samples (the same ids as locally)."""
+
+    model_config = ConfigDict(extra="forbid")
+    space: str | None = None
+    labels: list[str] | str | None = None
+    sources: list[str] | str | None = None
+    per_class: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    limit: int | None = Field(None, ge=1)
 
 
 class AnalysisRequest(BaseModel):
@@ -573,16 +586,23 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         sources: str | None = None,
         labels: str | None = None,
         dry_run: bool = False,
+        space: str | None = None,
     ) -> JSONResponse:
         """Remove documents by id (repeat `ids`) or by source/label globs."""
         if not dry_run:
             service.check_writable("deleting documents")
         removed = lab.delete(
-            ids=ids, sources=_split(sources), labels=_split(labels), dry_run=dry_run
+            ids=ids, sources=_split(sources), labels=_split(labels), space=space, dry_run=dry_run
         )
         if removed and not dry_run:
             app.state.maps.forget()  # their notes now count the deleted documents
         return JSONResponse({"removed": removed, "dry_run": dry_run})
+
+    @app.post(f"{API}/documents/select")
+    def select_documents(request: Annotated[DocumentsRequest, Body()]) -> JSONResponse:
+        """Lab.documents: the selection (sampled by per_class/seed/limit), id order."""
+        table = lab.documents(**request.model_dump())
+        return JSONResponse(jsonable({"documents": table.to_dict(orient="records")}))
 
     @app.get(f"{API}/documents/{{doc_id:path}}")
     def document(doc_id: str, space: str | None = None) -> JSONResponse:
@@ -619,7 +639,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             sources=request.sources,
             space=request.space,
             analysis=request.analysis,
-            spend=not settings.read_only,
+            spend=request.spend and not settings.read_only,
         )
         return _neighbours_response(*found)
 
@@ -681,6 +701,14 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
         head, payload = lab.analysis(analysis_id).to_record()
         body = {"head": head, "payload": base64.b64encode(payload).decode("ascii")}
+        return JSONResponse(jsonable(body))
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/map-data", include_in_schema=False)
+    def analysis_map_data(analysis_id: str) -> JSONResponse:
+        """What a saved map.html carries beyond the record: the texts and each point's
+        neighbours (a client saving the analysis with html writes the same file)."""
+        texts, (positions, similarities) = lab.analysis(analysis_id).map_data()
+        body = {"texts": texts, "neighbours": positions, "similarities": similarities}
         return JSONResponse(jsonable(body))
 
     @app.delete(f"{API}/analyses/{{analysis_id}}")
