@@ -10,7 +10,10 @@ stores hold the same vectors and every answer can be compared.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -154,6 +157,20 @@ def test_both_implement_every_contract_method_with_the_same_signature():
                 p.kind is p.VAR_KEYWORD and not name.startswith("ingest")
                 for p in got.parameters.values()
             ), f"{kind.__name__}.{name} takes **kwargs: an argument could be dropped"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+def test_a_type_checker_finds_both_classes_implement_the_contract():
+    """mypy on api.py, whose `_implementations` returns a Lab and a RemoteLab as LabAPIs:
+    a method missing or with other parameters on either side is an error there."""
+    repo = Path(api.__file__).resolve().parent
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--ignore-missing-imports",
+         "--cache-dir", "/dev/null", str(repo / "api.py")],
+        capture_output=True, text=True, cwd=repo, timeout=300,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_connect_gives_the_http_client_and_both_are_lab_apis(world):
