@@ -278,6 +278,17 @@ def test_an_unknown_document_or_label_is_not_found_on_both(world):
     same_class(raised(world, lambda lab: lab.documents(labels=["zzz*"])), NotFound)
 
 
+def test_a_job_that_fails_raises_its_own_class_on_both(world):
+    """An analysis job whose selection matches nothing fails on the service with
+    NotFound: the job carries the code, and the client raises NotFound (not a generic
+    InvalidRequest); an update of no stored analysis is NotFound too."""
+    found = raised(world, lambda lab: lab.analyze(labels=["zzz*"], k=2, reduce="pca"))
+    same_class(found, NotFound)
+    same_class(raised(world, lambda lab: lab.update("no-such-analysis")), NotFound)
+    space = world["labs"]["local"].spaces()[0]
+    same_class(raised(world, lambda lab: lab.compare(space, space, reduce="pca")), InvalidRequest)
+
+
 def test_bad_options_are_invalid_requests_on_both(world):
     same_class(raised(world, lambda lab: lab.delete()), InvalidRequest)
     same_class(raised(world, lambda lab: lab.documents(per_class=0)), InvalidRequest)
