@@ -249,7 +249,7 @@ class RemoteLab(Inputs):
             params.update(labels=_joined(labels), sources=_joined(sources))
             body = self._request("GET", "/neighbours", params=_present(params))
         else:
-            payload = {"text": text, "k": k, "labels": _listed(labels)}
+            payload: dict[str, Any] = {"text": text, "k": k, "labels": _listed(labels)}
             payload.update(sources=_listed(sources), space=spec, analysis=analysis, id=id)
             if vector is not None:
                 payload["vector"] = [float(v) for v in vector]
