@@ -106,7 +106,7 @@ def world(tmp_path_factory):
             for side, lab in labs.items()
         }
         try:
-            yield {"labs": labs, "reports": reports, "fake": fake, "env": env, "tmp": folder}
+            yield {"labs": labs, "reports": reports, "env": env, "service": service}
         finally:
             labs["remote"].close()
             labs["local"].close()
@@ -190,6 +190,30 @@ def test_every_error_class_has_a_stable_code_that_rebuilds_it():
         assert kind.code == code
         assert error_for(code) is kind
     assert error_for("no-such-code") is EmbedlabError
+
+
+def test_every_code_crosses_http_as_its_own_class(world):
+    """A library error raised in a route comes back from RemoteLab as the same class,
+    whatever its HTTP status (StoreBusy and TransientError are both 503, and stay apart)."""
+    from embedlab.errors import StoreBusy, TransientError
+
+    app = world["service"].app
+
+    def boom(code: str) -> None:
+        kind = error_for(code)
+        raise kind("x") if kind is not TransientError else kind("x", retry_after=1.0)
+
+    app.add_api_route("/api/v1/contract-boom/{code}", boom, methods=["GET"])
+    remote = world["labs"]["remote"]
+    for code, kind in CODES.items():
+        with pytest.raises(EmbedlabError) as info:
+            remote._request("GET", f"/contract-boom/{code}")
+        if kind is EmbedlabError:  # no closer class: the status suggests one
+            assert isinstance(info.value, InvalidRequest)
+            continue
+        assert type(info.value) is kind, (code, type(info.value))
+    with pytest.raises(StoreBusy):
+        remote._request("GET", "/contract-boom/store_busy")
 
 
 # -- same arguments, same results ----------------------------------------------------------
