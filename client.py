@@ -369,6 +369,12 @@ class RemoteLab(Inputs):
 
     # -- ingest --------------------------------------------------------------------------
 
+    def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
+        """Bind a default source name to one input, in the service's store (as a Lab
+        does in its own): another input with the same default name is refused."""
+        body = {"source": source, "origin": origin, "dry_run": dry_run}
+        self._request("POST", "/sources/claim", json=body)
+
     def embedding_choice(
         self,
         provider: str = "auto",

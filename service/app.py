@@ -102,6 +102,16 @@ class DocumentsRequest(BaseModel):
     limit: int | None = Field(None, ge=1)
 
 
+class SourceClaim(BaseModel):
+    """A default source name bound to one input (Lab._claim_source), for a client that
+    reads files on its side: two inputs never share a default name's ids."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=200)
+    origin: str = Field(min_length=1, max_length=4000)
+    dry_run: bool = True
+
+
 class AnalysisRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     labels: list[str] | str | None = None
@@ -456,6 +466,13 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         return JSONResponse({"space": _space_body(choice.space), "reason": choice.reason})
 
     # ingest -----------------------------------------------------------------------------
+
+    @app.post(f"{API}/sources/claim", include_in_schema=False)
+    def claim_source(request: Annotated[SourceClaim, Body()]) -> JSONResponse:
+        if not request.dry_run:
+            service.check_writable("ingest")
+        lab._claim_source(request.source, request.origin, request.dry_run)
+        return JSONResponse({"source": request.source, "origin": request.origin})
 
     @app.post(
         f"{API}/ingest",

@@ -328,6 +328,27 @@ def test_a_conflict_of_sources_is_a_conflict_on_both(world):
     same_class(found, Conflict)
 
 
+def test_two_files_with_one_default_name_are_refused_on_both(world, tmp_path):
+    """A default source name (the file's stem) belongs to the first file ingested under
+    it: another file of that name needs a name of its own, through a service too."""
+    import json
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        row = {"id": f"{folder}1", "text": f"orbit note from folder {folder}", "label": "space"}
+        (tmp_path / folder / "notes.jsonl").write_text(json.dumps(row) + "\n")
+    for lab in world["labs"].values():
+        lab.ingest_path(tmp_path / "a" / "notes.jsonl", id="id", provider="gemini", dims=DIMS)
+    found = raised(
+        world,
+        lambda lab: lab.ingest_path(
+            tmp_path / "b" / "notes.jsonl", id="id", provider="gemini", dims=DIMS
+        ),
+    )
+    same_class(found, InvalidRequest)
+    assert all("a name of its own" in str(e) for e in found.values()), found
+
+
 def test_a_missing_key_is_a_provider_key_error_on_both(world):
     new = [{"id": "fresh/1", "text": "a text no store holds yet", "label": "space"}]
     env = world["env"]
