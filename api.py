@@ -231,6 +231,10 @@ class LabAPI(Protocol):
 
     def delete_analysis(self, analysis_id: str) -> None: ...
 
+    def successor(self, analysis_id: str) -> str | None: ...
+
+    def find(self, analysis_id: str, query: str, limit: int = 1000) -> list[int]: ...
+
     def update(
         self,
         analysis: Analysis | str,

@@ -291,6 +291,14 @@ class RemoteLab(Inputs):
         table = self.analyses(self.space(space))
         return self.analysis(str(table["id"].iloc[0])) if len(table) else None
 
+    def successor(self, analysis_id: str) -> str | None:
+        path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}/successor"
+        return self._request("GET", path)["successor"]
+
+    def find(self, analysis_id: str, query: str, limit: int = 1000) -> list[int]:
+        path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}/find"
+        return self._request("GET", path, params={"q": query, "limit": limit})["indices"]
+
     def delete_analysis(self, analysis_id: str) -> None:
         self._request("DELETE", f"/analyses/{urllib.parse.quote(analysis_id, safe='')}")
 

@@ -118,6 +118,11 @@ def both(world, call):
     return {side: call(world["labs"][side]) for side in SIDES}
 
 
+def side_of(lab) -> str:
+    """ "local" or "remote": the side `lab` is."""
+    return "remote" if isinstance(lab, RemoteLab) else "local"
+
+
 def raised(world, call) -> dict[str, BaseException]:
     """The exception `call(lab)` raises on each side (each must raise one)."""
     found = {}
@@ -276,6 +281,12 @@ def test_analyses_are_the_same_and_a_reopened_one_writes_its_map_with_texts(worl
     for side, lab in world["labs"].items():
         assert lab.latest_analysis().id == made[side].id
         assert lab.analyses()["id"].iloc[0] == made[side].id
+    found = both(world, lambda lab: lab.find(made[side_of(lab)].id, "rocket", limit=50))
+    assert found["local"] == found["remote"] and found["local"]
+    assert both(world, lambda lab: lab.successor(made[side_of(lab)].id)) == {
+        "local": None,
+        "remote": None,
+    }
     texts = world["labs"]["local"].documents(per_class=6, seed=5)["text"].tolist()
     for side, lab in world["labs"].items():
         reopened = lab.analysis(made[side].id)
