@@ -106,7 +106,7 @@ def world(tmp_path_factory):
             for side, lab in labs.items()
         }
         try:
-            yield {"labs": labs, "reports": reports, "env": env, "service": service}
+            yield {"labs": labs, "reports": reports, "env": env, "service": service, "fake": fake}
         finally:
             labs["remote"].close()
             labs["local"].close()
@@ -369,6 +369,34 @@ def test_a_missing_key_is_a_provider_key_error_on_both(world):
     finally:
         env.setenv("GEMINI_API_KEY", VALID_KEY)
     same_class(found, ProviderKeyError)
+
+
+def test_a_cancel_token_stops_the_ingest_on_both(world):
+    """`cancel` reaches the service (it cancels the job): IngestCancelled on both sides,
+    with what was embedded before it kept."""
+    from embedlab import CancelToken, IngestCancelled
+
+    from tests.fake_gemini import Fault
+
+    new = [{"id": f"slow/{i}", "text": f"slow text number {i}", "label": "cars"} for i in range(12)]
+    world["fake"].chaos = lambda: Fault(delay=0.4)
+    found = {}
+    try:
+        for side, lab in world["labs"].items():
+            token = CancelToken()
+
+            def progress(event, token=token) -> None:
+                if event.done > 0:
+                    token.cancel()
+
+            with pytest.raises(IngestCancelled) as info:
+                lab.ingest(new, provider="gemini", dims=DIMS, batch_size=2, concurrency=1,
+                           cancel=token, on_progress=progress)  # fmt: skip
+            found[side] = info.value
+    finally:
+        world["fake"].chaos = None
+    for side, exc in found.items():
+        assert 0 < exc.report.embedded < len(new), (side, exc.report.embedded)
 
 
 def test_what_cannot_work_remotely_is_refused_by_name(world, tmp_path):
