@@ -30,7 +30,7 @@ from .errors import (
     error_for,
 )
 from .inputs import Inputs
-from .progress import CancelToken, Progress, ProgressCallback
+from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space
 
 if TYPE_CHECKING:
@@ -157,9 +157,20 @@ class RemoteLab(Inputs):
         job_id: str,
         on_progress: ProgressCallback | None,
         cancel: CancelToken | None = None,
+        quiet: bool | None = None,
     ) -> dict[str, Any]:
-        """The job's final state, passing its progress events on as they come; a
-        `cancel` token cancelled meanwhile cancels the job on the service."""
+        """The job's final state, passing its progress events on as they come (to
+        `on_progress`, else a progress bar unless quiet, as a Lab does); a `cancel`
+        token cancelled meanwhile cancels the job on the service."""
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+        try:
+            return self._follow_events(job_id, notify, cancel)
+        finally:
+            close_bar()
+
+    def _follow_events(
+        self, job_id: str, on_progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> dict[str, Any]:
         import threading
 
         import httpx
@@ -444,7 +455,7 @@ class RemoteLab(Inputs):
             raise InvalidRequest("no documents to ingest")
         job_id = self._request("POST", "/ingest", json=body)["job"]
         try:
-            job = self._follow(job_id, on_progress, cancel)
+            job = self._follow(job_id, on_progress, cancel, quiet)
         except KeyboardInterrupt:
             self._request("DELETE", f"/jobs/{job_id}")
             job = self._request("GET", f"/jobs/{job_id}")
@@ -489,6 +500,7 @@ class RemoteLab(Inputs):
 
         limit = float("inf") if wait is True else float(wait or 0)
         started, pause, total = time.monotonic(), poll_seconds(poll), CollectReport()
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
         try:
             while True:
                 got = CollectReport.from_dict(self._request("POST", "/batches/collect"))
@@ -498,8 +510,7 @@ class RemoteLab(Inputs):
                 total.checked, total.pending = got.checked, got.pending
                 rows = self.batches()
                 left = int(rows["state"].isin(["intent", "pending", "running", "succeeded"]).sum())
-                if on_progress is not None:
-                    on_progress(Progress("batches", len(rows) - left, len(rows), f"{left} open"))
+                notify(Progress("batches", len(rows) - left, len(rows), f"{left} open"))
                 elapsed = time.monotonic() - started
                 if left == 0 or elapsed >= limit:
                     break
@@ -511,6 +522,8 @@ class RemoteLab(Inputs):
                 pause = min(pause * POLL_FACTOR, POLL_MAX_S)
         except KeyboardInterrupt:
             total.interrupted = True
+        finally:
+            close_bar()
         total.seconds = time.monotonic() - started
         return total
 
@@ -561,7 +574,7 @@ class RemoteLab(Inputs):
             }
         )
         job_id = self._request("POST", "/analyses", json=body)["job"]
-        job = self._follow(job_id, on_progress)
+        job = self._follow(job_id, on_progress, quiet=quiet)
         if job["state"] != "done":
             raise _job_error(job)
         analysis = self.analysis(job["analysis"])
@@ -584,7 +597,7 @@ class RemoteLab(Inputs):
             raise InvalidRequest("this analysis is not stored; update a stored one (its id)")
         path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}/update"
         job_id = self._request("POST", path, json={"refit": refit})["job"]
-        job = self._follow(job_id, on_progress)
+        job = self._follow(job_id, on_progress, quiet=quiet)
         if job["state"] != "done":
             raise _job_error(job)
         updated = self.analysis(job["analysis"])
@@ -626,7 +639,7 @@ class RemoteLab(Inputs):
             }
         )
         job_id = self._request("POST", "/comparisons", json=body)["job"]
-        job = self._follow(job_id, on_progress)
+        job = self._follow(job_id, on_progress, quiet=quiet)
         if job["state"] != "done":
             raise _job_error(job)
         comparison = self.comparison(job["comparison"])
