@@ -232,9 +232,8 @@ class RemoteLab(Inputs):
         }
 
     def delete_space(self, space: SpaceSpec) -> dict[str, Any]:
-        name = _space_spec(space)
-        if name is None:
-            raise InvalidRequest("say which space to delete: <<space>>")
+        chosen = self.space(space)  # resolved as a Lab resolves it (None: the only space)
+        name = f"{chosen.provider}:{chosen.model}:{chosen.dims}"
         return self._request("DELETE", f"/spaces/{urllib.parse.quote(name, safe=':')}")
 
     def neighbours(

@@ -324,6 +324,22 @@ def test_a_job_that_fails_raises_its_own_class_on_both(world):
     same_class(raised(world, lambda lab: lab.compare(space, space, reduce="pca")), InvalidRequest)
 
 
+def test_an_unknown_space_is_the_same_mistake_on_both(world):
+    for call in (
+        lambda lab: lab.space("gemini:no-such-model:7"),
+        lambda lab: lab.delete_space("gemini:no-such-model:7"),
+        lambda lab: lab.documents(space="gemini:no-such-model:7"),
+        lambda lab: lab.neighbours("space/1", space="gemini:no-such-model:7"),
+    ):
+        found = raised(world, call)
+        assert type(found["local"]).code == type(found["remote"]).code, found
+        same_class(found, error_for(type(found["local"]).code))
+    assert both(world, lambda lab: lab.space()) == {
+        "local": world["labs"]["local"].spaces()[0],
+        "remote": world["labs"]["local"].spaces()[0],
+    }
+
+
 def test_bad_options_are_invalid_requests_on_both(world):
     same_class(raised(world, lambda lab: lab.delete()), InvalidRequest)
     same_class(raised(world, lambda lab: lab.documents(per_class=0)), InvalidRequest)
