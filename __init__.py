@@ -5,10 +5,15 @@ lab = embedlab.open("./lab")
 lab.ingest_newsgroups(categories=["sci.*"], per_class=150)
 a = lab.analyze(labels=["sci.*"], k=4)
 a.per_class
+
+remote = embedlab.connect("http://127.0.0.1:8000")  # a running `embedlab serve`: the same calls
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .api import LabAPI
 from .errors import (
     Cancelled,
     Conflict,
@@ -26,6 +31,9 @@ from .lab import EmbeddingChoice, Lab, open
 from .progress import CancelToken, Progress
 from .store.keys import Space
 
+if TYPE_CHECKING:
+    from .client import RemoteLab
+
 __all__ = [
     "CancelToken",
     "Cancelled",
@@ -34,9 +42,11 @@ __all__ = [
     "IngestCancelled",
     "IngestError",
     "Lab",
+    "LabAPI",
     "Progress",
     "Space",
     "open",
+    "connect",
     "EmbedlabError",
     "InvalidRequest",
     "NotFound",
@@ -47,6 +57,15 @@ __all__ = [
     "StoreError",
     "TransientError",
 ]
+
+
+def connect(url: str, token: str | None = None, timeout: float = 600.0) -> RemoteLab:
+    """A running `embedlab serve` at `url`, used through the same calls as
+    `embedlab.open(path)` (both are `LabAPI`s). `token`: the service's bearer token
+    (default: $EMBEDLAB_TOKEN)."""
+    from .client import RemoteLab
+
+    return RemoteLab(url, token=token, timeout=timeout)
 
 
 def __getattr__(name: str) -> object:

@@ -15,28 +15,36 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    CODES,
     Cancelled,
     EmbedlabError,
     Forbidden,
     InvalidRequest,
     NotFound,
     ProviderError,
+    ProviderKeyError,
     StoreError,
+    error_for,
 )
 from .inputs import Inputs
-from .progress import Progress, ProgressCallback
+from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from .analyze.analysis import Analysis
     from .analyze.comparison import Comparison
+    from .ingest.batch import CollectReport
     from .ingest.pipeline import IngestReport
+    from .lab import EmbeddingChoice
+    from .store.repair import SpaceHealth
+
+SpaceSpec = Space | str | None
 
 API = "/api/v1"
 
@@ -45,25 +53,58 @@ class ServiceError(EmbedlabError):
     """The service answered with an error this client has no closer name for."""
 
 
-def _error(status: int, detail: str) -> EmbedlabError:
+# what an answer without a known `code` (a proxy's, an older service's) is rebuilt as
+BY_STATUS: dict[int, type[EmbedlabError]] = {
+    400: InvalidRequest,
+    403: Forbidden,
+    404: NotFound,
+    409: Cancelled,
+    413: InvalidRequest,
+    415: InvalidRequest,
+    422: InvalidRequest,
+    502: ProviderError,
+    503: StoreError,
+}
+
+
+def _error(status: int, detail: str, code: str | None = None) -> EmbedlabError:
+    """The library's own exception for an error answer: the class its `code` names (the
+    same class the Lab raised on the service), else the one its status suggests."""
     if status == 401:
         return ServiceError(f"{detail} (set $EMBEDLAB_TOKEN to the service's token)")
-    kind: type[EmbedlabError] = {
-        400: InvalidRequest,
-        403: Forbidden,
-        404: NotFound,
-        409: Cancelled,
-        413: InvalidRequest,
-        415: InvalidRequest,
-        422: InvalidRequest,
-        502: ProviderError,
-        503: StoreError,
-    }.get(status, ServiceError)
-    return kind(detail)
+    if code in CODES and code != EmbedlabError.code:
+        return error_for(code)(detail)
+    return BY_STATUS.get(status, ServiceError)(detail)
+
+
+def _job_error(job: dict[str, Any]) -> EmbedlabError:
+    """The exception a failed or cancelled job (not an ingest) stands for."""
+    error = job.get("error") or job["state"]
+    if job["state"] in ("cancelled", "interrupted"):
+        return Cancelled(error)
+    code = job.get("code")
+    if code in CODES and code != EmbedlabError.code:
+        return error_for(code)(error)
+    return ServiceError(error)
+
+
+def _local_only(**given: tuple[Any, Any]) -> None:
+    """Refuse, by name, an argument set to something only a Lab on the store can do."""
+    named = [name for name, (value, default) in given.items() if value != default]
+    if named:
+        raise InvalidRequest(
+            f"{', '.join(named)} cannot be set through a service (its own settings apply); "
+            "drop it, or open the store with embedlab.open(path)"
+        )
 
 
 class RemoteLab(Inputs):
-    """The Lab calls the CLI makes, answered by a service over HTTP."""
+    """A running `embedlab serve`, through the same calls as a `Lab` (`api.LabAPI`).
+
+    The same arguments give the same results: the service runs them on its Lab. An
+    argument that cannot work remotely is refused by name, never dropped; an error
+    comes back as the class the Lab raised (its `code` in the problem+json body).
+    """
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 600.0):
         import httpx
@@ -102,17 +143,51 @@ class RemoteLab(Inputs):
                 "`embedlab serve`, or drop --server to open the store directly"
             ) from None
         if response.status_code >= 400:
+            code = None
             try:
-                detail = response.json().get("detail") or response.text
-            except ValueError:
+                body = response.json()
+                detail, code = body.get("detail") or response.text, body.get("code")
+            except (ValueError, AttributeError):
                 detail = response.text or response.reason_phrase
-            raise _error(response.status_code, str(detail))
+            raise _error(response.status_code, str(detail), code)
         return response.content if raw else response.json()
 
-    def _follow(self, job_id: str, on_progress: ProgressCallback | None) -> dict[str, Any]:
-        """The job's final state, passing its progress events on as they come."""
+    def _follow(
+        self,
+        job_id: str,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None = None,
+        quiet: bool | None = None,
+    ) -> dict[str, Any]:
+        """The job's final state, passing its progress events on as they come (to
+        `on_progress`, else a progress bar unless quiet, as a Lab does); a `cancel`
+        token cancelled meanwhile cancels the job on the service."""
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
+        try:
+            return self._follow_events(job_id, notify, cancel)
+        finally:
+            close_bar()
+
+    def _follow_events(
+        self, job_id: str, on_progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> dict[str, Any]:
+        import threading
+
         import httpx
 
+        done = threading.Event()
+        if cancel is not None:
+
+            def watch() -> None:
+                while not done.is_set():
+                    if cancel.sleep(0.1):
+                        try:
+                            self._http.request("DELETE", f"{API}/jobs/{job_id}")
+                        except httpx.HTTPError:
+                            pass
+                        return
+
+            threading.Thread(target=watch, daemon=True).start()
         try:
             with self._http.stream("GET", f"{API}/jobs/{job_id}/events") as response:
                 for event, data in _sse(response.iter_lines()):
@@ -130,6 +205,8 @@ class RemoteLab(Inputs):
                         )
         except httpx.TransportError:
             pass  # the stream broke: ask for the job's state instead
+        finally:
+            done.set()
         return self._request("GET", f"/jobs/{job_id}")
 
     # -- reading -------------------------------------------------------------------------
@@ -143,7 +220,7 @@ class RemoteLab(Inputs):
             for s in self._request("GET", "/spaces")["spaces"]
         ]
 
-    def space(self, space: Space | str | None = None) -> Space:
+    def space(self, space: SpaceSpec = None) -> Space:
         from .analyze.select import resolve_space_spec
 
         return resolve_space_spec(self.spaces(), self.location, space)
@@ -154,8 +231,9 @@ class RemoteLab(Inputs):
             for s in self._request("GET", "/spaces")["spaces"]
         }
 
-    def delete_space(self, space: Space | str) -> dict[str, Any]:
-        name = f"{space.provider}:{space.model}:{space.dims}" if isinstance(space, Space) else space
+    def delete_space(self, space: SpaceSpec) -> dict[str, Any]:
+        chosen = self.space(space)  # resolved as a Lab resolves it (None: the only space)
+        name = f"{chosen.provider}:{chosen.model}:{chosen.dims}"
         return self._request("DELETE", f"/spaces/{urllib.parse.quote(name, safe=':')}")
 
     def neighbours(
@@ -163,33 +241,37 @@ class RemoteLab(Inputs):
         id: str | None = None,  # noqa: A002
         *,
         text: str | None = None,
-        vector: Sequence[float] | None = None,
+        vector: np.ndarray | Sequence[float] | None = None,
         k: int = 10,
         labels: Sequence[str] | str | None = None,
         sources: Sequence[str] | str | None = None,
-        space: Space | str | None = None,
+        space: SpaceSpec = None,
         analysis: str | None = None,
+        spend: bool = True,
     ) -> pd.DataFrame:
         import pandas as pd
 
+        from .store.neighbours import NEIGHBOUR_COLUMNS
+
         spec = _space_spec(space)
-        if id is not None:
+        if id is not None and text is None and vector is None:
             params = {"id": id, "k": k, "space": spec, "analysis": analysis}
             params.update(labels=_joined(labels), sources=_joined(sources))
             body = self._request("GET", "/neighbours", params=_present(params))
         else:
-            payload = {"text": text, "k": k, "labels": labels, "sources": sources}
-            payload.update(space=spec, analysis=analysis)
+            payload: dict[str, Any] = {"text": text, "k": k, "labels": _listed(labels)}
+            payload.update(sources=_listed(sources), space=spec, analysis=analysis, id=id)
             if vector is not None:
                 payload["vector"] = [float(v) for v in vector]
+            if not spend:
+                payload["spend"] = False
             body = self._request("POST", "/neighbours", json=_present(payload))
-        columns = ["rank", "id", "similarity", "label", "cluster", "text"]
-        frame = pd.DataFrame(body["neighbours"], columns=columns)
+        frame = pd.DataFrame(body["neighbours"], columns=list(NEIGHBOUR_COLUMNS))
         frame.attrs["requests"] = body["requests"]
         frame.attrs["space"] = body["space"]
         return frame
 
-    def analyses(self, space: Space | str | None = None) -> pd.DataFrame:
+    def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
         import pandas as pd
 
         rows = self._request("GET", "/analyses", params=_present({"space": _space_spec(space)}))
@@ -200,12 +282,35 @@ class RemoteLab(Inputs):
     def analysis(self, analysis_id: str) -> Analysis:
         from .analyze.analysis import Analysis
 
-        found = self._request("GET", f"/analyses/{analysis_id}/record")
+        path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}"
+        found = self._request("GET", f"{path}/record")
         analysis = Analysis.from_record(found["head"], base64.b64decode(found["payload"]))
+        analysis.map_extras = lambda: self._map_data(path)  # read when a map.html is saved
         return analysis
 
+    def _map_data(self, path: str) -> tuple[list[str], tuple[np.ndarray, np.ndarray]]:
+        """The texts and neighbours a map.html carries, as the service's Lab reads them."""
+        import numpy as np
+
+        found = self._request("GET", f"{path}/map-data")
+        positions = np.asarray(found["neighbours"], dtype=np.int32)
+        similarities = np.asarray(found["similarities"], dtype=np.float32)
+        return found["texts"], (positions, similarities)
+
+    def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
+        table = self.analyses(self.space(space))
+        return self.analysis(str(table["id"].iloc[0])) if len(table) else None
+
+    def successor(self, analysis_id: str) -> str | None:
+        path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}/successor"
+        return self._request("GET", path)["successor"]
+
+    def find(self, analysis_id: str, query: str, limit: int = 1000) -> list[int]:
+        path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}/find"
+        return self._request("GET", path, params={"q": query, "limit": limit})["indices"]
+
     def delete_analysis(self, analysis_id: str) -> None:
-        self._request("DELETE", f"/analyses/{analysis_id}")
+        self._request("DELETE", f"/analyses/{urllib.parse.quote(analysis_id, safe='')}")
 
     def costs(self) -> pd.DataFrame:
         import pandas as pd
@@ -214,59 +319,67 @@ class RemoteLab(Inputs):
 
     def documents(
         self,
-        space: Space | str | None = None,
+        space: SpaceSpec = None,
         labels: Sequence[str] | str | None = None,
         sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
         limit: int | None = None,
-        **_ignored: Any,
     ) -> pd.DataFrame:
         import pandas as pd
 
-        rows, offset = [], 0
-        params = {
-            "space": _space_spec(space),
-            "labels": _joined(labels),
-            "sources": _joined(sources),
-        }
-        while True:
-            page = self._request(
-                "GET", "/documents", params=_present({**params, "offset": offset, "limit": 1000})
-            )
-            rows += page["documents"]
-            offset += len(page["documents"])
-            if not page["documents"] or offset >= page["total"]:
-                break
-        if limit is not None and len(rows) > limit:  # the same seeded sample as Lab.documents
-            from .store.sampling import sample_rank
+        body = _present(
+            {
+                "space": _space_spec(space),
+                "labels": _listed(labels),
+                "sources": _listed(sources),
+                "per_class": per_class,
+                "seed": seed,
+                "limit": limit,
+            }
+        )
+        rows = self._request("POST", "/documents/select", json=body)["documents"]
+        columns = ["id", "label", "source", "text", "content_hash", "chars"]
+        return pd.DataFrame(rows, columns=columns)
 
-            keep = set(sorted((r["id"] for r in rows), key=lambda i: sample_rank(i, 0))[:limit])
-            rows = [r for r in rows if r["id"] in keep]
-        frame = pd.DataFrame(rows, columns=["id", "label", "source", "text", "chars"])
-        frame.insert(4, "content_hash", None)
-        return frame
+    def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
+        path = f"/documents/{urllib.parse.quote(id, safe='/')}"
+        return self._request("GET", path, params=_present({"space": _space_spec(space)}))
 
     def delete(
         self,
         ids: Sequence[str] | str | None = None,
         sources: Sequence[str] | str | None = None,
         labels: Sequence[str] | str | None = None,
+        space: SpaceSpec = None,
         dry_run: bool = False,
-        **_ignored: Any,
     ) -> list[str]:
         params: dict[str, Any] = _present(
-            {"sources": _joined(sources), "labels": _joined(labels), "dry_run": dry_run}
+            {
+                "sources": _joined(sources),
+                "labels": _joined(labels),
+                "space": _space_spec(space),
+                "dry_run": dry_run,
+            }
         )
         if ids:
             params["ids"] = [ids] if isinstance(ids, str) else list(ids)
         return self._request("DELETE", "/documents", params=params)["removed"]
 
-    def export(self, *args: Any, **kwargs: Any) -> int:
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: str = "parquet",  # noqa: A002 - the CLI's --format
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        space: SpaceSpec = None,
+    ) -> int:
         raise InvalidRequest(
             f"export reads vectors from the store itself: stop the service at {self.url}, "
             "then run `embedlab --store PATH export ...`"
         )
 
-    def repair(self, check: bool = True) -> list:
+    def repair(self, check: bool = True) -> list[SpaceHealth]:
         raise InvalidRequest(
             f"repair works on the store itself: stop the service at {self.url}, then run "
             "`embedlab --store PATH repair`"
@@ -274,13 +387,19 @@ class RemoteLab(Inputs):
 
     # -- ingest --------------------------------------------------------------------------
 
+    def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
+        """Bind a default source name to one input, in the service's store (as a Lab
+        does in its own): another input with the same default name is refused."""
+        body = {"source": source, "origin": origin, "dry_run": dry_run}
+        self._request("POST", "/sources/claim", json=body)
+
     def embedding_choice(
         self,
         provider: str = "auto",
         model: str | None = None,
         task_type: str | None = "CLUSTERING",
         dims: int | None = None,
-    ) -> Any:
+    ) -> EmbeddingChoice:
         from .lab import EmbeddingChoice
 
         params = _present({"provider": provider, "model": model, "task_type": task_type})
@@ -301,16 +420,21 @@ class RemoteLab(Inputs):
         dims: int | None = None,
         batch_size: int | None = None,
         concurrency: int | None = None,
+        max_attempts: int = 6,
+        timeout: float = 60.0,
         dry_run: bool = False,
+        cancel: CancelToken | None = None,
+        quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
         started: float | None = None,
         prune: bool = False,
         replace: bool = False,
         batch: bool = False,
-        **_local_only: Any,  # max_attempts, timeout: the service's own settings apply
     ) -> IngestReport:
-        from .ingest.pipeline import IngestCancelled, IngestError
+        from .ingest.pipeline import IngestCancelled, IngestError, IngestKeyError
 
+        # the service retries and times out its provider calls by its own settings
+        _local_only(max_attempts=(max_attempts, 6), timeout=(timeout, 60.0))
         started = time.monotonic() if started is None else started
         body: dict[str, Any] = {
             "documents": [
@@ -330,7 +454,7 @@ class RemoteLab(Inputs):
             raise InvalidRequest("no documents to ingest")
         job_id = self._request("POST", "/ingest", json=body)["job"]
         try:
-            job = self._follow(job_id, on_progress)
+            job = self._follow(job_id, on_progress, cancel, quiet)
         except KeyboardInterrupt:
             self._request("DELETE", f"/jobs/{job_id}")
             job = self._request("GET", f"/jobs/{job_id}")
@@ -338,12 +462,15 @@ class RemoteLab(Inputs):
             raise IngestCancelled("interrupted", report, interrupted=True) from None
         if batch and job["state"] in ("waiting", "done") and job.get("report"):
             return _batch_report(job, skipped, started)  # submitted; the service collects
+        if job["state"] != "done" and job.get("report") is None:
+            raise _job_error(job)  # refused before anything was embedded (as a Lab raises)
         report = _report(job, skipped, started)
         if job["state"] == "done":
             return report
         if job["state"] in ("cancelled", "interrupted"):
             raise IngestCancelled(job.get("error") or job["state"], report)
-        raise IngestError(job.get("error") or "the ingest failed", report)
+        kind = IngestKeyError if job.get("code") == ProviderKeyError.code else IngestError
+        raise kind(job.get("error") or "the ingest failed", report)
 
     # -- batches -------------------------------------------------------------------------
 
@@ -363,8 +490,8 @@ class RemoteLab(Inputs):
         poll: float | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
-        cancel: Any = None,
-    ) -> Any:
+        cancel: CancelToken | None = None,
+    ) -> CollectReport:
         """Have the service collect what finished now; with `wait`, again (with backoff)
         until no job is open or the time is up. The service's poller collects on its own."""
         from .ingest.batch import POLL_FACTOR, POLL_MAX_S, CollectReport
@@ -372,6 +499,7 @@ class RemoteLab(Inputs):
 
         limit = float("inf") if wait is True else float(wait or 0)
         started, pause, total = time.monotonic(), poll_seconds(poll), CollectReport()
+        notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
         try:
             while True:
                 got = CollectReport.from_dict(self._request("POST", "/batches/collect"))
@@ -381,8 +509,7 @@ class RemoteLab(Inputs):
                 total.checked, total.pending = got.checked, got.pending
                 rows = self.batches()
                 left = int(rows["state"].isin(["intent", "pending", "running", "succeeded"]).sum())
-                if on_progress is not None:
-                    on_progress(Progress("batches", len(rows) - left, len(rows), f"{left} open"))
+                notify(Progress("batches", len(rows) - left, len(rows), f"{left} open"))
                 elapsed = time.monotonic() - started
                 if left == 0 or elapsed >= limit:
                     break
@@ -394,6 +521,8 @@ class RemoteLab(Inputs):
                 pause = min(pause * POLL_FACTOR, POLL_MAX_S)
         except KeyboardInterrupt:
             total.interrupted = True
+        finally:
+            close_bar()
         total.seconds = time.monotonic() - started
         return total
 
@@ -405,29 +534,51 @@ class RemoteLab(Inputs):
 
     def analyze(
         self,
-        space: Space | str | None = None,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        space: SpaceSpec = None,
+        algorithm: str = "kmeans",
+        k: int | str | None = None,
+        reduce: str = "tsne",
+        min_cluster_size: int | None = None,
+        eps: float | None = None,
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
-        **arguments: Any,
+        name_clusters: bool = False,
+        naming_model: str | None = None,
+        html: bool = False,
+        text_weight: float | None = None,
     ) -> Analysis:
-        html = bool(arguments.pop("html", False))
-        body = _present({**arguments, "space": _space_spec(space)})
-        for key in ("labels", "sources"):
-            if isinstance(body.get(key), str):
-                body[key] = [g.strip() for g in body[key].split(",") if g.strip()]
+        """Lab.analyze, run by the service (POST /analyses, a job)."""
+        body = _present(
+            {
+                "labels": _listed(labels),
+                "sources": _listed(sources),
+                "per_class": per_class,
+                "seed": seed,
+                "limit": limit,
+                "space": _space_spec(space),
+                "algorithm": algorithm,
+                "k": k,
+                "reduce": reduce,
+                "min_cluster_size": min_cluster_size,
+                "eps": eps,
+                "name_clusters": name_clusters,
+                "naming_model": naming_model,
+                "text_weight": text_weight,
+            }
+        )
         job_id = self._request("POST", "/analyses", json=body)["job"]
-        job = self._follow(job_id, on_progress)
+        job = self._follow(job_id, on_progress, quiet=quiet)
         if job["state"] != "done":
-            error = job.get("error") or job["state"]
-            raise (Cancelled if job["state"] != "failed" else InvalidRequest)(error)
+            raise _job_error(job)
         analysis = self.analysis(job["analysis"])
         if out is not None:
-            analysis.save(out)
-            if html:  # the service reads texts and vectors; the file comes back whole
-                page = self._request("GET", f"/analyses/{analysis.id}/map.html", raw=True)
-                Path(out, "map.html").write_bytes(page)
-                analysis.files.append("map.html")
+            analysis.save(out, html=html)  # map.html with the service's texts, neighbours
         return analysis
 
     def update(
@@ -441,52 +592,72 @@ class RemoteLab(Inputs):
     ) -> Analysis:
         """Lab.update through the service (POST /analyses/{id}/update, a job)."""
         analysis_id = analysis if isinstance(analysis, str) else analysis.id
-        path = f"/analyses/{analysis_id}/update"
+        if analysis_id is None:
+            raise InvalidRequest("this analysis is not stored; update a stored one (its id)")
+        path = f"/analyses/{urllib.parse.quote(analysis_id, safe='')}/update"
         job_id = self._request("POST", path, json={"refit": refit})["job"]
-        job = self._follow(job_id, on_progress)
+        job = self._follow(job_id, on_progress, quiet=quiet)
         if job["state"] != "done":
-            error = job.get("error") or job["state"]
-            raise (Cancelled if job["state"] != "failed" else InvalidRequest)(error)
+            raise _job_error(job)
         updated = self.analysis(job["analysis"])
         if out is not None:
-            updated.save(out)
-            if html:
-                page = self._request("GET", f"/analyses/{updated.id}/map.html", raw=True)
-                Path(out, "map.html").write_bytes(page)
-                updated.files.append("map.html")
+            updated.save(out, html=html)
         return updated
 
     # -- comparisons ---------------------------------------------------------------------
 
     def compare(
         self,
-        space_a: Space | str,
-        space_b: Space | str,
+        space_a: SpaceSpec,
+        space_b: SpaceSpec,
+        labels: Sequence[str] | str | None = None,
+        sources: Sequence[str] | str | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        k: int = 4,
+        neighbours: int = 10,
+        reduce: str = "tsne",
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
-        **arguments: Any,
     ) -> Comparison:
+        """Lab.compare, run by the service (POST /comparisons, a job)."""
         body = _present(
-            {**arguments, "space_a": _space_spec(space_a), "space_b": _space_spec(space_b)}
+            {
+                "space_a": _space_spec(space_a),
+                "space_b": _space_spec(space_b),
+                "labels": _listed(labels),
+                "sources": _listed(sources),
+                "per_class": per_class,
+                "seed": seed,
+                "limit": limit,
+                "k": k,
+                "neighbours": neighbours,
+                "reduce": reduce,
+            }
         )
-        for key in ("labels", "sources"):
-            if isinstance(body.get(key), str):
-                body[key] = [g.strip() for g in body[key].split(",") if g.strip()]
         job_id = self._request("POST", "/comparisons", json=body)["job"]
-        job = self._follow(job_id, on_progress)
+        job = self._follow(job_id, on_progress, quiet=quiet)
         if job["state"] != "done":
-            error = job.get("error") or job["state"]
-            raise (Cancelled if job["state"] != "failed" else InvalidRequest)(error)
+            raise _job_error(job)
         comparison = self.comparison(job["comparison"])
         if out is not None:
             comparison.save(out)
         return comparison
 
+    def comparisons(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = self._request("GET", "/comparisons")["comparisons"]
+        columns = ["id", "created", "space_a", "space_b", "documents", "jaccard_mean", "ari"]
+        return pd.DataFrame(rows, columns=columns)
+
     def comparison(self, comparison_id: str) -> Comparison:
         from .analyze.comparison import Comparison
 
-        found = self._request("GET", f"/comparisons/{comparison_id}/record")
+        path = f"/comparisons/{urllib.parse.quote(comparison_id, safe='')}/record"
+        found = self._request("GET", path)
         return Comparison.from_record(found["head"], base64.b64decode(found["payload"]))
 
 
@@ -524,10 +695,17 @@ def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
             data.append(line[5:].strip())
 
 
-def _space_spec(space: Space | str | None) -> str | None:
+def _space_spec(space: SpaceSpec) -> str | None:
     if isinstance(space, Space):
         return f"{space.provider}:{space.model}:{space.dims}"
     return space
+
+
+def _listed(values: Sequence[str] | str | None) -> list[str] | str | None:
+    """As given (the service's Lab reads globs as a Lab does), as JSON can carry it."""
+    if values is None or isinstance(values, str):
+        return values
+    return list(values)
 
 
 def _joined(values: Sequence[str] | str | None) -> str | None:

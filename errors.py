@@ -48,7 +48,13 @@ class EmbedlabError(Exception):
     A message may name arguments as `<<name>>` or `<<name=value>>`: `str(exc)` names
     them as Python does, and `exc.say("http")` / `exc.say("cli", flags)` as the service
     and the command line do.
+
+    `code` names the class in a stable word: the service puts it in every problem+json
+    body (and in a failed job), and `error_for(code)` rebuilds the same class on the
+    other side of HTTP.
     """
+
+    code = "error"
 
     def __init__(self, message: str = "", *args: object):
         super().__init__(speak(message), *args)
@@ -65,43 +71,63 @@ class EmbedlabError(Exception):
 class InvalidRequest(EmbedlabError, ValueError):
     """An option, a selection or an input the request cannot be served with."""
 
+    code = "invalid_request"
+
 
 class NotFound(EmbedlabError, LookupError):
     """A store, space, document or analysis that does not exist."""
+
+    code = "not_found"
 
 
 class Conflict(InvalidRequest):
     """The request would overwrite what another input owns (another source's documents)."""
 
+    code = "conflict"
+
 
 class StoreError(EmbedlabError):
     """A problem with the store itself (cannot open, refused write, wrong format)."""
+
+    code = "store_error"
 
 
 class StoreBusy(StoreError):
     """Another process holds the embedded store."""
 
+    code = "store_busy"
+
 
 class StoreDamaged(StoreError):
     """The store's vector index cannot be read; `embedlab repair` rebuilds it."""
 
+    code = "store_damaged"
+
 
 class ProviderError(EmbedlabError):
     """The embedding or generation provider refused, in a way retrying will not fix."""
+
+    code = "provider_error"
 
 
 class ProviderKeyError(ProviderError):
     """The provider's API key is missing or rejected where embedlab runs: whoever runs it
     (the service's operator, over HTTP) must set it; retrying will not help."""
 
+    code = "provider_key"
+
 
 class RequestRefused(ProviderError, InvalidRequest):
     """The provider refused what was asked (an unknown model, bad dims or task type):
     the request's fault, not the provider's, so the service answers it with a 4xx."""
 
+    code = "request_refused"
+
 
 class TransientError(ProviderError):
     """A failure worth retrying (429, 5xx, timeout, dropped connection, garbled reply)."""
+
+    code = "transient"
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
@@ -111,6 +137,50 @@ class TransientError(ProviderError):
 class Cancelled(EmbedlabError):
     """The caller cancelled the work; what was finished before is kept."""
 
+    code = "cancelled"
+
 
 class Forbidden(EmbedlabError):
     """The request would write or spend, and this front end is read-only."""
+
+    code = "forbidden"
+
+
+CODES: dict[str, type[EmbedlabError]] = {
+    kind.code: kind
+    for kind in (
+        EmbedlabError,
+        InvalidRequest,
+        NotFound,
+        Conflict,
+        StoreError,
+        StoreBusy,
+        StoreDamaged,
+        ProviderError,
+        ProviderKeyError,
+        RequestRefused,
+        TransientError,
+        Cancelled,
+        Forbidden,
+    )
+}
+
+
+def error_for(code: str | None) -> type[EmbedlabError]:
+    """The library's exception class for a `code` (EmbedlabError for one it does not
+    know: a newer service's, or none)."""
+    return CODES.get(code or "", EmbedlabError)
+
+
+def code_of(exc: BaseException) -> str:
+    """The stable code of an exception: the nearest library class's ("internal" for
+    anything that is not an EmbedlabError: a bug)."""
+    if not isinstance(exc, EmbedlabError):
+        return "internal"
+    if getattr(exc, "code", None) in CODES:
+        return exc.code
+    for kind in type(exc).__mro__:
+        code = kind.__dict__.get("code")
+        if isinstance(code, str) and code in CODES:
+            return code
+    return EmbedlabError.code

@@ -57,8 +57,14 @@ class Analysis:
     timings: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the figures could not do
-    # () -> (texts, (neighbour positions, similarities)) for map.html; set by the Lab,
-    # which can read the store (an analysis alone holds no texts or vectors)
+    # what map.html carries beyond the analysis: its documents' texts and each point's
+    # nearest points (positions int32 n x k, similarities float32), as plain data, or
+    # (map_extras) a reader of them, set by whoever holds the store: a Lab reads it,
+    # a RemoteLab asks its service (GET .../map-data); `map_data()` gives either
+    map_texts: list[str] | None = field(default=None, repr=False, compare=False)
+    map_neighbours: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
     map_extras: Any = field(default=None, repr=False, compare=False)
     naming: dict[str, Any] = field(default_factory=dict)  # cluster names: model, counts, note
     # updates (analyze/update.py): the analysis this one updates, what the update did,
@@ -188,6 +194,15 @@ class Analysis:
             f"{n_clusters} clusters ({method}){tail}>"
         )
 
+    def map_data(self) -> tuple[list[str] | None, tuple[np.ndarray, np.ndarray] | None]:
+        """(texts, (neighbour positions, similarities)) for map.html: the plain fields
+        when set, else read now by `map_extras`; (None, None) for an analysis that no
+        store stands behind (the page then shows ids, labels and clusters only)."""
+        if self.map_texts is not None or self.map_extras is None:
+            return self.map_texts, self.map_neighbours
+        texts, neighbours = self.map_extras()
+        return list(texts), neighbours
+
     # -- files -----------------------------------------------------------------------------
 
     def save(self, out: str | Path, html: bool = False) -> list[str]:
@@ -207,7 +222,7 @@ class Analysis:
             if html:
                 from .html import write_map_html
 
-                texts, neighbours = self.map_extras() if self.map_extras else (None, None)
+                texts, neighbours = self.map_data()
                 write_map_html(out / "map.html", self, texts, neighbours)
                 files.append("map.html")
         except PermissionError as exc:

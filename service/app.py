@@ -22,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
+from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError, code_of
 from ..lab import Lab
 from ..progress import CancelToken, Progress
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
@@ -87,6 +87,29 @@ class NeighboursRequest(BaseModel):
     sources: list[str] | str | None = None
     space: str | None = None
     analysis: str | None = None
+    spend: bool = True  # false: a text that needs a provider request is refused (403)
+
+
+class DocumentsRequest(BaseModel):
+    """Lab.documents' selection: the service's Lab samples (the same ids as locally)."""
+
+    model_config = ConfigDict(extra="forbid")
+    space: str | None = None
+    labels: list[str] | str | None = None
+    sources: list[str] | str | None = None
+    per_class: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    limit: int | None = Field(None, ge=1)
+
+
+class SourceClaim(BaseModel):
+    """A default source name bound to one input (Lab._claim_source), for a client that
+    reads files on its side: two inputs never share a default name's ids."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=200)
+    origin: str = Field(min_length=1, max_length=4000)
+    dry_run: bool = True
 
 
 class AnalysisRequest(BaseModel):
@@ -241,6 +264,7 @@ class Service:
             raise JobFailed(
                 f"{said} (everything embedded so far is saved; submit again to resume)",
                 status=status_of(cause) if isinstance(cause, EmbedlabError) else None,
+                code=code_of(cause) if isinstance(cause, EmbedlabError) else None,
                 report=exc.report.to_dict(self.lab.prices),
             ) from None
         if getattr(report, "batch", False) and not report.dry_run:
@@ -314,7 +338,8 @@ class JobError(EmbedlabError):
     def __init__(self, message: str, job: dict[str, Any], status: int | None = None):
         super().__init__(message)
         self.job = job
-        self.status = status
+        self.status = status or (409 if isinstance(self, Cancelled) else 502)
+        self.code = job.get("code") or code_of(self)  # the cause's: the client rebuilds it
 
 
 class JobCancelled(JobError, Cancelled):
@@ -441,6 +466,13 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         return JSONResponse({"space": _space_body(choice.space), "reason": choice.reason})
 
     # ingest -----------------------------------------------------------------------------
+
+    @app.post(f"{API}/sources/claim", include_in_schema=False)
+    def claim_source(request: Annotated[SourceClaim, Body()]) -> JSONResponse:
+        if not request.dry_run:
+            service.check_writable("ingest")
+        lab._claim_source(request.source, request.origin, request.dry_run)
+        return JSONResponse({"source": request.source, "origin": request.origin})
 
     @app.post(
         f"{API}/ingest",
@@ -571,16 +603,23 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         sources: str | None = None,
         labels: str | None = None,
         dry_run: bool = False,
+        space: str | None = None,
     ) -> JSONResponse:
         """Remove documents by id (repeat `ids`) or by source/label globs."""
         if not dry_run:
             service.check_writable("deleting documents")
         removed = lab.delete(
-            ids=ids, sources=_split(sources), labels=_split(labels), dry_run=dry_run
+            ids=ids, sources=_split(sources), labels=_split(labels), space=space, dry_run=dry_run
         )
         if removed and not dry_run:
             app.state.maps.forget()  # their notes now count the deleted documents
         return JSONResponse({"removed": removed, "dry_run": dry_run})
+
+    @app.post(f"{API}/documents/select")
+    def select_documents(request: Annotated[DocumentsRequest, Body()]) -> JSONResponse:
+        """Lab.documents: the selection (sampled by per_class/seed/limit), id order."""
+        table = lab.documents(**request.model_dump())
+        return JSONResponse(jsonable({"documents": table.to_dict(orient="records")}))
 
     @app.get(f"{API}/documents/{{doc_id:path}}")
     def document(doc_id: str, space: str | None = None) -> JSONResponse:
@@ -617,7 +656,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
             sources=request.sources,
             space=request.space,
             analysis=request.analysis,
-            spend=not settings.read_only,
+            spend=request.spend and not settings.read_only,
         )
         return _neighbours_response(*found)
 
@@ -679,6 +718,14 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
         head, payload = lab.analysis(analysis_id).to_record()
         body = {"head": head, "payload": base64.b64encode(payload).decode("ascii")}
+        return JSONResponse(jsonable(body))
+
+    @app.get(f"{API}/analyses/{{analysis_id}}/map-data", include_in_schema=False)
+    def analysis_map_data(analysis_id: str) -> JSONResponse:
+        """What a saved map.html carries beyond the record: the texts and each point's
+        neighbours (a client saving the analysis with html writes the same file)."""
+        texts, (positions, similarities) = lab.analysis(analysis_id).map_data()
+        body = {"texts": texts, "neighbours": positions, "similarities": similarities}
         return JSONResponse(jsonable(body))
 
     @app.delete(f"{API}/analyses/{{analysis_id}}")
@@ -766,6 +813,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
 
 class UnsupportedMedia(InvalidRequest):
     """A body in a format the route does not read (415)."""
+
+    status = 415
 
 
 def _arrow(frame: Any) -> bytes:

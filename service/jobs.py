@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import Cancelled, EmbedlabError, NotFound
+from ..errors import Cancelled, EmbedlabError, NotFound, code_of
 from ..progress import CancelToken, Progress
 
 log = logging.getLogger("embedlab.service")
@@ -48,10 +48,18 @@ JobRun = Callable[[CancelToken, Callable[[Progress], None]], dict[str, Any]]
 class JobFailed(Exception):
     """Raised by a job's run with the fields to keep (a partial report) and a message."""
 
-    def __init__(self, message: str, state: str = FAILED, status: int | None = None, **result: Any):
+    def __init__(
+        self,
+        message: str,
+        state: str = FAILED,
+        status: int | None = None,
+        code: str | None = None,
+        **result: Any,
+    ):
         super().__init__(message)
         self.state = state
         self.status = status  # the HTTP status a waiting request gets, when not 502
+        self.code = code or ("cancelled" if state != FAILED else "error")  # errors.CODES
         self.result = result
 
 
@@ -65,6 +73,7 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    code: str | None = None  # the error's stable code (errors.CODES): rebuilt by a client
     started: str | None = None
     finished: str | None = None
     version: int = 0
@@ -87,6 +96,7 @@ class Job:
         data.update(self.result)
         if self.error is not None:
             data["error"] = self.error
+            data["code"] = self.code or ("cancelled" if self.state != FAILED else "error")
         return data
 
     @classmethod
@@ -95,8 +105,8 @@ class Job:
         job = cls(id=data["id"], kind=data["kind"], created=data["created"])
         job.state, job.started, job.finished = data["state"], data["started"], data["finished"]
         job.progress, job.request = data.get("progress") or {}, data.get("request") or {}
-        job.error = data.get("error")
-        job.result = {k: v for k, v in data.items() if k not in known | {"error"}}
+        job.error, job.code = data.get("error"), data.get("code")
+        job.result = {k: v for k, v in data.items() if k not in known | {"error", "code"}}
         return job
 
 
@@ -193,27 +203,28 @@ class JobManager:
             if time.monotonic() - job.persisted_at >= PERSIST_EVERY_S:
                 self._persist(job)
 
-        state, error, result = DONE, None, {}
+        state, error, result, code = DONE, None, {}, None
         try:
             result = run(job.cancel, on_progress)
         except JobFailed as exc:
-            state, error, result = exc.state, str(exc), exc.result
+            state, error, result, code = exc.state, str(exc), exc.result, exc.code
             job.exception = exc
         except Cancelled as exc:
-            state, error = CANCELLED, str(exc) or "cancelled"
+            state, error, code = CANCELLED, str(exc) or "cancelled", code_of(exc)
         except EmbedlabError as exc:
-            state, error = FAILED, exc.say("http")
+            state, error, code = FAILED, exc.say("http"), code_of(exc)
             job.exception = exc
         except Exception as exc:  # a bug: the job fails, the service lives on
             log.exception("job %s failed", job.id)
             state, error = FAILED, f"internal error ({type(exc).__name__}); see the service log"
+            code = "internal"
         if state == CANCELLED and job.cancel.reason == "shutdown":
             state = INTERRUPTED
         if state == DONE and result.pop("waiting", False):
             state = WAITING  # a batch ingest: submitted, the provider works on it
         with self._changed:
             job.state, job.error, job.finished = state, error, _now()
-            job.result = result
+            job.code, job.result = code, result
             self._bump(job)
         self._persist(job)
         for hook in list(self.on_final):
@@ -326,6 +337,10 @@ class JobManager:
 class JobFinished(EmbedlabError):
     """A cancel for a job that has already ended (409)."""
 
+    status = 409
+
 
 class ServiceStopping(EmbedlabError):
     """The service is shutting down and takes no new jobs."""
+
+    status = 503

@@ -145,7 +145,7 @@ def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
     def analysis_map_html(analysis_id: str) -> HTMLResponse:
         """The analysis as one self-contained page (what `analyze --html` writes)."""
         analysis = lab.analysis(analysis_id)
-        body = render_map_html(analysis, *analysis.map_extras())  # what a.save(html=True) reads
+        body = render_map_html(analysis, *analysis.map_data())  # what a.save(html=True) reads
         disposition = f'attachment; filename="map-{analysis_id}.html"'
         file_headers = {"Content-Security-Policy": FILE_CSP, "X-Content-Type-Options": "nosniff"}
         return HTMLResponse(body, headers={**file_headers, "Content-Disposition": disposition})

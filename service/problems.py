@@ -1,8 +1,9 @@
 """Errors as HTTP: every library error maps to one status here, in one place.
 
 Every 4xx body is `application/problem+json` (RFC 9457: type, title, status, detail),
-and `detail` says what to do. A 500 means a bug in embedlab; the body then names no
-internals, and the log has the traceback.
+and `detail` says what to do; a library error's body also has `code`, its class's stable
+name (`errors.CODES`), from which a client rebuilds the same class. A 500 means a bug
+in embedlab; the body then names no internals, and the log has the traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..errors import (
     StoreDamaged,
     StoreError,
     TransientError,
+    code_of,
 )
 
 log = logging.getLogger("embedlab.service")
@@ -56,31 +58,29 @@ TITLES = {
 class BodyTooLarge(EmbedlabError):
     """The request body is over the service's limit (413)."""
 
+    status = 413
+
 
 def status_of(exc: EmbedlabError) -> int:
-    """The HTTP status of a library error (the one mapping, as in Chroma's server)."""
-    from .app import JobCancelled, JobError, UnsupportedMedia
-    from .jobs import JobFinished, ServiceStopping
+    """The HTTP status of a library error (the one mapping, as in Chroma's server).
 
+    An error of the service's own says its status in `status` (BodyTooLarge 413, the
+    app's UnsupportedMedia 415, a failed job's JobError its cause's), so this module
+    imports nothing of the app's.
+    """
     if isinstance(getattr(exc, "status", None), int):
         return exc.status  # type: ignore[attr-defined]
     for kind, status in (
-        (BodyTooLarge, 413),
-        (UnsupportedMedia, 415),
         (Forbidden, 403),
         (NotFound, 404),
         (Conflict, 409),
         (InvalidRequest, 400),
-        (JobCancelled, 409),
-        (JobFinished, 409),
         (Cancelled, 409),
-        (ServiceStopping, 503),
         (StoreBusy, 503),
         (StoreDamaged, 503),
         (TransientError, 503),
         (ProviderKeyError, 503),  # the operator's to set: the service cannot embed now
         (ProviderError, 502),
-        (JobError, 502),
         (StoreError, 503),
     ):
         if isinstance(exc, kind):
@@ -107,7 +107,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         job = getattr(exc, "job", None)
         if job is not None:
             extra["job"] = job
-        return problem(status_of(exc), exc.say("http"), **extra)
+        return problem(status_of(exc), exc.say("http"), code=code_of(exc), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
