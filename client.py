@@ -138,10 +138,7 @@ class RemoteLab(Inputs):
         return self._request("GET", "/stats")
 
     def spaces(self) -> list[Space]:
-        return [
-            Space(s["provider"], s["model"], s["task_type"], s["dims"])
-            for s in self._request("GET", "/spaces")["spaces"]
-        ]
+        return [Space.from_dict(s) for s in self._request("GET", "/spaces")["spaces"]]
 
     def space(self, space: Space | str | None = None) -> Space:
         from .analyze.select import resolve_space_spec
@@ -150,8 +147,7 @@ class RemoteLab(Inputs):
 
     def space_sizes(self) -> dict[Space, int]:
         return {
-            Space(s["provider"], s["model"], s["task_type"], s["dims"]): s["documents"]
-            for s in self._request("GET", "/spaces")["spaces"]
+            Space.from_dict(s): s["documents"] for s in self._request("GET", "/spaces")["spaces"]
         }
 
     def delete_space(self, space: Space | str) -> dict[str, Any]:
@@ -288,7 +284,7 @@ class RemoteLab(Inputs):
             params["dims"] = dims
         found = self._request("GET", "/embedding-choice", params=params)
         s = found["space"]
-        space = Space(s["provider"], s["model"], s["task_type"], s["dims"])
+        space = Space.from_dict(s)
         return EmbeddingChoice(space, f"{found['reason']}, on the service")
 
     def ingest_documents(

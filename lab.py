@@ -511,10 +511,12 @@ class Lab(Inputs, BatchUseCases):
     # -- reading documents -----------------------------------------------------------------
 
     def _selection(self, labels, sources, per_class, seed, limit) -> Any:
-        from .analyze.select import Selection
+        from .store.selection import Selection
 
         _check_positive(per_class=per_class, limit=limit)
-        return Selection(_list(sources), _list(labels), per_class, seed, limit)
+        return Selection.of(
+            labels=labels, sources=sources, per_class=per_class, seed=seed, limit=limit
+        )
 
     def documents(
         self,
@@ -1867,11 +1869,9 @@ def _content_id(text: str) -> str:
 
 def _list(value: Sequence[str] | str | None) -> list[str] | None:
     """Globs as a list: one string may hold several, comma-separated."""
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else list(value)
-    globs = [g.strip() for item in items for g in str(item).split(",") if g.strip()]
-    return globs or None
+    from .store.selection import parse_globs
+
+    return parse_globs(value)
 
 
 def _check_positive(**values: int | None) -> None:
@@ -1883,6 +1883,4 @@ def _check_positive(**values: int | None) -> None:
 
 
 def _describe(space: dict[str, Any]) -> str:
-    return Space(
-        space["provider"], space["model"], space["task_type"], int(space["dims"])
-    ).describe()
+    return Space.from_dict(space).describe()

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InvalidRequest
 from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
+from ..store.selection import NO_LABEL
 from . import plots, report
 from .analysis import space_dict
 
@@ -194,7 +195,7 @@ class Comparison:
         titles = (f"A: {self.space_a.describe()}", f"B: {self.space_b.describe()} (aligned)")
         if kind == "maps":
             if self.has_labels:
-                groups = ["(no label)" if x is None else str(x) for x in self.labels]
+                groups = [NO_LABEL if x is None else str(x) for x in self.labels]
                 fonts, note = plots.glyph_fonts(sorted(set(groups)))
                 if note and note not in self.notes:
                     self.notes.append(note)
@@ -397,7 +398,7 @@ class Comparison:
 
         def space(side: str) -> Space:
             s = head["spaces"][side]
-            return Space(s["provider"], s["model"], s["task_type"], int(s["dims"]))
+            return Space.from_dict(s)
 
         return cls(
             space_a=space("a"),

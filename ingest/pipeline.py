@@ -155,7 +155,7 @@ class IngestReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IngestReport:
         """A report sent by the service, for the CLI's --server mode (same summary line)."""
-        space = Space(**{k: data["space"][k] for k in ("provider", "model", "task_type", "dims")})
+        space = Space.from_dict(data["space"])
         report = cls(space=space)
         for name in (
             "documents cached reused embedded texts_embedded requests retries truncated cut "

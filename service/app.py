@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
+from ..options import ANALYZE, COMPARE, request_model
 from ..progress import CancelToken, Progress
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
 from .docs import install_docs
@@ -33,7 +34,6 @@ from .problems import Guard, install_problem_handlers, jsonable, status_of
 API = "/api/v1"
 MAX_BODY = 64 * 1024 * 1024
 MAX_K = 1000
-SEED_MAX = 2**32 - 1
 SSE_POLL_S = 0.1
 WAIT_LIMIT_S = 3600.0
 GZIP_LOOKUPS_FROM = 64 * 1024  # bytes of a neighbours body from which it is compressed
@@ -89,36 +89,30 @@ class NeighboursRequest(BaseModel):
     analysis: str | None = None
 
 
-class AnalysisRequest(BaseModel):
+class _AnalysisBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     labels: list[str] | str | None = None
     sources: list[str] | str | None = None
-    per_class: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
-    limit: int | None = Field(None, ge=1)
     space: str | None = None
-    algorithm: Literal["kmeans", "hdbscan", "dbscan", "agglomerative"] = "kmeans"
-    k: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] | None = None
-    reduce: Literal["tsne", "pca", "umap"] = "tsne"
-    min_cluster_size: int | None = Field(None, ge=2)
-    eps: float | None = Field(None, gt=0, le=2)
     name_clusters: bool = False  # one Gemini call per cluster not named before
     naming_model: str | None = Field(None, min_length=1, max_length=100)
-    text_weight: float | None = Field(None, ge=0, le=10)  # k-means on vectors + words
 
 
-class ComparisonRequest(BaseModel):
+# per_class, seed, limit, algorithm, k, reduce, min_cluster_size, eps, text_weight (k-means
+# on vectors + words): declared once in options.ANALYZE, with the CLI's and the library's
+AnalysisRequest = request_model("AnalysisRequest", ANALYZE, _AnalysisBody)
+
+
+class _ComparisonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     space_a: str = Field(min_length=1, max_length=300)
     space_b: str = Field(min_length=1, max_length=300)
     labels: list[str] | str | None = None
     sources: list[str] | str | None = None
-    per_class: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
-    limit: int | None = Field(None, ge=1)
-    k: int = Field(4, ge=1, le=1000)
-    neighbours: int = Field(10, ge=1, le=100)
-    reduce: Literal["tsne", "pca", "umap"] = "tsne"
+
+
+# per_class, limit, seed, k, neighbours, reduce: options.COMPARE
+ComparisonRequest = request_model("ComparisonRequest", COMPARE, _ComparisonBody)
 
 
 # -- the API object --------------------------------------------------------------------------

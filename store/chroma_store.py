@@ -731,7 +731,7 @@ def _space_metadata(space: Space) -> dict[str, str | int]:
 
 
 def _space_from_metadata(meta: dict[str, Any]) -> Space:
-    return Space(meta["provider"], meta["model"], meta["task_type"], int(meta["dims"]))
+    return Space.from_dict(meta)
 
 
 def _check_collection_space(col: Any, space: Space) -> None:

@@ -196,4 +196,4 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
 def _describe(space: Mapping[str, Any]) -> str:
     if space["task_type"] == GENERATE:
         return f"{space['provider']}:{space['model']} (cluster names)"
-    return Space(space["provider"], space["model"], space["task_type"], space["dims"]).describe()
+    return Space.from_dict(space).describe()

@@ -8,8 +8,7 @@ from typing import Any
 from ..errors import StoreDamaged
 from .chroma_store import Store
 from .keys import Space
-
-NO_LABEL = "(none)"
+from .selection import NO_LABEL
 
 
 def store_stats(store: Store) -> dict[str, Any]:
