@@ -22,6 +22,7 @@ import click
 from .errors import EmbedlabError, NotFound, ProviderKeyError
 from .lab import Lab
 from .lab import open as open_lab
+from .options import ANALYZE, COMPARE, NEIGHBOURS_OPTIONS, click_options
 from .store.documents import MAX_TEXT_CHARS
 
 DEFAULT_STORE = "./embedlab-store"
@@ -496,37 +497,14 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
 @click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
 @click.option("--source", "sources", help="Comma-separated globs on the document source.")
 @click.option("--categories", "--labels", "labels", help="Comma-separated globs on labels.")
-@click.option("--per-class", type=click.IntRange(min=1), help="Sample N documents per label.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N documents (seeded sample).")
-@click.option(
-    "--algo",
-    type=click.Choice(["kmeans", "hdbscan", "dbscan", "agglomerative"]),
-    default="kmeans",
-    show_default=True,
-    help="Clustering algorithm (on the full vectors).",
-)
+@click_options(ANALYZE, ["per_class", "seed", "limit", "algorithm"])
 @click.option(
     "--k",
     default=None,
     callback=_k_value,
-    help="Clusters for kmeans/agglomerative, or 'auto' (best silhouette)  [default: 4]",
+    help=ANALYZE["k"].help,
 )
-@click.option(
-    "--reduce",
-    type=click.Choice(["tsne", "pca", "umap"]),
-    default="tsne",
-    show_default=True,
-    help="2-D map method.",
-)
-@click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan/dbscan.")
-@click.option("--eps", type=float, help="dbscan radius (cosine distance)  [default: 0.5]")
-@click.option(
-    "--text-weight",
-    type=click.FloatRange(0, 10),
-    help="kmeans on the vectors + the documents' words (TF-IDF, LSA) at this weight; "
-    "0 = vectors alone  [default: 1 for the local model, else 0]",
-)
+@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight"])
 @click.option(
     "--out",
     type=click.Path(),
@@ -701,34 +679,7 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
 )
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources.")
-@click.option(
-    "--per-class", type=click.IntRange(min=1), help="Sample N shared documents per label."
-)
-@click.option("--limit", type=click.IntRange(min=1), help="At most N (a seeded sample).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
-@click.option(
-    "--k",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Clusters (k-means), the same in both spaces.",
-)
-@click.option(
-    "--neighbours",
-    "--neighbors",
-    "neighbours",
-    type=click.IntRange(1, 100),
-    default=10,
-    show_default=True,
-    help="Nearest neighbours per document whose sets are compared (Jaccard).",
-)
-@click.option(
-    "--reduce",
-    type=click.Choice(["tsne", "pca", "umap"]),
-    default="tsne",
-    show_default=True,
-    help="2-D map method (both maps; B is aligned onto A).",
-)
+@click_options(COMPARE)
 @click.option(
     "--out",
     type=click.Path(),
@@ -856,9 +807,7 @@ def comparison_lines(comparison) -> list[str]:
 @cli.command("neighbors")
 @click.argument("query", required=False)
 @click.option("--id", "doc_id", help="Find documents like this stored one (no API call).")
-@click.option(
-    "-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many."
-)
+@click_options(NEIGHBOURS_OPTIONS)
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
 @click.option("--provider", help="Space to search (needed when the store has several).")

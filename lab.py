@@ -1269,7 +1269,9 @@ class Lab(Inputs, BatchUseCases):
         ]
         if len(given) != 1:
             raise InvalidRequest("give exactly one of id, text or vector")
-        _check_positive(k=k)
+        from .options import NEIGHBOURS_OPTIONS, validate
+
+        validate(NEIGHBOURS_OPTIONS, {"k": k})
         chosen = self.space(space)
         collection = self.store.collection(chosen)
         if collection is None:
@@ -1875,11 +1877,9 @@ def _list(value: Sequence[str] | str | None) -> list[str] | None:
 
 
 def _check_positive(**values: int | None) -> None:
-    for name, value in values.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidRequest(f"{name} must be a whole number, not {value!r}")
-        if value is not None and value < 1:
-            raise InvalidRequest(f"{name} must be at least 1, not {value}")
+    from .options import positive
+
+    positive(**values)
 
 
 def _describe(space: dict[str, Any]) -> str:

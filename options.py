@@ -266,6 +266,21 @@ COMPARE = Table(
 )  # fmt: skip
 
 
+# -- neighbours, documents ----------------------------------------------------------------
+
+NEIGHBOURS_OPTIONS = Table(
+    (Option("k", int, 10, "How many.", minimum=1, maximum=MAX_CLUSTERS, flags=("-k",)),)
+)
+
+
+def positive(**values: Any) -> None:
+    """Each of `values` a whole number, 1 or more, or None: the rule of every count."""
+    for name, value in values.items():
+        problem = Option(name, int, minimum=1).problem(value)
+        if problem is not None:
+            raise InvalidRequest(problem)
+
+
 # -- building the front ends' declarations -------------------------------------------------
 
 
@@ -274,7 +289,9 @@ def click_type(option: Option) -> Any:
     import click
 
     class Checked(click.ParamType):
-        name = option.type.__name__ if option.choices is None else "choice"
+        name = (
+            "choice" if option.choices else {int: "integer"}.get(option.type, option.type.__name__)
+        )
 
         def get_metavar(self, param: Any, ctx: Any = None) -> str | None:
             return f"[{'|'.join(option.choices)}]" if option.choices else None
@@ -333,7 +350,7 @@ def pydantic_field(option: Option) -> tuple[Any, Any]:
     def check(value: Any) -> Any:
         problem = option.problem(value)
         if problem is not None:  # the message as it is (no "Value error, " before it)
-            raise PydanticCustomError("embedlab_option", problem.replace("{", "{{"))
+            raise PydanticCustomError("embedlab_option", problem)
         return value
 
     base: Any = option.type

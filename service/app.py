@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
-from ..options import ANALYZE, COMPARE, request_model
+from ..options import ANALYZE, COMPARE, NEIGHBOURS_OPTIONS, request_model
 from ..progress import CancelToken, Progress
+from ..store.selection import parse_globs
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
 from .docs import install_docs
 from .jobs import FINAL, WAITING, JobFailed, JobManager
@@ -33,7 +34,7 @@ from .problems import Guard, install_problem_handlers, jsonable, status_of
 
 API = "/api/v1"
 MAX_BODY = 64 * 1024 * 1024
-MAX_K = 1000
+_K = NEIGHBOURS_OPTIONS["k"]  # the neighbours' k, declared once (options.py)
 SSE_POLL_S = 0.1
 WAIT_LIMIT_S = 3600.0
 GZIP_LOOKUPS_FROM = 64 * 1024  # bytes of a neighbours body from which it is compressed
@@ -78,15 +79,17 @@ class IngestRequest(EmbeddingOptions):
     documents: list[DocumentIn] = Field(min_length=1)
 
 
-class NeighboursRequest(BaseModel):
+class _NeighboursBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     vector: list[float] | None = None
-    k: int = Field(10, ge=1, le=MAX_K)
     labels: list[str] | str | None = None
     sources: list[str] | str | None = None
     space: str | None = None
     analysis: str | None = None
+
+
+NeighboursRequest = request_model("NeighboursRequest", NEIGHBOURS_OPTIONS, _NeighboursBody)
 
 
 class _AnalysisBody(BaseModel):
@@ -320,10 +323,7 @@ def _options_summary(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    return parts or None
+    return parse_globs(value)
 
 
 def _neighbours_response(hits: list[Any], requests: int, space: Any) -> Response:
@@ -585,7 +585,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     @app.get(f"{API}/neighbours")
     def neighbours_by_id(
         id: Annotated[str, Query(min_length=1)],  # noqa: A002
-        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        k: Annotated[int, Query(ge=_K.minimum, le=_K.maximum)] = _K.default,
         labels: str | None = None,
         sources: str | None = None,
         space: str | None = None,
