@@ -19,11 +19,12 @@ from pathlib import Path
 
 import click
 
-from .errors import EmbedlabError, NotFound, ProviderKeyError
+from .errors import DocumentNotFound, EmbedlabError, ProviderKeyError
 from .lab import Lab
 from .lab import open as open_lab
 from .options import ANALYZE, COMPARE, NEIGHBOURS_OPTIONS, click_options
-from .store.documents import MAX_TEXT_CHARS
+from .progress import plural, terminal_bar
+from .store.selection import parse_globs
 
 DEFAULT_STORE = "./embedlab-store"
 
@@ -203,7 +204,7 @@ def provider_options(func: Callable) -> Callable:
 @click.pass_obj
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
     """20 Newsgroups posts (labels = newsgroup names)."""
-    globs = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    globs = parse_globs(categories)
     run_ingest(
         store_opts,
         lambda lab, **o: lab.ingest_newsgroups(source, subset, globs, per_class, seed, clean, **o),
@@ -339,19 +340,11 @@ def run_ingest(
         choice = lab.embedding_choice(provider, model, task_type, dims)
         why = f" ({choice.reason})" if provider == "auto" else ""
         click.echo(f"provider: {choice.space.describe()}{why}", err=True)
-        if choice.space.task_type == "none" and (task_type or "").upper() != "CLUSTERING":
+        if choice.ignores_task_type(task_type):
             click.echo(
                 f"note: {choice.space.provider} has no task types; --task-type ignored", err=True
             )
-        bars: list = []
-
-        def on_progress(event) -> None:
-            if not bars:
-                bar = click.progressbar(
-                    length=event.total, label="ingest", file=sys.stderr, item_show_func=lambda s: s
-                )
-                bars.append(stack.enter_context(bar))
-            bars[0].update(event.done - bars[0].pos, current_item=event.status)
+        on_progress = terminal_bar(stack, "ingest")
 
         try:
             report = call(
@@ -394,13 +387,7 @@ def run_vector_ingest(
             lab = store_opts.open_for_dry_run(stack)
         else:
             lab = stack.enter_context(store_opts.open(create=True))
-        bars: list = []
-
-        def on_progress(event) -> None:
-            if not bars:
-                bar = click.progressbar(length=event.total, label="store vectors", file=sys.stderr)
-                bars.append(stack.enter_context(bar))
-            bars[0].update(event.done - bars[0].pos)
+        on_progress = terminal_bar(stack, "store vectors", status=False)
 
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
@@ -409,73 +396,21 @@ def run_vector_ingest(
 
 def _any_summary(report, prices=None) -> str:
     """The summary line of an online ingest, or of a batch submission (--batch)."""
-    return (
-        report.summary(prices)
-        if getattr(report, "batch", False)
-        else ingest_summary(report, prices)
-    )
+    return report.summary(prices)
 
 
 def ingest_summary(report, prices=None) -> str:
     """One line: documents, cached, embedded, requests, seconds (plus skips when any)."""
-    call = "request" if report.space.provider == "gemini" else "model batch"
-    if report.dry_run:
-        reuse = report.planned_reuse
-        line = (
-            f"dry run: {report.documents} documents: {report.cached + reuse} cached"
-            + (f" ({reuse} reused from identical texts)" if reuse else "")
-            + f", {report.planned_embed} to embed in {plural(report.planned_requests, call)}"
-        )
-    else:
-        line = (
-            f"{report.documents} documents: {report.cached + report.reused} cached, "
-            f"{report.embedded} embedded, {plural(report.requests, call)}"
-        )
-        if report.reused:
-            line += f" ({report.reused} reused from identical texts)"
-        if report.texts_embedded < report.embedded:
-            line += f" ({plural(report.texts_embedded, 'unique text')} sent)"
-        if report.retries:
-            line += f", {plural(report.retries, 'retry')}"
-        if report.truncated:
-            line += f", {report.truncated} truncated"
-    if report.changed:
-        verb = "would be re-embedded" if report.dry_run else "re-embedded"
-        line += f", {report.changed} existing documents changed text: {verb}"
-    if report.relabelled:
-        verb = "would be updated" if report.dry_run else "updated"
-        line += f", {report.relabelled} labels or sources {verb} (no embedding)"
-    if report.pruned:
-        verb = "would be removed" if report.dry_run else "removed"
-        line += f", {report.pruned} no longer in the input {verb}"
-    if getattr(report, "in_batch", 0):
-        line += (
-            f", {report.in_batch} wait for an open batch job (not paid again: collect it with "
-            "`embedlab batches`, then ingest again, free)"
-        )
-    if report.restored:
-        verb = "would get" if report.dry_run else "got"
-        line += f", {report.restored} kept by repair without a vector {verb} it back"
-    if report.replaced:
-        verb = "would be replaced" if report.dry_run else "replaced"
-        line += f", {plural(report.replaced, 'document')} of another source {verb}"
-    if report.cut:
-        line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
-    if report.skipped:
-        reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
-        line += f", {sum(report.skipped.values())} skipped ({reasons})"
-    if report.encodings:
-        files = sum(report.encodings.values())
-        how = ", ".join(f"{n} as {name}" for name, n in sorted(report.encodings.items()))
-        line += f", {plural(files, 'file')} not UTF-8 (read {how})"
-    return f"{line}{report.cost_line(prices)}, {report.seconds:.1f} s"
+    from .ingest.pipeline import IngestReport
+
+    return IngestReport.summary(report, prices)
 
 
 # -- analyze -------------------------------------------------------------------------------
 
 
 def _globs(value: str | None) -> list[str] | None:
-    return [g.strip() for g in value.split(",") if g.strip()] if value else None
+    return parse_globs(value)
 
 
 def _k_value(ctx, param, value: str | None) -> int | str | None:
@@ -713,15 +648,7 @@ def compare_command(
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(store_opts.open())
-        bars: list = []
-
-        def on_progress(event) -> None:
-            if not bars:
-                bar = click.progressbar(
-                    length=event.total, label="compare", file=sys.stderr, item_show_func=str
-                )
-                bars.append(stack.enter_context(bar))
-            bars[0].update(event.done - bars[0].pos, current_item=event.status)
+        on_progress = terminal_bar(stack, "compare")
 
         comparison = lab.compare(
             spaces[0],
@@ -855,9 +782,7 @@ def neighbors_command(
                 space=space,
                 analysis=analysis,
             )
-        except NotFound as exc:
-            if doc_id is None or not str(exc).startswith("no document"):
-                raise
+        except DocumentNotFound as exc:
             raise click.ClickException(
                 f"{exc}; find ids in an analysis' points.csv or with "
                 '`embedlab neighbors "some text"`'
@@ -1232,7 +1157,7 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
     table_prices = parse_prices(prices)
     with store_opts.open() as lab:
         if table_prices and not store_opts.server:
-            lab.prices.overrides = table_prices
+            lab.use_prices(table_prices)
         table = lab.costs()
     if as_json:
         click.echo(table.to_json(orient="records", indent=2))
@@ -1332,20 +1257,8 @@ def serve(
 
     with lab:
         run_server(lab, host, port, settings, on_started=on_started)
-        jobs = lab.store.artifacts.heads("job")
-    click.echo(
-        f"stopped after {time.monotonic() - started:.1f} s; {plural(len(jobs), 'job')} recorded"
-    )
-
-
-def plural(n: int, noun: str) -> str:
-    if n == 1:
-        return f"1 {noun}"
-    if noun.endswith("is"):  # analysis -> analyses
-        return f"{n} {noun[:-2]}es"
-    if noun.endswith("y"):
-        return f"{n} {noun[:-1]}ies"
-    return f"{n} {noun}es" if noun.endswith("ch") else f"{n} {noun}s"
+        jobs = lab.jobs_recorded()
+    click.echo(f"stopped after {time.monotonic() - started:.1f} s; {plural(jobs, 'job')} recorded")
 
 
 def _counts(counts: dict[str, int]) -> str:

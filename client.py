@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     Cancelled,
+    DocumentNotFound,
     EmbedlabError,
     Forbidden,
     InvalidRequest,
@@ -30,6 +31,7 @@ from .errors import (
 from .inputs import Inputs
 from .progress import Progress, ProgressCallback
 from .store import Document, Space
+from .store.selection import parse_globs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +50,8 @@ class ServiceError(EmbedlabError):
 def _error(status: int, detail: str) -> EmbedlabError:
     if status == 401:
         return ServiceError(f"{detail} (set $EMBEDLAB_TOKEN to the service's token)")
+    if status == 404 and detail.startswith("no document "):  # the library's DocumentNotFound
+        return DocumentNotFound(detail)
     kind: type[EmbedlabError] = {
         400: InvalidRequest,
         403: Forbidden,
@@ -411,7 +415,7 @@ class RemoteLab(Inputs):
         body = _present({**arguments, "space": _space_spec(space)})
         for key in ("labels", "sources"):
             if isinstance(body.get(key), str):
-                body[key] = [g.strip() for g in body[key].split(",") if g.strip()]
+                body[key] = parse_globs(body[key]) or []
         job_id = self._request("POST", "/analyses", json=body)["job"]
         job = self._follow(job_id, on_progress)
         if job["state"] != "done":
@@ -468,7 +472,7 @@ class RemoteLab(Inputs):
         )
         for key in ("labels", "sources"):
             if isinstance(body.get(key), str):
-                body[key] = [g.strip() for g in body[key].split(",") if g.strip()]
+                body[key] = parse_globs(body[key]) or []
         job_id = self._request("POST", "/comparisons", json=body)["job"]
         job = self._follow(job_id, on_progress)
         if job["state"] != "done":

@@ -70,6 +70,10 @@ class NotFound(EmbedlabError, LookupError):
     """A store, space, document or analysis that does not exist."""
 
 
+class DocumentNotFound(NotFound):
+    """No stored document has the id asked for (in the space asked for)."""
+
+
 class Conflict(InvalidRequest):
     """The request would overwrite what another input owns (another source's documents)."""
 

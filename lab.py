@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EmbedlabError, InvalidRequest, NotFound, StoreError
+from .errors import DocumentNotFound, EmbedlabError, InvalidRequest, NotFound, StoreError
 from .inputs import Inputs
 from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
@@ -61,6 +61,11 @@ class EmbeddingChoice:
 
     space: Space
     reason: str
+
+    def ignores_task_type(self, task_type: str | None) -> bool:
+        """Whether a task type asked for (other than the default) means nothing to the
+        chosen provider (the local model and own vectors have none)."""
+        return self.space.task_type == "none" and (task_type or "").upper() != "CLUSTERING"
 
 
 def open(  # noqa: A001 - embedlab.open() is the public name
@@ -458,6 +463,16 @@ class Lab(Inputs, BatchUseCases):
             entries.append(entry(report.space, "cache", hits, report.cached_chars))
         self.store.artifacts.put_heads(COST, entries)
 
+    def use_prices(self, prices: Mapping[str, float]) -> None:
+        """Estimate costs at these USD per 1M tokens, by model, from now on (`costs()`,
+        reports), besides the built-in table (`embedlab.open(prices=...)` does it too)."""
+        if prices:
+            self.prices.overrides = dict(prices)
+
+    def jobs_recorded(self) -> int:
+        """How many service jobs the store holds a record of."""
+        return len(self.store.artifacts.heads("job"))
+
     def costs(self) -> pd.DataFrame:
         """Per space: provider requests, texts embedded, estimated tokens and USD spent,
         and the estimated USD saved by cache hits (at `self.prices`). Cluster names have a
@@ -568,7 +583,7 @@ class Lab(Inputs, BatchUseCases):
         chosen = self.space(space)
         (found,), texts = self.store.collection(chosen).records([id])
         if not found:  # records() leaves {} for an id it does not hold
-            raise NotFound(f"no document {id!r} in {chosen.describe()}")
+            raise DocumentNotFound(f"no document {id!r} in {chosen.describe()}")
         return {
             "id": id,
             "label": found.get("label"),
@@ -1282,7 +1297,7 @@ class Lab(Inputs, BatchUseCases):
             if query is None:
                 found = collection.get_one(id)
                 if found is None:
-                    raise NotFound(f"no document {id!r} in {chosen.describe()}")
+                    raise DocumentNotFound(f"no document {id!r} in {chosen.describe()}")
                 query = found[0]
         elif text is not None:
             if not normalise_text(text):
