@@ -205,7 +205,7 @@ def provider_options(func: Callable) -> Callable:
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
     """20 Newsgroups posts (labels = newsgroup names)."""
     globs = parse_globs(categories)
-    run_ingest(
+    return run_ingest(
         store_opts,
         lambda lab, **o: lab.ingest_newsgroups(source, subset, globs, per_class, seed, clean, **o),
         **opts,
@@ -327,8 +327,9 @@ def run_ingest(
     dims: int | None,
     dry_run: bool,
     **options,
-) -> None:
-    """Open the store, say which provider, run `call(lab, ...)` with a bar, print the summary."""
+) -> object:
+    """Open the store, say which provider, run `call(lab, ...)` with a bar, print the
+    summary; the report is returned (demo analyses the space it names)."""
     from .ingest.pipeline import IngestCancelled, IngestError
 
     started = time.monotonic()
@@ -371,8 +372,9 @@ def run_ingest(
             ) from None
     if getattr(report, "batch", False):  # submitted to the Batch API: its own line
         click.echo(report.summary(getattr(lab, "prices", None)))
-        return
+        return report
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
+    return report
 
 
 @user_errors
@@ -572,7 +574,7 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
 def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
     """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), t-SNE, KMeans k=4."""
     categories, per_class, seed = "sci.*", 150, 0
-    ctx.invoke(
+    report = ctx.invoke(
         ingest_newsgroups,
         source=source,
         subset="train",
@@ -590,11 +592,10 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         timeout=60.0,
         dry_run=False,
     )
-    from .ingest.newsgroups import default_clean, newsgroups_prefix
-    from .ingest.providers import choose_provider_name, resolve_space
+    from .ingest.newsgroups import newsgroups_source
 
-    space = resolve_space(choose_provider_name(provider), None, "CLUSTERING", None)
-    sources = f"{newsgroups_prefix(default_clean(space.provider))}/train"
+    space = report.space  # the space the ingest wrote to, and the source it gave the posts
+    sources = newsgroups_source(space.provider, "train")
     arguments = dict(sources=sources, labels=categories, per_class=per_class, seed=seed, k=4)
     space_filter = (space.provider, space.model, space.task_type, space.dims)
     run_analysis(ctx.obj, space_filter, arguments, Path(out))
@@ -681,51 +682,7 @@ def compare_command(
 
 def comparison_lines(comparison) -> list[str]:
     """The comparison as terminal text: what was compared, agreement, scores, outliers."""
-    docs, hood = comparison.documents, comparison.summary["neighbourhoods"]
-    clusterings = comparison.summary["clusterings"]
-    left = [
-        f"{docs[key]} {what}"
-        for key, what in (
-            ("only_in_a", "only in A"),
-            ("only_in_b", "only in B"),
-            ("text_differs", "with another text in each"),
-        )
-        if docs.get(key)
-    ]
-    lines = [
-        f"A: {comparison.space_a.describe()}",
-        f"B: {comparison.space_b.describe()}",
-        f"documents held by both: {docs['compared']}"
-        + (f" (left out: {', '.join(left)})" if left else ""),
-        f"neighbourhoods ({hood['k']} nearest, exact): Jaccard mean {hood['jaccard_mean']:.3f}, "
-        f"median {hood['jaccard_median']:.3f} (p10 {hood['jaccard_quantiles']['p10']:.3f}, "
-        f"p90 {hood['jaccard_quantiles']['p90']:.3f}; chance {hood['chance_jaccard']:.3f}); "
-        f"{hood['shared_mean']:.2f} of {hood['k']} neighbours shared on average",
-        f"clusterings (k-means, k={clusterings['k']}): ARI {clusterings['ari']:.3f}, "
-        f"NMI {clusterings['nmi']:.3f} between A and B",
-        "",
-    ]
-    scores = comparison.scores.dropna(how="all", subset=["a", "b"])
-    width = max(len("metric"), *(len(name) for name in scores.index))
-    lines.append(f"{'metric':<{width}}  {'A':>6}  {'B':>6}  better")
-    for name, row in scores.iterrows():
-        a, b = (f"{v:.3f}" if v is not None and v == v else "-" for v in (row["a"], row["b"]))
-        lines.append(f"{name:<{width}}  {a:>6}  {b:>6}  {(row['winner'] or '-').upper()}")
-    if not comparison.summary["evaluation"]["labelled"]:
-        lines.append(f"({comparison.summary['evaluation']['labels']})")
-    table = comparison.per_class
-    if len(table):
-        width = max(len("class"), *(len(str(name)) for name in table.index))
-        lines += ["", f"{'class':<{width}}  {'A':>6}  {'B':>6}  better"]
-        for name, row in table.iterrows():
-            lines.append(
-                f"{name:<{width}}  {row['share_a']:>6.3f}  {row['share_b']:>6.3f}  "
-                f"{(row['winner'] or '-').upper()}"
-            )
-    lines += ["", "documents whose neighbourhoods differ most:"]
-    for row in comparison.most_different(5).itertuples(index=False):
-        lines.append(f"  {row.jaccard:.3f}  {row.id}  [{row.label or '-'}]  {row.snippet[:70]}")
-    return lines
+    return comparison.lines()
 
 
 # -- neighbours ----------------------------------------------------------------------------
