@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .ingest.providers import Provider
     from .ingest.vectors import VectorReport
     from .store.repair import SpaceHealth
+    from .store.selection import Selection
 
 ANALYSIS = "analysis"
 # per space, when documents were last deleted: an analysis made after that cannot miss
@@ -541,10 +542,16 @@ class Lab(Inputs, BatchUseCases):
         per_class: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        selection: Selection | None = None,
     ) -> pd.DataFrame:
-        """The selected documents: id, label, source, text, content_hash, chars."""
+        """The selected documents: id, label, source, text, content_hash, chars
+        (`selection`, a Selection, stands for the other arguments)."""
 
         from .analyze.select import select_ids
+
+        if selection is not None:
+            labels, sources, per_class, seed, limit = selection.parts()
+            space = space if selection.space is None else selection.space
 
         chosen = self.space(space)
         ids = select_ids(
@@ -764,6 +771,7 @@ class Lab(Inputs, BatchUseCases):
         naming_model: str | None = None,
         html: bool = False,
         text_weight: float | None = None,
+        selection: Selection | None = None,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
@@ -776,10 +784,14 @@ class Lab(Inputs, BatchUseCases):
         `text_weight`: k-means on the vectors joined with the documents' words (TF-IDF,
         LSA) at this weight; 0 = the vectors alone; None = the space's default (1 for the
         local model, where it was measured to help: bench/quality.py; 0 otherwise).
+        `selection` (a Selection) stands for labels..limit, and the space when it has one.
         """
         from .analyze.run import AnalysisOptions, analyze_corpus
         from .ingest.naming import check_naming
 
+        if selection is not None:
+            labels, sources, per_class, seed, limit = selection.parts()
+            space = space if selection.space is None else selection.space
         options = AnalysisOptions.checked(
             algorithm, k, reduce, seed, min_cluster_size, eps, text_weight
         )
@@ -1136,6 +1148,7 @@ class Lab(Inputs, BatchUseCases):
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        selection: Selection | None = None,
     ) -> Comparison:
         """Compare two spaces on the documents both hold (same id, same text).
 
@@ -1144,10 +1157,12 @@ class Lab(Inputs, BatchUseCases):
         labels, and the two maps with B aligned onto A. Never embeds. Sampling
         (`per_class`, `limit`) draws from the shared documents, so both sides see the
         same rows. The comparison is stored (`lab.comparison(id)`); with `out`, its
-        files are written there.
+        files are written there. `selection` (a Selection) stands for labels..limit.
         """
         from .analyze.compare import CompareOptions, compare_corpora, shared_ids
 
+        if selection is not None:
+            labels, sources, per_class, seed, limit = selection.parts()
         options = CompareOptions.checked(k, neighbours, reduce, seed)
         selection = self._selection(labels, sources, per_class, seed, limit)
         a, b = self.comparison_spaces(space_a, space_b)

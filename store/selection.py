@@ -81,6 +81,10 @@ class Selection:
             "limit": self.limit,
         }
 
+    def parts(self) -> tuple[Any, ...]:
+        """(labels, sources, per_class, seed, limit): Lab's keywords, in their order."""
+        return self.labels, self.sources, self.per_class, self.seed, self.limit
+
     def keywords(self) -> dict[str, Any]:
         """The keywords of Lab's use cases that this selection stands for."""
         return {

@@ -159,3 +159,18 @@ def test_glob_lists_are_parsed_once_the_same_way():
         "sources": ["s*"], "labels": ["a", "b"], "per_class": 3, "seed": 2, "limit": 9,
     }  # fmt: skip
     assert NO_LABEL == "(no label)"
+
+
+def test_lab_use_cases_take_one_selection_as_their_keywords(store_path):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    with embedlab.open(store_path, quiet=True) as lab:
+        chosen = Selection.of(labels="sp*,med", per_class=5, seed=3)
+        by_selection = lab.documents(selection=chosen)
+        by_keywords = lab.documents(labels=["sp*", "med"], per_class=5, seed=3)
+        assert list(by_selection["id"]) == list(by_keywords["id"]) and len(by_selection) == 10
+        assert set(by_selection["label"]) == {"space", "med"}
+        space = lab.space()
+        assert len(lab.documents(selection=Selection.of(space=space.spec(), limit=4))) == 4
+        with pytest.raises(embedlab.InvalidRequest, match="limit must be at least 1, not 0"):
+            lab.documents(selection=Selection(limit=0))
