@@ -858,7 +858,7 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
         sizes = lab.space_sizes()
         if to_delete is None:
             rows = [
-                {"space": f"{s.provider}:{s.model}:{s.dims}", "description": s.describe(),
+                {"space": s.name, "description": s.describe(),
                  "documents": n}
                 for s, n in sizes.items()
             ]  # fmt: skip

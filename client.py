@@ -155,7 +155,7 @@ class RemoteLab(Inputs):
         }
 
     def delete_space(self, space: Space | str) -> dict[str, Any]:
-        name = f"{space.provider}:{space.model}:{space.dims}" if isinstance(space, Space) else space
+        name = space.name if isinstance(space, Space) else space
         return self._request("DELETE", f"/spaces/{urllib.parse.quote(name, safe=':')}")
 
     def neighbours(
@@ -526,7 +526,7 @@ def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _space_spec(space: Space | str | None) -> str | None:
     if isinstance(space, Space):
-        return f"{space.provider}:{space.model}:{space.dims}"
+        return space.name
     return space
 
 

@@ -336,9 +336,4 @@ class Analysis:
 
 
 def space_dict(space: Space) -> dict[str, Any]:
-    return {
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
-    }
+    return space.to_dict()

@@ -115,10 +115,7 @@ class IngestReport:
         saved = estimate_tokens(self.cached_chars)
         return {
             "space": {
-                "provider": self.space.provider,
-                "model": self.space.model,
-                "task_type": self.space.task_type,
-                "dims": self.space.dims,
+                **self.space.to_dict(),
                 "name": self.space.describe(),
             },
             "documents": self.documents,

@@ -341,11 +341,8 @@ def _neighbours_response(hits: list[Any], requests: int, space: Any) -> Response
 
 def _space_body(space: Any, documents: int | None = None) -> dict[str, Any]:
     body = {
-        "name": f"{space.provider}:{space.model}:{space.dims}",
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
+        "name": space.name,
+        **space.to_dict(),
         "description": space.describe(),
     }
     if documents is not None:

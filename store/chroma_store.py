@@ -723,10 +723,7 @@ def space_of(col: Any) -> Space | None:
 def _space_metadata(space: Space) -> dict[str, str | int]:
     return {
         "embedlab_format": STORE_FORMAT,
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
+        **space.to_dict(),
     }
 
 

@@ -106,12 +106,7 @@ def entry(space: Space, kind: str, texts: int, chars: int, retries: int = 0) -> 
         "id": f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(3)}",
         "created": now.isoformat(timespec="microseconds"),
         "space_collection": space.collection_name,
-        "space": {
-            "provider": space.provider,
-            "model": space.model,
-            "task_type": space.task_type,
-            "dims": space.dims,
-        },
+        "space": space.to_dict(),
         "kind": kind,
         "requests": 0 if kind == "cache" else 1 + retries,
         "retries": retries,

@@ -58,9 +58,6 @@ def store_stats(store: Store) -> dict[str, Any]:
 
 def _space_fields(space: Space) -> dict[str, Any]:
     return {
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
+        **space.to_dict(),
         "collection": space.collection_name,
     }
