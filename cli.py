@@ -22,7 +22,7 @@ import click
 from .errors import DocumentNotFound, EmbedlabError, ProviderKeyError
 from .lab import Lab
 from .lab import open as open_lab
-from .options import ANALYZE, COMPARE, NEIGHBOURS_OPTIONS, click_options
+from .options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, click_options
 from .progress import plural, terminal_bar
 from .store.selection import parse_globs
 
@@ -120,62 +120,8 @@ def ingest_group() -> None:
 
 
 def provider_options(func: Callable) -> Callable:
-    options = [
-        click.option(
-            "--provider",
-            type=click.Choice(["auto", "gemini", "local"]),
-            default="auto",
-            show_default=True,
-            help="auto = gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local.",
-        ),
-        click.option("--model", help="Embedding model (gemini: gemini-embedding-001)."),
-        click.option(
-            "--task-type",
-            default="CLUSTERING",
-            show_default=True,
-            help="Gemini task type (the local model has none).",
-        ),
-        click.option("--dims", type=click.IntRange(min=1), help="Output dimensions (Gemini)."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request."),
-        click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight."),
-        click.option(
-            "--max-attempts",
-            type=click.IntRange(min=1),
-            default=6,
-            show_default=True,
-            help="Tries per request (429, 5xx, timeouts and garbled replies are retried).",
-        ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(min=0.1),
-            default=60.0,
-            show_default=True,
-            help="Seconds per request.",
-        ),
-        click.option(
-            "--dry-run", is_flag=True, help="Count what would be embedded; embed nothing."
-        ),
-        click.option(
-            "--prune",
-            is_flag=True,
-            help="Remove stored documents of this source that the input no longer has.",
-        ),
-        click.option(
-            "--replace",
-            is_flag=True,
-            help="Replace documents with the same ids that another source wrote "
-            "(refused without it).",
-        ),
-        click.option(
-            "--batch",
-            is_flag=True,
-            help="Submit to Gemini's Batch API at half price and return; `embedlab batches` "
-            "collects (--batch-size: texts per batch job).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """The embedding options of every ingest command (options.INGEST)."""
+    return click_options(INGEST)(func)
 
 
 @ingest_group.command("newsgroups")

@@ -286,9 +286,10 @@ class Lab(Inputs, BatchUseCases):
         (cancelled or Ctrl-C; what returned is saved), ProviderError, InvalidRequest.
         """
         from .ingest.pipeline import RetryPolicy, ingest
+        from .options import INGEST, validate
 
         if batch:
-            _check_positive(batch_size=batch_size)
+            validate(INGEST, {"batch_size": batch_size}, ["batch_size"])
             online_only = [
                 name
                 for name, value, default in (
@@ -308,9 +309,11 @@ class Lab(Inputs, BatchUseCases):
                 quiet, on_progress, started, prune, cancel, replace,
             )  # fmt: skip
 
-        _check_positive(batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts)
-        if timeout <= 0:
-            raise InvalidRequest(f"timeout must be more than 0 seconds, not {timeout}")
+        numbers = dict(
+            batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
+            timeout=timeout,
+        )  # fmt: skip
+        validate(INGEST, numbers, numbers)
         started = time.monotonic() if started is None else started
         space = self.embedding_choice(provider, model, task_type, dims).space
         notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)

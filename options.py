@@ -138,18 +138,21 @@ def _num(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def validate(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+def validate(
+    table: Table, values: Mapping[str, Any], names: Iterable[str] | None = None
+) -> dict[str, Any]:
     """`values` checked against `table` (each option, then the rules between them);
     InvalidRequest with the option's message at the first problem. Returns the values
-    coerced (digits to numbers), options not given at their declared default."""
+    coerced (digits to numbers), options not given at their declared default. With
+    `names`, only those options are checked and returned (and no rule between them)."""
     checked: dict[str, Any] = {}
-    for option in table:
+    for option in table if names is None else [table[n] for n in names]:
         value = option.coerce(values.get(option.name, option.default))
         problem = option.problem(value)
         if problem is not None:
             raise InvalidRequest(problem)
         checked[option.name] = value
-    for rule in table.checks:
+    for rule in table.checks if names is None else ():
         problem = rule(checked)
         if problem is not None:
             raise InvalidRequest(problem)
@@ -281,6 +284,50 @@ def positive(**values: Any) -> None:
             raise InvalidRequest(problem)
 
 
+# -- ingest --------------------------------------------------------------------------------
+
+INGEST = Table(
+    (
+        Option(
+            "provider", str, "auto",
+            "auto = gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local.",
+            choices=("auto", "gemini", "local"),
+        ),
+        Option("model", str, None, "Embedding model (gemini: gemini-embedding-001).", http=False),
+        Option(
+            "task_type", str, "CLUSTERING", "Gemini task type (the local model has none).",
+            http=False,
+        ),
+        Option("dims", int, None, "Output dimensions (Gemini).", minimum=1, maximum=65536),
+        Option("batch_size", int, None, "Texts per request.", minimum=1, maximum=10000),
+        Option("concurrency", int, None, "Requests in flight.", minimum=1, maximum=64),
+        Option(
+            "max_attempts", int, 6,
+            "Tries per request (429, 5xx, timeouts and garbled replies are retried).",
+            minimum=1, http=False,
+        ),
+        Option(
+            "timeout", float, 60.0, "Seconds per request.", minimum=0, above_minimum=True,
+            message="timeout must be more than 0 seconds, not {value}", http=False,
+        ),
+        Option("dry_run", bool, False, "Count what would be embedded; embed nothing."),
+        Option(
+            "prune", bool, False,
+            "Remove stored documents of this source that the input no longer has.",
+        ),
+        Option(
+            "replace", bool, False,
+            "Replace documents with the same ids that another source wrote (refused without it).",
+        ),
+        Option(
+            "batch", bool, False,
+            "Submit to Gemini's Batch API at half price and return; `embedlab batches` "
+            "collects (--batch-size: texts per batch job).",
+        ),
+    )
+)  # fmt: skip
+
+
 # -- building the front ends' declarations -------------------------------------------------
 
 
@@ -326,17 +373,37 @@ def click_options(table: Table, names: Iterable[str] | None = None) -> Callable:
 
     def decorate(func: Callable) -> Callable:
         for option in reversed(chosen):
+            if option.type is bool:  # a flag: given or not
+                func = click.option(
+                    *option.cli_flags, option.dest or option.name, is_flag=True,
+                    default=bool(option.default), help=option.help,
+                )(func)  # fmt: skip
+                continue
+            plain = option.type is str and option.choices is None and option.check is None
             func = click.option(
                 *option.cli_flags,
                 option.dest or option.name,
-                type=click_type(option),
+                type=None if plain else click_type(option),
                 default=option.default,
                 show_default=option.show_default and option.default is not None,
-                help=option.help,
+                help=option.help + _limits(option),
             )(func)
         return func
 
     return decorate
+
+
+def _limits(option: Option) -> str:
+    """The option's range as click writes one ("  [x>=1]", "  [1<=x<=64]")."""
+    low = None if option.minimum is None else _num(option.minimum)
+    high = None if option.maximum is None else _num(option.maximum)
+    if low is None and high is None:
+        return ""
+    if low is not None and high is not None:
+        return f"  [{low}{'<' if option.above_minimum else '<='}x<={high}]"
+    if low is not None:
+        return f"  [x{'>' if option.above_minimum else '>='}{low}]"
+    return f"  [x<={high}]"
 
 
 def pydantic_field(option: Option) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError
 from ..lab import Lab
-from ..options import ANALYZE, COMPARE, NEIGHBOURS_OPTIONS, request_model
+from ..options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, request_model
 from ..progress import CancelToken, Progress
 from ..store.selection import parse_globs
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
@@ -61,18 +61,15 @@ class DocumentIn(BaseModel):
     source: str | None = Field(None, min_length=1, max_length=200)
 
 
-class EmbeddingOptions(BaseModel):
+class _EmbeddingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["auto", "gemini", "local"] = "auto"
     model: str | None = Field(None, min_length=1, max_length=200)
     task_type: str | None = Field("CLUSTERING", min_length=1, max_length=64)
-    dims: int | None = Field(None, ge=1, le=65536)
-    batch_size: int | None = Field(None, ge=1, le=10000)
-    concurrency: int | None = Field(None, ge=1, le=64)
-    dry_run: bool = False
-    prune: bool = False
-    replace: bool = False
-    batch: bool = False  # Gemini's Batch API: the job waits (state "waiting") until collected
+
+
+# provider, dims, batch_size, concurrency, dry_run, prune, replace, batch (Gemini's Batch
+# API: the job waits, state "waiting", until collected): declared once in options.INGEST
+EmbeddingOptions = request_model("EmbeddingOptions", INGEST, _EmbeddingBody)
 
 
 class IngestRequest(EmbeddingOptions):

@@ -8,8 +8,22 @@ import embedlab
 import pytest
 from click.testing import CliRunner
 from embedlab.cli import cli
-from embedlab.options import ANALYZE, COMPARE, NEIGHBOURS_OPTIONS, Option, Table, validate
-from embedlab.service.app import AnalysisRequest, ComparisonRequest, NeighboursRequest
+from embedlab.options import (
+    ANALYZE,
+    COMPARE,
+    INGEST,
+    NEIGHBOURS_OPTIONS,
+    Option,
+    Table,
+    validate,
+)
+from embedlab.service.app import (
+    AnalysisRequest,
+    ComparisonRequest,
+    EmbeddingOptions,
+    IngestRequest,
+    NeighboursRequest,
+)
 from embedlab.store import Space, Store
 from embedlab.store.selection import NO_LABEL, Selection, parse_globs
 from fastapi.testclient import TestClient
@@ -18,10 +32,14 @@ from tests.test_analyze import grouped_corpus
 
 COMMANDS = [("analyze", ANALYZE, AnalysisRequest), ("compare", COMPARE, ComparisonRequest)]
 COMMANDS += [("neighbors", NEIGHBOURS_OPTIONS, NeighboursRequest)]
+COMMANDS += [("ingest jsonl", INGEST, EmbeddingOptions), ("ingest files", INGEST, IngestRequest)]
 
 
 def _click_param(command: str, name: str):
-    for param in cli.commands[command].params:
+    found = cli
+    for part in command.split():
+        found = found.commands[part]
+    for param in found.params:
         if param.name in (name, {"algorithm": "algo"}.get(name)):
             return param
     raise AssertionError(f"{command} has no option for {name}")
@@ -31,6 +49,9 @@ def _click_param(command: str, name: str):
 def test_click_and_pydantic_declarations_carry_the_tables_rules(command, table, model):
     schema = model.model_json_schema()["properties"]
     for option in table:
+        if not option.http:
+            assert option.name not in model.model_fields or option.name in ("model", "task_type")
+            continue
         field = model.model_fields[option.name]
         assert field.default == option.default, option.name
         assert schema[option.name].get("minimum") == (
@@ -38,10 +59,11 @@ def test_click_and_pydantic_declarations_carry_the_tables_rules(command, table, 
         )
         assert schema[option.name].get("maximum") == option.maximum
         assert schema[option.name].get("enum") == (list(option.choices or []) or None)
+    for option in table:
         if not option.cli:
             continue
         param = _click_param(command, option.name)
-        assert param.default == option.default and param.help == option.help
+        assert param.default == option.default and param.help.startswith(option.help)
         assert param.opts == list(option.cli_flags)
         if option.choices:
             assert param.type.get_metavar(param) == f"[{'|'.join(option.choices)}]"
@@ -57,28 +79,40 @@ BAD = [
     ("analyze", ["--seed", "-1"], dict(seed=-1)),
     ("compare", ["--neighbours", "101"], dict(neighbours=101)),
     ("compare", ["--k", "0"], dict(k=0)),
+    ("ingest", ["--concurrency", "65"], dict(concurrency=65)),
+    ("ingest", ["--batch-size", "0"], dict(batch_size=0)),
+    ("ingest", ["--dims", "70000"], dict(dims=70000)),
+    ("ingest", ["--provider", "openai"], dict(provider="openai")),
 ]
 
 
 @pytest.mark.parametrize("command, args, values", BAD)
 def test_a_bad_value_says_the_same_on_every_front_end(store_path, tmp_path, command, args, values):
-    table = ANALYZE if command == "analyze" else COMPARE
+    table = {"analyze": ANALYZE, "compare": COMPARE, "ingest": INGEST}[command]
     with pytest.raises(embedlab.InvalidRequest) as library:
         validate(table, values)
     message = str(library.value)
-    assert message.startswith((next(iter(values)), "unknown algorithm", "unknown map method"))
+    assert message.startswith((next(iter(values)), "unknown "))
 
-    spaces = ["--space", "a:b", "--space", "c:d"] if command == "compare" else []
-    out = ["--out", str(tmp_path / "r")]
-    result = CliRunner().invoke(cli, ["--store", str(store_path), command, *spaces, *args, *out])
+    before = {
+        "analyze": ["analyze"],
+        "compare": ["compare", "--space", "a:b", "--space", "c:d"],
+        "ingest": ["ingest", "jsonl", str(tmp_path / "nowhere.jsonl")],
+    }[command]
+    after = [] if command == "ingest" else ["--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, ["--store", str(store_path), *before, *args, *after])
     assert result.exit_code == 2 and message in result.output, result.output
 
-    body = {**values, **({"space_a": "a:b", "space_b": "c:d"} if command == "compare" else {})}
+    body = {
+        "analyze": {},
+        "compare": {"space_a": "a:b", "space_b": "c:d"},
+        "ingest": {"documents": [{"id": "a", "text": "a text"}]},
+    }[command] | values
+    route = {"analyze": "analyses", "compare": "comparisons", "ingest": "ingest"}[command]
     with Store.open_local(store_path, create=True) as store:
         grouped_corpus(store)
     with embedlab.open(store_path, quiet=True) as lab:
-        route = "/api/v1/analyses" if command == "analyze" else "/api/v1/comparisons"
-        response = TestClient(create_app_for(lab)).post(route, json=body)
+        response = TestClient(create_app_for(lab)).post(f"/api/v1/{route}", json=body)
     assert response.status_code == 422 and message in response.json()["detail"], response.text
 
 
@@ -159,6 +193,14 @@ def test_glob_lists_are_parsed_once_the_same_way():
         "sources": ["s*"], "labels": ["a", "b"], "per_class": 3, "seed": 2, "limit": 9,
     }  # fmt: skip
     assert NO_LABEL == "(no label)"
+
+
+def test_the_library_refuses_an_ingest_option_with_the_tables_message(store_path):
+    with embedlab.open(store_path, quiet=True) as lab:
+        with pytest.raises(embedlab.InvalidRequest, match=r"^concurrency must be 1\.\.64, not 65$"):
+            lab.ingest_documents([], provider="local", concurrency=65)
+        with pytest.raises(embedlab.InvalidRequest, match="timeout must be more than 0 seconds"):
+            lab.ingest_documents([], provider="local", timeout=0)
 
 
 def test_lab_use_cases_take_one_selection_as_their_keywords(store_path):
