@@ -119,6 +119,28 @@ def ingest_group() -> None:
     """Embed documents into the store; texts already embedded cost nothing."""
 
 
+def space_filter_options(what: str = "Space") -> Callable[[Callable], Callable]:
+    """--provider/--model/--task-type/--dims: which of the store's spaces (`what` it is for)."""
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(
+            [
+                click.option("--provider", help=f"{what} (needed when the store has several)."),
+                click.option("--model", help="Space's model (with several spaces)."),
+                click.option("--task-type", help="Space's task type (with several spaces)."),
+                click.option("--dims", type=int, help="Space's dimensions (with several spaces)."),
+            ]
+        ):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def space_options(func: Callable) -> Callable:
+    return space_filter_options()(func)
+
+
 def provider_options(func: Callable) -> Callable:
     """The embedding options of every ingest command (options.INGEST)."""
     return click_options(INGEST)(func)
@@ -374,10 +396,7 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
 
 
 @cli.command("analyze")
-@click.option("--provider", help="Space to analyse (needed when the store has several).")
-@click.option("--model", help="Space's model (with several spaces).")
-@click.option("--task-type", help="Space's task type (with several spaces).")
-@click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
+@space_filter_options("Space to analyse")
 @click.option("--source", "sources", help="Comma-separated globs on the document source.")
 @click.option("--categories", "--labels", "labels", help="Comma-separated globs on labels.")
 @click_options(ANALYZE, ["per_class", "seed", "limit", "algorithm"])
@@ -640,10 +659,7 @@ def comparison_lines(comparison) -> list[str]:
 @click_options(NEIGHBOURS_OPTIONS)
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
-@click.option("--provider", help="Space to search (needed when the store has several).")
-@click.option("--model", help="Space's model (with several spaces).")
-@click.option("--task-type", help="Space's task type (with several spaces).")
-@click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
+@space_filter_options("Space to search")
 @click.option("--analysis", help="Show clusters of this stored analysis (default: the latest).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
@@ -937,19 +953,6 @@ def _reembed(lab, space, yes: bool) -> bool:
 
 
 # -- the cache's lifecycle -----------------------------------------------------------------
-
-
-def space_options(func: Callable) -> Callable:
-    for option in reversed(
-        [
-            click.option("--provider", help="Space (needed when the store has several)."),
-            click.option("--model", help="Space's model (with several spaces)."),
-            click.option("--task-type", help="Space's task type (with several spaces)."),
-            click.option("--dims", type=int, help="Space's dimensions (with several spaces)."),
-        ]
-    ):
-        func = option(func)
-    return func
 
 
 @cli.command("documents")
