@@ -19,10 +19,12 @@ from pathlib import Path
 
 import click
 
-from .errors import EmbedlabError, NotFound, ProviderKeyError
+from .errors import DocumentNotFound, EmbedlabError, ProviderKeyError
 from .lab import Lab
 from .lab import open as open_lab
-from .store.documents import MAX_TEXT_CHARS
+from .options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, click_options
+from .progress import plural, terminal_bar
+from .store.selection import parse_globs
 
 DEFAULT_STORE = "./embedlab-store"
 
@@ -117,63 +119,31 @@ def ingest_group() -> None:
     """Embed documents into the store; texts already embedded cost nothing."""
 
 
+def space_filter_options(what: str = "Space") -> Callable[[Callable], Callable]:
+    """--provider/--model/--task-type/--dims: which of the store's spaces (`what` it is for)."""
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(
+            [
+                click.option("--provider", help=f"{what} (needed when the store has several)."),
+                click.option("--model", help="Space's model (with several spaces)."),
+                click.option("--task-type", help="Space's task type (with several spaces)."),
+                click.option("--dims", type=int, help="Space's dimensions (with several spaces)."),
+            ]
+        ):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def space_options(func: Callable) -> Callable:
+    return space_filter_options()(func)
+
+
 def provider_options(func: Callable) -> Callable:
-    options = [
-        click.option(
-            "--provider",
-            type=click.Choice(["auto", "gemini", "local"]),
-            default="auto",
-            show_default=True,
-            help="auto = gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local.",
-        ),
-        click.option("--model", help="Embedding model (gemini: gemini-embedding-001)."),
-        click.option(
-            "--task-type",
-            default="CLUSTERING",
-            show_default=True,
-            help="Gemini task type (the local model has none).",
-        ),
-        click.option("--dims", type=click.IntRange(min=1), help="Output dimensions (Gemini)."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request."),
-        click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight."),
-        click.option(
-            "--max-attempts",
-            type=click.IntRange(min=1),
-            default=6,
-            show_default=True,
-            help="Tries per request (429, 5xx, timeouts and garbled replies are retried).",
-        ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(min=0.1),
-            default=60.0,
-            show_default=True,
-            help="Seconds per request.",
-        ),
-        click.option(
-            "--dry-run", is_flag=True, help="Count what would be embedded; embed nothing."
-        ),
-        click.option(
-            "--prune",
-            is_flag=True,
-            help="Remove stored documents of this source that the input no longer has.",
-        ),
-        click.option(
-            "--replace",
-            is_flag=True,
-            help="Replace documents with the same ids that another source wrote "
-            "(refused without it).",
-        ),
-        click.option(
-            "--batch",
-            is_flag=True,
-            help="Submit to Gemini's Batch API at half price and return; `embedlab batches` "
-            "collects (--batch-size: texts per batch job).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """The embedding options of every ingest command (options.INGEST)."""
+    return click_options(INGEST)(func)
 
 
 @ingest_group.command("newsgroups")
@@ -202,8 +172,8 @@ def provider_options(func: Callable) -> Callable:
 @click.pass_obj
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
     """20 Newsgroups posts (labels = newsgroup names)."""
-    globs = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
-    run_ingest(
+    globs = parse_globs(categories)
+    return run_ingest(
         store_opts,
         lambda lab, **o: lab.ingest_newsgroups(source, subset, globs, per_class, seed, clean, **o),
         **opts,
@@ -325,8 +295,9 @@ def run_ingest(
     dims: int | None,
     dry_run: bool,
     **options,
-) -> None:
-    """Open the store, say which provider, run `call(lab, ...)` with a bar, print the summary."""
+) -> object:
+    """Open the store, say which provider, run `call(lab, ...)` with a bar, print the
+    summary; the report is returned (demo analyses the space it names)."""
     from .ingest.pipeline import IngestCancelled, IngestError
 
     started = time.monotonic()
@@ -338,19 +309,11 @@ def run_ingest(
         choice = lab.embedding_choice(provider, model, task_type, dims)
         why = f" ({choice.reason})" if provider == "auto" else ""
         click.echo(f"provider: {choice.space.describe()}{why}", err=True)
-        if choice.space.task_type == "none" and (task_type or "").upper() != "CLUSTERING":
+        if choice.ignores_task_type(task_type):
             click.echo(
                 f"note: {choice.space.provider} has no task types; --task-type ignored", err=True
             )
-        bars: list = []
-
-        def on_progress(event) -> None:
-            if not bars:
-                bar = click.progressbar(
-                    length=event.total, label="ingest", file=sys.stderr, item_show_func=lambda s: s
-                )
-                bars.append(stack.enter_context(bar))
-            bars[0].update(event.done - bars[0].pos, current_item=event.status)
+        on_progress = terminal_bar(stack, "ingest")
 
         try:
             report = call(
@@ -377,8 +340,9 @@ def run_ingest(
             ) from None
     if getattr(report, "batch", False):  # submitted to the Batch API: its own line
         click.echo(report.summary(getattr(lab, "prices", None)))
-        return
+        return report
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
+    return report
 
 
 @user_errors
@@ -393,13 +357,7 @@ def run_vector_ingest(
             lab = store_opts.open_for_dry_run(stack)
         else:
             lab = stack.enter_context(store_opts.open(create=True))
-        bars: list = []
-
-        def on_progress(event) -> None:
-            if not bars:
-                bar = click.progressbar(length=event.total, label="store vectors", file=sys.stderr)
-                bars.append(stack.enter_context(bar))
-            bars[0].update(event.done - bars[0].pos)
+        on_progress = terminal_bar(stack, "store vectors", status=False)
 
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
@@ -408,73 +366,21 @@ def run_vector_ingest(
 
 def _any_summary(report, prices=None) -> str:
     """The summary line of an online ingest, or of a batch submission (--batch)."""
-    return (
-        report.summary(prices)
-        if getattr(report, "batch", False)
-        else ingest_summary(report, prices)
-    )
+    return report.summary(prices)
 
 
 def ingest_summary(report, prices=None) -> str:
     """One line: documents, cached, embedded, requests, seconds (plus skips when any)."""
-    call = "request" if report.space.provider == "gemini" else "model batch"
-    if report.dry_run:
-        reuse = report.planned_reuse
-        line = (
-            f"dry run: {report.documents} documents: {report.cached + reuse} cached"
-            + (f" ({reuse} reused from identical texts)" if reuse else "")
-            + f", {report.planned_embed} to embed in {plural(report.planned_requests, call)}"
-        )
-    else:
-        line = (
-            f"{report.documents} documents: {report.cached + report.reused} cached, "
-            f"{report.embedded} embedded, {plural(report.requests, call)}"
-        )
-        if report.reused:
-            line += f" ({report.reused} reused from identical texts)"
-        if report.texts_embedded < report.embedded:
-            line += f" ({plural(report.texts_embedded, 'unique text')} sent)"
-        if report.retries:
-            line += f", {plural(report.retries, 'retry')}"
-        if report.truncated:
-            line += f", {report.truncated} truncated"
-    if report.changed:
-        verb = "would be re-embedded" if report.dry_run else "re-embedded"
-        line += f", {report.changed} existing documents changed text: {verb}"
-    if report.relabelled:
-        verb = "would be updated" if report.dry_run else "updated"
-        line += f", {report.relabelled} labels or sources {verb} (no embedding)"
-    if report.pruned:
-        verb = "would be removed" if report.dry_run else "removed"
-        line += f", {report.pruned} no longer in the input {verb}"
-    if getattr(report, "in_batch", 0):
-        line += (
-            f", {report.in_batch} wait for an open batch job (not paid again: collect it with "
-            "`embedlab batches`, then ingest again, free)"
-        )
-    if report.restored:
-        verb = "would get" if report.dry_run else "got"
-        line += f", {report.restored} kept by repair without a vector {verb} it back"
-    if report.replaced:
-        verb = "would be replaced" if report.dry_run else "replaced"
-        line += f", {plural(report.replaced, 'document')} of another source {verb}"
-    if report.cut:
-        line += f", {report.cut} cut to {MAX_TEXT_CHARS:,} chars"
-    if report.skipped:
-        reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
-        line += f", {sum(report.skipped.values())} skipped ({reasons})"
-    if report.encodings:
-        files = sum(report.encodings.values())
-        how = ", ".join(f"{n} as {name}" for name, n in sorted(report.encodings.items()))
-        line += f", {plural(files, 'file')} not UTF-8 (read {how})"
-    return f"{line}{report.cost_line(prices)}, {report.seconds:.1f} s"
+    from .ingest.pipeline import IngestReport
+
+    return IngestReport.summary(report, prices)
 
 
 # -- analyze -------------------------------------------------------------------------------
 
 
 def _globs(value: str | None) -> list[str] | None:
-    return [g.strip() for g in value.split(",") if g.strip()] if value else None
+    return parse_globs(value)
 
 
 def _k_value(ctx, param, value: str | None) -> int | str | None:
@@ -490,43 +396,17 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
 
 
 @cli.command("analyze")
-@click.option("--provider", help="Space to analyse (needed when the store has several).")
-@click.option("--model", help="Space's model (with several spaces).")
-@click.option("--task-type", help="Space's task type (with several spaces).")
-@click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
+@space_filter_options("Space to analyse")
 @click.option("--source", "sources", help="Comma-separated globs on the document source.")
 @click.option("--categories", "--labels", "labels", help="Comma-separated globs on labels.")
-@click.option("--per-class", type=click.IntRange(min=1), help="Sample N documents per label.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N documents (seeded sample).")
-@click.option(
-    "--algo",
-    type=click.Choice(["kmeans", "hdbscan", "dbscan", "agglomerative"]),
-    default="kmeans",
-    show_default=True,
-    help="Clustering algorithm (on the full vectors).",
-)
+@click_options(ANALYZE, ["per_class", "seed", "limit", "algorithm"])
 @click.option(
     "--k",
     default=None,
     callback=_k_value,
-    help="Clusters for kmeans/agglomerative, or 'auto' (best silhouette)  [default: 4]",
+    help=ANALYZE["k"].help,
 )
-@click.option(
-    "--reduce",
-    type=click.Choice(["tsne", "pca", "umap"]),
-    default="tsne",
-    show_default=True,
-    help="2-D map method.",
-)
-@click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan/dbscan.")
-@click.option("--eps", type=float, help="dbscan radius (cosine distance)  [default: 0.5]")
-@click.option(
-    "--text-weight",
-    type=click.FloatRange(0, 10),
-    help="kmeans on the vectors + the documents' words (TF-IDF, LSA) at this weight; "
-    "0 = vectors alone  [default: 1 for the local model, else 0]",
-)
+@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight"])
 @click.option(
     "--out",
     type=click.Path(),
@@ -659,7 +539,7 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
 def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
     """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), t-SNE, KMeans k=4."""
     categories, per_class, seed = "sci.*", 150, 0
-    ctx.invoke(
+    report = ctx.invoke(
         ingest_newsgroups,
         source=source,
         subset="train",
@@ -677,11 +557,10 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         timeout=60.0,
         dry_run=False,
     )
-    from .ingest.newsgroups import default_clean, newsgroups_prefix
-    from .ingest.providers import choose_provider_name, resolve_space
+    from .ingest.newsgroups import newsgroups_source
 
-    space = resolve_space(choose_provider_name(provider), None, "CLUSTERING", None)
-    sources = f"{newsgroups_prefix(default_clean(space.provider))}/train"
+    space = report.space  # the space the ingest wrote to, and the source it gave the posts
+    sources = newsgroups_source(space.provider, "train")
     arguments = dict(sources=sources, labels=categories, per_class=per_class, seed=seed, k=4)
     space_filter = (space.provider, space.model, space.task_type, space.dims)
     run_analysis(ctx.obj, space_filter, arguments, Path(out))
@@ -701,34 +580,7 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
 )
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources.")
-@click.option(
-    "--per-class", type=click.IntRange(min=1), help="Sample N shared documents per label."
-)
-@click.option("--limit", type=click.IntRange(min=1), help="At most N (a seeded sample).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
-@click.option(
-    "--k",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Clusters (k-means), the same in both spaces.",
-)
-@click.option(
-    "--neighbours",
-    "--neighbors",
-    "neighbours",
-    type=click.IntRange(1, 100),
-    default=10,
-    show_default=True,
-    help="Nearest neighbours per document whose sets are compared (Jaccard).",
-)
-@click.option(
-    "--reduce",
-    type=click.Choice(["tsne", "pca", "umap"]),
-    default="tsne",
-    show_default=True,
-    help="2-D map method (both maps; B is aligned onto A).",
-)
+@click_options(COMPARE)
 @click.option(
     "--out",
     type=click.Path(),
@@ -762,15 +614,7 @@ def compare_command(
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(store_opts.open())
-        bars: list = []
-
-        def on_progress(event) -> None:
-            if not bars:
-                bar = click.progressbar(
-                    length=event.total, label="compare", file=sys.stderr, item_show_func=str
-                )
-                bars.append(stack.enter_context(bar))
-            bars[0].update(event.done - bars[0].pos, current_item=event.status)
+        on_progress = terminal_bar(stack, "compare")
 
         comparison = lab.compare(
             spaces[0],
@@ -803,51 +647,7 @@ def compare_command(
 
 def comparison_lines(comparison) -> list[str]:
     """The comparison as terminal text: what was compared, agreement, scores, outliers."""
-    docs, hood = comparison.documents, comparison.summary["neighbourhoods"]
-    clusterings = comparison.summary["clusterings"]
-    left = [
-        f"{docs[key]} {what}"
-        for key, what in (
-            ("only_in_a", "only in A"),
-            ("only_in_b", "only in B"),
-            ("text_differs", "with another text in each"),
-        )
-        if docs.get(key)
-    ]
-    lines = [
-        f"A: {comparison.space_a.describe()}",
-        f"B: {comparison.space_b.describe()}",
-        f"documents held by both: {docs['compared']}"
-        + (f" (left out: {', '.join(left)})" if left else ""),
-        f"neighbourhoods ({hood['k']} nearest, exact): Jaccard mean {hood['jaccard_mean']:.3f}, "
-        f"median {hood['jaccard_median']:.3f} (p10 {hood['jaccard_quantiles']['p10']:.3f}, "
-        f"p90 {hood['jaccard_quantiles']['p90']:.3f}; chance {hood['chance_jaccard']:.3f}); "
-        f"{hood['shared_mean']:.2f} of {hood['k']} neighbours shared on average",
-        f"clusterings (k-means, k={clusterings['k']}): ARI {clusterings['ari']:.3f}, "
-        f"NMI {clusterings['nmi']:.3f} between A and B",
-        "",
-    ]
-    scores = comparison.scores.dropna(how="all", subset=["a", "b"])
-    width = max(len("metric"), *(len(name) for name in scores.index))
-    lines.append(f"{'metric':<{width}}  {'A':>6}  {'B':>6}  better")
-    for name, row in scores.iterrows():
-        a, b = (f"{v:.3f}" if v is not None and v == v else "-" for v in (row["a"], row["b"]))
-        lines.append(f"{name:<{width}}  {a:>6}  {b:>6}  {(row['winner'] or '-').upper()}")
-    if not comparison.summary["evaluation"]["labelled"]:
-        lines.append(f"({comparison.summary['evaluation']['labels']})")
-    table = comparison.per_class
-    if len(table):
-        width = max(len("class"), *(len(str(name)) for name in table.index))
-        lines += ["", f"{'class':<{width}}  {'A':>6}  {'B':>6}  better"]
-        for name, row in table.iterrows():
-            lines.append(
-                f"{name:<{width}}  {row['share_a']:>6.3f}  {row['share_b']:>6.3f}  "
-                f"{(row['winner'] or '-').upper()}"
-            )
-    lines += ["", "documents whose neighbourhoods differ most:"]
-    for row in comparison.most_different(5).itertuples(index=False):
-        lines.append(f"  {row.jaccard:.3f}  {row.id}  [{row.label or '-'}]  {row.snippet[:70]}")
-    return lines
+    return comparison.lines()
 
 
 # -- neighbours ----------------------------------------------------------------------------
@@ -856,15 +656,10 @@ def comparison_lines(comparison) -> list[str]:
 @cli.command("neighbors")
 @click.argument("query", required=False)
 @click.option("--id", "doc_id", help="Find documents like this stored one (no API call).")
-@click.option(
-    "-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many."
-)
+@click_options(NEIGHBOURS_OPTIONS)
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
-@click.option("--provider", help="Space to search (needed when the store has several).")
-@click.option("--model", help="Space's model (with several spaces).")
-@click.option("--task-type", help="Space's task type (with several spaces).")
-@click.option("--dims", type=int, help="Space's dimensions (with several spaces).")
+@space_filter_options("Space to search")
 @click.option("--analysis", help="Show clusters of this stored analysis (default: the latest).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
@@ -906,9 +701,7 @@ def neighbors_command(
                 space=space,
                 analysis=analysis,
             )
-        except NotFound as exc:
-            if doc_id is None or not str(exc).startswith("no document"):
-                raise
+        except DocumentNotFound as exc:
             raise click.ClickException(
                 f"{exc}; find ids in an analysis' points.csv or with "
                 '`embedlab neighbors "some text"`'
@@ -1027,7 +820,7 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
         sizes = lab.space_sizes()
         if to_delete is None:
             rows = [
-                {"space": f"{s.provider}:{s.model}:{s.dims}", "description": s.describe(),
+                {"space": s.name, "description": s.describe(),
                  "documents": n}
                 for s, n in sizes.items()
             ]  # fmt: skip
@@ -1162,19 +955,6 @@ def _reembed(lab, space, yes: bool) -> bool:
 # -- the cache's lifecycle -----------------------------------------------------------------
 
 
-def space_options(func: Callable) -> Callable:
-    for option in reversed(
-        [
-            click.option("--provider", help="Space (needed when the store has several)."),
-            click.option("--model", help="Space's model (with several spaces)."),
-            click.option("--task-type", help="Space's task type (with several spaces)."),
-            click.option("--dims", type=int, help="Space's dimensions (with several spaces)."),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
 @cli.command("documents")
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources.")
@@ -1283,7 +1063,7 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
     table_prices = parse_prices(prices)
     with store_opts.open() as lab:
         if table_prices and not store_opts.server:
-            lab.prices.overrides = table_prices
+            lab.use_prices(table_prices)
         table = lab.costs()
     if as_json:
         click.echo(table.to_json(orient="records", indent=2))
@@ -1383,20 +1163,8 @@ def serve(
 
     with lab:
         run_server(lab, host, port, settings, on_started=on_started)
-        jobs = lab.store.artifacts.heads("job")
-    click.echo(
-        f"stopped after {time.monotonic() - started:.1f} s; {plural(len(jobs), 'job')} recorded"
-    )
-
-
-def plural(n: int, noun: str) -> str:
-    if n == 1:
-        return f"1 {noun}"
-    if noun.endswith("is"):  # analysis -> analyses
-        return f"{n} {noun[:-2]}es"
-    if noun.endswith("y"):
-        return f"{n} {noun[:-1]}ies"
-    return f"{n} {noun}es" if noun.endswith("ch") else f"{n} {noun}s"
+        jobs = lab.jobs_recorded()
+    click.echo(f"stopped after {time.monotonic() - started:.1f} s; {plural(jobs, 'job')} recorded")
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from .progress import TerminalBar
+
 DEFAULT_WAIT_S = 48 * 3600.0  # `--wait` alone: as long as a job can live (they expire at 48 h)
 
 
@@ -51,25 +53,13 @@ def add_batches_command(group: click.Group, user_errors: Callable) -> None:
             if cancel_job:
                 row = lab.cancel_batch(cancel_job)
                 click.echo(f"{row['job']}: cancel asked ({row.get('state')})", err=True)
-            bars: list = []
-
-            def on_progress(event) -> None:
-                if wait_s is None:
-                    return
-                if not bars:
-                    bar = click.progressbar(
-                        length=max(event.total, 1),
-                        label="batch jobs ended",
-                        file=sys.stderr,
-                        item_show_func=lambda s: s,
-                    )
-                    bars.append(stack.enter_context(bar))
-                bars[0].update(event.done - bars[0].pos, current_item=event.status)
+            bar = TerminalBar(stack, "batch jobs ended", at_least_one=True)
+            on_progress = bar if wait_s is not None else (lambda event: None)
 
             wait = wait_s if wait_s is not None else False
             report = lab.collect(wait=wait, on_progress=on_progress)
             table = lab.batches()
-        if bars:
+        if bar.shown:
             click.echo("", err=True)
         if as_json:
             rows = json.loads(table.to_json(orient="records"))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     CODES,
     Cancelled,
+    DocumentNotFound,
     EmbedlabError,
     Forbidden,
     InvalidRequest,
@@ -74,6 +75,8 @@ def _error(status: int, detail: str, code: str | None = None) -> EmbedlabError:
         return ServiceError(f"{detail} (set $EMBEDLAB_TOKEN to the service's token)")
     if code in CODES and code != EmbedlabError.code:
         return error_for(code)(detail)
+    if status == 404 and detail.startswith("no document "):  # a service without codes
+        return DocumentNotFound(detail)
     return BY_STATUS.get(status, ServiceError)(detail)
 
 
@@ -215,10 +218,7 @@ class RemoteLab(Inputs):
         return self._request("GET", "/stats")
 
     def spaces(self) -> list[Space]:
-        return [
-            Space(s["provider"], s["model"], s["task_type"], s["dims"])
-            for s in self._request("GET", "/spaces")["spaces"]
-        ]
+        return [Space.from_dict(s) for s in self._request("GET", "/spaces")["spaces"]]
 
     def space(self, space: SpaceSpec = None) -> Space:
         from .analyze.select import resolve_space_spec
@@ -227,13 +227,12 @@ class RemoteLab(Inputs):
 
     def space_sizes(self) -> dict[Space, int]:
         return {
-            Space(s["provider"], s["model"], s["task_type"], s["dims"]): s["documents"]
-            for s in self._request("GET", "/spaces")["spaces"]
+            Space.from_dict(s): s["documents"] for s in self._request("GET", "/spaces")["spaces"]
         }
 
     def delete_space(self, space: SpaceSpec) -> dict[str, Any]:
         chosen = self.space(space)  # resolved as a Lab resolves it (None: the only space)
-        name = f"{chosen.provider}:{chosen.model}:{chosen.dims}"
+        name = chosen.name
         return self._request("DELETE", f"/spaces/{urllib.parse.quote(name, safe=':')}")
 
     def neighbours(
@@ -407,7 +406,7 @@ class RemoteLab(Inputs):
             params["dims"] = dims
         found = self._request("GET", "/embedding-choice", params=params)
         s = found["space"]
-        space = Space(s["provider"], s["model"], s["task_type"], s["dims"])
+        space = Space.from_dict(s)
         return EmbeddingChoice(space, f"{found['reason']}, on the service")
 
     def ingest_documents(
@@ -697,7 +696,7 @@ def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _space_spec(space: SpaceSpec) -> str | None:
     if isinstance(space, Space):
-        return f"{space.provider}:{space.model}:{space.dims}"
+        return space.name
     return space
 
 

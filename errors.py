@@ -80,6 +80,12 @@ class NotFound(EmbedlabError, LookupError):
     code = "not_found"
 
 
+class DocumentNotFound(NotFound):
+    """No stored document has the id asked for (in the space asked for)."""
+
+    code = "document_not_found"
+
+
 class Conflict(InvalidRequest):
     """The request would overwrite what another input owns (another source's documents)."""
 
@@ -152,6 +158,7 @@ CODES: dict[str, type[EmbedlabError]] = {
         EmbedlabError,
         InvalidRequest,
         NotFound,
+        DocumentNotFound,
         Conflict,
         StoreError,
         StoreBusy,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EmbedlabError, InvalidRequest, NotFound, StoreError
+from .errors import DocumentNotFound, EmbedlabError, InvalidRequest, NotFound, StoreError
 from .inputs import Inputs
 from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .ingest.providers import Provider
     from .ingest.vectors import VectorReport
     from .store.repair import SpaceHealth
+    from .store.selection import Selection
 
 ANALYSIS = "analysis"
 # per space, when documents were last deleted: an analysis made after that cannot miss
@@ -61,6 +62,11 @@ class EmbeddingChoice:
 
     space: Space
     reason: str
+
+    def ignores_task_type(self, task_type: str | None) -> bool:
+        """Whether a task type asked for (other than the default) means nothing to the
+        chosen provider (the local model and own vectors have none)."""
+        return self.space.task_type == "none" and (task_type or "").upper() != "CLUSTERING"
 
 
 def open(  # noqa: A001 - embedlab.open() is the public name
@@ -280,9 +286,10 @@ class Lab(Inputs, BatchUseCases):
         (cancelled or Ctrl-C; what returned is saved), ProviderError, InvalidRequest.
         """
         from .ingest.pipeline import RetryPolicy, ingest
+        from .options import INGEST, validate
 
         if batch:
-            _check_positive(batch_size=batch_size)
+            validate(INGEST, {"batch_size": batch_size}, ["batch_size"])
             online_only = [
                 name
                 for name, value, default in (
@@ -302,9 +309,11 @@ class Lab(Inputs, BatchUseCases):
                 quiet, on_progress, started, prune, cancel, replace,
             )  # fmt: skip
 
-        _check_positive(batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts)
-        if timeout <= 0:
-            raise InvalidRequest(f"timeout must be more than 0 seconds, not {timeout}")
+        numbers = dict(
+            batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
+            timeout=timeout,
+        )  # fmt: skip
+        validate(INGEST, numbers, numbers)
         started = time.monotonic() if started is None else started
         space = self.embedding_choice(provider, model, task_type, dims).space
         notify, close_bar = reporter(self.quiet if quiet is None else quiet, on_progress)
@@ -458,6 +467,16 @@ class Lab(Inputs, BatchUseCases):
             entries.append(entry(report.space, "cache", hits, report.cached_chars))
         self.store.artifacts.put_heads(COST, entries)
 
+    def use_prices(self, prices: Mapping[str, float]) -> None:
+        """Estimate costs at these USD per 1M tokens, by model, from now on (`costs()`,
+        reports), besides the built-in table (`embedlab.open(prices=...)` does it too)."""
+        if prices:
+            self.prices.overrides = dict(prices)
+
+    def jobs_recorded(self) -> int:
+        """How many service jobs the store holds a record of."""
+        return len(self.store.artifacts.heads("job"))
+
     def costs(self) -> pd.DataFrame:
         """Per space: provider requests, texts embedded, estimated tokens and USD spent,
         and the estimated USD saved by cache hits (at `self.prices`). Cluster names have a
@@ -511,10 +530,12 @@ class Lab(Inputs, BatchUseCases):
     # -- reading documents -----------------------------------------------------------------
 
     def _selection(self, labels, sources, per_class, seed, limit) -> Any:
-        from .analyze.select import Selection
+        from .store.selection import Selection
 
         _check_positive(per_class=per_class, limit=limit)
-        return Selection(_list(sources), _list(labels), per_class, seed, limit)
+        return Selection.of(
+            labels=labels, sources=sources, per_class=per_class, seed=seed, limit=limit
+        )
 
     def documents(
         self,
@@ -524,10 +545,16 @@ class Lab(Inputs, BatchUseCases):
         per_class: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        selection: Selection | None = None,
     ) -> pd.DataFrame:
-        """The selected documents: id, label, source, text, content_hash, chars."""
+        """The selected documents: id, label, source, text, content_hash, chars
+        (`selection`, a Selection, stands for the other arguments)."""
 
         from .analyze.select import select_ids
+
+        if selection is not None:
+            labels, sources, per_class, seed, limit = selection.parts()
+            space = space if selection.space is None else selection.space
 
         chosen = self.space(space)
         ids = select_ids(
@@ -566,7 +593,7 @@ class Lab(Inputs, BatchUseCases):
         chosen = self.space(space)
         (found,), texts = self.store.collection(chosen).records([id])
         if not found:  # records() leaves {} for an id it does not hold
-            raise NotFound(f"no document {id!r} in {chosen.describe()}")
+            raise DocumentNotFound(f"no document {id!r} in {chosen.describe()}")
         return {
             "id": id,
             "label": found.get("label"),
@@ -747,6 +774,7 @@ class Lab(Inputs, BatchUseCases):
         naming_model: str | None = None,
         html: bool = False,
         text_weight: float | None = None,
+        selection: Selection | None = None,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
@@ -759,10 +787,14 @@ class Lab(Inputs, BatchUseCases):
         `text_weight`: k-means on the vectors joined with the documents' words (TF-IDF,
         LSA) at this weight; 0 = the vectors alone; None = the space's default (1 for the
         local model, where it was measured to help: bench/quality.py; 0 otherwise).
+        `selection` (a Selection) stands for labels..limit, and the space when it has one.
         """
         from .analyze.run import AnalysisOptions, analyze_corpus
         from .ingest.naming import check_naming
 
+        if selection is not None:
+            labels, sources, per_class, seed, limit = selection.parts()
+            space = space if selection.space is None else selection.space
         options = AnalysisOptions.checked(
             algorithm, k, reduce, seed, min_cluster_size, eps, text_weight
         )
@@ -1119,6 +1151,7 @@ class Lab(Inputs, BatchUseCases):
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        selection: Selection | None = None,
     ) -> Comparison:
         """Compare two spaces on the documents both hold (same id, same text).
 
@@ -1127,10 +1160,12 @@ class Lab(Inputs, BatchUseCases):
         labels, and the two maps with B aligned onto A. Never embeds. Sampling
         (`per_class`, `limit`) draws from the shared documents, so both sides see the
         same rows. The comparison is stored (`lab.comparison(id)`); with `out`, its
-        files are written there.
+        files are written there. `selection` (a Selection) stands for labels..limit.
         """
         from .analyze.compare import CompareOptions, compare_corpora, shared_ids
 
+        if selection is not None:
+            labels, sources, per_class, seed, limit = selection.parts()
         options = CompareOptions.checked(k, neighbours, reduce, seed)
         selection = self._selection(labels, sources, per_class, seed, limit)
         a, b = self.comparison_spaces(space_a, space_b)
@@ -1267,7 +1302,9 @@ class Lab(Inputs, BatchUseCases):
         ]
         if len(given) != 1:
             raise InvalidRequest("give exactly one of id, text or vector")
-        _check_positive(k=k)
+        from .options import NEIGHBOURS_OPTIONS, validate
+
+        validate(NEIGHBOURS_OPTIONS, {"k": k})
         chosen = self.space(space)
         collection = self.store.collection(chosen)
         if collection is None:
@@ -1278,7 +1315,7 @@ class Lab(Inputs, BatchUseCases):
             if query is None:
                 found = collection.get_one(id)
                 if found is None:
-                    raise NotFound(f"no document {id!r} in {chosen.describe()}")
+                    raise DocumentNotFound(f"no document {id!r} in {chosen.describe()}")
                 query = found[0]
         elif text is not None:
             if not normalise_text(text):
@@ -1867,22 +1904,16 @@ def _content_id(text: str) -> str:
 
 def _list(value: Sequence[str] | str | None) -> list[str] | None:
     """Globs as a list: one string may hold several, comma-separated."""
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else list(value)
-    globs = [g.strip() for item in items for g in str(item).split(",") if g.strip()]
-    return globs or None
+    from .store.selection import parse_globs
+
+    return parse_globs(value)
 
 
 def _check_positive(**values: int | None) -> None:
-    for name, value in values.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidRequest(f"{name} must be a whole number, not {value!r}")
-        if value is not None and value < 1:
-            raise InvalidRequest(f"{name} must be at least 1, not {value}")
+    from .options import positive
+
+    positive(**values)
 
 
 def _describe(space: dict[str, Any]) -> str:
-    return Space(
-        space["provider"], space["model"], space["task_type"], int(space["dims"])
-    ).describe()
+    return Space.from_dict(space).describe()

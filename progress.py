@@ -85,3 +85,48 @@ def reporter(quiet: bool, on_progress: ProgressCallback | None) -> tuple[Progres
         return (lambda _event: None), lambda: None
     bar = TqdmProgress()
     return bar, bar.close
+
+
+def plural(n: int, noun: str) -> str:
+    """ "1 document", "2 documents", "3 retries": the counts of every summary line."""
+    if n == 1:
+        return f"1 {noun}"
+    if noun.endswith("is"):  # analysis -> analyses
+        return f"{n} {noun[:-2]}es"
+    if noun.endswith("y"):
+        return f"{n} {noun[:-1]}ies"
+    return f"{n} {noun}es" if noun.endswith("ch") else f"{n} {noun}s"
+
+
+class TerminalBar:
+    """A `Progress` callback drawing one click bar on stderr, opened at the first event
+    (when the total is known) and closed with `stack` (a contextlib.ExitStack); with
+    `status`, each event's status is shown beside it. The CLI's one progress bar."""
+
+    def __init__(self, stack: Any, label: str, status: bool = True, at_least_one: bool = False):
+        self.stack, self.label, self.status, self.at_least_one = stack, label, status, at_least_one
+        self.bar: Any = None
+
+    @property
+    def shown(self) -> bool:
+        return self.bar is not None
+
+    def __call__(self, event: Progress) -> None:
+        if self.bar is None:
+            import sys
+
+            import click
+
+            total = max(event.total, 1) if self.at_least_one else event.total
+            shown = (lambda s: s) if self.status else None
+            bar = click.progressbar(
+                length=total, label=self.label, file=sys.stderr, item_show_func=shown
+            )
+            self.bar = self.stack.enter_context(bar)
+        if self.status:
+            self.bar.update(event.done - self.bar.pos, current_item=event.status)
+        else:
+            self.bar.update(event.done - self.bar.pos)
+
+
+terminal_bar = TerminalBar

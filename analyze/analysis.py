@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import InvalidRequest
 from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
+from ..store.selection import NO_LABEL
 from . import plots, report
 from .describe import with_names
 
@@ -132,7 +133,7 @@ class Analysis:
         if kind == "label":
             if not self.has_labels:
                 raise InvalidRequest("these documents have no labels to colour the map by")
-            names = ["(no label)" if x is None else str(x) for x in self.labels]
+            names = [NO_LABEL if x is None else str(x) for x in self.labels]
             return plots.scatter_map(
                 self.coords, names, f"{note}, coloured by label", self._colours(), self._fonts()
             )
@@ -327,7 +328,7 @@ class Analysis:
                 "arrays": {k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)},
             }
         return cls(
-            space=Space(space["provider"], space["model"], space["task_type"], int(space["dims"])),
+            space=Space.from_dict(space),
             ids=[str(x) for x in arrays["ids"].tolist()],
             labels=labels,
             cluster_labels=arrays["cluster"].astype(int),
@@ -350,9 +351,4 @@ class Analysis:
 
 
 def space_dict(space: Space) -> dict[str, Any]:
-    return {
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
-    }
+    return space.to_dict()

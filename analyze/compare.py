@@ -19,16 +19,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidRequest
+from ..options import NEIGHBOURS
 from ..store import Space, Store
 from .cluster import cluster
 from .comparison import Comparison
 from .evaluate import evaluate
-from .reduce import METHODS, map_key, reduce_2d
+from .reduce import map_key, reduce_2d
 from .run import MapCache
 from .select import AnalyzeError, Corpus, Selection, select_ids
 
-NEIGHBOURS = 10
-MAX_NEIGHBOURS = 100
 SCORES = ("hungarian_accuracy", "ari", "nmi", "silhouette")  # higher is better, each
 CHUNK_ROWS = 1024  # rows of the similarity matrix held at once (1024 x 11k floats: 46 MB)
 MOST_DIFFERENT = 10
@@ -49,22 +48,12 @@ class CompareOptions:
     def checked(
         cls, k: int | str = 4, neighbours: int = NEIGHBOURS, reduce: str = "tsne", seed: int = 0
     ) -> CompareOptions:
-        """Every comparison option validated in one place, with messages naming the option."""
-        if isinstance(k, str) and k.strip().isdigit():
-            k = int(k)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidRequest(
-                f"k must be a number of clusters (1 or more), the same for both spaces, not {k!r}"
-            )
-        if isinstance(neighbours, bool) or not isinstance(neighbours, int):
-            raise InvalidRequest(f"neighbours must be a whole number, not {neighbours!r}")
-        if not 1 <= neighbours <= MAX_NEIGHBOURS:
-            raise InvalidRequest(f"neighbours must be 1..{MAX_NEIGHBOURS}, not {neighbours}")
-        if reduce not in METHODS:
-            raise InvalidRequest(f"unknown map method {reduce!r}; use one of {', '.join(METHODS)}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidRequest(f"seed must be a whole number, not {seed!r}")
-        return cls(k, neighbours, reduce, seed)
+        """Every comparison option validated in one place (options.COMPARE, the table
+        the CLI's and the service's declarations are built from)."""
+        from ..options import COMPARE, validate
+
+        v = validate(COMPARE, dict(k=k, neighbours=neighbours, reduce=reduce, seed=seed))
+        return cls(v["k"], v["neighbours"], v["reduce"], v["seed"])
 
 
 @dataclass
@@ -97,7 +86,7 @@ def shared_ids(store: Store, space_a: Space, space_b: Space, selection: Selectio
 
     Reads metadata only. Refuses, saying why, when no document is shared.
     """
-    globs = Selection(sources=selection.sources, labels=selection.labels)
+    globs = selection.only_globs()
     metas = {}
     for space in (space_a, space_b):
         collection = store.collection(space)

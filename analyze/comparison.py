@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InvalidRequest
 from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
+from ..store.selection import NO_LABEL
 from . import plots, report
 from .analysis import space_dict
 
@@ -181,6 +182,56 @@ class Comparison:
             line += f"; Hungarian accuracy A {a:.3f}, B {b:.3f}"
         return line
 
+    def lines(self) -> list[str]:
+        """The comparison as terminal text (`embedlab compare`): what was compared,
+        agreement, scores, outliers."""
+        docs, hood = self.documents, self.summary["neighbourhoods"]
+        clusterings = self.summary["clusterings"]
+        left = [
+            f"{docs[key]} {what}"
+            for key, what in (
+                ("only_in_a", "only in A"),
+                ("only_in_b", "only in B"),
+                ("text_differs", "with another text in each"),
+            )
+            if docs.get(key)
+        ]
+        lines = [
+            f"A: {self.space_a.describe()}",
+            f"B: {self.space_b.describe()}",
+            f"documents held by both: {docs['compared']}"
+            + (f" (left out: {', '.join(left)})" if left else ""),
+            f"neighbourhoods ({hood['k']} nearest, exact): "
+            f"Jaccard mean {hood['jaccard_mean']:.3f}, "
+            f"median {hood['jaccard_median']:.3f} (p10 {hood['jaccard_quantiles']['p10']:.3f}, "
+            f"p90 {hood['jaccard_quantiles']['p90']:.3f}; chance {hood['chance_jaccard']:.3f}); "
+            f"{hood['shared_mean']:.2f} of {hood['k']} neighbours shared on average",
+            f"clusterings (k-means, k={clusterings['k']}): ARI {clusterings['ari']:.3f}, "
+            f"NMI {clusterings['nmi']:.3f} between A and B",
+            "",
+        ]
+        scores = self.scores.dropna(how="all", subset=["a", "b"])
+        width = max(len("metric"), *(len(name) for name in scores.index))
+        lines.append(f"{'metric':<{width}}  {'A':>6}  {'B':>6}  better")
+        for name, row in scores.iterrows():
+            a, b = (f"{v:.3f}" if v is not None and v == v else "-" for v in (row["a"], row["b"]))
+            lines.append(f"{name:<{width}}  {a:>6}  {b:>6}  {(row['winner'] or '-').upper()}")
+        if not self.summary["evaluation"]["labelled"]:
+            lines.append(f"({self.summary['evaluation']['labels']})")
+        table = self.per_class
+        if len(table):
+            width = max(len("class"), *(len(str(name)) for name in table.index))
+            lines += ["", f"{'class':<{width}}  {'A':>6}  {'B':>6}  better"]
+            for name, row in table.iterrows():
+                lines.append(
+                    f"{name:<{width}}  {row['share_a']:>6.3f}  {row['share_b']:>6.3f}  "
+                    f"{(row['winner'] or '-').upper()}"
+                )
+        lines += ["", "documents whose neighbourhoods differ most:"]
+        for row in self.most_different(5).itertuples(index=False):
+            lines.append(f"  {row.jaccard:.3f}  {row.id}  [{row.label or '-'}]  {row.snippet[:70]}")
+        return lines
+
     def __repr__(self) -> str:
         stored = f"id={self.id!r}, " if self.id else ""
         return (
@@ -194,7 +245,7 @@ class Comparison:
         titles = (f"A: {self.space_a.describe()}", f"B: {self.space_b.describe()} (aligned)")
         if kind == "maps":
             if self.has_labels:
-                groups = ["(no label)" if x is None else str(x) for x in self.labels]
+                groups = [NO_LABEL if x is None else str(x) for x in self.labels]
                 fonts, note = plots.glyph_fonts(sorted(set(groups)))
                 if note and note not in self.notes:
                     self.notes.append(note)
@@ -397,7 +448,7 @@ class Comparison:
 
         def space(side: str) -> Space:
             s = head["spaces"][side]
-            return Space(s["provider"], s["model"], s["task_type"], int(s["dims"]))
+            return Space.from_dict(s)
 
         return cls(
             space_a=space("a"),

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..store.neighbours import snippet
+from ..store.selection import NO_LABEL
 
 TOP_TERMS = 10
 REPRESENTATIVES = 3
@@ -116,7 +117,7 @@ def describe_clusters(
         nearest = rows[np.lexsort((rows, -similarity))[:REPRESENTATIVES]]
         label_counts: dict[str, int] = {}
         for row in rows:
-            key = labels[row] if labels[row] is not None else "(none)"
+            key = labels[row] if labels[row] is not None else NO_LABEL
             label_counts[key] = label_counts.get(key, 0) + 1
         described.append(
             {

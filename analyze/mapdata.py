@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..store.selection import NO_LABEL
+
 if TYPE_CHECKING:
     from .analysis import Analysis
 
-NO_LABEL = "(no label)"
 NOISE = -1
 
 

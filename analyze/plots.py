@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..store.selection import NO_LABEL
+
 
 def _figure(figsize: tuple[float, float], dpi: int = 110):
     """A Figure outside pyplot: no global state, and the user's backend is left alone."""
@@ -146,7 +148,7 @@ def _draw_groups(ax, coords: np.ndarray, groups: list[str], colours: dict[str, i
     for i, name in enumerate(names):
         rows = [r for r, g in enumerate(groups) if g == name]
         index = colours.get(name, i)
-        colour = "lightgrey" if name in ("noise", "(no label)") else cmap(index % cmap.N)
+        colour = "lightgrey" if name in ("noise", NO_LABEL) else cmap(index % cmap.N)
         ax.scatter(
             coords[rows, 0],
             coords[rows, 1],

@@ -14,12 +14,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InvalidRequest
 from .analysis import Analysis, space_dict
-from .cluster import ALGORITHMS, MAX_TEXT_WEIGHT, cluster, default_text_weight
+from .cluster import cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
-from .reduce import METHODS, map_key, reduce_2d
+from .reduce import map_key, reduce_2d
 from .reference import build_reference
 from .select import Corpus
 
@@ -52,54 +51,24 @@ class AnalysisOptions:
         eps: float | None = None,
         text_weight: float | None = None,
     ) -> AnalysisOptions:
-        """Every analysis option validated in one place, with messages naming the option."""
-        if algorithm not in ALGORITHMS:
-            raise InvalidRequest(
-                f"unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}"
-            )
-        if reduce not in METHODS:
-            raise InvalidRequest(f"unknown map method {reduce!r}; use one of {', '.join(METHODS)}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidRequest(f"seed must be a whole number, not {seed!r}")
-        density = algorithm in ("hdbscan", "dbscan")
-        if isinstance(k, str) and k.strip().isdigit():
-            k = int(k)
-        if k is not None:
-            if density:
-                raise InvalidRequest(
-                    f"k does not apply to {algorithm} (it finds the number of clusters); "
-                    "leave it out, or use kmeans/agglomerative"
-                )
-            if k != "auto" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-                raise InvalidRequest(
-                    f"k must be a number of clusters (1 or more) or 'auto', not {k!r}"
-                )
-        if eps is not None and algorithm != "dbscan":
-            raise InvalidRequest(f"eps applies to dbscan only, not {algorithm}")
-        if eps is not None and not 0 < eps <= 2:
-            raise InvalidRequest(f"eps is a cosine distance: more than 0 and at most 2, not {eps}")
-        if min_cluster_size is not None and not density:
-            raise InvalidRequest(f"min_cluster_size applies to hdbscan/dbscan, not {algorithm}")
-        if min_cluster_size is not None and min_cluster_size < 2:
-            raise InvalidRequest(f"min_cluster_size must be at least 2, not {min_cluster_size}")
-        if text_weight is not None:
-            if isinstance(text_weight, bool) or not isinstance(text_weight, (int, float)):
-                raise InvalidRequest(f"text_weight must be a number, not {text_weight!r}")
-            if not 0 <= text_weight <= MAX_TEXT_WEIGHT:  # also refuses nan
-                raise InvalidRequest(
-                    f"text_weight must be between 0 (vectors alone) and {MAX_TEXT_WEIGHT:g}, "
-                    f"not {text_weight}"
-                )
-            if text_weight > 0 and algorithm != "kmeans":
-                raise InvalidRequest(f"text_weight applies to kmeans only, not {algorithm}")
+        """Every analysis option validated in one place (options.ANALYZE: the CLI's and
+        the service's declarations are built from the same table), messages naming the
+        option."""
+        from ..options import ANALYZE, validate
+
+        v = validate(ANALYZE, dict(
+            algorithm=algorithm, k=k, reduce=reduce, seed=seed,
+            min_cluster_size=min_cluster_size, eps=eps, text_weight=text_weight,
+        ))  # fmt: skip
+        density = v["algorithm"] in ("hdbscan", "dbscan")
         return cls(
-            algorithm,
-            None if density else (4 if k is None else k),
-            reduce,
-            seed,
-            min_cluster_size,
-            0.5 if eps is None else float(eps),
-            None if text_weight is None else float(text_weight),
+            v["algorithm"],
+            None if density else (4 if v["k"] is None else v["k"]),
+            v["reduce"],
+            v["seed"],
+            v["min_cluster_size"],
+            0.5 if v["eps"] is None else float(v["eps"]),
+            None if v["text_weight"] is None else float(v["text_weight"]),
         )
 
 

@@ -14,7 +14,9 @@ import numpy as np
 
 from ..errors import InvalidRequest, NotFound
 from ..store import Space, Store
+from ..store.keys import SpaceQuery
 from ..store.sampling import sample_rank, stratified_sample
+from ..store.selection import Selection
 
 
 class AnalyzeError(InvalidRequest):
@@ -24,24 +26,6 @@ class AnalyzeError(InvalidRequest):
 class NothingMatches(NotFound, AnalyzeError):
     """A selection (or a space asked for) that matches nothing in the store: NotFound on
     every front end (404 over HTTP), and still an AnalyzeError for older callers."""
-
-
-@dataclass
-class Selection:
-    sources: list[str] | None = None  # globs on the `source` field
-    labels: list[str] | None = None  # globs on the label
-    per_class: int | None = None
-    seed: int = 0
-    limit: int | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "sources": self.sources,
-            "labels": self.labels,
-            "per_class": self.per_class,
-            "seed": self.seed,
-            "limit": self.limit,
-        }
 
 
 @dataclass
@@ -80,17 +64,11 @@ def choose_space(
     dims: int | None = None,
 ) -> Space:
     """`pick_space` over a list of spaces (a service's, for the CLI's --server mode)."""
-    matching = [
-        s
-        for s in spaces
-        if (provider is None or s.provider == provider)
-        and (model is None or s.model == model or s.model.endswith("/" + model))
-        and (task_type is None or s.task_type.upper() == task_type.upper())
-        and (dims is None or s.dims == dims)
-    ]
+    query = SpaceQuery(provider, model, task_type, dims)
+    matching = [s for s in spaces if query.matches(s)]
     if len(matching) == 1:
         return matching[0]
-    listed = "; ".join(f"{s.provider}:{s.model}:{s.dims}" for s in spaces) or "none"
+    listed = "; ".join(s.name for s in spaces) or "none"
     if not spaces:
         raise NothingMatches(f"store {location} is empty; ingest documents first")
     if not matching:
@@ -111,17 +89,8 @@ def resolve_space_spec(spaces: list[Space], location: str, space: Any) -> Space:
         return choose_space(spaces, location)
     if not isinstance(space, str):
         raise InvalidRequest(f"space must be a Space or 'provider:model[:dims]', not {space!r}")
-    parts = [p.strip() for p in str(space).split(":")]
-    if len(parts) > 3 or not parts[0]:
-        raise InvalidRequest(f"space {space!r}: use provider:model[:dims]")
-    dims = None
-    if len(parts) == 3:
-        try:
-            dims = int(parts[2])
-        except ValueError:
-            raise InvalidRequest(f"space {space!r}: dims must be a number") from None
-    model = parts[1] if len(parts) > 1 else None
-    return choose_space(spaces, location, parts[0], model, None, dims)
+    query = Space.parse(space)
+    return choose_space(spaces, location, query.provider, query.model, query.task_type, query.dims)
 
 
 def _matches(value: str | None, globs: list[str] | None) -> bool:

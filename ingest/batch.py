@@ -557,12 +557,7 @@ def _create_job(
     key = new_key()
     record = BatchRecord(
         key=key,
-        space={
-            "provider": space.provider,
-            "model": space.model,
-            "task_type": space.task_type,
-            "dims": space.dims,
-        },
+        space=space.to_dict(),
         space_collection=space.collection_name,
         submission=submission,
         display_name=f"{DISPLAY_PREFIX}{key}",

@@ -90,6 +90,12 @@ def default_clean(provider: str) -> str:
     return DEFAULT_CLEAN.get(provider, "notebook")
 
 
+def newsgroups_source(provider: str, subset: str, clean: str | None = None) -> str:
+    """The `source` a newsgroups ingest into `provider`'s space gives the posts of
+    `subset` (what --source selects them by), with its default cleaning unless given."""
+    return f"{newsgroups_prefix(clean or default_clean(provider))}/{subset}"
+
+
 def clean_sklearn(text: str) -> str:
     """scikit-learn's remove=("headers", "footers", "quotes") stripping."""
     from sklearn.datasets._twenty_newsgroups import (

@@ -115,10 +115,7 @@ class IngestReport:
         saved = estimate_tokens(self.cached_chars)
         return {
             "space": {
-                "provider": self.space.provider,
-                "model": self.space.model,
-                "task_type": self.space.task_type,
-                "dims": self.space.dims,
+                **self.space.to_dict(),
                 "name": self.space.describe(),
             },
             "documents": self.documents,
@@ -155,7 +152,7 @@ class IngestReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IngestReport:
         """A report sent by the service, for the CLI's --server mode (same summary line)."""
-        space = Space(**{k: data["space"][k] for k in ("provider", "model", "task_type", "dims")})
+        space = Space.from_dict(data["space"])
         report = cls(space=space)
         for name in (
             "documents cached reused embedded texts_embedded requests retries truncated cut "
@@ -172,6 +169,64 @@ class IngestReport:
             k: v for k, v in data.items() if k.startswith(("estimated", "planned_estimated"))
         }
         return report
+
+    def summary(self, prices: PriceTable | None = None) -> str:
+        """One line: documents, cached, embedded, requests, seconds (plus skips when any):
+        what the CLI prints after an ingest."""
+        from ..progress import plural
+        from ..store.documents import MAX_TEXT_CHARS
+
+        call = "request" if self.space.provider == "gemini" else "model batch"
+        if self.dry_run:
+            reuse = self.planned_reuse
+            line = (
+                f"dry run: {self.documents} documents: {self.cached + reuse} cached"
+                + (f" ({reuse} reused from identical texts)" if reuse else "")
+                + f", {self.planned_embed} to embed in {plural(self.planned_requests, call)}"
+            )
+        else:
+            line = (
+                f"{self.documents} documents: {self.cached + self.reused} cached, "
+                f"{self.embedded} embedded, {plural(self.requests, call)}"
+            )
+            if self.reused:
+                line += f" ({self.reused} reused from identical texts)"
+            if self.texts_embedded < self.embedded:
+                line += f" ({plural(self.texts_embedded, 'unique text')} sent)"
+            if self.retries:
+                line += f", {plural(self.retries, 'retry')}"
+            if self.truncated:
+                line += f", {self.truncated} truncated"
+        if self.changed:
+            verb = "would be re-embedded" if self.dry_run else "re-embedded"
+            line += f", {self.changed} existing documents changed text: {verb}"
+        if self.relabelled:
+            verb = "would be updated" if self.dry_run else "updated"
+            line += f", {self.relabelled} labels or sources {verb} (no embedding)"
+        if self.pruned:
+            verb = "would be removed" if self.dry_run else "removed"
+            line += f", {self.pruned} no longer in the input {verb}"
+        if getattr(self, "in_batch", 0):
+            line += (
+                f", {self.in_batch} wait for an open batch job (not paid again: collect it with "
+                "`embedlab batches`, then ingest again, free)"
+            )
+        if self.restored:
+            verb = "would get" if self.dry_run else "got"
+            line += f", {self.restored} kept by repair without a vector {verb} it back"
+        if self.replaced:
+            verb = "would be replaced" if self.dry_run else "replaced"
+            line += f", {plural(self.replaced, 'document')} of another source {verb}"
+        if self.cut:
+            line += f", {self.cut} cut to {MAX_TEXT_CHARS:,} chars"
+        if self.skipped:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+            line += f", {sum(self.skipped.values())} skipped ({reasons})"
+        if self.encodings:
+            files = sum(self.encodings.values())
+            how = ", ".join(f"{n} as {name}" for name, n in sorted(self.encodings.items()))
+            line += f", {plural(files, 'file')} not UTF-8 (read {how})"
+        return f"{line}{self.cost_line(prices)}, {self.seconds:.1f} s"
 
     def cost_line(self, prices: PriceTable | None = None) -> str:
         """The summary's cost clause (est. $X spent, $Y saved) for providers that charge."""

@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError, code_of
 from ..lab import Lab
+from ..options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, SEED_MAX, request_model
 from ..progress import CancelToken, Progress
+from ..store.selection import parse_globs
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
 from .docs import install_docs
 from .jobs import FINAL, WAITING, JobFailed, JobManager
@@ -32,8 +34,7 @@ from .problems import Guard, install_problem_handlers, jsonable, status_of
 
 API = "/api/v1"
 MAX_BODY = 64 * 1024 * 1024
-MAX_K = 1000
-SEED_MAX = 2**32 - 1
+_K = NEIGHBOURS_OPTIONS["k"]  # the neighbours' k, declared once (options.py)
 SSE_POLL_S = 0.1
 WAIT_LIMIT_S = 3600.0
 GZIP_LOOKUPS_FROM = 64 * 1024  # bytes of a neighbours body from which it is compressed
@@ -60,29 +61,25 @@ class DocumentIn(BaseModel):
     source: str | None = Field(None, min_length=1, max_length=200)
 
 
-class EmbeddingOptions(BaseModel):
+class _EmbeddingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["auto", "gemini", "local"] = "auto"
     model: str | None = Field(None, min_length=1, max_length=200)
     task_type: str | None = Field("CLUSTERING", min_length=1, max_length=64)
-    dims: int | None = Field(None, ge=1, le=65536)
-    batch_size: int | None = Field(None, ge=1, le=10000)
-    concurrency: int | None = Field(None, ge=1, le=64)
-    dry_run: bool = False
-    prune: bool = False
-    replace: bool = False
-    batch: bool = False  # Gemini's Batch API: the job waits (state "waiting") until collected
+
+
+# provider, dims, batch_size, concurrency, dry_run, prune, replace, batch (Gemini's Batch
+# API: the job waits, state "waiting", until collected): declared once in options.INGEST
+EmbeddingOptions = request_model("EmbeddingOptions", INGEST, _EmbeddingBody)
 
 
 class IngestRequest(EmbeddingOptions):
     documents: list[DocumentIn] = Field(min_length=1)
 
 
-class NeighboursRequest(BaseModel):
+class _NeighboursBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     vector: list[float] | None = None
-    k: int = Field(10, ge=1, le=MAX_K)
     labels: list[str] | str | None = None
     sources: list[str] | str | None = None
     space: str | None = None
@@ -112,36 +109,33 @@ class SourceClaim(BaseModel):
     dry_run: bool = True
 
 
-class AnalysisRequest(BaseModel):
+NeighboursRequest = request_model("NeighboursRequest", NEIGHBOURS_OPTIONS, _NeighboursBody)
+
+
+class _AnalysisBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     labels: list[str] | str | None = None
     sources: list[str] | str | None = None
-    per_class: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
-    limit: int | None = Field(None, ge=1)
     space: str | None = None
-    algorithm: Literal["kmeans", "hdbscan", "dbscan", "agglomerative"] = "kmeans"
-    k: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] | None = None
-    reduce: Literal["tsne", "pca", "umap"] = "tsne"
-    min_cluster_size: int | None = Field(None, ge=2)
-    eps: float | None = Field(None, gt=0, le=2)
     name_clusters: bool = False  # one Gemini call per cluster not named before
     naming_model: str | None = Field(None, min_length=1, max_length=100)
-    text_weight: float | None = Field(None, ge=0, le=10)  # k-means on vectors + words
 
 
-class ComparisonRequest(BaseModel):
+# per_class, seed, limit, algorithm, k, reduce, min_cluster_size, eps, text_weight (k-means
+# on vectors + words): declared once in options.ANALYZE, with the CLI's and the library's
+AnalysisRequest = request_model("AnalysisRequest", ANALYZE, _AnalysisBody)
+
+
+class _ComparisonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     space_a: str = Field(min_length=1, max_length=300)
     space_b: str = Field(min_length=1, max_length=300)
     labels: list[str] | str | None = None
     sources: list[str] | str | None = None
-    per_class: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
-    limit: int | None = Field(None, ge=1)
-    k: int = Field(4, ge=1, le=1000)
-    neighbours: int = Field(10, ge=1, le=100)
-    reduce: Literal["tsne", "pca", "umap"] = "tsne"
+
+
+# per_class, limit, seed, k, neighbours, reduce: options.COMPARE
+ComparisonRequest = request_model("ComparisonRequest", COMPARE, _ComparisonBody)
 
 
 # -- the API object --------------------------------------------------------------------------
@@ -351,10 +345,7 @@ def _options_summary(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    return parts or None
+    return parse_globs(value)
 
 
 def _neighbours_response(hits: list[Any], requests: int, space: Any) -> Response:
@@ -372,11 +363,8 @@ def _neighbours_response(hits: list[Any], requests: int, space: Any) -> Response
 
 def _space_body(space: Any, documents: int | None = None) -> dict[str, Any]:
     body = {
-        "name": f"{space.provider}:{space.model}:{space.dims}",
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
+        "name": space.name,
+        **space.to_dict(),
         "description": space.describe(),
     }
     if documents is not None:
@@ -630,7 +618,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     @app.get(f"{API}/neighbours")
     def neighbours_by_id(
         id: Annotated[str, Query(min_length=1)],  # noqa: A002
-        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        k: Annotated[int, Query(ge=_K.minimum, le=_K.maximum)] = _K.default,
         labels: str | None = None,
         sources: str | None = None,
         space: str | None = None,

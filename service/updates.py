@@ -94,7 +94,7 @@ class Follower:
     def space_changed(self, space: dict[str, Any]) -> None:
         from ..store import Space
 
-        key = Space(space["provider"], space["model"], space["task_type"], int(space["dims"]))
+        key = Space.from_dict(space)
         self._space_changed(key)
 
     def _space_changed(self, space_name: Any) -> None:

@@ -81,7 +81,7 @@ class BatchRecord:
 
     def space_value(self) -> Space:
         s = self.space
-        return Space(s["provider"], s["model"], s["task_type"], s["dims"])
+        return Space.from_dict(s)
 
     def to_head(self) -> dict[str, Any]:
         head = asdict(self)

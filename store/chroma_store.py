@@ -728,15 +728,12 @@ def space_of(col: Any) -> Space | None:
 def _space_metadata(space: Space) -> dict[str, str | int]:
     return {
         "embedlab_format": STORE_FORMAT,
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
+        **space.to_dict(),
     }
 
 
 def _space_from_metadata(meta: dict[str, Any]) -> Space:
-    return Space(meta["provider"], meta["model"], meta["task_type"], int(meta["dims"]))
+    return Space.from_dict(meta)
 
 
 def _check_collection_space(col: Any, space: Space) -> None:

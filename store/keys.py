@@ -12,6 +12,9 @@ import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import InvalidRequest
 
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
@@ -57,3 +60,76 @@ class Space:
     def describe(self) -> str:
         task = "" if self.task_type == "none" else f", {self.task_type}"
         return f"{self.provider}:{self.model} ({self.dims} dims{task})"
+
+    @property
+    def name(self) -> str:
+        """ "provider:model:dims", as `embedlab spaces` lists it (and --space takes it)."""
+        return f"{self.provider}:{self.model}:{self.dims}"
+
+    def spec(self) -> str:
+        """The whole space as text: "provider:model:dims", then ":TASK_TYPE" unless the
+        provider ignores it; `Space.parse(space.spec()).exact() == space`."""
+        return self.name if self.task_type == "none" else f"{self.name}:{self.task_type}"
+
+    @staticmethod
+    def parse(text: str) -> SpaceQuery:
+        """What "provider[:model[:dims[:task_type]]]" asks for (parts left out match any
+        space); InvalidRequest, naming the text, when it is not of that form."""
+        return SpaceQuery.parse(text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "task_type": self.task_type,
+            "dims": self.dims,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Space:
+        """The space of a `to_dict()` (a record's, a service's body; extra keys ignored)."""
+        return cls(data["provider"], data["model"], data["task_type"], int(data["dims"]))
+
+
+@dataclass(frozen=True)
+class SpaceQuery:
+    """Which spaces a filter (--provider/--model/--task-type/--dims, or a spec) matches."""
+
+    provider: str | None = None
+    model: str | None = None
+    task_type: str | None = None
+    dims: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SpaceQuery:
+        parts = [p.strip() for p in str(text).split(":")]
+        if len(parts) > 4 or not parts[0]:
+            raise InvalidRequest(f"space {text!r}: use provider:model[:dims]")
+        dims = None
+        if len(parts) >= 3:
+            try:
+                dims = int(parts[2])
+            except ValueError:
+                raise InvalidRequest(f"space {text!r}: dims must be a number") from None
+        model = parts[1] if len(parts) > 1 else None
+        task_type = parts[3] if len(parts) > 3 and parts[3] else None
+        return cls(parts[0], model, task_type, dims)
+
+    def matches(self, space: Space) -> bool:
+        """A model matches by its name or its last path part ("models/x" is "x")."""
+        return (
+            (self.provider is None or space.provider == self.provider)
+            and (
+                self.model is None
+                or space.model == self.model
+                or space.model.endswith("/" + self.model)
+            )
+            and (self.task_type is None or space.task_type.upper() == self.task_type.upper())
+            and (self.dims is None or space.dims == self.dims)
+        )
+
+    def exact(self) -> Space | None:
+        """The one Space this names when every part is given (a missing task type: "none")."""
+        if self.provider is None or self.model is None or self.dims is None:
+            return None
+        return Space(self.provider, self.model, self.task_type or "none", self.dims)

@@ -106,12 +106,7 @@ def entry(space: Space, kind: str, texts: int, chars: int, retries: int = 0) -> 
         "id": f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(3)}",
         "created": now.isoformat(timespec="microseconds"),
         "space_collection": space.collection_name,
-        "space": {
-            "provider": space.provider,
-            "model": space.model,
-            "task_type": space.task_type,
-            "dims": space.dims,
-        },
+        "space": space.to_dict(),
         "kind": kind,
         "requests": 0 if kind == "cache" else 1 + retries,
         "retries": retries,
@@ -196,4 +191,4 @@ def summarise(entries: list[dict[str, Any]], prices: PriceTable) -> list[dict[st
 def _describe(space: Mapping[str, Any]) -> str:
     if space["task_type"] == GENERATE:
         return f"{space['provider']}:{space['model']} (cluster names)"
-    return Space(space["provider"], space["model"], space["task_type"], space["dims"]).describe()
+    return Space.from_dict(space).describe()

@@ -8,8 +8,7 @@ from typing import Any
 from ..errors import StoreDamaged
 from .chroma_store import Store
 from .keys import Space
-
-NO_LABEL = "(none)"
+from .selection import NO_LABEL
 
 
 def store_stats(store: Store) -> dict[str, Any]:
@@ -59,9 +58,6 @@ def store_stats(store: Store) -> dict[str, Any]:
 
 def _space_fields(space: Space) -> dict[str, Any]:
     return {
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
+        **space.to_dict(),
         "collection": space.collection_name,
     }
