@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .progress import CancelToken, ProgressCallback
     from .store import Document, Space
     from .store.repair import SpaceHealth
+    from .store.selection import Selection
 
     SpaceSpec = Space | str | None
 
@@ -163,6 +164,7 @@ class LabAPI(Protocol):
         per_class: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        selection: Selection | None = None,
     ) -> pd.DataFrame: ...
 
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]: ...  # noqa: A002
@@ -221,6 +223,7 @@ class LabAPI(Protocol):
         naming_model: str | None = None,
         html: bool = False,
         text_weight: float | None = None,
+        selection: Selection | None = None,
     ) -> Analysis: ...
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame: ...
@@ -262,6 +265,7 @@ class LabAPI(Protocol):
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        selection: Selection | None = None,
     ) -> Comparison: ...
 
     def comparisons(self) -> pd.DataFrame: ...

@@ -33,6 +33,7 @@ from .errors import (
 from .inputs import Inputs
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space
+from .store.selection import Selection
 
 if TYPE_CHECKING:
     import numpy as np
@@ -324,9 +325,13 @@ class RemoteLab(Inputs):
         per_class: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        selection: Selection | None = None,
     ) -> pd.DataFrame:
         import pandas as pd
 
+        if selection is not None:  # as Lab.documents reads it
+            labels, sources, per_class, seed, limit = selection.parts()
+            space = space if selection.space is None else selection.space
         body = _present(
             {
                 "space": _space_spec(space),
@@ -551,8 +556,12 @@ class RemoteLab(Inputs):
         naming_model: str | None = None,
         html: bool = False,
         text_weight: float | None = None,
+        selection: Selection | None = None,
     ) -> Analysis:
         """Lab.analyze, run by the service (POST /analyses, a job)."""
+        if selection is not None:  # as Lab.analyze reads it
+            labels, sources, per_class, seed, limit = selection.parts()
+            space = space if selection.space is None else selection.space
         body = _present(
             {
                 "labels": _listed(labels),
@@ -620,8 +629,11 @@ class RemoteLab(Inputs):
         out: str | os.PathLike[str] | None = None,
         quiet: bool | None = None,
         on_progress: ProgressCallback | None = None,
+        selection: Selection | None = None,
     ) -> Comparison:
         """Lab.compare, run by the service (POST /comparisons, a job)."""
+        if selection is not None:  # as Lab.compare reads it
+            labels, sources, per_class, seed, limit = selection.parts()
         body = _present(
             {
                 "space_a": _space_spec(space_a),

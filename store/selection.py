@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..errors import InvalidRequest
 from .keys import Space
 
 NO_LABEL = "(no label)"  # how a document without a label is shown and counted
@@ -82,7 +83,15 @@ class Selection:
         }
 
     def parts(self) -> tuple[Any, ...]:
-        """(labels, sources, per_class, seed, limit): Lab's keywords, in their order."""
+        """(labels, sources, per_class, seed, limit): Lab's keywords, in their order.
+
+        A selection by `ids` is refused by name here rather than read as "everything":
+        analyze, documents and compare select by globs and samples."""
+        if self.ids is not None:
+            raise InvalidRequest(
+                "this call selects by labels, sources, per_class, seed and limit, not by "
+                "ids: leave Selection.ids out"
+            )
         return self.labels, self.sources, self.per_class, self.seed, self.limit
 
     def keywords(self) -> dict[str, Any]:

@@ -251,6 +251,18 @@ def test_documents_sampled_by_per_class_and_seed_are_the_same_documents(world):
     assert seeds["local"] != other["local"]  # the seed is used, on both sides
 
 
+def test_a_selection_stands_for_its_keywords_on_both(world):
+    from embedlab.store.selection import Selection
+
+    chosen = Selection.of(labels="space,cars", per_class=3, seed=7)
+    by_selection = both(world, lambda lab: lab.documents(selection=chosen)["id"].tolist())
+    by_keywords = both(world, lambda lab: lab.documents(labels="space,cars", per_class=3, seed=7))
+    assert by_selection["local"] == by_selection["remote"]
+    assert by_selection["local"] == by_keywords["local"]["id"].tolist()
+    by_ids = Selection.of(ids=["cars/1"])
+    same_class(raised(world, lambda lab: lab.documents(selection=by_ids)), InvalidRequest)
+
+
 def test_one_document_and_a_dry_run_delete_are_the_same(world):
     found = both(world, lambda lab: lab.document("cars/3"))
     assert found["local"] == found["remote"]
