@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EmbedlabError, InvalidRequest, NotFound, StoreError
+from .errors import EmbedlabError, InvalidRequest, NotFound
 from .inputs import Inputs
 from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.keys import content_hash, normalise_text
+from .store.map_cache import StoreMapCache
+from .store.repositories import ANALYSIS, COMPARISON, DELETION, MAP, SOURCE
+from .store.vector_memory import MEMORY_BUDGET, VectorMemory, normalise_rows  # noqa: F401
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,15 +44,7 @@ if TYPE_CHECKING:
     from .ingest.vectors import VectorReport
     from .store.repair import SpaceHealth
 
-ANALYSIS = "analysis"
-# per space, when documents were last deleted: an analysis made after that cannot miss
-# any, so reopening it checks nothing (a check reads every id: 13 s at 100,000)
-DELETION = "deletion"
-COMPARISON = "comparison"
-MAP = "map"
-SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
-MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors a keep_vectors Lab holds, all spaces together
 HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
 QUERY_CACHE = 10_000  # free-text query vectors a service keeps (120 MB at 3072 dims)
 SpaceSpec = Space | str | None
@@ -105,7 +100,7 @@ class Lab(Inputs, BatchUseCases):
         self.store = store
         self.quiet = quiet
         self.prices = PriceTable(dict(prices or {}))
-        self._memory = _VectorMemory() if keep_vectors else None
+        self._memory = VectorMemory() if keep_vectors else None
         self._write_lock = threading.RLock()
         self._providers: dict[tuple[Space, float], Provider] = {}
         self._provider_keys: dict[tuple[Space, float], str] = {}  # a hash of the key used
@@ -785,7 +780,7 @@ class Lab(Inputs, BatchUseCases):
             analysis = analyze_corpus(
                 corpus,
                 options,
-                map_cache=_StoreMapCache(self.store, chosen, self._write_lock),
+                map_cache=StoreMapCache(self.store, chosen, self._write_lock),
                 on_stage=lambda name, i: stage(name, i + 1),
                 selection=selection.as_dict(),
             )
@@ -1153,8 +1148,8 @@ class Lab(Inputs, BatchUseCases):
                 options,
                 shared,
                 map_caches=(
-                    _StoreMapCache(self.store, a, self._write_lock),
-                    _StoreMapCache(self.store, b, self._write_lock),
+                    StoreMapCache(self.store, a, self._write_lock),
+                    StoreMapCache(self.store, b, self._write_lock),
                 ),
                 on_stage=lambda name, i: stage(name, i + 1),
                 selection=selection.as_dict(),
@@ -1414,7 +1409,7 @@ class Lab(Inputs, BatchUseCases):
         present = collection.metadata_by_id(analysis.ids)
         rows = [i for i, doc_id in enumerate(analysis.ids) if doc_id in present]
         vectors = collection.load([analysis.ids[i] for i in rows], with_text=False)[0]
-        _normalise_rows(vectors)
+        normalise_rows(vectors)
         return nearest_rows(vectors, np.asarray(rows, dtype=np.int64), len(analysis.ids), k)
 
     # -- repair ----------------------------------------------------------------------------
@@ -1479,215 +1474,6 @@ class Lab(Inputs, BatchUseCases):
         return {"space": target.describe(), **gone}
 
 
-class _VectorMemory:
-    """Every vector, label and text of a space, read from Chroma once and kept.
-
-    A long-running service answers many analyses of the same spaces; reading 11,314
-    vectors of 3072 dims back out of Chroma each time costs seconds. Documents this Lab
-    writes are re-read on next use; a count that moved (another writer on a Chroma
-    server) reloads the space.
-    """
-
-    def __init__(self, budget_bytes: int = MEMORY_BUDGET) -> None:
-        self._lock = threading.Lock()
-        self._spaces: dict[Space, dict[str, Any]] = {}
-        self._stale: dict[Space, set[str]] = {}
-        self.budget_bytes = budget_bytes
-
-    def _fits(self, space: Space, count: int) -> bool:
-        held = sum(h["vectors"].nbytes for s, h in self._spaces.items() if s != space)
-        return held + count * space.dims * 4 <= self.budget_bytes
-
-    def hold(self, store: Store, space: Space) -> bool:
-        """Read the space into memory now (a service warms up with it); False when it
-        is over the memory budget."""
-        with self._lock:
-            return self._refresh(store, space) is not None
-
-    def drop_all(self) -> None:
-        """Forget every space (the store changed under them: a repair, a deleted space)."""
-        with self._lock:
-            self._spaces.clear()
-            self._stale.clear()
-
-    def update(self, store: Store, space: Space) -> None:
-        """Re-read what this Lab wrote (after an ingest); a space the ingest created is
-        held from now on, so a service answers it from memory too."""
-        with self._lock:
-            self._refresh(store, space)
-
-    def neighbours(
-        self,
-        space: Space,
-        query: np.ndarray,
-        k: int,
-        exclude_id: str | None,
-        labels: list[str] | None,
-        sources: list[str] | None,
-        busy: bool = False,
-    ) -> list[tuple[str, float, dict[str, Any], str]] | None:
-        """Hits from memory, or None when the space is not held or not current.
-
-        A large space is searched here only while `busy` (an ingest is writing it):
-        Chroma then makes queries wait for its index writes, seconds at a time, while a
-        scan of the held snapshot takes milliseconds.
-        """
-        from .store.memory_index import MemoryIndex
-
-        if not self._lock.acquire(blocking=False):
-            return None  # being refreshed after an ingest: Chroma answers meanwhile
-        try:
-            held = self._spaces.get(space)
-            if held is None or self._stale.get(space):
-                return None
-            if not busy and not MemoryIndex.worth_it(*held["vectors"].shape):
-                return None
-            if held.get("index") is None:
-                held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
-            index, ids = held["index"], held["ids"]
-            metadatas, texts = held["metadatas"], held["texts"]
-            exclude = held["row_of"].get(exclude_id) if exclude_id is not None else None
-        finally:
-            self._lock.release()
-        query = np.asarray(query, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(query))
-        if norm > 0 and abs(norm - 1.0) > 1e-6:  # held rows are unit: cosine needs a unit query
-            query = query / norm
-        mask = index.mask(labels, sources)
-        rows, scores = index.search(query, k, exclude, mask)
-        return [(ids[r], float(s), metadatas[r], texts[r]) for r, s in zip(rows, scores)]
-
-    def vector_by_hash(self, space: Space, key: str) -> np.ndarray | None:
-        """The unit vector of a held document whose text hashes to `key`, else None."""
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            held = self._spaces.get(space)
-            if held is None or self._stale.get(space):
-                return None
-            by_hash = held.get("row_of_hash")
-            if by_hash is None:
-                by_hash = {m.get("content_hash"): r for r, m in enumerate(held["metadatas"])}
-                held["row_of_hash"] = by_hash
-            row = by_hash.get(key)
-            return None if row is None else held["vectors"][row].copy()
-        finally:
-            self._lock.release()
-
-    def follow(self, store: Store, space: Space) -> bool:
-        """Re-read a held space whose count moved (another replica wrote to the Chroma
-        server); True when it did. The count is read without the lock, so lookups are
-        answered from memory meanwhile."""
-        held = self._spaces.get(space)
-        if held is None:
-            return self.hold(store, space)
-        collection = store.collection(space)
-        if collection is None or collection.count() == len(held["row_of"]):
-            return False
-        with self._lock:
-            self._refresh(store, space)
-        return True
-
-    def drop(self, space: Space) -> None:
-        """Let go of a space (documents were deleted); it is read again on next use."""
-        with self._lock:
-            self._spaces.pop(space, None)
-            self._stale.pop(space, None)
-
-    def forget(self, space: Space, ids: Iterable[str]) -> None:
-        with self._lock:
-            if space in self._spaces:
-                self._stale.setdefault(space, set()).update(ids)
-
-    def vector(self, space: Space, doc_id: str) -> np.ndarray | None:
-        """A document's vector if it is held and current (no Chroma call), else None."""
-        if not self._lock.acquire(blocking=False):
-            return None  # being refreshed: never make a lookup wait for it
-        try:
-            held = self._spaces.get(space)
-            if held is None or doc_id in self._stale.get(space, ()):
-                return None
-            row = held["row_of"].get(doc_id)
-            return None if row is None else held["vectors"][row].copy()
-        finally:
-            self._lock.release()
-
-    def corpus(self, store: Store, space: Space, selection: Any, ids: Any = None) -> Any:
-        from .analyze.select import Corpus, load_corpus, select_ids
-
-        with self._lock:
-            held = self._refresh(store, space)
-            if held is None:  # over the budget: read what the analysis needs, keep nothing
-                return load_corpus(store, space, selection, ids=ids)
-            row_of = held["row_of"]
-            if ids is None:
-                ids = select_ids(
-                    store, space, selection, ((i, held["metadatas"][row_of[i]]) for i in row_of)
-                )
-            elif any(i not in row_of for i in ids):
-                missing = [i for i in ids if i not in row_of][:3]
-                raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
-            rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
-            return Corpus(
-                space=space,
-                ids=ids,
-                vectors=held["vectors"][rows],
-                labels=[held["metadatas"][r].get("label") for r in rows],
-                texts=[held["texts"][r] for r in rows],
-                hashes=[held["metadatas"][r].get("content_hash", "") for r in rows],
-            )
-
-    def _refresh(self, store: Store, space: Space) -> dict[str, Any] | None:
-        collection = store.collection(space)
-        if collection is None:
-            raise NotFound(f"the store has no {space.describe()}")
-        held = self._spaces.get(space)
-        stale = self._stale.pop(space, set())
-        expected = None if held is None else len(held["row_of"].keys() | stale)
-        count = collection.count()
-        if not self._fits(space, count):
-            self._spaces.pop(space, None)
-            return None
-        if held is not None and not stale and count > expected:  # another replica added
-            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-            new = [doc_id for doc_id in ids if doc_id not in held["row_of"]]
-            if len(new) == count - expected:  # only additions: read just those
-                stale = set(new)
-        if held is None or (expected != count and not stale):
-            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-            vectors, metadatas, texts = collection.load(ids)
-            held = {"row_of": {i: r for r, i in enumerate(ids)}, "vectors": vectors}
-            held.update(metadatas=metadatas, texts=texts, ids=ids, index=None)
-            _normalise_rows(held["vectors"])
-            self._spaces[space] = held
-        elif stale:
-            known = sorted(stale & held["row_of"].keys())
-            new = sorted(stale - held["row_of"].keys())
-            if known:
-                vectors, metadatas, texts = collection.load(known)
-                _normalise_rows(vectors)
-                for j, doc_id in enumerate(known):
-                    row = held["row_of"][doc_id]
-                    held["vectors"][row] = vectors[j]
-                    held["metadatas"][row], held["texts"][row] = metadatas[j], texts[j]
-            if new:
-                vectors, metadatas, texts = collection.load(new)
-                _normalise_rows(vectors)
-                start = len(held["row_of"])
-                held["vectors"] = np.concatenate([held["vectors"], vectors])
-                held["metadatas"] = held["metadatas"] + metadatas
-                held["texts"] = held["texts"] + texts
-                held["row_of"].update({doc_id: start + j for j, doc_id in enumerate(new)})
-                held["ids"] = held["ids"] + new
-            held["index"] = None
-            held.pop("row_of_hash", None)
-        if held.get("index") is None:  # built now, while lookups go to Chroma
-            from .store.memory_index import MemoryIndex
-
-            held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
-        return held
-
-
 def _analysis_type() -> type:
     from .analyze.analysis import Analysis
 
@@ -1702,68 +1488,6 @@ def _read_at(analysis: Analysis) -> str:
     took = sum(float(v) for v in (analysis.timings or {}).values()) + 1.0
     read = datetime.fromisoformat(analysis.created) - timedelta(seconds=took)
     return read.isoformat(timespec="microseconds")
-
-
-def _normalise_rows(vectors: np.ndarray) -> None:
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-
-
-class _StoreMapCache:
-    """2-D maps kept in the store, keyed by analyze.reduce.map_key."""
-
-    def __init__(self, store: Store, space: Space, write_lock: threading.RLock):
-        self._store = store
-        self._space = space
-        self._write_lock = write_lock
-
-    def get(self, key: str) -> tuple[np.ndarray, str] | None:
-        from .store.artifacts import unpack_arrays
-
-        try:
-            found = self._store.artifacts.get(MAP, key)
-        except StoreError:
-            return None  # an incomplete cache entry is recomputed, never trusted
-        if found is None:
-            return None
-        head, payload = found
-        return unpack_arrays(payload)["coords"], head["note"]
-
-    def put(self, key: str, coords: np.ndarray, note: str) -> None:
-        from .store.artifacts import pack_arrays
-
-        head = {"note": note, "space_collection": self._space.collection_name}
-        try:
-            with self._write_lock:
-                payload = pack_arrays(coords=coords.astype(np.float32))
-                self._store.artifacts.put(MAP, key, head, payload)
-        except StoreError:
-            pass  # only a cache: the analysis stands, the next one recomputes the map
-
-    def put_basis(self, key: str, components: np.ndarray, mean: np.ndarray) -> None:
-        """The PCA basis the map `key` was drawn from (what an update places with)."""
-        from .store.artifacts import pack_arrays
-
-        head = {"space_collection": self._space.collection_name}
-        payload = pack_arrays(
-            components=components.astype(np.float32), mean=mean.astype(np.float32)
-        )
-        try:
-            with self._write_lock:
-                self._store.artifacts.put(MAP + "-basis", key, head, payload)
-        except StoreError:
-            pass  # only a cache
-
-    def get_basis(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        from .store.artifacts import unpack_arrays
-
-        try:
-            found = self._store.artifacts.get(MAP + "-basis", key)
-        except StoreError:
-            return None
-        if found is None:
-            return None
-        arrays = unpack_arrays(found[1])
-        return arrays["components"], arrays["mean"]
 
 
 def python_documents(
