@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from .inputs import Inputs
 from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
+from .store.documents import documents_frame, pending_records
 from .store.keys import content_hash, normalise_text
 from .store.map_cache import StoreMapCache
 from .store.repositories import ANALYSIS, COMPARISON, DELETION, MAP, SOURCE
@@ -428,7 +428,7 @@ class Lab(Inputs, BatchUseCases):
             return []
         sources = {d.source for d in documents}
         kept = {d.id for d in documents}
-        records = [*collection.iter_metadata(), *_records(collection.pending())]
+        records = [*collection.iter_metadata(), *pending_records(collection.pending())]
         gone = [
             doc_id
             for doc_id, meta in records
@@ -528,7 +528,7 @@ class Lab(Inputs, BatchUseCases):
         ids = select_ids(
             self.store, chosen, self._selection(labels, sources, per_class, seed, limit)
         )
-        return _documents_frame(ids, *self.store.collection(chosen).records(ids))
+        return documents_frame(ids, *self.store.collection(chosen).records(ids))
 
     def document_page(
         self,
@@ -554,7 +554,7 @@ class Lab(Inputs, BatchUseCases):
                 raise
             ids = []  # an empty space: an empty page
         page = ids[offset : offset + limit]
-        return len(ids), _documents_frame(page, *self.store.collection(chosen).records(page))
+        return len(ids), documents_frame(page, *self.store.collection(chosen).records(page))
 
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
         """One stored document: id, label, source, text, content_hash, chars, space."""
@@ -613,7 +613,9 @@ class Lab(Inputs, BatchUseCases):
                         found |= set(select_ids(self.store, chosen, selection))
                     except InvalidRequest:  # nothing matches in this space
                         pass
-                    found |= set(select_ids(self.store, chosen, selection, _records(pending), True))
+                    found |= set(
+                        select_ids(self.store, chosen, selection, pending_records(pending), True)
+                    )
                 if found and not dry_run:
                     name = chosen.collection_name
                     mark = {"id": name, "space_collection": name}
@@ -640,59 +642,16 @@ class Lab(Inputs, BatchUseCases):
         """Write ids, labels, sources, texts and float32 vectors of a selection, for use
         without Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding
         vectors.npy and documents.jsonl in the same row order. Returns the row count."""
-        import json as json_module
-
         from .analyze.select import load_corpus
+        from .store.export import FORMATS, export_rows, write_export
 
-        if format not in ("parquet", "npy", "jsonl"):
+        if format not in FORMATS:
             raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
         chosen = self.space(space)
         corpus = load_corpus(self.store, chosen, self._selection(labels, sources, None, 0, None))
         sources_of = self.store.collection(chosen).metadata_by_id(corpus.ids)
-        rows = [
-            {
-                "id": doc_id,
-                "label": label,
-                "source": sources_of[doc_id].get("source"),
-                "text": text,
-            }
-            for doc_id, label, text in zip(corpus.ids, corpus.labels, corpus.texts)
-        ]
-        target = Path(path)
-        if format == "npy" and target.exists() and not target.is_dir():
-            raise InvalidRequest(
-                f"{target} is a file; npy export writes a folder, give another path"
-            )
-        if format != "npy" and target.is_dir():
-            raise InvalidRequest(f"{target} is a folder; give a file path for {format} export")
-        try:
-            (target if format == "npy" else target.parent).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidRequest(f"cannot write {target}: {exc.strerror}") from None
-        if format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.table(
-                {
-                    **{key: [r[key] for r in rows] for key in ("id", "label", "source", "text")},
-                    "vector": pa.FixedSizeListArray.from_arrays(
-                        pa.array(corpus.vectors.reshape(-1), type=pa.float32()), chosen.dims
-                    ),
-                }
-            )
-            pq.write_table(table, target)
-        elif format == "jsonl":
-            with target.open("w", encoding="utf-8") as file:
-                for row, vector in zip(rows, corpus.vectors):
-                    row = {**row, "vector": [float(x) for x in vector]}
-                    file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            np.save(target / "vectors.npy", corpus.vectors.astype(np.float32))
-            with (target / "documents.jsonl").open("w", encoding="utf-8") as file:
-                for row in rows:
-                    file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
-        return len(rows)
+        rows = export_rows(corpus.ids, corpus.labels, corpus.texts, sources_of)
+        return write_export(path, format, rows, corpus.vectors, chosen.dims)
 
     def vectors(
         self,
@@ -1490,105 +1449,6 @@ def _read_at(analysis: Analysis) -> str:
     return read.isoformat(timespec="microseconds")
 
 
-def python_documents(
-    data: Any,
-    text: str,
-    id: str | None,  # noqa: A002
-    label: str | None,
-    source: str,
-    skipped: Counter[str],
-    vector: str | None = None,
-    vectors: dict[str, Any] | None = None,
-) -> Iterable[Document]:
-    """Documents from a DataFrame, a list of strings, or a list of dicts. With `vector`
-    (a column or key of vectors computed elsewhere), each one's vector goes in `vectors`."""
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        yield from _frame_documents(data, text, id, label, source, skipped, vector, vectors)
-        return
-    if isinstance(data, str | bytes) or not isinstance(data, Iterable):
-        raise InvalidRequest("give a DataFrame, a list of strings, or a list of dicts")
-    for n, item in enumerate(data):
-        if isinstance(item, str) and vector is not None:
-            raise InvalidRequest(
-                f"item {n} is a string; with vector= give dicts or a DataFrame with a "
-                f"{vector!r} key or column"
-            )
-        if isinstance(item, str):
-            yield Document(_content_id(item), item, source)
-        elif isinstance(item, dict):
-            body = item.get(text)
-            if not isinstance(body, str):
-                skipped["no text" if body is None else "text not a string"] += 1
-                continue
-            key = item.get(id or "id")
-            tag = item.get(label or "label")
-            doc_id = _content_id(body) if key is None else str(key)  # never a list position
-            if vector is not None and vectors is not None:
-                vectors.setdefault(doc_id, item.get(vector))
-            yield Document(
-                doc_id,
-                body,
-                str(item.get("source") or source),
-                None if tag is None else str(tag),
-            )
-        else:
-            raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
-
-
-def _frame_documents(  # noqa: A002
-    frame, text, id, label, source, skipped, vector=None, vectors=None
-) -> Iterable[Document]:
-    import pandas as pd
-
-    columns = [str(c) for c in frame.columns]
-    for role, name in (("text", text), ("id", id), ("label", label), ("vector", vector)):
-        if name is not None and name not in frame.columns:
-            raise InvalidRequest(
-                f"the DataFrame has no {role} column {name!r}; its columns: {', '.join(columns)}"
-            )
-    # without an id column, ids come from the text: a default index (0, 1, 2...) would
-    # make the next DataFrame overwrite this one's documents
-    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
-    tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
-    raws = frame[vector].tolist() if vector is not None else None
-    for row, body in enumerate(frame[text].tolist()):
-        if not isinstance(body, str):
-            skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
-            continue
-        tag = None if tags is None else tags.iloc[row]
-        tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
-        doc_id = _content_id(body) if ids is None else str(ids.iloc[row])
-        if raws is not None and vectors is not None:
-            vectors.setdefault(doc_id, raws[row])
-        yield Document(doc_id, body, source, tag)
-
-
-def _documents_frame(ids: list[str], metadatas: list[dict], texts: list[str]) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "id": ids,
-            "label": [m.get("label") for m in metadatas],
-            "source": [m.get("source") for m in metadatas],
-            "text": texts,
-            "content_hash": [m.get("content_hash") for m in metadatas],
-            "chars": [m.get("chars") for m in metadatas],
-        }
-    )
-
-
-def _records(pending: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(doc_id, meta) for doc_id, _text, meta in pending]
-
-
-def _content_id(text: str) -> str:
-    """An id for a text given without one: the same text always gets the same id."""
-    return f"text/{content_hash(normalise_text(text))[:16]}"
-
-
 def _list(value: Sequence[str] | str | None) -> list[str] | None:
     """Globs as a list: one string may hold several, comma-separated."""
     if value is None:
@@ -1610,3 +1470,13 @@ def _describe(space: dict[str, Any]) -> str:
     return Space(
         space["provider"], space["model"], space["task_type"], int(space["dims"])
     ).describe()
+
+
+def __getattr__(name: str) -> Any:
+    """`embedlab.lab.python_documents`, where it was before it moved to ingest.framing
+    (imported on first use: importing embedlab never imports the ingest layer)."""
+    if name == "python_documents":
+        from .ingest.framing import python_documents
+
+        return python_documents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
