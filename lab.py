@@ -28,6 +28,7 @@ from .inputs import Inputs
 from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
+from .store.cache import BoundedCache
 from .store.documents import documents_frame, pending_records
 from .store.keys import content_hash, normalise_text
 from .store.map_cache import StoreMapCache
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
 HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
 QUERY_CACHE = 10_000  # free-text query vectors a service keeps (120 MB at 3072 dims)
+HEADS_CACHE = 256  # spaces whose lists of stored analyses are kept
 SpaceSpec = Space | str | None
 
 
@@ -105,16 +107,21 @@ class Lab(Inputs, BatchUseCases):
         self._providers: dict[tuple[Space, float], Provider] = {}
         self._provider_keys: dict[tuple[Space, float], str] = {}  # a hash of the key used
         self._provider_lock = threading.Lock()
-        self._analyses: dict[str, Analysis] = {}
-        self._analyses_lock = threading.Lock()
-        self._heads: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # by space collection
-        self._cluster_maps: dict[str, dict[str, int]] = {}  # by analysis id
-        self._analysis_texts: dict[str, list[str]] = {}  # by analysis id, for text search
+        # what this Lab keeps of the store, each dropped by `_invalidate` alone
+        self._analyses: BoundedCache[str, Analysis] = BoundedCache(ANALYSIS_CACHE)
+        # stored analyses' heads by space collection, trusted HEADS_TTL_S
+        self._heads: BoundedCache[str, list[dict[str, Any]]] = BoundedCache(
+            HEADS_CACHE, ttl_s=HEADS_TTL_S
+        )
+        self._cluster_maps: BoundedCache[str, dict[str, int]] = BoundedCache(ANALYSIS_CACHE)
+        # by analysis id, for text search
+        self._analysis_texts: BoundedCache[str, list[str]] = BoundedCache(ANALYSIS_CACHE)
         self._spaces: tuple[float, list[Space]] | None = None
         self._writing: set[Space] = set()  # spaces an ingest is writing now
         self._later_lock = threading.Lock()
         self._loading: set[str] = set()  # what _later is reloading now
-        self._queries: dict[tuple[Space, str], np.ndarray] = {}  # query vectors, newest last
+        # free-text query vectors by (space, content hash)
+        self._queries: BoundedCache[tuple[Space, str], np.ndarray] = BoundedCache(QUERY_CACHE)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -345,11 +352,11 @@ class Lab(Inputs, BatchUseCases):
             finally:
                 self._writing.discard(space)
                 close_bar()
-                self._spaces = None  # the ingest may have made a space
+                # the ingest may have made a space; what it wrote is read again
+                self._invalidate(space, ids=latest[0].ids if latest else ())
                 if latest:
                     self._record_costs(latest[0], final=True)
                     if self._memory is not None:
-                        self._memory.forget(space, latest[0].ids)
                         try:  # a service answers from memory again at once
                             self._memory.update(self.store, space)
                         except EmbedlabError:  # the ingest stands; the next read retries
@@ -413,9 +420,11 @@ class Lab(Inputs, BatchUseCases):
                 return written
             finally:
                 close_bar()
-                self._spaces = None  # the ingest may have made a space
+                if written is None or dry_run:
+                    self._invalidate(catalogue=True)  # the ingest may have made a space
+                else:
+                    self._invalidate(written.space, ids=written.ids)
                 if written is not None and not dry_run and self._memory is not None:
-                    self._memory.forget(written.space, written.ids)
                     try:
                         self._memory.update(self.store, written.space)
                     except EmbedlabError:  # the ingest stands; the next read retries
@@ -622,13 +631,8 @@ class Lab(Inputs, BatchUseCases):
                     mark["created"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
                     self.store.artifacts.put_heads(DELETION, [mark])  # before: never missed
                     collection.delete(sorted(found))
-                    if self._memory is not None:
-                        self._memory.drop(chosen)
+                    self._invalidate(chosen, deleted=True)
                 removed |= found
-            if removed and not dry_run:
-                with self._analyses_lock:
-                    self._analyses.clear()
-                    self._analysis_texts.clear()
         return sorted(removed)
 
     def export(
@@ -816,8 +820,7 @@ class Lab(Inputs, BatchUseCases):
         head, payload = analysis.to_record()
         with self._write_lock:
             self.store.artifacts.put(ANALYSIS, analysis.id, head, payload)
-        with self._analyses_lock:
-            self._heads.clear()
+        self._invalidate(analysis_id=analysis.id)
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
         """Stored analyses, newest first: id, created, space, documents, options, metrics."""
@@ -850,10 +853,10 @@ class Lab(Inputs, BatchUseCases):
         """A stored analysis as it was computed (a read, nothing recomputed)."""
         from .analyze.analysis import Analysis
 
-        with self._analyses_lock:
-            cached = self._analyses.get(analysis_id)
+        cached = self._analyses.get(analysis_id)
         if cached is not None:
             return cached
+        generation = self._analyses.generation  # a delete meanwhile: not kept
         found = self.store.artifacts.get(ANALYSIS, analysis_id)
         if found is None:
             raise NotFound(
@@ -875,43 +878,34 @@ class Lab(Inputs, BatchUseCases):
                 f"{gone} of its {len(analysis.ids)} documents were deleted from the store "
                 "since; analyse again for the current documents"
             )
-        with self._analyses_lock:  # stored analyses never change: keep a few in memory
-            if len(self._analyses) >= ANALYSIS_CACHE:
-                self._analyses.pop(next(iter(self._analyses)))
-            self._analyses[analysis_id] = analysis
+        # stored analyses never change: keep a few in memory
+        self._analyses.put(analysis_id, analysis, tags=(analysis.space,), generation=generation)
         return analysis
 
     def _analysis_heads(self, collection: str) -> list[dict[str, Any]]:
         """The space's stored analyses, newest first; a service asks on every neighbours
         call, so the list is kept HEADS_TTL_S (and dropped when this Lab stores one)."""
-        now = time.monotonic()
-        with self._analyses_lock:
-            held = self._heads.get(collection)
-            if held is not None and now - held[0] < HEADS_TTL_S:
-                return held[1]
+        held = self._heads.get_aged(collection)
+        if held is not None and self._heads.is_fresh(held[1]):
+            return held[0]
         if held is not None and self._memory is not None:  # a service: never wait on Chroma
             self._later(f"heads:{collection}", lambda: self._reload_heads(collection))
-            return held[1]
+            return held[0]
         return self._reload_heads(collection)
 
     def _reload_heads(self, collection: str) -> list[dict[str, Any]]:
-        now = time.monotonic()
+        generation = self._heads.generation
         heads = self.store.artifacts.heads(ANALYSIS, collection)
-        with self._analyses_lock:
-            self._heads[collection] = (now, heads)
+        self._heads.put(collection, heads, generation=generation)
         return heads
 
     def _cluster_map(self, analysis: Analysis) -> dict[str, int]:
         """id -> cluster of a stored analysis, built once."""
         key = analysis.id or str(id(analysis))
-        with self._analyses_lock:
-            found = self._cluster_maps.get(key)
+        found = self._cluster_maps.get(key)
         if found is None:
             found = dict(zip(analysis.ids, analysis.cluster_labels.tolist()))
-            with self._analyses_lock:
-                if len(self._cluster_maps) >= ANALYSIS_CACHE:
-                    self._cluster_maps.pop(next(iter(self._cluster_maps)))
-                self._cluster_maps[key] = found
+            self._cluster_maps.put(key, found)
         return found
 
     def delete_analysis(self, analysis_id: str) -> None:
@@ -921,10 +915,7 @@ class Lab(Inputs, BatchUseCases):
                     f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
                     "or lab.analyses())"
                 )
-            with self._analyses_lock:
-                self._analyses.pop(analysis_id, None)
-                self._cluster_maps.pop(analysis_id, None)
-                self._heads.clear()
+            self._invalidate(analysis_id=analysis_id)
         self._emit("analysis-deleted", {"analysis": analysis_id})
 
     def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
@@ -1287,10 +1278,7 @@ class Lab(Inputs, BatchUseCases):
     def _remember_query(self, space: Space, text: str, vector: np.ndarray) -> None:
         if self._memory is None:
             return
-        with self._later_lock:
-            self._queries[(space, content_hash(normalise_text(text)))] = vector
-            while len(self._queries) > QUERY_CACHE:
-                self._queries.pop(next(iter(self._queries)))
+        self._queries.put((space, content_hash(normalise_text(text))), vector, tags=(space,))
 
     def _clusters_of(self, space: Space, analysis_id: str | None):
         """Clusters from `analysis_id`, or from the newest analyses of the space that hold
@@ -1318,15 +1306,13 @@ class Lab(Inputs, BatchUseCases):
     def analysis_texts(self, analysis_id: str) -> list[str]:
         """The texts of an analysis' documents, in its order ("" for one deleted since);
         the last few are kept, so a page searching as someone types reads Chroma once."""
-        with self._analyses_lock:
-            found = self._analysis_texts.get(analysis_id)
+        found = self._analysis_texts.get(analysis_id)
         if found is not None:
             return found
-        texts = self.analysis_texts_of(self.analysis(analysis_id))
-        with self._analyses_lock:
-            if len(self._analysis_texts) >= ANALYSIS_CACHE:
-                self._analysis_texts.pop(next(iter(self._analysis_texts)))
-            self._analysis_texts[analysis_id] = texts
+        generation = self._analysis_texts.generation  # a delete meanwhile: not kept
+        analysis = self.analysis(analysis_id)
+        texts = self.analysis_texts_of(analysis)
+        self._analysis_texts.put(analysis_id, texts, tags=(analysis.space,), generation=generation)
         return texts
 
     def analysis_texts_of(self, analysis: Analysis) -> list[str]:
@@ -1384,19 +1370,54 @@ class Lab(Inputs, BatchUseCases):
 
         with self._write_lock:
             self.store.disconnect()  # an embedded store is read from child processes
-            self._forget_everything()
+            self._invalidate()
             return check_store(self.store, fix=not check)
 
-    def _forget_everything(self) -> None:
-        """Drop every cache of what the store held (after a repair or a deleted space)."""
-        with self._analyses_lock:
-            self._analyses.clear()
-            self._cluster_maps.clear()
+    def _invalidate(
+        self,
+        space: Space | None = None,
+        *,
+        ids: Iterable[str] | None = None,
+        deleted: bool = False,
+        analysis_id: str | None = None,
+        catalogue: bool = False,
+    ) -> None:
+        """The one path by which this Lab drops what it keeps of the store, after a write.
+
+        - no argument: everything (a repair, a deleted space: the store changed under it);
+        - `catalogue=True`: the list of spaces (an ingest may have made one);
+        - `space` and `ids`: those documents were written (the list of spaces too);
+        - `space` and `deleted=True`: documents were deleted from it (its held vectors,
+          and every analysis of it kept: their notes count the deleted ones);
+        - `space` alone: anything in it may have changed (a batch collected);
+        - `analysis_id`: an analysis was stored or deleted (its entries, and the lists
+          of stored analyses).
+        Any write to a space also drops the texts of its analyses kept for text search.
+        """
+        everything = space is None and analysis_id is None and not catalogue
+        if everything or catalogue or (space is not None and not deleted):
+            self._spaces = None
+        if analysis_id is not None:
+            self._analyses.pop(analysis_id)
+            self._cluster_maps.pop(analysis_id)
+            self._analysis_texts.pop(analysis_id)
             self._heads.clear()
+        if everything:
+            for cache in (self._analyses, self._cluster_maps, self._heads):
+                cache.clear()
             self._analysis_texts.clear()
-        self._spaces = None
-        if self._memory is not None:
-            self._memory.drop_all()
+            self._queries.clear()
+            if self._memory is not None:
+                self._memory.drop_all()
+        elif space is not None:
+            self._analysis_texts.forget(tag=space)  # a text may have changed, or gone
+            if deleted:
+                self._analyses.forget(tag=space)
+            if self._memory is not None:
+                if ids is not None and not deleted:
+                    self._memory.forget(space, ids)
+                else:
+                    self._memory.drop(space)
 
     def reembed(
         self, space: SpaceSpec = None, dry_run: bool = False, **options: Any
@@ -1429,7 +1450,7 @@ class Lab(Inputs, BatchUseCases):
         target = self.space(space)
         with self._write_lock:
             gone = delete_space(self.store, target, (ANALYSIS, COMPARISON, MAP, DELETION))
-            self._forget_everything()
+            self._invalidate()
         return {"space": target.describe(), **gone}
 
 
