@@ -32,7 +32,14 @@ from .store.cache import BoundedCache
 from .store.documents import documents_frame, pending_records
 from .store.keys import content_hash, normalise_text
 from .store.map_cache import StoreMapCache
-from .store.repositories import ANALYSIS, COMPARISON, DELETION, MAP, SOURCE
+from .store.repositories import (
+    ANALYSIS,
+    COMPARISON,
+    DELETION,
+    MAP,
+    SOURCE,  # noqa: F401 - where front ends found the kinds
+    Repositories,
+)
 from .store.vector_memory import MEMORY_BUDGET, VectorMemory, normalise_rows  # noqa: F401
 
 if TYPE_CHECKING:
@@ -100,6 +107,7 @@ class Lab(Inputs, BatchUseCases):
         from .store.ledger import PriceTable
 
         self.store = store
+        self.records = Repositories.of(store)  # the store's artifacts, by kind
         self.quiet = quiet
         self.prices = PriceTable(dict(prices or {}))
         self._memory = VectorMemory() if keep_vectors else None
@@ -240,15 +248,15 @@ class Lab(Inputs, BatchUseCases):
 
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a source name to one real input, so two `posts.csv` never share ids."""
-        head = self.store.artifacts.head(SOURCE, source)
-        if head is not None and head["origin"] != origin:
+        claimed = self.records.sources.origin(source)
+        if claimed is not None and claimed != origin:
             raise InvalidRequest(
-                f"{source} already names {head['origin']}; give {origin} a name of its own "
+                f"{source} already names {claimed}; give {origin} a name of its own "
                 "(--name NAME, or name= in Python)"
             )
-        if head is None and not dry_run:
+        if claimed is None and not dry_run:
             with self._write_lock:
-                self.store.artifacts.put(SOURCE, source, {"origin": origin}, b"")
+                self.records.sources.claim(source, origin)
 
     def ingest_documents(
         self,
@@ -450,7 +458,7 @@ class Lab(Inputs, BatchUseCases):
     def _record_costs(self, report: IngestReport, final: bool = False) -> None:
         """Write the provider calls made so far (and, at the end, the cache hits) to the
         store's cost ledger, batch by batch, so a crash loses no record of money spent."""
-        from .store.ledger import COST, entry
+        from .store.ledger import entry
 
         if report.dry_run:
             return
@@ -460,7 +468,16 @@ class Lab(Inputs, BatchUseCases):
         hits = report.cached + report.reused
         if final and hits:
             entries.append(entry(report.space, "cache", hits, report.cached_chars))
-        self.store.artifacts.put_heads(COST, entries)
+        self.records.costs.add(entries)
+
+    def set_prices(self, prices: Mapping[str, float]) -> None:
+        """Price the cost ledger at these USD per 1M tokens by model from now on (what
+        `embedlab costs --price MODEL=USD` does), over the default list prices."""
+        self.prices.overrides = dict(prices)
+
+    def recorded_jobs(self) -> list[dict[str, Any]]:
+        """The jobs a service over this store recorded, newest first (their heads)."""
+        return self.records.jobs.heads()
 
     def costs(self) -> pd.DataFrame:
         """Per space: provider requests, texts embedded, estimated tokens and USD spent,
@@ -468,9 +485,9 @@ class Lab(Inputs, BatchUseCases):
         row per naming model ("gemini:<model> (cluster names)")."""
         import pandas as pd
 
-        from .store.ledger import COST, summarise
+        from .store.ledger import summarise
 
-        rows = summarise(self.store.artifacts.heads(COST), self.prices)
+        rows = summarise(self.records.costs.entries(), self.prices)
         columns = [
             "space",
             "provider",
@@ -626,10 +643,8 @@ class Lab(Inputs, BatchUseCases):
                         select_ids(self.store, chosen, selection, pending_records(pending), True)
                     )
                 if found and not dry_run:
-                    name = chosen.collection_name
-                    mark = {"id": name, "space_collection": name}
-                    mark["created"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-                    self.store.artifacts.put_heads(DELETION, [mark])  # before: never missed
+                    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    self.records.deletions.mark(chosen.collection_name, now)  # before: never missed
                     collection.delete(sorted(found))
                     self._invalidate(chosen, deleted=True)
                 removed |= found
@@ -783,7 +798,6 @@ class Lab(Inputs, BatchUseCases):
         """Name the analysis' clusters (ingest.naming), with names cached in the store by
         their members' content hashes and every request written to the cost ledger."""
         from .ingest.naming import PROMPT_VERSION, GeminiNamer, name_clusters
-        from .store.ledger import COST
         from .store.names import NameCache, name_key
 
         members: dict[int, list[str]] = {}
@@ -793,7 +807,7 @@ class Lab(Inputs, BatchUseCases):
 
         def on_spent(entry: dict[str, Any]) -> None:
             with self._write_lock:
-                self.store.artifacts.put_heads(COST, [entry])
+                self.records.costs.add([entry])
 
         def on_named(done: int, total: int) -> None:
             status = f"name {done}/{total}"
@@ -819,7 +833,7 @@ class Lab(Inputs, BatchUseCases):
         analysis.id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
         head, payload = analysis.to_record()
         with self._write_lock:
-            self.store.artifacts.put(ANALYSIS, analysis.id, head, payload)
+            self.records.analyses.put(analysis.id, head, payload)
         self._invalidate(analysis_id=analysis.id)
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
@@ -828,7 +842,7 @@ class Lab(Inputs, BatchUseCases):
 
         collection = self.space(space).collection_name if space is not None else None
         rows = []
-        for head in self.store.artifacts.heads(ANALYSIS, collection):
+        for head in self.records.analyses.heads(collection):
             options, metrics = head["options"], head["metrics"]
             rows.append(
                 {
@@ -857,7 +871,7 @@ class Lab(Inputs, BatchUseCases):
         if cached is not None:
             return cached
         generation = self._analyses.generation  # a delete meanwhile: not kept
-        found = self.store.artifacts.get(ANALYSIS, analysis_id)
+        found = self.records.analyses.get(analysis_id)
         if found is None:
             raise NotFound(
                 f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
@@ -866,10 +880,10 @@ class Lab(Inputs, BatchUseCases):
         analysis = Analysis.from_record(*found)
         self._attach_map_extras(analysis)
         collection = self.store.collection(analysis.space)
-        deleted = self.store.artifacts.head(DELETION, analysis.space.collection_name)
+        deleted = self.records.deletions.last(analysis.space.collection_name)
         if collection is None:
             gone = len(analysis.ids)
-        elif deleted is None or deleted["created"] < _read_at(analysis):
+        elif deleted is None or deleted < _read_at(analysis):
             gone = 0  # nothing was deleted from the space since the analysis read it
         else:
             gone = len(analysis.ids) - len(collection.metadata_by_id(analysis.ids))
@@ -895,7 +909,7 @@ class Lab(Inputs, BatchUseCases):
 
     def _reload_heads(self, collection: str) -> list[dict[str, Any]]:
         generation = self._heads.generation
-        heads = self.store.artifacts.heads(ANALYSIS, collection)
+        heads = self.records.analyses.heads(collection)
         self._heads.put(collection, heads, generation=generation)
         return heads
 
@@ -910,7 +924,7 @@ class Lab(Inputs, BatchUseCases):
 
     def delete_analysis(self, analysis_id: str) -> None:
         with self._write_lock:
-            if not self.store.artifacts.delete(ANALYSIS, analysis_id):
+            if not self.records.analyses.delete(analysis_id):
                 raise NotFound(
                     f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
                     "or lab.analyses())"
@@ -1111,7 +1125,7 @@ class Lab(Inputs, BatchUseCases):
             comparison.id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
             head, payload = comparison.to_record()
             with self._write_lock:
-                self.store.artifacts.put(COMPARISON, comparison.id, head, payload)
+                self.records.comparisons.put(comparison.id, head, payload)
             notify(Progress("compare", len(stages), len(stages), "done"))
         finally:
             close_bar()
@@ -1141,7 +1155,7 @@ class Lab(Inputs, BatchUseCases):
                 "jaccard_mean": head["neighbourhoods"]["jaccard_mean"],
                 "ari": head["clusterings"]["ari"],
             }
-            for head in self.store.artifacts.heads(COMPARISON)
+            for head in self.records.comparisons.heads()
         ]
         columns = ["id", "created", "space_a", "space_b", "documents", "jaccard_mean", "ari"]
         return pd.DataFrame(rows, columns=columns)
@@ -1150,7 +1164,7 @@ class Lab(Inputs, BatchUseCases):
         """A stored comparison as it was computed (a read, nothing recomputed)."""
         from .analyze.comparison import Comparison
 
-        found = self.store.artifacts.get(COMPARISON, comparison_id)
+        found = self.records.comparisons.get(comparison_id)
         if found is None:
             raise NotFound(f"no stored comparison {comparison_id!r}")
         return Comparison.from_record(*found)
@@ -1236,9 +1250,7 @@ class Lab(Inputs, BatchUseCases):
                     collection, text, lambda: self.provider(chosen), spend=spend
                 )
                 if spent:
-                    from .store.ledger import COST
-
-                    self.store.artifacts.put_heads(COST, spent)
+                    self.records.costs.add(spent)
                 requests = sum(e["requests"] for e in spent)
                 self._remember_query(chosen, text, query)
         else:
