@@ -692,10 +692,19 @@ class Lab(Inputs, BatchUseCases):
     ) -> Any:
         """The selection's vectors (or exactly `ids`'): from memory when this Lab keeps
         them, else Chroma."""
-        from .analyze.select import load_corpus
+        from .analyze.select import Corpus, load_corpus, select_ids
 
         if self._memory is not None:
-            return self._memory.corpus(self.store, space, selection, ids)
+            rows = self._memory.rows(
+                self.store,
+                space,
+                lambda records: select_ids(self.store, space, selection, records),
+                ids,
+            )
+            if rows is not None:
+                return Corpus(space=space, **vars(rows))
+            # over the budget: read what the analysis needs, keep nothing
+            return load_corpus(self.store, space, selection, ids=ids)
         return load_corpus(self.store, space, selection, with_text=with_text, ids=ids)
 
     # -- analyses --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ reads nothing from Chroma, and neighbour lookups of a held space cost a scan.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,17 @@ class HeldSpace:
 
             self.index = MemoryIndex(self.vectors, self.metadatas)
         return self.index
+
+
+@dataclass
+class HeldRows:
+    """Some rows of a held space, copied out (what analyze.select.Corpus is made of)."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    labels: list[str | None]
+    texts: list[str]
+    hashes: list[str]
 
 
 class VectorMemory:
@@ -182,24 +193,28 @@ class VectorMemory:
         finally:
             self._lock.release()
 
-    def corpus(self, store: Store, space: Space, selection: Any, ids: Any = None) -> Any:
-        from ..analyze.select import Corpus, load_corpus, select_ids
-
+    def rows(
+        self,
+        store: Store,
+        space: Space,
+        choose: Callable[[Iterable[tuple[str, dict[str, Any]]]], list[str]],
+        ids: list[str] | None = None,
+    ) -> HeldRows | None:
+        """The rows of `ids` (else of the ids `choose(records)` picks from every held
+        (id, metadata)), copied out of memory; None when the space is over the budget
+        (read it from Chroma then)."""
         with self._lock:
             held = self._refresh(store, space)
-            if held is None:  # over the budget: read what the analysis needs, keep nothing
-                return load_corpus(store, space, selection, ids=ids)
+            if held is None:
+                return None
             row_of = held.row_of
             if ids is None:
-                ids = select_ids(
-                    store, space, selection, ((i, held.metadatas[row_of[i]]) for i in row_of)
-                )
+                ids = choose((i, held.metadatas[row_of[i]]) for i in row_of)
             elif any(i not in row_of for i in ids):
                 missing = [i for i in ids if i not in row_of][:3]
                 raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
             rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
-            return Corpus(
-                space=space,
+            return HeldRows(
                 ids=ids,
                 vectors=held.vectors[rows],
                 labels=[held.metadatas[r].get("label") for r in rows],
