@@ -47,3 +47,19 @@ def test_records_follow_a_reconnected_store(store_path):
         records.sources.claim("notes", "/data/notes")
         store.disconnect()  # what a repair does: a new client, a new artifacts handle
         assert records.sources.origin("notes") == "/data/notes"
+
+
+def test_the_lab_names_what_front_ends_read_of_the_store(store_path):
+    import embedlab
+    from embedlab.store import Space
+    from embedlab.store.repositories import JOB
+
+    with embedlab.open(store_path, quiet=True) as lab:
+        space = Space("gemini", "gemini-embedding-001", "CLUSTERING", 768)
+        listed = lab.prices.price(space)
+        lab.set_prices({"gemini-embedding-001": listed * 10})
+        assert lab.prices.price(space) == listed * 10
+        assert lab.recorded_jobs() == []
+        job = {"id": "job-1", "created": "2026-01-01T00:00:00", "state": "done"}
+        lab.store.artifacts.put_heads(JOB, [job])
+        assert lab.recorded_jobs() == [job]
