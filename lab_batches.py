@@ -149,9 +149,10 @@ class BatchUseCases:
                     report.pruned = len(self._prune(space, documents, dry_run))  # type: ignore[attr-defined]
             finally:
                 close_bar()
+                # the submission may have made a space
                 self._invalidate(catalogue=True)  # type: ignore[attr-defined]
             self._record_costs(report, final=True)  # type: ignore[attr-defined]
-            if report.reused or report.relabelled:  # the submission may have made a space
+            if report.reused or report.relabelled:  # documents it wrote: read them again
                 self._invalidate(space, ids=report.ids)  # type: ignore[attr-defined]
             return report
 
