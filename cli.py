@@ -1063,7 +1063,7 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
     table_prices = parse_prices(prices)
     with store_opts.open() as lab:
         if table_prices and not store_opts.server:
-            lab.use_prices(table_prices)
+            lab.set_prices(table_prices)
         table = lab.costs()
     if as_json:
         click.echo(table.to_json(orient="records", indent=2))
@@ -1158,12 +1158,12 @@ def serve(
         mode = ", read-only" if read_only else ""
         auth = ", token required" if token else ""
         click.echo(
-            f"serving {lab.store.location} at {url}{mode}{auth} (docs: {url}/docs)", err=True
+            f"serving {lab.location} at {url}{mode}{auth} (docs: {url}/docs)", err=True
         )
 
     with lab:
         run_server(lab, host, port, settings, on_started=on_started)
-        jobs = lab.jobs_recorded()
+        jobs = len(lab.recorded_jobs())
     click.echo(f"stopped after {time.monotonic() - started:.1f} s; {plural(jobs, 'job')} recorded")
 
 

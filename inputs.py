@@ -78,7 +78,7 @@ class Inputs:
         and nothing is embedded (options: dims, which every vector must have, dry_run,
         prune, quiet, on_progress). Returns a VectorReport.
         """
-        from .lab import python_documents
+        from .ingest.framing import python_documents
 
         skipped: Counter[str] = Counter()
         vectors: dict[str, Any] = {}

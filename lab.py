@@ -19,17 +19,28 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DocumentNotFound, EmbedlabError, InvalidRequest, NotFound, StoreError
+from .errors import DocumentNotFound, EmbedlabError, InvalidRequest, NotFound
 from .inputs import Inputs
 from .lab_batches import BatchUseCases
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
+from .store.cache import BoundedCache
+from .store.documents import documents_frame, pending_records
 from .store.keys import content_hash, normalise_text
+from .store.map_cache import StoreMapCache
+from .store.repositories import (
+    ANALYSIS,
+    COMPARISON,
+    DELETION,
+    MAP,
+    SOURCE,  # noqa: F401 - where front ends found the kinds
+    Repositories,
+)
+from .store.vector_memory import MEMORY_BUDGET, VectorMemory, normalise_rows  # noqa: F401
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,17 +53,10 @@ if TYPE_CHECKING:
     from .store.repair import SpaceHealth
     from .store.selection import Selection
 
-ANALYSIS = "analysis"
-# per space, when documents were last deleted: an analysis made after that cannot miss
-# any, so reopening it checks nothing (a check reads every id: 13 s at 100,000)
-DELETION = "deletion"
-COMPARISON = "comparison"
-MAP = "map"
-SOURCE = "source"
 ANALYSIS_CACHE = 8  # reopened analyses kept in memory (neighbours read their clusters)
-MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors a keep_vectors Lab holds, all spaces together
 HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
 QUERY_CACHE = 10_000  # free-text query vectors a service keeps (120 MB at 3072 dims)
+HEADS_CACHE = 256  # spaces whose lists of stored analyses are kept
 SpaceSpec = Space | str | None
 
 
@@ -109,23 +113,29 @@ class Lab(Inputs, BatchUseCases):
         from .store.ledger import PriceTable
 
         self.store = store
+        self.records = Repositories.of(store)  # the store's artifacts, by kind
         self.quiet = quiet
         self.prices = PriceTable(dict(prices or {}))
-        self._memory = _VectorMemory() if keep_vectors else None
+        self._memory = VectorMemory() if keep_vectors else None
         self._write_lock = threading.RLock()
         self._providers: dict[tuple[Space, float], Provider] = {}
         self._provider_keys: dict[tuple[Space, float], str] = {}  # a hash of the key used
         self._provider_lock = threading.Lock()
-        self._analyses: dict[str, Analysis] = {}
-        self._analyses_lock = threading.Lock()
-        self._heads: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # by space collection
-        self._cluster_maps: dict[str, dict[str, int]] = {}  # by analysis id
-        self._analysis_texts: dict[str, list[str]] = {}  # by analysis id, for text search
+        # what this Lab keeps of the store, each dropped by `_invalidate` alone
+        self._analyses: BoundedCache[str, Analysis] = BoundedCache(ANALYSIS_CACHE)
+        # stored analyses' heads by space collection, trusted HEADS_TTL_S
+        self._heads: BoundedCache[str, list[dict[str, Any]]] = BoundedCache(
+            HEADS_CACHE, ttl_s=HEADS_TTL_S
+        )
+        self._cluster_maps: BoundedCache[str, dict[str, int]] = BoundedCache(ANALYSIS_CACHE)
+        # by analysis id, for text search
+        self._analysis_texts: BoundedCache[str, list[str]] = BoundedCache(ANALYSIS_CACHE)
         self._spaces: tuple[float, list[Space]] | None = None
         self._writing: set[Space] = set()  # spaces an ingest is writing now
         self._later_lock = threading.Lock()
         self._loading: set[str] = set()  # what _later is reloading now
-        self._queries: dict[tuple[Space, str], np.ndarray] = {}  # query vectors, newest last
+        # free-text query vectors by (space, content hash)
+        self._queries: BoundedCache[tuple[Space, str], np.ndarray] = BoundedCache(QUERY_CACHE)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -244,15 +254,15 @@ class Lab(Inputs, BatchUseCases):
 
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a source name to one real input, so two `posts.csv` never share ids."""
-        head = self.store.artifacts.head(SOURCE, source)
-        if head is not None and head["origin"] != origin:
+        claimed = self.records.sources.origin(source)
+        if claimed is not None and claimed != origin:
             raise InvalidRequest(
-                f"{source} already names {head['origin']}; give {origin} a name of its own "
+                f"{source} already names {claimed}; give {origin} a name of its own "
                 "(--name NAME, or name= in Python)"
             )
-        if head is None and not dry_run:
+        if claimed is None and not dry_run:
             with self._write_lock:
-                self.store.artifacts.put(SOURCE, source, {"origin": origin}, b"")
+                self.records.sources.claim(source, origin)
 
     def ingest_documents(
         self,
@@ -359,11 +369,11 @@ class Lab(Inputs, BatchUseCases):
             finally:
                 self._writing.discard(space)
                 close_bar()
-                self._spaces = None  # the ingest may have made a space
+                # the ingest may have made a space; what it wrote is read again
+                self._invalidate(space, ids=latest[0].ids if latest else ())
                 if latest:
                     self._record_costs(latest[0], final=True)
                     if self._memory is not None:
-                        self._memory.forget(space, latest[0].ids)
                         try:  # a service answers from memory again at once
                             self._memory.update(self.store, space)
                         except EmbedlabError:  # the ingest stands; the next read retries
@@ -427,9 +437,11 @@ class Lab(Inputs, BatchUseCases):
                 return written
             finally:
                 close_bar()
-                self._spaces = None  # the ingest may have made a space
+                if written is None or dry_run:
+                    self._invalidate(catalogue=True)  # the ingest may have made a space
+                else:
+                    self._invalidate(written.space, ids=written.ids)
                 if written is not None and not dry_run and self._memory is not None:
-                    self._memory.forget(written.space, written.ids)
                     try:
                         self._memory.update(self.store, written.space)
                     except EmbedlabError:  # the ingest stands; the next read retries
@@ -442,7 +454,7 @@ class Lab(Inputs, BatchUseCases):
             return []
         sources = {d.source for d in documents}
         kept = {d.id for d in documents}
-        records = [*collection.iter_metadata(), *_records(collection.pending())]
+        records = [*collection.iter_metadata(), *pending_records(collection.pending())]
         gone = [
             doc_id
             for doc_id, meta in records
@@ -455,7 +467,7 @@ class Lab(Inputs, BatchUseCases):
     def _record_costs(self, report: IngestReport, final: bool = False) -> None:
         """Write the provider calls made so far (and, at the end, the cache hits) to the
         store's cost ledger, batch by batch, so a crash loses no record of money spent."""
-        from .store.ledger import COST, entry
+        from .store.ledger import entry
 
         if report.dry_run:
             return
@@ -465,17 +477,16 @@ class Lab(Inputs, BatchUseCases):
         hits = report.cached + report.reused
         if final and hits:
             entries.append(entry(report.space, "cache", hits, report.cached_chars))
-        self.store.artifacts.put_heads(COST, entries)
+        self.records.costs.add(entries)
 
-    def use_prices(self, prices: Mapping[str, float]) -> None:
-        """Estimate costs at these USD per 1M tokens, by model, from now on (`costs()`,
-        reports), besides the built-in table (`embedlab.open(prices=...)` does it too)."""
-        if prices:
-            self.prices.overrides = dict(prices)
+    def set_prices(self, prices: Mapping[str, float]) -> None:
+        """Price the cost ledger at these USD per 1M tokens by model from now on (what
+        `embedlab costs --price MODEL=USD` does), over the default list prices."""
+        self.prices.overrides = dict(prices)
 
-    def jobs_recorded(self) -> int:
-        """How many service jobs the store holds a record of."""
-        return len(self.store.artifacts.heads("job"))
+    def recorded_jobs(self) -> list[dict[str, Any]]:
+        """The jobs a service over this store recorded, newest first (their heads)."""
+        return self.records.jobs.heads()
 
     def costs(self) -> pd.DataFrame:
         """Per space: provider requests, texts embedded, estimated tokens and USD spent,
@@ -483,9 +494,9 @@ class Lab(Inputs, BatchUseCases):
         row per naming model ("gemini:<model> (cluster names)")."""
         import pandas as pd
 
-        from .store.ledger import COST, summarise
+        from .store.ledger import summarise
 
-        rows = summarise(self.store.artifacts.heads(COST), self.prices)
+        rows = summarise(self.records.costs.entries(), self.prices)
         columns = [
             "space",
             "provider",
@@ -560,7 +571,7 @@ class Lab(Inputs, BatchUseCases):
         ids = select_ids(
             self.store, chosen, self._selection(labels, sources, per_class, seed, limit)
         )
-        return _documents_frame(ids, *self.store.collection(chosen).records(ids))
+        return documents_frame(ids, *self.store.collection(chosen).records(ids))
 
     def document_page(
         self,
@@ -586,7 +597,7 @@ class Lab(Inputs, BatchUseCases):
                 raise
             ids = []  # an empty space: an empty page
         page = ids[offset : offset + limit]
-        return len(ids), _documents_frame(page, *self.store.collection(chosen).records(page))
+        return len(ids), documents_frame(page, *self.store.collection(chosen).records(page))
 
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
         """One stored document: id, label, source, text, content_hash, chars, space."""
@@ -645,20 +656,15 @@ class Lab(Inputs, BatchUseCases):
                         found |= set(select_ids(self.store, chosen, selection))
                     except InvalidRequest:  # nothing matches in this space
                         pass
-                    found |= set(select_ids(self.store, chosen, selection, _records(pending), True))
+                    found |= set(
+                        select_ids(self.store, chosen, selection, pending_records(pending), True)
+                    )
                 if found and not dry_run:
-                    name = chosen.collection_name
-                    mark = {"id": name, "space_collection": name}
-                    mark["created"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-                    self.store.artifacts.put_heads(DELETION, [mark])  # before: never missed
+                    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    self.records.deletions.mark(chosen.collection_name, now)  # before: never missed
                     collection.delete(sorted(found))
-                    if self._memory is not None:
-                        self._memory.drop(chosen)
+                    self._invalidate(chosen, deleted=True)
                 removed |= found
-            if removed and not dry_run:
-                with self._analyses_lock:
-                    self._analyses.clear()
-                    self._analysis_texts.clear()
         return sorted(removed)
 
     def export(
@@ -672,59 +678,16 @@ class Lab(Inputs, BatchUseCases):
         """Write ids, labels, sources, texts and float32 vectors of a selection, for use
         without Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding
         vectors.npy and documents.jsonl in the same row order. Returns the row count."""
-        import json as json_module
-
         from .analyze.select import load_corpus
+        from .store.export import FORMATS, export_rows, write_export
 
-        if format not in ("parquet", "npy", "jsonl"):
+        if format not in FORMATS:
             raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
         chosen = self.space(space)
         corpus = load_corpus(self.store, chosen, self._selection(labels, sources, None, 0, None))
         sources_of = self.store.collection(chosen).metadata_by_id(corpus.ids)
-        rows = [
-            {
-                "id": doc_id,
-                "label": label,
-                "source": sources_of[doc_id].get("source"),
-                "text": text,
-            }
-            for doc_id, label, text in zip(corpus.ids, corpus.labels, corpus.texts)
-        ]
-        target = Path(path)
-        if format == "npy" and target.exists() and not target.is_dir():
-            raise InvalidRequest(
-                f"{target} is a file; npy export writes a folder, give another path"
-            )
-        if format != "npy" and target.is_dir():
-            raise InvalidRequest(f"{target} is a folder; give a file path for {format} export")
-        try:
-            (target if format == "npy" else target.parent).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidRequest(f"cannot write {target}: {exc.strerror}") from None
-        if format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.table(
-                {
-                    **{key: [r[key] for r in rows] for key in ("id", "label", "source", "text")},
-                    "vector": pa.FixedSizeListArray.from_arrays(
-                        pa.array(corpus.vectors.reshape(-1), type=pa.float32()), chosen.dims
-                    ),
-                }
-            )
-            pq.write_table(table, target)
-        elif format == "jsonl":
-            with target.open("w", encoding="utf-8") as file:
-                for row, vector in zip(rows, corpus.vectors):
-                    row = {**row, "vector": [float(x) for x in vector]}
-                    file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            np.save(target / "vectors.npy", corpus.vectors.astype(np.float32))
-            with (target / "documents.jsonl").open("w", encoding="utf-8") as file:
-                for row in rows:
-                    file.write(json_module.dumps(row, ensure_ascii=False) + "\n")
-        return len(rows)
+        rows = export_rows(corpus.ids, corpus.labels, corpus.texts, sources_of)
+        return write_export(path, format, rows, corpus.vectors, chosen.dims)
 
     def vectors(
         self,
@@ -746,10 +709,19 @@ class Lab(Inputs, BatchUseCases):
     ) -> Any:
         """The selection's vectors (or exactly `ids`'): from memory when this Lab keeps
         them, else Chroma."""
-        from .analyze.select import load_corpus
+        from .analyze.select import Corpus, load_corpus, select_ids
 
         if self._memory is not None:
-            return self._memory.corpus(self.store, space, selection, ids)
+            rows = self._memory.rows(
+                self.store,
+                space,
+                lambda records: select_ids(self.store, space, selection, records),
+                ids,
+            )
+            if rows is not None:
+                return Corpus(space=space, **vars(rows))
+            # over the budget: read what the analysis needs, keep nothing
+            return load_corpus(self.store, space, selection, ids=ids)
         return load_corpus(self.store, space, selection, with_text=with_text, ids=ids)
 
     # -- analyses --------------------------------------------------------------------------
@@ -817,7 +789,7 @@ class Lab(Inputs, BatchUseCases):
             analysis = analyze_corpus(
                 corpus,
                 options,
-                map_cache=_StoreMapCache(self.store, chosen, self._write_lock),
+                map_cache=StoreMapCache(self.store, chosen, self._write_lock),
                 on_stage=lambda name, i: stage(name, i + 1),
                 selection=selection.as_dict(),
             )
@@ -857,7 +829,6 @@ class Lab(Inputs, BatchUseCases):
         """Name the analysis' clusters (ingest.naming), with names cached in the store by
         their members' content hashes and every request written to the cost ledger."""
         from .ingest.naming import PROMPT_VERSION, GeminiNamer, name_clusters
-        from .store.ledger import COST
         from .store.names import NameCache, name_key
 
         members: dict[int, list[str]] = {}
@@ -867,7 +838,7 @@ class Lab(Inputs, BatchUseCases):
 
         def on_spent(entry: dict[str, Any]) -> None:
             with self._write_lock:
-                self.store.artifacts.put_heads(COST, [entry])
+                self.records.costs.add([entry])
 
         def on_named(done: int, total: int) -> None:
             status = f"name {done}/{total}"
@@ -893,9 +864,8 @@ class Lab(Inputs, BatchUseCases):
         analysis.id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
         head, payload = analysis.to_record()
         with self._write_lock:
-            self.store.artifacts.put(ANALYSIS, analysis.id, head, payload)
-        with self._analyses_lock:
-            self._heads.clear()
+            self.records.analyses.put(analysis.id, head, payload)
+        self._invalidate(analysis_id=analysis.id)
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
         """Stored analyses, newest first: id, created, space, documents, options, metrics."""
@@ -903,7 +873,7 @@ class Lab(Inputs, BatchUseCases):
 
         collection = self.space(space).collection_name if space is not None else None
         rows = []
-        for head in self.store.artifacts.heads(ANALYSIS, collection):
+        for head in self.records.analyses.heads(collection):
             options, metrics = head["options"], head["metrics"]
             rows.append(
                 {
@@ -928,11 +898,11 @@ class Lab(Inputs, BatchUseCases):
         """A stored analysis as it was computed (a read, nothing recomputed)."""
         from .analyze.analysis import Analysis
 
-        with self._analyses_lock:
-            cached = self._analyses.get(analysis_id)
+        cached = self._analyses.get(analysis_id)
         if cached is not None:
             return cached
-        found = self.store.artifacts.get(ANALYSIS, analysis_id)
+        generation = self._analyses.generation  # a delete meanwhile: not kept
+        found = self.records.analyses.get(analysis_id)
         if found is None:
             raise NotFound(
                 f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
@@ -941,10 +911,10 @@ class Lab(Inputs, BatchUseCases):
         analysis = Analysis.from_record(*found)
         self._attach_map_extras(analysis)
         collection = self.store.collection(analysis.space)
-        deleted = self.store.artifacts.head(DELETION, analysis.space.collection_name)
+        deleted = self.records.deletions.last(analysis.space.collection_name)
         if collection is None:
             gone = len(analysis.ids)
-        elif deleted is None or deleted["created"] < _read_at(analysis):
+        elif deleted is None or deleted < _read_at(analysis):
             gone = 0  # nothing was deleted from the space since the analysis read it
         else:
             gone = len(analysis.ids) - len(collection.metadata_by_id(analysis.ids))
@@ -953,56 +923,44 @@ class Lab(Inputs, BatchUseCases):
                 f"{gone} of its {len(analysis.ids)} documents were deleted from the store "
                 "since; analyse again for the current documents"
             )
-        with self._analyses_lock:  # stored analyses never change: keep a few in memory
-            if len(self._analyses) >= ANALYSIS_CACHE:
-                self._analyses.pop(next(iter(self._analyses)))
-            self._analyses[analysis_id] = analysis
+        # stored analyses never change: keep a few in memory
+        self._analyses.put(analysis_id, analysis, tags=(analysis.space,), generation=generation)
         return analysis
 
     def _analysis_heads(self, collection: str) -> list[dict[str, Any]]:
         """The space's stored analyses, newest first; a service asks on every neighbours
         call, so the list is kept HEADS_TTL_S (and dropped when this Lab stores one)."""
-        now = time.monotonic()
-        with self._analyses_lock:
-            held = self._heads.get(collection)
-            if held is not None and now - held[0] < HEADS_TTL_S:
-                return held[1]
+        held = self._heads.get_aged(collection)
+        if held is not None and self._heads.is_fresh(held[1]):
+            return held[0]
         if held is not None and self._memory is not None:  # a service: never wait on Chroma
             self._later(f"heads:{collection}", lambda: self._reload_heads(collection))
-            return held[1]
+            return held[0]
         return self._reload_heads(collection)
 
     def _reload_heads(self, collection: str) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        heads = self.store.artifacts.heads(ANALYSIS, collection)
-        with self._analyses_lock:
-            self._heads[collection] = (now, heads)
+        generation = self._heads.generation
+        heads = self.records.analyses.heads(collection)
+        self._heads.put(collection, heads, generation=generation)
         return heads
 
     def _cluster_map(self, analysis: Analysis) -> dict[str, int]:
         """id -> cluster of a stored analysis, built once."""
         key = analysis.id or str(id(analysis))
-        with self._analyses_lock:
-            found = self._cluster_maps.get(key)
+        found = self._cluster_maps.get(key)
         if found is None:
             found = dict(zip(analysis.ids, analysis.cluster_labels.tolist()))
-            with self._analyses_lock:
-                if len(self._cluster_maps) >= ANALYSIS_CACHE:
-                    self._cluster_maps.pop(next(iter(self._cluster_maps)))
-                self._cluster_maps[key] = found
+            self._cluster_maps.put(key, found)
         return found
 
     def delete_analysis(self, analysis_id: str) -> None:
         with self._write_lock:
-            if not self.store.artifacts.delete(ANALYSIS, analysis_id):
+            if not self.records.analyses.delete(analysis_id):
                 raise NotFound(
                     f"no stored analysis {analysis_id!r} (list them with `embedlab analyses` "
                     "or lab.analyses())"
                 )
-            with self._analyses_lock:
-                self._analyses.pop(analysis_id, None)
-                self._cluster_maps.pop(analysis_id, None)
-                self._heads.clear()
+            self._invalidate(analysis_id=analysis_id)
         self._emit("analysis-deleted", {"analysis": analysis_id})
 
     def latest_analysis(self, space: SpaceSpec = None) -> Analysis | None:
@@ -1188,8 +1146,8 @@ class Lab(Inputs, BatchUseCases):
                 options,
                 shared,
                 map_caches=(
-                    _StoreMapCache(self.store, a, self._write_lock),
-                    _StoreMapCache(self.store, b, self._write_lock),
+                    StoreMapCache(self.store, a, self._write_lock),
+                    StoreMapCache(self.store, b, self._write_lock),
                 ),
                 on_stage=lambda name, i: stage(name, i + 1),
                 selection=selection.as_dict(),
@@ -1201,7 +1159,7 @@ class Lab(Inputs, BatchUseCases):
             comparison.id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
             head, payload = comparison.to_record()
             with self._write_lock:
-                self.store.artifacts.put(COMPARISON, comparison.id, head, payload)
+                self.records.comparisons.put(comparison.id, head, payload)
             notify(Progress("compare", len(stages), len(stages), "done"))
         finally:
             close_bar()
@@ -1231,7 +1189,7 @@ class Lab(Inputs, BatchUseCases):
                 "jaccard_mean": head["neighbourhoods"]["jaccard_mean"],
                 "ari": head["clusterings"]["ari"],
             }
-            for head in self.store.artifacts.heads(COMPARISON)
+            for head in self.records.comparisons.heads()
         ]
         columns = ["id", "created", "space_a", "space_b", "documents", "jaccard_mean", "ari"]
         return pd.DataFrame(rows, columns=columns)
@@ -1240,7 +1198,7 @@ class Lab(Inputs, BatchUseCases):
         """A stored comparison as it was computed (a read, nothing recomputed)."""
         from .analyze.comparison import Comparison
 
-        found = self.store.artifacts.get(COMPARISON, comparison_id)
+        found = self.records.comparisons.get(comparison_id)
         if found is None:
             raise NotFound(f"no stored comparison {comparison_id!r}")
         return Comparison.from_record(*found)
@@ -1328,9 +1286,7 @@ class Lab(Inputs, BatchUseCases):
                     collection, text, lambda: self.provider(chosen), spend=spend
                 )
                 if spent:
-                    from .store.ledger import COST
-
-                    self.store.artifacts.put_heads(COST, spent)
+                    self.records.costs.add(spent)
                 requests = sum(e["requests"] for e in spent)
                 self._remember_query(chosen, text, query)
         else:
@@ -1370,10 +1326,7 @@ class Lab(Inputs, BatchUseCases):
     def _remember_query(self, space: Space, text: str, vector: np.ndarray) -> None:
         if self._memory is None:
             return
-        with self._later_lock:
-            self._queries[(space, content_hash(normalise_text(text)))] = vector
-            while len(self._queries) > QUERY_CACHE:
-                self._queries.pop(next(iter(self._queries)))
+        self._queries.put((space, content_hash(normalise_text(text))), vector, tags=(space,))
 
     def _clusters_of(self, space: Space, analysis_id: str | None):
         """Clusters from `analysis_id`, or from the newest analyses of the space that hold
@@ -1401,15 +1354,13 @@ class Lab(Inputs, BatchUseCases):
     def analysis_texts(self, analysis_id: str) -> list[str]:
         """The texts of an analysis' documents, in its order ("" for one deleted since);
         the last few are kept, so a page searching as someone types reads Chroma once."""
-        with self._analyses_lock:
-            found = self._analysis_texts.get(analysis_id)
+        found = self._analysis_texts.get(analysis_id)
         if found is not None:
             return found
-        texts = self.analysis_texts_of(self.analysis(analysis_id))
-        with self._analyses_lock:
-            if len(self._analysis_texts) >= ANALYSIS_CACHE:
-                self._analysis_texts.pop(next(iter(self._analysis_texts)))
-            self._analysis_texts[analysis_id] = texts
+        generation = self._analysis_texts.generation  # a delete meanwhile: not kept
+        analysis = self.analysis(analysis_id)
+        texts = self.analysis_texts_of(analysis)
+        self._analysis_texts.put(analysis_id, texts, tags=(analysis.space,), generation=generation)
         return texts
 
     def analysis_texts_of(self, analysis: Analysis) -> list[str]:
@@ -1451,7 +1402,7 @@ class Lab(Inputs, BatchUseCases):
         present = collection.metadata_by_id(analysis.ids)
         rows = [i for i, doc_id in enumerate(analysis.ids) if doc_id in present]
         vectors = collection.load([analysis.ids[i] for i in rows], with_text=False)[0]
-        _normalise_rows(vectors)
+        normalise_rows(vectors)
         return nearest_rows(vectors, np.asarray(rows, dtype=np.int64), len(analysis.ids), k)
 
     # -- repair ----------------------------------------------------------------------------
@@ -1467,19 +1418,54 @@ class Lab(Inputs, BatchUseCases):
 
         with self._write_lock:
             self.store.disconnect()  # an embedded store is read from child processes
-            self._forget_everything()
+            self._invalidate()
             return check_store(self.store, fix=not check)
 
-    def _forget_everything(self) -> None:
-        """Drop every cache of what the store held (after a repair or a deleted space)."""
-        with self._analyses_lock:
-            self._analyses.clear()
-            self._cluster_maps.clear()
+    def _invalidate(
+        self,
+        space: Space | None = None,
+        *,
+        ids: Iterable[str] | None = None,
+        deleted: bool = False,
+        analysis_id: str | None = None,
+        catalogue: bool = False,
+    ) -> None:
+        """The one path by which this Lab drops what it keeps of the store, after a write.
+
+        - no argument: everything (a repair, a deleted space: the store changed under it);
+        - `catalogue=True`: the list of spaces (an ingest may have made one);
+        - `space` and `ids`: those documents were written (the list of spaces too);
+        - `space` and `deleted=True`: documents were deleted from it (its held vectors,
+          and every analysis of it kept: their notes count the deleted ones);
+        - `space` alone: anything in it may have changed (a batch collected);
+        - `analysis_id`: an analysis was stored or deleted (its entries, and the lists
+          of stored analyses).
+        Any write to a space also drops the texts of its analyses kept for text search.
+        """
+        everything = space is None and analysis_id is None and not catalogue
+        if everything or catalogue or (space is not None and not deleted):
+            self._spaces = None
+        if analysis_id is not None:
+            self._analyses.pop(analysis_id)
+            self._cluster_maps.pop(analysis_id)
+            self._analysis_texts.pop(analysis_id)
             self._heads.clear()
+        if everything:
+            for cache in (self._analyses, self._cluster_maps, self._heads):
+                cache.clear()
             self._analysis_texts.clear()
-        self._spaces = None
-        if self._memory is not None:
-            self._memory.drop_all()
+            self._queries.clear()
+            if self._memory is not None:
+                self._memory.drop_all()
+        elif space is not None:
+            self._analysis_texts.forget(tag=space)  # a text may have changed, or gone
+            if deleted:
+                self._analyses.forget(tag=space)
+            if self._memory is not None:
+                if ids is not None and not deleted:
+                    self._memory.forget(space, ids)
+                else:
+                    self._memory.drop(space)
 
     def reembed(
         self, space: SpaceSpec = None, dry_run: bool = False, **options: Any
@@ -1512,217 +1498,8 @@ class Lab(Inputs, BatchUseCases):
         target = self.space(space)
         with self._write_lock:
             gone = delete_space(self.store, target, (ANALYSIS, COMPARISON, MAP, DELETION))
-            self._forget_everything()
+            self._invalidate()
         return {"space": target.describe(), **gone}
-
-
-class _VectorMemory:
-    """Every vector, label and text of a space, read from Chroma once and kept.
-
-    A long-running service answers many analyses of the same spaces; reading 11,314
-    vectors of 3072 dims back out of Chroma each time costs seconds. Documents this Lab
-    writes are re-read on next use; a count that moved (another writer on a Chroma
-    server) reloads the space.
-    """
-
-    def __init__(self, budget_bytes: int = MEMORY_BUDGET) -> None:
-        self._lock = threading.Lock()
-        self._spaces: dict[Space, dict[str, Any]] = {}
-        self._stale: dict[Space, set[str]] = {}
-        self.budget_bytes = budget_bytes
-
-    def _fits(self, space: Space, count: int) -> bool:
-        held = sum(h["vectors"].nbytes for s, h in self._spaces.items() if s != space)
-        return held + count * space.dims * 4 <= self.budget_bytes
-
-    def hold(self, store: Store, space: Space) -> bool:
-        """Read the space into memory now (a service warms up with it); False when it
-        is over the memory budget."""
-        with self._lock:
-            return self._refresh(store, space) is not None
-
-    def drop_all(self) -> None:
-        """Forget every space (the store changed under them: a repair, a deleted space)."""
-        with self._lock:
-            self._spaces.clear()
-            self._stale.clear()
-
-    def update(self, store: Store, space: Space) -> None:
-        """Re-read what this Lab wrote (after an ingest); a space the ingest created is
-        held from now on, so a service answers it from memory too."""
-        with self._lock:
-            self._refresh(store, space)
-
-    def neighbours(
-        self,
-        space: Space,
-        query: np.ndarray,
-        k: int,
-        exclude_id: str | None,
-        labels: list[str] | None,
-        sources: list[str] | None,
-        busy: bool = False,
-    ) -> list[tuple[str, float, dict[str, Any], str]] | None:
-        """Hits from memory, or None when the space is not held or not current.
-
-        A large space is searched here only while `busy` (an ingest is writing it):
-        Chroma then makes queries wait for its index writes, seconds at a time, while a
-        scan of the held snapshot takes milliseconds.
-        """
-        from .store.memory_index import MemoryIndex
-
-        if not self._lock.acquire(blocking=False):
-            return None  # being refreshed after an ingest: Chroma answers meanwhile
-        try:
-            held = self._spaces.get(space)
-            if held is None or self._stale.get(space):
-                return None
-            if not busy and not MemoryIndex.worth_it(*held["vectors"].shape):
-                return None
-            if held.get("index") is None:
-                held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
-            index, ids = held["index"], held["ids"]
-            metadatas, texts = held["metadatas"], held["texts"]
-            exclude = held["row_of"].get(exclude_id) if exclude_id is not None else None
-        finally:
-            self._lock.release()
-        query = np.asarray(query, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(query))
-        if norm > 0 and abs(norm - 1.0) > 1e-6:  # held rows are unit: cosine needs a unit query
-            query = query / norm
-        mask = index.mask(labels, sources)
-        rows, scores = index.search(query, k, exclude, mask)
-        return [(ids[r], float(s), metadatas[r], texts[r]) for r, s in zip(rows, scores)]
-
-    def vector_by_hash(self, space: Space, key: str) -> np.ndarray | None:
-        """The unit vector of a held document whose text hashes to `key`, else None."""
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            held = self._spaces.get(space)
-            if held is None or self._stale.get(space):
-                return None
-            by_hash = held.get("row_of_hash")
-            if by_hash is None:
-                by_hash = {m.get("content_hash"): r for r, m in enumerate(held["metadatas"])}
-                held["row_of_hash"] = by_hash
-            row = by_hash.get(key)
-            return None if row is None else held["vectors"][row].copy()
-        finally:
-            self._lock.release()
-
-    def follow(self, store: Store, space: Space) -> bool:
-        """Re-read a held space whose count moved (another replica wrote to the Chroma
-        server); True when it did. The count is read without the lock, so lookups are
-        answered from memory meanwhile."""
-        held = self._spaces.get(space)
-        if held is None:
-            return self.hold(store, space)
-        collection = store.collection(space)
-        if collection is None or collection.count() == len(held["row_of"]):
-            return False
-        with self._lock:
-            self._refresh(store, space)
-        return True
-
-    def drop(self, space: Space) -> None:
-        """Let go of a space (documents were deleted); it is read again on next use."""
-        with self._lock:
-            self._spaces.pop(space, None)
-            self._stale.pop(space, None)
-
-    def forget(self, space: Space, ids: Iterable[str]) -> None:
-        with self._lock:
-            if space in self._spaces:
-                self._stale.setdefault(space, set()).update(ids)
-
-    def vector(self, space: Space, doc_id: str) -> np.ndarray | None:
-        """A document's vector if it is held and current (no Chroma call), else None."""
-        if not self._lock.acquire(blocking=False):
-            return None  # being refreshed: never make a lookup wait for it
-        try:
-            held = self._spaces.get(space)
-            if held is None or doc_id in self._stale.get(space, ()):
-                return None
-            row = held["row_of"].get(doc_id)
-            return None if row is None else held["vectors"][row].copy()
-        finally:
-            self._lock.release()
-
-    def corpus(self, store: Store, space: Space, selection: Any, ids: Any = None) -> Any:
-        from .analyze.select import Corpus, load_corpus, select_ids
-
-        with self._lock:
-            held = self._refresh(store, space)
-            if held is None:  # over the budget: read what the analysis needs, keep nothing
-                return load_corpus(store, space, selection, ids=ids)
-            row_of = held["row_of"]
-            if ids is None:
-                ids = select_ids(
-                    store, space, selection, ((i, held["metadatas"][row_of[i]]) for i in row_of)
-                )
-            elif any(i not in row_of for i in ids):
-                missing = [i for i in ids if i not in row_of][:3]
-                raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
-            rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
-            return Corpus(
-                space=space,
-                ids=ids,
-                vectors=held["vectors"][rows],
-                labels=[held["metadatas"][r].get("label") for r in rows],
-                texts=[held["texts"][r] for r in rows],
-                hashes=[held["metadatas"][r].get("content_hash", "") for r in rows],
-            )
-
-    def _refresh(self, store: Store, space: Space) -> dict[str, Any] | None:
-        collection = store.collection(space)
-        if collection is None:
-            raise NotFound(f"the store has no {space.describe()}")
-        held = self._spaces.get(space)
-        stale = self._stale.pop(space, set())
-        expected = None if held is None else len(held["row_of"].keys() | stale)
-        count = collection.count()
-        if not self._fits(space, count):
-            self._spaces.pop(space, None)
-            return None
-        if held is not None and not stale and count > expected:  # another replica added
-            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-            new = [doc_id for doc_id in ids if doc_id not in held["row_of"]]
-            if len(new) == count - expected:  # only additions: read just those
-                stale = set(new)
-        if held is None or (expected != count and not stale):
-            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-            vectors, metadatas, texts = collection.load(ids)
-            held = {"row_of": {i: r for r, i in enumerate(ids)}, "vectors": vectors}
-            held.update(metadatas=metadatas, texts=texts, ids=ids, index=None)
-            _normalise_rows(held["vectors"])
-            self._spaces[space] = held
-        elif stale:
-            known = sorted(stale & held["row_of"].keys())
-            new = sorted(stale - held["row_of"].keys())
-            if known:
-                vectors, metadatas, texts = collection.load(known)
-                _normalise_rows(vectors)
-                for j, doc_id in enumerate(known):
-                    row = held["row_of"][doc_id]
-                    held["vectors"][row] = vectors[j]
-                    held["metadatas"][row], held["texts"][row] = metadatas[j], texts[j]
-            if new:
-                vectors, metadatas, texts = collection.load(new)
-                _normalise_rows(vectors)
-                start = len(held["row_of"])
-                held["vectors"] = np.concatenate([held["vectors"], vectors])
-                held["metadatas"] = held["metadatas"] + metadatas
-                held["texts"] = held["texts"] + texts
-                held["row_of"].update({doc_id: start + j for j, doc_id in enumerate(new)})
-                held["ids"] = held["ids"] + new
-            held["index"] = None
-            held.pop("row_of_hash", None)
-        if held.get("index") is None:  # built now, while lookups go to Chroma
-            from .store.memory_index import MemoryIndex
-
-            held["index"] = MemoryIndex(held["vectors"], held["metadatas"])
-        return held
 
 
 def _analysis_type() -> type:
@@ -1741,167 +1518,6 @@ def _read_at(analysis: Analysis) -> str:
     return read.isoformat(timespec="microseconds")
 
 
-def _normalise_rows(vectors: np.ndarray) -> None:
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-
-
-class _StoreMapCache:
-    """2-D maps kept in the store, keyed by analyze.reduce.map_key."""
-
-    def __init__(self, store: Store, space: Space, write_lock: threading.RLock):
-        self._store = store
-        self._space = space
-        self._write_lock = write_lock
-
-    def get(self, key: str) -> tuple[np.ndarray, str] | None:
-        from .store.artifacts import unpack_arrays
-
-        try:
-            found = self._store.artifacts.get(MAP, key)
-        except StoreError:
-            return None  # an incomplete cache entry is recomputed, never trusted
-        if found is None:
-            return None
-        head, payload = found
-        return unpack_arrays(payload)["coords"], head["note"]
-
-    def put(self, key: str, coords: np.ndarray, note: str) -> None:
-        from .store.artifacts import pack_arrays
-
-        head = {"note": note, "space_collection": self._space.collection_name}
-        try:
-            with self._write_lock:
-                payload = pack_arrays(coords=coords.astype(np.float32))
-                self._store.artifacts.put(MAP, key, head, payload)
-        except StoreError:
-            pass  # only a cache: the analysis stands, the next one recomputes the map
-
-    def put_basis(self, key: str, components: np.ndarray, mean: np.ndarray) -> None:
-        """The PCA basis the map `key` was drawn from (what an update places with)."""
-        from .store.artifacts import pack_arrays
-
-        head = {"space_collection": self._space.collection_name}
-        payload = pack_arrays(
-            components=components.astype(np.float32), mean=mean.astype(np.float32)
-        )
-        try:
-            with self._write_lock:
-                self._store.artifacts.put(MAP + "-basis", key, head, payload)
-        except StoreError:
-            pass  # only a cache
-
-    def get_basis(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        from .store.artifacts import unpack_arrays
-
-        try:
-            found = self._store.artifacts.get(MAP + "-basis", key)
-        except StoreError:
-            return None
-        if found is None:
-            return None
-        arrays = unpack_arrays(found[1])
-        return arrays["components"], arrays["mean"]
-
-
-def python_documents(
-    data: Any,
-    text: str,
-    id: str | None,  # noqa: A002
-    label: str | None,
-    source: str,
-    skipped: Counter[str],
-    vector: str | None = None,
-    vectors: dict[str, Any] | None = None,
-) -> Iterable[Document]:
-    """Documents from a DataFrame, a list of strings, or a list of dicts. With `vector`
-    (a column or key of vectors computed elsewhere), each one's vector goes in `vectors`."""
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        yield from _frame_documents(data, text, id, label, source, skipped, vector, vectors)
-        return
-    if isinstance(data, str | bytes) or not isinstance(data, Iterable):
-        raise InvalidRequest("give a DataFrame, a list of strings, or a list of dicts")
-    for n, item in enumerate(data):
-        if isinstance(item, str) and vector is not None:
-            raise InvalidRequest(
-                f"item {n} is a string; with vector= give dicts or a DataFrame with a "
-                f"{vector!r} key or column"
-            )
-        if isinstance(item, str):
-            yield Document(_content_id(item), item, source)
-        elif isinstance(item, dict):
-            body = item.get(text)
-            if not isinstance(body, str):
-                skipped["no text" if body is None else "text not a string"] += 1
-                continue
-            key = item.get(id or "id")
-            tag = item.get(label or "label")
-            doc_id = _content_id(body) if key is None else str(key)  # never a list position
-            if vector is not None and vectors is not None:
-                vectors.setdefault(doc_id, item.get(vector))
-            yield Document(
-                doc_id,
-                body,
-                str(item.get("source") or source),
-                None if tag is None else str(tag),
-            )
-        else:
-            raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
-
-
-def _frame_documents(  # noqa: A002
-    frame, text, id, label, source, skipped, vector=None, vectors=None
-) -> Iterable[Document]:
-    import pandas as pd
-
-    columns = [str(c) for c in frame.columns]
-    for role, name in (("text", text), ("id", id), ("label", label), ("vector", vector)):
-        if name is not None and name not in frame.columns:
-            raise InvalidRequest(
-                f"the DataFrame has no {role} column {name!r}; its columns: {', '.join(columns)}"
-            )
-    # without an id column, ids come from the text: a default index (0, 1, 2...) would
-    # make the next DataFrame overwrite this one's documents
-    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
-    tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
-    raws = frame[vector].tolist() if vector is not None else None
-    for row, body in enumerate(frame[text].tolist()):
-        if not isinstance(body, str):
-            skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
-            continue
-        tag = None if tags is None else tags.iloc[row]
-        tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
-        doc_id = _content_id(body) if ids is None else str(ids.iloc[row])
-        if raws is not None and vectors is not None:
-            vectors.setdefault(doc_id, raws[row])
-        yield Document(doc_id, body, source, tag)
-
-
-def _documents_frame(ids: list[str], metadatas: list[dict], texts: list[str]) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "id": ids,
-            "label": [m.get("label") for m in metadatas],
-            "source": [m.get("source") for m in metadatas],
-            "text": texts,
-            "content_hash": [m.get("content_hash") for m in metadatas],
-            "chars": [m.get("chars") for m in metadatas],
-        }
-    )
-
-
-def _records(pending: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(doc_id, meta) for doc_id, _text, meta in pending]
-
-
-def _content_id(text: str) -> str:
-    """An id for a text given without one: the same text always gets the same id."""
-    return f"text/{content_hash(normalise_text(text))[:16]}"
-
-
 def _list(value: Sequence[str] | str | None) -> list[str] | None:
     """Globs as a list: one string may hold several, comma-separated."""
     from .store.selection import parse_globs
@@ -1917,3 +1533,13 @@ def _check_positive(**values: int | None) -> None:
 
 def _describe(space: dict[str, Any]) -> str:
     return Space.from_dict(space).describe()
+
+
+def __getattr__(name: str) -> Any:
+    """`embedlab.lab.python_documents`, where it was before it moved to ingest.framing
+    (imported on first use: importing embedlab never imports the ingest layer)."""
+    if name == "python_documents":
+        from .ingest.framing import python_documents
+
+        return python_documents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,14 +56,12 @@ def poll_seconds(poll: float | None = None) -> float:
 
 class BatchUseCases:
     """Batch API use cases over the Lab's store (needs `store`, `prices`, `quiet`,
-    `_write_lock`, `embedding_choice`, `_record_costs`, `_prune` and `_memory`)."""
+    `_write_lock`, `embedding_choice`, `_record_costs`, `_prune` and `_invalidate`)."""
 
     store: Any
     prices: Any
     quiet: bool
     _write_lock: Any
-    _memory: Any
-    _spaces: Any
 
     def _texts_in_batch(self, space: Space) -> set[str]:
         """Content hashes an open batch job of `space` embeds: an online ingest meanwhile
@@ -151,10 +149,11 @@ class BatchUseCases:
                     report.pruned = len(self._prune(space, documents, dry_run))  # type: ignore[attr-defined]
             finally:
                 close_bar()
-                self._spaces = None  # the submission may have made a space
+                # the submission may have made a space
+                self._invalidate(catalogue=True)  # type: ignore[attr-defined]
             self._record_costs(report, final=True)  # type: ignore[attr-defined]
-            if self._memory is not None and (report.reused or report.relabelled):
-                self._memory.forget(space, report.ids)
+            if report.reused or report.relabelled:  # documents it wrote: read them again
+                self._invalidate(space, ids=report.ids)  # type: ignore[attr-defined]
             return report
 
     def batches(self, refresh: bool = False) -> pd.DataFrame:
@@ -252,10 +251,11 @@ class BatchUseCases:
                             raise
                         report.lines.append(f"{exc}; trying again at the next poll")
                         left = -1
-                    self._spaces = None
-                    if report.written and self._memory is not None:
+                    if report.written:
                         for space in {r.space_value() for r in records.all()}:
-                            self._memory.drop(space)
+                            self._invalidate(space)  # type: ignore[attr-defined]
+                    else:
+                        self._invalidate(catalogue=True)  # type: ignore[attr-defined]
                 total = len(records.all())
                 if left >= 0:
                     notify(Progress("batches", total - left, total, f"{left} still open"))

@@ -17,6 +17,7 @@ from ..analyze.html import FILE_CSP, SERVER_CSP, page, render_map_html
 from ..analyze.mapdata import map_head, map_points
 from ..errors import NotFound
 from ..lab import Lab
+from ..store.cache import BoundedCache
 from ..web import ASSETS, asset
 from .problems import jsonable
 
@@ -33,30 +34,25 @@ class MapData:
     def __init__(self, lab: Lab, keep: int = 4):
         self.lab = lab
         self.keep = keep
-        self._held: dict[str, tuple[dict, bytes]] = {}
+        self._held: BoundedCache[str, tuple[dict, bytes]] = BoundedCache(keep)
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._generation = 0
 
     def get(self, analysis_id: str) -> tuple[dict, bytes]:
+        found = self._held.get(analysis_id)
+        if found is not None:
+            return found
         with self._lock:
-            found = self._held.get(analysis_id)
-            if found is not None:
-                return found
             lock = self._locks.setdefault(analysis_id, threading.Lock())
-            generation = self._generation
+        generation = self._held.generation
         try:
             with lock:  # one computation per analysis, however many ask at once
-                with self._lock:
-                    found = self._held.get(analysis_id)
+                found = self._held.get(analysis_id)
                 if found is None:
                     analysis = self.lab.analysis(analysis_id)
                     found = (map_head(analysis), map_points(analysis))
-                    with self._lock:
-                        if generation == self._generation:  # not forgotten meanwhile
-                            while len(self._held) >= self.keep:
-                                self._held.pop(next(iter(self._held)))
-                            self._held[analysis_id] = found
+                    # not kept when forgotten meanwhile
+                    self._held.put(analysis_id, found, generation=generation)
         finally:
             with self._lock:
                 self._locks.pop(analysis_id, None)
@@ -65,12 +61,10 @@ class MapData:
     def forget(self, analysis_id: str | None = None) -> None:
         """Drop one analysis' map (deleted), or every map (documents were deleted: the
         heads' notes must say so)."""
-        with self._lock:
-            self._generation += 1
-            if analysis_id is None:
-                self._held.clear()
-            else:
-                self._held.pop(analysis_id, None)
+        if analysis_id is None:
+            self._held.clear()
+        else:
+            self._held.pop(analysis_id)
 
 
 def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from .chroma_store import _retry_busy, not_found
+from .chroma_calls import _retry_busy, not_found
 
 COLLECTION = "embedlab-artifacts"
 PART_CHARS = 1_000_000  # base64 characters per part record (Chroma takes far more)

@@ -27,6 +27,7 @@ from ..errors import StoreBusy, StoreDamaged, StoreError
 
 if TYPE_CHECKING:
     from .artifacts import Artifacts
+from .chroma_calls import _first_line, _retry_busy, not_found
 from .documents import Document
 from .keys import Space
 
@@ -629,16 +630,6 @@ class _DamageGuard:
         return guarded
 
 
-def not_found(exc: BaseException) -> bool:
-    """Chroma's "no such collection" (NotFoundError in 1.x; ValueError in older releases)."""
-    name = type(exc).__name__
-    return name == "NotFoundError" or (isinstance(exc, ValueError) and "does not exist" in str(exc))
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-
-
 def _check_local_root(root: Path, create: bool) -> None:
     marker = root / MARKER_FILE
     if root.exists() and not root.is_dir():
@@ -744,27 +735,6 @@ def _check_collection_space(col: Any, space: Space) -> None:
             f"collection {col.name} does not hold {space.describe()} in store format "
             f"{STORE_FORMAT} (found {meta}); use another --store"
         )
-
-
-def _retry_busy(call: Callable[[], Any], what: str, attempts: int = 8) -> Any:
-    """Run a Chroma call, retrying while its database is locked by another writer.
-
-    A Chroma server serialises writers on SQLite; with several clients a write can
-    meet "database is locked" and succeed a moment later. Any other failure, or a lock
-    that outlasts the retries, becomes one StoreError line (earlier writes are kept).
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except StoreDamaged:
-            raise
-        except Exception as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "database is locked" in message and attempt + 1 < attempts:
-                time.sleep(0.05 * 2**attempt)
-                continue
-            raise StoreError(f"Chroma refused a {what} ({message[:160]})") from None
-    raise AssertionError("unreachable")
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

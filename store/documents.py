@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .keys import content_hash, normalise_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # No embedding model reads more than a few thousand tokens; beyond this a text only
 # weighs on the store and the reports (a 10 MB log file, say), so it is cut here,
@@ -47,3 +51,26 @@ class Document:
             "truncated": truncated,
             "label": self.label,
         }
+
+
+def documents_frame(ids: list[str], metadatas: list[dict], texts: list[str]) -> pd.DataFrame:
+    """Stored documents as a frame: id, label, source, text, content_hash, chars."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "label": [m.get("label") for m in metadatas],
+            "source": [m.get("source") for m in metadatas],
+            "text": texts,
+            "content_hash": [m.get("content_hash") for m in metadatas],
+            "chars": [m.get("chars") for m in metadatas],
+        }
+    )
+
+
+def pending_records(
+    pending: list[tuple[str, str, dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """(id, metadata) of documents waiting for their vector (`SpaceCollection.pending`)."""
+    return [(doc_id, meta) for doc_id, _text, meta in pending]

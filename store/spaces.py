@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import StoreDamaged, StoreError
-from .chroma_store import Store, _first_line, _retry_busy, not_found
+from .chroma_calls import _first_line, _retry_busy, not_found
+from .chroma_store import Store
 from .keys import Space
 
 SIDE_KINDS = ("queries", "pending")  # SpaceCollection's side collections

@@ -1,0 +1,95 @@
+"""Documents from Python objects: a DataFrame, a list of strings, or a list of dicts.
+
+What `Lab.ingest` and `RemoteLab.ingest` read (inputs.py), so one input gets the same ids
+whichever way it is ingested.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..store.documents import Document
+from ..store.keys import content_hash, normalise_text
+
+
+def python_documents(
+    data: Any,
+    text: str,
+    id: str | None,  # noqa: A002
+    label: str | None,
+    source: str,
+    skipped: Counter[str],
+    vector: str | None = None,
+    vectors: dict[str, Any] | None = None,
+) -> Iterable[Document]:
+    """Documents from a DataFrame, a list of strings, or a list of dicts. With `vector`
+    (a column or key of vectors computed elsewhere), each one's vector goes in `vectors`."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        yield from frame_documents(data, text, id, label, source, skipped, vector, vectors)
+        return
+    if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+        raise InvalidRequest("give a DataFrame, a list of strings, or a list of dicts")
+    for n, item in enumerate(data):
+        if isinstance(item, str) and vector is not None:
+            raise InvalidRequest(
+                f"item {n} is a string; with vector= give dicts or a DataFrame with a "
+                f"{vector!r} key or column"
+            )
+        if isinstance(item, str):
+            yield Document(content_id(item), item, source)
+        elif isinstance(item, dict):
+            body = item.get(text)
+            if not isinstance(body, str):
+                skipped["no text" if body is None else "text not a string"] += 1
+                continue
+            key = item.get(id or "id")
+            tag = item.get(label or "label")
+            doc_id = content_id(body) if key is None else str(key)  # never a list position
+            if vector is not None and vectors is not None:
+                vectors.setdefault(doc_id, item.get(vector))
+            yield Document(
+                doc_id,
+                body,
+                str(item.get("source") or source),
+                None if tag is None else str(tag),
+            )
+        else:
+            raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
+
+
+def frame_documents(  # noqa: A002
+    frame, text, id, label, source, skipped, vector=None, vectors=None
+) -> Iterable[Document]:
+    import pandas as pd
+
+    columns = [str(c) for c in frame.columns]
+    for role, name in (("text", text), ("id", id), ("label", label), ("vector", vector)):
+        if name is not None and name not in frame.columns:
+            raise InvalidRequest(
+                f"the DataFrame has no {role} column {name!r}; its columns: {', '.join(columns)}"
+            )
+    # without an id column, ids come from the text: a default index (0, 1, 2...) would
+    # make the next DataFrame overwrite this one's documents
+    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
+    tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
+    raws = frame[vector].tolist() if vector is not None else None
+    for row, body in enumerate(frame[text].tolist()):
+        if not isinstance(body, str):
+            skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
+            continue
+        tag = None if tags is None else tags.iloc[row]
+        tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)
+        doc_id = content_id(body) if ids is None else str(ids.iloc[row])
+        if raws is not None and vectors is not None:
+            vectors.setdefault(doc_id, raws[row])
+        yield Document(doc_id, body, source, tag)
+
+
+def content_id(text: str) -> str:
+    """An id for a text given without one: the same text always gets the same id."""
+    return f"text/{content_hash(normalise_text(text))[:16]}"
