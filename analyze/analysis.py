@@ -17,6 +17,7 @@ from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
 from . import plots, report
 from .describe import with_names
+from .records import space_dict as space_dict  # re-exported: run, update use it from here
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -332,12 +333,3 @@ class Analysis:
             reference=reference,
             placed=[str(x) for x in arrays["placed"].tolist()] if "placed" in arrays else [],
         )
-
-
-def space_dict(space: Space) -> dict[str, Any]:
-    return {
-        "provider": space.provider,
-        "model": space.model,
-        "task_type": space.task_type,
-        "dims": space.dims,
-    }

@@ -17,7 +17,7 @@ from ..errors import InvalidRequest
 from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
 from . import plots, report
-from .analysis import space_dict
+from .records import space_dict
 
 if TYPE_CHECKING:
     import pandas as pd
