@@ -197,9 +197,9 @@ def write_markdown(
     lines += [f"![{name}]({name})" for name in images] + [""]
     lines += ["## Clusters", ""]
     for info in clusters:
-        number = "noise" if info["cluster"] == -1 else f"cluster {info['cluster']}"
+        heading = "noise" if info["cluster"] == -1 else f"cluster {info['cluster']}"
         named = "" if info["cluster"] == -1 else f": {escape_markdown(info['name'])}"
-        lines.append(f"### {number}{named} ({info['size']} documents)")
+        lines.append(f"### {heading}{named} ({info['size']} documents)")
         lines.append("")
         labels = ", ".join(
             f"{escape_markdown(str(k))} {v}" for k, v in list(info["labels"].items())[:5]

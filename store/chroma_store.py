@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlparse
 
 import numpy as np
@@ -205,6 +205,10 @@ class Store:
                 found.append(space)
         return sorted(found, key=lambda s: (s.provider, s.model, s.task_type, s.dims))
 
+    @overload
+    def collection(self, space: Space, create: Literal[True]) -> SpaceCollection: ...
+    @overload
+    def collection(self, space: Space, create: bool = False) -> SpaceCollection | None: ...
     def collection(self, space: Space, create: bool = False) -> SpaceCollection | None:
         """The collection holding `space`, or None when it does not exist and not `create`."""
         name = space.collection_name
