@@ -6,6 +6,7 @@ store; the report files, terminal tables and (later) JSON bodies are renderings 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,7 +192,7 @@ class Analysis:
 
     # -- files -----------------------------------------------------------------------------
 
-    def save(self, out: str | Path, html: bool = False) -> list[str]:
+    def save(self, out: str | os.PathLike[str], html: bool = False) -> list[str]:
         """Write the report files into `out` (created; files of an older analysis removed);
         with `html`, also `map.html`, the interactive map as one self-contained file."""
         import time

@@ -7,6 +7,7 @@ the store; comparison.json, report.md, the PNGs and the service's bodies render 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,7 +236,7 @@ class Comparison:
             "notes": list(self.notes),
         }
 
-    def save(self, out: str | Path) -> list[str]:
+    def save(self, out: str | os.PathLike[str]) -> list[str]:
         """Write comparison.json, points.csv, report.md and the PNGs into `out`."""
         out = Path(out)
         if out.exists() and not out.is_dir():
