@@ -9,6 +9,8 @@ a.per_class
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     Cancelled,
     Conflict,
@@ -25,6 +27,9 @@ from .errors import (
 from .lab import EmbeddingChoice, Lab, open
 from .progress import CancelToken, Progress
 from .store.keys import Space
+
+if TYPE_CHECKING:  # what __getattr__ below gives, for a type checker
+    from .ingest.pipeline import IngestCancelled, IngestError
 
 __all__ = [
     "CancelToken",

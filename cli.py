@@ -327,7 +327,7 @@ def run_ingest(
     **options,
 ) -> None:
     """Open the store, say which provider, run `call(lab, ...)` with a bar, print the summary."""
-    from .ingest.pipeline import IngestCancelled, IngestError
+    from . import IngestCancelled, IngestError  # the package's own names (ingest/pipeline.py)
 
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -612,8 +612,6 @@ def analyze_command(
 
 
 def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: Path) -> None:
-    from .analyze import report
-
     started = time.monotonic()
     with store_opts.open() as lab:
         space = lab.pick_space(*space_filter)
@@ -624,13 +622,13 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
         err=True,
     )
     reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
-    click.echo(f"clustering: {report.method_line(analysis.metrics)}{reused}", err=True)
+    click.echo(f"clustering: {analysis.method_line()}{reused}", err=True)
     for note in analysis.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(report.per_class_table(analysis.metrics))
-    click.echo(report.verdict(analysis.metrics))
-    click.echo(report.cluster_table(analysis.clusters))
-    naming = report.naming_line(analysis.naming)
+    click.echo(analysis.per_class_table())
+    click.echo(analysis.verdict())
+    click.echo(analysis.cluster_table())
+    naming = analysis.naming_line()
     if naming:
         click.echo(naming, err=True)
     if "map.html" in analysis.files:

@@ -190,6 +190,28 @@ class Analysis:
             f"{n_clusters} clusters ({method}){tail}>"
         )
 
+    # -- renderings: the text a front end prints (report.py writes it) ----------------------
+
+    def method_line(self) -> str:
+        """The clustering and the map method, in one line."""
+        return report.method_line(self.metrics)
+
+    def per_class_table(self) -> str:
+        """Each label's majority cluster and share, as aligned text."""
+        return report.per_class_table(self.metrics)
+
+    def verdict(self) -> str:
+        """The metrics in one line."""
+        return report.verdict(self.metrics)
+
+    def cluster_table(self) -> str:
+        """Each cluster's number, size and name, as aligned text."""
+        return report.cluster_table(self.clusters)
+
+    def naming_line(self) -> str | None:
+        """Who named the clusters (None: their top terms did)."""
+        return report.naming_line(self.naming)
+
     # -- files -----------------------------------------------------------------------------
 
     def save(self, out: str | os.PathLike[str], html: bool = False) -> list[str]:

@@ -223,7 +223,7 @@ class Service:
         return self.jobs.submit("ingest", "ingest", run, summary).id
 
     def _ingest(self, call, options: dict[str, Any], cancel, on_progress) -> dict[str, Any]:
-        from ..ingest.pipeline import IngestCancelled, IngestError
+        from .. import IngestCancelled, IngestError  # the package's own names
 
         try:
             report = call(cancel=cancel, on_progress=on_progress, quiet=True, **options)
