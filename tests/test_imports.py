@@ -4,8 +4,9 @@ Data flows one way: sources -> ingest -> store -> analyze. So:
 - no import circles anywhere;
 - `analyze/` never imports `ingest/` (not even through another module);
 - `store/` imports neither `ingest/` nor `analyze/`, nor any front end or the Lab;
-- only the Lab (LAB_MODULES) imports both `ingest/` and `analyze/`: the CLI, the service
-  and the client reach them through the Lab.
+- only the Lab (LAB_MODULES, and the HTTP client, its twin: MAY_IMPORT_BOTH) imports both
+  `ingest/` and `analyze/`: the CLI and the service reach them through the Lab, and use
+  the package's own names (embedlab.IngestError) and the results' own renderings.
 
 An import counts wherever it is written (at the top of a module or inside a function),
 except under `if TYPE_CHECKING:` (annotations only, never run). `import a.b.c` is an
@@ -29,9 +30,12 @@ PACKAGE = "embedlab"
 # the folders installed as embedlab.<name> (pyproject's [tool.setuptools] packages)
 SUBPACKAGES = ("store", "ingest", "analyze", "service", "web")
 
-# The Lab: lab.py and the use-case modules it is made of. They are the only modules that
-# import both ingest/ and analyze/.
+# The Lab: lab.py and the use-case modules it is made of (Inputs, BatchUseCases). They wire
+# ingest/ and analyze/ together, and so may import both. So may the HTTP client: it is the
+# Lab's twin over `embedlab serve` (the service's Lab does the work) and rebuilds the same
+# results and errors (Analysis, Comparison, IngestReport, IngestError...) from JSON.
 LAB_MODULES = frozenset({f"{PACKAGE}.lab", f"{PACKAGE}.lab_batches", f"{PACKAGE}.inputs"})
+MAY_IMPORT_BOTH = LAB_MODULES | {f"{PACKAGE}.client"}
 # What store/ must never reach, directly or through another module.
 STORE_FORBIDDEN = (
     f"{PACKAGE}.ingest",
@@ -255,7 +259,7 @@ def broken_rules(graph: dict[str, set[str]]) -> list[str]:
                     break
         direct = graph[module]
         if (
-            module not in LAB_MODULES
+            module not in MAY_IMPORT_BOTH
             and any(in_package(m, ingest) for m in direct)
             and any(in_package(m, analyze) for m in direct)
         ):
@@ -344,6 +348,22 @@ def test_analyze_never_imports_ingest_and_store_imports_neither():
 def test_only_the_lab_imports_both_ingest_and_analyze():
     problems = [p for p in broken_rules(import_graph()) if "imports both" in p]
     assert not problems, "\n".join(problems)
+
+
+def test_importing_every_analyze_module_runs_no_ingest_module():
+    """What the reading above says, checked by running it: every analyze module imported
+    (tests/test_analyze.py checks run, select and plots the same way)."""
+    import subprocess
+
+    names = sorted(m for m in module_files() if in_package(m, f"{PACKAGE}.analyze"))
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('embedlab.ingest')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.mark.parametrize("module", ["lab", "lab_batches", "inputs"])
