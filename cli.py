@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -318,7 +319,7 @@ def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, vector, sp
 @user_errors
 def run_ingest(
     store_opts: StoreOptions,
-    call: Callable[..., object],
+    call: Callable[..., Any],
     provider: str,
     model: str | None,
     task_type: str,
@@ -383,7 +384,7 @@ def run_ingest(
 
 @user_errors
 def run_vector_ingest(
-    store_opts: StoreOptions, call: Callable[..., object], dry_run: bool, **options
+    store_opts: StoreOptions, call: Callable[..., Any], dry_run: bool, **options
 ) -> None:
     """Open the store, run `call(lab, ...)` storing the given vectors with a bar, print the
     summary. The provider's options are passed on, for the library to refuse when set."""
