@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 class Inputs:
     """The ingest calls that read an input, then hand its documents on."""
 
+    if TYPE_CHECKING:  # given by Lab and RemoteLab (pick_space reads them)
+
+        @property
+        def location(self) -> str: ...
+
+        def spaces(self) -> list[Space]: ...
+
     def ingest_documents(self, documents: Any, **options: Any) -> IngestReport:
         raise NotImplementedError
 
