@@ -178,7 +178,7 @@ class RemoteLab(Inputs):
             params.update(labels=_joined(labels), sources=_joined(sources))
             body = self._request("GET", "/neighbours", params=_present(params))
         else:
-            payload = {"text": text, "k": k, "labels": labels, "sources": sources}
+            payload: dict[str, Any] = {"text": text, "k": k, "labels": labels, "sources": sources}
             payload.update(space=spec, analysis=analysis)
             if vector is not None:
                 payload["vector"] = [float(v) for v in vector]
@@ -512,7 +512,7 @@ def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -
 
 
 def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

@@ -30,7 +30,7 @@ class Inputs:
 
         def spaces(self) -> list[Space]: ...
 
-    def ingest_documents(self, documents: Any, **options: Any) -> IngestReport:
+    def ingest_documents(self, *args: Any, **options: Any) -> IngestReport:
         raise NotImplementedError
 
     def embedding_choice(self, provider: str = "auto", *args: Any, **kwargs: Any) -> Any:
@@ -39,9 +39,7 @@ class Inputs:
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a default source name to one real input (a no-op where nothing is kept)."""
 
-    def ingest_vectors(
-        self, documents: Any, vectors: dict[str, Any], space: str, **options: Any
-    ) -> Any:
+    def ingest_vectors(self, *args: Any, **options: Any) -> Any:  # (documents, vectors, space)
         """Store vectors computed elsewhere (a Lab does; a running service does not)."""
         raise InvalidRequest(
             "vectors you bring are stored by a Lab on the store itself; the service does not "

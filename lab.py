@@ -1026,6 +1026,7 @@ class Lab(Inputs, BatchUseCases):
             updated.timings = {"load": load_s, **updated.timings}
             if (parent.naming or {}).get("model"):
                 self._cached_names(updated, corpus.hashes, parent.naming["model"])
+            assert updated.update_report is not None  # update_corpus reports every update
             updated.update_report["seconds"] = round(updated.update_report["seconds"] + load_s, 3)
             stage("store", len(stages) - 1)
             self._store_analysis(updated)
@@ -1648,7 +1649,8 @@ class _VectorMemory:
         if not self._fits(space, count):
             self._spaces.pop(space, None)
             return None
-        if held is not None and not stale and count > expected:  # another replica added
+        # another replica added (expected is None exactly when held is)
+        if held is not None and expected is not None and not stale and count > expected:
             ids = [doc_id for doc_id, _ in collection.iter_metadata()]
             new = [doc_id for doc_id in ids if doc_id not in held["row_of"]]
             if len(new) == count - expected:  # only additions: read just those
