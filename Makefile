@@ -28,6 +28,8 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@mkdir -p build/mypy && ln -sfn ../.. build/mypy/embedlab
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q

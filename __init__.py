@@ -31,8 +31,9 @@ from .lab import EmbeddingChoice, Lab, open
 from .progress import CancelToken, Progress
 from .store.keys import Space
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what __getattr__ below gives, for a type checker
     from .client import RemoteLab
+    from .ingest.pipeline import IngestCancelled, IngestError
 
 __all__ = [
     "CancelToken",

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -288,7 +289,7 @@ def ingest_jsonl(store_opts, path, text_key, id_key, label_key, name, vector, sp
 @user_errors
 def run_ingest(
     store_opts: StoreOptions,
-    call: Callable[..., object],
+    call: Callable[..., Any],
     provider: str,
     model: str | None,
     task_type: str,
@@ -298,7 +299,7 @@ def run_ingest(
 ) -> object:
     """Open the store, say which provider, run `call(lab, ...)` with a bar, print the
     summary; the report is returned (demo analyses the space it names)."""
-    from .ingest.pipeline import IngestCancelled, IngestError
+    from . import IngestCancelled, IngestError  # the package's own names (ingest/pipeline.py)
 
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -347,7 +348,7 @@ def run_ingest(
 
 @user_errors
 def run_vector_ingest(
-    store_opts: StoreOptions, call: Callable[..., object], dry_run: bool, **options
+    store_opts: StoreOptions, call: Callable[..., Any], dry_run: bool, **options
 ) -> None:
     """Open the store, run `call(lab, ...)` storing the given vectors with a bar, print the
     summary. The provider's options are passed on, for the library to refuse when set."""
@@ -492,8 +493,6 @@ def analyze_command(
 
 
 def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: Path) -> None:
-    from .analyze import report
-
     started = time.monotonic()
     with store_opts.open() as lab:
         space = lab.pick_space(*space_filter)
@@ -504,13 +503,13 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
         err=True,
     )
     reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
-    click.echo(f"clustering: {report.method_line(analysis.metrics)}{reused}", err=True)
+    click.echo(f"clustering: {analysis.method_line()}{reused}", err=True)
     for note in analysis.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(report.per_class_table(analysis.metrics))
-    click.echo(report.verdict(analysis.metrics))
-    click.echo(report.cluster_table(analysis.clusters))
-    naming = report.naming_line(analysis.naming)
+    click.echo(analysis.per_class_table())
+    click.echo(analysis.verdict())
+    click.echo(analysis.cluster_table())
+    naming = analysis.naming_line()
     if naming:
         click.echo(naming, err=True)
     if "map.html" in analysis.files:
@@ -1157,9 +1156,7 @@ def serve(
     def on_started(url: str) -> None:
         mode = ", read-only" if read_only else ""
         auth = ", token required" if token else ""
-        click.echo(
-            f"serving {lab.location} at {url}{mode}{auth} (docs: {url}/docs)", err=True
-        )
+        click.echo(f"serving {lab.location} at {url}{mode}{auth} (docs: {url}/docs)", err=True)
 
     with lab:
         run_server(lab, host, port, settings, on_started=on_started)

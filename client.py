@@ -694,7 +694,7 @@ def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -
 
 
 def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 class Inputs:
     """The ingest calls that read an input, then hand its documents on."""
 
-    def ingest_documents(self, documents: Any, **options: Any) -> IngestReport:
+    if TYPE_CHECKING:  # given by Lab and RemoteLab (pick_space reads them)
+
+        @property
+        def location(self) -> str: ...
+
+        def spaces(self) -> list[Space]: ...
+
+    def ingest_documents(self, *args: Any, **options: Any) -> IngestReport:
         raise NotImplementedError
 
     def embedding_choice(self, provider: str = "auto", *args: Any, **kwargs: Any) -> Any:
@@ -32,9 +39,7 @@ class Inputs:
     def _claim_source(self, source: str, origin: str, dry_run: bool) -> None:
         """Bind a default source name to one real input (a no-op where nothing is kept)."""
 
-    def ingest_vectors(
-        self, documents: Any, vectors: dict[str, Any], space: str, **options: Any
-    ) -> Any:
+    def ingest_vectors(self, *args: Any, **options: Any) -> Any:  # (documents, vectors, space)
         """Store vectors computed elsewhere (a Lab does; a running service does not)."""
         raise InvalidRequest(
             "vectors you bring are stored by a Lab on the store itself; the service does not "

@@ -1016,6 +1016,7 @@ class Lab(Inputs, BatchUseCases):
             updated.timings = {"load": load_s, **updated.timings}
             if (parent.naming or {}).get("model"):
                 self._cached_names(updated, corpus.hashes, parent.naming["model"])
+            assert updated.update_report is not None  # update_corpus reports every update
             updated.update_report["seconds"] = round(updated.update_report["seconds"] + load_s, 3)
             stage("store", len(stages) - 1)
             self._store_analysis(updated)

@@ -6,6 +6,7 @@ store; the report files, terminal tables and (later) JSON bodies are renderings 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from ..store.artifacts import pack_arrays, unpack_arrays
 from ..store.selection import NO_LABEL
 from . import plots, report
 from .describe import with_names
+from .records import space_dict as space_dict  # re-exported: run, update use it from here
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,9 +206,31 @@ class Analysis:
         texts, neighbours = self.map_extras()
         return list(texts), neighbours
 
+    # -- renderings: the text a front end prints (report.py writes it) ----------------------
+
+    def method_line(self) -> str:
+        """The clustering and the map method, in one line."""
+        return report.method_line(self.metrics)
+
+    def per_class_table(self) -> str:
+        """Each label's majority cluster and share, as aligned text."""
+        return report.per_class_table(self.metrics)
+
+    def verdict(self) -> str:
+        """The metrics in one line."""
+        return report.verdict(self.metrics)
+
+    def cluster_table(self) -> str:
+        """Each cluster's number, size and name, as aligned text."""
+        return report.cluster_table(self.clusters)
+
+    def naming_line(self) -> str | None:
+        """Who named the clusters (None: their top terms did)."""
+        return report.naming_line(self.naming)
+
     # -- files -----------------------------------------------------------------------------
 
-    def save(self, out: str | Path, html: bool = False) -> list[str]:
+    def save(self, out: str | os.PathLike[str], html: bool = False) -> list[str]:
         """Write the report files into `out` (created; files of an older analysis removed);
         with `html`, also `map.html`, the interactive map as one self-contained file."""
         import time
@@ -348,7 +372,3 @@ class Analysis:
             reference=reference,
             placed=[str(x) for x in arrays["placed"].tolist()] if "placed" in arrays else [],
         )
-
-
-def space_dict(space: Space) -> dict[str, Any]:
-    return space.to_dict()

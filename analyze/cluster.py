@@ -214,7 +214,7 @@ def spherical_kmeans(
     settled = int(len(x) * SETTLED_SHARE)
     for _ in range(n_init):
         centres = _kmeans_plusplus(x, k, rng)
-        labels = None
+        labels: np.ndarray | None = None
         for _ in range(max_iter):
             sims = x @ _unit(centres).T
             new = sims.argmax(axis=1)
@@ -229,7 +229,7 @@ def spherical_kmeans(
             for empty, doc in zip(empties, worst):
                 centres[empty], labels[doc] = x[doc], empty
         score = float((x @ _unit(centres).T).max(axis=1).sum())
-        if score > best_score:
+        if score > best_score and labels is not None:  # labels: max_iter >= 1 rounds ran
             best_labels, best_score = labels, score
     return best_labels
 

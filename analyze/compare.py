@@ -24,12 +24,13 @@ from ..store import Space, Store
 from .cluster import cluster
 from .comparison import Comparison
 from .evaluate import evaluate
+from .knn import CHUNK_ROWS as CHUNK_ROWS  # re-exported: its home is knn.py now
+from .knn import nearest_rows
 from .reduce import map_key, reduce_2d
 from .run import MapCache
 from .select import AnalyzeError, Corpus, Selection, select_ids
 
 SCORES = ("hungarian_accuracy", "ari", "nmi", "silhouette")  # higher is better, each
-CHUNK_ROWS = 1024  # rows of the similarity matrix held at once (1024 x 11k floats: 46 MB)
 MOST_DIFFERENT = 10
 STAGES = ("neighbours", "cluster", "map", "evaluate")
 
@@ -123,30 +124,6 @@ def shared_ids(store: Store, space_a: Space, space_b: Space, selection: Selectio
 
 
 # -- neighbourhoods ------------------------------------------------------------------------
-
-
-def nearest_rows(vectors: np.ndarray, m: int, chunk: int = CHUNK_ROWS) -> np.ndarray:
-    """The `m` most similar other rows of each row (cosine on unit rows), exact, most
-    similar first.
-
-    Brute force in chunks of rows, so memory stays at `chunk` x n similarities. Ties at
-    the m-th place go to the lower row number, the same way in every space, so two
-    identical texts never make two spaces look different.
-    """
-    n = len(vectors)
-    out = np.empty((n, m), dtype=np.int64)
-    x = np.asarray(vectors, dtype=np.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        sims = x[start:stop] @ x.T
-        sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # never itself
-        kth = np.partition(sims, n - m, axis=1)[:, n - m]  # the m-th largest of each row
-        chosen = sims >= kth[:, None]
-        for r in range(stop - start):
-            cols = np.flatnonzero(chosen[r])
-            # most similar first; ties (at the boundary too) to the lower row
-            out[start + r] = cols[np.lexsort((cols, -sims[r, cols]))][:m]
-    return out
 
 
 def jaccard(rows_a: np.ndarray, rows_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ the store; comparison.json, report.md, the PNGs and the service's bodies render 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
 from ..store.selection import NO_LABEL
 from . import plots, report
-from .analysis import space_dict
+from .records import space_dict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -286,7 +287,7 @@ class Comparison:
             "notes": list(self.notes),
         }
 
-    def save(self, out: str | Path) -> list[str]:
+    def save(self, out: str | os.PathLike[str]) -> list[str]:
         """Write comparison.json, points.csv, report.md and the PNGs into `out`."""
         out = Path(out)
         if out.exists() and not out.is_dir():

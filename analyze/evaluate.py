@@ -85,7 +85,8 @@ def evaluate(
         result["labels"] = "fewer than 2 labels: evaluation against labels skipped"
         return result
     scored = clustered & labelled
-    truth = [true_labels[i] for i in np.flatnonzero(scored)]
+    # scored documents are labelled: no None among them
+    truth = [t for t in (true_labels[i] for i in np.flatnonzero(scored)) if t is not None]
     found = cluster_labels[scored]
     clusters = sorted(set(found.tolist()))
     class_index = {name: i for i, name in enumerate(classes)}

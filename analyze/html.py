@@ -13,7 +13,7 @@ import base64
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def render_map_html(
     texts = list(texts) if texts is not None else [""] * n
     head = map_head(analysis)
     head["search"] = {"meaning": False, "reason": "a saved map.html has no model to embed a query"}
-    data = {
+    data: dict[str, Any] = {
         "head": head,
         "points": base64.b64encode(map_points(analysis)).decode("ascii"),
         "ids": list(analysis.ids),

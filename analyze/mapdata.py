@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..store.selection import NO_LABEL
+from .knn import nearest_rows as exact_rows
+from .records import space_dict
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -48,8 +50,6 @@ def cluster_codes(analysis: Analysis) -> tuple[list[int], np.ndarray]:
 
 def map_head(analysis: Analysis) -> dict[str, Any]:
     """Everything but the points: categories with counts and names, bounds, metrics."""
-    from .analysis import space_dict
-
     labels, label_code = label_codes(analysis)
     clusters, cluster_code = cluster_codes(analysis)
     dtype = _code_dtype(len(labels), len(clusters))
@@ -180,8 +180,6 @@ def nearest_rows(
     itself, ties to the lower row as in `compare` (so map.html lists what the library
     does). `rows[j]` is vector j's position among `total` points; positions without a
     vector get -1 rows. Returns (positions int32 total x k, similarities float32)."""
-    from .compare import nearest_rows as exact_rows
-
     positions = np.full((total, k), -1, dtype=np.int32)
     similarities = np.zeros((total, k), dtype=np.float32)
     take = min(k, len(vectors) - 1)

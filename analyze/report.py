@@ -173,10 +173,10 @@ def write_markdown(
         f"- metrics: {verdict(metrics)}",
     ]
     if naming:  # who named the clusters; this run's counts are not here (files stay identical)
-        named = sum(1 for c in clusters if c.get("name_source") == naming["model"])
-        rest = ", the others by their top terms" if named < naming["clusters"] else ""
+        by_model = sum(1 for c in clusters if c.get("name_source") == naming["model"])
+        rest = ", the others by their top terms" if by_model < naming["clusters"] else ""
         lines.append(
-            f"- cluster names: {named} of {naming['clusters']} by {naming['model']} "
+            f"- cluster names: {by_model} of {naming['clusters']} by {naming['model']} "
             f"(prompt v{naming['prompt_version']}){rest}"
         )
     lines.append("")

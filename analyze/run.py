@@ -117,6 +117,7 @@ def analyze_corpus(
     text_weight = options.text_weight
     if text_weight is None:
         text_weight = default_text_weight(corpus.space.provider, options.algorithm)
+    cluster_keep: dict[str, Any] = {}  # what placing new documents needs (reference.py)
     clustering = _timed(
         timings,
         "cluster",
@@ -129,7 +130,7 @@ def analyze_corpus(
         options.eps,
         texts=corpus.texts,
         text_weight=text_weight,
-        keep=(cluster_keep := {}),
+        keep=cluster_keep,
     )
     labels = clustering.labels
     stage("map", 1)

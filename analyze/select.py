@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidRequest, NotFound
-from ..store import Space, Store
+from ..store import Space, SpaceCollection, Store
 from ..store.keys import SpaceQuery
 from ..store.sampling import sample_rank, stratified_sample
 from ..store.selection import Selection
@@ -112,7 +112,7 @@ def select_ids(
     None matching is NothingMatches, unless `may_be_empty`.
     """
     if records is None:
-        records = store.collection(space).iter_metadata()
+        records = _collection(store, space).iter_metadata()
     chosen: dict[str, str | None] = {}
     seen_labels: set[str] = set()
     for doc_id, meta in records:
@@ -155,7 +155,7 @@ def load_corpus(
     """The selection's documents (or exactly `ids`, chosen by the caller) with unit vectors."""
     if ids is None:
         ids = select_ids(store, space, selection)
-    vectors, metadatas, texts = store.collection(space).load(ids, with_text=with_text)
+    vectors, metadatas, texts = _collection(store, space).load(ids, with_text=with_text)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
     return Corpus(
         space=space,
@@ -165,3 +165,10 @@ def load_corpus(
         texts=texts,
         hashes=[m.get("content_hash", "") for m in metadatas],
     )
+
+
+def _collection(store: Store, space: Space) -> SpaceCollection:
+    collection = store.collection(space)
+    if collection is None:  # the space went away since it was chosen
+        raise NothingMatches(f"the store has no {space.describe()}")
+    return collection

@@ -168,7 +168,7 @@ def update_corpus(
                 **settings,
                 "placed_since_fit": int(settings.get("placed_since_fit", 0)) + len(new_rows),
             },
-            "arrays": dict(parent.reference["arrays"]),
+            "arrays": dict((parent.reference or {})["arrays"]),
         }
         from .reference import hash_bytes
 

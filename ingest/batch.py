@@ -173,7 +173,7 @@ class GeminiBatches:
     def create(self, space: Space, display_name: str, texts: list[str], mode: str) -> JobView:
         """Create one job: inlined requests, or a JSONL file uploaded first."""
         if mode == "inline":
-            src: dict[str, Any] = {
+            src: Any = {  # the SDK's EmbeddingsBatchJobSourceDict, as a plain dict
                 "inlined_requests": {
                     "contents": texts,
                     "config": {

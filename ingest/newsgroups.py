@@ -8,6 +8,7 @@ between all three.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import tarfile
 from collections import Counter
@@ -116,7 +117,9 @@ def _cleaner(name: str):
     }[name]
 
 
-def read_posts(source: str | Path | None, subset: str) -> Iterator[tuple[str, str, str, bytes]]:
+def read_posts(
+    source: str | os.PathLike[str] | None, subset: str
+) -> Iterator[tuple[str, str, str, bytes]]:
     """(subset, group, number, raw bytes) of every post in the chosen subset(s)."""
     wanted = ("train", "test") if subset == "all" else (subset,)
     if source is None:
@@ -180,7 +183,7 @@ def _read_sklearn(wanted: tuple[str, ...]) -> Iterator[tuple[str, str, str, byte
 
 
 def newsgroups_documents(
-    source: str | Path | None,
+    source: str | os.PathLike[str] | None,
     subset: str = "train",
     categories: list[str] | None = None,
     per_class: int | None = None,

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -287,7 +287,8 @@ def unique_documents(docs: Iterable[Document], skipped: Counter[str]) -> list[Do
 
 def plan_ingest(documents: list[Document], stored: dict[str, str], known_hashes: set[str]) -> Plan:
     """Classify documents given `stored` (id -> hash in the space) and the hashes it holds."""
-    unchanged, pending = [], []
+    unchanged: list[Document] = []
+    pending: list[Document] = []
     for doc in documents:
         (unchanged if stored.get(doc.id) == doc.content_hash else pending).append(doc)
     reusable = [d for d in pending if d.content_hash in known_hashes]
@@ -390,7 +391,7 @@ def ingest(
 
     if collection is None:
         assert store is not None, "only a dry run may go without a store"
-        collection = _CreatedOnWrite(store, space)
+        collection = cast(SpaceCollection, _CreatedOnWrite(store, space))  # stands in for one
     try:
         for start in range(0, len(relabel), WRITE_CHUNK):
             chunk = relabel[start : start + WRITE_CHUNK]

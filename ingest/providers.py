@@ -153,7 +153,9 @@ class GeminiProvider:
         timeouts, transports = _http_exceptions()
         try:
             return self._client.models.embed_content(
-                model=self.space.model, contents=contents, config=self._config
+                model=self.space.model,
+                contents=contents,  # type: ignore[arg-type]  # the SDK takes list[str]; its union has only wider lists
+                config=self._config,
             )
         except errors.APIError as exc:
             raise _map_api_error(exc, self.space.model) from None
@@ -205,8 +207,11 @@ def _map_api_error(exc: Exception, model: str) -> ProviderError:
 def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
+    value = headers.get("retry-after")
+    if value is None:
+        return None
     try:
-        return float(headers.get("retry-after"))
+        return float(value)
     except (TypeError, ValueError):
         return None
 

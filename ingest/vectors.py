@@ -204,7 +204,7 @@ def store_vectors(
     hashes = {doc_id: meta.get("content_hash") for doc_id, meta in stored.items()}
     same_text = [i for i, d in enumerate(kept) if hashes.get(d.id) == d.content_hash]
     unchanged = set()
-    if same_text:
+    if same_text and collection is not None:  # same text: it was stored, so it exists
         held, _, _ = collection.load([kept[i].id for i in same_text], with_text=False)
         close = np.abs(held - vectors[same_text]).max(axis=1) <= SAME_TOLERANCE
         unchanged = {i for i, same in zip(same_text, close.tolist()) if same}

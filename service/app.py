@@ -240,7 +240,7 @@ class Service:
         return self.jobs.submit("ingest", "ingest", run, summary).id
 
     def _ingest(self, call, options: dict[str, Any], cancel, on_progress) -> dict[str, Any]:
-        from ..ingest.pipeline import IngestCancelled, IngestError
+        from .. import IngestCancelled, IngestError  # the package's own names
 
         try:
             report = call(cancel=cancel, on_progress=on_progress, quiet=True, **options)
@@ -319,7 +319,7 @@ class Service:
         error = job.get("error") or job["state"]
         cause = self.jobs.get(job_id).exception
         if isinstance(cause, EmbedlabError) and not isinstance(cause, JobFailed):
-            cause.job = job  # type: ignore[attr-defined] - the body carries the job
+            cause.job = job  # type: ignore[attr-defined]  # the body carries the job
             raise cause
         if job["state"] in ("cancelled", "interrupted"):
             raise JobCancelled(error, job)
@@ -499,7 +499,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()
         if media in UPLOAD_TYPES:
-            params = dict(name=name, text=text, id=id, label=label, provider=provider)
+            params: dict[str, Any] = dict(name=name, text=text, id=id, label=label)
+            params.update(provider=provider)
             params.update(model=model, task_type=task_type, dims=dims)
             params.update(batch_size=batch_size, concurrency=concurrency, prune=prune)
             params.update(replace=replace)
@@ -623,7 +624,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         sources: str | None = None,
         space: str | None = None,
         analysis: str | None = None,
-    ) -> JSONResponse:
+    ) -> Response:
         found = lab.neighbour_hits(
             id,
             k=k,
@@ -635,7 +636,7 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         return _neighbours_response(*found)
 
     @app.post(f"{API}/neighbours")
-    def neighbours(request: Annotated[NeighboursRequest, Body()]) -> JSONResponse:
+    def neighbours(request: Annotated[NeighboursRequest, Body()]) -> Response:
         found = lab.neighbour_hits(
             text=request.text,
             vector=request.vector,

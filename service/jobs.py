@@ -10,6 +10,7 @@ past jobs are still listed, and a job that was running when the process died say
 
 from __future__ import annotations
 
+import builtins
 import logging
 import secrets
 import threading
@@ -315,7 +316,7 @@ class JobManager:
 
     # -- batch ingests -------------------------------------------------------------------
 
-    def waiting(self) -> list[Job]:
+    def waiting(self) -> builtins.list[Job]:  # list: JobManager.list in this class
         """The batch ingests whose provider jobs have not all ended."""
         with self._lock:
             return [j for j in self._jobs.values() if j.state == WAITING]

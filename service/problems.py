@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(500, "internal error in embedlab; the service log has the details")
 
 
-def _validation_detail(errors: list[dict[str, Any]]) -> str:
+def _validation_detail(errors: Sequence[Any]) -> str:  # pydantic's and FastAPI's error dicts
     parts = []
     for error in errors[:5]:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"

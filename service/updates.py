@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 from collections import deque
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -32,6 +32,9 @@ from ..errors import Cancelled
 from ..lab import Lab
 from ..progress import CancelToken, Progress
 from .problems import jsonable
+
+if TYPE_CHECKING:
+    from ..store import Space
 
 API = "/api/v1"
 EVENTS_KEPT = 1000
@@ -88,8 +91,8 @@ class Follower:
         self.service = service
         self.lab = lab
         self._lock = threading.Lock()
-        self._running: set[str] = set()
-        self._again: set[str] = set()
+        self._running: set[Space] = set()
+        self._again: set[Space] = set()
 
     def space_changed(self, space: dict[str, Any]) -> None:
         from ..store import Space
@@ -97,7 +100,7 @@ class Follower:
         key = Space.from_dict(space)
         self._space_changed(key)
 
-    def _space_changed(self, space_name: Any) -> None:
+    def _space_changed(self, space_name: Space) -> None:
         with self._lock:
             if space_name in self._running:
                 self._again.add(space_name)
@@ -105,7 +108,7 @@ class Follower:
             self._running.add(space_name)
         self._submit(space_name)
 
-    def _submit(self, space_name: str) -> None:
+    def _submit(self, space_name: Space) -> None:
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             try:
                 latest = self.lab.latest_analysis(space_name)

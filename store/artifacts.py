@@ -13,9 +13,10 @@ Readers list heads only.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -34,6 +35,10 @@ class Artifacts:
         self._client = client
         self._col: Any = None
 
+    @overload
+    def _collection(self, create: Literal[True]) -> Any: ...
+    @overload
+    def _collection(self, create: bool) -> Any | None: ...
     def _collection(self, create: bool) -> Any | None:
         if self._col is None:
             if create:
@@ -56,7 +61,8 @@ class Artifacts:
         parts = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
         for i, part in enumerate(parts):
             _retry_busy(
-                lambda i=i, part=part: col.upsert(
+                functools.partial(  # bound now: a lambda in a loop would see the last part
+                    col.upsert,
                     ids=[f"{kind}/{key}/part/{i}"],
                     embeddings=_DUMMY,
                     metadatas=[{"kind": f"{kind}-part", "key": key, "part": i, "data": part}],
@@ -160,7 +166,7 @@ def pack_arrays(**arrays: np.ndarray) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     return buffer.getvalue()
 
 

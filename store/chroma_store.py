@@ -10,6 +10,7 @@ documents, spaces and float32 arrays, and Chroma's quirks are handled once:
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlparse
 
 import numpy as np
@@ -211,6 +212,10 @@ class Store:
                 found.append(space)
         return sorted(found, key=lambda s: (s.provider, s.model, s.task_type, s.dims))
 
+    @overload
+    def collection(self, space: Space, create: Literal[True]) -> SpaceCollection: ...
+    @overload
+    def collection(self, space: Space, create: bool = False) -> SpaceCollection | None: ...
     def collection(self, space: Space, create: bool = False) -> SpaceCollection | None:
         """The collection holding `space`, or None when it does not exist and not `create`."""
         name = space.collection_name
@@ -371,6 +376,10 @@ class SpaceCollection:
 
     # -- side collection: the query-embedding cache ----------------------------------------
 
+    @overload
+    def _side(self, kind: str, create: Literal[True]) -> Any: ...
+    @overload
+    def _side(self, kind: str, create: bool) -> Any | None: ...
     def _side(self, kind: str, create: bool) -> Any | None:
         name = f"{self._col.name}-{kind}"
         if create:
@@ -431,7 +440,7 @@ class SpaceCollection:
         if side is None or not ids:
             return
         for chunk in _chunks(list(ids), WRITE_DELETE_CHUNK):
-            _retry_busy(lambda chunk=chunk: side.delete(ids=chunk), "delete")
+            _retry_busy(functools.partial(side.delete, ids=chunk), "delete")
 
     def labels_and_sources(self) -> tuple[set[str], set[str]]:
         """Distinct labels and sources (one metadata pass), for resolving globs."""
@@ -510,7 +519,8 @@ class SpaceCollection:
             part = slice(start, start + (small if shared else 16 * small))
             start = part.stop
             _retry_busy(
-                lambda part=part: self._col.upsert(
+                functools.partial(
+                    self._col.upsert,
                     ids=[d.id for d in docs[part]],
                     embeddings=vectors[part],
                     documents=[d.text for d in docs[part]],
@@ -525,7 +535,7 @@ class SpaceCollection:
         """Remove documents (their vectors, texts and metadata) by id."""
         self._count = None
         for chunk in _chunks(list(ids), WRITE_DELETE_CHUNK):
-            _retry_busy(lambda chunk=chunk: self._col.delete(ids=chunk), "delete")
+            _retry_busy(functools.partial(self._col.delete, ids=chunk), "delete")
         self.clear_pending(ids)
 
     def load(

@@ -178,7 +178,7 @@ def index_problem(folder: Path) -> str | None:
     if isinstance(mapping, str):
         return mapping
     known = np.fromiter(mapping, dtype=np.uint64) if mapping is not None else None
-    rows = np.memmap(folder / "data_level0.bin", dtype=np.uint8, mode="r")
+    rows: np.ndarray = np.memmap(folder / "data_level0.bin", dtype=np.uint8, mode="r")
     rows = rows[: header.count * header.per_element].reshape(header.count, header.per_element)
     for start in range(0, header.count, CHECK_ROWS):  # in blocks: memory stays flat
         block = np.array(rows[start : start + CHECK_ROWS])

@@ -95,7 +95,10 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
         if (root / SALVAGE_DIR / f"{name}.npz").is_file():
             problems.append("an earlier repair did not finish")
         if problems:  # loading this index could crash even a child: count, read nothing
-            probe = {"documents": record_count(chroma_dir, name), "problems": problems}
+            probe: dict[str, Any] = {
+                "documents": record_count(chroma_dir, name),
+                "problems": problems,
+            }
         else:
             probe = _child(root, "probe", name)
         health.problems = [probe["error"]] if "error" in probe else probe["problems"]
@@ -256,7 +259,7 @@ def _salvage(client: Any, col: Any, saved: Path | None) -> dict[str, Any]:
         if whole:
             fresh.upsert(
                 ids=[got["ids"][i] for i in whole],
-                embeddings=np.stack([vectors[i] for i in whole]),
+                embeddings=np.stack([v for v in vectors if v is not None]),  # rows `whole`
                 metadatas=[got["metadatas"][i] for i in whole],
                 documents=[got["documents"][i] for i in whole],
             )
@@ -363,4 +366,4 @@ def _short(exc: Exception) -> str:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_run_step(sys.argv[1], sys.argv[2], (sys.argv[3:] or [None])[0])))
+    print(json.dumps(_run_step(sys.argv[1], sys.argv[2], sys.argv[3] if sys.argv[3:] else None)))

@@ -30,6 +30,8 @@ def store_stats(store: Store) -> dict[str, Any]:
                 }
             )
             continue
+        if collection is None:  # removed since it was listed
+            continue
         by_source: Counter[str] = Counter()
         by_label: Counter[str] = Counter()
         truncated = 0

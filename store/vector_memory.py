@@ -233,7 +233,8 @@ class VectorMemory:
         if not self._fits(space, count):
             self._spaces.pop(space, None)
             return None
-        if held is not None and not stale and count > expected:  # another replica added
+        # another replica added (expected is None exactly when held is)
+        if held is not None and expected is not None and not stale and count > expected:
             ids = [doc_id for doc_id, _ in collection.iter_metadata()]
             new = [doc_id for doc_id in ids if doc_id not in held.row_of]
             if len(new) == count - expected:  # only additions: read just those
