@@ -726,6 +726,29 @@ class Lab(Inputs, BatchUseCases):
 
     # -- analyses --------------------------------------------------------------------------
 
+    def check_analysis(
+        self,
+        space: SpaceSpec = None,
+        algorithm: str = "kmeans",
+        k: int | str | None = None,
+        reduce: str = "tsne",
+        seed: int = 0,
+        min_cluster_size: int | None = None,
+        eps: float | None = None,
+        text_weight: float | None = None,
+        name_clusters: bool = False,
+        naming_model: str | None = None,
+    ) -> None:
+        """Refuse now what `analyze` would refuse (the space, options that do not go
+        together, the naming model), without doing any work: a service answers 400
+        before it queues a job."""
+        from .analyze.run import AnalysisOptions
+        from .ingest.naming import check_naming
+
+        self.space(space)
+        AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps, text_weight)
+        check_naming(name_clusters, naming_model)
+
     def analyze(
         self,
         labels: Sequence[str] | str | None = None,
@@ -1167,6 +1190,22 @@ class Lab(Inputs, BatchUseCases):
         if out is not None:
             comparison.save(out)
         return comparison
+
+    def check_comparison(
+        self,
+        space_a: SpaceSpec,
+        space_b: SpaceSpec,
+        k: int = 4,
+        neighbours: int = 10,
+        reduce: str = "tsne",
+        seed: int = 0,
+    ) -> None:
+        """Refuse now what `compare` would refuse (either space, the options), doing no
+        work: a service answers 400 before it queues a job."""
+        from .analyze.compare import CompareOptions
+
+        self.comparison_spaces(space_a, space_b)
+        CompareOptions.checked(k, neighbours, reduce, seed)
 
     def comparison_spaces(self, space_a: SpaceSpec, space_b: SpaceSpec) -> tuple[Space, Space]:
         """The two spaces a comparison of `space_a` with `space_b` reads (two different)."""

@@ -337,7 +337,11 @@ def click_type(option: Option) -> Any:
 
     class Checked(click.ParamType):
         name = (
-            "choice" if option.choices else {int: "integer"}.get(option.type, option.type.__name__)
+            "choice"
+            if option.choices
+            else "integer"
+            if option.type is int
+            else option.type.__name__
         )
 
         def get_metavar(self, param: Any, ctx: Any = None) -> str | None:
@@ -422,7 +426,7 @@ def pydantic_field(option: Option) -> tuple[Any, Any]:
 
     base: Any = option.type
     if option.also:
-        base = base | Literal[option.also]  # type: ignore[valid-type]
+        base = base | Literal[option.also]
     if option.default is None:
         base = base | None
     schema: dict[str, Any] = {}
@@ -442,6 +446,6 @@ def request_model(name: str, table: Table, base: Any, names: Iterable[str] | Non
 
     chosen = [table[n] for n in names] if names is not None else [o for o in table if o.http]
     fields = {o.name: pydantic_field(o) for o in chosen}
-    model = create_model(name, __base__=base, **fields)
+    model: Any = create_model(name, __base__=base, **fields)  # type: ignore[call-overload]
     model.__module__ = base.__module__
     return model

@@ -117,7 +117,8 @@ def describe_clusters(
         nearest = rows[np.lexsort((rows, -similarity))[:REPRESENTATIVES]]
         label_counts: dict[str, int] = {}
         for row in rows:
-            key = labels[row] if labels[row] is not None else NO_LABEL
+            label = labels[row]
+            key = label if label is not None else NO_LABEL
             label_counts[key] = label_counts.get(key, 0) + 1
         described.append(
             {

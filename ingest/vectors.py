@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from ..errors import InvalidRequest
 from ..store import Document, Space, Store
 from .errors import SourceError
 from .pipeline import WRITE_CHUNK, IngestReport, check_owners, unique_documents
+
+if TYPE_CHECKING:
+    from ..store.ledger import PriceTable
 
 CUSTOM = "custom"
 UNIT_TOLERANCE = 1e-3  # |norm - 1| above this: the vector was not unit length
@@ -147,8 +150,8 @@ class VectorReport(IngestReport):
             + f", {sum(self.skipped.values())} skipped, {self.seconds:.1f} s)"
         )
 
-    def summary(self) -> str:
-        """The CLI's summary line."""
+    def summary(self, prices: PriceTable | None = None) -> str:
+        """The CLI's summary line (given vectors cost nothing: `prices` is not read)."""
         verb = "to store" if self.dry_run else "stored"
         line = f"{self.documents} documents: {self.cached} unchanged, {self.stored} {verb}"
         if self.dry_run:

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.middleware.gzip import GZipMiddleware
@@ -69,7 +69,10 @@ class _EmbeddingBody(BaseModel):
 
 # provider, dims, batch_size, concurrency, dry_run, prune, replace, batch (Gemini's Batch
 # API: the job waits, state "waiting", until collected): declared once in options.INGEST
-EmbeddingOptions = request_model("EmbeddingOptions", INGEST, _EmbeddingBody)
+if TYPE_CHECKING:  # built at run time from the table: a type checker sees any fields
+    EmbeddingOptions = Any
+else:
+    EmbeddingOptions = request_model("EmbeddingOptions", INGEST, _EmbeddingBody)
 
 
 class IngestRequest(EmbeddingOptions):
@@ -109,7 +112,10 @@ class SourceClaim(BaseModel):
     dry_run: bool = True
 
 
-NeighboursRequest = request_model("NeighboursRequest", NEIGHBOURS_OPTIONS, _NeighboursBody)
+if TYPE_CHECKING:  # built at run time from the table: a type checker sees any fields
+    NeighboursRequest = Any
+else:
+    NeighboursRequest = request_model("NeighboursRequest", NEIGHBOURS_OPTIONS, _NeighboursBody)
 
 
 class _AnalysisBody(BaseModel):
@@ -123,7 +129,10 @@ class _AnalysisBody(BaseModel):
 
 # per_class, seed, limit, algorithm, k, reduce, min_cluster_size, eps, text_weight (k-means
 # on vectors + words): declared once in options.ANALYZE, with the CLI's and the library's
-AnalysisRequest = request_model("AnalysisRequest", ANALYZE, _AnalysisBody)
+if TYPE_CHECKING:  # built at run time from the table: a type checker sees any fields
+    AnalysisRequest = Any
+else:
+    AnalysisRequest = request_model("AnalysisRequest", ANALYZE, _AnalysisBody)
 
 
 class _ComparisonBody(BaseModel):
@@ -135,7 +144,10 @@ class _ComparisonBody(BaseModel):
 
 
 # per_class, limit, seed, k, neighbours, reduce: options.COMPARE
-ComparisonRequest = request_model("ComparisonRequest", COMPARE, _ComparisonBody)
+if TYPE_CHECKING:  # built at run time from the table: a type checker sees any fields
+    ComparisonRequest = Any
+else:
+    ComparisonRequest = request_model("ComparisonRequest", COMPARE, _ComparisonBody)
 
 
 # -- the API object --------------------------------------------------------------------------
@@ -269,16 +281,12 @@ class Service:
 
     def submit_analysis(self, request: AnalysisRequest) -> str:
         self.check_writable("analysis")
-        from ..analyze.run import AnalysisOptions
-        from ..ingest.naming import check_naming
-
         arguments = request.model_dump()
-        self.lab.space(arguments["space"])  # a wrong space is a 4xx now, not a failed job
-        AnalysisOptions.checked(  # and so are options that do not go together
-            request.algorithm, request.k, request.reduce, request.seed,
+        self.lab.check_analysis(  # a wrong space or options that do not go together: a 4xx now
+            arguments["space"], request.algorithm, request.k, request.reduce, request.seed,
             request.min_cluster_size, request.eps, request.text_weight,
+            request.name_clusters, request.naming_model,
         )  # fmt: skip
-        check_naming(request.name_clusters, request.naming_model)
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             def progress(event: Progress) -> None:
@@ -295,11 +303,11 @@ class Service:
 
     def submit_comparison(self, request: ComparisonRequest) -> str:
         self.check_writable("comparison")
-        from ..analyze.compare import CompareOptions
-
         arguments = request.model_dump()
-        self.lab.comparison_spaces(request.space_a, request.space_b)  # a 4xx now
-        CompareOptions.checked(request.k, request.neighbours, request.reduce, request.seed)
+        self.lab.check_comparison(  # a wrong space or option is a 4xx now, not a failed job
+            request.space_a, request.space_b, request.k, request.neighbours, request.reduce,
+            request.seed,
+        )  # fmt: skip
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             def progress(event: Progress) -> None:
@@ -713,7 +721,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
     def analysis_map_data(analysis_id: str) -> JSONResponse:
         """What a saved map.html carries beyond the record: the texts and each point's
         neighbours (a client saving the analysis with html writes the same file)."""
-        texts, (positions, similarities) = lab.analysis(analysis_id).map_data()
+        texts, neighbours = lab.analysis(analysis_id).map_data()
+        positions, similarities = neighbours if neighbours is not None else (None, None)
         body = {"texts": texts, "neighbours": positions, "similarities": similarities}
         return JSONResponse(jsonable(body))
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,7 +87,7 @@ class Space:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Space:
+    def from_dict(cls, data: Mapping[str, Any]) -> Space:
         """The space of a `to_dict()` (a record's, a service's body; extra keys ignored)."""
         return cls(data["provider"], data["model"], data["task_type"], int(data["dims"]))
 

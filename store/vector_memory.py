@@ -148,7 +148,9 @@ class VectorMemory:
             if held is None or self._stale.get(space):
                 return None
             if held.row_of_hash is None:
-                held.row_of_hash = {m.get("content_hash"): r for r, m in enumerate(held.metadatas)}
+                held.row_of_hash = {
+                    str(m.get("content_hash")): r for r, m in enumerate(held.metadatas)
+                }
             row = held.row_of_hash.get(key)
             return None if row is None else held.vectors[row].copy()
         finally:
