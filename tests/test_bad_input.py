@@ -175,7 +175,7 @@ def test_changed_texts_are_announced_before_and_after_they_are_paid(tmp_path, ge
 def test_another_newsgroups_cleaning_gets_its_own_ids_and_the_same_sample(tmp_path):
     from embedlab.ingest.newsgroups import newsgroups_documents
 
-    from tests.test_sources import make_newsgroups
+    from tests.builders import make_newsgroups
 
     archive = make_newsgroups(tmp_path)
     notebook = newsgroups_documents(archive, "train", per_class=1, seed=0)

@@ -12,9 +12,9 @@ from embedlab.analyze.compare import chance_jaccard, jaccard, nearest_rows
 from embedlab.cli import cli
 from embedlab.store import Document, Space, Store
 
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import run_cli
 from tests.service_helpers import RunningService
-from tests.test_analyze import SPACE, grouped_corpus
 
 ROTATED = Space("fake", "fake-rotated", "none", 16)  # SPACE's vectors, rotated: same cosines
 NOISE = Space("fake", "fake-noise", "none", 32)  # random vectors: no structure

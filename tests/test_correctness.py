@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from embedlab.cli import cli
 from embedlab.store import Store
 
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import (
     REPO,
     SHARED_ARCHIVE,
@@ -23,7 +24,6 @@ from tests.conftest import (
     run_cli,
 )
 from tests.fake_gemini import VALID_KEY
-from tests.test_analyze import SPACE, grouped_corpus
 
 
 @pytest.fixture

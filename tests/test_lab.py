@@ -14,9 +14,9 @@ import pytest
 from embedlab.ingest.pipeline import IngestCancelled
 from embedlab.store import Store
 
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import CountingProvider, make_docs
 from tests.fake_gemini import Fault
-from tests.test_analyze import SPACE, grouped_corpus
 
 
 def topic_frame(n: int, prefix: str = "") -> pd.DataFrame:

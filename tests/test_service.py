@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
-from tests.service_helpers import RunningService, documents, events
+from tests.service_helpers import InProcessService, RunningService, documents, events
 
 DIMS = 128
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def texts_sent(fake: FakeGemini) -> int:
 
 
 def test_ingest_by_json_ndjson_and_csv_costs_exactly_the_new_texts(tmp_path, fake):
-    service = RunningService(tmp_path / "store", fake)
+    service = InProcessService(tmp_path / "store", fake)
     try:
         first = service.ingest(documents(30), batch_size=10, dims=DIMS)
         assert (first["embedded"], first["requests"], first["cached"]) == (30, 3, 0)

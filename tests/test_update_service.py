@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from embedlab.cli import cli
 from embedlab.lab import Lab
 
+from tests.builders import GROUPS, write
 from tests.fake_gemini import FakeGemini
 from tests.service_helpers import RunningService, documents
-from tests.test_update import GROUPS, write
 
 DIMS = 128
 
