@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 from tests.fake_gemini import FakeGemini
-from tests.service_helpers import RunningService
+from tests.service_helpers import InProcessService
 
 CHROMIUM = "/usr/bin/chromium"
 TOPICS = {
@@ -85,7 +85,7 @@ def served(tmp_path_factory, browser) -> Iterator[dict]:
     """One service over a store with 91 documents in 3 topics and one k=3 analysis."""
     store = tmp_path_factory.mktemp("browser") / "store"
     with FakeGemini() as fake:
-        service = RunningService(store, fake)
+        service = InProcessService(store, fake)
         try:
             assert service.ingest(corpus(), dims=DIMS)["embedded"] == 91
             response = service.http.post(
@@ -420,7 +420,7 @@ def test_webgl2_draws_and_hovers_when_asked_for(page, served):
 def test_without_a_key_search_by_meaning_falls_back_to_text(tmp_path, browser):
     store = tmp_path / "store"
     with FakeGemini() as fake:
-        service = RunningService(store, fake)
+        service = InProcessService(store, fake)
         try:
             service.ingest(corpus()[:30], dims=DIMS)
             service.http.post(
@@ -428,7 +428,7 @@ def test_without_a_key_search_by_meaning_falls_back_to_text(tmp_path, browser):
             )
         finally:
             service.stop()
-    offline = RunningService(store, None, env={"GEMINI_API_KEY": "", "GOOGLE_API_KEY": ""})
+    offline = InProcessService(store, None, env={"GEMINI_API_KEY": "", "GOOGLE_API_KEY": ""})
     watched = Watched(browser, offline.url, bypass_csp=True)
     try:
         watched.open(offline.url + "/")
@@ -452,13 +452,13 @@ def test_without_a_key_search_by_meaning_falls_back_to_text(tmp_path, browser):
 def test_map_html_works_from_a_file_with_no_server(tmp_path, browser, shots):
     store = tmp_path / "store"
     with FakeGemini() as fake:
-        service = RunningService(store, fake)
+        service = InProcessService(store, fake)
         try:
             service.ingest(corpus(), dims=DIMS)
         finally:
             service.stop()
     out = tmp_path / "report"
-    done = run_cli(
+    done = invoke_cli(
         [
             "--store",
             str(store),
