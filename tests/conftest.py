@@ -73,6 +73,17 @@ def make_docs(n: int, start: int = 0, source: str = "test", labels: int = 3) -> 
     ]
 
 
+@pytest.fixture(autouse=True)
+def _own_working_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test runs in an empty folder of its own, never the checkout: `make demo`
+    leaves ./embedlab-store and ./demo-report there, and the CLI's default store is
+    ./embedlab-store. Nor does a store, server or token from the caller's environment
+    reach a test."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    for name in ("EMBEDLAB_STORE", "EMBEDLAB_CHROMA_URL", "EMBEDLAB_SERVER", "EMBEDLAB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"

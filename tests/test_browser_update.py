@@ -9,9 +9,9 @@ from datetime import datetime
 
 import pytest
 
+from tests.browser_helpers import DIMS, Watched, _browser_or_skip, corpus
 from tests.fake_gemini import FakeGemini
 from tests.service_helpers import InProcessService
-from tests.test_browser import DIMS, Watched, _browser_or_skip, corpus
 
 pytestmark = pytest.mark.slow
 
