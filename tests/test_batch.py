@@ -288,6 +288,8 @@ def test_ctrl_c_during_wait_keeps_what_was_collected(tmp_path, gemini):
     proc = spawn_cli(
         ["--store", str(tmp_path / "store"), "batches", "--wait"],
         env=env,
+        # Ctrl-C reaches it even where this process ignores SIGINT (as test_cli's does)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
