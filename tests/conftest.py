@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,17 @@ def make_docs(n: int, start: int = 0, source: str = "test", labels: int = 3) -> 
     ]
 
 
+@pytest.fixture(autouse=True)
+def _own_working_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test runs in an empty folder of its own, never the checkout: `make demo`
+    leaves ./embedlab-store and ./demo-report there, and the CLI's default store is
+    ./embedlab-store. Nor does a store, server or token from the caller's environment
+    reach a test."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    for name in ("EMBEDLAB_STORE", "EMBEDLAB_CHROMA_URL", "EMBEDLAB_SERVER", "EMBEDLAB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -129,6 +141,48 @@ def run_cli(
         text=True,
         **kwargs,
     )
+
+
+class CliResult:
+    """What `invoke_cli` returns: the fields of a `subprocess.CompletedProcess` the
+    tests read (returncode, stdout, stderr), so a test reads either the same way."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str):
+        self.args = args
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"CliResult(args={self.args!r}, returncode={self.returncode})"
+
+
+def invoke_cli(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | str | None = None
+) -> CliResult:
+    """The real `embedlab` command run in this process (click's CliRunner): the same
+    parsing, output and exit status as `run_cli`, without starting Python and importing
+    the libraries again. For tests where the process itself is not what is tested.
+
+    `env` is applied on top of this process's environment for the call (as `run_cli`
+    gives the child); `cwd` is the working folder for the call. An exception that
+    escapes the command is written to stderr as Python would, with status 1."""
+    from click.testing import CliRunner
+    from embedlab.cli import cli
+
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner(env=dict(env or {})).invoke(cli, list(args), prog_name="embedlab")
+    finally:
+        os.chdir(previous)
+    stderr = result.stderr
+    code = result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+        code = 1
+    return CliResult(list(args), code, result.stdout, stderr)
 
 
 def free_port() -> int:

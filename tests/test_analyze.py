@@ -15,31 +15,8 @@ from embedlab.cli import cli
 from embedlab.store import Document, Space, Store
 from sklearn import metrics as skm
 
+from tests.builders import SPACE, WORDS, grouped_corpus
 from tests.conftest import REPO
-
-SPACE = Space("fake", "fake-model", "none", 16)
-WORDS = {
-    "space": "rocket orbit launch shuttle",
-    "med": "doctor patient disease treatment",
-    "crypt": "encryption key cipher privacy",
-}
-
-
-def grouped_corpus(store: Store, per_group: int = 30, labelled: bool = True, space: Space = SPACE):
-    rng = np.random.default_rng(0)
-    centres = {g: rng.normal(size=space.dims) * 3 for g in WORDS}
-    docs, vectors = [], []
-    for group, words in WORDS.items():
-        for i in range(per_group):
-            text = f"{words} note {i} " + " ".join(rng.choice(words.split(), 3))
-            docs.append(
-                Document(f"syn/{group}/{i:03d}", text, "synthetic", group if labelled else None)
-            )
-            vectors.append(centres[group] + rng.normal(size=space.dims))
-    vectors = np.array(vectors, dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    store.collection(space, create=True).write(docs, vectors, [False] * len(docs))
-    return docs
 
 
 @pytest.fixture

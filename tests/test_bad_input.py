@@ -12,7 +12,7 @@ import pytest
 from embedlab.store import Store
 from embedlab.store.documents import MAX_TEXT_CHARS
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 DIMS = 128
 CAFE_NFC = unicodedata.normalize("NFC", "café crème brûlée")
@@ -25,7 +25,7 @@ def env(gemini) -> dict[str, str]:
 
 
 def ingest(store_path, env, *args: str):
-    done = run_cli(["--store", str(store_path), "ingest", *args, "--dims", str(DIMS)], env=env)
+    done = invoke_cli(["--store", str(store_path), "ingest", *args, "--dims", str(DIMS)], env=env)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -145,7 +145,7 @@ def test_two_files_with_one_name_never_overwrite_each_other(tmp_path, gemini, en
         (tmp_path / folder / "posts.csv").write_text(f"id,text\n1,{text} export\n2,{text} more\n")
     store = tmp_path / "store"
     assert ingest(store, env, "csv", str(tmp_path / "a" / "posts.csv"), "--id-col", "id")
-    refused = run_cli(
+    refused = invoke_cli(
         ["--store", str(store), "ingest", "csv", str(tmp_path / "b" / "posts.csv"), "--id-col",
          "id", "--dims", str(DIMS)], env=env)  # fmt: skip
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
@@ -175,7 +175,7 @@ def test_changed_texts_are_announced_before_and_after_they_are_paid(tmp_path, ge
 def test_another_newsgroups_cleaning_gets_its_own_ids_and_the_same_sample(tmp_path):
     from embedlab.ingest.newsgroups import newsgroups_documents
 
-    from tests.test_sources import make_newsgroups
+    from tests.builders import make_newsgroups
 
     archive = make_newsgroups(tmp_path)
     notebook = newsgroups_documents(archive, "train", per_class=1, seed=0)

@@ -288,16 +288,23 @@ def test_ctrl_c_during_wait_keeps_what_was_collected(tmp_path, gemini):
     proc = spawn_cli(
         ["--store", str(tmp_path / "store"), "batches", "--wait"],
         env=env,
+        # Ctrl-C reaches it even where this process ignores SIGINT (as test_cli's does)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while gemini.batch_gets < 4:  # it has collected the first and polls the second
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while gemini.batch_gets < 4:  # it has collected the first and polls the second
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:  # a failed wait leaves no child polling behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "interrupted: 2 batch jobs (1 collected, 1 pending)" in err
     with reopen(tmp_path) as lab:

@@ -9,9 +9,9 @@ from datetime import datetime
 
 import pytest
 
+from tests.browser_helpers import DIMS, Watched, _browser_or_skip, corpus
 from tests.fake_gemini import FakeGemini
-from tests.service_helpers import RunningService
-from tests.test_browser import DIMS, Watched, _browser_or_skip, corpus
+from tests.service_helpers import InProcessService
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def browser():
 
 def test_followed_map_loads_the_successor_live_and_marks_new_points(browser, tmp_path):
     with FakeGemini() as fake:
-        service = RunningService(tmp_path / "store", fake, "--follow")
+        service = InProcessService(tmp_path / "store", fake, "--follow")
         try:
             assert service.ingest(corpus(), dims=DIMS)["embedded"] == 91
             response = service.http.post(

@@ -16,8 +16,8 @@ from embedlab.ingest.naming import DEFAULT_NAMING_MODEL, clean_name
 from embedlab.store import Document, Store
 from embedlab.store.names import name_key
 
+from tests.builders import SPACE, grouped_corpus
 from tests.fake_gemini import VALID_KEY, Fault, fake_name
-from tests.test_analyze import SPACE, grouped_corpus
 
 MODEL = DEFAULT_NAMING_MODEL
 ANALYSIS = dict(k=3, reduce="pca", seed=0)

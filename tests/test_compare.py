@@ -12,9 +12,9 @@ from embedlab.analyze.compare import chance_jaccard, jaccard, nearest_rows
 from embedlab.cli import cli
 from embedlab.store import Document, Space, Store
 
-from tests.conftest import run_cli
-from tests.service_helpers import RunningService
-from tests.test_analyze import SPACE, grouped_corpus
+from tests.builders import SPACE, grouped_corpus
+from tests.conftest import invoke_cli
+from tests.service_helpers import InProcessService
 
 ROTATED = Space("fake", "fake-rotated", "none", 16)  # SPACE's vectors, rotated: same cosines
 NOISE = Space("fake", "fake-noise", "none", 32)  # random vectors: no structure
@@ -179,7 +179,7 @@ def test_cli_compare_prints_the_tables_and_writes_the_files(compared_store, tmp_
 
 
 def test_service_compares_as_a_job_and_serves_both_maps(compared_store, tmp_path):
-    service = RunningService(compared_store, None)
+    service = InProcessService(compared_store, None)
     try:
         body = {
             "space_a": "fake:fake-model",
@@ -209,7 +209,7 @@ def test_service_compares_as_a_job_and_serves_both_maps(compared_store, tmp_path
 
         cli_args = ["--server", service.url, "compare", "--space", "fake:fake-model"]
         cli_args += ["--space", "fake:fake-noise", "--reduce", "pca", "--out", str(tmp_path / "r")]
-        remote = run_cli(cli_args)
+        remote = invoke_cli(cli_args)
         assert remote.returncode == 0, remote.stderr
         assert "documents held by both: 90" in remote.stdout
         assert (tmp_path / "r" / "comparison.json").is_file()

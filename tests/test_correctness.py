@@ -14,16 +14,16 @@ from click.testing import CliRunner
 from embedlab.cli import cli
 from embedlab.store import Store
 
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import (
     REPO,
     SHARED_ARCHIVE,
     CountingProvider,
+    invoke_cli,
     jsonl_ingest_args,
     make_docs,
-    run_cli,
 )
 from tests.fake_gemini import VALID_KEY
-from tests.test_analyze import SPACE, grouped_corpus
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_repair_resolves_a_relative_store_against_the_callers_folder(tmp_path):
     name = f"lab-{tmp_path.name}"  # no folder of the checkout has it, whatever it holds
     with Store.open_local(tmp_path / name, create=True) as store:
         ingest(make_docs(120), store, CountingProvider().space, CountingProvider, batch_size=50)
-    done = run_cli(["--store", f"./{name}", "repair", "--check"], cwd=tmp_path)
+    done = invoke_cli(["--store", f"./{name}", "repair", "--check"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "120 documents, ok" in done.stdout
     assert not (REPO / name).exists()
@@ -86,10 +86,10 @@ def test_a_dry_run_counts_reusable_texts_as_cached(tmp_path, gemini):
     corpus = tmp_path / "posts.jsonl"
     corpus.write_text('{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n')
     store = tmp_path / "store"
-    assert run_cli(jsonl_ingest_args(store, corpus), env={}).returncode == 0
+    assert invoke_cli(jsonl_ingest_args(store, corpus), env={}).returncode == 0
     copy = tmp_path / "copy.jsonl"
     copy.write_text('{"id": "c", "text": "one"}\n{"id": "d", "text": "three"}\n')
-    dry = run_cli(jsonl_ingest_args(store, copy, "--dry-run"), env={})
+    dry = invoke_cli(jsonl_ingest_args(store, copy, "--dry-run"), env={})
     summary = dry.stdout.strip().splitlines()[-1]
     assert summary.startswith(
         "dry run: 2 documents: 1 cached (1 reused from identical texts), 1 to embed in 1 request"
@@ -100,7 +100,7 @@ def test_auto_provider_names_the_key_that_is_set(tmp_path, gemini, monkeypatch):
     corpus = tmp_path / "posts.jsonl"
     corpus.write_text('{"id": "a", "text": "one"}\n')
     env = {"GEMINI_API_KEY": "", "GOOGLE_API_KEY": VALID_KEY}
-    done = run_cli(jsonl_ingest_args(tmp_path / "store", corpus), env=env)
+    done = invoke_cli(jsonl_ingest_args(tmp_path / "store", corpus), env=env)
     assert done.returncode == 0, done.stderr
     assert "(GOOGLE_API_KEY is set)" in done.stderr and "GEMINI_API_KEY is set" not in done.stderr
 
@@ -128,7 +128,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(grouped_store, tmp_path, whe
 
 def test_demo_on_a_busy_store_is_one_line(tmp_path):
     with Store.open_local(tmp_path / "lab", create=True):
-        done = run_cli(["--store", str(tmp_path / "lab"), "demo", "--source", "nowhere.tgz"])
+        done = invoke_cli(["--store", str(tmp_path / "lab"), "demo", "--source", "nowhere.tgz"])
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "is busy" in done.stderr
 
@@ -185,7 +185,7 @@ def test_confusing_options_get_a_clear_line(grouped_store, tmp_path, args, messa
 def test_a_glob_that_matches_nothing_says_so(tmp_path):
     (tmp_path / "posts").mkdir()
     (tmp_path / "posts" / "a.txt").write_text("hello")
-    done = run_cli(
+    done = invoke_cli(
         ["--store", str(tmp_path / "s"), "ingest", "files", str(tmp_path / "posts"), "--glob", "["]
     )
     assert done.returncode == 1 and "no file under" in done.stderr and "--glob '['" in done.stderr

@@ -14,9 +14,9 @@ import pytest
 from embedlab.ingest.pipeline import IngestCancelled
 from embedlab.store import Store
 
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import CountingProvider, make_docs
 from tests.fake_gemini import Fault
-from tests.test_analyze import SPACE, grouped_corpus
 
 
 def topic_frame(n: int, prefix: str = "") -> pd.DataFrame:
@@ -94,7 +94,7 @@ def test_plain_strings_and_dicts(store_path, gemini):
 
 
 def test_stored_analysis_round_trip_and_listing(grouped_lab, store_path, tmp_path):
-    a = grouped_lab.analyze(k=3, seed=0)
+    a = grouped_lab.analyze(k=3, seed=0, reduce="pca")  # the map is not the subject
     assert a.id and a.created
     assert a.metrics["hungarian_accuracy"] == 1.0
     assert list(a.points.columns) == ["id", "label", "cluster", "x", "y"] and len(a.points) == 90

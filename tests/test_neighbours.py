@@ -13,8 +13,8 @@ from embedlab.ingest.providers import GeminiProvider, gemini_space
 from embedlab.store import Store
 from embedlab.store.neighbours import find_neighbours
 
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import make_docs
-from tests.test_analyze import SPACE, grouped_corpus
 
 SPACE_768 = gemini_space(None, None, 768)
 

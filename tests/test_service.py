@@ -19,9 +19,9 @@ import pyarrow
 import pyarrow.ipc
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
-from tests.service_helpers import RunningService, documents, events
+from tests.service_helpers import InProcessService, RunningService, documents, events
 
 DIMS = 128
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def texts_sent(fake: FakeGemini) -> int:
 
 
 def test_ingest_by_json_ndjson_and_csv_costs_exactly_the_new_texts(tmp_path, fake):
-    service = RunningService(tmp_path / "store", fake)
+    service = InProcessService(tmp_path / "store", fake)
     try:
         first = service.ingest(documents(30), batch_size=10, dims=DIMS)
         assert (first["embedded"], first["requests"], first["cached"]) == (30, 3, 0)
@@ -110,7 +110,7 @@ def test_ingest_by_json_ndjson_and_csv_costs_exactly_the_new_texts(tmp_path, fak
 
 def test_jobs_report_progress_as_server_sent_events_and_cancel(tmp_path):
     with FakeGemini(latency=0.15) as fake:
-        service = RunningService(tmp_path / "store", fake)
+        service = InProcessService(tmp_path / "store", fake)
         try:
             job_id = service.ingest(documents(40), wait=False, batch_size=5, dims=DIMS)["job"]
             with service.http.stream("GET", f"/api/v1/jobs/{job_id}/events") as response:
@@ -148,7 +148,7 @@ def test_jobs_report_progress_as_server_sent_events_and_cancel(tmp_path):
 
 def test_reads_are_answered_while_an_ingest_runs_and_match_the_library(tmp_path):
     with FakeGemini(latency=0.1) as fake:
-        service = RunningService(tmp_path / "store", fake)
+        service = InProcessService(tmp_path / "store", fake)
         try:
             service.ingest(documents(60), batch_size=20, dims=DIMS)
             analysis = service.http.post(
@@ -260,13 +260,13 @@ def test_sigterm_cancels_the_running_job_records_it_and_exits_0_within_10_s(tmp_
 
 
 def test_token_read_only_body_limit_and_loopback_rules(tmp_path, fake):
-    refused = run_cli(["--store", str(tmp_path / "s0"), "serve", "--host", "0.0.0.0"])
+    refused = invoke_cli(["--store", str(tmp_path / "s0"), "serve", "--host", "0.0.0.0"])
     assert refused.returncode != 0 and "without a token" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
-    service = RunningService(
+    service = InProcessService(
         tmp_path / "store",
         fake,
         "--token-file",
@@ -294,7 +294,7 @@ def test_token_read_only_body_limit_and_loopback_rules(tmp_path, fake):
     finally:
         assert service.stop() == 0
 
-    read_only = RunningService(tmp_path / "store", fake, "--read-only")
+    read_only = InProcessService(tmp_path / "store", fake, "--read-only")
     try:
         for method, path, body in [
             ("POST", "/api/v1/ingest", {"documents": documents(1)}),
@@ -313,7 +313,7 @@ def test_token_read_only_body_limit_and_loopback_rules(tmp_path, fake):
 
 
 def test_every_error_is_problem_json_and_never_500(tmp_path, fake):
-    service = RunningService(tmp_path / "store", fake)
+    service = InProcessService(tmp_path / "store", fake)
     try:
         service.ingest(documents(10), dims=DIMS)
         cases = [
@@ -365,7 +365,7 @@ def test_schema_fuzz_finds_no_server_error(tmp_path, fake):
     from hypothesis.errors import Unsatisfiable
     from schemathesis.checks import not_a_server_error
 
-    service = RunningService(tmp_path / "store", fake)
+    service = InProcessService(tmp_path / "store", fake)
     try:
         service.ingest(documents(20), dims=DIMS)
         schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
@@ -405,49 +405,49 @@ def test_cli_server_mode_prints_what_the_store_mode_prints(tmp_path, fake):
     store = tmp_path / "store"
     corpus = tmp_path / "posts.jsonl"
     corpus.write_text("\n".join(json.dumps(d) for d in documents(24)) + "\n")
-    service = RunningService(store, fake)
+    service = InProcessService(store, fake)
     env = {"GOOGLE_GEMINI_BASE_URL": fake.url, "GEMINI_API_KEY": VALID_KEY}
     remote = ["--server", service.url]
     try:
-        busy = run_cli(["--store", str(store), "stats"], env=env)
+        busy = invoke_cli(["--store", str(store), "stats"], env=env)
         assert busy.returncode == 1 and f"--server {service.url}" in busy.stderr
 
-        ingest = run_cli(
+        ingest = invoke_cli(
             [*remote, "ingest", "jsonl", str(corpus), "--id-key", "id", "--label-key", "label"]
             + ["--dims", str(DIMS), "--batch-size", "10"],
             env=env,
         )
         assert ingest.returncode == 0, ingest.stderr
         assert "24 documents: 0 cached, 24 embedded, 3 requests" in ingest.stdout
-        rerun = run_cli(
+        rerun = invoke_cli(
             [*remote, "ingest", "jsonl", str(corpus), "--id-key", "id", "--label-key", "label"]
             + ["--dims", str(DIMS)],
             env=env,
         )
         assert "24 documents: 24 cached, 0 embedded, 0 requests" in rerun.stdout
-        analyze = run_cli(
+        analyze = invoke_cli(
             [*remote, "analyze", "--k", "2", "--reduce", "pca", "--out", str(tmp_path / "r")]
         )
         assert analyze.returncode == 0, analyze.stderr
         assert (
             tmp_path / "r" / "report.md"
         ).is_file() and "24 documents, 2 clusters" in analyze.stdout
-        remote_stats = run_cli([*remote, "stats", "--json"])
-        remote_hits = run_cli(
+        remote_stats = invoke_cli([*remote, "stats", "--json"])
+        remote_hits = invoke_cli(
             [*remote, "neighbors", "--id", "jsonl/posts/doc3", "-k", "4", "--json"]
         )
-        remote_costs = run_cli([*remote, "costs", "--json"])
+        remote_costs = invoke_cli([*remote, "costs", "--json"])
         assert remote_hits.returncode == 0, remote_hits.stderr
     finally:
         assert service.stop() == 0
-    local_stats = run_cli(["--store", str(store), "stats", "--json"])
-    local_hits = run_cli(
+    local_stats = invoke_cli(["--store", str(store), "stats", "--json"])
+    local_hits = invoke_cli(
         ["--store", str(store), "neighbors", "--id", "jsonl/posts/doc3", "-k", "4", "--json"]
     )
     assert json.loads(remote_stats.stdout)["spaces"] == json.loads(local_stats.stdout)["spaces"]
     assert json.loads(remote_hits.stdout) == json.loads(local_hits.stdout)
     assert json.loads(remote_costs.stdout)[0]["requests"] == 3
-    gone = run_cli([*remote, "stats"])
+    gone = invoke_cli([*remote, "stats"])
     assert gone.returncode == 1 and "no embedlab service answers" in gone.stderr
 
 

@@ -18,7 +18,7 @@ from embedlab.store import memory_index
 from embedlab.store.memory_index import MemoryIndex
 
 from tests.fake_gemini import FakeGemini, fake_vector
-from tests.service_helpers import RunningService
+from tests.service_helpers import InProcessService, RunningService
 
 DIMS = 128
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def rows_of(body: dict) -> list[tuple]:
 def test_answers_under_load_are_the_librarys(tmp_path):
     queries = []
     with FakeGemini() as fake:
-        service = RunningService(tmp_path / "store", fake)
+        service = InProcessService(tmp_path / "store", fake)
         try:
             service.ingest(posts(150) + posts(150, topic="med"), dims=DIMS)
             service.http.post(
@@ -155,7 +155,7 @@ def test_readers_during_an_ingest_with_a_hung_provider_get_200s_and_the_same_ans
     tmp_path,
 ):
     with FakeGemini() as fake:
-        service = RunningService(tmp_path / "store", fake)
+        service = InProcessService(tmp_path / "store", fake)
         try:
             service.ingest(posts(200), dims=DIMS)
             ids = [f"space/{i}" for i in range(0, 200, 7)]

@@ -1,10 +1,8 @@
 """Sources on small corpora the tests make themselves."""
 
-import io
 import json
 import tarfile
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from embedlab.ingest.errors import SourceError
@@ -17,24 +15,7 @@ from embedlab.ingest.newsgroups import (
 from embedlab.ingest.sources import csv_documents, file_documents, jsonl_documents
 from embedlab.store.sampling import stratified_sample
 
-POST = (
-    "From: jdoe@cs.example.edu (John Doe)\nSubject: Re: orbits\n"
-    "Organization: Example\n\nThe shuttle orbit (low) decays. Mail me at x@y.org\n"
-)
-
-
-def make_newsgroups(tmp_path: Path, per_group: int = 6) -> Path:
-    """A tiny bydate-layout archive: 3 groups x per_group posts in train, 2 in test."""
-    path = tmp_path / "20news-bydate.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        for subset, count in (("train", per_group), ("test", 2)):
-            for group in ("sci.space", "sci.med", "rec.autos"):
-                for n in range(count):
-                    data = f"{POST}{group} post {n} in {subset}\n".encode("latin-1")
-                    info = tarfile.TarInfo(f"20news-bydate-{subset}/{group}/{1000 + n}")
-                    info.size = len(data)
-                    archive.addfile(info, io.BytesIO(data))
-    return path
+from tests.builders import POST, make_newsgroups
 
 
 def test_notebook_cleaning_matches_the_notebook():

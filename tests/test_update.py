@@ -12,31 +12,7 @@ from embedlab.errors import InvalidRequest, NotFound
 from embedlab.lab import Lab
 from embedlab.store import Document, Space
 
-SPACE = Space("fake", "fake-model", "none", 16)
-GROUPS = {
-    "space": "rocket orbit launch shuttle",
-    "med": "doctor patient disease treatment",
-    "crypt": "encryption key cipher privacy",
-}
-CENTRES = {g: np.random.default_rng(7).normal(size=(3, 16))[i] * 3 for i, g in enumerate(GROUPS)}
-
-
-def docs_for(group: str, start: int, n: int, seed: int = 0):
-    rng = np.random.default_rng(seed * 1000 + start + len(group))
-    words = GROUPS[group]
-    docs, vectors = [], []
-    for i in range(start, start + n):
-        text = f"{words} note {i} " + " ".join(rng.choice(words.split(), 3))
-        docs.append(Document(f"syn/{group}/{i:03d}", text, "synthetic", group))
-        vectors.append(CENTRES[group] + rng.normal(size=16))
-    vectors = np.array(vectors, dtype=np.float32)
-    return docs, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def write(store, group: str, start: int, n: int, seed: int = 0):
-    docs, vectors = docs_for(group, start, n, seed)
-    store.collection(SPACE, create=True).write(docs, vectors, [False] * len(docs))
-    return docs, vectors
+from tests.builders import CENTRES, GROUPS, SPACE, docs_for, write
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from embedlab.cli import cli
 from embedlab.lab import Lab
 
+from tests.builders import GROUPS, write
 from tests.fake_gemini import FakeGemini
-from tests.service_helpers import RunningService, documents
-from tests.test_update import GROUPS, write
+from tests.service_helpers import InProcessService, documents
 
 DIMS = 128
 
@@ -99,7 +99,7 @@ def test_update_route_in_process(lab, store):
 @pytest.mark.slow
 def test_serve_follow_updates_the_newest_analysis_and_streams_events(tmp_path):
     with FakeGemini() as fake:
-        service = RunningService(tmp_path / "store", fake, "--follow")
+        service = InProcessService(tmp_path / "store", fake, "--follow")
         try:
             service.ingest(documents(40), dims=DIMS)
             response = service.http.post(

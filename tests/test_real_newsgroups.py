@@ -1,10 +1,11 @@
-"""The real 20 Newsgroups archive, the real local model, and a real `chroma run` server."""
+"""The real 20 Newsgroups archive, the real local model, and a real `chroma run` server,
+through the real command run in this process (the model is loaded once, not per command)."""
 
 import json
 
 import pytest
 
-from tests.conftest import SHARED_ARCHIVE, run_cli
+from tests.conftest import SHARED_ARCHIVE, invoke_cli
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,13 +41,13 @@ def last_line(result) -> str:
 
 def test_real_sample_local_model_cache_behaviour(tmp_path):
     store = ["--store", str(tmp_path / "lab")]
-    first = last_line(run_cli(newsgroups(store, 10, "--provider", "local")))
+    first = last_line(invoke_cli(newsgroups(store, 10, "--provider", "local")))
     assert first.startswith("40 documents: 0 cached, 40 embedded")
-    again = last_line(run_cli(newsgroups(store, 10, "--provider", "local")))
+    again = last_line(invoke_cli(newsgroups(store, 10, "--provider", "local")))
     assert again.startswith("40 documents: 40 cached, 0 embedded, 0 model batches")
-    grown = last_line(run_cli(newsgroups(store, 12, "--provider", "local")))
+    grown = last_line(invoke_cli(newsgroups(store, 12, "--provider", "local")))
     assert grown.startswith("48 documents: 40 cached, 8 embedded")
-    stats = json.loads(run_cli([*store, "stats", "--json"]).stdout)
+    stats = json.loads(invoke_cli([*store, "stats", "--json"]).stdout)
     (space,) = stats["spaces"]
     assert (space["provider"], space["dims"], space["documents"]) == ("local", 384, 48)
     assert space["by_label"] == {
@@ -61,14 +62,14 @@ def test_real_sample_local_model_cache_behaviour(tmp_path):
 def test_real_sample_against_a_chroma_server(chroma_server, gemini):
     env = {"GOOGLE_GEMINI_BASE_URL": gemini.url}
     store = ["--chroma-url", chroma_server]
-    first = last_line(run_cli(newsgroups(store, 50, "--dims", "768"), env=env))
+    first = last_line(invoke_cli(newsgroups(store, 50, "--dims", "768"), env=env))
     assert first.startswith("200 documents: 0 cached, 200 embedded, 2 requests")
-    again = last_line(run_cli(newsgroups(store, 50, "--dims", "768"), env=env))
+    again = last_line(invoke_cli(newsgroups(store, 50, "--dims", "768"), env=env))
     assert again.startswith("200 documents: 200 cached, 0 embedded, 0 requests")
-    grown = last_line(run_cli(newsgroups(store, 55, "--dims", "768"), env=env))
+    grown = last_line(invoke_cli(newsgroups(store, 55, "--dims", "768"), env=env))
     assert grown.startswith("220 documents: 200 cached, 20 embedded, 1 request")
     assert [len(r.texts) for r in gemini.requests] == [100, 100, 20]
-    stats = json.loads(run_cli([*store, "stats", "--json"]).stdout)
+    stats = json.loads(invoke_cli([*store, "stats", "--json"]).stdout)
     assert stats["spaces"][0]["documents"] == 220 and stats["disk_bytes"] is None
 
 
@@ -84,7 +85,7 @@ def test_demo_protocol_on_real_data_with_the_local_model(tmp_path):
         "--out",
         str(out),
     ]
-    result = run_cli(args)
+    result = invoke_cli(args)
     assert result.returncode == 0, result.stderr
     assert "600 documents: 0 cached, 600 embedded" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -93,7 +94,7 @@ def test_demo_protocol_on_real_data_with_the_local_model(tmp_path):
     assert min(shares.values()) >= 0.90, shares  # measured: 0.913-0.967 (0.873 before #14)
     assert len({row["majority_cluster"] for row in metrics["per_class"].values()}) == 4
     assert metrics["hungarian_accuracy"] >= 0.92  # measured: 0.938 (0.925 before #14)
-    again = run_cli(args)
+    again = invoke_cli(args)
     assert "600 documents: 600 cached, 0 embedded, 0 model batches" in again.stdout
     assert (out / "metrics.json").read_text() == json.dumps(
         metrics, indent=2, sort_keys=True
