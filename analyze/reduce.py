@@ -82,5 +82,7 @@ def _umap(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     except ImportError:
         raise InvalidRequest("<<reduce='umap'>> needs umap-learn: pip install umap-learn") from None
     neighbours = min(15, len(vectors) - 1)
-    model = umap.UMAP(n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed)
+    model = umap.UMAP(  # a seed makes UMAP single-threaded: say so, and it warns nothing
+        n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1
+    )
     return model.fit_transform(vectors), f"UMAP (cosine, {neighbours} neighbours)"

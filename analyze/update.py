@@ -361,7 +361,7 @@ def map_from(
         neighbours = min(15, n - 1)
         model = umap.UMAP(
             n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed,
-            init=init,
+            init=init, n_jobs=1,
         )  # fmt: skip
         return model.fit_transform(vectors), f"UMAP (cosine, {neighbours} neighbours)"
     note = "t-SNE"

@@ -141,8 +141,12 @@ def test_other_algorithms_find_the_groups(corpus, algorithm):
 
 
 def test_pca_and_umap_maps(corpus):
+    import warnings
+
     for method in ("pca", "umap"):
-        result = analyze_corpus(corpus, AnalysisOptions(k=3, reduce=method), None)
+        with warnings.catch_warnings():  # a seeded UMAP leaks no n_jobs UserWarning
+            warnings.simplefilter("error", UserWarning)
+            result = analyze_corpus(corpus, AnalysisOptions(k=3, reduce=method), None)
         assert result.coords.shape == (90, 2) and np.isfinite(result.coords).all()
 
 
