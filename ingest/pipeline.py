@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -33,6 +33,14 @@ from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, Tr
 
 WRITE_CHUNK = 1000
 CANCEL_POLL_S = 0.1
+
+
+def skipped_clause(skipped: Mapping[str, int]) -> str:
+    """ ", N skipped (n why, ...)" for a summary line; "" when nothing was skipped."""
+    if not skipped:
+        return ""
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+    return f", {sum(skipped.values())} skipped ({reasons})"
 
 
 @dataclass
@@ -206,7 +214,7 @@ class IngestReport:
         if self.pruned:
             verb = "would be removed" if self.dry_run else "removed"
             line += f", {self.pruned} no longer in the input {verb}"
-        if getattr(self, "in_batch", 0):
+        if self.in_batch:
             line += (
                 f", {self.in_batch} wait for an open batch job (not paid again: collect it with "
                 "`embedlab batches`, then ingest again, free)"
@@ -219,9 +227,7 @@ class IngestReport:
             line += f", {plural(self.replaced, 'document')} of another source {verb}"
         if self.cut:
             line += f", {self.cut} cut to {MAX_TEXT_CHARS:,} chars"
-        if self.skipped:
-            reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
-            line += f", {sum(self.skipped.values())} skipped ({reasons})"
+        line += skipped_clause(self.skipped)
         if self.encodings:
             files = sum(self.encodings.values())
             how = ", ".join(f"{n} as {name}" for name, n in sorted(self.encodings.items()))

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InvalidRequest
 from ..store import Document, Space, Store
 from .errors import SourceError
-from .pipeline import WRITE_CHUNK, IngestReport, check_owners, unique_documents
+from .pipeline import WRITE_CHUNK, IngestReport, check_owners, skipped_clause, unique_documents
 
 if TYPE_CHECKING:
     from ..store.ledger import PriceTable
@@ -166,9 +166,7 @@ class VectorReport(IngestReport):
         if self.pruned:
             verb = "would be removed" if self.dry_run else "removed"
             line += f", {self.pruned} no longer in the input {verb}"
-        if self.skipped:
-            reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
-            line += f", {sum(self.skipped.values())} skipped ({reasons})"
+        line += skipped_clause(self.skipped)
         return f"{line}, no embedding calls, {self.seconds:.1f} s"
 
 
