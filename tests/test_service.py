@@ -112,7 +112,9 @@ def test_jobs_report_progress_as_server_sent_events_and_cancel(tmp_path):
     with FakeGemini(latency=0.15) as fake:
         service = InProcessService(tmp_path / "store", fake)
         try:
-            job_id = service.ingest(documents(40), wait=False, batch_size=5, dims=DIMS)["job"]
+            job_id = service.ingest(
+                documents(40), wait=False, batch_size=5, concurrency=1, dims=DIMS
+            )["job"]  # one request at a time: 8 batches, 8 progress steps to see
             with service.http.stream("GET", f"/api/v1/jobs/{job_id}/events") as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 seen = events(response)
