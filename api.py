@@ -234,6 +234,15 @@ class LabAPI(Protocol):
 
     def delete_analysis(self, analysis_id: str) -> None: ...
 
+    def analysis_to_update(
+        self,
+        which: str,
+        provider: str | None = None,
+        model: str | None = None,
+        task_type: str | None = None,
+        dims: int | None = None,
+    ) -> str: ...
+
     def successor(self, analysis_id: str) -> str | None: ...
 
     def find(self, analysis_id: str, query: str, limit: int = 1000) -> list[int]: ...

@@ -49,18 +49,10 @@ def run_update(
         )
     started = time.monotonic()
     with store_opts.open() as lab:
-        analysis_id = update_of
-        if update_of == "latest":
-            space = lab.pick_space(*space_filter)
-            table = lab.analyses(space)
-            if table.empty:
-                raise click.ClickException(
-                    f"no stored analysis of {space.describe()} to update; run "
-                    "`embedlab analyze` first"
-                )
-            analysis_id = str(table.iloc[0]["id"])
-        updated = lab.update(analysis_id, refit=refit, out=Path(out), html=html)
-    for line in report_lines(updated):
+        updated = lab.update(
+            lab.analysis_to_update(update_of, *space_filter), refit=refit, out=Path(out), html=html
+        )
+    for line in updated.update_lines():
         click.echo(line, err=True)
     from .analyze import report
 
@@ -77,39 +69,3 @@ def run_update(
         f"{r['removed']} removed, {r['changed']} changed, {len(updated.files)} files in {out}, "
         f"{time.monotonic() - started:.1f} s{advice}"
     )
-
-
-def report_lines(updated: Any) -> list[str]:
-    """The update report in words: counts, refit, drift figures and the advice."""
-    r = updated.update_report
-    d = r.get("drift", {})
-    lines = [
-        f"update of analysis {updated.parent}: kept {r['kept']}, added {r['added']}, "
-        f"removed {r['removed']}, changed {r['changed']} (stored as analysis {updated.id})"
-    ]
-    if r.get("refit"):
-        lines.append(f"refit: {r['refit']}")
-        if r.get("disparity") is not None:
-            lines.append(
-                f"old documents between the two maps: Procrustes disparity {r['disparity']:.3f}; "
-                f"{r.get('kept_cluster_share', 0):.1%} keep their cluster number"
-            )
-    lines.append(
-        f"drift: {d.get('placed_share', 0):.1%} of the documents placed since the last fit; "
-        f"similarity to their cluster centroid new {_f(d.get('similarity_new'))} vs old "
-        f"{_f(d.get('similarity_old'))}; noise new {_p(d.get('noise_new'))} vs old "
-        f"{_p(d.get('noise_old'))}; map neighbourhoods kept new {_f(d.get('preservation_new'))}"
-        f" vs old {_f(d.get('preservation_old'))}"
-    )
-    lines.append(
-        "refit advised: yes (see docs/update.md)" if r["refit_advised"] else "refit advised: no"
-    )
-    return lines
-
-
-def _f(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def _p(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1%}"

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import EmbedlabError, InvalidRequest
+from .errors import EmbedlabError, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
@@ -57,6 +57,26 @@ class Inputs:
         from .analyze.select import choose_space
 
         return choose_space(self.spaces(), self.location, provider, model, task_type, dims)
+
+    def analysis_to_update(
+        self,
+        which: str,
+        provider: str | None = None,
+        model: str | None = None,
+        task_type: str | None = None,
+        dims: int | None = None,
+    ) -> str:
+        """The id `which` names: itself, or for "latest" the newest stored analysis of the
+        space the filters pick (NotFound when it has none)."""
+        if which != "latest":
+            return which
+        space = self.pick_space(provider, model, task_type, dims)
+        table = self.analyses(space)  # type: ignore[attr-defined]  # both twins have it
+        if table.empty:
+            raise NotFound(
+                f"no stored analysis of {space.describe()} to update; run `embedlab analyze` first"
+            )
+        return str(table.iloc[0]["id"])
 
     def ingest(
         self,

@@ -284,6 +284,37 @@ class Analysis:
         )
         return ["points.csv", "metrics.json", "clusters.json", *images, "report.md"]
 
+    def update_lines(self) -> list[str]:
+        """The update report in words: counts, refit, drift figures and the advice (empty
+        for an analysis that is not an update)."""
+        r = self.update_report
+        if not r:
+            return []
+        d = r.get("drift", {})
+        lines = [
+            f"update of analysis {self.parent}: kept {r['kept']}, added {r['added']}, "
+            f"removed {r['removed']}, changed {r['changed']} (stored as analysis {self.id})"
+        ]
+        if r.get("refit"):
+            lines.append(f"refit: {r['refit']}")
+            if r.get("disparity") is not None:
+                lines.append(
+                    "old documents between the two maps: Procrustes disparity "
+                    f"{r['disparity']:.3f}; {r.get('kept_cluster_share', 0):.1%} keep their "
+                    "cluster number"
+                )
+        lines.append(
+            f"drift: {d.get('placed_share', 0):.1%} of the documents placed since the last fit; "
+            f"similarity to their cluster centroid new {_figure(d.get('similarity_new'))} vs old "
+            f"{_figure(d.get('similarity_old'))}; noise new {_share(d.get('noise_new'))} vs old "
+            f"{_share(d.get('noise_old'))}; map neighbourhoods kept new "
+            f"{_figure(d.get('preservation_new'))} vs old {_figure(d.get('preservation_old'))}"
+        )
+        lines.append(
+            "refit advised: yes (see docs/update.md)" if r["refit_advised"] else "refit advised: no"
+        )
+        return lines
+
     # -- storage ---------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -372,3 +403,11 @@ class Analysis:
             reference=reference,
             placed=[str(x) for x in arrays["placed"].tolist()] if "placed" in arrays else [],
         )
+
+
+def _figure(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _share(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"

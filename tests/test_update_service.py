@@ -7,6 +7,7 @@ import json
 import threading
 import time
 
+import embedlab
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -53,6 +54,34 @@ def test_cli_update_latest_prints_the_report_and_writes_files(store_path, store,
     assert result.exit_code == 1 and "no stored analysis 'nope'" in result.output
     result = runner.invoke(cli, ["--store", str(store_path), "analyze", "--refit"])
     assert result.exit_code == 2 and "--refit goes with --update" in result.output
+
+
+def test_latest_names_the_newest_analysis_the_same_way_in_the_lab_and_the_cli(
+    store_path, store, lab
+):
+    """The word "latest" is resolved by the library (both twins share it); the CLI prints."""
+    from embedlab.errors import NotFound
+
+    with pytest.raises(NotFound, match="no stored analysis of .* to update"):
+        lab.analysis_to_update("latest")
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--store", str(store_path), "analyze", "--update", "latest"])
+    assert result.exit_code == 1 and "to update; run `embedlab analyze` first" in result.output
+    assert "Traceback" not in result.output
+    lab = embedlab.open(store_path, quiet=True)
+    first = lab.analyze(k=3, reduce="pca")
+    second = lab.analyze(k=2, reduce="pca")
+    assert lab.analysis_to_update("latest") == second.id != first.id
+    assert lab.analysis_to_update(first.id) == first.id
+    assert first.update_lines() == []  # not an update: nothing to say
+    updated = lab.update(first)
+    lines = updated.update_lines()
+    assert lines[0] == (
+        f"update of analysis {first.id}: kept 90, added 0, removed 0, changed 0 "
+        f"(stored as analysis {updated.id})"
+    )
+    assert lines[-1] == "refit advised: no"
 
 
 def test_cli_refit_reports_disparity(store_path, store, lab, tmp_path):
