@@ -140,8 +140,18 @@ def test_cli_429_storm_with_retry_after_finishes_and_counts_retries(tmp_path):
     with FakeGemini() as server:
         server.chaos = Storm(rate=0.5, seed=3, menu=[Fault(status=429, retry_after=0.05)])
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
+        # one request at a time: the seeded storm then hits the same requests on every run
+        # (with several in flight, the order, and so whether a batch loses all 6 draws,
+        # depended on timing: it failed once under load)
         args = jsonl_ingest_args(
-            tmp_path / "store", corpus, "--dims", str(DIMS), "--batch-size", "5"
+            tmp_path / "store",
+            corpus,
+            "--dims",
+            str(DIMS),
+            "--batch-size",
+            "5",
+            "--concurrency",
+            "1",
         )
         done = run_cli(args, env=env)
         assert done.returncode == 0, done.stderr
