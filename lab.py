@@ -26,6 +26,7 @@ import numpy as np
 from .errors import DocumentNotFound, EmbedlabError, InvalidRequest, NotFound
 from .inputs import Inputs
 from .lab_batches import BatchUseCases
+from .lab_naming import ClusterNaming
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.cache import BoundedCache
@@ -100,7 +101,7 @@ def open(  # noqa: A001 - embedlab.open() is the public name
     return Lab(store, quiet=quiet, keep_vectors=keep_vectors, prices=prices)
 
 
-class Lab(Inputs, BatchUseCases):
+class Lab(Inputs, BatchUseCases, ClusterNaming):
     """One open store and everything done with it."""
 
     def __init__(
@@ -841,45 +842,6 @@ class Lab(Inputs, BatchUseCases):
 
         analysis.map_extras = extras
 
-    def _name_clusters(
-        self,
-        analysis: Analysis,
-        corpus: Any,
-        model: str,
-        notify: ProgressCallback,
-        n_stages: int,
-    ) -> None:
-        """Name the analysis' clusters (ingest.naming), with names cached in the store by
-        their members' content hashes and every request written to the cost ledger."""
-        from .ingest.naming import PROMPT_VERSION, GeminiNamer, name_clusters
-        from .store.names import NameCache, name_key
-
-        members: dict[int, list[str]] = {}
-        for cluster, digest in zip(analysis.cluster_labels.tolist(), corpus.hashes):
-            members.setdefault(int(cluster), []).append(digest)
-        keys = {c: name_key(hashes, PROMPT_VERSION, model) for c, hashes in members.items()}
-
-        def on_spent(entry: dict[str, Any]) -> None:
-            with self._write_lock:
-                self.records.costs.add([entry])
-
-        def on_named(done: int, total: int) -> None:
-            status = f"name {done}/{total}"
-            notify(Progress("analyze", n_stages - 2, n_stages, status))
-
-        report = name_clusters(
-            analysis.clusters,
-            keys,
-            NameCache(self.store.artifacts, self._write_lock),
-            model,
-            lambda: GeminiNamer(model),
-            on_named=on_named,
-            on_spent=on_spent,
-        )
-        analysis.naming = report.as_dict()
-        if report.note:
-            analysis.notes.append(report.note)
-
     def _store_analysis(self, analysis: Analysis) -> None:
         now = datetime.now(timezone.utc)
         # microseconds, so "newest first" holds for analyses made within one second
@@ -1051,40 +1013,6 @@ class Lab(Inputs, BatchUseCases):
         if out is not None:
             updated.save(out, html=html)
         return updated
-
-    def _cached_names(self, analysis: Analysis, hashes: list[str], model: str) -> None:
-        """Model names for an update's clusters from the store's name cache alone (keyed by
-        their members, as `_name_clusters`): a cluster whose members did not change keeps
-        its name; the others keep their terms. Never a request."""
-        from .analyze.describe import TERMS, with_names
-        from .ingest.naming import PROMPT_VERSION
-        from .store.names import NameCache, name_key
-
-        members: dict[int, list[str]] = {}
-        for cluster, digest in zip(analysis.cluster_labels.tolist(), hashes):
-            members.setdefault(int(cluster), []).append(digest)
-        cache = NameCache(self.store.artifacts, self._write_lock)
-        reused = kept = 0
-        for info in analysis.clusters:
-            number = int(info["cluster"])
-            if number == -1:
-                continue
-            found = cache.get(name_key(members.get(number, []), PROMPT_VERSION, model))
-            if found:
-                info["name"], info["name_source"] = found, model
-                reused += 1
-            else:
-                info["name"], info["name_source"] = None, TERMS
-                kept += 1
-        with_names(analysis.clusters)
-        analysis.naming = {"model": model, "prompt_version": PROMPT_VERSION, "requested": 0,
-                           "reused": reused, "kept_terms": kept, "requests": 0,
-                           "clusters": reused + kept}  # fmt: skip
-        if kept:
-            analysis.naming["note"] = (
-                f"{kept} cluster(s) changed members in the update and keep their terms "
-                "(analyze with --name-clusters to name them)"
-            )
 
     def successor(self, analysis_id: str) -> str | None:
         """The id of the newest analysis that updates `analysis_id` (directly or through

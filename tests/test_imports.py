@@ -34,7 +34,9 @@ SUBPACKAGES = ("store", "ingest", "analyze", "service", "web")
 # ingest/ and analyze/ together, and so may import both. So may the HTTP client: it is the
 # Lab's twin over `embedlab serve` (the service's Lab does the work) and rebuilds the same
 # results and errors (Analysis, Comparison, IngestReport, IngestError...) from JSON.
-LAB_MODULES = frozenset({f"{PACKAGE}.lab", f"{PACKAGE}.lab_batches", f"{PACKAGE}.inputs"})
+LAB_MODULES = frozenset(
+    {f"{PACKAGE}.lab", f"{PACKAGE}.lab_batches", f"{PACKAGE}.lab_naming", f"{PACKAGE}.inputs"}
+)
 MAY_IMPORT_BOTH = LAB_MODULES | {f"{PACKAGE}.client"}
 # What store/ must never reach, directly or through another module.
 STORE_FORBIDDEN = (
@@ -43,6 +45,7 @@ STORE_FORBIDDEN = (
     f"{PACKAGE}.service",
     f"{PACKAGE}.lab",
     f"{PACKAGE}.lab_batches",
+    f"{PACKAGE}.lab_naming",
     f"{PACKAGE}.inputs",
     f"{PACKAGE}.cli",
     f"{PACKAGE}.cli_batches",
