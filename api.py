@@ -176,6 +176,7 @@ class LabAPI(Protocol):
         labels: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
         dry_run: bool = False,
+        selection: Selection | None = None,
     ) -> list[str]: ...
 
     def export(
@@ -199,6 +200,7 @@ class LabAPI(Protocol):
         space: SpaceSpec = None,
         analysis: str | None = None,
         spend: bool = True,
+        selection: Selection | None = None,
     ) -> pd.DataFrame: ...
 
     # analyses

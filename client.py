@@ -248,7 +248,11 @@ class RemoteLab(Inputs):
         space: SpaceSpec = None,
         analysis: str | None = None,
         spend: bool = True,
+        selection: Selection | None = None,
     ) -> pd.DataFrame:
+        if selection is not None:  # a selection stands for the filters
+            labels, sources, _ = selection.filters("neighbours")
+            space = space if selection.space is None else selection.space
         import pandas as pd
 
         from .store.neighbours import NEIGHBOUR_COLUMNS
@@ -357,7 +361,12 @@ class RemoteLab(Inputs):
         labels: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
         dry_run: bool = False,
+        selection: Selection | None = None,
     ) -> list[str]:
+        if selection is not None:  # a selection stands for the filters
+            labels, sources, chosen_ids = selection.filters("delete", with_ids=True)
+            ids = ids if chosen_ids is None else list(chosen_ids)
+            space = space if selection.space is None else selection.space
         params: dict[str, Any] = _present(
             {
                 "sources": _joined(sources),

@@ -624,13 +624,19 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         labels: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
         dry_run: bool = False,
+        selection: Selection | None = None,
     ) -> list[str]:
         """Remove documents by id, or by source/label globs, from every space (or one).
 
         Returns the ids removed (or, with dry_run, that would be). Their embeddings go
         with them: ingesting the same text again pays again. Stored analyses that held
-        them say so when reopened.
+        them say so when reopened. `selection` (its labels, sources, ids and space) stands
+        for the filters; a sample, seed or limit in it is refused by name.
         """
+        if selection is not None:  # a selection stands for the filters
+            labels, sources, chosen_ids = selection.filters("delete", with_ids=True)
+            ids = ids if chosen_ids is None else list(chosen_ids)
+            space = space if selection.space is None else selection.space
         from .analyze.select import Selection, select_ids
 
         wanted = set(_list(ids) or [])
@@ -1185,6 +1191,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         space: SpaceSpec = None,
         analysis: str | None = None,
         spend: bool = True,
+        selection: Selection | None = None,
     ) -> pd.DataFrame:
         """Nearest documents (cosine) to a stored document, a free text, or a vector.
 
@@ -1192,7 +1199,11 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         many provider requests it cost (0 by id or vector, or for a text seen before).
         Clusters come from `analysis` (default: the space's latest analysis).
         `spend=False` refuses (Forbidden) a text that would need a provider request.
+        `selection` (its labels, sources and space) stands for the filters.
         """
+        if selection is not None:  # a selection stands for the filters
+            labels, sources, _ = selection.filters("neighbours")
+            space = space if selection.space is None else selection.space
         import pandas as pd
 
         hits, requests, chosen = self.neighbour_hits(

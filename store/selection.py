@@ -94,6 +94,30 @@ class Selection:
             )
         return self.labels, self.sources, self.per_class, self.seed, self.limit
 
+    def filters(
+        self, use: str, with_ids: bool = False
+    ) -> tuple[list[str] | None, list[str] | None, tuple[str, ...] | None]:
+        """(labels, sources, ids) for a use case that filters but never samples (delete,
+        neighbours): a per-class sample, a seed or a limit is refused by name, as are ids
+        where the use case takes none, rather than dropped."""
+        given = [
+            name
+            for name, value in (
+                ("per_class", self.per_class),
+                ("seed", self.seed or None),
+                ("limit", self.limit),
+                ("ids", None if with_ids else self.ids),
+            )
+            if value is not None
+        ]
+        if given:
+            takes = "labels, sources, ids and space" if with_ids else "labels, sources and space"
+            raise InvalidRequest(
+                f"{use} takes a selection's {takes}, not {', '.join(given)}: leave "
+                f"Selection.{given[0]} out"
+            )
+        return self.labels, self.sources, self.ids
+
     def keywords(self) -> dict[str, Any]:
         """The keywords of Lab's use cases that this selection stands for."""
         return {

@@ -270,6 +270,30 @@ def test_one_document_and_a_dry_run_delete_are_the_same(world):
     assert removed["local"] == removed["remote"] == [f"cars/{i}" for i in range(8)]
 
 
+def test_delete_and_neighbours_take_a_selection_for_their_filters_on_both(world):
+    from embedlab.store.selection import Selection
+
+    cars = Selection.of(labels="cars")
+    removed = both(world, lambda lab: lab.delete(selection=cars, dry_run=True))
+    assert removed["local"] == removed["remote"] == [f"cars/{i}" for i in range(8)]
+    two = Selection.of(ids=["cars/1", "space/2"])
+    removed = both(world, lambda lab: lab.delete(selection=two, dry_run=True))
+    assert sorted(removed["local"]) == sorted(removed["remote"]) == ["cars/1", "space/2"]
+    frames = both(world, lambda lab: lab.neighbours("space/2", k=4, selection=cars))
+    by_keywords = both(world, lambda lab: lab.neighbours("space/2", k=4, labels="cars"))
+    for side in SIDES:
+        assert list(frames[side]["id"]) == list(by_keywords[side]["id"])
+        assert set(frames[side]["label"]) == {"cars"}
+    # a sample, a seed or a limit means nothing to either: refused by name, not dropped
+    sampled = Selection.of(labels="cars", per_class=2)
+    found = raised(world, lambda lab: lab.delete(selection=sampled, dry_run=True))
+    same_class(found, InvalidRequest)
+    assert "not per_class" in str(found["local"]) and "not per_class" in str(found["remote"])
+    found = raised(world, lambda lab: lab.neighbours("space/2", selection=two))
+    same_class(found, InvalidRequest)
+    assert "not ids" in str(found["remote"])
+
+
 def test_neighbours_by_id_and_by_text_are_the_same(world):
     for call in (
         lambda lab: lab.neighbours("space/2", k=5),
