@@ -585,10 +585,10 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         """(how many match, one page of them in id order): for listings that page."""
 
         from .analyze.select import select_ids
+        from .options import DOCUMENT_PAGE, validate
 
-        if offset < 0:
-            raise InvalidRequest(f"offset must be 0 or more, not {offset}")
-        _check_positive(limit=limit)
+        page_options = validate(DOCUMENT_PAGE, {"offset": offset, "limit": limit})
+        offset, limit = page_options["offset"], page_options["limit"]
         chosen = self.space(space)
         selection = self._selection(labels, sources, None, 0, None)
         try:

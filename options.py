@@ -276,6 +276,15 @@ NEIGHBOURS_OPTIONS = Table(
 )
 
 
+# One page of a listing (GET /api/v1/documents, Lab.document_page).
+DOCUMENT_PAGE = Table(
+    (
+        Option("offset", int, 0, "Skip the first N matching documents (id order).", minimum=0),
+        Option("limit", int, 100, "At most N documents on the page.", minimum=1, maximum=10000),
+    )
+)
+
+
 def positive(**values: Any) -> None:
     """Each of `values` a whole number, 1 or more, or None: the rule of every count."""
     for name, value in values.items():

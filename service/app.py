@@ -24,7 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Cancelled, EmbedlabError, Forbidden, InvalidRequest, ProviderError, code_of
 from ..lab import Lab
-from ..options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, SEED_MAX, request_model
+from ..options import (
+    ANALYZE,
+    COMPARE,
+    DOCUMENT_PAGE,
+    INGEST,
+    NEIGHBOURS_OPTIONS,
+    SEED_MAX,
+    request_model,
+)
 from ..progress import CancelToken, Progress
 from ..store.selection import parse_globs
 from .batch_poller import add_batch_routes, batch_result, cancel_waiting, check_batch_options
@@ -585,9 +593,10 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         labels: str | None = None,
         sources: str | None = None,
         space: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: int = DOCUMENT_PAGE["limit"].default,
+        offset: int = DOCUMENT_PAGE["offset"].default,
     ) -> JSONResponse:
+        # the limits are the library's (options.DOCUMENT_PAGE): its message, a 400
         total, page = lab.document_page(_split(labels), _split(sources), offset, limit, space)
         rows = page.drop(columns=["content_hash"]).to_dict(orient="records")
         return JSONResponse(

@@ -216,3 +216,27 @@ def test_lab_use_cases_take_one_selection_as_their_keywords(store_path):
         assert len(lab.documents(selection=Selection.of(space=space.spec(), limit=4))) == 4
         with pytest.raises(embedlab.InvalidRequest, match="limit must be at least 1, not 0"):
             lab.documents(selection=Selection(limit=0))
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"offset": -1}, "offset must be at least 0, not -1"),
+        ({"limit": 0}, "limit must be 1..10000, not 0"),
+        ({"limit": 10001}, "limit must be 1..10000, not 10001"),
+    ],
+)
+def test_a_bad_documents_page_says_the_tables_message_in_the_library_and_over_http(
+    store_path, values, message
+):
+    """The page's limits are DOCUMENT_PAGE's, whichever front end asks."""
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    with embedlab.open(store_path, quiet=True) as lab:
+        with pytest.raises(embedlab.InvalidRequest) as info:
+            lab.document_page(**values)
+        assert str(info.value) == message
+        response = TestClient(create_app_for(lab)).get("/api/v1/documents", params=values)
+        assert 400 <= response.status_code < 500 and response.json()["detail"] == message
+        total, page = lab.document_page(offset=2, limit=3)
+        assert len(page) == 3 and total > 3
