@@ -704,11 +704,31 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         per_class: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        selection: Selection | None = None,
     ) -> tuple[list[str], np.ndarray]:
-        """(ids, float32 unit vectors with one row per id, in ids order)."""
+        """(ids, float32 unit vectors with one row per id, in ids order). `selection`
+        stands for the other arguments; a selection by ids gives exactly those, in order."""
+        ids = None
+        if selection is not None:
+            space = space if selection.space is None else selection.space
+            if selection.ids is not None:
+                selection.filters("vectors by ids", with_ids=True)  # ids alone
+                if selection.labels or selection.sources:
+                    raise InvalidRequest("give ids, or labels/sources globs, not both")
+                ids = list(selection.ids)
+            else:
+                labels, sources, per_class, seed, limit = selection.parts()
         chosen = self.space(space)
-        selection = self._selection(labels, sources, per_class, seed, limit)
-        corpus = self._corpus(chosen, selection, with_text=False)
+        if ids is not None:
+            missing = sorted(set(ids) - set(self.store.collection(chosen).metadata_by_id(ids)))
+            if missing:
+                shown = ", ".join(repr(i) for i in missing[:5])
+                raise DocumentNotFound(f"no document {shown} in {chosen.describe()}")
+            corpus = self._corpus(chosen, self._selection(None, None, None, 0, None), False, ids)
+            return corpus.ids, corpus.vectors
+        corpus = self._corpus(
+            chosen, self._selection(labels, sources, per_class, seed, limit), False
+        )
         return corpus.ids, corpus.vectors
 
     def _corpus(

@@ -5,6 +5,7 @@ choices, limits and messages. And the value objects: Space specs, Selection glob
 from __future__ import annotations
 
 import embedlab
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from embedlab.cli import cli
@@ -216,6 +217,17 @@ def test_lab_use_cases_take_one_selection_as_their_keywords(store_path):
         assert len(lab.documents(selection=Selection.of(space=space.spec(), limit=4))) == 4
         with pytest.raises(embedlab.InvalidRequest, match="limit must be at least 1, not 0"):
             lab.documents(selection=Selection(limit=0))
+        ids, vectors = lab.vectors(selection=chosen)
+        assert ids == list(by_keywords["id"]) and vectors.shape[0] == 10
+        wanted = ["syn/med/003", "syn/space/001"]
+        ids, vectors = lab.vectors(selection=Selection.of(ids=wanted))
+        assert ids == wanted and vectors.shape[0] == 2
+        whole_ids, whole = lab.vectors()
+        np.testing.assert_array_equal(vectors[0], whole[whole_ids.index("syn/med/003")])
+        with pytest.raises(embedlab.InvalidRequest, match="not per_class"):
+            lab.vectors(selection=Selection.of(ids=wanted, per_class=2))
+        with pytest.raises(embedlab.NotFound, match="no document 'syn/none'"):
+            lab.vectors(selection=Selection.of(ids=["syn/none", "syn/med/003"]))
 
 
 @pytest.mark.parametrize(
