@@ -1,0 +1,29 @@
+"""Issue 25 (first use without a stumble): small wording and recording fixes."""
+
+import json
+
+from click.testing import CliRunner
+from embedlab.cli import cli
+
+from tests.conftest import jsonl_ingest_args
+
+
+def invoke(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_one_document_reads_singular(store_path, gemini, tmp_path):
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text(json.dumps({"id": 1, "text": "a single post"}) + "\n")
+    result = invoke(jsonl_ingest_args(store_path, corpus))
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("1 document: 0 cached, 1 embedded, 1 request"), last
+    dry = invoke(jsonl_ingest_args(store_path, corpus) + ["--dry-run"])
+    assert "dry run: 1 document: 1 cached" in dry.output, dry.output
+
+
+def test_demo_help_says_what_demo_runs():
+    text = " ".join(invoke(["demo", "--help"]).output.split())
+    assert "KMeans k=4" in text
+    assert "TF-IDF text view" in text  # the local model's k-means mixes in the words
