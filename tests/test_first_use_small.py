@@ -27,3 +27,20 @@ def test_demo_help_says_what_demo_runs():
     text = " ".join(invoke(["demo", "--help"]).output.split())
     assert "KMeans k=4" in text
     assert "TF-IDF text view" in text  # the local model's k-means mixes in the words
+
+
+def test_stored_options_carry_the_text_weight_used(store_path):
+    import embedlab
+    from embedlab.store import Space, Store
+
+    from tests.builders import grouped_corpus
+
+    local = Space("local", "mini-model", "none", 16)  # the local model's default: 1.0
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store, per_group=10, space=local)
+    with embedlab.open(store_path, quiet=True) as lab:
+        analysis = lab.analyze(space=local, k=3, seed=0, reduce="pca")
+        assert analysis.options["text_weight"] == 1.0
+        assert lab.analysis(analysis.id).options["text_weight"] == 1.0
+        plain = lab.analyze(space=local, k=3, seed=0, reduce="pca", text_weight=0)
+        assert plain.options["text_weight"] == 0.0
