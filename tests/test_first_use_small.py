@@ -44,3 +44,20 @@ def test_stored_options_carry_the_text_weight_used(store_path):
         assert lab.analysis(analysis.id).options["text_weight"] == 1.0
         plain = lab.analyze(space=local, k=3, seed=0, reduce="pca", text_weight=0)
         assert plain.options["text_weight"] == 0.0
+
+
+def test_cancelling_a_running_job_answers_cancelling(tmp_path):
+    from tests.fake_gemini import FakeGemini
+    from tests.service_helpers import InProcessService, documents
+
+    with FakeGemini(latency=0.15) as fake:
+        service = InProcessService(tmp_path / "store", fake)
+        try:
+            slow = service.ingest(documents(200, 1000), wait=False, batch_size=5, dims=128)
+            service.wait_embedded(slow["job"], 10)
+            cancelled = service.http.delete(f"/api/v1/jobs/{slow['job']}")
+            assert cancelled.status_code == 202
+            assert cancelled.json()["state"] == "cancelling"
+            assert service.wait_job(slow["job"])["state"] == "cancelled"
+        finally:
+            assert service.stop() == 0
