@@ -61,3 +61,28 @@ def test_cancelling_a_running_job_answers_cancelling(tmp_path):
             assert service.wait_job(slow["job"])["state"] == "cancelled"
         finally:
             assert service.stop() == 0
+
+
+def test_an_id_of_only_spaces_is_refused_over_http_and_in_python(tmp_path, store_path):
+    import embedlab
+    import pytest
+    from embedlab.errors import InvalidRequest
+
+    from tests.fake_gemini import FakeGemini
+    from tests.service_helpers import InProcessService
+
+    with FakeGemini() as fake:
+        service = InProcessService(tmp_path / "served", fake)
+        try:
+            answer = service.http.post(
+                "/api/v1/ingest", json={"documents": [{"id": "   ", "text": "a post"}]}
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert "only spaces" in answer.json()["detail"]
+            assert fake.requests == []
+        finally:
+            assert service.stop() == 0
+    with embedlab.open(store_path, quiet=True) as lab:
+        with pytest.raises(InvalidRequest, match="only spaces"):
+            lab.ingest([{"id": "  ", "text": "a post"}], provider="local", dry_run=True)
