@@ -498,7 +498,7 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
         space = lab.pick_space(*space_filter)
         analysis = lab.analyze(space=space, out=out, **arguments)
     click.echo(
-        f"analyzed {len(analysis.ids)} documents of {space.describe()} "
+        f"analyzed {plural(len(analysis.ids), 'document')} of {space.describe()} "
         f"(stored as analysis {analysis.id})",
         err=True,
     )
@@ -516,7 +516,7 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
         click.echo(f"interactive map: {out / 'map.html'} (opens from disk, no server)", err=True)
     n_clusters = len([c for c in analysis.clusters if c["cluster"] != -1])
     click.echo(
-        f"{len(analysis.ids)} documents, {plural(n_clusters, 'cluster')}, "
+        f"{plural(len(analysis.ids), 'document')}, {plural(n_clusters, 'cluster')}, "
         f"{len(analysis.files)} files in {out}, {time.monotonic() - started:.1f} s"
     )
 
@@ -536,7 +536,8 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
 @click.pass_context
 @user_errors
 def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> None:
-    """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), t-SNE, KMeans k=4."""
+    """The notebook end to end: 4 sci.* groups x 150 posts, embed (cached), KMeans k=4
+    (with the local model on the vectors plus a TF-IDF text view, weight 1), t-SNE map."""
     categories, per_class, seed = "sci.*", 150, 0
     report = ctx.invoke(
         ingest_newsgroups,

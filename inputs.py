@@ -78,6 +78,13 @@ class Inputs:
             )
         return str(table.iloc[0]["id"])
 
+    def check_ids(self, ids: Any) -> None:
+        """Refuse (InvalidRequest) an id of only spaces among `ids` (None: from the text),
+        as ingest would: a front end checks a request with it before starting work."""
+        from .ingest.framing import check_ids
+
+        check_ids(ids)
+
     def ingest(
         self,
         data: Any,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,6 +117,7 @@ def analyze_corpus(
     text_weight = options.text_weight
     if text_weight is None:
         text_weight = default_text_weight(corpus.space.provider, options.algorithm)
+    options = replace(options, text_weight=float(text_weight))  # stored: the weight used
     cluster_keep: dict[str, Any] = {}  # what placing new documents needs (reference.py)
     clustering = _timed(
         timings,

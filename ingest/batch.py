@@ -39,7 +39,7 @@ from ..errors import (
     ProviderKeyError,
     TransientError,
 )
-from ..progress import CancelToken
+from ..progress import CancelToken, plural
 from ..store import Document, Space, Store
 from ..store.batches import (
     CANCELLED,
@@ -375,7 +375,7 @@ class BatchIngestReport(IngestReport):
             f"{verb} {self.submitted} texts in {jobs} batch job{'s' if jobs != 1 else ''}, "
             f"est. {usd(batch)} at the batch price (online: {usd(online)})"
         )
-        extra = [f"{self.documents} documents: {self.cached + self.reused} cached"]
+        extra = [f"{plural(self.documents, 'document')}: {self.cached + self.reused} cached"]
         if self.reused or self.planned_reuse and self.dry_run:
             extra.append(f"{self.reused or self.planned_reuse} reused from identical texts")
         if self.in_pending:

@@ -49,7 +49,7 @@ def python_documents(
                 continue
             key = item.get(id or "id")
             tag = item.get(label or "label")
-            doc_id = content_id(body) if key is None else str(key)  # never a list position
+            doc_id = content_id(body) if key is None else check_id(str(key), f"item {n}")
             if vector is not None and vectors is not None:
                 vectors.setdefault(doc_id, item.get(vector))
             yield Document(
@@ -88,6 +88,21 @@ def frame_documents(  # noqa: A002
         if raws is not None and vectors is not None:
             vectors.setdefault(doc_id, raws[row])
         yield Document(doc_id, body, source, tag)
+
+
+def check_id(doc_id: str, where: str) -> str:
+    """`doc_id`, refused (InvalidRequest) when it is empty or only spaces: every front end
+    (Python, HTTP) refuses such an id the same way."""
+    if not doc_id.strip():
+        raise InvalidRequest(f"{where} has an id of only spaces; give each document a real id")
+    return doc_id
+
+
+def check_ids(ids: Iterable[Any]) -> None:
+    """Each given id (None: derived from the text) checked by check_id, before any work."""
+    for n, doc_id in enumerate(ids):
+        if doc_id is not None:
+            check_id(str(doc_id), f"document {n}")
 
 
 def content_id(text: str) -> str:

@@ -188,13 +188,13 @@ class IngestReport:
         if self.dry_run:
             reuse = self.planned_reuse
             line = (
-                f"dry run: {self.documents} documents: {self.cached + reuse} cached"
+                f"dry run: {plural(self.documents, 'document')}: {self.cached + reuse} cached"
                 + (f" ({reuse} reused from identical texts)" if reuse else "")
                 + f", {self.planned_embed} to embed in {plural(self.planned_requests, call)}"
             )
         else:
             line = (
-                f"{self.documents} documents: {self.cached + self.reused} cached, "
+                f"{plural(self.documents, 'document')}: {self.cached + self.reused} cached, "
                 f"{self.embedded} embedded, {plural(self.requests, call)}"
             )
             if self.reused:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidRequest
+from ..progress import plural
 from ..store import Document, Space, Store
 from .errors import SourceError
 from .pipeline import WRITE_CHUNK, IngestReport, check_owners, skipped_clause, unique_documents
@@ -153,7 +154,9 @@ class VectorReport(IngestReport):
     def summary(self, prices: PriceTable | None = None) -> str:
         """The CLI's summary line (given vectors cost nothing: `prices` is not read)."""
         verb = "to store" if self.dry_run else "stored"
-        line = f"{self.documents} documents: {self.cached} unchanged, {self.stored} {verb}"
+        line = (
+            f"{plural(self.documents, 'document')}: {self.cached} unchanged, {self.stored} {verb}"
+        )
         if self.dry_run:
             line = "dry run: " + line
         if self.changed:

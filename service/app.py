@@ -194,6 +194,7 @@ class Service:
     def ingest_documents(self, request: IngestRequest) -> str:
         self.check_writable("ingest")
         documents = [d.model_dump(exclude_none=True) for d in request.documents]
+        self.lab.check_ids(d["id"] for d in documents)  # 400 now, not a failed job later
         options = request.model_dump(exclude={"documents"})
         check_batch_options(self.embedding_choice(options), options)
         summary = {"documents": len(documents), "format": "json", **_options_summary(options)}

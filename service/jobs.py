@@ -285,7 +285,9 @@ class JobManager:
                 self._bump(job)
         if queued:
             self._persist(job)
-        return job.to_dict()
+            return job.to_dict()
+        # a running job stops at its next batch: say so, not "running"
+        return {**job.to_dict(), "state": "cancelling"}
 
     def stop(self) -> None:
         """Stop accepting work and ask every job to stop (safe from a signal handler)."""

@@ -134,7 +134,7 @@ def test_files_over_the_size_cap_are_skipped_without_reading_them(tmp_path, env,
         fh.seek(80 * 2**20)
         fh.write(b"end")
     summary = ingest(tmp_path / "store", env, "files", str(folder))
-    assert summary.startswith("1 documents: 0 cached, 1 embedded")
+    assert summary.startswith("1 document: 0 cached, 1 embedded")
     assert "1 skipped (1 file over 64 MB)" in summary
 
 
