@@ -31,9 +31,8 @@ lint: setup
 	@mkdir -p build/mypy && ln -sfn ../.. build/mypy/embedlab
 	$(BIN)/mypy
 
-# Two workers: the suite waits on subprocesses, servers and browsers as much as it computes.
 test: lint
-	$(BIN)/pytest -q -n 2 --dist worksteal
+	$(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/python bench/ingest.py
