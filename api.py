@@ -186,6 +186,7 @@ class LabAPI(Protocol):
         labels: Sequence[str] | str | None = None,
         sources: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
+        selection: Selection | None = None,
     ) -> int: ...
 
     def neighbours(

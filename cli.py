@@ -329,11 +329,11 @@ def run_ingest(
                 **options,
             )
         except IngestCancelled as exc:
-            summary = _any_summary(exc.report, getattr(lab, "prices", None))
+            summary = exc.report.summary(getattr(lab, "prices", None))
             click.echo(f"\ninterrupted: {summary}; re-run to finish", err=True)
             sys.exit(130)
         except IngestError as exc:
-            click.echo(f"\n{_any_summary(exc.report, getattr(lab, 'prices', None))}", err=True)
+            click.echo(f"\n{exc.report.summary(getattr(lab, 'prices', None))}", err=True)
             fix = "set the key, then re-run" if isinstance(exc, ProviderKeyError) else "re-run"
             raise click.ClickException(
                 f"{exc.say('cli', CLI_FLAGS)} (everything embedded so far is saved; {fix} "
@@ -342,7 +342,7 @@ def run_ingest(
     if getattr(report, "batch", False):  # submitted to the Batch API: its own line
         click.echo(report.summary(getattr(lab, "prices", None)))
         return report
-    click.echo(ingest_summary(report, getattr(lab, "prices", None)))
+    click.echo(report.summary(getattr(lab, "prices", None)))
     return report
 
 
@@ -365,23 +365,7 @@ def run_vector_ingest(
     click.echo(report.summary())
 
 
-def _any_summary(report, prices=None) -> str:
-    """The summary line of an online ingest, or of a batch submission (--batch)."""
-    return report.summary(prices)
-
-
-def ingest_summary(report, prices=None) -> str:
-    """One line: documents, cached, embedded, requests, seconds (plus skips when any)."""
-    from .ingest.pipeline import IngestReport
-
-    return IngestReport.summary(report, prices)
-
-
 # -- analyze -------------------------------------------------------------------------------
-
-
-def _globs(value: str | None) -> list[str] | None:
-    return parse_globs(value)
 
 
 def _k_value(ctx, param, value: str | None) -> int | str | None:
@@ -619,8 +603,8 @@ def compare_command(
         comparison = lab.compare(
             spaces[0],
             spaces[1],
-            labels=_globs(labels),
-            sources=_globs(sources),
+            labels=parse_globs(labels),
+            sources=parse_globs(sources),
             per_class=per_class,
             seed=seed,
             limit=limit,
@@ -636,18 +620,13 @@ def compare_command(
     if as_json:
         click.echo(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
     else:
-        for line in comparison_lines(comparison):
+        for line in comparison.lines():
             click.echo(line)
     click.echo(
         f"{plural(len(comparison.ids), 'document')} compared, {len(comparison.files)} files "
         f"in {out}, {time.monotonic() - started:.1f} s",
         err=as_json,
     )
-
-
-def comparison_lines(comparison) -> list[str]:
-    """The comparison as terminal text: what was compared, agreement, scores, outliers."""
-    return comparison.lines()
 
 
 # -- neighbours ----------------------------------------------------------------------------
@@ -948,7 +927,7 @@ def _reembed(lab, space, yes: bool) -> bool:
             )
         click.confirm("  embed them now?", abort=True)
     report = lab.reembed(space, quiet=True)
-    click.echo(f"  {ingest_summary(report, getattr(lab, 'prices', None))}")
+    click.echo(f"  {report.summary(getattr(lab, 'prices', None))}")
     return True
 
 
@@ -973,7 +952,7 @@ def documents_command(store_opts, labels, sources, limit, as_json, as_csv, **spa
     with store_opts.open() as lab:
         chosen = lab.pick_space(*space.values())
         table = lab.documents(
-            space=chosen, labels=_globs(labels), sources=_globs(sources), limit=limit
+            space=chosen, labels=parse_globs(labels), sources=parse_globs(sources), limit=limit
         )
     if as_json:
         for row in table.drop(columns=["content_hash"]).to_dict(orient="records"):
@@ -1006,7 +985,9 @@ def export_command(store_opts, fmt, out, labels, sources, **space) -> None:
     started = time.monotonic()
     with store_opts.open() as lab:
         chosen = lab.pick_space(*space.values())
-        rows = lab.export(out, fmt, labels=_globs(labels), sources=_globs(sources), space=chosen)
+        rows = lab.export(
+            out, fmt, labels=parse_globs(labels), sources=parse_globs(sources), space=chosen
+        )
     click.echo(
         f"exported {plural(rows, 'document')} of {chosen.describe()} to {out} ({fmt}), "
         f"{time.monotonic() - started:.1f} s"
@@ -1026,7 +1007,10 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
         raise click.UsageError("say what to delete: --id ID, --source GLOB or --labels GLOB")
     with store_opts.open() as lab:
         removed = lab.delete(
-            ids=list(ids) or None, sources=_globs(sources), labels=_globs(labels), dry_run=dry_run
+            ids=list(ids) or None,
+            sources=parse_globs(sources),
+            labels=parse_globs(labels),
+            dry_run=dry_run,
         )
     missing = sorted(set(ids) - set(removed))
     if missing:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CODES,
+    BodyTooLarge,
     Cancelled,
     DocumentNotFound,
     EmbedlabError,
@@ -28,6 +29,7 @@ from .errors import (
     ProviderError,
     ProviderKeyError,
     StoreError,
+    Unauthorized,
     error_for,
 )
 from .inputs import Inputs
@@ -58,10 +60,11 @@ class ServiceError(EmbedlabError):
 # what an answer without a known `code` (a proxy's, an older service's) is rebuilt as
 BY_STATUS: dict[int, type[EmbedlabError]] = {
     400: InvalidRequest,
+    401: Unauthorized,
     403: Forbidden,
     404: NotFound,
     409: Cancelled,
-    413: InvalidRequest,
+    413: BodyTooLarge,
     415: InvalidRequest,
     422: InvalidRequest,
     502: ProviderError,
@@ -73,7 +76,7 @@ def _error(status: int, detail: str, code: str | None = None) -> EmbedlabError:
     """The library's own exception for an error answer: the class its `code` names (the
     same class the Lab raised on the service), else the one its status suggests."""
     if status == 401:
-        return ServiceError(f"{detail} (set $EMBEDLAB_TOKEN to the service's token)")
+        return Unauthorized(f"{detail} (set $EMBEDLAB_TOKEN to the service's token)")
     if code in CODES and code != EmbedlabError.code:
         return error_for(code)(detail)
     if status == 404 and detail.startswith("no document "):  # a service without codes
@@ -386,6 +389,7 @@ class RemoteLab(Inputs):
         labels: Sequence[str] | str | None = None,
         sources: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
+        selection: Selection | None = None,
     ) -> int:
         raise InvalidRequest(
             f"export reads vectors from the store itself: stop the service at {self.url}, "

@@ -152,6 +152,30 @@ class Forbidden(EmbedlabError):
     code = "forbidden"
 
 
+class Unauthorized(EmbedlabError):
+    """The service needs a token and the request sent none, or another one (401)."""
+
+    code = "unauthorized"
+
+
+class JobFinished(Conflict):
+    """A cancel for a job that has already ended (409)."""
+
+    code = "job_finished"
+
+
+class ServiceStopping(EmbedlabError):
+    """The service is shutting down and takes no new jobs (503): submit again later."""
+
+    code = "service_stopping"
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body is over the service's limit (413): send it in smaller parts."""
+
+    code = "body_too_large"
+
+
 CODES: dict[str, type[EmbedlabError]] = {
     kind.code: kind
     for kind in (
@@ -169,6 +193,10 @@ CODES: dict[str, type[EmbedlabError]] = {
         TransientError,
         Cancelled,
         Forbidden,
+        Unauthorized,
+        JobFinished,
+        ServiceStopping,
+        BodyTooLarge,
     )
 }
 

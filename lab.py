@@ -681,20 +681,22 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         labels: Sequence[str] | str | None = None,
         sources: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
+        selection: Selection | None = None,
     ) -> int:
         """Write ids, labels, sources, texts and float32 vectors of a selection, for use
         without Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding
-        vectors.npy and documents.jsonl in the same row order. Returns the row count."""
-        from .analyze.select import load_corpus
+        vectors.npy and documents.jsonl in the same row order. Returns the row count.
+        `selection` stands for the other filters (a sample, or exactly its ids in order)."""
         from .store.export import FORMATS, export_rows, write_export
 
         if format not in FORMATS:
             raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
-        chosen = self.space(space)
-        corpus = load_corpus(self.store, chosen, self._selection(labels, sources, None, 0, None))
-        sources_of = self.store.collection(chosen).metadata_by_id(corpus.ids)
+        corpus = self._selected(
+            "export", space, labels, sources, None, 0, None, selection, with_text=True
+        )
+        sources_of = self.store.collection(corpus.space).metadata_by_id(corpus.ids)
         rows = export_rows(corpus.ids, corpus.labels, corpus.texts, sources_of)
-        return write_export(path, format, rows, corpus.vectors, chosen.dims)
+        return write_export(path, format, rows, corpus.vectors, corpus.space.dims)
 
     def vectors(
         self,
@@ -708,11 +710,30 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
     ) -> tuple[list[str], np.ndarray]:
         """(ids, float32 unit vectors with one row per id, in ids order). `selection`
         stands for the other arguments; a selection by ids gives exactly those, in order."""
+        corpus = self._selected(
+            "vectors", space, labels, sources, per_class, seed, limit, selection
+        )
+        return corpus.ids, corpus.vectors
+
+    def _selected(
+        self,
+        use: str,
+        space: SpaceSpec,
+        labels: Sequence[str] | str | None,
+        sources: Sequence[str] | str | None,
+        per_class: int | None,
+        seed: int,
+        limit: int | None,
+        selection: Selection | None,
+        with_text: bool = False,
+    ) -> Any:
+        """The corpus a call's filters, or its `selection`, pick: globs and samples, or
+        exactly a selection's ids in their order (unknown ids are DocumentNotFound)."""
         ids = None
         if selection is not None:
             space = space if selection.space is None else selection.space
             if selection.ids is not None:
-                selection.filters("vectors by ids", with_ids=True)  # ids alone
+                selection.filters(f"{use} by ids", with_ids=True)  # ids alone
                 if selection.labels or selection.sources:
                     raise InvalidRequest("give ids, or labels/sources globs, not both")
                 ids = list(selection.ids)
@@ -724,12 +745,10 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
             if missing:
                 shown = ", ".join(repr(i) for i in missing[:5])
                 raise DocumentNotFound(f"no document {shown} in {chosen.describe()}")
-            corpus = self._corpus(chosen, self._selection(None, None, None, 0, None), False, ids)
-            return corpus.ids, corpus.vectors
-        corpus = self._corpus(
-            chosen, self._selection(labels, sources, per_class, seed, limit), False
-        )
-        return corpus.ids, corpus.vectors
+            everything = self._selection(None, None, None, 0, None)
+            return self._corpus(chosen, everything, with_text, ids)
+        chosen_rows = self._selection(labels, sources, per_class, seed, limit)
+        return self._corpus(chosen, chosen_rows, with_text)
 
     def _corpus(
         self, space: Space, selection: Any, with_text: bool = True, ids: list[str] | None = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import Cancelled, EmbedlabError, NotFound, code_of
+from ..errors import Cancelled, EmbedlabError, JobFinished, NotFound, ServiceStopping, code_of
 from ..progress import CancelToken, Progress
 
 log = logging.getLogger("embedlab.service")
@@ -335,15 +335,3 @@ class JobManager:
             job.result = {**job.result, **result}
             self._bump(job)
         self._persist(job)
-
-
-class JobFinished(EmbedlabError):
-    """A cancel for a job that has already ended (409)."""
-
-    status = 409
-
-
-class ServiceStopping(EmbedlabError):
-    """The service is shutting down and takes no new jobs."""
-
-    status = 503

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    BodyTooLarge,
     Cancelled,
     Conflict,
     EmbedlabError,
@@ -30,10 +31,12 @@ from ..errors import (
     NotFound,
     ProviderError,
     ProviderKeyError,
+    ServiceStopping,
     StoreBusy,
     StoreDamaged,
     StoreError,
     TransientError,
+    Unauthorized,
     code_of,
 )
 
@@ -56,12 +59,6 @@ TITLES = {
 }
 
 
-class BodyTooLarge(EmbedlabError):
-    """The request body is over the service's limit (413)."""
-
-    status = 413
-
-
 def status_of(exc: EmbedlabError) -> int:
     """The HTTP status of a library error (the one mapping, as in Chroma's server).
 
@@ -72,6 +69,9 @@ def status_of(exc: EmbedlabError) -> int:
     if isinstance(getattr(exc, "status", None), int):
         return exc.status  # type: ignore[attr-defined]
     for kind, status in (
+        (Unauthorized, 401),
+        (BodyTooLarge, 413),
+        (ServiceStopping, 503),
         (Forbidden, 403),
         (NotFound, 404),
         (Conflict, 409),
@@ -179,13 +179,15 @@ class Guard:
                 credentials.strip(), self.token
             ):
                 response = problem(
-                    401, "this service needs a token: send 'Authorization: Bearer <token>'"
+                    401,
+                    "this service needs a token: send 'Authorization: Bearer <token>'",
+                    code=Unauthorized.code,
                 )
                 await response(scope, receive, send)
                 return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            response = problem(413, self._too_large())
+            response = problem(413, self._too_large(), code=BodyTooLarge.code)
             await response(scope, receive, send)
             return
         received = 0

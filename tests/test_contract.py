@@ -459,3 +459,26 @@ def test_what_cannot_work_remotely_is_refused_by_name(world, tmp_path):
         remote.export(tmp_path / "out.parquet")
     with pytest.raises(InvalidRequest, match="repair"):
         remote.repair()
+
+
+def test_export_takes_a_selection_like_vectors(world, tmp_path):
+    """`export(selection=)`: a sample is the rows `documents(selection=)` gives, ids are
+    exactly those rows in their order, an unknown id is named."""
+    import json
+
+    from embedlab.errors import DocumentNotFound
+    from embedlab.store.selection import Selection
+
+    local = world["labs"]["local"]
+    sample = Selection.of(labels="space,cars", per_class=2, seed=5)
+    assert local.export(tmp_path / "a.jsonl", "jsonl", selection=sample) == 4
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == local.documents(selection=sample)["id"].tolist()
+    by_ids = Selection.of(ids=["cars/5", "space/0"])
+    assert local.export(tmp_path / "b.jsonl", "jsonl", selection=by_ids) == 2
+    rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["cars/5", "space/0"]
+    ids, vectors = local.vectors(selection=by_ids)
+    assert np.allclose(np.array([r["vector"] for r in rows]), vectors, atol=1e-6)
+    with pytest.raises(DocumentNotFound, match="nope"):
+        local.export(tmp_path / "c.jsonl", "jsonl", selection=Selection.of(ids=["nope"]))

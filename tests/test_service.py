@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow
 import pyarrow.ipc
 import pytest
+from embedlab.errors import Unauthorized
 
 from tests.conftest import invoke_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
@@ -126,6 +127,7 @@ def test_jobs_report_progress_as_server_sent_events_and_cancel(tmp_path):
 
             finished = service.http.delete(f"/api/v1/jobs/{job_id}")
             assert finished.status_code == 409 and "already ended (done)" in finished.text
+            assert finished.json()["code"] == "job_finished"
             slow = service.ingest(documents(200, 1000), wait=False, batch_size=5, dims=DIMS)
             service.wait_embedded(slow["job"], 10)
             cancelled = service.http.delete(f"/api/v1/jobs/{slow['job']}")
@@ -282,6 +284,9 @@ def test_token_read_only_body_limit_and_loopback_rules(tmp_path, fake):
         assert anonymous.status_code == 401
         assert anonymous.headers["content-type"] == "application/problem+json"
         assert "Bearer" in anonymous.json()["detail"]
+        assert anonymous.json()["code"] == "unauthorized"
+        with pytest.raises(Unauthorized, match="EMBEDLAB_TOKEN"):
+            embedlab.connect(service.url, token="not-the-token").stats()
         wrong = httpx.get(
             f"{service.url}/api/v1/stats", headers={"Authorization": "Bearer s3cret-tokeX"}
         )
@@ -291,6 +296,7 @@ def test_token_read_only_body_limit_and_loopback_rules(tmp_path, fake):
 
         big = service.http.post("/api/v1/ingest", json={"documents": documents(100)})
         assert big.status_code == 413 and "--max-body" in big.json()["detail"]
+        assert big.json()["code"] == "body_too_large"
         small = service.ingest(documents(3), dims=DIMS)
         assert small["embedded"] == 3
     finally:
