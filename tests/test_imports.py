@@ -35,7 +35,13 @@ SUBPACKAGES = ("store", "ingest", "analyze", "service", "web")
 # Lab's twin over `embedlab serve` (the service's Lab does the work) and rebuilds the same
 # results and errors (Analysis, Comparison, IngestReport, IngestError...) from JSON.
 LAB_MODULES = frozenset(
-    {f"{PACKAGE}.lab", f"{PACKAGE}.lab_batches", f"{PACKAGE}.lab_naming", f"{PACKAGE}.inputs"}
+    {
+        f"{PACKAGE}.lab",
+        f"{PACKAGE}.lab_batches",
+        f"{PACKAGE}.lab_naming",
+        f"{PACKAGE}.lab_lookups",
+        f"{PACKAGE}.inputs",
+    }
 )
 MAY_IMPORT_BOTH = LAB_MODULES | {f"{PACKAGE}.client"}
 # What store/ must never reach, directly or through another module.
