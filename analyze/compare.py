@@ -29,6 +29,7 @@ from .knn import nearest_rows
 from .reduce import map_key, reduce_2d
 from .run import MapCache
 from .select import AnalyzeError, Corpus, Selection, select_ids
+from .threads import sized_threads
 
 SCORES = ("hungarian_accuracy", "ari", "nmi", "silhouette")  # higher is better, each
 MOST_DIFFERENT = 10
@@ -185,6 +186,7 @@ def align(coords_a: np.ndarray, coords_b: np.ndarray) -> tuple[np.ndarray, float
 # -- the comparison ------------------------------------------------------------------------
 
 
+@sized_threads
 def compare_corpora(
     corpus_a: Corpus,
     corpus_b: Corpus,

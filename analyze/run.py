@@ -21,6 +21,7 @@ from .evaluate import evaluate
 from .reduce import map_key, reduce_2d
 from .reference import build_reference
 from .select import Corpus
+from .threads import sized_threads
 
 STAGES = ("cluster", "map", "evaluate", "describe")
 
@@ -97,6 +98,7 @@ def _cached_basis(map_cache: Any, key: str, map_keep: dict[str, Any]) -> None:
         map_keep["pca"] = SimpleNamespace(components_=found[0], mean_=found[1])
 
 
+@sized_threads
 def analyze_corpus(
     corpus: Corpus,
     options: AnalysisOptions,

@@ -33,6 +33,7 @@ from .evaluate import evaluate
 from .placement import nearest, place_pca, place_tsne, place_umap, project
 from .reference import build_reference, hash_hex, kmeans_features, size_bytes
 from .select import Corpus
+from .threads import sized_threads
 
 NOISE = -1
 # refit_advised when any of these is passed (docs/update.md says why)
@@ -82,6 +83,7 @@ def can_place(parent: Analysis) -> str | None:
     return None
 
 
+@sized_threads
 def update_corpus(
     parent: Analysis,
     corpus: Corpus,
