@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sys
 import tempfile
 import time
@@ -611,6 +610,8 @@ def compare_command(
         raise click.UsageError(
             f"give --space twice (A, then B), not {len(spaces)} time(s); see `embedlab stats`"
         )
+    from .jsonout import dumps
+
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(store_opts.open())
@@ -634,7 +635,7 @@ def compare_command(
     for note in comparison.notes:
         click.echo(f"note: {note}", err=True)
     if as_json:
-        click.echo(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(dumps(comparison.to_dict()))
     else:
         for line in comparison_lines(comparison):
             click.echo(line)
@@ -661,7 +662,7 @@ def comparison_lines(comparison) -> list[str]:
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
 @space_filter_options("Space to search")
 @click.option("--analysis", help="Show clusters of this stored analysis (default: the latest).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.pass_obj
 @user_errors
@@ -728,23 +729,26 @@ cli.add_command(
 
 
 def print_neighbours(hits, fmt: str | None) -> None:
+    """--json and --csv carry the API's rows (rank, id, similarity, label, cluster, text);
+    the terminal shows a snippet of each text."""
+    from .jsonout import dumps
     from .store.neighbours import snippet
 
     rows = [
         {
             "rank": int(row.rank),
             "id": row.id,
-            "label": row.label,
             "similarity": float(row.similarity),
-            "snippet": snippet(row.text),
+            "label": row.label,
             "cluster": None
             if row.cluster is None or row.cluster != row.cluster
             else int(row.cluster),
+            "text": row.text,
         }
         for row in hits.itertuples(index=False)
     ]
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(dumps(rows))
     elif fmt == "csv":
         import csv
 
@@ -756,7 +760,7 @@ def print_neighbours(hits, fmt: str | None) -> None:
             cluster = "" if row["cluster"] is None else f" c{row['cluster']}"
             click.echo(
                 f"{row['rank']:>3}  {row['similarity']:.3f}  {row['id']}  "
-                f"[{row['label'] or '-'}{cluster}]  {row['snippet'][:80]}"
+                f"[{row['label'] or '-'}{cluster}]  {snippet(row['text'])[:80]}"
             )
 
 
@@ -769,11 +773,13 @@ def print_neighbours(hits, fmt: str | None) -> None:
 @user_errors
 def stats(store_opts: StoreOptions, as_json: bool) -> None:
     """Spaces in the store, with counts per source and label, and size on disk."""
+    from .jsonout import dumps
+
     with store_opts.open() as lab:
         result = lab.stats()
     damaged = [s["damaged"] for s in result["spaces"] if s.get("damaged")]
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(dumps(result))
         if damaged:  # listed above; the exit status says it too
             raise click.ClickException(damaged[0])
         return
@@ -816,6 +822,8 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
 @user_errors
 def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | None, yes: bool):
     """The store's embedding spaces with their documents; delete one on purpose."""
+    from .jsonout import dumps
+
     with store_opts.open() as lab:
         sizes = lab.space_sizes()
         if to_delete is None:
@@ -825,7 +833,7 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
                 for s, n in sizes.items()
             ]  # fmt: skip
             if as_json:
-                click.echo(json.dumps({"spaces": rows}, indent=2))
+                click.echo(dumps({"spaces": rows}))
             for row in [] if as_json else rows:
                 click.echo(f"{row['space']}  {row['documents']} documents  ({row['description']})")
             click.echo(f"{plural(len(rows), 'space')} in {lab.location}", err=as_json)
@@ -856,6 +864,8 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
 @user_errors
 def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | None) -> None:
     """Stored analyses, newest first (ids for `neighbors --analysis`)."""
+    from .jsonout import dumps, records
+
     with store_opts.open() as lab:
         if delete_id:
             lab.delete_analysis(delete_id)
@@ -863,7 +873,7 @@ def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | N
             return
         table = lab.analyses()
     if as_json:
-        click.echo(table.to_json(orient="records", indent=2))
+        click.echo(dumps(records(table)))
         return
     for row in table.itertuples(index=False):
         scores = ", ".join(
@@ -959,31 +969,38 @@ def _reembed(lab, space, yes: bool) -> bool:
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N (a seeded sample).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list).")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="Print one JSON document per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @space_options
 @click.pass_obj
 @user_errors
-def documents_command(store_opts, labels, sources, limit, as_json, as_csv, **space) -> None:
+def documents_command(
+    store_opts, labels, sources, limit, as_json, as_jsonl, as_csv, **space
+) -> None:
     """List stored documents: id, label, source, characters, first words."""
+    from .jsonout import dumps, records
     from .store.neighbours import snippet
 
-    if as_json and as_csv:
-        raise click.UsageError("give --json or --csv, not both")
+    if as_json + as_jsonl + as_csv > 1:
+        raise click.UsageError("give one of --json, --jsonl or --csv")
     with store_opts.open() as lab:
         chosen = lab.pick_space(*space.values())
         table = lab.documents(
             space=chosen, labels=_globs(labels), sources=_globs(sources), limit=limit
         )
     if as_json:
-        for row in table.drop(columns=["content_hash"]).to_dict(orient="records"):
-            click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(dumps(records(table.drop(columns=["content_hash"]))))
+    elif as_jsonl:
+        for row in records(table.drop(columns=["content_hash"])):
+            click.echo(dumps(row, indent=None))
     elif as_csv:
         click.echo(table.drop(columns=["content_hash"]).to_csv(index=False), nl=False)
     else:
         for row in table.itertuples(index=False):
             click.echo(f"{row.id}  [{row.label or '-'}]  {row.source}  {snippet(row.text)[:70]}")
-    click.echo(f"{plural(len(table), 'document')} in {chosen.describe()}", err=as_json or as_csv)
+    quiet = as_json or as_jsonl or as_csv
+    click.echo(f"{plural(len(table), 'document')} in {chosen.describe()}", err=quiet)
 
 
 @cli.command("export")
@@ -1058,6 +1075,7 @@ PRICE_HELP = "Price as MODEL=USD_PER_1M_TOKENS (repeatable); default: the provid
 @user_errors
 def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> None:
     """What embedding has cost so far, per space, and what the cache saved (estimated)."""
+    from .jsonout import dumps, records
     from .store.ledger import parse_prices, usd
 
     table_prices = parse_prices(prices)
@@ -1066,7 +1084,7 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
             lab.set_prices(table_prices)
         table = lab.costs()
     if as_json:
-        click.echo(table.to_json(orient="records", indent=2))
+        click.echo(dumps(records(table)))
         return
     for row in table.itertuples(index=False):
         click.echo(

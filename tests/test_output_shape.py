@@ -1,0 +1,58 @@
+"""One shape for every output (issue 25, items 11-14 and 4): `--json` is one JSON document
+with the API's field names, uploads read the JSON body's field names, unknown and skipped
+ids are named, a stored analysis can be written again, and a large ingest asks first."""
+
+from __future__ import annotations
+
+import json
+
+import embedlab
+import pytest
+from embedlab.service.app import create_app
+from embedlab.store import Store
+from starlette.testclient import TestClient
+
+from tests.builders import grouped_corpus
+from tests.conftest import invoke_cli
+
+
+@pytest.fixture
+def grouped_store(store_path):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    return store_path
+
+
+def cli(store_path, *args, env=None):
+    result = invoke_cli(["--store", str(store_path), *args], env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+# -- 11: --json is one document, with the API's names -----------------------------------
+
+
+def test_every_json_output_is_one_document_with_the_apis_field_names(grouped_store, tmp_path):
+    listed = json.loads(cli(grouped_store, "documents", "--json").stdout)
+    assert isinstance(listed, list) and len(listed) == 90
+    assert set(listed[0]) == {"id", "label", "source", "text", "chars"}
+    streamed = cli(grouped_store, "documents", "--jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in streamed] == listed
+
+    hits = json.loads(cli(grouped_store, "neighbors", "--id", "syn/med/004", "--json").stdout)
+    with embedlab.open(grouped_store, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        api = http.get("/api/v1/neighbours", params={"id": "syn/med/004"}).json()["neighbours"]
+    assert hits == api  # the same rows, field names and full texts
+    assert list(hits[0]) == ["rank", "id", "similarity", "label", "cluster", "text"]
+
+    analysed = invoke_cli(
+        ["--store", str(grouped_store), "analyze", "--k", "3", "--reduce", "pca"]
+        + ["--source", "synth*,csv/none", "--out", str(tmp_path / "r")]
+    )
+    assert analysed.returncode == 0, analysed.stderr
+    for command in (["analyses"], ["costs"], ["stats"], ["spaces"]):
+        text = cli(grouped_store, *command, "--json").stdout
+        json.loads(text)  # one document
+        assert "\\/" not in text
+    rows = json.loads(cli(grouped_store, "analyses", "--json").stdout)
+    assert rows[0]["sources"] == ["synth*", "csv/none"]
