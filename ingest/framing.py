@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..store.documents import Document
 from ..store.keys import content_hash, normalise_text
+from .sources import DEFAULT_FIELDS, default_fields
 
 
 def python_documents(
@@ -47,8 +48,8 @@ def python_documents(
             if not isinstance(body, str):
                 skipped["no text" if body is None else "text not a string"] += 1
                 continue
-            key = item.get(id or "id")
-            tag = item.get(label or "label")
+            key = item.get(id or DEFAULT_FIELDS["id"])
+            tag = item.get(label or DEFAULT_FIELDS["label"])
             doc_id = content_id(body) if key is None else check_id(str(key), f"item {n}")
             if vector is not None and vectors is not None:
                 vectors.setdefault(doc_id, item.get(vector))
@@ -75,8 +76,9 @@ def frame_documents(  # noqa: A002
             )
     # without an id column, ids come from the text: a default index (0, 1, 2...) would
     # make the next DataFrame overwrite this one's documents
-    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
-    tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
+    _text, id, label = default_fields(columns, text, id, label)
+    ids = frame[id] if id else None
+    tags = frame[label] if label else None
     raws = frame[vector].tolist() if vector is not None else None
     for row, body in enumerate(frame[text].tolist()):
         if not isinstance(body, str):

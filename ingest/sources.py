@@ -25,6 +25,28 @@ BINARY_SNIFF_BYTES = 8192
 MAX_FILE_BYTES = 64 * 1024 * 1024  # beyond any embedding model's input many times over
 
 
+# The fields of a document in the API's JSON body ({"id", "text", "label", "source"}):
+# every reader that takes field names by default (Python objects, NDJSON and CSV uploads)
+# takes these, so one record is read alike whichever way it is sent.
+DEFAULT_FIELDS = {"text": "text", "id": "id", "label": "label"}
+
+
+def default_fields(
+    present: Iterable[str],
+    text: str | None,
+    id: str | None,
+    label: str | None,  # noqa: A002
+) -> tuple[str, str | None, str | None]:
+    """(text, id, label) field names: those given, else the JSON body's names ("text",
+    and "id" and "label" where the input has such a field)."""
+    names = set(present)
+    return (
+        text or DEFAULT_FIELDS["text"],
+        id or (DEFAULT_FIELDS["id"] if DEFAULT_FIELDS["id"] in names else None),
+        label or (DEFAULT_FIELDS["label"] if DEFAULT_FIELDS["label"] in names else None),
+    )
+
+
 def decode_text(raw: bytes, encodings: Counter[str] | None = None) -> str:
     """The text of a file's bytes (ingest.encoding's rules); each file not read as UTF-8
     is counted in `encodings` by the encoding used, for the ingest's summary."""
@@ -107,8 +129,12 @@ def csv_documents(
     vector_col: str | None = None,
     vectors: dict[str, Any] | None = None,
     encodings: Counter[str] | None = None,
+    defaults: bool = False,
 ) -> Iterator[Document]:
     """Rows of a CSV file: every record ends as a document or as a counted skip.
+
+    With `defaults`, the columns not named are those of the API's JSON body where the
+    header has them (default_fields): "id" and "label".
 
     Quoted newlines are kept. A record with the wrong number of fields is counted; when
     it spans several lines (an unclosed quote swallowing the rows after it), only its
@@ -123,6 +149,8 @@ def csv_documents(
     delimiter = _delimiter(lines[0] if lines else "")
     header_rows = list(_csv_records(lines[:1], 0, 1, delimiter))
     header = header_rows[0][1] if header_rows and header_rows[0][1] else []
+    if defaults:
+        text_col, id_col, label_col = default_fields(header, text_col, id_col, label_col)
     _check_columns(path, header, text_col, id_col, label_col, vector_col)
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
@@ -286,8 +314,12 @@ def jsonl_documents(
     vector_key: str | None = None,
     vectors: dict[str, Any] | None = None,
     encodings: Counter[str] | None = None,
+    defaults: bool = False,
 ) -> Iterator[Document]:
     """One JSON object per line; broken lines are counted and skipped, not fatal.
+
+    With `defaults`, the keys not named are those of the API's JSON body where some line
+    has them (default_fields): "id" and "label".
 
     The file is decoded whole (a UTF-16/32 byte-order mark only starts the first line),
     and every key asked for must exist on some line: a mistyped --label-key would
@@ -299,6 +331,7 @@ def jsonl_documents(
     source = f"jsonl/{name or path.stem}"
     keys_seen: set[str] = set()
     documents = []
+    lines: list[tuple[int, dict[str, Any]]] = []
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -314,6 +347,10 @@ def jsonl_documents(
             skipped["line not a JSON object"] += 1
             continue
         keys_seen.update(record)
+        lines.append((line_number, record))
+    if defaults:
+        text_key, id_key, label_key = default_fields(keys_seen, text_key, id_key, label_key)
+    for line_number, record in lines:
         body = record.get(text_key)
         if not isinstance(body, str):
             skipped[f"no text in {text_key!r}"] += 1
@@ -359,13 +396,15 @@ def read_path(
     vector: str | None = None,
     vectors: dict[str, Any] | None = None,
     encodings: Counter[str] | None = None,
+    defaults: bool = False,
 ) -> tuple[list[Document], str, str]:
     """(documents, source name, the input's real path) of a folder, .csv or .jsonl file.
 
     `kind` ("files", "csv", "jsonl") overrides the guess from the path; the source name
     is `<kind>/<name or the file's stem or the folder's name>`. `vector` names the
     column (key) of vectors computed elsewhere; they are put in `vectors` by id. Files
-    not read as UTF-8 are counted in `encodings` by the encoding used.
+    not read as UTF-8 are counted in `encodings` by the encoding used. With `defaults`
+    (an upload), a csv's or jsonl's fields not named are the JSON body's (default_fields).
     """
     target = Path(path)
     if kind is None:
@@ -389,10 +428,14 @@ def read_path(
         docs: Iterable[Document] = file_documents(target, glob, skipped, name, encodings)
         default = target.resolve().name
     elif kind == "csv":
-        docs = csv_documents(target, text, id, label, skipped, name, vector, vectors, encodings)
+        docs = csv_documents(
+            target, text, id, label, skipped, name, vector, vectors, encodings, defaults
+        )
         default = target.stem
     elif kind == "jsonl":
-        docs = jsonl_documents(target, text, id, label, skipped, name, vector, vectors, encodings)
+        docs = jsonl_documents(
+            target, text, id, label, skipped, name, vector, vectors, encodings, defaults
+        )
         default = target.stem
     elif kind == "parquet":
         docs = parquet_documents(target, text, id, label, skipped, name, vector, vectors)

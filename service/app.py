@@ -240,6 +240,7 @@ class Service:
                     kind,
                     skipped,
                     encodings=encodings,
+                    defaults=True,  # the JSON body's field names, unless named
                 )
             except InvalidRequest as exc:
                 raise InvalidRequest(exc.say("http").replace(path, "the upload")) from None
@@ -511,7 +512,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         batch: bool = False,
     ) -> JSONResponse:
         """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
-        upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
+        upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields, by default
+        those of the JSON body: "text", and "id" and "label" where the upload has them)."""
         service.check_writable("ingest")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()

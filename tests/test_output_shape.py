@@ -56,3 +56,32 @@ def test_every_json_output_is_one_document_with_the_apis_field_names(grouped_sto
         assert "\\/" not in text
     rows = json.loads(cli(grouped_store, "analyses", "--json").stdout)
     assert rows[0]["sources"] == ["synth*", "csv/none"]
+
+
+# -- 12: uploads read the JSON body's field names by default -------------------------------
+
+
+def test_ndjson_and_csv_uploads_read_id_and_label_like_the_json_body(store_path, gemini):
+    ndjson = "".join(
+        json.dumps({"id": f"p{i}", "text": f"post {i} on orbits", "label": "space"}) + "\n"
+        for i in range(2)
+    )
+    sheet = "label,text,id\nmed,a post on doctors,r7\n"
+    with embedlab.open(store_path, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        for body, media, name in (
+            (ndjson, "application/x-ndjson", "feed"),
+            (sheet, "text/csv", "sheet"),
+        ):
+            answer = http.post(
+                "/api/v1/ingest",
+                params={"wait": "true", "dims": 128, "name": name},
+                content=body.encode(),
+                headers={"content-type": media},
+            )
+            assert answer.status_code == 200, answer.text
+        table = lab.documents().set_index("id")
+    assert table["label"].to_dict() == {
+        "jsonl/feed/p0": "space",
+        "jsonl/feed/p1": "space",
+        "csv/sheet/r7": "med",
+    }
