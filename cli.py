@@ -342,6 +342,7 @@ def run_ingest(
         click.echo(report.summary(getattr(lab, "prices", None)))
         return report
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
+    _echo_skips(report)
     return report
 
 
@@ -362,6 +363,14 @@ def run_vector_ingest(
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
     click.echo(report.summary())
+    _echo_skips(report)
+
+
+def _echo_skips(report) -> None:
+    """Where the first few skipped records were (ids, line numbers, files)."""
+    line = report.skipped_line() if hasattr(report, "skipped_line") else None
+    if line:
+        click.echo(line, err=True)
 
 
 def _any_summary(report, prices=None) -> str:
@@ -1045,7 +1054,7 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
         removed = lab.delete(
             ids=list(ids) or None, sources=_globs(sources), labels=_globs(labels), dry_run=dry_run
         )
-    missing = sorted(set(ids) - set(removed))
+    missing = getattr(removed, "not_found", [])  # named by the library (Lab or service)
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         click.echo(f"not in the store ({len(missing)}): {shown}", err=True)

@@ -33,6 +33,7 @@ from .errors import (
 from .inputs import Inputs
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space
+from .store.documents import Removed
 from .store.selection import Selection
 
 if TYPE_CHECKING:
@@ -362,7 +363,7 @@ class RemoteLab(Inputs):
         space: SpaceSpec = None,
         dry_run: bool = False,
         selection: Selection | None = None,
-    ) -> list[str]:
+    ) -> Removed:
         if selection is not None:  # a selection stands for the filters
             labels, sources, chosen_ids = selection.filters("delete", with_ids=True)
             ids = ids if chosen_ids is None else list(chosen_ids)
@@ -377,7 +378,8 @@ class RemoteLab(Inputs):
         )
         if ids:
             params["ids"] = [ids] if isinstance(ids, str) else list(ids)
-        return self._request("DELETE", "/documents", params=params)["removed"]
+        answer = self._request("DELETE", "/documents", params=params)
+        return Removed(answer["removed"], answer.get("not_found"))
 
     def export(
         self,
@@ -387,10 +389,16 @@ class RemoteLab(Inputs):
         sources: Sequence[str] | str | None = None,
         space: SpaceSpec = None,
     ) -> int:
-        raise InvalidRequest(
-            f"export reads vectors from the store itself: stop the service at {self.url}, "
-            "then run `embedlab --store PATH export ...`"
+        """The service's export (one parquet file, sent whole), written here in `format`."""
+        from .store.export import check_format, read_parquet_export, write_export
+
+        check_format(format)
+        params = _present(
+            {"labels": _joined(labels), "sources": _joined(sources), "space": _space_spec(space)}
         )
+        data = self._request("GET", "/export", raw=True, params=params)
+        rows, vectors, dims = read_parquet_export(data)
+        return write_export(path, format, rows, vectors, dims)
 
     def repair(self, check: bool = True) -> list[SpaceHealth]:
         raise InvalidRequest(
@@ -685,7 +693,7 @@ def _batch_report(job: dict[str, Any], skipped: Counter[str] | None, started: fl
     from .ingest.batch import BatchIngestReport
 
     report = BatchIngestReport.from_dict(job["report"])
-    report.skipped.update(skipped or {})
+    report.skipped.merge(skipped)
     report.seconds = time.monotonic() - started
     return report
 
@@ -697,7 +705,7 @@ def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -
     if data is None:
         raise ServiceError(job.get("error") or f"the ingest job ended {job['state']}")
     report = IngestReport.from_dict(data)
-    report.skipped.update(skipped or {})
+    report.skipped.merge(skipped)
     report.seconds = time.monotonic() - started
     return report
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import EmbedlabError, InvalidRequest, NotFound
+from .ingest.skips import Skips
 
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
@@ -112,7 +113,7 @@ class Inputs:
         """
         from .ingest.framing import python_documents
 
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = Skips()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
         documents = list(python_documents(data, text, id, label, source, skipped, vector, vectors))
@@ -140,7 +141,7 @@ class Inputs:
         if clean is None:  # the provider that will embed (a service's own, with --server)
             provider = self.embedding_choice(options.get("provider") or "auto").space.provider
             clean = default_clean(provider)
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = Skips()
         cats = list(categories) if categories else None
         docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
         return self.ingest_documents(docs, skipped=skipped, **options)
@@ -169,7 +170,7 @@ class Inputs:
         """
         from .ingest.sources import read_path
 
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = Skips()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
         encodings: Counter[str] = Counter()

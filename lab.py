@@ -30,7 +30,7 @@ from .lab_naming import ClusterNaming
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.cache import BoundedCache
-from .store.documents import documents_frame, pending_records
+from .store.documents import Removed, documents_frame, pending_records
 from .store.keys import content_hash, normalise_text
 from .store.map_cache import StoreMapCache
 from .store.repositories import (
@@ -625,10 +625,11 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         space: SpaceSpec = None,
         dry_run: bool = False,
         selection: Selection | None = None,
-    ) -> list[str]:
+    ) -> Removed:
         """Remove documents by id, or by source/label globs, from every space (or one).
 
-        Returns the ids removed (or, with dry_run, that would be). Their embeddings go
+        Returns the ids removed (or, with dry_run, that would be), a list whose
+        `not_found` names the ids asked for that the store does not hold. Their embeddings go
         with them: ingesting the same text again pays again. Stored analyses that held
         them say so when reopened. `selection` (its labels, sources, ids and space) stands
         for the filters; a sample, seed or limit in it is refused by name.
@@ -672,7 +673,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
                     collection.delete(sorted(found))
                     self._invalidate(chosen, deleted=True)
                 removed |= found
-        return sorted(removed)
+        return Removed(sorted(removed), sorted(wanted - removed))
 
     def export(
         self,
@@ -686,10 +687,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         without Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding
         vectors.npy and documents.jsonl in the same row order. Returns the row count."""
         from .analyze.select import load_corpus
-        from .store.export import FORMATS, export_rows, write_export
+        from .store.export import check_format, export_rows, write_export
 
-        if format not in FORMATS:
-            raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
+        check_format(format)
         chosen = self.space(space)
         corpus = load_corpus(self.store, chosen, self._selection(labels, sources, None, 0, None))
         sources_of = self.store.collection(chosen).metadata_by_id(corpus.ids)

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..store.documents import Document
 from ..store.keys import content_hash, normalise_text
+from .skips import skip
 from .sources import DEFAULT_FIELDS, default_fields
 
 
@@ -46,7 +47,7 @@ def python_documents(
         elif isinstance(item, dict):
             body = item.get(text)
             if not isinstance(body, str):
-                skipped["no text" if body is None else "text not a string"] += 1
+                skip(skipped, "no text" if body is None else "text not a string", f"item {n}")
                 continue
             key = item.get(id or DEFAULT_FIELDS["id"])
             tag = item.get(label or DEFAULT_FIELDS["label"])
@@ -82,7 +83,8 @@ def frame_documents(  # noqa: A002
     raws = frame[vector].tolist() if vector is not None else None
     for row, body in enumerate(frame[text].tolist()):
         if not isinstance(body, str):
-            skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
+            missing = body is None or pd.isna(body)
+            skip(skipped, "no text" if missing else "text not a string", f"row {row}")
             continue
         tag = None if tags is None else tags.iloc[row]
         tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)

@@ -30,6 +30,9 @@ from ..store import Document, Space, SpaceCollection, Store, StoreError
 from ..store.ledger import PriceTable, estimate_tokens, usd
 from ..store.ledger import entry as ledger_entry
 from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
+from .skips import Skips, skip
+from .skips import examples as skip_examples
+from .skips import examples_line as skipped_examples_line
 
 WRITE_CHUNK = 1000
 CANCEL_POLL_S = 0.1
@@ -95,7 +98,7 @@ class IngestReport:
     planned_chars: int = 0  # characters of the unique texts to send (dry run: would send)
     ids: list[str] = field(default_factory=list)  # every document id of this call
     ledger: list[dict] = field(default_factory=list)  # provider calls not yet recorded
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Skips)  # by reason; the first few named
     dry_run: bool = False
     last_written: str | None = None  # any id written in this run (to persist the index)
     estimates: dict[str, float] = field(default_factory=dict)  # the service's, in --server mode
@@ -146,6 +149,7 @@ class IngestReport:
             "planned_embed": self.planned_embed,
             "planned_reuse": self.planned_reuse,
             "skipped": dict(self.skipped),
+            "skipped_examples": skip_examples(self.skipped),
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
             "estimated_tokens": tokens,
@@ -172,7 +176,7 @@ class IngestReport:
         report.in_batch = data.get("in_batch", 0)
         report.replaced = data.get("replaced", 0)
         report.encodings = Counter(data.get("encodings") or {})
-        report.skipped = Counter(data.get("skipped") or {})
+        report.skipped = Skips(data.get("skipped") or {}, data.get("skipped_examples"))
         report.estimates = {
             k: v for k, v in data.items() if k.startswith(("estimated", "planned_estimated"))
         }
@@ -234,6 +238,11 @@ class IngestReport:
             line += f", {plural(files, 'file')} not UTF-8 (read {how})"
         return f"{line}{self.cost_line(prices)}, {self.seconds:.1f} s"
 
+    def skipped_line(self) -> str | None:
+        """`skipped: line 3 (line not JSON), ...`: where the first few skips were (None
+        when nothing was skipped or none is named); the CLI prints it after the summary."""
+        return skipped_examples_line(self.skipped)
+
     def cost_line(self, prices: PriceTable | None = None) -> str:
         """The summary's cost clause (est. $X spent, $Y saved) for providers that charge."""
         data = self.estimates or self.to_dict(prices)
@@ -282,9 +291,9 @@ def unique_documents(docs: Iterable[Document], skipped: Counter[str]) -> list[Do
     kept = []
     for doc in docs:
         if not doc.text:
-            skipped["empty text"] += 1
+            skip(skipped, "empty text", doc.id)
         elif doc.id in seen:
-            skipped["duplicate id"] += 1
+            skip(skipped, "duplicate id", doc.id)
         else:
             seen.add(doc.id)
             kept.append(doc)

@@ -20,6 +20,7 @@ from ..errors import InvalidRequest, NotFound
 from ..store import Document
 from .encoding import UNICODE_BOMS, UTF8, decode
 from .errors import SourceError
+from .skips import skip
 
 BINARY_SNIFF_BYTES = 8192
 MAX_FILE_BYTES = 64 * 1024 * 1024  # beyond any embedding model's input many times over
@@ -91,20 +92,21 @@ def file_documents(
                 continue
             matched += 1
             real = path.resolve()
+            rel = path.relative_to(root)
+            where = rel.as_posix()
             if not real.is_relative_to(root_real):
-                skipped["link outside the folder"] += 1
+                skip(skipped, "link outside the folder", where)
                 continue
             if not real.is_file():
-                skipped["not a regular file"] += 1
+                skip(skipped, "not a regular file", where)
                 continue
             if real.stat().st_size > MAX_FILE_BYTES:
-                skipped[f"file over {MAX_FILE_BYTES // 2**20} MB"] += 1
+                skip(skipped, f"file over {MAX_FILE_BYTES // 2**20} MB", where)
                 continue
             raw = real.read_bytes()
             if looks_binary(raw):
-                skipped["binary file"] += 1
+                skip(skipped, "binary file", where)
                 continue
-            rel = path.relative_to(root)
             label = rel.parent.name if rel.parent != Path(".") else None
             yield Document(
                 f"{source}/{rel.as_posix()}",
@@ -154,10 +156,11 @@ def csv_documents(
     _check_columns(path, header, text_col, id_col, label_col, vector_col)
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
-    for row_number, row in enumerate(_csv_rows(lines, len(header), skipped, delimiter), start=1):
+    rows = _csv_rows(lines, len(header), skipped, delimiter)
+    for row_number, (line_number, row) in enumerate(rows, start=1):
         key = row[position[id_col]].strip() if id_col else str(row_number)
         if not key:
-            skipped["missing id"] += 1
+            skip(skipped, "missing id", f"line {line_number}")
             continue
         label = row[position[label_col]].strip() if label_col else None
         doc = Document(
@@ -197,14 +200,14 @@ def parquet_documents(
     keys = frame[id_col].tolist() if id_col else range(1, len(frame) + 1)
     labels = frame[label_col].tolist() if label_col else [None] * len(frame)
     raws = frame[vector_col].tolist() if vector_col else [None] * len(frame)
-    for key, body, label, raw in zip(keys, texts, labels, raws):
+    for row_number, (key, body, label, raw) in enumerate(zip(keys, texts, labels, raws), 1):
         if not isinstance(body, str):
             missing = body is None or body != body  # None, or pandas' NaN for a null cell
-            skipped["no text" if missing else "text not a string"] += 1
+            skip(skipped, "no text" if missing else "text not a string", f"row {row_number}")
             continue
         key = "" if key is None else str(key).strip()
         if not key:
-            skipped["missing id"] += 1
+            skip(skipped, "missing id", f"row {row_number}")
             continue
         tag = None if label is None or label != label else str(label).strip() or None
         doc = Document(f"{source}/{key}", body, source=source, label=tag)
@@ -243,17 +246,18 @@ def _delimiter(header: str) -> str:
 
 def _csv_rows(
     lines: list[str], width: int, skipped: Counter[str], delimiter: str = ","
-) -> Iterator[list[str]]:
-    """The fields of each well-formed data row; every other record is counted in `skipped`."""
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each well-formed data row; every other record is counted
+    in `skipped`, by its line number."""
     start = 1  # line 0 is the header
     while start < len(lines):
         for first, fields, spanned in _csv_records(lines, start, len(lines), delimiter):
             if fields is not None and len(fields) == width:
-                yield fields
+                yield first + 1, fields
             elif fields is not None and spanned == 1:
-                skipped["CSV row with the wrong number of fields"] += 1
+                skip(skipped, "CSV row with the wrong number of fields", f"line {first + 1}")
             else:  # an open quote ran over the lines after it: resync on the next line
-                skipped["malformed CSV row (unbalanced quote)"] += 1
+                skip(skipped, "malformed CSV row (unbalanced quote)", f"line {first + 1}")
                 start = first + 1
                 break
         else:
@@ -338,13 +342,13 @@ def jsonl_documents(
         try:
             record = json.loads(line)
         except RecursionError:
-            skipped["line nested too deep"] += 1
+            skip(skipped, "line nested too deep", f"line {line_number}")
             continue
         except ValueError:
-            skipped["line not JSON"] += 1
+            skip(skipped, "line not JSON", f"line {line_number}")
             continue
         if not isinstance(record, dict):
-            skipped["line not a JSON object"] += 1
+            skip(skipped, "line not a JSON object", f"line {line_number}")
             continue
         keys_seen.update(record)
         lines.append((line_number, record))
@@ -353,11 +357,11 @@ def jsonl_documents(
     for line_number, record in lines:
         body = record.get(text_key)
         if not isinstance(body, str):
-            skipped[f"no text in {text_key!r}"] += 1
+            skip(skipped, f"no text in {text_key!r}", f"line {line_number}")
             continue
         key = record.get(id_key) if id_key else line_number
         if key is None or str(key).strip() == "":
-            skipped["missing id"] += 1
+            skip(skipped, "missing id", f"line {line_number}")
             continue
         label = record.get(label_key) if label_key else None
         doc = Document(

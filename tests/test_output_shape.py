@@ -85,3 +85,38 @@ def test_ndjson_and_csv_uploads_read_id_and_label_like_the_json_body(store_path,
         "jsonl/feed/p1": "space",
         "csv/sheet/r7": "med",
     }
+
+
+# -- 13: unknown ids and skipped rows are named ---------------------------------------------
+
+
+def test_a_delete_over_http_names_the_unknown_ids(grouped_store):
+    with embedlab.open(grouped_store, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        answer = http.delete("/api/v1/documents", params={"ids": ["nope", "syn/med/001"]})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["removed"], body["not_found"]) == (["syn/med/001"], ["nope"])
+        assert lab.delete(ids=["syn/med/002", "gone"]).not_found == ["gone"]
+    said = invoke_cli(["--store", str(grouped_store), "delete", "--id", "nope2"])
+    assert "not in the store (1): nope2" in said.stderr
+
+
+def test_skipped_rows_are_named_by_line_in_the_report_and_the_cli(tmp_path, store_path, gemini):
+    feed = tmp_path / "feed.jsonl"
+    good = [json.dumps({"id": f"p{i}", "text": f"post {i}"}) for i in range(3)]
+    feed.write_text("\n".join([good[0], "{broken", good[1], json.dumps({"id": "p9"}), good[2]]))
+    said = cli(store_path, "ingest", "jsonl", str(feed), "--id-key", "id", "--dims", "128")
+    assert "2 skipped" in said.stdout
+    assert "skipped: line 2 (line not JSON), line 4 (no text in 'text')" in said.stderr
+
+    with embedlab.open(store_path, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        answer = http.post(
+            "/api/v1/ingest",
+            params={"wait": "true", "dims": 128, "name": "up"},
+            content=f"{good[0]}\n[1, 2]\n".encode(),
+            headers={"content-type": "application/x-ndjson"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["skipped_examples"] == [
+        {"where": "line 2", "reason": "line not a JSON object"}
+    ]
