@@ -869,16 +869,43 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
 @cli.command("analyses")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--delete", "delete_id", metavar="ID", help="Delete this stored analysis.")
+@click.option(
+    "--export",
+    "export_id",
+    metavar="ID|latest",
+    help="Write this stored analysis' report files again (as `analyze` wrote them) to --out.",
+)
+@click.option("--out", type=click.Path(), help="With --export: the report folder.")
+@click.option("--html", is_flag=True, help="With --export: also write map.html.")
 @click.pass_obj
 @user_errors
-def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | None) -> None:
-    """Stored analyses, newest first (ids for `neighbors --analysis`)."""
+def analyses_command(
+    store_opts: StoreOptions,
+    as_json: bool,
+    delete_id: str | None,
+    export_id: str | None = None,
+    out: str | None = None,
+    html: bool = False,
+) -> None:
+    """Stored analyses, newest first (ids for `neighbors --analysis`); reopen one with
+    --export ID --out DIR."""
     from .jsonout import dumps, records
 
+    if export_id is None and (out is not None or html):
+        raise click.UsageError("--out and --html go with --export ID")
+    if export_id is not None and out is None:
+        raise click.UsageError("--export needs --out DIR, the folder to write the report to")
     with store_opts.open() as lab:
         if delete_id:
             lab.delete_analysis(delete_id)
             click.echo(f"deleted analysis {delete_id}")
+            return
+        if export_id is not None:
+            analysis = lab.analysis(lab.analysis_to_update(export_id))
+            files = analysis.save(out, html=html)
+            for note in analysis.notes:
+                click.echo(f"note: {note}", err=True)
+            click.echo(f"analysis {analysis.id}: {len(files)} files written to {out}")
             return
         table = lab.analyses()
     if as_json:
@@ -897,6 +924,8 @@ def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | N
             f"{row.id}  {row.created[:19]}  {row.space}  {row.documents} documents, "
             f"{row.algorithm} {row.k} clusters, {row.reduce}" + (f"; {scores}" if scores else "")
         )
+        for note in row.notes or []:
+            click.echo(f"  note: {note}")
     click.echo(f"{plural(len(table), 'analysis')} in {lab.location}")
 
 

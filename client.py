@@ -279,10 +279,10 @@ class RemoteLab(Inputs):
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
         import pandas as pd
 
+        from .lab import ANALYSIS_COLUMNS
+
         rows = self._request("GET", "/analyses", params=_present({"space": _space_spec(space)}))
-        columns = ["id", "created", "space", "documents", "algorithm", "k", "reduce", "seed"]
-        columns += ["labels", "sources", "hungarian_accuracy", "ari", "nmi", "silhouette"]
-        return pd.DataFrame(rows["analyses"], columns=columns)
+        return pd.DataFrame(rows["analyses"], columns=list(ANALYSIS_COLUMNS))
 
     def analysis(self, analysis_id: str) -> Analysis:
         from .analyze.analysis import Analysis

@@ -879,13 +879,18 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         self._invalidate(analysis_id=analysis.id)
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
-        """Stored analyses, newest first: id, created, space, documents, options, metrics."""
+        """Stored analyses, newest first: id, created, space, documents, options, metrics,
+        and notes (what the figures could not do; documents deleted since)."""
         import pandas as pd
 
         collection = self.space(space).collection_name if space is not None else None
         rows = []
         for head in self.records.analyses.heads(collection):
             options, metrics = head["options"], head["metrics"]
+            notes = list(head.get("notes") or [])
+            deleted = self.records.deletions.last(head.get("space_collection") or "")
+            if deleted is not None and deleted >= _read_at_of(head["created"], head.get("timings")):
+                notes = list(self.analysis(head["id"]).notes)  # counts what was deleted
             rows.append(
                 {
                     "id": head["id"],
@@ -899,11 +904,10 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
                     "labels": head["selection"].get("labels"),
                     "sources": head["selection"].get("sources"),
                     **metrics,
+                    "notes": notes,
                 }
             )
-        columns = ["id", "created", "space", "documents", "algorithm", "k", "reduce", "seed"]
-        columns += ["labels", "sources", "hungarian_accuracy", "ari", "nmi", "silhouette"]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=list(ANALYSIS_COLUMNS))
 
     def analysis(self, analysis_id: str) -> Analysis:
         """A stored analysis as it was computed (a read, nothing recomputed)."""
@@ -1507,13 +1511,24 @@ def _analysis_type() -> type:
     return Analysis
 
 
+# the columns of Lab.analyses (and of RemoteLab.analyses, from the service's rows)
+ANALYSIS_COLUMNS = (
+    "id", "created", "space", "documents", "algorithm", "k", "reduce", "seed", "labels",
+    "sources", "hungarian_accuracy", "ari", "nmi", "silhouette", "notes",
+)  # fmt: skip
+
+
 def _read_at(analysis: Analysis) -> str:
     """When the analysis read its documents (ISO): it is stored when done, so take off
     how long it ran (and a second), lest a delete made meanwhile go unnoticed."""
-    if not analysis.created:
+    return _read_at_of(analysis.created, analysis.timings)
+
+
+def _read_at_of(created: str | None, timings: dict[str, Any] | None) -> str:
+    if not created:
         return ""
-    took = sum(float(v) for v in (analysis.timings or {}).values()) + 1.0
-    read = datetime.fromisoformat(analysis.created) - timedelta(seconds=took)
+    took = sum(float(v) for v in (timings or {}).values()) + 1.0
+    read = datetime.fromisoformat(created) - timedelta(seconds=took)
     return read.isoformat(timespec="microseconds")
 
 

@@ -120,3 +120,55 @@ def test_skipped_rows_are_named_by_line_in_the_report_and_the_cli(tmp_path, stor
     assert answer.json()["skipped_examples"] == [
         {"where": "line 2", "reason": "line not a JSON object"}
     ]
+
+
+# -- 14: a stored analysis reopened from the CLI --------------------------------------------
+
+
+def test_analyses_export_writes_the_same_files_again_and_the_list_shows_notes(
+    grouped_store, tmp_path
+):
+    first, again = tmp_path / "a", tmp_path / "b"
+    cli(grouped_store, "analyze", "--k", "3", "--reduce", "pca", "--html", "--out", str(first))
+    (row,) = json.loads(cli(grouped_store, "analyses", "--json").stdout)
+    said = cli(grouped_store, "analyses", "--export", row["id"], "--out", str(again), "--html")
+    assert f"analysis {row['id']}: " in said.stdout
+    names = sorted(p.name for p in first.iterdir())
+    assert "map.html" in names and sorted(p.name for p in again.iterdir()) == names
+    for name in names:
+        assert (first / name).read_bytes() == (again / name).read_bytes(), name
+
+    cli(grouped_store, "delete", "--id", "syn/med/001", "--id", "syn/med/002")
+    listed = cli(grouped_store, "analyses").stdout
+    assert "note: 2 of its 90 documents were deleted from the store since" in listed
+    (row,) = json.loads(cli(grouped_store, "analyses", "--json").stdout)
+    assert any("2 of its 90 documents were deleted" in n for n in row["notes"])
+    latest = cli(grouped_store, "analyses", "--export", "latest", "--out", str(tmp_path / "c"))
+    assert "2 of its 90 documents were deleted" in latest.stderr
+    with embedlab.open(grouped_store, quiet=True) as lab, TestClient(create_app(lab)) as http:
+        (listed_row,) = http.get("/api/v1/analyses").json()["analyses"]
+        head = http.get(f"/api/v1/analyses/{row['id']}/map").json()
+    assert listed_row["notes"] == row["notes"] and head["notes"] == row["notes"]
+
+
+@pytest.mark.slow  # Chromium
+def test_the_browser_shows_an_analysis_notes(grouped_store, tmp_path):
+    from tests.browser_helpers import CHROMIUM, Watched, _browser_or_skip
+
+    sync_playwright = _browser_or_skip()
+    cli(grouped_store, "analyze", "--k", "3", "--reduce", "pca", "--out", str(tmp_path / "a"))
+    cli(grouped_store, "delete", "--id", "syn/med/001")
+    out = tmp_path / "reopened"
+    cli(grouped_store, "analyses", "--export", "latest", "--out", str(out), "--html")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        watched = Watched(chromium, "file://", bypass_csp=True)
+        try:
+            watched.open((out / "map.html").as_uri())
+            notes = watched.page.locator("#analysis-notes").inner_text()
+            option = watched.page.locator("#analysis-pick option").first.inner_text()
+        finally:
+            watched.close()
+            chromium.close()
+    assert "1 of its 90 documents were deleted from the store since" in notes
+    assert option.endswith("· 1 note")
