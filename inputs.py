@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import EmbedlabError, InvalidRequest, NotFound
-from .ingest.skips import Skips
 
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
@@ -113,7 +112,7 @@ class Inputs:
         """
         from .ingest.framing import python_documents
 
-        skipped: Counter[str] = Skips()
+        skipped: Counter[str] = _skips()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
         documents = list(python_documents(data, text, id, label, source, skipped, vector, vectors))
@@ -141,7 +140,7 @@ class Inputs:
         if clean is None:  # the provider that will embed (a service's own, with --server)
             provider = self.embedding_choice(options.get("provider") or "auto").space.provider
             clean = default_clean(provider)
-        skipped: Counter[str] = Skips()
+        skipped: Counter[str] = _skips()
         cats = list(categories) if categories else None
         docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
         return self.ingest_documents(docs, skipped=skipped, **options)
@@ -170,7 +169,7 @@ class Inputs:
         """
         from .ingest.sources import read_path
 
-        skipped: Counter[str] = Skips()
+        skipped: Counter[str] = _skips()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
         encodings: Counter[str] = Counter()
@@ -251,3 +250,10 @@ def _vector_options(
             "given, nothing is embedded"
         )
     return {key: value for key, value in options.items() if key in VECTOR_OPTIONS}
+
+
+def _skips() -> Counter[str]:
+    """A count of skipped records that names the first few (ingest.skips.Skips)."""
+    from .ingest.skips import Skips
+
+    return Skips()
