@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import click
 
 from .errors import DocumentNotFound, EmbedlabError, ProviderKeyError
+from .inputs import Inputs
 from .lab import Lab
 from .lab import open as open_lab
 from .options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, click_options
@@ -142,8 +144,36 @@ def space_options(func: Callable) -> Callable:
 
 
 def provider_options(func: Callable) -> Callable:
-    """The embedding options of every ingest command (options.INGEST)."""
+    """The embedding options of every ingest command (options.INGEST), and --yes."""
+    func = click.option(
+        "--yes",
+        is_flag=True,
+        help="Do not ask before an ingest over the spending threshold (more than 5,000 "
+        "texts to embed or est. $1; cached texts are free).",
+    )(func)
     return click_options(INGEST)(func)
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a question here (tests stand in for one)."""
+    return sys.stdin.isatty()
+
+
+# `ingest newsgroups` takes the library's defaults (Lab.ingest_newsgroups): one sample
+# whichever way it is ingested
+NEWSGROUPS = inspect.signature(Inputs.ingest_newsgroups).parameters
+
+
+def _per_class(ctx, param, value: str | None) -> int | None:
+    if value is None or value == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter("use a number of posts per group, or 'all'") from None
+    if n < 1:
+        raise click.BadParameter("needs at least 1 post per group, or 'all'")
+    return n
 
 
 @ingest_group.command("newsgroups")
@@ -151,15 +181,29 @@ def provider_options(func: Callable) -> Callable:
 @click.option(
     "--subset",
     type=click.Choice(["train", "test", "all"]),
-    default="train",
+    default=NEWSGROUPS["subset"].default,
     show_default=True,
     help="Which split.",
 )
 @click.option(
-    "--categories", "--labels", "categories", help="Comma-separated globs, e.g. 'sci.*,rec.autos'."
+    "--categories",
+    "--labels",
+    "categories",
+    default=",".join(NEWSGROUPS["categories"].default),
+    show_default=True,
+    help="Comma-separated globs, e.g. 'sci.*,rec.autos'; '*' for all 20 groups.",
 )
-@click.option("--per-class", type=click.IntRange(min=1), help="Sample N posts per group.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option(
+    "--per-class",
+    default=str(NEWSGROUPS["per_class"].default),
+    show_default=True,
+    callback=_per_class,
+    metavar="N|all",
+    help="Sample N posts per group; 'all' for every post.",
+)
+@click.option(
+    "--seed", type=int, default=NEWSGROUPS["seed"].default, show_default=True, help="Seed."
+)
 @click.option(
     "--clean",
     type=click.Choice(["embedding", "notebook", "sklearn", "none"]),
@@ -171,7 +215,8 @@ def provider_options(func: Callable) -> Callable:
 @provider_options
 @click.pass_obj
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
-    """20 Newsgroups posts (labels = newsgroup names)."""
+    """20 Newsgroups posts (labels = newsgroup names); by default the demo's sample, as
+    `lab.ingest_newsgroups()`: the sci.* groups, 150 posts each."""
     globs = parse_globs(categories)
     return run_ingest(
         store_opts,
@@ -294,10 +339,12 @@ def run_ingest(
     task_type: str,
     dims: int | None,
     dry_run: bool,
+    yes: bool = False,
     **options,
 ) -> object:
     """Open the store, say which provider, run `call(lab, ...)` with a bar, print the
-    summary; the report is returned (demo analyses the space it names)."""
+    summary; the report is returned (demo analyses the space it names). An ingest the
+    library finds over the spending threshold is said first, then asked (--yes skips)."""
     from . import IngestCancelled, IngestError  # the package's own names (ingest/pipeline.py)
 
     started = time.monotonic()
@@ -313,6 +360,8 @@ def run_ingest(
             click.echo(
                 f"note: {choice.space.provider} has no task types; --task-type ignored", err=True
             )
+        if not dry_run and not yes:
+            options["confirm"] = functools.partial(_confirm_spend, getattr(lab, "prices", None))
         on_progress = terminal_bar(stack, "ingest")
 
         try:
@@ -341,14 +390,27 @@ def run_ingest(
     if getattr(report, "batch", False):  # submitted to the Batch API: its own line
         click.echo(report.summary(getattr(lab, "prices", None)))
         return report
+    _echo_skips(report)  # before the summary, which stays the last line
     click.echo(ingest_summary(report, getattr(lab, "prices", None)))
-    _echo_skips(report)
     return report
+
+
+def _confirm_spend(prices, plan, why: str) -> bool:
+    """Asked by the library before an ingest over the spending threshold: print the
+    estimate, then ask on a terminal, or refuse where nobody can answer (--yes skips)."""
+    click.echo(f"estimate: {plan.summary(prices)}", err=True)
+    if not _interactive():
+        raise click.ClickException(
+            f"this ingest would spend more than the threshold ({why}): pass --yes to go "
+            "ahead without a terminal, or --dry-run to see the plan"
+        )
+    click.confirm(f"{why}: embed them now?", abort=True, err=True)
+    return True
 
 
 @user_errors
 def run_vector_ingest(
-    store_opts: StoreOptions, call: Callable[..., Any], dry_run: bool, **options
+    store_opts: StoreOptions, call: Callable[..., Any], dry_run: bool, yes: bool = False, **options
 ) -> None:
     """Open the store, run `call(lab, ...)` storing the given vectors with a bar, print the
     summary. The provider's options are passed on, for the library to refuse when set."""
@@ -362,8 +424,8 @@ def run_vector_ingest(
 
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
-    click.echo(report.summary())
     _echo_skips(report)
+    click.echo(report.summary())
 
 
 def _echo_skips(report) -> None:
@@ -555,6 +617,7 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         per_class=per_class,
         seed=seed,
         clean=None,
+        yes=False,
         provider=provider,
         model=None,
         task_type="CLUSTERING",

@@ -36,6 +36,10 @@ from .skips import examples_line as skipped_examples_line
 
 WRITE_CHUNK = 1000
 CANCEL_POLL_S = 0.1
+# An ingest planned above either is one to confirm first (the CLI asks on a terminal,
+# and refuses elsewhere without --yes): texts already cached cost nothing and do not count.
+ASK_ABOVE_TEXTS = 5000
+ASK_ABOVE_USD = 1.0
 
 
 def skipped_clause(skipped: Mapping[str, int]) -> str:
@@ -242,6 +246,19 @@ class IngestReport:
         """`skipped: line 3 (line not JSON), ...`: where the first few skips were (None
         when nothing was skipped or none is named); the CLI prints it after the summary."""
         return skipped_examples_line(self.skipped)
+
+    def spend_to_confirm(self, prices: PriceTable | None = None) -> str | None:
+        """Why this plan (a dry run's report) is one to confirm before running it: more
+        than ASK_ABOVE_TEXTS texts to embed, or more than ASK_ABOVE_USD estimated; None
+        when it is below both. Cached texts are free and not counted."""
+        data = self.estimates or self.to_dict(prices)
+        dollars = float(data.get("planned_estimated_usd") or 0.0)
+        reasons = []
+        if self.planned_embed > ASK_ABOVE_TEXTS:
+            reasons.append(f"{self.planned_embed:,} texts to embed (over {ASK_ABOVE_TEXTS:,})")
+        if dollars > ASK_ABOVE_USD:
+            reasons.append(f"est. {usd(dollars)} (over {usd(ASK_ABOVE_USD)})")
+        return " and ".join(reasons) or None
 
     def cost_line(self, prices: PriceTable | None = None) -> str:
         """The summary's cost clause (est. $X spent, $Y saved) for providers that charge."""

@@ -172,3 +172,61 @@ def test_the_browser_shows_an_analysis_notes(grouped_store, tmp_path):
             chromium.close()
     assert "1 of its 90 documents were deleted from the store since" in notes
     assert option.endswith("· 1 note")
+
+
+# -- 4: one default sample of the newsgroups; a large ingest asks first ------------------------
+
+
+def test_newsgroups_default_is_the_same_sample_in_the_cli_and_in_python(tmp_path, store_path):
+    from tests.builders import make_newsgroups
+
+    archive = make_newsgroups(tmp_path, per_group=7)
+    said = cli(store_path, "ingest", "newsgroups", "--source", str(archive), "--dry-run")
+    with embedlab.open(tmp_path / "py", quiet=True) as lab:
+        plan = lab.ingest_newsgroups(archive, provider="local", dry_run=True)
+    assert plan.documents == 14  # sci.med and sci.space, not rec.autos
+    assert said.stdout.startswith(f"dry run: {plan.documents} documents")
+    every = cli(
+        store_path, "ingest", "newsgroups", "--source", str(archive), "--dry-run",
+        "--categories", "*", "--per-class", "all",
+    )  # fmt: skip
+    assert every.stdout.startswith("dry run: 21 documents")
+
+
+def big_feed(tmp_path, n=5001):
+    feed = tmp_path / "big.jsonl"
+    feed.write_text("".join(json.dumps({"id": i, "text": f"post {i}"}) + "\n" for i in range(n)))
+    return feed
+
+
+def test_an_ingest_over_the_threshold_asks_first_and_refuses_without_a_terminal(
+    tmp_path, store_path, gemini, monkeypatch
+):
+    import embedlab.cli
+    from embedlab.ingest.pipeline import ASK_ABOVE_TEXTS
+
+    args = ["--store", str(store_path), "ingest", "jsonl", str(big_feed(tmp_path)), "--dims", "128"]
+    refused = invoke_cli(args)
+    assert refused.returncode == 1
+    assert f"5,001 texts to embed (over {ASK_ABOVE_TEXTS:,})" in refused.stderr
+    assert "estimate: dry run: 5001 documents: 0 cached, 5001 to embed" in refused.stderr
+    assert "pass --yes to go ahead without a terminal" in refused.stderr
+    assert gemini.requests == []
+
+    monkeypatch.setattr(embedlab.cli, "_interactive", lambda: True)
+    from click.testing import CliRunner
+
+    declined = CliRunner().invoke(embedlab.cli.cli, args, input="n\n")
+    assert declined.exit_code == 1 and "embed them now?" in declined.output
+    assert gemini.requests == []
+
+    small = tmp_path / "small.jsonl"
+    small.write_text(json.dumps({"id": 1, "text": "post 1"}) + "\n")
+    cli(store_path, "ingest", "jsonl", str(small), "--dims", "128")  # under it: never asked
+    assert len(gemini.requests) == 1
+
+
+@pytest.mark.slow  # embeds 5,001 texts through the fake Gemini
+def test_yes_goes_ahead_over_the_threshold(tmp_path, store_path, gemini):
+    said = cli(store_path, "ingest", "jsonl", str(big_feed(tmp_path)), "--dims", "128", "--yes")
+    assert "5001 embedded" in said.stdout and "estimate:" not in said.stderr
