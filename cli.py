@@ -965,7 +965,7 @@ def analyses_command(
             return
         if export_id is not None:
             analysis = lab.analysis(lab.analysis_to_update(export_id))
-            files = analysis.save(out, html=html)
+            files = analysis.save(Path(out or "."), html=html)
             for note in analysis.notes:
                 click.echo(f"note: {note}", err=True)
             click.echo(f"analysis {analysis.id}: {len(files)} files written to {out}")

@@ -691,21 +691,23 @@ class RemoteLab(Inputs):
 
 def _batch_report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> Any:
     from .ingest.batch import BatchIngestReport
+    from .ingest.skips import merge as merge_skips
 
     report = BatchIngestReport.from_dict(job["report"])
-    report.skipped.merge(skipped)
+    merge_skips(report.skipped, skipped)
     report.seconds = time.monotonic() - started
     return report
 
 
 def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> IngestReport:
     from .ingest.pipeline import IngestReport
+    from .ingest.skips import merge as merge_skips
 
     data = job.get("report")
     if data is None:
         raise ServiceError(job.get("error") or f"the ingest job ended {job['state']}")
     report = IngestReport.from_dict(data)
-    report.skipped.merge(skipped)
+    merge_skips(report.skipped, skipped)
     report.seconds = time.monotonic() - started
     return report
 

@@ -37,6 +37,14 @@ class Skips(Counter[str]):
                 self.examples.append(example)
 
 
+def merge(into: Counter[str], other: Mapping[str, int] | None) -> None:
+    """Add `other`'s counts (and its named skips, where both keep them) to `into`."""
+    if isinstance(into, Skips):
+        into.merge(other)
+    else:
+        into.update(other or {})
+
+
 def skip(skipped: Counter[str], reason: str, where: str) -> None:
     """Count one skip in `skipped` (and where it was, when it is a Skips)."""
     if isinstance(skipped, Skips):
