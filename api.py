@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .lab import EmbeddingChoice, Lab
     from .progress import CancelToken, ProgressCallback
     from .store import Document, Space
+    from .store.documents import Removed
     from .store.repair import SpaceHealth
     from .store.selection import Selection
 
@@ -177,7 +178,7 @@ class LabAPI(Protocol):
         space: SpaceSpec = None,
         dry_run: bool = False,
         selection: Selection | None = None,
-    ) -> list[str]: ...
+    ) -> Removed: ...
 
     def export(
         self,

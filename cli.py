@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
+import inspect
 import sys
 import tempfile
 import time
@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from .errors import DocumentNotFound, EmbedlabError, ProviderKeyError
+from .inputs import Inputs
 from .lab import Lab
 from .lab import open as open_lab
 from .options import ANALYZE, COMPARE, INGEST, NEIGHBOURS_OPTIONS, click_options
@@ -143,8 +144,36 @@ def space_options(func: Callable) -> Callable:
 
 
 def provider_options(func: Callable) -> Callable:
-    """The embedding options of every ingest command (options.INGEST)."""
+    """The embedding options of every ingest command (options.INGEST), and --yes."""
+    func = click.option(
+        "--yes",
+        is_flag=True,
+        help="Do not ask before an ingest over the spending threshold (more than 5,000 "
+        "texts to embed or est. $1; cached texts are free).",
+    )(func)
     return click_options(INGEST)(func)
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a question here (tests stand in for one)."""
+    return sys.stdin.isatty()
+
+
+# `ingest newsgroups` takes the library's defaults (Lab.ingest_newsgroups): one sample
+# whichever way it is ingested
+NEWSGROUPS = inspect.signature(Inputs.ingest_newsgroups).parameters
+
+
+def _per_class(ctx, param, value: str | None) -> int | None:
+    if value is None or value == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter("use a number of posts per group, or 'all'") from None
+    if n < 1:
+        raise click.BadParameter("needs at least 1 post per group, or 'all'")
+    return n
 
 
 @ingest_group.command("newsgroups")
@@ -152,15 +181,29 @@ def provider_options(func: Callable) -> Callable:
 @click.option(
     "--subset",
     type=click.Choice(["train", "test", "all"]),
-    default="train",
+    default=NEWSGROUPS["subset"].default,
     show_default=True,
     help="Which split.",
 )
 @click.option(
-    "--categories", "--labels", "categories", help="Comma-separated globs, e.g. 'sci.*,rec.autos'."
+    "--categories",
+    "--labels",
+    "categories",
+    default=",".join(NEWSGROUPS["categories"].default),
+    show_default=True,
+    help="Comma-separated globs, e.g. 'sci.*,rec.autos'; '*' for all 20 groups.",
 )
-@click.option("--per-class", type=click.IntRange(min=1), help="Sample N posts per group.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option(
+    "--per-class",
+    default=str(NEWSGROUPS["per_class"].default),
+    show_default=True,
+    callback=_per_class,
+    metavar="N|all",
+    help="Sample N posts per group; 'all' for every post.",
+)
+@click.option(
+    "--seed", type=int, default=NEWSGROUPS["seed"].default, show_default=True, help="Seed."
+)
 @click.option(
     "--clean",
     type=click.Choice(["embedding", "notebook", "sklearn", "none"]),
@@ -172,7 +215,8 @@ def provider_options(func: Callable) -> Callable:
 @provider_options
 @click.pass_obj
 def ingest_newsgroups(store_opts, source, subset, categories, per_class, seed, clean, **opts):
-    """20 Newsgroups posts (labels = newsgroup names)."""
+    """20 Newsgroups posts (labels = newsgroup names); by default the demo's sample, as
+    `lab.ingest_newsgroups()`: the sci.* groups, 150 posts each."""
     globs = parse_globs(categories)
     return run_ingest(
         store_opts,
@@ -295,10 +339,12 @@ def run_ingest(
     task_type: str,
     dims: int | None,
     dry_run: bool,
+    yes: bool = False,
     **options,
 ) -> object:
     """Open the store, say which provider, run `call(lab, ...)` with a bar, print the
-    summary; the report is returned (demo analyses the space it names)."""
+    summary; the report is returned (demo analyses the space it names). An ingest the
+    library finds over the spending threshold is said first, then asked (--yes skips)."""
     from . import IngestCancelled, IngestError  # the package's own names (ingest/pipeline.py)
 
     started = time.monotonic()
@@ -314,6 +360,8 @@ def run_ingest(
             click.echo(
                 f"note: {choice.space.provider} has no task types; --task-type ignored", err=True
             )
+        if not dry_run and not yes:
+            options["confirm"] = functools.partial(_confirm_spend, getattr(lab, "prices", None))
         on_progress = terminal_bar(stack, "ingest")
 
         try:
@@ -342,13 +390,27 @@ def run_ingest(
     if getattr(report, "batch", False):  # submitted to the Batch API: its own line
         click.echo(report.summary(getattr(lab, "prices", None)))
         return report
+    _echo_skips(report)  # before the summary, which stays the last line
     click.echo(report.summary(getattr(lab, "prices", None)))
     return report
 
 
+def _confirm_spend(prices, plan, why: str) -> bool:
+    """Asked by the library before an ingest over the spending threshold: print the
+    estimate, then ask on a terminal, or refuse where nobody can answer (--yes skips)."""
+    click.echo(f"estimate: {plan.summary(prices)}", err=True)
+    if not _interactive():
+        raise click.ClickException(
+            f"this ingest would spend more than the threshold ({why}): pass --yes to go "
+            "ahead without a terminal, or --dry-run to see the plan"
+        )
+    click.confirm(f"{why}: embed them now?", abort=True, err=True)
+    return True
+
+
 @user_errors
 def run_vector_ingest(
-    store_opts: StoreOptions, call: Callable[..., Any], dry_run: bool, **options
+    store_opts: StoreOptions, call: Callable[..., Any], dry_run: bool, yes: bool = False, **options
 ) -> None:
     """Open the store, run `call(lab, ...)` storing the given vectors with a bar, print the
     summary. The provider's options are passed on, for the library to refuse when set."""
@@ -362,7 +424,15 @@ def run_vector_ingest(
 
         report = call(lab, dry_run=dry_run, on_progress=on_progress, started=started, **options)
     click.echo(f"space: {report.space.describe()} (vectors as given)", err=True)
+    _echo_skips(report)
     click.echo(report.summary())
+
+
+def _echo_skips(report) -> None:
+    """Where the first few skipped records were (ids, line numbers, files)."""
+    line = report.skipped_line() if hasattr(report, "skipped_line") else None
+    if line:
+        click.echo(line, err=True)
 
 
 # -- analyze -------------------------------------------------------------------------------
@@ -531,6 +601,7 @@ def demo(ctx: click.Context, provider: str, source: str | None, out: str) -> Non
         per_class=per_class,
         seed=seed,
         clean=None,
+        yes=False,
         provider=provider,
         model=None,
         task_type="CLUSTERING",
@@ -595,6 +666,8 @@ def compare_command(
         raise click.UsageError(
             f"give --space twice (A, then B), not {len(spaces)} time(s); see `embedlab stats`"
         )
+    from .jsonout import dumps
+
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(store_opts.open())
@@ -618,7 +691,7 @@ def compare_command(
     for note in comparison.notes:
         click.echo(f"note: {note}", err=True)
     if as_json:
-        click.echo(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(dumps(comparison.to_dict()))
     else:
         for line in comparison.lines():
             click.echo(line)
@@ -640,7 +713,7 @@ def compare_command(
 @click.option("--source", "sources", help="Comma-separated globs on sources of the results.")
 @space_filter_options("Space to search")
 @click.option("--analysis", help="Show clusters of this stored analysis (default: the latest).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.pass_obj
 @user_errors
@@ -707,23 +780,26 @@ cli.add_command(
 
 
 def print_neighbours(hits, fmt: str | None) -> None:
+    """--json and --csv carry the API's rows (rank, id, similarity, label, cluster, text);
+    the terminal shows a snippet of each text."""
+    from .jsonout import dumps
     from .store.neighbours import snippet
 
     rows = [
         {
             "rank": int(row.rank),
             "id": row.id,
-            "label": row.label,
             "similarity": float(row.similarity),
-            "snippet": snippet(row.text),
+            "label": row.label,
             "cluster": None
             if row.cluster is None or row.cluster != row.cluster
             else int(row.cluster),
+            "text": row.text,
         }
         for row in hits.itertuples(index=False)
     ]
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(dumps(rows))
     elif fmt == "csv":
         import csv
 
@@ -735,7 +811,7 @@ def print_neighbours(hits, fmt: str | None) -> None:
             cluster = "" if row["cluster"] is None else f" c{row['cluster']}"
             click.echo(
                 f"{row['rank']:>3}  {row['similarity']:.3f}  {row['id']}  "
-                f"[{row['label'] or '-'}{cluster}]  {row['snippet'][:80]}"
+                f"[{row['label'] or '-'}{cluster}]  {snippet(row['text'])[:80]}"
             )
 
 
@@ -748,11 +824,13 @@ def print_neighbours(hits, fmt: str | None) -> None:
 @user_errors
 def stats(store_opts: StoreOptions, as_json: bool) -> None:
     """Spaces in the store, with counts per source and label, and size on disk."""
+    from .jsonout import dumps
+
     with store_opts.open() as lab:
         result = lab.stats()
     damaged = [s["damaged"] for s in result["spaces"] if s.get("damaged")]
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(dumps(result))
         if damaged:  # listed above; the exit status says it too
             raise click.ClickException(damaged[0])
         return
@@ -795,6 +873,8 @@ def stats(store_opts: StoreOptions, as_json: bool) -> None:
 @user_errors
 def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | None, yes: bool):
     """The store's embedding spaces with their documents; delete one on purpose."""
+    from .jsonout import dumps
+
     with store_opts.open() as lab:
         sizes = lab.space_sizes()
         if to_delete is None:
@@ -804,7 +884,7 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
                 for s, n in sizes.items()
             ]  # fmt: skip
             if as_json:
-                click.echo(json.dumps({"spaces": rows}, indent=2))
+                click.echo(dumps({"spaces": rows}))
             for row in [] if as_json else rows:
                 click.echo(f"{row['space']}  {row['documents']} documents  ({row['description']})")
             click.echo(f"{plural(len(rows), 'space')} in {lab.location}", err=as_json)
@@ -831,18 +911,47 @@ def spaces_command(store_opts: StoreOptions, as_json: bool, to_delete: str | Non
 @cli.command("analyses")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--delete", "delete_id", metavar="ID", help="Delete this stored analysis.")
+@click.option(
+    "--export",
+    "export_id",
+    metavar="ID|latest",
+    help="Write this stored analysis' report files again (as `analyze` wrote them) to --out.",
+)
+@click.option("--out", type=click.Path(), help="With --export: the report folder.")
+@click.option("--html", is_flag=True, help="With --export: also write map.html.")
 @click.pass_obj
 @user_errors
-def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | None) -> None:
-    """Stored analyses, newest first (ids for `neighbors --analysis`)."""
+def analyses_command(
+    store_opts: StoreOptions,
+    as_json: bool,
+    delete_id: str | None,
+    export_id: str | None = None,
+    out: str | None = None,
+    html: bool = False,
+) -> None:
+    """Stored analyses, newest first (ids for `neighbors --analysis`); reopen one with
+    --export ID --out DIR."""
+    from .jsonout import dumps, records
+
+    if export_id is None and (out is not None or html):
+        raise click.UsageError("--out and --html go with --export ID")
+    if export_id is not None and out is None:
+        raise click.UsageError("--export needs --out DIR, the folder to write the report to")
     with store_opts.open() as lab:
         if delete_id:
             lab.delete_analysis(delete_id)
             click.echo(f"deleted analysis {delete_id}")
             return
+        if export_id is not None:
+            analysis = lab.analysis(lab.analysis_to_update(export_id))
+            files = analysis.save(Path(out or "."), html=html)
+            for note in analysis.notes:
+                click.echo(f"note: {note}", err=True)
+            click.echo(f"analysis {analysis.id}: {len(files)} files written to {out}")
+            return
         table = lab.analyses()
     if as_json:
-        click.echo(table.to_json(orient="records", indent=2))
+        click.echo(dumps(records(table)))
         return
     for row in table.itertuples(index=False):
         scores = ", ".join(
@@ -857,6 +966,8 @@ def analyses_command(store_opts: StoreOptions, as_json: bool, delete_id: str | N
             f"{row.id}  {row.created[:19]}  {row.space}  {row.documents} documents, "
             f"{row.algorithm} {row.k} clusters, {row.reduce}" + (f"; {scores}" if scores else "")
         )
+        for note in row.notes or []:
+            click.echo(f"  note: {note}")
     click.echo(f"{plural(len(table), 'analysis')} in {lab.location}")
 
 
@@ -938,31 +1049,38 @@ def _reembed(lab, space, yes: bool) -> bool:
 @click.option("--labels", "--categories", "labels", help="Comma-separated globs on labels.")
 @click.option("--source", "sources", help="Comma-separated globs on sources.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N (a seeded sample).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list).")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="Print one JSON document per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @space_options
 @click.pass_obj
 @user_errors
-def documents_command(store_opts, labels, sources, limit, as_json, as_csv, **space) -> None:
+def documents_command(
+    store_opts, labels, sources, limit, as_json, as_jsonl, as_csv, **space
+) -> None:
     """List stored documents: id, label, source, characters, first words."""
+    from .jsonout import dumps, records
     from .store.neighbours import snippet
 
-    if as_json and as_csv:
-        raise click.UsageError("give --json or --csv, not both")
+    if as_json + as_jsonl + as_csv > 1:
+        raise click.UsageError("give one of --json, --jsonl or --csv")
     with store_opts.open() as lab:
         chosen = lab.pick_space(*space.values())
         table = lab.documents(
             space=chosen, labels=parse_globs(labels), sources=parse_globs(sources), limit=limit
         )
     if as_json:
-        for row in table.drop(columns=["content_hash"]).to_dict(orient="records"):
-            click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(dumps(records(table.drop(columns=["content_hash"]))))
+    elif as_jsonl:
+        for row in records(table.drop(columns=["content_hash"])):
+            click.echo(dumps(row, indent=None))
     elif as_csv:
         click.echo(table.drop(columns=["content_hash"]).to_csv(index=False), nl=False)
     else:
         for row in table.itertuples(index=False):
             click.echo(f"{row.id}  [{row.label or '-'}]  {row.source}  {snippet(row.text)[:70]}")
-    click.echo(f"{plural(len(table), 'document')} in {chosen.describe()}", err=as_json or as_csv)
+    quiet = as_json or as_jsonl or as_csv
+    click.echo(f"{plural(len(table), 'document')} in {chosen.describe()}", err=quiet)
 
 
 @cli.command("export")
@@ -1012,7 +1130,7 @@ def delete_command(store_opts, ids, sources, labels, dry_run) -> None:
             labels=parse_globs(labels),
             dry_run=dry_run,
         )
-    missing = sorted(set(ids) - set(removed))
+    missing = getattr(removed, "not_found", [])  # named by the library (Lab or service)
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         click.echo(f"not in the store ({len(missing)}): {shown}", err=True)
@@ -1042,6 +1160,7 @@ PRICE_HELP = "Price as MODEL=USD_PER_1M_TOKENS (repeatable); default: the provid
 @user_errors
 def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> None:
     """What embedding has cost so far, per space, and what the cache saved (estimated)."""
+    from .jsonout import dumps, records
     from .store.ledger import parse_prices, usd
 
     table_prices = parse_prices(prices)
@@ -1050,7 +1169,7 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
             lab.set_prices(table_prices)
         table = lab.costs()
     if as_json:
-        click.echo(table.to_json(orient="records", indent=2))
+        click.echo(dumps(records(table)))
         return
     for row in table.itertuples(index=False):
         click.echo(

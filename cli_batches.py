@@ -8,7 +8,6 @@ ended), and cancels one (`--cancel JOB`). Kept beside cli.py, which registers it
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -62,9 +61,10 @@ def add_batches_command(group: click.Group, user_errors: Callable) -> None:
         if bar.shown:
             click.echo("", err=True)
         if as_json:
-            rows = json.loads(table.to_json(orient="records"))
-            body = {"jobs": rows, "collect": report.to_dict()}
-            click.echo(json.dumps(body, indent=2))
+            from .jsonout import dumps, records
+
+            body = {"jobs": records(table), "collect": report.to_dict()}
+            click.echo(dumps(body))
         else:
             for line in report.lines:
                 click.echo(line, err=True)

@@ -35,6 +35,7 @@ from .errors import (
 from .inputs import Inputs
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space
+from .store.documents import Removed
 from .store.selection import Selection
 
 if TYPE_CHECKING:
@@ -281,10 +282,10 @@ class RemoteLab(Inputs):
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
         import pandas as pd
 
+        from .lab import ANALYSIS_COLUMNS
+
         rows = self._request("GET", "/analyses", params=_present({"space": _space_spec(space)}))
-        columns = ["id", "created", "space", "documents", "algorithm", "k", "reduce", "seed"]
-        columns += ["labels", "sources", "hungarian_accuracy", "ari", "nmi", "silhouette"]
-        return pd.DataFrame(rows["analyses"], columns=columns)
+        return pd.DataFrame(rows["analyses"], columns=list(ANALYSIS_COLUMNS))
 
     def analysis(self, analysis_id: str) -> Analysis:
         from .analyze.analysis import Analysis
@@ -365,7 +366,7 @@ class RemoteLab(Inputs):
         space: SpaceSpec = None,
         dry_run: bool = False,
         selection: Selection | None = None,
-    ) -> list[str]:
+    ) -> Removed:
         if selection is not None:  # a selection stands for the filters
             labels, sources, chosen_ids = selection.filters("delete", with_ids=True)
             ids = ids if chosen_ids is None else list(chosen_ids)
@@ -380,7 +381,8 @@ class RemoteLab(Inputs):
         )
         if ids:
             params["ids"] = [ids] if isinstance(ids, str) else list(ids)
-        return self._request("DELETE", "/documents", params=params)["removed"]
+        answer = self._request("DELETE", "/documents", params=params)
+        return Removed(answer["removed"], answer.get("not_found"))
 
     def export(
         self,
@@ -391,10 +393,19 @@ class RemoteLab(Inputs):
         space: SpaceSpec = None,
         selection: Selection | None = None,
     ) -> int:
-        raise InvalidRequest(
-            f"export reads vectors from the store itself: stop the service at {self.url}, "
-            "then run `embedlab --store PATH export ...`"
+        """The service's export (one parquet file, sent whole), written here in `format`."""
+        from .store.export import check_format, read_parquet_export, write_export
+
+        check_format(format)
+        if selection is not None:  # the service's export takes globs: a sample is refused by name
+            labels, sources, _ = selection.filters("export")
+            space = space if selection.space is None else selection.space
+        params = _present(
+            {"labels": _joined(labels), "sources": _joined(sources), "space": _space_spec(space)}
         )
+        data = self._request("GET", "/export", raw=True, params=params)
+        rows, vectors, dims = read_parquet_export(data)
+        return write_export(path, format, rows, vectors, dims)
 
     def repair(self, check: bool = True) -> list[SpaceHealth]:
         raise InvalidRequest(
@@ -687,21 +698,23 @@ class RemoteLab(Inputs):
 
 def _batch_report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> Any:
     from .ingest.batch import BatchIngestReport
+    from .ingest.skips import merge as merge_skips
 
     report = BatchIngestReport.from_dict(job["report"])
-    report.skipped.update(skipped or {})
+    merge_skips(report.skipped, skipped)
     report.seconds = time.monotonic() - started
     return report
 
 
 def _report(job: dict[str, Any], skipped: Counter[str] | None, started: float) -> IngestReport:
     from .ingest.pipeline import IngestReport
+    from .ingest.skips import merge as merge_skips
 
     data = job.get("report")
     if data is None:
         raise ServiceError(job.get("error") or f"the ingest job ended {job['state']}")
     report = IngestReport.from_dict(data)
-    report.skipped.update(skipped or {})
+    merge_skips(report.skipped, skipped)
     report.seconds = time.monotonic() - started
     return report
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import EmbedlabError, InvalidRequest, NotFound
+from .errors import Cancelled, EmbedlabError, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from .ingest.pipeline import IngestReport
@@ -103,7 +103,9 @@ class Inputs:
         - strings: ids derived from the content ("text/<hash>").
         - dicts: keys "id", "text", "label", "source" (or the names given).
         Options: provider, model, task_type, dims, batch_size, concurrency, max_attempts,
-        timeout, dry_run, cancel, quiet, on_progress. Returns an IngestReport.
+        timeout, dry_run, cancel, quiet, on_progress, and confirm: a callable asked
+        `confirm(plan, why)` before an ingest over the spending threshold (more than 5,000
+        texts to embed or est. $1; see _ingest_read). Returns an IngestReport.
 
         Vectors computed elsewhere: `vector` names their column (key), `space` the model
         that made them; they are stored, unit length, in the space `custom:<space>:<dims>`
@@ -112,12 +114,30 @@ class Inputs:
         """
         from .ingest.framing import python_documents
 
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = _skips()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
         documents = list(python_documents(data, text, id, label, source, skipped, vector, vectors))
         if vector is not None:
             return self.ingest_vectors(documents, vectors, space, skipped=skipped, **options)
+        return self._ingest_read(documents, skipped, options)
+
+    def _ingest_read(
+        self, documents: Any, skipped: Counter[str], options: dict[str, Any]
+    ) -> IngestReport:
+        """ingest_documents on what an input read. With `confirm` (a callable) in the
+        options, the ingest is planned first (a dry run, nothing embedded); a plan over the
+        spending threshold (IngestReport.spend_to_confirm) is passed to `confirm(plan, why)`
+        and goes ahead only when it returns True (else Cancelled, nothing spent)."""
+        options = dict(options)
+        confirm = options.pop("confirm", None)
+        if confirm is not None and not options.get("dry_run"):
+            documents = list(documents)
+            planning = {k: v for k, v in options.items() if k not in ("on_progress", "cancel")}
+            plan = self.ingest_documents(documents, **{**planning, "dry_run": True, "quiet": True})
+            why = plan.spend_to_confirm(getattr(self, "prices", None))
+            if why is not None and not confirm(plan, why):
+                raise Cancelled(f"not confirmed ({why}): nothing was embedded")
         return self.ingest_documents(documents, skipped=skipped, **options)
 
     def ingest_newsgroups(
@@ -132,6 +152,10 @@ class Inputs:
     ) -> IngestReport:
         """20 Newsgroups posts (labels = group names), from the archive or sklearn's copy.
 
+        By default the demo's sample: the sci.* groups, 150 posts each (seed 0); the CLI's
+        `ingest newsgroups` takes these defaults from here. `categories=None` reads all 20
+        groups, `per_class=None` every post.
+
         `clean` defaults to the provider's cleaning: "notebook" (the seed notebook's) for
         both the local model and Gemini (ingest.newsgroups.DEFAULT_CLEAN).
         """
@@ -140,10 +164,10 @@ class Inputs:
         if clean is None:  # the provider that will embed (a service's own, with --server)
             provider = self.embedding_choice(options.get("provider") or "auto").space.provider
             clean = default_clean(provider)
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = _skips()
         cats = list(categories) if categories else None
         docs = newsgroups_documents(source, subset, cats, per_class, seed, clean, skipped=skipped)
-        return self.ingest_documents(docs, skipped=skipped, **options)
+        return self._ingest_read(docs, skipped, options)
 
     def ingest_path(
         self,
@@ -169,7 +193,7 @@ class Inputs:
         """
         from .ingest.sources import read_path
 
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = _skips()
         vectors: dict[str, Any] = {}
         options = _vector_options(vector, space, options)
         encodings: Counter[str] = Counter()
@@ -186,7 +210,7 @@ class Inputs:
             if vector is not None:
                 report = self.ingest_vectors(docs, vectors, space, skipped=skipped, **options)
             else:
-                report = self.ingest_documents(docs, skipped=skipped, **options)
+                report = self._ingest_read(docs, skipped, options)
         except EmbedlabError as exc:
             partial = getattr(exc, "report", None)
             if claim and partial is not None and partial.embedded + partial.reused > 0:
@@ -250,3 +274,10 @@ def _vector_options(
             "given, nothing is embedded"
         )
     return {key: value for key, value in options.items() if key in VECTOR_OPTIONS}
+
+
+def _skips() -> Counter[str]:
+    """A count of skipped records that names the first few (ingest.skips.Skips)."""
+    from .ingest.skips import Skips
+
+    return Skips()

@@ -31,7 +31,7 @@ from .lab_naming import ClusterNaming
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.cache import BoundedCache
-from .store.documents import documents_frame, pending_records
+from .store.documents import Removed, documents_frame, pending_records
 from .store.map_cache import StoreMapCache
 from .store.repositories import (
     ANALYSIS,
@@ -624,10 +624,11 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         space: SpaceSpec = None,
         dry_run: bool = False,
         selection: Selection | None = None,
-    ) -> list[str]:
+    ) -> Removed:
         """Remove documents by id, or by source/label globs, from every space (or one).
 
-        Returns the ids removed (or, with dry_run, that would be). Their embeddings go
+        Returns the ids removed (or, with dry_run, that would be), a list whose
+        `not_found` names the ids asked for that the store does not hold. Their embeddings go
         with them: ingesting the same text again pays again. Stored analyses that held
         them say so when reopened. `selection` (its labels, sources, ids and space) stands
         for the filters; a sample, seed or limit in it is refused by name.
@@ -671,7 +672,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
                     collection.delete(sorted(found))
                     self._invalidate(chosen, deleted=True)
                 removed |= found
-        return sorted(removed)
+        return Removed(sorted(removed), sorted(wanted - removed))
 
     def export(
         self,
@@ -686,10 +687,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         without Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding
         vectors.npy and documents.jsonl in the same row order. Returns the row count.
         `selection` stands for the other filters (a sample, or exactly its ids in order)."""
-        from .store.export import FORMATS, export_rows, write_export
+        from .store.export import check_format, export_rows, write_export
 
-        if format not in FORMATS:
-            raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
+        check_format(format)
         corpus = self._selected(
             "export", space, labels, sources, None, 0, None, selection, with_text=True
         )
@@ -897,13 +897,18 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         self._invalidate(analysis_id=analysis.id)
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame:
-        """Stored analyses, newest first: id, created, space, documents, options, metrics."""
+        """Stored analyses, newest first: id, created, space, documents, options, metrics,
+        and notes (what the figures could not do; documents deleted since)."""
         import pandas as pd
 
         collection = self.space(space).collection_name if space is not None else None
         rows = []
         for head in self.records.analyses.heads(collection):
             options, metrics = head["options"], head["metrics"]
+            notes = list(head.get("notes") or [])
+            deleted = self.records.deletions.last(head.get("space_collection") or "")
+            if deleted is not None and deleted >= _read_at_of(head["created"], head.get("timings")):
+                notes = list(self.analysis(head["id"]).notes)  # counts what was deleted
             rows.append(
                 {
                     "id": head["id"],
@@ -917,11 +922,10 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
                     "labels": head["selection"].get("labels"),
                     "sources": head["selection"].get("sources"),
                     **metrics,
+                    "notes": notes,
                 }
             )
-        columns = ["id", "created", "space", "documents", "algorithm", "k", "reduce", "seed"]
-        columns += ["labels", "sources", "hungarian_accuracy", "ari", "nmi", "silhouette"]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=list(ANALYSIS_COLUMNS))
 
     def analysis(self, analysis_id: str) -> Analysis:
         """A stored analysis as it was computed (a read, nothing recomputed)."""
@@ -1318,13 +1322,24 @@ def _analysis_type() -> type:
     return Analysis
 
 
+# the columns of Lab.analyses (and of RemoteLab.analyses, from the service's rows)
+ANALYSIS_COLUMNS = (
+    "id", "created", "space", "documents", "algorithm", "k", "reduce", "seed", "labels",
+    "sources", "hungarian_accuracy", "ari", "nmi", "silhouette", "notes",
+)  # fmt: skip
+
+
 def _read_at(analysis: Analysis) -> str:
     """When the analysis read its documents (ISO): it is stored when done, so take off
     how long it ran (and a second), lest a delete made meanwhile go unnoticed."""
-    if not analysis.created:
+    return _read_at_of(analysis.created, analysis.timings)
+
+
+def _read_at_of(created: str | None, timings: dict[str, Any] | None) -> str:
+    if not created:
         return ""
-    took = sum(float(v) for v in (analysis.timings or {}).values()) + 1.0
-    read = datetime.fromisoformat(analysis.created) - timedelta(seconds=took)
+    took = sum(float(v) for v in (timings or {}).values()) + 1.0
+    read = datetime.fromisoformat(created) - timedelta(seconds=took)
     return read.isoformat(timespec="microseconds")
 
 

@@ -347,6 +347,7 @@ class Analysis:
             "k_scores": {str(k): v for k, v in self.k_scores.items()},
             "map_cached": self.map_cached,
             "timings": self.timings,
+            "notes": list(self.notes),  # what the figures could not do, as computed
         }
         extra: dict[str, np.ndarray] = {}
         if self.reference:
@@ -397,6 +398,7 @@ class Analysis:
             id=head["id"],
             created=head["created"],
             timings=dict(head.get("timings") or {}),
+            notes=[str(n) for n in head.get("notes") or []],
             naming=dict(head.get("naming") or {}),
             parent=head.get("parent"),
             update_report=head.get("update_report"),

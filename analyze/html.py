@@ -38,8 +38,9 @@ def _b64(array: np.ndarray) -> str:
 
 
 def script_json(data: object) -> str:
-    """JSON that is safe inside a <script> element: no `<`, `>` or `&` left raw."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """JSON that is safe inside a <script> element: no `<`, `>` or `&` left raw. Keys are
+    sorted, so an analysis written again from the store gives the same bytes."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

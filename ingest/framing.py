@@ -13,6 +13,8 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..store.documents import Document
 from ..store.keys import content_hash, normalise_text
+from .skips import skip
+from .sources import DEFAULT_FIELDS, default_fields
 
 
 def python_documents(
@@ -45,10 +47,10 @@ def python_documents(
         elif isinstance(item, dict):
             body = item.get(text)
             if not isinstance(body, str):
-                skipped["no text" if body is None else "text not a string"] += 1
+                skip(skipped, "no text" if body is None else "text not a string", f"item {n}")
                 continue
-            key = item.get(id or "id")
-            tag = item.get(label or "label")
+            key = item.get(id or DEFAULT_FIELDS["id"])
+            tag = item.get(label or DEFAULT_FIELDS["label"])
             doc_id = content_id(body) if key is None else check_id(str(key), f"item {n}")
             if vector is not None and vectors is not None:
                 vectors.setdefault(doc_id, item.get(vector))
@@ -75,12 +77,14 @@ def frame_documents(  # noqa: A002
             )
     # without an id column, ids come from the text: a default index (0, 1, 2...) would
     # make the next DataFrame overwrite this one's documents
-    ids = frame[id] if id else (frame["id"] if "id" in frame.columns else None)
-    tags = frame[label] if label else (frame["label"] if "label" in frame.columns else None)
+    _text, id, label = default_fields(columns, text, id, label)
+    ids = frame[id] if id else None
+    tags = frame[label] if label else None
     raws = frame[vector].tolist() if vector is not None else None
     for row, body in enumerate(frame[text].tolist()):
         if not isinstance(body, str):
-            skipped["no text" if body is None or pd.isna(body) else "text not a string"] += 1
+            missing = body is None or pd.isna(body)
+            skip(skipped, "no text" if missing else "text not a string", f"row {row}")
             continue
         tag = None if tags is None else tags.iloc[row]
         tag = None if tag is None or (not isinstance(tag, str) and pd.isna(tag)) else str(tag)

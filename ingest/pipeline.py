@@ -30,9 +30,16 @@ from ..store import Document, Space, SpaceCollection, Store, StoreError
 from ..store.ledger import PriceTable, estimate_tokens, usd
 from ..store.ledger import entry as ledger_entry
 from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
+from .skips import Skips, skip
+from .skips import examples as skip_examples
+from .skips import examples_line as skipped_examples_line
 
 WRITE_CHUNK = 1000
 CANCEL_POLL_S = 0.1
+# An ingest planned above either is one to confirm first (the CLI asks on a terminal,
+# and refuses elsewhere without --yes): texts already cached cost nothing and do not count.
+ASK_ABOVE_TEXTS = 5000
+ASK_ABOVE_USD = 1.0
 
 
 def skipped_clause(skipped: Mapping[str, int]) -> str:
@@ -95,7 +102,7 @@ class IngestReport:
     planned_chars: int = 0  # characters of the unique texts to send (dry run: would send)
     ids: list[str] = field(default_factory=list)  # every document id of this call
     ledger: list[dict] = field(default_factory=list)  # provider calls not yet recorded
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Skips)  # by reason; the first few named
     dry_run: bool = False
     last_written: str | None = None  # any id written in this run (to persist the index)
     estimates: dict[str, float] = field(default_factory=dict)  # the service's, in --server mode
@@ -146,6 +153,7 @@ class IngestReport:
             "planned_embed": self.planned_embed,
             "planned_reuse": self.planned_reuse,
             "skipped": dict(self.skipped),
+            "skipped_examples": skip_examples(self.skipped),
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
             "estimated_tokens": tokens,
@@ -172,7 +180,7 @@ class IngestReport:
         report.in_batch = data.get("in_batch", 0)
         report.replaced = data.get("replaced", 0)
         report.encodings = Counter(data.get("encodings") or {})
-        report.skipped = Counter(data.get("skipped") or {})
+        report.skipped = Skips(data.get("skipped") or {}, data.get("skipped_examples"))
         report.estimates = {
             k: v for k, v in data.items() if k.startswith(("estimated", "planned_estimated"))
         }
@@ -234,6 +242,24 @@ class IngestReport:
             line += f", {plural(files, 'file')} not UTF-8 (read {how})"
         return f"{line}{self.cost_line(prices)}, {self.seconds:.1f} s"
 
+    def skipped_line(self) -> str | None:
+        """`skipped: line 3 (line not JSON), ...`: where the first few skips were (None
+        when nothing was skipped or none is named); the CLI prints it after the summary."""
+        return skipped_examples_line(self.skipped)
+
+    def spend_to_confirm(self, prices: PriceTable | None = None) -> str | None:
+        """Why this plan (a dry run's report) is one to confirm before running it: more
+        than ASK_ABOVE_TEXTS texts to embed, or more than ASK_ABOVE_USD estimated; None
+        when it is below both. Cached texts are free and not counted."""
+        data = self.estimates or self.to_dict(prices)
+        dollars = float(data.get("planned_estimated_usd") or 0.0)
+        reasons = []
+        if self.planned_embed > ASK_ABOVE_TEXTS:
+            reasons.append(f"{self.planned_embed:,} texts to embed (over {ASK_ABOVE_TEXTS:,})")
+        if dollars > ASK_ABOVE_USD:
+            reasons.append(f"est. {usd(dollars)} (over {usd(ASK_ABOVE_USD)})")
+        return " and ".join(reasons) or None
+
     def cost_line(self, prices: PriceTable | None = None) -> str:
         """The summary's cost clause (est. $X spent, $Y saved) for providers that charge."""
         data = self.estimates or self.to_dict(prices)
@@ -282,9 +308,9 @@ def unique_documents(docs: Iterable[Document], skipped: Counter[str]) -> list[Do
     kept = []
     for doc in docs:
         if not doc.text:
-            skipped["empty text"] += 1
+            skip(skipped, "empty text", doc.id)
         elif doc.id in seen:
-            skipped["duplicate id"] += 1
+            skip(skipped, "duplicate id", doc.id)
         else:
             seen.add(doc.id)
             kept.append(doc)

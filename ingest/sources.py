@@ -20,9 +20,32 @@ from ..errors import InvalidRequest, NotFound
 from ..store import Document
 from .encoding import UNICODE_BOMS, UTF8, decode
 from .errors import SourceError
+from .skips import skip
 
 BINARY_SNIFF_BYTES = 8192
 MAX_FILE_BYTES = 64 * 1024 * 1024  # beyond any embedding model's input many times over
+
+
+# The fields of a document in the API's JSON body ({"id", "text", "label", "source"}):
+# every reader that takes field names by default (Python objects, NDJSON and CSV uploads)
+# takes these, so one record is read alike whichever way it is sent.
+DEFAULT_FIELDS = {"text": "text", "id": "id", "label": "label"}
+
+
+def default_fields(
+    present: Iterable[str],
+    text: str | None,
+    id: str | None,
+    label: str | None,  # noqa: A002
+) -> tuple[str, str | None, str | None]:
+    """(text, id, label) field names: those given, else the JSON body's names ("text",
+    and "id" and "label" where the input has such a field)."""
+    names = set(present)
+    return (
+        text or DEFAULT_FIELDS["text"],
+        id or (DEFAULT_FIELDS["id"] if DEFAULT_FIELDS["id"] in names else None),
+        label or (DEFAULT_FIELDS["label"] if DEFAULT_FIELDS["label"] in names else None),
+    )
 
 
 def decode_text(raw: bytes, encodings: Counter[str] | None = None) -> str:
@@ -69,20 +92,21 @@ def file_documents(
                 continue
             matched += 1
             real = path.resolve()
+            rel = path.relative_to(root)
+            where = rel.as_posix()
             if not real.is_relative_to(root_real):
-                skipped["link outside the folder"] += 1
+                skip(skipped, "link outside the folder", where)
                 continue
             if not real.is_file():
-                skipped["not a regular file"] += 1
+                skip(skipped, "not a regular file", where)
                 continue
             if real.stat().st_size > MAX_FILE_BYTES:
-                skipped[f"file over {MAX_FILE_BYTES // 2**20} MB"] += 1
+                skip(skipped, f"file over {MAX_FILE_BYTES // 2**20} MB", where)
                 continue
             raw = real.read_bytes()
             if looks_binary(raw):
-                skipped["binary file"] += 1
+                skip(skipped, "binary file", where)
                 continue
-            rel = path.relative_to(root)
             label = rel.parent.name if rel.parent != Path(".") else None
             yield Document(
                 f"{source}/{rel.as_posix()}",
@@ -107,8 +131,12 @@ def csv_documents(
     vector_col: str | None = None,
     vectors: dict[str, Any] | None = None,
     encodings: Counter[str] | None = None,
+    defaults: bool = False,
 ) -> Iterator[Document]:
     """Rows of a CSV file: every record ends as a document or as a counted skip.
+
+    With `defaults`, the columns not named are those of the API's JSON body where the
+    header has them (default_fields): "id" and "label".
 
     Quoted newlines are kept. A record with the wrong number of fields is counted; when
     it spans several lines (an unclosed quote swallowing the rows after it), only its
@@ -123,13 +151,16 @@ def csv_documents(
     delimiter = _delimiter(lines[0] if lines else "")
     header_rows = list(_csv_records(lines[:1], 0, 1, delimiter))
     header = header_rows[0][1] if header_rows and header_rows[0][1] else []
+    if defaults:
+        text_col, id_col, label_col = default_fields(header, text_col, id_col, label_col)
     _check_columns(path, header, text_col, id_col, label_col, vector_col)
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
-    for row_number, row in enumerate(_csv_rows(lines, len(header), skipped, delimiter), start=1):
+    rows = _csv_rows(lines, len(header), skipped, delimiter)
+    for row_number, (line_number, row) in enumerate(rows, start=1):
         key = row[position[id_col]].strip() if id_col else str(row_number)
         if not key:
-            skipped["missing id"] += 1
+            skip(skipped, "missing id", f"line {line_number}")
             continue
         label = row[position[label_col]].strip() if label_col else None
         doc = Document(
@@ -169,14 +200,14 @@ def parquet_documents(
     keys = frame[id_col].tolist() if id_col else range(1, len(frame) + 1)
     labels = frame[label_col].tolist() if label_col else [None] * len(frame)
     raws = frame[vector_col].tolist() if vector_col else [None] * len(frame)
-    for key, body, label, raw in zip(keys, texts, labels, raws):
+    for row_number, (key, body, label, raw) in enumerate(zip(keys, texts, labels, raws), 1):
         if not isinstance(body, str):
             missing = body is None or body != body  # None, or pandas' NaN for a null cell
-            skipped["no text" if missing else "text not a string"] += 1
+            skip(skipped, "no text" if missing else "text not a string", f"row {row_number}")
             continue
         key = "" if key is None else str(key).strip()
         if not key:
-            skipped["missing id"] += 1
+            skip(skipped, "missing id", f"row {row_number}")
             continue
         tag = None if label is None or label != label else str(label).strip() or None
         doc = Document(f"{source}/{key}", body, source=source, label=tag)
@@ -215,17 +246,18 @@ def _delimiter(header: str) -> str:
 
 def _csv_rows(
     lines: list[str], width: int, skipped: Counter[str], delimiter: str = ","
-) -> Iterator[list[str]]:
-    """The fields of each well-formed data row; every other record is counted in `skipped`."""
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each well-formed data row; every other record is counted
+    in `skipped`, by its line number."""
     start = 1  # line 0 is the header
     while start < len(lines):
         for first, fields, spanned in _csv_records(lines, start, len(lines), delimiter):
             if fields is not None and len(fields) == width:
-                yield fields
+                yield first + 1, fields
             elif fields is not None and spanned == 1:
-                skipped["CSV row with the wrong number of fields"] += 1
+                skip(skipped, "CSV row with the wrong number of fields", f"line {first + 1}")
             else:  # an open quote ran over the lines after it: resync on the next line
-                skipped["malformed CSV row (unbalanced quote)"] += 1
+                skip(skipped, "malformed CSV row (unbalanced quote)", f"line {first + 1}")
                 start = first + 1
                 break
         else:
@@ -286,8 +318,12 @@ def jsonl_documents(
     vector_key: str | None = None,
     vectors: dict[str, Any] | None = None,
     encodings: Counter[str] | None = None,
+    defaults: bool = False,
 ) -> Iterator[Document]:
     """One JSON object per line; broken lines are counted and skipped, not fatal.
+
+    With `defaults`, the keys not named are those of the API's JSON body where some line
+    has them (default_fields): "id" and "label".
 
     The file is decoded whole (a UTF-16/32 byte-order mark only starts the first line),
     and every key asked for must exist on some line: a mistyped --label-key would
@@ -299,28 +335,33 @@ def jsonl_documents(
     source = f"jsonl/{name or path.stem}"
     keys_seen: set[str] = set()
     documents = []
+    lines: list[tuple[int, dict[str, Any]]] = []
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except RecursionError:
-            skipped["line nested too deep"] += 1
+            skip(skipped, "line nested too deep", f"line {line_number}")
             continue
         except ValueError:
-            skipped["line not JSON"] += 1
+            skip(skipped, "line not JSON", f"line {line_number}")
             continue
         if not isinstance(record, dict):
-            skipped["line not a JSON object"] += 1
+            skip(skipped, "line not a JSON object", f"line {line_number}")
             continue
         keys_seen.update(record)
+        lines.append((line_number, record))
+    if defaults:
+        text_key, id_key, label_key = default_fields(keys_seen, text_key, id_key, label_key)
+    for line_number, record in lines:
         body = record.get(text_key)
         if not isinstance(body, str):
-            skipped[f"no text in {text_key!r}"] += 1
+            skip(skipped, f"no text in {text_key!r}", f"line {line_number}")
             continue
         key = record.get(id_key) if id_key else line_number
         if key is None or str(key).strip() == "":
-            skipped["missing id"] += 1
+            skip(skipped, "missing id", f"line {line_number}")
             continue
         label = record.get(label_key) if label_key else None
         doc = Document(
@@ -359,13 +400,15 @@ def read_path(
     vector: str | None = None,
     vectors: dict[str, Any] | None = None,
     encodings: Counter[str] | None = None,
+    defaults: bool = False,
 ) -> tuple[list[Document], str, str]:
     """(documents, source name, the input's real path) of a folder, .csv or .jsonl file.
 
     `kind` ("files", "csv", "jsonl") overrides the guess from the path; the source name
     is `<kind>/<name or the file's stem or the folder's name>`. `vector` names the
     column (key) of vectors computed elsewhere; they are put in `vectors` by id. Files
-    not read as UTF-8 are counted in `encodings` by the encoding used.
+    not read as UTF-8 are counted in `encodings` by the encoding used. With `defaults`
+    (an upload), a csv's or jsonl's fields not named are the JSON body's (default_fields).
     """
     target = Path(path)
     if kind is None:
@@ -389,10 +432,14 @@ def read_path(
         docs: Iterable[Document] = file_documents(target, glob, skipped, name, encodings)
         default = target.resolve().name
     elif kind == "csv":
-        docs = csv_documents(target, text, id, label, skipped, name, vector, vectors, encodings)
+        docs = csv_documents(
+            target, text, id, label, skipped, name, vector, vectors, encodings, defaults
+        )
         default = target.stem
     elif kind == "jsonl":
-        docs = jsonl_documents(target, text, id, label, skipped, name, vector, vectors, encodings)
+        docs = jsonl_documents(
+            target, text, id, label, skipped, name, vector, vectors, encodings, defaults
+        )
         default = target.stem
     elif kind == "parquet":
         docs = parquet_documents(target, text, id, label, skipped, name, vector, vectors)

@@ -27,6 +27,7 @@ from ..progress import plural
 from ..store import Document, Space, Store
 from .errors import SourceError
 from .pipeline import WRITE_CHUNK, IngestReport, check_owners, skipped_clause, unique_documents
+from .skips import Skips
 
 if TYPE_CHECKING:
     from ..store.ledger import PriceTable
@@ -190,7 +191,7 @@ def store_vectors(
     The same ids with the same texts and vectors cost nothing (no write); a changed
     vector or text replaces the stored one; a new label or source is a metadata update.
     """
-    skipped = skipped if skipped is not None else Counter()
+    skipped = skipped if skipped is not None else Skips()
     kept = unique_documents(documents, skipped)
     vectors, dims, not_unit = checked_vectors(kept, raw_by_id, dims)
     space = custom_space(name, dims)

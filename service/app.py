@@ -214,6 +214,7 @@ class Service:
         ids as the CLI's `ingest jsonl|csv --name NAME`; a bad upload is a 400 now)."""
         from collections import Counter
 
+        from ..ingest.skips import Skips
         from ..ingest.sources import read_path
 
         self.check_writable("ingest")
@@ -223,7 +224,7 @@ class Service:
         EmbeddingOptions(**options)  # validated like the JSON form
         check_batch_options(self.embedding_choice(options), options)
         name = params.get("name") or "upload"
-        skipped: Counter[str] = Counter()
+        skipped: Counter[str] = Skips()
         encodings: Counter[str] = Counter()
         with tempfile.TemporaryDirectory(prefix="embedlab-upload-") as folder:
             path = os.path.join(folder, f"upload.{'jsonl' if kind == 'jsonl' else 'csv'}")
@@ -240,6 +241,7 @@ class Service:
                     kind,
                     skipped,
                     encodings=encodings,
+                    defaults=True,  # the JSON body's field names, unless named
                 )
             except InvalidRequest as exc:
                 raise InvalidRequest(exc.say("http").replace(path, "the upload")) from None
@@ -511,7 +513,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         batch: bool = False,
     ) -> JSONResponse:
         """Embed documents: a JSON body `{"documents": [...]}`, or an NDJSON or CSV
-        upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields)."""
+        upload (`?name=` names it in ids; `?text=&id=&label=` pick its fields, by default
+        those of the JSON body: "text", and "id" and "label" where the upload has them)."""
         service.check_writable("ingest")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()
@@ -612,7 +615,8 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         dry_run: bool = False,
         space: str | None = None,
     ) -> JSONResponse:
-        """Remove documents by id (repeat `ids`) or by source/label globs."""
+        """Remove documents by id (repeat `ids`) or by source/label globs; `not_found`
+        names the ids the store does not hold."""
         if not dry_run:
             service.check_writable("deleting documents")
         removed = lab.delete(
@@ -620,7 +624,22 @@ def create_app(lab: Lab, settings: ServiceSettings | None = None) -> FastAPI:
         )
         if removed and not dry_run:
             app.state.maps.forget()  # their notes now count the deleted documents
-        return JSONResponse({"removed": removed, "dry_run": dry_run})
+        return JSONResponse(
+            {"removed": removed, "not_found": removed.not_found, "dry_run": dry_run}
+        )
+
+    @app.get(f"{API}/export")
+    def export(
+        labels: str | None = None, sources: str | None = None, space: str | None = None
+    ) -> Response:
+        """Lab.export as one parquet file: ids, labels, sources, texts, float32 vectors
+        (the CLI's `export --server` writes it in any format)."""
+        with tempfile.TemporaryDirectory(prefix="embedlab-export-") as folder:
+            path = os.path.join(folder, "export.parquet")
+            lab.export(path, "parquet", labels=_split(labels), sources=_split(sources), space=space)
+            with open(path, "rb") as file:
+                data = file.read()
+        return Response(data, media_type="application/vnd.apache.parquet")
 
     @app.post(f"{API}/documents/select")
     def select_documents(request: Annotated[DocumentsRequest, Body()]) -> JSONResponse:

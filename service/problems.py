@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,6 +37,7 @@ from ..errors import (
     Unauthorized,
     code_of,
 )
+from ..jsonout import jsonable  # noqa: F401 - the service's modules import it from here
 
 log = logging.getLogger("embedlab.service")
 PROBLEM = "application/problem+json"
@@ -140,23 +139,6 @@ def _validation_detail(errors: Sequence[Any]) -> str:  # pydantic's and FastAPI'
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more + "; see /docs for the request's schema"
-
-
-def jsonable(value: Any) -> Any:
-    """JSON-ready data: NaN and infinities become null, numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 class Guard:

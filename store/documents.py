@@ -74,3 +74,12 @@ def pending_records(
 ) -> list[tuple[str, dict[str, Any]]]:
     """(id, metadata) of documents waiting for their vector (`SpaceCollection.pending`)."""
     return [(doc_id, meta) for doc_id, _text, meta in pending]
+
+
+class Removed(list[str]):
+    """What a delete removed (or would, dry run): the ids, a list, and `not_found`, the
+    ids asked for by name that no space of the store holds (every front end names them)."""
+
+    def __init__(self, ids: list[str] | None = None, not_found: list[str] | None = None):
+        super().__init__(ids or [])
+        self.not_found: list[str] = list(not_found or [])

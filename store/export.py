@@ -16,6 +16,25 @@ from ..errors import InvalidRequest
 FORMATS = ("parquet", "npy", "jsonl")
 
 
+def check_format(format: str) -> None:  # noqa: A002 - the CLI's --format
+    if format not in FORMATS:
+        raise InvalidRequest(f"format must be parquet, npy or jsonl, not {format!r}")
+
+
+def read_parquet_export(data: bytes) -> tuple[list[dict[str, Any]], np.ndarray, int]:
+    """(rows, vectors, dims) of a parquet export's bytes (a service sends one), to write
+    it again in any format here (write_export)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data))
+    dims = table.schema.field("vector").type.list_size
+    rows = table.select(["id", "label", "source", "text"]).to_pylist()
+    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return rows, np.asarray(flat, dtype=np.float32).reshape(len(rows), dims), dims
+
+
 def export_rows(
     ids: list[str], labels: list[Any], texts: list[str], metadata_by_id: dict[str, dict]
 ) -> list[dict[str, Any]]:

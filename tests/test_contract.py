@@ -455,8 +455,6 @@ def test_what_cannot_work_remotely_is_refused_by_name(world, tmp_path):
     remote = world["labs"]["remote"]
     with pytest.raises(InvalidRequest, match="max_attempts"):
         remote.ingest(corpus()[:1], provider="gemini", dims=DIMS, max_attempts=2)
-    with pytest.raises(InvalidRequest, match="export"):
-        remote.export(tmp_path / "out.parquet")
     with pytest.raises(InvalidRequest, match="repair"):
         remote.repair()
 
@@ -482,3 +480,28 @@ def test_export_takes_a_selection_like_vectors(world, tmp_path):
     assert np.allclose(np.array([r["vector"] for r in rows]), vectors, atol=1e-6)
     with pytest.raises(DocumentNotFound, match="nope"):
         local.export(tmp_path / "c.jsonl", "jsonl", selection=Selection.of(ids=["nope"]))
+    remote = world["labs"]["remote"]  # the service exports by globs: a sample is refused by name
+    with pytest.raises(InvalidRequest, match="per_class"):
+        remote.export(tmp_path / "d.jsonl", "jsonl", selection=sample)
+    assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_export_works_on_both_and_a_delete_names_the_ids_it_did_not_find(world, tmp_path):
+    """Issue 25 item 13: export over the service writes what the store writes (every
+    format); a delete of an unknown id names it (`not_found`) on both sides."""
+    import pyarrow.parquet as pq
+
+    for fmt, name in (("parquet", "out.parquet"), ("jsonl", "out.jsonl"), ("npy", "npy")):
+        written = both(world, lambda lab, fmt=fmt, name=name: (
+            lab.export(tmp_path / side_of(lab) / name, fmt, labels=["space"])
+        ))  # fmt: skip
+        assert written == {"local": 8, "remote": 8}
+    tables = {side: pq.read_table(tmp_path / side / "out.parquet") for side in SIDES}
+    assert tables["local"].equals(tables["remote"])
+    for name in ("out.jsonl", "npy/documents.jsonl", "npy/vectors.npy"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
+    removed = both(world, lambda lab: lab.delete(ids=["space/1", "nope"], dry_run=True))
+    assert {side: (list(r), r.not_found) for side, r in removed.items()} == {
+        "local": (["space/1"], ["nope"]),
+        "remote": (["space/1"], ["nope"]),
+    }

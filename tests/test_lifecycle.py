@@ -48,7 +48,7 @@ def test_list_export_delete_and_prune(tmp_path):
         write_jsonl(corpus, posts(10))
         assert "10 documents: 0 cached, 10 embedded" in run(ingest, env)
 
-        listed = run(["--store", store, "documents", "--labels", "med", "--json"], env)
+        listed = run(["--store", store, "documents", "--labels", "med", "--jsonl"], env)
         rows = [json.loads(line) for line in listed.splitlines() if line.startswith("{")]
         assert sorted(r["id"] for r in rows) == [f"jsonl/feed/p{i}" for i in (1, 3, 5, 7, 9)]
         assert {r["label"] for r in rows} == {"med"}

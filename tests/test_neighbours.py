@@ -57,7 +57,7 @@ def test_cli_json_and_csv_show_fields_and_clusters_after_analyze(grouped_store, 
         invoke(grouped_store, "neighbors", "--id", "syn/space/001", "-k", "3", "--json").stdout
     )
     assert [set(r) for r in before] == [
-        {"rank", "id", "label", "similarity", "snippet", "cluster"}
+        {"rank", "id", "label", "similarity", "text", "cluster"}
     ] * 3
     assert all(r["cluster"] is None for r in before)
     analysed = invoke(grouped_store, "analyze", "--k", "3", "--out", str(tmp_path / "r"))

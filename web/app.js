@@ -165,7 +165,7 @@
       const h = this.data.head;
       return [{ id: h.id, created: h.created, space: h.space.name, documents: h.documents,
         algorithm: h.options.algorithm, k: h.clusters.filter((c) => c.cluster >= 0).length,
-        hungarian_accuracy: (h.metrics || {}).hungarian_accuracy }];
+        hungarian_accuracy: (h.metrics || {}).hungarian_accuracy, notes: h.notes || [] }];
     }
     async spaces() { return [this.data.head.space]; }
     async head() { return this.data.head; }
@@ -751,10 +751,11 @@
       fillSpaces(spaces);
       $("#compare-link").hidden = spaces.length < 2; // comparing needs two spaces
     }
-    pick.replaceChildren(...analyses.map((a) => el("option", { value: a.id },
+    pick.replaceChildren(...analyses.map((a) => el("option", { value: a.id, title: (a.notes || []).join("\n") || undefined },
       `${String(a.created || "").slice(0, 16).replace("T", " ")} · ${a.space} · ${count(a.documents)} docs · ` +
       `${a.algorithm} k=${a.k}` + (a.hungarian_accuracy !== null && a.hungarian_accuracy !== undefined
-        ? ` · accuracy ${fmt(a.hungarian_accuracy)}` : ""))));
+        ? ` · accuracy ${fmt(a.hungarian_accuracy)}` : "") +
+      ((a.notes || []).length ? ` · ${a.notes.length} note${a.notes.length > 1 ? "s" : ""}` : ""))));
     if (!analyses.length) {
       showMessage(source.live
         ? "No analysis in this store yet. Start one with “New analysis…”, or run `embedlab analyze`."
@@ -989,6 +990,8 @@
     const panel = $("#panel-evaluation");
     const m = state.head.metrics || {};
     const parts = [el("p", {}, `Hungarian accuracy ${fmt(m.hungarian_accuracy)} · ARI ${fmt(m.ari)} · NMI ${fmt(m.nmi)} · silhouette ${fmt(m.silhouette)}`)];
+    const notes = state.head.notes || []; // e.g. documents deleted from the store since
+    if (notes.length) parts.unshift(el("ul", { class: "notes", id: "analysis-notes" }, notes.map((n) => el("li", {}, `note: ${n}`))));
     if (!m.per_class) {
       parts.push(el("p", { class: "hint" }, "These documents have no labels to evaluate against."));
       panel.replaceChildren(...parts);
