@@ -1,0 +1,117 @@
+"""Issue 25 (first use without a stumble), the notebook and output items: results shown
+as HTML, progress bars that show counts when nothing was done, no stray lines or warnings,
+snippets that show a post's body, CJK cluster terms, recorded options, one silhouette."""
+
+from __future__ import annotations
+
+import re
+
+import embedlab
+import numpy as np
+import pytest
+from embedlab.store import Document, Space, Store
+
+from tests.builders import SPACE, WORDS
+
+EVIL = "<script>alert('x')</script>"
+
+
+def labelled_corpus(store: Store, space: Space = SPACE, per_group: int = 15) -> list[Document]:
+    """WORDS' three groups around three centres; the "crypt" group's label is an HTML
+    attack, as a user's label may be."""
+    rng = np.random.default_rng(0)
+    centres = {g: rng.normal(size=space.dims) * 3 for g in WORDS}
+    docs, vectors = [], []
+    for group, words in WORDS.items():
+        label = f"crypt{EVIL}" if group == "crypt" else group
+        for i in range(per_group):
+            text = f"{words} note {i} {EVIL}"
+            docs.append(Document(f"syn/{group}/{i:03d}", text, "synthetic", label))
+            vectors.append(centres[group] + rng.normal(size=space.dims))
+    rows = np.array(vectors, dtype=np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    store.collection(space, create=True).write(docs, rows, [False] * len(docs))
+    return docs
+
+
+# -- item 15: HTML views -------------------------------------------------------------------
+
+
+def test_analysis_comparison_and_report_show_themselves_as_escaped_html(store_path, gemini):
+    other = Space("fake", "fake-other", "none", 16)
+    with Store.open_local(store_path, create=True) as store:
+        labelled_corpus(store)
+        labelled_corpus(store, other)
+    with embedlab.open(store_path, quiet=True) as lab:
+        analysis = lab.analyze(space=SPACE, k=3, seed=0, reduce="pca")
+        page = analysis._repr_html_()
+        assert EVIL not in page and "<script" not in page
+        assert "crypt&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+        assert f"{len(analysis.ids)} documents, 3 clusters" in page
+        assert f"hungarian_accuracy {analysis.metrics['hungarian_accuracy']:.3f}" in page
+        share = analysis.metrics["per_class"]["space"]["share"]
+        assert re.search(rf"<td[^>]*>space</td><td[^>]*>\d+</td><td[^>]*>{share:.3f}</td>", page)
+        svg = re.search(r"<svg.*?</svg>", page)
+        assert svg and svg[0].count('<path fill="') == 3  # one colour per cluster
+        assert len(page.encode()) < 40_000
+
+        compared = lab.compare(SPACE, other, k=3, reduce="pca")
+        page = compared._repr_html_()
+        assert EVIL not in page and "<script" not in page
+        assert compared.headline() in page
+        assert page.count("<svg") == 2  # A's map and B's
+        assert re.search(r"<td[^>]*>space</td><td[^>]*>15</td>", page)
+
+        neighbours = lab.neighbours(id="syn/crypt/000", k=3, space=SPACE)  # pandas' own HTML
+        assert EVIL not in neighbours._repr_html_()
+
+        report = lab.ingest(["a first text", "a second text"])
+        page = report._repr_html_()
+        assert "2 documents: 0 cached, 2 embedded" in page
+        assert re.search(r"<td[^>]*>embedded</td><td[^>]*>2</td>", page)
+
+
+def test_a_fully_cached_ingest_shows_counts_not_a_rate(store_path, gemini, capsys):
+    texts = [f"post number {i}" for i in range(30)]
+    with embedlab.open(store_path, quiet=True) as lab:
+        lab.ingest(texts)
+    with embedlab.open(store_path, quiet=False) as lab:
+        capsys.readouterr()
+        again = lab.ingest(texts)
+    assert again.cached == 30
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "30/30" in bar and "30 cached, 0 embedded" in bar, bar
+    assert "it/s" not in bar and "s/it" not in bar, bar
+
+
+def test_the_notebook_extra_installs_ipywidgets_for_the_widget_bar():
+    from tests.conftest import REPO
+
+    tomllib = pytest.importorskip("tomllib")
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(x.startswith("ipywidgets") for x in extras["dev"])
+    pytest.importorskip("ipywidgets")  # without it tqdm.auto warns "IProgress not found"
+
+
+# -- item 19: no stray output, snippets, CJK terms, recorded task type ---------------------
+
+
+def test_an_ingest_off_a_terminal_prints_no_bare_ingest_line(store_path, gemini, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from embedlab.cli import cli
+
+    from tests.conftest import jsonl_ingest_args
+
+    corpus = tmp_path / "posts.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": f"post {i}"}) + "\n" for i in range(5)))
+    result = CliRunner().invoke(cli, jsonl_ingest_args(store_path, corpus))  # not a terminal
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert "ingest" not in lines, result.stderr
+    assert not any(line.startswith("ingest ") and "%" in line for line in lines), result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("5 documents: 0 cached, 5 embedded")
