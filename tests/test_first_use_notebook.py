@@ -115,3 +115,41 @@ def test_an_ingest_off_a_terminal_prints_no_bare_ingest_line(store_path, gemini,
     assert "ingest" not in lines, result.stderr
     assert not any(line.startswith("ingest ") and "%" in line for line in lines), result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("5 documents: 0 cached, 5 embedded")
+
+
+POST = """\
+From: jdoe@cs.example.edu (John Doe)
+Subject: Re: Shuttle orbit decay
+Organization: Example University, Dept. of Physics
+Lines: 68
+NNTP-Posting-Host: ra.example.edu
+
+In article <1993Apr5.174532.1234@news.example.edu> asmith@example.com (A. Smith) writes:
+>Will the shuttle orbit decay if nobody boosts it?
+>
+>Just wondering.
+
+Yes: drag in the upper atmosphere takes energy from every low orbit, so it decays.
+"""
+
+
+def test_snippets_show_a_posts_body_not_its_headers(store_path):
+    from embedlab.ingest.newsgroups import clean_notebook
+    from embedlab.store.neighbours import snippet
+
+    body = "Yes: drag in the upper atmosphere takes energy from every low orbit, so it decays."
+    assert snippet(POST) == body
+    assert snippet(clean_notebook(POST)) == body  # the notebook's cleaning keeps the headers
+    assert snippet("Note: a plain text\nwith two lines") == "Note: a plain text with two lines"
+    assert snippet("> only a quote") == "> only a quote"  # nothing left: the raw start
+
+    with Store.open_local(store_path, create=True) as store:
+        docs = labelled_corpus(store)
+        posts = [Document(d.id, clean_notebook(POST) + d.text, d.source, d.label) for d in docs]
+        vectors = store.collection(SPACE).load([d.id for d in docs], with_text=False)[0]
+        store.collection(SPACE).write(posts, vectors, [False] * len(posts))
+    with embedlab.open(store_path, quiet=True) as lab:
+        analysis = lab.analyze(space=SPACE, k=3, seed=0, reduce="pca")
+        shown = [r["snippet"] for c in analysis.clusters for r in c["representatives"]]
+        assert shown and all(s.startswith("Yes: drag in the upper") for s in shown), shown
+        assert "Lines: 68" in lab.documents()["text"].iloc[0]  # the stored text is kept
