@@ -153,3 +153,20 @@ def test_snippets_show_a_posts_body_not_its_headers(store_path):
         shown = [r["snippet"] for c in analysis.clusters for r in c["representatives"]]
         assert shown and all(s.startswith("Yes: drag in the upper") for s in shown), shown
         assert "Lines: 68" in lab.documents()["text"].iloc[0]  # the stored text is kept
+
+
+def test_japanese_cluster_terms_are_short_words_not_sentences():
+    from embedlab.analyze.describe import top_terms
+
+    texts = [
+        "宇宙ロケットの打ち上げは成功しました。ロケットは軌道に到達しました。",
+        "新しいロケットの打ち上げが延期されました。宇宙ステーションへ向かいます。",
+        "病院の医者は患者の治療を続けています。病気の治療薬が承認されました。",
+        "医者によると、この病気の治療には時間がかかります。患者は回復しています。",
+    ]
+    terms = top_terms(np.array([0, 0, 1, 1]), texts, [0, 1])
+    assert terms[0] and terms[1]
+    every = terms[0] + terms[1]
+    assert all(len(term) <= 4 for term in every), every
+    assert "ロケ" in terms[0] or "宇宙" in terms[0], terms[0]
+    assert "治療" in terms[1] or "患者" in terms[1], terms[1]
