@@ -170,3 +170,23 @@ def test_japanese_cluster_terms_are_short_words_not_sentences():
     assert all(len(term) <= 4 for term in every), every
     assert "ロケ" in terms[0] or "宇宙" in terms[0], terms[0]
     assert "治療" in terms[1] or "患者" in terms[1], terms[1]
+
+
+def test_a_local_model_ingest_job_records_no_task_type(tmp_path):
+    from tests.fake_gemini import FakeGemini
+    from tests.service_helpers import InProcessService
+
+    docs = [{"id": f"d{i}", "text": f"a short post about rockets {i}"} for i in range(3)]
+    with FakeGemini() as fake:
+        service = InProcessService(tmp_path / "store", fake)
+        try:
+            local = service.ingest(docs, provider="local", dry_run=True)  # no model loaded
+            job = service.http.get(f"/api/v1/jobs/{local['job']}").json()
+            assert job["state"] == "done", job
+            assert job["request"]["task_type"] == "none", job["request"]
+            assert job["request"]["provider"] == "local"
+            remote = service.ingest(docs, provider="gemini", dims=128)
+            job = service.http.get(f"/api/v1/jobs/{remote['job']}").json()
+            assert job["request"]["task_type"] == "CLUSTERING", job["request"]
+        finally:
+            assert service.stop() == 0
