@@ -190,3 +190,26 @@ def test_a_local_model_ingest_job_records_no_task_type(tmp_path):
             assert job["request"]["task_type"] == "CLUSTERING", job["request"]
         finally:
             assert service.stop() == 0
+
+
+# -- item 8: one silhouette for --k auto ---------------------------------------------------
+
+
+@pytest.mark.parametrize("space", [SPACE, Space("local", "mini-model", "none", 16)])
+def test_k_auto_prints_one_silhouette_figure(store_path, tmp_path, space):
+    from click.testing import CliRunner
+    from embedlab.cli import cli
+
+    from tests.builders import grouped_corpus
+
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store, per_group=20, space=space)  # the local model: text weight 1
+    args = ["--store", str(store_path), "analyze", "--k", "auto", "--reduce", "pca"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    with embedlab.open(store_path, quiet=True) as lab:
+        analysis = lab.analyses().iloc[0]
+        silhouette = lab.analysis(analysis["id"]).metrics["silhouette"]
+    figures = re.findall(r"silhouette (-?\d\.\d{3})", result.output)
+    assert figures and set(figures) == {f"{silhouette:.3f}"}, result.output
+    assert "chosen by silhouette" in result.output
