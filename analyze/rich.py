@@ -36,8 +36,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A small HTML table, every cell escaped."""
     head = "".join(f'<th style="{CELL}">{esc(h)}</th>' for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td style="{CELL}">{esc(v)}</td>' for v in row) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f'<td style="{CELL}">{esc(v)}</td>' for v in row) + "</tr>" for row in rows
     )
     return f'<table style="{STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
