@@ -52,8 +52,20 @@ class CancelToken:
         return f"CancelToken(cancelled={self.cancelled})"
 
 
+# a bar's line without the rate: counts and elapsed time only
+COUNTS_ONLY = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
+def did_no_work(event: Progress) -> bool:
+    """True when an ingest's progress counts only documents it found cached (or reused):
+    nothing was embedded, so a rate (documents per second) would be meaningless."""
+    report = event.detail.get("report")
+    return report is not None and getattr(report, "embedded", 0) == 0
+
+
 class TqdmProgress:
-    """A progress callback drawing a tqdm bar (tqdm.auto: a widget in Jupyter)."""
+    """A progress callback drawing a tqdm bar (tqdm.auto: a widget in Jupyter, which needs
+    ipywidgets). A bar that did no work (everything cached) shows counts, not a rate."""
 
     def __init__(self) -> None:
         self._bar: Any = None
@@ -66,6 +78,10 @@ class TqdmProgress:
 
             self._bar = tqdm(total=event.total, desc=event.task, leave=True)
             self._task = event.task
+        if did_no_work(event):
+            self._bar.bar_format = COUNTS_ONLY
+        else:
+            self._bar.bar_format = None
         self._bar.n = event.done
         if event.status:
             self._bar.set_postfix_str(event.status, refresh=False)
@@ -101,7 +117,9 @@ def plural(n: int, noun: str) -> str:
 class TerminalBar:
     """A `Progress` callback drawing one click bar on stderr, opened at the first event
     (when the total is known) and closed with `stack` (a contextlib.ExitStack); with
-    `status`, each event's status is shown beside it. The CLI's one progress bar."""
+    `status`, each event's status is shown beside it. The CLI's one progress bar.
+    Off a terminal (a pipe, a log file) it draws nothing: click would print its bare
+    label there, and the summary line that follows says what was done."""
 
     def __init__(self, stack: Any, label: str, status: bool = True, at_least_one: bool = False):
         self.stack, self.label, self.status, self.at_least_one = stack, label, status, at_least_one
@@ -116,6 +134,10 @@ class TerminalBar:
             import sys
 
             import click
+
+            isatty = getattr(sys.stderr, "isatty", None)
+            if isatty is None or not isatty():
+                return
 
             total = max(event.total, 1) if self.at_least_one else event.total
             shown = (lambda s: s) if self.status else None

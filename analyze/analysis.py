@@ -197,6 +197,12 @@ class Analysis:
             f"{n_clusters} clusters ({method}){tail}>"
         )
 
+    def _repr_html_(self) -> str:
+        """The notebook's view: headline, per-class table, clusters, a map thumbnail."""
+        from .rich import analysis_html
+
+        return analysis_html(self)
+
     def map_data(self) -> tuple[list[str] | None, tuple[np.ndarray, np.ndarray] | None]:
         """(texts, (neighbour positions, similarities)) for map.html: the plain fields
         when set, else read now by `map_extras`; (None, None) for an analysis that no

@@ -240,6 +240,12 @@ class Comparison:
             f"{len(self.ids)} documents; {self.headline()}>"
         )
 
+    def _repr_html_(self) -> str:
+        """The notebook's view: headline, scores, per-class table, both maps."""
+        from .rich import comparison_html
+
+        return comparison_html(self)
+
     def figure(self, kind: str = "maps") -> Any:
         """A matplotlib Figure: "maps" (side by side, by label, or by A's clusters without
         labels), "agreement" (the maps coloured by Jaccard) or "histogram"."""

@@ -15,6 +15,15 @@ REPRESENTATIVES = 3
 # Words in any script, at least 3 letters, no digits or underscores ("café", "Überzahl",
 # "космос" are terms; "3d", "__init__" are not).
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
+# Chinese, Japanese and Korean runs have no spaces between words: a whole sentence would
+# be one "word". They are cut into overlapping character bigrams instead (the usual
+# dictionary-free segmentation for CJK retrieval); bigrams of hiragana alone are mostly
+# particles and endings (です, ます, して) and are dropped.
+_CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f"
+_CJK_SPLIT = re.compile(f"([{_CJK}]+)")
+_HIRAGANA = re.compile("^[\u3040-\u309f]+$")
+_RUN = re.compile(r"(?u)\w+")
+_LETTERS = re.compile(r"(?u)[^\W\d_]{3,}")
 # Residual news headers (the notebook's cleaning keeps them) and quoting boilerplate:
 # dropped before counting, so a cluster is not named after its posters' organisation.
 _HEADER_LINE = re.compile(
@@ -45,6 +54,22 @@ def term_text(text: str) -> str:
     return _QUOTE_INTRO.sub(" ", _HEADER_LINE.sub(" ", text))
 
 
+def terms_of(text: str) -> list[str]:
+    """The terms of a text: words of 3 letters or more in any spaced script (the
+    TOKEN_PATTERN), and character bigrams of CJK runs."""
+    terms: list[str] = []
+    for match in _RUN.finditer(text):
+        for part in _CJK_SPLIT.split(match[0]):
+            if not part:
+                continue
+            if _CJK_SPLIT.fullmatch(part):
+                bigrams = (part[i : i + 2] for i in range(len(part) - 1))
+                terms += [b for b in bigrams if not _HIRAGANA.match(b)]
+            elif _LETTERS.fullmatch(part):
+                terms.append(part)
+    return terms
+
+
 def top_terms(
     cluster_labels: np.ndarray, texts: list[str], clusters: list[int]
 ) -> dict[int, list[str]]:
@@ -59,7 +84,8 @@ def top_terms(
     ]
     vectoriser = TfidfVectorizer(
         stop_words=sorted(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS),
-        token_pattern=TOKEN_PATTERN,
+        tokenizer=terms_of,
+        token_pattern=None,
         sublinear_tf=True,
     )
     try:

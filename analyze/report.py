@@ -115,8 +115,13 @@ def method_line(metrics: dict[str, Any]) -> str:
     if "k_auto_range" in clustering:
         low, high = clustering["k_auto_range"]
         best = metrics.get("k_silhouette", {}).get(str(clustering["k"]))
-        score = f", silhouette {best:.3f}" if best is not None else ""
-        k += f" (chosen by silhouette among {low}..{high}{score})"
+        if clustering.get("text_weight"):
+            # k was scored on vectors + words, a figure unlike the headline's silhouette
+            # (the vectors alone): one silhouette is printed, the headline's
+            k += f" (chosen by silhouette of vectors + words among {low}..{high})"
+        else:  # the same figure as the headline's silhouette (same vectors, sample, seed)
+            score = f", silhouette {best:.3f}" if best is not None else ""
+            k += f" (chosen by silhouette among {low}..{high}{score})"
     if clustering.get("text_weight"):
         weight, dims = clustering["text_weight"], clustering["text_dims"]
         k += f" on vectors + words (LSA {dims} dims, weight {weight:g})"

@@ -123,6 +123,12 @@ class IngestReport:
             + f", {self.seconds:.1f} s)"
         )
 
+    def _repr_html_(self) -> str:
+        """The notebook's view: the summary line and the counts."""
+        from ..analyze.rich import ingest_html
+
+        return ingest_html(self)
+
     def to_dict(self, prices: PriceTable | None = None) -> dict[str, Any]:
         """The report as JSON-ready data (the service's ingest report), costs estimated."""
         prices = prices or PriceTable()

@@ -196,8 +196,13 @@ class Service:
         documents = [d.model_dump(exclude_none=True) for d in request.documents]
         self.lab.check_ids(d["id"] for d in documents)  # 400 now, not a failed job later
         options = request.model_dump(exclude={"documents"})
-        check_batch_options(self.embedding_choice(options), options)
-        summary = {"documents": len(documents), "format": "json", **_options_summary(options)}
+        choice = self.embedding_choice(options)
+        check_batch_options(choice, options)
+        summary = {
+            "documents": len(documents),
+            "format": "json",
+            **_options_summary(options, choice),
+        }
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             return self._ingest(
@@ -222,7 +227,8 @@ class Service:
             raise InvalidRequest("the request body is empty; send NDJSON lines or CSV rows")
         options = {k: params[k] for k in EmbeddingOptions.model_fields if k in params}
         EmbeddingOptions(**options)  # validated like the JSON form
-        check_batch_options(self.embedding_choice(options), options)
+        choice = self.embedding_choice(options)
+        check_batch_options(choice, options)
         name = params.get("name") or "upload"
         skipped: Counter[str] = Skips()
         encodings: Counter[str] = Counter()
@@ -248,7 +254,7 @@ class Service:
         if not docs:
             raise InvalidRequest(f"the upload holds no document ({dict(skipped)} skipped)")
         summary = {"documents": len(docs), "format": kind, "name": name}
-        summary.update(_options_summary(options))
+        summary.update(_options_summary(options, choice))
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
             result = self._ingest(
@@ -359,8 +365,13 @@ class JobCancelled(JobError, Cancelled):
     pass
 
 
-def _options_summary(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
+def _options_summary(options: dict[str, Any], choice: Any) -> dict[str, Any]:
+    """The options a job records, its task type the chosen space's: "none" for the local
+    model and own vectors (they have no task types), whatever the request's default."""
+    summary = {k: v for k, v in options.items() if v is not None}
+    if "task_type" in summary or choice.space.task_type == "none":
+        summary["task_type"] = choice.space.task_type
+    return summary
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -7,6 +7,7 @@ is produced by the caller (ingest embeds and caches it) and passed in here.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,45 @@ SNIPPET_CHARS = 160
 _WILDCARDS = set("*?[")
 
 
+# the header names of an e-mail or news post (20 Newsgroups' among them); a first
+# paragraph holding one of them is the post's header block, not what it says
+_MAIL_HEADER = re.compile(
+    r"^\s*(?:from|subject|organi[sz]ation|lines|nntp-posting-host|distribution|reply-to|"
+    r"keywords|summary|article-i\.d\.|message-id|newsgroups|date|sender|path|expires|"
+    r"references|followup-to|x-[\w-]+)\s*:",
+    re.I,
+)
+_ATTRIBUTION = re.compile(
+    r"^\s*in (?:article|message|reply to)\b|\b(?:writes|wrote|says)\s*:\s*$", re.I
+)
+_QUOTED = re.compile(r"^\s*(?:>|\|>)")
+
+
+def body_text(text: str) -> str:
+    """What a post says: its text without a leading e-mail/news header block (`From:`,
+    `Organization:`, `Lines: 68`...), attribution lines (`In article <...> writes:`) and
+    quoted (`>`) lines; the text itself when nothing would be left. For display only:
+    the stored text is never changed."""
+    lines = text.split("\n")
+    start = 0
+    blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
+    if any(_MAIL_HEADER.match(line) for line in lines[:blank]) and blank < len(lines):
+        start = blank  # the first paragraph is a header block
+    else:
+        while start < len(lines) and _MAIL_HEADER.match(lines[start]):
+            start += 1  # header lines with no blank line after them
+    kept = [
+        line
+        for line in lines[start:]
+        if line.strip() and not _ATTRIBUTION.search(line) and not _QUOTED.match(line)
+    ]
+    return "\n".join(kept) if kept else text
+
+
 def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
-    """One line of a document, for tables and reports."""
-    flat = " ".join(text.split())
+    """One line of a document, for tables and reports: the start of its body (a post's
+    header lines, attributions and quotes skipped: `body_text`)."""
+    flat = " ".join(body_text(text).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 

@@ -111,11 +111,26 @@ def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert summary["mean_share"] > 0.85, summary
     assert store.is_dir()
 
+    # The progress bars are widgets (ipywidgets is installed), never tqdm's text fallback.
+    ingest_cell = nb.cells[cell_index(nb, "report")]
+    widgets = [
+        o
+        for o in ingest_cell.outputs
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert widgets, f"the ingest shows no widget bar: {ingest_cell.outputs}"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            streams = "".join(o.get("text", "") for o in cell.outputs)
+            assert "IProgress not found" not in streams, streams
+
     # What the reader sees, cell by cell.
     shown = result(nb.cells[cell_index(nb, "report")])
     assert "600 documents" in shown and "600 embedded" in shown, shown
     shown = result(nb.cells[cell_index(nb, "a")])
     assert "600 documents, 4 clusters" in shown, shown
+    page = result(nb.cells[cell_index(nb, "a")], "text/html")
+    assert "600 documents, 4 clusters" in page and "<svg" in page, page[:500]
 
     per_class = result(nb.cells[cell_index(nb, "a.per_class")])
     for name in SCI:
