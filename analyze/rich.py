@@ -6,14 +6,13 @@ goes through `html.escape`: text is always shown as text.
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..htmltable import esc, table
+
 if TYPE_CHECKING:
-    from ..ingest.pipeline import IngestReport
     from .analysis import Analysis
     from .comparison import Comparison
 
@@ -24,21 +23,6 @@ PALETTE = (
 NOISE = "#c8c8c8"
 THUMB_POINTS = 1500  # at most this many points drawn (a fixed sample): the SVG stays small
 THUMB_W, THUMB_H = 180, 135
-STYLE = "border-collapse:collapse;margin:0.3em 0"
-CELL = "padding:1px 8px;text-align:left"
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A small HTML table, every cell escaped."""
-    head = "".join(f'<th style="{CELL}">{esc(h)}</th>' for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{CELL}">{esc(v)}</td>' for v in row) + "</tr>" for row in rows
-    )
-    return f'<table style="{STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def thumbnail(coords: np.ndarray, clusters: np.ndarray, title: str = "map") -> str:
@@ -126,33 +110,6 @@ def analysis_clusters(analysis: Analysis) -> list[dict[str, Any]]:
     from .describe import with_names
 
     return with_names(analysis.clusters)
-
-
-def ingest_html(report: IngestReport) -> str:
-    """The summary line and the counts as a table."""
-    counts = [
-        ("documents", report.documents),
-        ("cached", report.cached),
-        ("reused from identical texts", report.reused),
-        ("embedded", report.embedded),
-        ("requests", report.requests),
-    ]
-    counts += [
-        (name, value)
-        for name, value in (
-            ("retries", report.retries),
-            ("truncated", report.truncated),
-            ("changed text", report.changed),
-            ("relabelled", report.relabelled),
-            ("removed (no longer in the input)", report.pruned),
-            ("skipped", sum(report.skipped.values())),
-        )
-        if value
-    ]
-    return (
-        f"<div><p><b>ingest into {esc(report.space.describe())}</b><br>"
-        f"{esc(report.summary())}</p>{table(['', 'count'], counts)}</div>"
-    )
 
 
 def comparison_html(comparison: Comparison) -> str:

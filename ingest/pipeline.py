@@ -125,9 +125,31 @@ class IngestReport:
 
     def _repr_html_(self) -> str:
         """The notebook's view: the summary line and the counts."""
-        from ..analyze.rich import ingest_html
+        from ..htmltable import esc, table
 
-        return ingest_html(self)
+        counts = [
+            ("documents", self.documents),
+            ("cached", self.cached),
+            ("reused from identical texts", self.reused),
+            ("embedded", self.embedded),
+            ("requests", self.requests),
+        ]
+        counts += [
+            (name, value)
+            for name, value in (
+                ("retries", self.retries),
+                ("truncated", self.truncated),
+                ("changed text", self.changed),
+                ("relabelled", self.relabelled),
+                ("removed (no longer in the input)", self.pruned),
+                ("skipped", sum(self.skipped.values())),
+            )
+            if value
+        ]
+        return (
+            f"<div><p><b>ingest into {esc(self.space.describe())}</b><br>"
+            f"{esc(self.summary())}</p>{table(['', 'count'], counts)}</div>"
+        )
 
     def to_dict(self, prices: PriceTable | None = None) -> dict[str, Any]:
         """The report as JSON-ready data (the service's ingest report), costs estimated."""
