@@ -722,6 +722,7 @@
     state.shownAt = performance.now(); // since navigation: what the benchmark reads
     setStatus();
     $("#analysis-pick").value = id;
+    formOnScreenSpace();
     if (!n) showMessage("This analysis has no documents.");
     if (head.search && !head.search.meaning && !params.get("m")) $("#search-mode").value = "text";
     // after the first paint: ids (for hover, links and export), the grid, the panels
@@ -1030,11 +1031,24 @@
   }
 
   // -- new analysis (service only)
+  // The form offers every space, and starts on the one whose map is on screen.
   function fillSpaces(spaces) {
     const form = $("#new-form");
-    if (form.elements.space) return;
-    const select = el("select", { name: "space" }, spaces.map((s) => el("option", { value: s.name }, s.name)));
-    form.prepend(el("label", {}, "Space ", select));
+    let select = form.elements.space;
+    if (!select) {
+      select = el("select", { name: "space", "aria-label": "Space of the new analysis" });
+      form.prepend(el("label", {}, "Space ", select));
+    }
+    const chosen = select.value;
+    select.replaceChildren(...spaces.map((s) => el("option", { value: s.name }, s.name)));
+    if (chosen && spaces.some((s) => s.name === chosen)) select.value = chosen;
+    formOnScreenSpace();
+  }
+  function formOnScreenSpace() {
+    const select = $("#new-form").elements.space;
+    if (!select || !state.head) return;
+    const name = state.head.space.name;
+    if ([...select.options].some((o) => o.value === name)) select.value = name;
   }
   async function startAnalysis(event) {
     event.preventDefault();
@@ -1051,7 +1065,10 @@
       status.textContent = `k must be a whole number of clusters, 2 or more, or "auto" (blank: the default); not “${k}”.`;
       return;
     }
+    // blank is what the box shows: "auto" (density algorithms find their own number)
+    const density = ["hdbscan", "dbscan"].includes(body.algorithm);
     if (k) body.k = k === "auto" ? "auto" : Number(k);
+    else if (!density) body.k = "auto";
     try {
       const { job } = await source.startAnalysis(body);
       status.textContent = "queued…";
@@ -1190,6 +1207,7 @@
   $("#new-analysis").addEventListener("click", (e) => {
     const form = $("#new-form");
     form.hidden = !form.hidden;
+    if (!form.hidden) formOnScreenSpace(); // a new analysis of the space on screen
     e.target.setAttribute("aria-expanded", String(!form.hidden));
   });
   $("#new-form").addEventListener("submit", startAnalysis);

@@ -1,0 +1,222 @@
+"""The map's tools and layout (issue 25, items 6, 8, 16, 17, 18) in a real headless
+Chromium against a real `embedlab serve` on loopback: one service, one store and one page
+load (at 1100 x 800, the width the client measured) shared by the module.
+
+The store holds two spaces, with the analysis of the second one (alphabetically) on
+screen, 14 labels with 20 Newsgroups' long names, two sources, and one topic whose
+documents are spread over 12 labels (a cluster that matches no class well).
+Screenshots go to $EMBEDLAB_SCREENSHOTS (default: the test's temp folder).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser_helpers import CHROMIUM, Watched, _browser_or_skip
+from tests.fake_gemini import FakeGemini
+from tests.service_helpers import InProcessService
+
+pytestmark = pytest.mark.slow
+
+WIDTH, HEIGHT = 1100, 800
+GOOD = {"autos": "rec.autos", "med": "sci.med"}  # a topic, all of one label
+SPREAD = [  # the third topic's documents, spread over these labels
+    "alt.atheism",
+    "comp.graphics",
+    "comp.os.ms-windows.misc",
+    "comp.sys.ibm.pc.hardware",
+    "comp.sys.mac.hardware",
+    "comp.windows.x",
+    "misc.forsale",
+    "rec.motorcycles",
+    "sci.crypt",
+    "sci.electronics",
+    "soc.religion.christian",
+    "talk.politics.mideast",
+]
+
+
+def corpus() -> list[dict]:
+    docs = []
+    for topic, label in GOOD.items():
+        for i in range(20):
+            docs.append(
+                {
+                    "id": f"{label}/{topic}-document-{i:03d}",
+                    "text": f"topic:{topic} post {i} about {topic}\nline two {i}",
+                    "label": label,
+                    "source": "feed-a" if i % 2 else "feed-b",
+                }
+            )
+    for i in range(48):
+        label = SPREAD[i % len(SPREAD)]
+        docs.append(
+            {
+                "id": f"{label}/mideast-document-{i:03d}",
+                "text": f"topic:mideast post {i} armenian turkish\nline two {i}",
+                "label": label,
+                "source": "feed-c",
+            }
+        )
+    return docs
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    where = os.environ.get("EMBEDLAB_SCREENSHOTS")
+    path = Path(where) if where else Path(__file__).resolve().parent.parent / "build" / "shots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, browser) -> Iterator[dict]:
+    """Two spaces (128 and 256 dims) of the same 88 documents; a k=3 analysis of the
+    256-dims one (the newest: on screen); a comparison of the two."""
+    store = tmp_path_factory.mktemp("tools") / "store"
+    with FakeGemini() as fake:
+        service = InProcessService(store, fake)
+        try:
+            for dims in (128, 256):
+                assert service.ingest(corpus(), dims=dims)["embedded"] == 88
+            spaces = sorted(s["name"] for s in service.http.get("/api/v1/spaces").json()["spaces"])
+            assert len(spaces) == 2
+            compared = service.http.post(
+                "/api/v1/comparisons",
+                params={"wait": "true"},
+                json={"space_a": spaces[0], "space_b": spaces[1], "k": 3, "reduce": "pca"},
+            )
+            assert compared.status_code == 200, compared.text
+            response = service.http.post(
+                "/api/v1/analyses",
+                params={"wait": "true"},
+                json={"k": 3, "seed": 0, "reduce": "pca", "space": spaces[1]},
+            )
+            assert response.status_code == 200, response.text
+            yield {
+                "service": service,
+                "analysis": response.json()["analysis"],
+                "comparison": compared.json()["comparison"],
+                "spaces": spaces,
+            }
+        finally:
+            service.stop()
+
+
+@pytest.fixture(scope="module")
+def page(browser, served) -> Iterator[Watched]:
+    """One page for the module, at 1100 x 800 (wait_for_function needs bypass_csp)."""
+    watched = Watched(browser, served["service"].url, accept_downloads=True, bypass_csp=True)
+    watched.page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+    watched.open(served["service"].url + "/")
+    assert watched.state()["analysis"] == served["analysis"]
+    yield watched
+    watched.close()
+
+
+def api(served, path: str, **params):
+    response = served["service"].http.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def head(served) -> dict:
+    return api(served, f"/api/v1/analyses/{served['analysis']}/map")
+
+
+def rgb(css: str) -> tuple[int, int, int]:
+    """'rgb(1, 2, 3)' (a computed style) as numbers."""
+    r, g, b = (int(float(v)) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+    return r, g, b
+
+
+def lab(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    """CIE L*a*b* (D65) of an sRGB colour."""
+
+    def linear(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in colour)
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 216 / 24389 else (24389 / 27 * t + 16) / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def distance(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    return math.dist(lab(a), lab(b))
+
+
+def chroma(colour: tuple[int, int, int]) -> float:
+    _, a, b = lab(colour)
+    return math.hypot(a, b)
+
+
+def swatches(page: Watched) -> dict[str, tuple[int, int, int]]:
+    """The legend as shown: each entry's name and its swatch colour."""
+    rows = page.page.evaluate(
+        """[...document.querySelectorAll('#legend button')].map((b) => [
+            b.querySelector('.name').textContent,
+            getComputedStyle(b.querySelector('.swatch')).backgroundColor])"""
+    )
+    return {name: rgb(colour) for name, colour in rows}
+
+
+# -- 16: "New analysis…" starts on the space on screen ------------------------------------
+
+
+def test_new_analysis_form_starts_on_the_space_on_screen(page, served):
+    on_screen = head(served)["space"]["name"]
+    assert on_screen == served["spaces"][1]  # not the first alphabetically
+    page.page.click("#new-analysis")
+    assert page.page.input_value("#new-form select[name=space]") == on_screen
+    offered = page.page.eval_on_selector_all(
+        "#new-form select[name=space] option", "(options) => options.map((o) => o.value)"
+    )
+    assert sorted(offered) == served["spaces"]
+    page.page.click("#new-analysis")  # closed again
+    assert page.page.locator("#new-form").is_hidden()
+
+
+# -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
+
+
+def test_a_blank_k_box_runs_k_auto_as_it_shows(page, served):
+    page.page.click("#new-analysis")
+    assert page.page.get_attribute("#new-form input[name=k]", "placeholder") == "auto"
+    page.page.fill("#new-form input[name=k]", "")
+    page.page.select_option("#new-form select[name=reduce]", "pca")
+    with page.page.expect_request(
+        lambda r: r.url.endswith("/api/v1/analyses") and r.method == "POST"
+    ) as sent:
+        page.page.click("#new-form button[type=submit]")
+    assert json.loads(sent.value.post_data)["k"] == "auto"
+    page.page.wait_for_function(
+        f"window.embedlab.state().analysis !== {json.dumps(served['analysis'])}", timeout=90_000
+    )
+    analysis = page.state()["analysis"]
+    found = api(served, f"/api/v1/analyses/{analysis}")
+    assert found["options"]["k"] == "auto"
+    assert found["metrics"]["params"]["clustering"]["k_auto_range"]  # k chosen by silhouette
+    served["service"].http.delete(f"/api/v1/analyses/{analysis}")
