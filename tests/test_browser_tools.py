@@ -199,6 +199,80 @@ def test_new_analysis_form_starts_on_the_space_on_screen(page, served):
     assert page.page.locator("#new-form").is_hidden()
 
 
+
+# -- 18: layout and palette ---------------------------------------------------------------
+
+
+def map_width(page: Watched) -> float:
+    return page.page.locator("#map").bounding_box()["width"]
+
+
+def test_the_map_gets_most_of_1100_px_and_side_panels_fold_away(page, shots):
+    assert page.page.evaluate("window.innerWidth") == WIDTH
+    assert map_width(page) >= 650
+    page.page.screenshot(path=str(shots / "map-1100.png"))
+    page.page.click("#fold-right")
+    assert page.page.locator("#right").is_hidden()
+    page.page.wait_for_function(f"document.querySelector('#map').width >= {WIDTH - 240}")
+    left = page.page.locator("#left").bounding_box()["width"]
+    assert map_width(page) >= WIDTH - left - 4
+    assert page.page.get_attribute("#fold-right", "aria-expanded") == "false"
+    page.page.click("#fold-left")
+    assert map_width(page) >= WIDTH - 4
+    page.page.click("#fold-left")
+    page.page.click("#fold-right")
+    assert page.page.locator("#right").is_visible() and map_width(page) >= 650
+
+
+def select_everything(page: Watched) -> None:
+    box = page.page.locator("#map").bounding_box()
+    page.page.click("#box-mode")
+    page.page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.page.mouse.down()
+    page.page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=4)
+    page.page.mouse.up()
+    page.page.click("#box-mode")
+
+
+def test_the_selection_table_fits_its_panel(page, shots):
+    select_everything(page)
+    assert len(page.state()["selection"]) == 88
+    panel = page.page.locator("#panel-selection")
+    fits = page.page.evaluate(
+        """(() => {
+            const panel = document.querySelector('#panel-selection');
+            const right = panel.getBoundingClientRect().left + panel.clientWidth;
+            const heads = [...document.querySelectorAll('#selection-table th')];
+            return { scroll: panel.scrollWidth, client: panel.clientWidth,
+                     heads: heads.map((th) => [th.textContent, th.getBoundingClientRect().right <= right + 0.5]) };
+        })()"""
+    )
+    assert fits["scroll"] <= fits["client"], fits
+    assert fits["heads"] == [["id", True], ["label", True], ["cluster", True]]
+    # a cut cell still says all of it
+    cell = panel.locator("#selection-table td").nth(1)
+    assert cell.get_attribute("title") == cell.text_content()
+    page.page.screenshot(path=str(shots / "selection-1100.png"))
+    panel.locator("button:has-text('Clear')").click()
+    assert page.state()["selection"] == []
+
+
+def test_fourteen_labels_get_colours_far_apart_and_none_grey(page, shots):
+    page.page.select_option("#colour-by", "label")
+    shown = swatches(page)
+    assert len(shown) == 14
+    colours = list(shown.values())
+    grey = (189, 189, 189)  # noise
+    assert all(chroma(c) >= 25 and distance(c, grey) >= 25 for c in colours), shown
+    closest = min(
+        (distance(a, b), x, y)
+        for i, (x, a) in enumerate(shown.items())
+        for y, b in list(shown.items())[i + 1 :]
+    )
+    assert closest[0] >= 25, closest
+    page.page.screenshot(path=str(shots / "labels-1100.png"))
+
+
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
 
 

@@ -36,12 +36,17 @@
     return flat.length > chars ? flat.slice(0, chars - 1) + "…" : flat;
   };
 
-  // Tableau-like categorical colours, checked for contrast on white; more categories
-  // cycle through the same hues at other lightness.
+  // Categorical colours for many categories, chosen as Glasbey's method does: after
+  // Tableau's first five, each colour is the one farthest (CIE L*a*b*) from those before,
+  // from white and from the noise grey, among colours dark enough to read on white and
+  // far from grey (L* 42-78, chroma 38+). The first 14 differ by at least 38 (Delta E 1976),
+  // the first 20 by 32, all 30 by 27; more
+  // categories cycle through them darker, then lighter. No class is ever grey.
   const BASE_COLOURS = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#9000fc", "#fc009c", "#ccc000",
+    "#846024", "#00d8c0", "#e47890", "#0060fc", "#f060fc", "#a8cc84", "#187854", "#00d800",
+    "#fca878", "#3cccf0", "#60780c", "#fc84d8", "#cc0054", "#a8b4fc", "#cc9018", "#90cc00",
+    "#006cd8", "#a84800", "#b4249c", "#00d884", "#9048d8", "#fc0000",
   ];
   function colourOf(code) {
     return BASE_COLOURS[code % BASE_COLOURS.length];
@@ -597,6 +602,10 @@
     if (state.colourBy === "label") return state.head.labels.map((l) => ({ code: l.code, name: l.name, size: l.size }));
     return state.head.clusters.map((c) => ({ code: c.code, name: `${c.cluster}: ${c.name}`, size: c.size }));
   }
+  // a long name wraps after its dots, dashes and slashes (comp.sys.|ibm.|pc.|hardware)
+  function breakable(text) {
+    return String(text).split(/(?<=[./_-])/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
+  }
   function renderLegend() {
     const list = $("#legend");
     list.replaceChildren();
@@ -610,7 +619,7 @@
           button.setAttribute("aria-pressed", String(!hidden.has(cat.code)));
           rebuildFlags();
         } },
-      el("span", { class: "swatch" }), el("span", { class: "name", title: cat.name }, cat.name), el("span", { class: "count" }, count(cat.size)));
+      el("span", { class: "swatch" }), el("span", { class: "name", title: cat.name }, breakable(cat.name)), el("span", { class: "count" }, count(cat.size)));
       button.firstChild.style.background = cssOf(state.colourOf(cat.code));
       list.append(el("li", {}, button));
     }
@@ -685,10 +694,12 @@
       const c = state.head.clusters[i], span = layer.children[i];
       const hidden = state.colourBy === "cluster" && state.hidden.cluster.has(c.code);
       if (!c.at || c.cluster < 0 || hidden) { span.hidden = true; continue; }
-      const [sx, sy] = toScreen(c.at[0], c.at[1]);
+      let [sx, sy] = toScreen(c.at[0], c.at[1]);
+      const at = sx;
       const w = Number(span.dataset.w) / 2 + 2, h = Number(span.dataset.h) / 2 + 1;
+      sx = Math.min(Math.max(sx, w), width - w); // a name near the edge stays whole
       const clash = placed.some(([x, y, pw, ph]) => Math.abs(x - sx) < w + pw && Math.abs(y - sy) < h + ph);
-      span.hidden = clash || sx < 0 || sy < 0 || sx > width || sy > height;
+      span.hidden = clash || at < 0 || sy < 0 || at > width || sy > height;
       if (!span.hidden) placed.push([sx, sy, w, h]);
       span.style.left = `${sx}px`;
       span.style.top = `${sy}px`;
@@ -820,6 +831,7 @@
 
   // -- the document panel: whole text and its neighbours in the original space
   function showTab(name) {
+    fold("right", true); // what was asked for is shown
     for (const tab of document.querySelectorAll("[role=tab]")) {
       const on = tab.id === `tab-${name}`;
       tab.setAttribute("aria-selected", String(on));
@@ -966,9 +978,11 @@
       const name = (k) => (key === "cluster" ? `${k} (${rows.find((r) => r.cluster === k).cluster_name})` : k);
       return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${name(k)}: ${v}`).join(" · ");
     };
-    const table = el("table", { id: "selection-table" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "label"), el("th", {}, "cluster")),
-      rows.slice(0, 300).map((r) => el("tr", {}, el("td", {}, el("button", { type: "button", onclick: () => focusDocument(r.id, state.idIndex && state.idIndex.get(r.id)) }, r.id)),
-        el("td", {}, r.label), el("td", {}, String(r.cluster)))));
+    const table = el("table", { id: "selection-table" },
+      el("colgroup", {}, el("col", { class: "id" }), el("col", { class: "label" }), el("col", { class: "cluster" })),
+      el("tr", {}, el("th", {}, "id"), el("th", {}, "label"), el("th", {}, "cluster")),
+      rows.slice(0, 300).map((r) => el("tr", {}, el("td", { title: r.id }, el("button", { type: "button", onclick: () => focusDocument(r.id, state.idIndex && state.idIndex.get(r.id)) }, r.id)),
+        el("td", { title: r.label }, r.label), el("td", { title: `${r.cluster}: ${r.cluster_name}` }, String(r.cluster)))));
     panel.replaceChildren(
       el("p", {}, `${count(rows.length)} documents selected.`),
       el("p", { class: "doc-meta" }, `Labels: ${mix("label")}`),
@@ -1182,6 +1196,15 @@
     canvas.classList.toggle("boxing", boxMode);
   });
   $("#reset-view").addEventListener("click", () => { fitView(); requestDraw(); });
+  function fold(side, open) { // a side panel folded away gives the map its width
+    const main = document.querySelector("main");
+    if (open === undefined) open = main.classList.contains(`${side}-folded`);
+    main.classList.toggle(`${side}-folded`, !open);
+    $(`#fold-${side}`).setAttribute("aria-expanded", String(open));
+  }
+  $("#fold-left").addEventListener("click", () => fold("left"));
+  $("#fold-right").addEventListener("click", () => fold("right"));
+  new ResizeObserver(() => { if (state.fitted) fitView(); requestDraw(); }).observe($("#stage"));
   $("#search").addEventListener("submit", (event) => {
     event.preventDefault();
     runSearch($("#search-text").value, $("#search-mode").value);
