@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..store.selection import NO_LABEL
+from .evaluate import cluster_matches
 from .knn import nearest_rows as exact_rows
 from .records import space_dict
 
@@ -55,6 +56,11 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
     dtype = _code_dtype(len(labels), len(clusters))
     coords = np.asarray(analysis.coords, dtype=np.float32).reshape(-1, 2)
     described = {int(c["cluster"]): c for c in analysis.clusters}
+    matches = cluster_matches(
+        analysis.cluster_labels,
+        list(analysis.labels),
+        (analysis.metrics or {}).get("cluster_to_class") or {},
+    )
     cluster_rows = []
     for code, number in enumerate(clusters):
         members = coords[cluster_code == code]
@@ -72,6 +78,9 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
                 "size": int(len(members)),
                 "terms": terms,
                 "labels": found.get("labels") or {},
+                # its matched class, the share of its documents there, and whether that
+                # is enough to wear the class's colour (None: noise, unmatched, no labels)
+                "match": matches.get(number),
                 "representatives": found.get("representatives") or [],
                 "at": np.median(members, axis=0).round(5).tolist() if len(members) else None,
             }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,7 +198,6 @@ def test_new_analysis_form_starts_on_the_space_on_screen(page, served):
     assert page.page.locator("#new-form").is_hidden()
 
 
-
 # -- 18: layout and palette ---------------------------------------------------------------
 
 
@@ -244,7 +242,8 @@ def test_the_selection_table_fits_its_panel(page, shots):
             const right = panel.getBoundingClientRect().left + panel.clientWidth;
             const heads = [...document.querySelectorAll('#selection-table th')];
             return { scroll: panel.scrollWidth, client: panel.clientWidth,
-                     heads: heads.map((th) => [th.textContent, th.getBoundingClientRect().right <= right + 0.5]) };
+                     heads: heads.map((th) => [
+                         th.textContent, th.getBoundingClientRect().right <= right + 0.5]) };
         })()"""
     )
     assert fits["scroll"] <= fits["client"], fits
@@ -271,6 +270,35 @@ def test_fourteen_labels_get_colours_far_apart_and_none_grey(page, shots):
     )
     assert closest[0] >= 25, closest
     page.page.screenshot(path=str(shots / "labels-1100.png"))
+
+
+# -- 6: a cluster wears its class's colour only when it matches it well -------------------
+
+
+def test_a_cluster_wears_its_class_colour_only_when_it_matches_it(page, served, shots):
+    page.page.select_option("#colour-by", "label")
+    by_label = swatches(page)
+    rows = {c["cluster"]: c for c in head(served)["clusters"]}
+    good = {c: row for c, row in rows.items() if row["match"]["wears_colour"]}
+    poor = [row for row in rows.values() if not row["match"]["wears_colour"]]
+    assert sorted(row["match"]["label"] for row in good.values()) == sorted(GOOD.values())
+    assert len(poor) == 1 and poor[0]["match"]["label"] in SPREAD
+    assert poor[0]["match"]["share"] == pytest.approx(4 / 48, abs=1e-6)
+
+    page.page.select_option("#colour-by", "cluster")
+    legend = page.page.locator("#legend button")
+    shown = swatches(page)
+    names = list(shown)
+    for code, row in enumerate(sorted(rows.values(), key=lambda r: r["code"])):
+        colour = shown[names[code]]
+        text = legend.nth(code).inner_text()
+        assert f"matched to {row['match']['label']}, {round(100 * row['match']['share'])}%" in text
+        if row["match"]["wears_colour"]:
+            assert colour == by_label[row["match"]["label"]]
+        else:  # a colour of its own: none of the 14 classes', not grey
+            assert min(distance(colour, c) for c in by_label.values()) >= 25
+            assert chroma(colour) >= 25 and "own colour" in text
+    page.page.screenshot(path=str(shots / "clusters-1100.png"))
 
 
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----

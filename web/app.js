@@ -600,7 +600,8 @@
   // -- categories and legend
   function categories() {
     if (state.colourBy === "label") return state.head.labels.map((l) => ({ code: l.code, name: l.name, size: l.size }));
-    return state.head.clusters.map((c) => ({ code: c.code, name: `${c.cluster}: ${c.name}`, size: c.size }));
+    return state.head.clusters.map((c) => ({ code: c.code, name: c.cluster < 0 ? "noise" : `${c.cluster}: ${c.name}`,
+      size: c.size, match: matchText(c) }));
   }
   // a long name wraps after its dots, dashes and slashes (comp.sys.|ibm.|pc.|hardware)
   function breakable(text) {
@@ -619,37 +620,39 @@
           button.setAttribute("aria-pressed", String(!hidden.has(cat.code)));
           rebuildFlags();
         } },
-      el("span", { class: "swatch" }), el("span", { class: "name", title: cat.name }, breakable(cat.name)), el("span", { class: "count" }, count(cat.size)));
+      el("span", { class: "swatch" }),
+      el("span", { class: "name", title: cat.match ? `${cat.name} (${cat.match})` : cat.name }, breakable(cat.name),
+        cat.match ? el("span", { class: "match" }, breakable(cat.match)) : null),
+      el("span", { class: "count" }, count(cat.size)));
       button.firstChild.style.background = cssOf(state.colourOf(cat.code));
       list.append(el("li", {}, button));
     }
   }
-  // A cluster wears the colour of the class most of its documents carry (as in the PNG
-  // report), when no bigger cluster took that class first; noise is grey.
+  // A cluster wears the colour of its matched class when the service says enough of its
+  // documents carry it (head.clusters[].match, analyze/evaluate.cluster_matches); any
+  // other cluster gets a colour of its own, none of the classes'; noise is grey.
   function clusterColours() {
-    const { head, n } = state;
-    const labelCount = head.labels.length, colours = new Array(head.clusters.length).fill(-1);
-    const taken = new Set();
-    if (head.has_labels) {
-      const counts = head.clusters.map(() => new Array(labelCount).fill(0));
-      for (let i = 0; i < n; i++) counts[state.codes.cluster[i]][state.codes.label[i]]++;
-      const order = head.clusters.map((c, j) => j).sort((a, b) => head.clusters[b].size - head.clusters[a].size);
-      for (const j of order) {
-        if (head.clusters[j].cluster < 0) continue;
-        const best = counts[j].indexOf(Math.max(...counts[j])) % NOISE_COLOUR;
-        if (!taken.has(best)) { colours[j] = best; taken.add(best); }
-      }
-    }
+    const { head } = state;
+    const labelCode = new Map(head.labels.map((l) => [l.name, l.code]));
+    const colours = head.clusters.map((c) => {
+      if (c.cluster < 0) return NOISE_COLOUR;
+      const m = head.has_labels && c.match;
+      return m && m.wears_colour && labelCode.has(m.label) ? labelCode.get(m.label) % NOISE_COLOUR : -1;
+    });
+    const taken = new Set(head.has_labels ? head.labels.map((l) => l.code % NOISE_COLOUR) : []);
     let next = 0;
-    head.clusters.forEach((c, j) => {
-      if (c.cluster < 0) colours[j] = NOISE_COLOUR;
-      else if (colours[j] < 0) {
-        while (taken.has(next) && next < NOISE_COLOUR - 1) next++;
-        colours[j] = next % NOISE_COLOUR;
-        taken.add(next);
-      }
+    colours.forEach((colour, j) => {
+      if (colour >= 0) return;
+      while (taken.has(next) && next < NOISE_COLOUR - 1) next++;
+      colours[j] = next % NOISE_COLOUR;
+      taken.add(next);
     });
     return colours;
+  }
+  function matchText(c) { // "matched to sci.med, 92%"; under half: the cluster's own colour
+    const m = state.head.has_labels && c.match;
+    if (!m) return c.cluster < 0 ? "" : state.head.has_labels ? "matched to no class" : "";
+    return `matched to ${m.label}, ${Math.round(100 * m.share)}%${m.wears_colour ? "" : " (own colour)"}`;
   }
   // Colour slots 0..254 cycle through the palette; 255 is noise only.
   function colourCodes(mode) {
