@@ -301,6 +301,62 @@ def test_a_cluster_wears_its_class_colour_only_when_it_matches_it(page, served, 
     page.page.screenshot(path=str(shots / "clusters-1100.png"))
 
 
+# -- 17: a lasso, keyboard stepping, colour by a metadata field, density, /compare legend --
+
+
+def inside(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:
+    """Even-odd rule, as a reference for the page's own test."""
+    hit = False
+    for (xa, ya), (xb, yb) in zip(polygon, polygon[-1:] + polygon[:-1]):
+        if (ya > y) != (yb > y) and x < (xb - xa) * (y - ya) / (yb - ya) + xa:
+            hit = not hit
+    return hit
+
+
+def on_screen(page: Watched) -> list[tuple[float, float]]:
+    return [
+        tuple(p)
+        for p in page.page.evaluate(
+            "[...Array(window.embedlab.state().points).keys()]"
+            ".map((i) => window.embedlab.screenOf(i))"
+        )
+    ]
+
+
+def test_a_lasso_selects_the_points_inside_it_into_the_selection_table(page, shots):
+    box = page.page.locator("#map").bounding_box()
+    w, h = box["width"], box["height"]
+    # a triangle over the map's upper-left half: a box around it would take every point
+    triangle = [(4.0, 4.0), (w - 4, 4.0), (4.0, h - 4)]
+    expected = sorted(i for i, (x, y) in enumerate(on_screen(page)) if inside(x, y, triangle))
+    assert 0 < len(expected) < 88
+    page.page.click("#lasso-mode")
+    assert page.page.get_attribute("#lasso-mode", "aria-pressed") == "true"
+    mouse = page.page.mouse
+    mouse.move(box["x"] + triangle[0][0], box["y"] + triangle[0][1])
+    mouse.down()
+    for x, y in triangle[1:] + [(triangle[0][0], triangle[0][1] + 2)]:
+        mouse.move(box["x"] + x, box["y"] + y, steps=12)
+        if (x, y) == triangle[1]:
+            assert page.page.locator("#lasso").is_visible()  # the outline follows the pointer
+    mouse.up()
+    state = page.state()
+    assert sorted(state["selection"]) == expected and state["selectedBy"] == "lasso"
+    assert page.page.locator("#lasso").is_hidden()
+    rows = page.page.locator("#selection-table tr")
+    assert rows.count() == len(expected) + 1
+    assert (
+        page.page.locator("#panel-selection")
+        .inner_text()
+        .startswith(f"{len(expected)} documents selected.")
+    )
+    page.page.screenshot(path=str(shots / "lasso-1100.png"))
+    page.page.click("#lasso-mode")  # off again; a plain drag pans
+    assert page.page.get_attribute("#lasso-mode", "aria-pressed") == "false"
+    page.page.locator("#panel-selection button:has-text('Clear')").click()
+    assert page.state()["selection"] == []
+
+
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
 
 

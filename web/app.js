@@ -942,10 +942,45 @@
       const x = state.xy[2 * i], y = state.xy[2 * i + 1];
       if (x >= x0 && x <= x1 && y >= y0 && y <= y1) chosen.push(i);
     }
+    select(chosen, "box");
+  }
+  function select(chosen, how) {
     state.selection = chosen;
+    state.selectedBy = how;
     setHighlight(chosen, "selection");
     renderSelection();
     showTab("selection");
+  }
+  // -- lasso selection: the points inside a drawn outline (even-odd rule, in data space)
+  const lassoEl = $("#lasso"), lassoLine = lassoEl.querySelector("polygon");
+  let lassoMode = false;
+  function insidePolygon(x, y, poly) {
+    let inside = false;
+    for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+      const [xa, ya] = poly[a], [xb, yb] = poly[b];
+      if ((ya > y) !== (yb > y) && x < ((xb - xa) * (y - ya)) / (yb - ya) + xa) inside = !inside;
+    }
+    return inside;
+  }
+  function selectLasso(path) {
+    const poly = path.map(([sx, sy]) => toData(sx, sy));
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const [x, y] of poly) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    const chosen = [];
+    for (let i = 0; i < state.n; i++) {
+      if (state.flags[i] & FLAG_HIDDEN) continue;
+      const x = state.xy[2 * i], y = state.xy[2 * i + 1];
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1 && insidePolygon(x, y, poly)) chosen.push(i);
+    }
+    select(chosen, "lasso");
+  }
+  function setSelectMode(mode) { // "box", "lasso" or null: one at a time
+    boxMode = mode === "box";
+    lassoMode = mode === "lasso";
+    $("#box-mode").setAttribute("aria-pressed", String(boxMode));
+    $("#lasso-mode").setAttribute("aria-pressed", String(lassoMode));
+    canvas.classList.toggle("boxing", boxMode);
+    canvas.classList.toggle("lassoing", lassoMode);
   }
   function selectionRows() {
     return state.selection.map((i) => {
@@ -971,7 +1006,7 @@
   function renderSelection() {
     const panel = $("#panel-selection");
     if (!state.selection.length) {
-      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box select, or Shift+drag) to select points."));
+      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box select, or Shift+drag) or draw a lasso (Lasso, or Alt+drag) to select points."));
       return;
     }
     const rows = selectionRows();
@@ -1115,7 +1150,8 @@
   canvas.addEventListener("pointerdown", (event) => {
     const r = canvas.getBoundingClientRect();
     const at = [event.clientX - r.left, event.clientY - r.top];
-    drag = { start: at, last: at, box: boxMode || event.shiftKey, moved: false };
+    const lasso = !event.shiftKey && (lassoMode || event.altKey);
+    drag = { start: at, last: at, box: !lasso && (boxMode || event.shiftKey), lasso, path: [at], moved: false };
     canvas.setPointerCapture(event.pointerId);
   });
   canvas.addEventListener("pointermove", (event) => {
@@ -1123,7 +1159,12 @@
     const at = [event.clientX - r.left, event.clientY - r.top];
     if (!drag) { hover(at[0], at[1]); return; }
     if (Math.abs(at[0] - drag.start[0]) + Math.abs(at[1] - drag.start[1]) > 3) drag.moved = true;
-    if (drag.box) {
+    if (drag.lasso) {
+      const [px, py] = drag.path[drag.path.length - 1];
+      if (Math.abs(at[0] - px) + Math.abs(at[1] - py) >= 2) drag.path.push(at);
+      lassoEl.hidden = false;
+      lassoLine.setAttribute("points", drag.path.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+    } else if (drag.box) {
       boxEl.hidden = false;
       Object.assign(boxEl.style, { left: `${Math.min(at[0], drag.start[0])}px`, top: `${Math.min(at[1], drag.start[1])}px`,
         width: `${Math.abs(at[0] - drag.start[0])}px`, height: `${Math.abs(at[1] - drag.start[1])}px` });
@@ -1143,6 +1184,8 @@
     const done = drag;
     drag = null;
     boxEl.hidden = true;
+    lassoEl.hidden = true;
+    if (done.lasso && done.moved) { done.path.push(at); if (done.path.length >= 3) selectLasso(done.path); return; }
     if (done.box && done.moved) { selectBox(done.start, at); return; }
     if (!done.moved) {
       const i = pointAt(at[0], at[1]);
@@ -1178,6 +1221,7 @@
     else if (event.key === "-") zoom(0.8, width / 2, height / 2);
     else if (event.key === "0") { fitView(); requestDraw(); }
     else if (event.key === "b") $("#box-mode").click();
+    else if (event.key === "l") $("#lasso-mode").click();
     else if (event.key === "Escape") { state.focus = -1; setHighlight(null); writeHash(); }
     else return;
     event.preventDefault();
@@ -1193,11 +1237,8 @@
     for (const c of categories()) state.hidden[state.colourBy].add(c.code);
     renderLegend(); rebuildFlags();
   });
-  $("#box-mode").addEventListener("click", (e) => {
-    boxMode = !boxMode;
-    e.target.setAttribute("aria-pressed", String(boxMode));
-    canvas.classList.toggle("boxing", boxMode);
-  });
+  $("#box-mode").addEventListener("click", () => setSelectMode(boxMode ? null : "box"));
+  $("#lasso-mode").addEventListener("click", () => setSelectMode(lassoMode ? null : "lasso"));
   $("#reset-view").addEventListener("click", () => { fitView(); requestDraw(); });
   function fold(side, open) { // a side panel folded away gives the map its width
     const main = document.querySelector("main");
@@ -1341,7 +1382,7 @@
       analysis: state.analysis, points: state.n, drawn: state.drawn, frames: state.frames,
       colourBy: state.colourBy, hidden: [...state.hidden[state.colourBy]],
       highlighted: state.highlight ? Array.from(state.highlight) : [], focus: state.focus,
-      selection: state.selection.slice(), firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
+      selection: state.selection.slice(), selectedBy: state.selectedBy || null, firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
       shownAt: state.shownAt, hoverShownMs: state.hoverShownMs, hoverTextMs: state.hoverTextMs,
       fresh: state.fresh ? Array.from(state.fresh) : [], successorAt: state.successorAt,
       successors: state.successors,
