@@ -357,6 +357,54 @@ def test_a_lasso_selects_the_points_inside_it_into_the_selection_table(page, sho
     assert page.state()["selection"] == []
 
 
+def neighbours_of(served, doc_id: str) -> list[str]:
+    space = head(served)["space"]["name"]
+    rows = api(served, "/api/v1/neighbours", id=doc_id, k=10, space=space)["neighbours"]
+    return [row["id"] for row in rows]
+
+
+def press(page: Watched, key: str) -> str:
+    """Press `key` on the map and wait for the focus to move; the focused id."""
+    before = page.state()["focus"]
+    page.page.keyboard.press(key)
+    page.page.wait_for_function(f"window.embedlab.state().focus !== {before}")
+    return page.page.evaluate("window.embedlab.idOf(window.embedlab.state().focus)")
+
+
+def topic(doc_id: str) -> str:
+    return doc_id.split("/")[1].split("-document-")[0]
+
+
+def test_keys_step_through_neighbours_and_the_cluster_with_a_visible_focus(page, served, shots):
+    page.page.focus("#map")
+    page.page.keyboard.press("Escape")
+    assert page.state()["focus"] == -1
+    first = press(page, "]")  # nothing focused: the point nearest the centre
+    second = press(page, "]")
+    assert second != first and topic(second) == topic(first)  # the same cluster
+    assert press(page, "[") == first
+    # n: the nearest neighbour (original space) not yet visited; again; Shift+N: back
+    one = press(page, "n")
+    assert one == next(d for d in neighbours_of(served, first) if d != first)
+    two = press(page, "n")
+    assert two == next(d for d in neighbours_of(served, one) if d not in (first, one))
+    assert page.state()["walk"] == [page.index_of(d) for d in (first, one, two)]
+    assert press(page, "Shift+N") == one
+    # the focus is visible: a ring on the point, a note naming it, the canvas keeps the keys
+    focus = page.state()["focus"]
+    ring = page.page.locator("#focus-ring").bounding_box()
+    x, y = page.point_on_screen(focus)
+    assert abs(ring["x"] + ring["width"] / 2 - x) < 1.5
+    assert abs(ring["y"] + ring["height"] / 2 - y) < 1.5
+    assert ring["width"] >= 20
+    assert one in page.page.locator("#focus-note").inner_text()
+    assert page.page.evaluate("document.activeElement.id") == "map"
+    page.page.screenshot(path=str(shots / "focus-1100.png"))
+    page.page.keyboard.press("Escape")
+    assert page.state()["focus"] == -1
+    assert page.page.locator("#focus-ring").is_hidden()
+
+
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
 
 

@@ -481,7 +481,7 @@
     analysis: null, head: null, n: 0, xy: null, codes: { label: null, cluster: null },
     colourBy: params.get("c") === "cluster" ? "cluster" : "label",
     hidden: { label: new Set(), cluster: new Set() },
-    flags: null, highlight: null, highlightWhat: "", focus: -1,
+    flags: null, highlight: null, highlightWhat: "", focus: -1, walk: [], neighbours: null,
     selection: [], ids: null, idIndex: null, grid: null,
     view: { cx: 0, cy: 0, k: 1 }, drawn: 0, frames: 0, firstPaintMs: null,
     search: { text: params.get("q") || "", mode: params.get("m") === "text" ? "text" : "meaning" },
@@ -568,6 +568,7 @@
     state.drawn = countDrawn();
     state.frames++;
     placeNames();
+    showFocus();
   }
 
   function countDrawn() {
@@ -725,7 +726,7 @@
     const xy = new Float32Array(2 * n);
     for (let i = 0; i < n; i++) { xy[2 * i] = xs[i]; xy[2 * i + 1] = ys[i]; }
     Object.assign(state, { analysis: id, head, n, xy, codes: { label: labelCodes, cluster: clusterCodes },
-      flags: new Uint8Array(n), highlight: null, focus: -1, selection: [], ids: null, idIndex: null,
+      flags: new Uint8Array(n), highlight: null, focus: -1, walk: [], neighbours: null, selection: [], ids: null, idIndex: null,
       hidden: { label: new Set(), cluster: new Set() } });
     renderer.setPoints(xy);
     if (!keepView) { fitView(); state.baseK = state.view.k; state.fresh = null; } else state.fitted = false;
@@ -852,10 +853,12 @@
         el("span", { class: "snip" }, oneLine(row.text))));
     }));
   }
-  async function focusDocument(docId, index, push = true) {
+  async function focusDocument(docId, index, push = true, stepping = false) {
     const panel = $("#panel-document");
     showTab("document");
     state.focus = index === undefined ? -1 : index;
+    if (!stepping) state.walk = state.focus >= 0 ? [state.focus] : [];
+    showFocus();
     writeHash(push);
     const meta = index === undefined ? "not on this map"
       : `label ${labelName(index)} · cluster ${clusterText(index)}`;
@@ -876,11 +879,82 @@
       if (panel.dataset.id !== docId) return;
       near.replaceChildren(hitList(rows, (row, i) => focusDocument(row.id, i)));
       near.dataset.ids = rows.map((r) => r.id).join("\n");
+      state.neighbours = { id: docId, rows };
       const onMap = rows.map((r) => state.idIndex && state.idIndex.get(r.id)).filter((i) => i !== undefined);
       setHighlight(onMap, `neighbours of ${docId}`);
     } catch (error) {
       near.replaceChildren(el("p", { class: "note" }, `Neighbours unavailable: ${error.message}`));
     }
+  }
+
+  // -- keyboard stepping: n / Shift+N walk to the nearest neighbour (original space) not
+  // yet visited and back; ] / [ the next / previous point of the same cluster. The focused
+  // point wears a ring that follows it, and the map pans to keep it in view.
+  function startPoint() { // nothing focused yet: the shown point nearest the view's centre
+    const { width, height } = size();
+    const [x, y] = toData(width / 2, height / 2);
+    let best = -1, bestD = Infinity;
+    for (let i = 0; i < state.n; i++) {
+      if (hiddenAt(i)) continue;
+      const d = (state.xy[2 * i] - x) ** 2 + (state.xy[2 * i + 1] - y) ** 2;
+      if (d < bestD) { bestD = d; best = i; }
+    }
+    return best;
+  }
+  function stepTo(i) {
+    if (i < 0 || !state.ids) return;
+    const [sx, sy] = toScreen(state.xy[2 * i], state.xy[2 * i + 1]);
+    const { width, height } = size();
+    if (sx < 20 || sy < 20 || sx > width - 20 || sy > height - 20) { // keep it in view
+      state.fitted = false;
+      state.view.cx = state.xy[2 * i];
+      state.view.cy = state.xy[2 * i + 1];
+      requestDraw();
+    }
+    focusDocument(state.ids[i], i, true, true);
+  }
+  async function stepNeighbour(back) {
+    if (!state.ids) return;
+    if (state.focus < 0) { state.walk = []; const i = startPoint(); if (i >= 0) state.walk.push(i); stepTo(i); return; }
+    if (back) {
+      if (state.walk.length > 1) { state.walk.pop(); stepTo(state.walk[state.walk.length - 1]); }
+      return;
+    }
+    const docId = state.ids[state.focus];
+    let rows = state.neighbours && state.neighbours.id === docId ? state.neighbours.rows : null;
+    if (!rows) rows = await source.neighbours(docId, state.head.space.name, state.analysis);
+    const seen = new Set(state.walk);
+    for (const row of rows) {
+      const i = state.idIndex.get(row.id);
+      if (i === undefined || seen.has(i) || hiddenAt(i)) continue;
+      state.walk.push(i);
+      stepTo(i);
+      return;
+    }
+    notice(`Every one of the ${rows.length} nearest neighbours of ${docId} was visited on this walk.`);
+  }
+  function stepCluster(direction) {
+    if (!state.ids) return;
+    if (state.focus < 0) { const i = startPoint(); state.walk = [i]; stepTo(i); return; }
+    const code = state.codes.cluster[state.focus];
+    for (let j = 1; j <= state.n; j++) {
+      const i = (state.focus + direction * j + state.n * 2) % state.n;
+      if (state.codes.cluster[i] === code && !hiddenAt(i)) { state.walk = [i]; stepTo(i); return; }
+    }
+  }
+  function showFocus() { // the ring over the focused point, and what the keys do
+    const ring = $("#focus-ring"), note = $("#focus-note");
+    const i = state.focus;
+    if (i < 0 || !state.xy) { ring.hidden = true; note.hidden = true; return; }
+    const [sx, sy] = toScreen(state.xy[2 * i], state.xy[2 * i + 1]);
+    const { width, height } = size();
+    ring.hidden = sx < 0 || sy < 0 || sx > width || sy > height;
+    ring.style.left = `${sx}px`;
+    ring.style.top = `${sy}px`;
+    const docId = state.ids ? state.ids[i] : `point ${i}`;
+    const text = `Focus: ${docId} · cluster ${clusterText(i)} — n next neighbour, Shift+N back, ] [ next/previous in cluster, Esc clear`;
+    if (note.textContent !== text) note.textContent = text;
+    note.hidden = false;
   }
 
   // -- search
@@ -1222,7 +1296,9 @@
     else if (event.key === "0") { fitView(); requestDraw(); }
     else if (event.key === "b") $("#box-mode").click();
     else if (event.key === "l") $("#lasso-mode").click();
-    else if (event.key === "Escape") { state.focus = -1; setHighlight(null); writeHash(); }
+    else if (event.key === "Escape") { state.focus = -1; state.walk = []; setHighlight(null); showFocus(); writeHash(); }
+    else if (event.key === "n" || event.key === "N") stepNeighbour(event.key === "N").catch((e) => notice(`Neighbours unavailable: ${e.message}`));
+    else if (event.key === "]" || event.key === "[") stepCluster(event.key === "]" ? 1 : -1);
     else return;
     event.preventDefault();
   });
@@ -1382,6 +1458,7 @@
       analysis: state.analysis, points: state.n, drawn: state.drawn, frames: state.frames,
       colourBy: state.colourBy, hidden: [...state.hidden[state.colourBy]],
       highlighted: state.highlight ? Array.from(state.highlight) : [], focus: state.focus,
+      walk: (state.walk || []).slice(),
       selection: state.selection.slice(), selectedBy: state.selectedBy || null, firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
       shownAt: state.shownAt, hoverShownMs: state.hoverShownMs, hoverTextMs: state.hoverTextMs,
       fresh: state.fresh ? Array.from(state.fresh) : [], successorAt: state.successorAt,
