@@ -405,6 +405,30 @@ def test_keys_step_through_neighbours_and_the_cluster_with_a_visible_focus(page,
     assert page.page.locator("#focus-ring").is_hidden()
 
 
+def test_points_can_be_coloured_by_a_metadata_field_with_its_legend(page, served, shots):
+    offered = page.page.eval_on_selector_all(
+        "#colour-by option", "(options) => options.map((o) => [o.value, o.textContent])"
+    )
+    assert ["field:source", "source"] in offered
+    page.page.select_option("#colour-by", "field:source")
+    assert page.state()["colourBy"] == "field:source"
+    assert page.page.inner_text("#legend-title") == "source"
+    shown = swatches(page)
+    assert list(shown) == ["feed-c", "feed-a", "feed-b"]  # the most common first
+    counts = page.page.locator("#legend .count").all_inner_texts()
+    assert counts == ["48", "20", "20"]
+    colours = list(shown.values())
+    assert min(distance(a, b) for i, a in enumerate(colours) for b in colours[i + 1 :]) >= 25
+    assert "c=field%3Asource" in page.page.url  # the URL keeps the view
+    # the legend hides a value's points
+    page.page.locator("#legend button", has_text="feed-c").click()
+    assert page.state()["drawn"] == 40
+    page.page.screenshot(path=str(shots / "source-1100.png"))
+    page.page.click("#legend-all")
+    assert page.state()["drawn"] == 88
+    page.page.select_option("#colour-by", "label")
+
+
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
 
 

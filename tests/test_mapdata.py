@@ -197,3 +197,46 @@ def test_the_png_maps_give_a_poorly_matched_cluster_its_own_colour_and_none_grey
     assert cluster[16] not in by_label.values() and cluster[15] not in by_label.values()
     assert cluster[16] != cluster[15]
     assert all(len({round(v, 3) for v in rgb}) > 1 for rgb in cluster.values())
+
+
+def test_metadata_fields_are_coded_per_point_with_the_bookkeeping_left_out():
+    import base64
+
+    from embedlab.analyze.mapdata import FIELD_VALUES, map_fields
+
+    ids = ["a", "b", "c", "d", "gone"]
+    stored = {
+        "a": {"source": "feed-x", "label": "l", "content_hash": "h", "chars": 3, "team": 2},
+        "b": {"source": "feed-y", "label": "l", "content_hash": "h", "chars": 4, "team": 2},
+        "c": {"source": "feed-y", "label": None, "content_hash": "h", "chars": 5, "team": None},
+        "d": {"source": "feed-y", "label": "m", "content_hash": "h", "chars": 6, "truncated": True},
+    }
+    found = map_fields(ids, stored)
+    assert found["documents"] == 5
+    fields = {f["name"]: f for f in found["fields"]}
+    assert sorted(fields) == ["source", "team"]  # a user column too; label and hash not
+
+    def codes(field):
+        return list(base64.b64decode(field["codes"]))
+
+    source, team = fields["source"], fields["team"]
+    assert [(v["name"], v["size"]) for v in source["values"]] == [
+        ("feed-y", 3),
+        ("feed-x", 1),
+        ("(none)", 1),  # a document no longer stored
+    ]
+    assert codes(source) == [1, 0, 0, 0, 2]
+    assert [(v["name"], v["size"]) for v in team["values"]] == [("2", 2), ("(none)", 3)]
+    assert codes(team) == [0, 0, 1, 1, 1]
+    # past FIELD_VALUES values: the biggest FIELD_VALUES - 1 and one "other"
+    many = [f"d{i}" for i in range(200)]
+    wide = map_fields(
+        many, {d: {"user": f"v{i // 2}" if i < 10 else f"w{i}"} for i, d in enumerate(many)}
+    )
+    (user,) = wide["fields"]
+    assert len(user["values"]) == FIELD_VALUES
+    assert user["values"][0] == {"code": 0, "name": "v0", "size": 2}
+    assert (
+        user["values"][-1]["name"] == f"other ({195 - (FIELD_VALUES - 1)} values)"
+    )  # 195 distinct
+    assert sum(v["size"] for v in user["values"]) == 200

@@ -116,6 +116,9 @@
     async ids(id) {
       return (await this.json(`/api/v1/analyses/${encodeURIComponent(id)}/ids`)).ids;
     }
+    async fields(id) { // metadata fields to colour by: source, any stored column
+      return (await this.json(`/api/v1/analyses/${encodeURIComponent(id)}/fields`)).fields;
+    }
     async document(docId, space) {
       if (this.docs.has(docId)) return this.docs.get(docId);
       const found = this.json(`/api/v1/documents/${encodeURIComponent(docId)}?space=${encodeURIComponent(space)}`);
@@ -176,6 +179,7 @@
     async head() { return this.data.head; }
     async points() { return decodeBase64(this.data.points); }
     async ids() { return this.data.ids; }
+    async fields() { return this.data.fields || []; }
     async document(docId) {
       const i = this.index.get(docId);
       if (i === undefined) throw new SourceError(`${docId} is not in this file`, 404);
@@ -480,6 +484,7 @@
   const state = {
     analysis: null, head: null, n: 0, xy: null, codes: { label: null, cluster: null },
     colourBy: params.get("c") === "cluster" ? "cluster" : "label",
+    wantedColour: params.get("c"), fields: new Map(), // metadata fields: name -> { values, codes }
     hidden: { label: new Set(), cluster: new Set() },
     flags: null, highlight: null, highlightWhat: "", focus: -1, walk: [], neighbours: null,
     selection: [], ids: null, idIndex: null, grid: null,
@@ -599,7 +604,10 @@
   }
 
   // -- categories and legend
+  const fieldOf = (mode) => (mode.startsWith("field:") ? state.fields.get(mode.slice(6)) : null);
   function categories() {
+    const field = fieldOf(state.colourBy);
+    if (field) return field.values.map((v) => ({ code: v.code, name: v.name, size: v.size }));
     if (state.colourBy === "label") return state.head.labels.map((l) => ({ code: l.code, name: l.name, size: l.size }));
     return state.head.clusters.map((c) => ({ code: c.code, name: c.cluster < 0 ? "noise" : `${c.cluster}: ${c.name}`,
       size: c.size, match: matchText(c) }));
@@ -611,7 +619,8 @@
   function renderLegend() {
     const list = $("#legend");
     list.replaceChildren();
-    $("#legend-title").textContent = state.colourBy === "label" ? "Labels" : "Clusters";
+    $("#legend-title").textContent = state.colourBy === "label" ? "Labels"
+      : state.colourBy === "cluster" ? "Clusters" : state.colourBy.slice(6);
     const hidden = state.hidden[state.colourBy];
     for (const cat of categories()) {
       const button = el("button", { type: "button", "aria-pressed": String(!hidden.has(cat.code)),
@@ -657,6 +666,9 @@
   }
   // Colour slots 0..254 cycle through the palette; 255 is noise only.
   function colourCodes(mode) {
+    if (fieldOf(mode)) { // a field's values take the palette in order (at most 64 of them)
+      return { codes: state.codes[mode], colour: (code) => code % NOISE_COLOUR };
+    }
     if (mode === "label") {
       if (state.head.labels.length <= NOISE_COLOUR) return { codes: state.codes.label, colour: (code) => code };
       const codes = new Uint8Array(state.n);
@@ -670,6 +682,8 @@
   }
   function setColourBy(mode) {
     if (mode === "label" && !state.head.has_labels) mode = "cluster";
+    if (mode !== "label" && mode !== "cluster" && !fieldOf(mode)) mode = state.head.has_labels ? "label" : "cluster";
+    if (!state.hidden[mode]) state.hidden[mode] = new Set();
     state.colourBy = mode;
     $("#colour-by").value = mode;
     const { codes, colour } = colourCodes(mode);
@@ -730,6 +744,8 @@
       hidden: { label: new Set(), cluster: new Set() } });
     renderer.setPoints(xy);
     if (!keepView) { fitView(); state.baseK = state.view.k; state.fresh = null; } else state.fitted = false;
+    if (fieldOf(state.colourBy)) { state.wantedColour = state.colourBy; state.colourBy = head.has_labels ? "label" : "cluster"; }
+    state.fields = new Map();
     if (!head.has_labels) state.colourBy = "cluster";
     setColourBy(state.colourBy);
     await new Promise((resolve) => requestAnimationFrame(() => { drawNow(); resolve(); }));
@@ -750,8 +766,28 @@
     state.ids = ids;
     state.idIndex = new Map(ids.map((docId, i) => [docId, i]));
     renderClusters(); // their documents can now be found on the map
+    await loadFields(id, token).catch((error) => notice(`Metadata fields unavailable: ${error.message}`));
     writeHash();
     readyResolve();
+  }
+
+  // Colour by any metadata field the documents carry: the choices follow the analysis.
+  async function loadFields(id, token) {
+    const fields = await source.fields(id);
+    if (token !== state.loadToken) return;
+    state.fields = new Map();
+    const pick = $("#colour-by");
+    for (const option of [...pick.options]) if (option.value.startsWith("field:")) option.remove();
+    for (const field of fields) {
+      const bytes = decodeBase64(field.codes);
+      state.codes[`field:${field.name}`] = field.encoding === "uint16" ? new Uint16Array(bytes) : new Uint8Array(bytes);
+      state.fields.set(field.name, field);
+      pick.append(el("option", { value: `field:${field.name}` }, field.name));
+    }
+    pick.value = state.colourBy;
+    const wanted = state.wantedColour;
+    state.wantedColour = null;
+    if (wanted && wanted.startsWith("field:") && fieldOf(wanted)) setColourBy(wanted);
   }
 
   async function loadAnalysisList(preferred) {
