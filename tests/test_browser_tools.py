@@ -429,6 +429,108 @@ def test_points_can_be_coloured_by_a_metadata_field_with_its_legend(page, served
     page.page.select_option("#colour-by", "label")
 
 
+BIG = 100_000
+BLOBS = [(-10.0, 0.0), (10.0, 0.0), (0.0, 12.0)]
+
+
+def synthetic(real: dict) -> tuple[dict, bytes]:
+    """A 100,000-point map (three dense blobs, a sparse background) in the real head's shape."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(centre, 1.0, size=(30_000, 2)) for centre in BLOBS]
+    parts.append(rng.uniform((-20, -10), (20, 22), size=(BIG - 90_000, 2)))
+    xy = np.concatenate(parts).astype("<f4")
+    cluster = np.repeat(np.arange(4), [30_000, 30_000, 30_000, BIG - 90_000]).astype("<u1")
+    label = (np.arange(BIG) % len(real["labels"])).astype("<u1")
+    body = xy[:, 0].tobytes() + xy[:, 1].tobytes() + label.tobytes() + cluster.tobytes()
+    fake = dict(real, id="synthetic", documents=BIG)
+    fake["encoding"] = dict(real["encoding"], code="uint8", bytes=len(body))
+    fake["bounds"] = [*xy.min(axis=0).tolist(), *xy.max(axis=0).tolist()]
+    fake["labels"] = [dict(row, size=int((label == row["code"]).sum())) for row in real["labels"]]
+    fake["clusters"] = [
+        {
+            "code": c,
+            "cluster": c,
+            "name": f"blob {c}",
+            "size": int((cluster == c).sum()),
+            "terms": [],
+            "labels": {},
+            "match": None,
+            "representatives": [],
+            "at": xy[cluster == c].mean(axis=0).tolist(),
+        }
+        for c in range(4)
+    ]
+    return fake, body
+
+
+def test_density_shading_draws_100k_points_quickly_and_readably(browser, served, shots):
+    fake, body = synthetic(head(served))
+    url = served["service"].url
+    watched = Watched(browser, url, bypass_csp=True)
+    watched.page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+    replies = {
+        "/api/v1/analyses/synthetic/map": (json.dumps(fake), "application/json"),
+        "/api/v1/analyses/synthetic/points?format=binary": (body, "application/octet-stream"),
+        "/api/v1/analyses/synthetic/ids": (
+            json.dumps({"ids": [f"s{i}" for i in range(BIG)]}),
+            "application/json",
+        ),
+        "/api/v1/analyses/synthetic/fields": (json.dumps({"fields": []}), "application/json"),
+        "/api/v1/analyses/synthetic/successor": (
+            json.dumps({"successor": None}),
+            "application/json",
+        ),
+    }
+
+    def reply(route):
+        found = replies[route.request.url[len(url) :]]
+        route.fulfill(status=200, body=found[0], content_type=found[1])
+
+    watched.page.route("**/api/v1/analyses/synthetic/**", reply)
+    try:
+        watched.open(url + "/#a=synthetic")
+        assert watched.state()["points"] == BIG
+        for mode in ("both", "only"):
+            frames = watched.state()["frames"]
+            watched.page.select_option("#density-mode", mode)
+            watched.page.wait_for_function(
+                f"window.embedlab.state().frames > {frames}", timeout=5_000
+            )
+            state = watched.state()
+            assert state["density"] == mode
+            assert state["densityMs"] < 1000, state["densityMs"]  # a frame's work, not a hang
+        assert watched.page.locator("#density").is_visible()
+        assert state["densityBands"] >= 5  # shading in steps, not one blob
+
+        def darkness(x: float, y: float) -> float:  # of the drawn page, 0 white .. 765 black
+            sx, sy = watched.page.evaluate(f"window.embedlab.toScreen({x}, {y})")
+            pixel = watched.page.evaluate(
+                f"""(() => {{ const c = document.querySelector('#density');
+                const r = c.getBoundingClientRect(), k = c.width / r.width;
+                const d = c.getContext('2d').getImageData(Math.floor({sx} * k),
+                    Math.floor({sy} * k), 1, 1).data;
+                return [d[0], d[1], d[2], d[3]]; }})()"""
+            )
+            return (765 - sum(pixel[:3])) * pixel[3] / 255
+
+        centres = [darkness(x, y) for x, y in BLOBS]
+        between = darkness(0.0, 0.0)  # between the two lower blobs: only the background
+        outside = darkness(-60.0, 60.0)  # off the data
+        assert min(centres) > 2 * between > 0, (centres, between)
+        assert outside == 0
+        watched.page.screenshot(path=str(shots / "density-100k.png"))
+        panned = watched.state()["frames"]
+        watched.page.focus("#map")
+        watched.page.keyboard.press("ArrowLeft")  # it follows the view
+        watched.page.wait_for_function(f"window.embedlab.state().frames > {panned}")
+        watched.page.select_option("#density-mode", "off")
+        watched.page.wait_for_function("document.querySelector('#density').hidden")
+    finally:
+        watched.close()
+
+
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
 
 

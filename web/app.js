@@ -490,7 +490,7 @@
     selection: [], ids: null, idIndex: null, grid: null,
     view: { cx: 0, cy: 0, k: 1 }, drawn: 0, frames: 0, firstPaintMs: null,
     search: { text: params.get("q") || "", mode: params.get("m") === "text" ? "text" : "meaning" },
-    notice: "", loadToken: 0,
+    notice: "", loadToken: 0, density: "off", densityMs: null, densityBands: 0,
     fresh: null, successorAt: null, successors: 0, // points new since the map was opened (updates)
   };
   let readyResolve;
@@ -570,10 +570,75 @@
     const w = Math.round(width * ratio), h = Math.round(height * ratio);
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     renderer.draw(state.view, width, height, ratio, pointSize(), !!state.highlight);
+    drawDensity(width, height);
     state.drawn = countDrawn();
     state.frames++;
     placeNames();
     showFocus();
+  }
+
+  // -- density: the shown points binned on a 4-px grid, smoothed (three box blurs, about a
+  // Gaussian), in seven log-scaled bands of one blue, drawn over (multiplied with) the
+  // points or instead of them; O(points + pixels / 16) a frame, so 100,000 points pan freely.
+  const DENSITY_CELL = 4, DENSITY_BANDS = 7;
+  const DENSITY_RAMP = [[222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214],
+    [66, 146, 198], [33, 113, 181], [8, 69, 148]];
+  function boxBlur(grid, w, h, r) {
+    const line = new Float32Array(Math.max(w, h));
+    for (let pass = 0; pass < 2; pass++) { // rows, then columns
+      const [len, lines, step, stride] = pass === 0 ? [w, h, 1, w] : [h, w, w, 1];
+      for (let l = 0; l < lines; l++) {
+        const base = l * stride;
+        let sum = 0;
+        for (let j = 0; j < Math.min(r, len); j++) sum += grid[base + j * step];
+        for (let j = 0; j < len; j++) {
+          if (j + r < len) sum += grid[base + (j + r) * step];
+          if (j - r - 1 >= 0) sum -= line[j - r - 1];
+          line[j] = grid[base + j * step];
+          grid[base + j * step] = sum / (2 * r + 1);
+        }
+      }
+    }
+  }
+  function drawDensity(width, height) {
+    const layer = $("#density"), mode = state.density;
+    layer.hidden = mode === "off";
+    canvas.classList.toggle("density-only", mode === "only");
+    if (mode === "off") return;
+    const started = performance.now();
+    const cell = DENSITY_CELL, w = Math.ceil(width / cell), h = Math.ceil(height / cell);
+    const grid = new Float32Array(w * h);
+    const k = state.view.k, ox = width / 2 - state.view.cx * k, oy = height / 2 + state.view.cy * k;
+    const xy = state.xy, flags = state.flags;
+    for (let i = 0; i < state.n; i++) {
+      if (flags[i] & FLAG_HIDDEN) continue;
+      const gx = Math.floor((ox + xy[2 * i] * k) / cell), gy = Math.floor((oy - xy[2 * i + 1] * k) / cell);
+      if (gx >= 0 && gy >= 0 && gx < w && gy < h) grid[gy * w + gx]++;
+    }
+    for (let pass = 0; pass < 3; pass++) boxBlur(grid, w, h, 2);
+    let top = 0;
+    for (let c = 0; c < grid.length; c++) if (grid[c] > top) top = grid[c];
+    if (layer.width !== w || layer.height !== h) { layer.width = w; layer.height = h; }
+    const ctx = layer.getContext("2d");
+    const image = ctx.createImageData(w, h), px = image.data;
+    const scale = Math.log1p(top) || 1, floor = 0.02; // less than 1/50 of a point per cell: empty
+    const alpha = mode === "only" ? 255 : 150;
+    const bands = new Uint8Array(w * h);
+    for (let c = 0; c < grid.length; c++) {
+      if (grid[c] < floor) continue;
+      const band = Math.min(DENSITY_BANDS, 1 + Math.floor((Math.log1p(grid[c]) / scale) * DENSITY_BANDS));
+      bands[c] = band;
+      const [r, g, b] = DENSITY_RAMP[band - 1];
+      px[4 * c] = r; px[4 * c + 1] = g; px[4 * c + 2] = b; px[4 * c + 3] = alpha;
+    }
+    ctx.putImageData(image, 0, 0);
+    state.densityBands = new Set(bands).size - (bands.includes(0) ? 1 : 0);
+    state.densityMs = performance.now() - started;
+  }
+  function setDensity(mode) {
+    state.density = ["off", "both", "only"].includes(mode) ? mode : "off";
+    $("#density-mode").value = state.density;
+    requestDraw();
   }
 
   function countDrawn() {
@@ -1116,7 +1181,7 @@
   function renderSelection() {
     const panel = $("#panel-selection");
     if (!state.selection.length) {
-      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box select, or Shift+drag) or draw a lasso (Lasso, or Alt+drag) to select points."));
+      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box, or Shift+drag) or draw a lasso (Lasso, or Alt+drag) to select points."));
       return;
     }
     const rows = selectionRows();
@@ -1332,6 +1397,7 @@
     else if (event.key === "0") { fitView(); requestDraw(); }
     else if (event.key === "b") $("#box-mode").click();
     else if (event.key === "l") $("#lasso-mode").click();
+    else if (event.key === "d") setDensity({ off: "both", both: "only", only: "off" }[state.density]);
     else if (event.key === "Escape") { state.focus = -1; state.walk = []; setHighlight(null); showFocus(); writeHash(); }
     else if (event.key === "n" || event.key === "N") stepNeighbour(event.key === "N").catch((e) => notice(`Neighbours unavailable: ${e.message}`));
     else if (event.key === "]" || event.key === "[") stepCluster(event.key === "]" ? 1 : -1);
@@ -1344,6 +1410,7 @@
   });
 
   $("#colour-by").addEventListener("change", (e) => setColourBy(e.target.value));
+  $("#density-mode").addEventListener("change", (e) => setDensity(e.target.value));
   $("#legend-all").addEventListener("click", () => { state.hidden[state.colourBy].clear(); renderLegend(); rebuildFlags(); });
   $("#legend-none").addEventListener("click", () => {
     for (const c of categories()) state.hidden[state.colourBy].add(c.code);
@@ -1498,7 +1565,8 @@
       selection: state.selection.slice(), selectedBy: state.selectedBy || null, firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
       shownAt: state.shownAt, hoverShownMs: state.hoverShownMs, hoverTextMs: state.hoverTextMs,
       fresh: state.fresh ? Array.from(state.fresh) : [], successorAt: state.successorAt,
-      successors: state.successors,
+      successors: state.successors, density: state.density, densityMs: state.densityMs,
+      densityBands: state.densityBands,
     }),
     clearFresh: () => clearFresh(),
     // frames per second while the view zooms and pans on every animation frame
@@ -1519,6 +1587,7 @@
     idOf: (i) => (state.ids ? state.ids[i] : null),
     indexOf: (docId) => (state.idIndex ? state.idIndex.get(docId) : undefined),
     screenOf: (i) => toScreen(state.xy[2 * i], state.xy[2 * i + 1]),
+    toScreen: (x, y) => toScreen(x, y),
     dataOf: (sx, sy) => toData(sx, sy),
   };
 
