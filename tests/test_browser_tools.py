@@ -531,6 +531,64 @@ def test_density_shading_draws_100k_points_quickly_and_readably(browser, served,
         watched.close()
 
 
+def test_compare_has_a_legend_for_each_colouring(browser, served, shots):
+    url = served["service"].url
+    found = api(served, f"/api/v1/comparisons/{served['comparison']}")
+    n = len(found["points"]["id"])
+    watched = Watched(browser, url)
+    watched.page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+    try:
+        watched.page.goto(f"{url}/compare#c={served['comparison']}")
+        watched.page.wait_for_function("window.embedlabCompare !== undefined")
+        watched.page.evaluate("window.embedlabCompare.ready")
+        legend = watched.page.locator("#compare-legend button")
+        expected = {
+            "label": ("Labels", 14),
+            "cluster_a": ("Clusters in A", 3),
+            "cluster_b": ("Clusters in B", 3),
+            "jaccard": ("Neighbourhood agreement (Jaccard@", 6),
+        }
+        for mode, (title, entries) in expected.items():
+            watched.page.select_option("#compare-colour", mode)
+            assert watched.page.inner_text("#compare-legend-title").startswith(title)
+            assert legend.count() == entries
+            rows = watched.page.evaluate(
+                """[...document.querySelectorAll('#compare-legend button')].map((b) => [
+                    Number(b.dataset.key), b.querySelector('.name').textContent,
+                    Number(b.querySelector('.count').textContent),
+                    getComputedStyle(b.querySelector('.swatch')).backgroundColor])"""
+            )
+            assert sum(row[2] for row in rows) == n
+            category = watched.page.evaluate(
+                f"[...Array({n}).keys()].map((i) => window.embedlabCompare.categoryOf(i))"
+            )
+            drawn = watched.page.evaluate(
+                f"""[...Array({n}).keys()].map((i) => {{
+                    const [x, y] = window.embedlabCompare.screenOf('a', i);
+                    const d = document.querySelector('#map-a').getContext('2d')
+                        .getImageData(Math.round(x), Math.round(y), 1, 1).data;
+                    return [d[0], d[1], d[2]]; }})"""
+            )
+            for key, name, size, colour in rows:
+                members = [i for i, c in enumerate(category) if c == key]
+                assert len(members) == size, (mode, name)
+                if size:  # the swatch is the colour its points are drawn in
+                    assert rgb(colour) in {tuple(drawn[i]) for i in members}, (mode, name)
+            if mode == "label":
+                assert [row[1] for row in rows] == sorted(row[1] for row in rows)
+                assert all(chroma(rgb(row[3])) >= 25 for row in rows)  # no grey class
+        watched.page.screenshot(path=str(shots / "compare-legend-1100.png"))
+        # a click on an entry selects its documents in both maps
+        watched.page.select_option("#compare-colour", "cluster_a")
+        legend.nth(0).click()
+        selected = watched.page.evaluate("window.embedlabCompare.state().selected")
+        assert len(selected) == int(legend.nth(0).locator(".count").inner_text())
+        assert watched.page.locator("#compare-selection tr").count() == len(selected) + 1
+        assert legend.nth(0).get_attribute("aria-pressed") == "true"
+    finally:
+        watched.close()
+
+
 # -- 8: a blank k box runs what it shows, "auto" (runs last: it changes the page's map) ----
 
 
