@@ -240,6 +240,16 @@ class Lookups:
         analysis = self.analysis(analysis_id)
         return find_in(analysis.ids, self.analysis_texts(analysis_id), query, limit)
 
+    def map_fields(self, analysis_id: str) -> dict[str, Any]:
+        """The metadata fields an analysis' documents carry, coded per point for the map
+        to colour by (analyze.mapdata.map_fields); none when its space is gone."""
+        from .analyze.mapdata import map_fields
+
+        analysis = self.analysis(analysis_id)
+        collection = self.store.collection(analysis.space)
+        present = collection.metadata_by_id(analysis.ids) if collection is not None else {}
+        return map_fields(list(analysis.ids), present)
+
     def map_neighbours(self, analysis: Analysis, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Each point's `k` nearest other points of the analysis in the original space
         (exact cosine): (positions int32 n x k, -1 where fewer; similarities float32).

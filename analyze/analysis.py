@@ -17,7 +17,7 @@ from ..errors import InvalidRequest
 from ..store import Space
 from ..store.artifacts import pack_arrays, unpack_arrays
 from ..store.selection import NO_LABEL
-from . import plots, report
+from . import evaluate, plots, report
 from .describe import with_names
 from .records import space_dict as space_dict  # re-exported: run, update use it from here
 
@@ -172,15 +172,19 @@ class Analysis:
 
     def _colours(self) -> dict[str, int]:
         """One palette index per class and per cluster: a cluster matched to a class (the
-        Hungarian matching) takes that class's colour, so the two maps read alike."""
+        Hungarian matching) takes that class's colour when enough of its documents carry
+        it (evaluate.cluster_matches, as on the browser map), so the two maps read alike;
+        any other cluster gets a colour of its own, past the classes'."""
         classes = sorted({x for x in self.labels if x is not None})
         colours = {name: i for i, name in enumerate(classes)}
-        matched = self.metrics.get("cluster_to_class", {})
+        matches = evaluate.cluster_matches(
+            self.cluster_labels, list(self.labels), self.metrics.get("cluster_to_class") or {}
+        )
         spare = len(classes)
         for cluster in sorted({c for c in self.cluster_labels.tolist() if c != -1}):
-            name = matched.get(str(cluster))
-            if name in colours:
-                colours[f"cluster {cluster}"] = colours[name]
+            match = matches.get(cluster)
+            if match and match["wears_colour"] and match["label"] in colours:
+                colours[f"cluster {cluster}"] = colours[match["label"]]
             else:
                 colours[f"cluster {cluster}"] = spare
                 spare += 1

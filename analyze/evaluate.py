@@ -51,6 +51,34 @@ def hungarian(confusion: np.ndarray, clusters: list[int], classes: list[str]) ->
     return round(accuracy, 6), dict(sorted(mapping.items(), key=lambda kv: int(kv[0])))
 
 
+MATCH_SHARE = 0.5  # a cluster wears its matched class's colour from this share of its members
+
+
+def cluster_matches(
+    cluster_labels: np.ndarray, true_labels: list[str | None], mapping: dict[str, str]
+) -> dict[int, dict[str, Any]]:
+    """Each matched cluster's class (the Hungarian `mapping`, as in `cluster_to_class`),
+    the share of the cluster's documents (all of them, unlabelled ones too) carrying that
+    class, and whether that is enough (MATCH_SHARE) for the cluster to be drawn in the
+    class's colour: a cluster of another topic matched to a class by elimination is not.
+    Noise and unmatched clusters have no entry."""
+    found = np.asarray(cluster_labels)
+    labels = np.array(["" if x is None else str(x) for x in true_labels], dtype=object)
+    matches = {}
+    for cluster, name in mapping.items():
+        members = found == int(cluster)
+        size = int(members.sum())
+        if int(cluster) == NOISE or not size:
+            continue
+        share = float((labels[members] == name).sum() / size)
+        matches[int(cluster)] = {
+            "label": name,
+            "share": round(share, 6),
+            "wears_colour": share >= MATCH_SHARE,
+        }
+    return matches
+
+
 def matched_order(clusters: list[int], classes: list[str], mapping: dict[str, str]) -> list[int]:
     """Clusters in the order of the classes they match (a diagonal when the clustering is
     good), then the unmatched ones."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..store.selection import NO_LABEL
+from .evaluate import cluster_matches
 from .knn import nearest_rows as exact_rows
 from .records import space_dict
 
@@ -55,6 +56,11 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
     dtype = _code_dtype(len(labels), len(clusters))
     coords = np.asarray(analysis.coords, dtype=np.float32).reshape(-1, 2)
     described = {int(c["cluster"]): c for c in analysis.clusters}
+    matches = cluster_matches(
+        analysis.cluster_labels,
+        list(analysis.labels),
+        (analysis.metrics or {}).get("cluster_to_class") or {},
+    )
     cluster_rows = []
     for code, number in enumerate(clusters):
         members = coords[cluster_code == code]
@@ -72,6 +78,9 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
                 "size": int(len(members)),
                 "terms": terms,
                 "labels": found.get("labels") or {},
+                # its matched class, the share of its documents there, and whether that
+                # is enough to wear the class's colour (None: noise, unmatched, no labels)
+                "match": matches.get(number),
                 "representatives": found.get("representatives") or [],
                 "at": np.median(members, axis=0).round(5).tolist() if len(members) else None,
             }
@@ -151,6 +160,49 @@ def map_points(analysis: Analysis) -> bytes:
             cluster_code.astype(dtype).tobytes(),
         ]
     )
+
+
+# Stored metadata the map does not offer to colour by: the label has its own mode; the
+# rest is bookkeeping (a hash, a length, a flag).
+INTERNAL_FIELDS = frozenset({"label", "content_hash", "chars", "truncated"})
+FIELD_VALUES = 64  # past this many values a field shows its biggest 63 and "other"
+MISSING = "(none)"
+
+
+def map_fields(ids: list[str], metadata: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each metadata field the documents carry (source, and any column stored with them),
+    as the map colours by it: its values (name, count; the most common first, "(none)"
+    for documents without one, "other" for the values past FIELD_VALUES - 1) and each
+    point's code into them, base64 little-endian (`encoding`), in the order of `ids`.
+    `metadata` is the stored metadata by id; a document no longer stored has none."""
+    import base64
+    from collections import Counter
+
+    rows = [metadata.get(doc_id) or {} for doc_id in ids]
+    names = sorted({key for row in rows for key in row} - INTERNAL_FIELDS)
+    fields = []
+    for name in names:
+        values = [MISSING if row.get(name) is None else str(row[name]) for row in rows]
+        counts = Counter(values)
+        ranked = sorted(counts, key=lambda v: (v == MISSING, -counts[v], v))
+        if len(ranked) > FIELD_VALUES:
+            kept, rest = ranked[: FIELD_VALUES - 1], ranked[FIELD_VALUES - 1 :]
+            other = f"other ({len(rest)} values)"
+            folded = set(rest)
+            values = [other if v in folded else v for v in values]
+            counts = Counter(values)
+            ranked = kept + [other]
+        index = {value: code for code, value in enumerate(ranked)}
+        codes = np.array([index[v] for v in values], dtype="<u1")
+        fields.append(
+            {
+                "name": name,
+                "values": [{"code": i, "name": v, "size": counts[v]} for i, v in enumerate(ranked)],
+                "encoding": "uint8",
+                "codes": base64.b64encode(codes.tobytes()).decode("ascii"),
+            }
+        )
+    return {"documents": len(ids), "fields": fields}
 
 
 def find_in(ids: list[str], texts: list[str], query: str, limit: int = 1000) -> list[int]:

@@ -92,6 +92,18 @@ def _cmap(name: str):
     return matplotlib.colormaps[name]
 
 
+# tab10's and tab20's greys: noise and unlabelled documents are grey, nothing else is
+_GREYS = {"tab10": {7}, "tab20": {14, 15}}
+
+
+def group_palette(needed: int) -> list[tuple[float, float, float, float]]:
+    """The colours groups are drawn in: tab10, or tab20 past 10 groups, less their greys
+    (so no class or cluster looks like noise)."""
+    name = "tab20" if needed > 9 else "tab10"
+    cmap = _cmap(name)
+    return [cmap(i) for i in range(cmap.N) if i not in _GREYS[name]]
+
+
 def save_figure(fig, path: Path) -> None:
     fig.savefig(path)
 
@@ -144,11 +156,11 @@ def _draw_groups(ax, coords: np.ndarray, groups: list[str], colours: dict[str, i
     names = sorted(set(groups))
     colours = colours or {}
     needed = max([len(names), *(i + 1 for i in colours.values())])
-    cmap = _cmap("tab20" if needed > 10 else "tab10")
+    palette = group_palette(needed)
     for i, name in enumerate(names):
         rows = [r for r, g in enumerate(groups) if g == name]
         index = colours.get(name, i)
-        colour = "lightgrey" if name in ("noise", NO_LABEL) else cmap(index % cmap.N)
+        colour = "lightgrey" if name in ("noise", NO_LABEL) else palette[index % len(palette)]
         ax.scatter(
             coords[rows, 0],
             coords[rows, 1],

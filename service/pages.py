@@ -115,6 +115,12 @@ def add_map_routes(app: FastAPI, lab: Lab, read_only: bool = False) -> None:
         head["search"] = {"meaning": why is None, "reason": why}
         return JSONResponse(jsonable(head))
 
+    @app.get(f"{API}/analyses/{{analysis_id}}/fields")
+    def analysis_fields(analysis_id: str) -> JSONResponse:
+        """The documents' metadata fields (source, and any stored column), coded per point
+        in the order of the points, for colouring the map by them."""
+        return JSONResponse(jsonable(lab.map_fields(analysis_id)))
+
     @app.get(f"{API}/analyses/{{analysis_id}}/ids")
     def analysis_ids(analysis_id: str) -> JSONResponse:
         """The documents' ids in the order of the points."""

@@ -152,3 +152,91 @@ def test_text_search_finds_every_word_in_any_order_and_an_id_first():
     assert find_in(ids, texts, "a/") == [0, 1]
     assert find_in(ids, texts, "   ") == []
     assert find_in(ids, texts, "engine", limit=2) == [0, 1]
+
+
+def test_a_cluster_wears_its_class_colour_only_when_half_its_documents_carry_it():
+    # cluster 0: 9 of 10 "autos"; cluster 1: 12 documents over 6 labels, matched to
+    # "mideast" (2 of 12) by elimination; cluster 2: half "med" (the bound), -1 noise
+    labels = ["autos"] * 9 + ["med"] + [f"l{i % 5}" for i in range(10)] + ["mideast"] * 2
+    labels += ["med"] * 3 + ["autos"] * 2 + [None] + ["l0"] * 3
+    clusters = [0] * 10 + [1] * 12 + [2] * 6 + [-1] * 3
+    found = analysis(len(labels), labels, clusters)
+    found.metrics["cluster_to_class"] = {"0": "autos", "1": "mideast", "2": "med"}
+    rows = {row["cluster"]: row for row in map_head(found)["clusters"]}
+    assert rows[0]["match"] == {"label": "autos", "share": 0.9, "wears_colour": True}
+    poor = {"label": "mideast", "share": round(2 / 12, 6), "wears_colour": False}
+    assert rows[1]["match"] == poor
+    assert rows[2]["match"] == {"label": "med", "share": 0.5, "wears_colour": True}
+    assert rows[-1]["match"] is None
+    found.metrics.pop("cluster_to_class")  # no labels to match: no match
+    assert all(row["match"] is None for row in map_head(found)["clusters"])
+
+
+def test_the_png_maps_give_a_poorly_matched_cluster_its_own_colour_and_none_grey():
+    # 16 classes (tab20, whose greys were classes 14 and 15); cluster i holds class i,
+    # cluster 16 one document of each, matched to c15 by elimination; cluster 15 unmatched
+    classes = [f"c{i:02d}" for i in range(16)]
+    labels = [name for name in classes for _ in range(5)] + classes
+    clusters = [i for i in range(16) for _ in range(5)] + [16] * 16
+    found = analysis(len(labels), labels, clusters)
+    found.metrics["cluster_to_class"] = {str(i): classes[i] for i in range(15)} | {"16": "c15"}
+
+    def drawn(kind: str) -> dict[str, tuple[float, ...]]:
+        axes = found.figure(kind).axes[0]
+        return {
+            c.get_label().rsplit(" (", 1)[0]: tuple(c.get_facecolor()[0][:3])
+            for c in axes.collections
+        }
+
+    by_label, by_cluster = drawn("label"), drawn("cluster")
+    assert len(set(by_label.values())) == 16
+    assert all(len({round(v, 3) for v in rgb}) > 1 for rgb in by_label.values())  # no grey
+    cluster = {int(name.split(":")[0][len("cluster ") :]): rgb for name, rgb in by_cluster.items()}
+    for i in range(15):
+        assert cluster[i] == by_label[classes[i]]
+    assert cluster[16] not in by_label.values() and cluster[15] not in by_label.values()
+    assert cluster[16] != cluster[15]
+    assert all(len({round(v, 3) for v in rgb}) > 1 for rgb in cluster.values())
+
+
+def test_metadata_fields_are_coded_per_point_with_the_bookkeeping_left_out():
+    import base64
+
+    from embedlab.analyze.mapdata import FIELD_VALUES, map_fields
+
+    ids = ["a", "b", "c", "d", "gone"]
+    stored = {
+        "a": {"source": "feed-x", "label": "l", "content_hash": "h", "chars": 3, "team": 2},
+        "b": {"source": "feed-y", "label": "l", "content_hash": "h", "chars": 4, "team": 2},
+        "c": {"source": "feed-y", "label": None, "content_hash": "h", "chars": 5, "team": None},
+        "d": {"source": "feed-y", "label": "m", "content_hash": "h", "chars": 6, "truncated": True},
+    }
+    found = map_fields(ids, stored)
+    assert found["documents"] == 5
+    fields = {f["name"]: f for f in found["fields"]}
+    assert sorted(fields) == ["source", "team"]  # a user column too; label and hash not
+
+    def codes(field):
+        return list(base64.b64decode(field["codes"]))
+
+    source, team = fields["source"], fields["team"]
+    assert [(v["name"], v["size"]) for v in source["values"]] == [
+        ("feed-y", 3),
+        ("feed-x", 1),
+        ("(none)", 1),  # a document no longer stored
+    ]
+    assert codes(source) == [1, 0, 0, 0, 2]
+    assert [(v["name"], v["size"]) for v in team["values"]] == [("2", 2), ("(none)", 3)]
+    assert codes(team) == [0, 0, 1, 1, 1]
+    # past FIELD_VALUES values: the biggest FIELD_VALUES - 1 and one "other"
+    many = [f"d{i}" for i in range(200)]
+    wide = map_fields(
+        many, {d: {"user": f"v{i // 2}" if i < 10 else f"w{i}"} for i, d in enumerate(many)}
+    )
+    (user,) = wide["fields"]
+    assert len(user["values"]) == FIELD_VALUES
+    assert user["values"][0] == {"code": 0, "name": "v0", "size": 2}
+    assert (
+        user["values"][-1]["name"] == f"other ({195 - (FIELD_VALUES - 1)} values)"
+    )  # 195 distinct
+    assert sum(v["size"] for v in user["values"]) == 200

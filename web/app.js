@@ -36,12 +36,17 @@
     return flat.length > chars ? flat.slice(0, chars - 1) + "…" : flat;
   };
 
-  // Tableau-like categorical colours, checked for contrast on white; more categories
-  // cycle through the same hues at other lightness.
+  // Categorical colours for many categories, chosen as Glasbey's method does: after
+  // Tableau's first five, each colour is the one farthest (CIE L*a*b*) from those before,
+  // from white and from the noise grey, among colours dark enough to read on white and
+  // far from grey (L* 42-78, chroma 38+). The first 14 differ by at least 38 (Delta E 1976),
+  // the first 20 by 32, all 30 by 27; more
+  // categories cycle through them darker, then lighter. No class is ever grey.
   const BASE_COLOURS = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#9000fc", "#fc009c", "#ccc000",
+    "#846024", "#00d8c0", "#e47890", "#0060fc", "#f060fc", "#a8cc84", "#187854", "#00d800",
+    "#fca878", "#3cccf0", "#60780c", "#fc84d8", "#cc0054", "#a8b4fc", "#cc9018", "#90cc00",
+    "#006cd8", "#a84800", "#b4249c", "#00d884", "#9048d8", "#fc0000",
   ];
   function colourOf(code) {
     return BASE_COLOURS[code % BASE_COLOURS.length];
@@ -111,6 +116,9 @@
     async ids(id) {
       return (await this.json(`/api/v1/analyses/${encodeURIComponent(id)}/ids`)).ids;
     }
+    async fields(id) { // metadata fields to colour by: source, any stored column
+      return (await this.json(`/api/v1/analyses/${encodeURIComponent(id)}/fields`)).fields;
+    }
     async document(docId, space) {
       if (this.docs.has(docId)) return this.docs.get(docId);
       const found = this.json(`/api/v1/documents/${encodeURIComponent(docId)}?space=${encodeURIComponent(space)}`);
@@ -171,6 +179,7 @@
     async head() { return this.data.head; }
     async points() { return decodeBase64(this.data.points); }
     async ids() { return this.data.ids; }
+    async fields() { return this.data.fields || []; }
     async document(docId) {
       const i = this.index.get(docId);
       if (i === undefined) throw new SourceError(`${docId} is not in this file`, 404);
@@ -475,12 +484,13 @@
   const state = {
     analysis: null, head: null, n: 0, xy: null, codes: { label: null, cluster: null },
     colourBy: params.get("c") === "cluster" ? "cluster" : "label",
+    wantedColour: params.get("c"), fields: new Map(), // metadata fields: name -> { values, codes }
     hidden: { label: new Set(), cluster: new Set() },
-    flags: null, highlight: null, highlightWhat: "", focus: -1,
+    flags: null, highlight: null, highlightWhat: "", focus: -1, walk: [], neighbours: null,
     selection: [], ids: null, idIndex: null, grid: null,
     view: { cx: 0, cy: 0, k: 1 }, drawn: 0, frames: 0, firstPaintMs: null,
     search: { text: params.get("q") || "", mode: params.get("m") === "text" ? "text" : "meaning" },
-    notice: "", loadToken: 0,
+    notice: "", loadToken: 0, density: "off", densityMs: null, densityBands: 0,
     fresh: null, successorAt: null, successors: 0, // points new since the map was opened (updates)
   };
   let readyResolve;
@@ -560,9 +570,75 @@
     const w = Math.round(width * ratio), h = Math.round(height * ratio);
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     renderer.draw(state.view, width, height, ratio, pointSize(), !!state.highlight);
+    drawDensity(width, height);
     state.drawn = countDrawn();
     state.frames++;
     placeNames();
+    showFocus();
+  }
+
+  // -- density: the shown points binned on a 4-px grid, smoothed (three box blurs, about a
+  // Gaussian), in seven log-scaled bands of one blue, drawn over (multiplied with) the
+  // points or instead of them; O(points + pixels / 16) a frame, so 100,000 points pan freely.
+  const DENSITY_CELL = 4, DENSITY_BANDS = 7;
+  const DENSITY_RAMP = [[222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214],
+    [66, 146, 198], [33, 113, 181], [8, 69, 148]];
+  function boxBlur(grid, w, h, r) {
+    const line = new Float32Array(Math.max(w, h));
+    for (let pass = 0; pass < 2; pass++) { // rows, then columns
+      const [len, lines, step, stride] = pass === 0 ? [w, h, 1, w] : [h, w, w, 1];
+      for (let l = 0; l < lines; l++) {
+        const base = l * stride;
+        let sum = 0;
+        for (let j = 0; j < Math.min(r, len); j++) sum += grid[base + j * step];
+        for (let j = 0; j < len; j++) {
+          if (j + r < len) sum += grid[base + (j + r) * step];
+          if (j - r - 1 >= 0) sum -= line[j - r - 1];
+          line[j] = grid[base + j * step];
+          grid[base + j * step] = sum / (2 * r + 1);
+        }
+      }
+    }
+  }
+  function drawDensity(width, height) {
+    const layer = $("#density"), mode = state.density;
+    layer.hidden = mode === "off";
+    canvas.classList.toggle("density-only", mode === "only");
+    if (mode === "off") return;
+    const started = performance.now();
+    const cell = DENSITY_CELL, w = Math.ceil(width / cell), h = Math.ceil(height / cell);
+    const grid = new Float32Array(w * h);
+    const k = state.view.k, ox = width / 2 - state.view.cx * k, oy = height / 2 + state.view.cy * k;
+    const xy = state.xy, flags = state.flags;
+    for (let i = 0; i < state.n; i++) {
+      if (flags[i] & FLAG_HIDDEN) continue;
+      const gx = Math.floor((ox + xy[2 * i] * k) / cell), gy = Math.floor((oy - xy[2 * i + 1] * k) / cell);
+      if (gx >= 0 && gy >= 0 && gx < w && gy < h) grid[gy * w + gx]++;
+    }
+    for (let pass = 0; pass < 3; pass++) boxBlur(grid, w, h, 2);
+    let top = 0;
+    for (let c = 0; c < grid.length; c++) if (grid[c] > top) top = grid[c];
+    if (layer.width !== w || layer.height !== h) { layer.width = w; layer.height = h; }
+    const ctx = layer.getContext("2d");
+    const image = ctx.createImageData(w, h), px = image.data;
+    const scale = Math.log1p(top) || 1, floor = 0.02; // less than 1/50 of a point per cell: empty
+    const alpha = mode === "only" ? 255 : 150;
+    const bands = new Uint8Array(w * h);
+    for (let c = 0; c < grid.length; c++) {
+      if (grid[c] < floor) continue;
+      const band = Math.min(DENSITY_BANDS, 1 + Math.floor((Math.log1p(grid[c]) / scale) * DENSITY_BANDS));
+      bands[c] = band;
+      const [r, g, b] = DENSITY_RAMP[band - 1];
+      px[4 * c] = r; px[4 * c + 1] = g; px[4 * c + 2] = b; px[4 * c + 3] = alpha;
+    }
+    ctx.putImageData(image, 0, 0);
+    state.densityBands = new Set(bands).size - (bands.includes(0) ? 1 : 0);
+    state.densityMs = performance.now() - started;
+  }
+  function setDensity(mode) {
+    state.density = ["off", "both", "only"].includes(mode) ? mode : "off";
+    $("#density-mode").value = state.density;
+    requestDraw();
   }
 
   function countDrawn() {
@@ -593,14 +669,23 @@
   }
 
   // -- categories and legend
+  const fieldOf = (mode) => (mode.startsWith("field:") ? state.fields.get(mode.slice(6)) : null);
   function categories() {
+    const field = fieldOf(state.colourBy);
+    if (field) return field.values.map((v) => ({ code: v.code, name: v.name, size: v.size }));
     if (state.colourBy === "label") return state.head.labels.map((l) => ({ code: l.code, name: l.name, size: l.size }));
-    return state.head.clusters.map((c) => ({ code: c.code, name: `${c.cluster}: ${c.name}`, size: c.size }));
+    return state.head.clusters.map((c) => ({ code: c.code, name: c.cluster < 0 ? "noise" : `${c.cluster}: ${c.name}`,
+      size: c.size, match: matchText(c) }));
+  }
+  // a long name wraps after its dots, dashes and slashes (comp.sys.|ibm.|pc.|hardware)
+  function breakable(text) {
+    return String(text).split(/(?<=[./_-])/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
   }
   function renderLegend() {
     const list = $("#legend");
     list.replaceChildren();
-    $("#legend-title").textContent = state.colourBy === "label" ? "Labels" : "Clusters";
+    $("#legend-title").textContent = state.colourBy === "label" ? "Labels"
+      : state.colourBy === "cluster" ? "Clusters" : state.colourBy.slice(6);
     const hidden = state.hidden[state.colourBy];
     for (const cat of categories()) {
       const button = el("button", { type: "button", "aria-pressed": String(!hidden.has(cat.code)),
@@ -610,40 +695,45 @@
           button.setAttribute("aria-pressed", String(!hidden.has(cat.code)));
           rebuildFlags();
         } },
-      el("span", { class: "swatch" }), el("span", { class: "name", title: cat.name }, cat.name), el("span", { class: "count" }, count(cat.size)));
+      el("span", { class: "swatch" }),
+      el("span", { class: "name", title: cat.match ? `${cat.name} (${cat.match})` : cat.name }, breakable(cat.name),
+        cat.match ? el("span", { class: "match" }, breakable(cat.match)) : null),
+      el("span", { class: "count" }, count(cat.size)));
       button.firstChild.style.background = cssOf(state.colourOf(cat.code));
       list.append(el("li", {}, button));
     }
   }
-  // A cluster wears the colour of the class most of its documents carry (as in the PNG
-  // report), when no bigger cluster took that class first; noise is grey.
+  // A cluster wears the colour of its matched class when the service says enough of its
+  // documents carry it (head.clusters[].match, analyze/evaluate.cluster_matches); any
+  // other cluster gets a colour of its own, none of the classes'; noise is grey.
   function clusterColours() {
-    const { head, n } = state;
-    const labelCount = head.labels.length, colours = new Array(head.clusters.length).fill(-1);
-    const taken = new Set();
-    if (head.has_labels) {
-      const counts = head.clusters.map(() => new Array(labelCount).fill(0));
-      for (let i = 0; i < n; i++) counts[state.codes.cluster[i]][state.codes.label[i]]++;
-      const order = head.clusters.map((c, j) => j).sort((a, b) => head.clusters[b].size - head.clusters[a].size);
-      for (const j of order) {
-        if (head.clusters[j].cluster < 0) continue;
-        const best = counts[j].indexOf(Math.max(...counts[j])) % NOISE_COLOUR;
-        if (!taken.has(best)) { colours[j] = best; taken.add(best); }
-      }
-    }
+    const { head } = state;
+    const labelCode = new Map(head.labels.map((l) => [l.name, l.code]));
+    const colours = head.clusters.map((c) => {
+      if (c.cluster < 0) return NOISE_COLOUR;
+      const m = head.has_labels && c.match;
+      return m && m.wears_colour && labelCode.has(m.label) ? labelCode.get(m.label) % NOISE_COLOUR : -1;
+    });
+    const taken = new Set(head.has_labels ? head.labels.map((l) => l.code % NOISE_COLOUR) : []);
     let next = 0;
-    head.clusters.forEach((c, j) => {
-      if (c.cluster < 0) colours[j] = NOISE_COLOUR;
-      else if (colours[j] < 0) {
-        while (taken.has(next) && next < NOISE_COLOUR - 1) next++;
-        colours[j] = next % NOISE_COLOUR;
-        taken.add(next);
-      }
+    colours.forEach((colour, j) => {
+      if (colour >= 0) return;
+      while (taken.has(next) && next < NOISE_COLOUR - 1) next++;
+      colours[j] = next % NOISE_COLOUR;
+      taken.add(next);
     });
     return colours;
   }
+  function matchText(c) { // "matched to sci.med, 92%"; under half: the cluster's own colour
+    const m = state.head.has_labels && c.match;
+    if (!m) return c.cluster < 0 ? "" : state.head.has_labels ? "matched to no class" : "";
+    return `matched to ${m.label}, ${Math.round(100 * m.share)}%${m.wears_colour ? "" : " (own colour)"}`;
+  }
   // Colour slots 0..254 cycle through the palette; 255 is noise only.
   function colourCodes(mode) {
+    if (fieldOf(mode)) { // a field's values take the palette in order (at most 64 of them)
+      return { codes: state.codes[mode], colour: (code) => code % NOISE_COLOUR };
+    }
     if (mode === "label") {
       if (state.head.labels.length <= NOISE_COLOUR) return { codes: state.codes.label, colour: (code) => code };
       const codes = new Uint8Array(state.n);
@@ -657,6 +747,8 @@
   }
   function setColourBy(mode) {
     if (mode === "label" && !state.head.has_labels) mode = "cluster";
+    if (mode !== "label" && mode !== "cluster" && !fieldOf(mode)) mode = state.head.has_labels ? "label" : "cluster";
+    if (!state.hidden[mode]) state.hidden[mode] = new Set();
     state.colourBy = mode;
     $("#colour-by").value = mode;
     const { codes, colour } = colourCodes(mode);
@@ -685,10 +777,12 @@
       const c = state.head.clusters[i], span = layer.children[i];
       const hidden = state.colourBy === "cluster" && state.hidden.cluster.has(c.code);
       if (!c.at || c.cluster < 0 || hidden) { span.hidden = true; continue; }
-      const [sx, sy] = toScreen(c.at[0], c.at[1]);
+      let [sx, sy] = toScreen(c.at[0], c.at[1]);
+      const at = sx;
       const w = Number(span.dataset.w) / 2 + 2, h = Number(span.dataset.h) / 2 + 1;
+      sx = Math.min(Math.max(sx, w), width - w); // a name near the edge stays whole
       const clash = placed.some(([x, y, pw, ph]) => Math.abs(x - sx) < w + pw && Math.abs(y - sy) < h + ph);
-      span.hidden = clash || sx < 0 || sy < 0 || sx > width || sy > height;
+      span.hidden = clash || at < 0 || sy < 0 || at > width || sy > height;
       if (!span.hidden) placed.push([sx, sy, w, h]);
       span.style.left = `${sx}px`;
       span.style.top = `${sy}px`;
@@ -711,10 +805,12 @@
     const xy = new Float32Array(2 * n);
     for (let i = 0; i < n; i++) { xy[2 * i] = xs[i]; xy[2 * i + 1] = ys[i]; }
     Object.assign(state, { analysis: id, head, n, xy, codes: { label: labelCodes, cluster: clusterCodes },
-      flags: new Uint8Array(n), highlight: null, focus: -1, selection: [], ids: null, idIndex: null,
+      flags: new Uint8Array(n), highlight: null, focus: -1, walk: [], neighbours: null, selection: [], ids: null, idIndex: null,
       hidden: { label: new Set(), cluster: new Set() } });
     renderer.setPoints(xy);
     if (!keepView) { fitView(); state.baseK = state.view.k; state.fresh = null; } else state.fitted = false;
+    if (fieldOf(state.colourBy)) { state.wantedColour = state.colourBy; state.colourBy = head.has_labels ? "label" : "cluster"; }
+    state.fields = new Map();
     if (!head.has_labels) state.colourBy = "cluster";
     setColourBy(state.colourBy);
     await new Promise((resolve) => requestAnimationFrame(() => { drawNow(); resolve(); }));
@@ -722,6 +818,7 @@
     state.shownAt = performance.now(); // since navigation: what the benchmark reads
     setStatus();
     $("#analysis-pick").value = id;
+    formOnScreenSpace();
     if (!n) showMessage("This analysis has no documents.");
     if (head.search && !head.search.meaning && !params.get("m")) $("#search-mode").value = "text";
     // after the first paint: ids (for hover, links and export), the grid, the panels
@@ -734,8 +831,28 @@
     state.ids = ids;
     state.idIndex = new Map(ids.map((docId, i) => [docId, i]));
     renderClusters(); // their documents can now be found on the map
+    await loadFields(id, token).catch((error) => notice(`Metadata fields unavailable: ${error.message}`));
     writeHash();
     readyResolve();
+  }
+
+  // Colour by any metadata field the documents carry: the choices follow the analysis.
+  async function loadFields(id, token) {
+    const fields = await source.fields(id);
+    if (token !== state.loadToken) return;
+    state.fields = new Map();
+    const pick = $("#colour-by");
+    for (const option of [...pick.options]) if (option.value.startsWith("field:")) option.remove();
+    for (const field of fields) {
+      const bytes = decodeBase64(field.codes);
+      state.codes[`field:${field.name}`] = field.encoding === "uint16" ? new Uint16Array(bytes) : new Uint8Array(bytes);
+      state.fields.set(field.name, field);
+      pick.append(el("option", { value: `field:${field.name}` }, field.name));
+    }
+    pick.value = state.colourBy;
+    const wanted = state.wantedColour;
+    state.wantedColour = null;
+    if (wanted && wanted.startsWith("field:") && fieldOf(wanted)) setColourBy(wanted);
   }
 
   async function loadAnalysisList(preferred) {
@@ -820,6 +937,7 @@
 
   // -- the document panel: whole text and its neighbours in the original space
   function showTab(name) {
+    fold("right", true); // what was asked for is shown
     for (const tab of document.querySelectorAll("[role=tab]")) {
       const on = tab.id === `tab-${name}`;
       tab.setAttribute("aria-selected", String(on));
@@ -837,10 +955,12 @@
         el("span", { class: "snip" }, oneLine(row.text))));
     }));
   }
-  async function focusDocument(docId, index, push = true) {
+  async function focusDocument(docId, index, push = true, stepping = false) {
     const panel = $("#panel-document");
     showTab("document");
     state.focus = index === undefined ? -1 : index;
+    if (!stepping) state.walk = state.focus >= 0 ? [state.focus] : [];
+    showFocus();
     writeHash(push);
     const meta = index === undefined ? "not on this map"
       : `label ${labelName(index)} · cluster ${clusterText(index)}`;
@@ -861,11 +981,82 @@
       if (panel.dataset.id !== docId) return;
       near.replaceChildren(hitList(rows, (row, i) => focusDocument(row.id, i)));
       near.dataset.ids = rows.map((r) => r.id).join("\n");
+      state.neighbours = { id: docId, rows };
       const onMap = rows.map((r) => state.idIndex && state.idIndex.get(r.id)).filter((i) => i !== undefined);
       setHighlight(onMap, `neighbours of ${docId}`);
     } catch (error) {
       near.replaceChildren(el("p", { class: "note" }, `Neighbours unavailable: ${error.message}`));
     }
+  }
+
+  // -- keyboard stepping: n / Shift+N walk to the nearest neighbour (original space) not
+  // yet visited and back; ] / [ the next / previous point of the same cluster. The focused
+  // point wears a ring that follows it, and the map pans to keep it in view.
+  function startPoint() { // nothing focused yet: the shown point nearest the view's centre
+    const { width, height } = size();
+    const [x, y] = toData(width / 2, height / 2);
+    let best = -1, bestD = Infinity;
+    for (let i = 0; i < state.n; i++) {
+      if (hiddenAt(i)) continue;
+      const d = (state.xy[2 * i] - x) ** 2 + (state.xy[2 * i + 1] - y) ** 2;
+      if (d < bestD) { bestD = d; best = i; }
+    }
+    return best;
+  }
+  function stepTo(i) {
+    if (i < 0 || !state.ids) return;
+    const [sx, sy] = toScreen(state.xy[2 * i], state.xy[2 * i + 1]);
+    const { width, height } = size();
+    if (sx < 20 || sy < 20 || sx > width - 20 || sy > height - 20) { // keep it in view
+      state.fitted = false;
+      state.view.cx = state.xy[2 * i];
+      state.view.cy = state.xy[2 * i + 1];
+      requestDraw();
+    }
+    focusDocument(state.ids[i], i, true, true);
+  }
+  async function stepNeighbour(back) {
+    if (!state.ids) return;
+    if (state.focus < 0) { state.walk = []; const i = startPoint(); if (i >= 0) state.walk.push(i); stepTo(i); return; }
+    if (back) {
+      if (state.walk.length > 1) { state.walk.pop(); stepTo(state.walk[state.walk.length - 1]); }
+      return;
+    }
+    const docId = state.ids[state.focus];
+    let rows = state.neighbours && state.neighbours.id === docId ? state.neighbours.rows : null;
+    if (!rows) rows = await source.neighbours(docId, state.head.space.name, state.analysis);
+    const seen = new Set(state.walk);
+    for (const row of rows) {
+      const i = state.idIndex.get(row.id);
+      if (i === undefined || seen.has(i) || hiddenAt(i)) continue;
+      state.walk.push(i);
+      stepTo(i);
+      return;
+    }
+    notice(`Every one of the ${rows.length} nearest neighbours of ${docId} was visited on this walk.`);
+  }
+  function stepCluster(direction) {
+    if (!state.ids) return;
+    if (state.focus < 0) { const i = startPoint(); state.walk = [i]; stepTo(i); return; }
+    const code = state.codes.cluster[state.focus];
+    for (let j = 1; j <= state.n; j++) {
+      const i = (state.focus + direction * j + state.n * 2) % state.n;
+      if (state.codes.cluster[i] === code && !hiddenAt(i)) { state.walk = [i]; stepTo(i); return; }
+    }
+  }
+  function showFocus() { // the ring over the focused point, and what the keys do
+    const ring = $("#focus-ring"), note = $("#focus-note");
+    const i = state.focus;
+    if (i < 0 || !state.xy) { ring.hidden = true; note.hidden = true; return; }
+    const [sx, sy] = toScreen(state.xy[2 * i], state.xy[2 * i + 1]);
+    const { width, height } = size();
+    ring.hidden = sx < 0 || sy < 0 || sx > width || sy > height;
+    ring.style.left = `${sx}px`;
+    ring.style.top = `${sy}px`;
+    const docId = state.ids ? state.ids[i] : `point ${i}`;
+    const text = `Focus: ${docId} · cluster ${clusterText(i)} — n next neighbour, Shift+N back, ] [ next/previous in cluster, Esc clear`;
+    if (note.textContent !== text) note.textContent = text;
+    note.hidden = false;
   }
 
   // -- search
@@ -927,10 +1118,45 @@
       const x = state.xy[2 * i], y = state.xy[2 * i + 1];
       if (x >= x0 && x <= x1 && y >= y0 && y <= y1) chosen.push(i);
     }
+    select(chosen, "box");
+  }
+  function select(chosen, how) {
     state.selection = chosen;
+    state.selectedBy = how;
     setHighlight(chosen, "selection");
     renderSelection();
     showTab("selection");
+  }
+  // -- lasso selection: the points inside a drawn outline (even-odd rule, in data space)
+  const lassoEl = $("#lasso"), lassoLine = lassoEl.querySelector("polygon");
+  let lassoMode = false;
+  function insidePolygon(x, y, poly) {
+    let inside = false;
+    for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+      const [xa, ya] = poly[a], [xb, yb] = poly[b];
+      if ((ya > y) !== (yb > y) && x < ((xb - xa) * (y - ya)) / (yb - ya) + xa) inside = !inside;
+    }
+    return inside;
+  }
+  function selectLasso(path) {
+    const poly = path.map(([sx, sy]) => toData(sx, sy));
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const [x, y] of poly) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    const chosen = [];
+    for (let i = 0; i < state.n; i++) {
+      if (state.flags[i] & FLAG_HIDDEN) continue;
+      const x = state.xy[2 * i], y = state.xy[2 * i + 1];
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1 && insidePolygon(x, y, poly)) chosen.push(i);
+    }
+    select(chosen, "lasso");
+  }
+  function setSelectMode(mode) { // "box", "lasso" or null: one at a time
+    boxMode = mode === "box";
+    lassoMode = mode === "lasso";
+    $("#box-mode").setAttribute("aria-pressed", String(boxMode));
+    $("#lasso-mode").setAttribute("aria-pressed", String(lassoMode));
+    canvas.classList.toggle("boxing", boxMode);
+    canvas.classList.toggle("lassoing", lassoMode);
   }
   function selectionRows() {
     return state.selection.map((i) => {
@@ -956,7 +1182,7 @@
   function renderSelection() {
     const panel = $("#panel-selection");
     if (!state.selection.length) {
-      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box select, or Shift+drag) to select points."));
+      panel.replaceChildren(el("p", { class: "hint" }, "Drag a box (Box, or Shift+drag) or draw a lasso (Lasso, or Alt+drag) to select points."));
       return;
     }
     const rows = selectionRows();
@@ -966,9 +1192,11 @@
       const name = (k) => (key === "cluster" ? `${k} (${rows.find((r) => r.cluster === k).cluster_name})` : k);
       return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${name(k)}: ${v}`).join(" · ");
     };
-    const table = el("table", { id: "selection-table" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "label"), el("th", {}, "cluster")),
-      rows.slice(0, 300).map((r) => el("tr", {}, el("td", {}, el("button", { type: "button", onclick: () => focusDocument(r.id, state.idIndex && state.idIndex.get(r.id)) }, r.id)),
-        el("td", {}, r.label), el("td", {}, String(r.cluster)))));
+    const table = el("table", { id: "selection-table" },
+      el("colgroup", {}, el("col", { class: "id" }), el("col", { class: "label" }), el("col", { class: "cluster" })),
+      el("tr", {}, el("th", {}, "id"), el("th", {}, "label"), el("th", {}, "cluster")),
+      rows.slice(0, 300).map((r) => el("tr", {}, el("td", { title: r.id }, el("button", { type: "button", onclick: () => focusDocument(r.id, state.idIndex && state.idIndex.get(r.id)) }, r.id)),
+        el("td", { title: r.label }, r.label), el("td", { title: `${r.cluster}: ${r.cluster_name}` }, String(r.cluster)))));
     panel.replaceChildren(
       el("p", {}, `${count(rows.length)} documents selected.`),
       el("p", { class: "doc-meta" }, `Labels: ${mix("label")}`),
@@ -1033,11 +1261,24 @@
   }
 
   // -- new analysis (service only)
+  // The form offers every space, and starts on the one whose map is on screen.
   function fillSpaces(spaces) {
     const form = $("#new-form");
-    if (form.elements.space) return;
-    const select = el("select", { name: "space" }, spaces.map((s) => el("option", { value: s.name }, s.name)));
-    form.prepend(el("label", {}, "Space ", select));
+    let select = form.elements.space;
+    if (!select) {
+      select = el("select", { name: "space", "aria-label": "Space of the new analysis" });
+      form.prepend(el("label", {}, "Space ", select));
+    }
+    const chosen = select.value;
+    select.replaceChildren(...spaces.map((s) => el("option", { value: s.name }, s.name)));
+    if (chosen && spaces.some((s) => s.name === chosen)) select.value = chosen;
+    formOnScreenSpace();
+  }
+  function formOnScreenSpace() {
+    const select = $("#new-form").elements.space;
+    if (!select || !state.head) return;
+    const name = state.head.space.name;
+    if ([...select.options].some((o) => o.value === name)) select.value = name;
   }
   async function startAnalysis(event) {
     event.preventDefault();
@@ -1054,7 +1295,10 @@
       status.textContent = `k must be a whole number of clusters, 2 or more, or "auto" (blank: the default); not “${k}”.`;
       return;
     }
+    // blank is what the box shows: "auto" (density algorithms find their own number)
+    const density = ["hdbscan", "dbscan"].includes(body.algorithm);
     if (k) body.k = k === "auto" ? "auto" : Number(k);
+    else if (!density) body.k = "auto";
     try {
       const { job } = await source.startAnalysis(body);
       status.textContent = "queued…";
@@ -1084,7 +1328,8 @@
   canvas.addEventListener("pointerdown", (event) => {
     const r = canvas.getBoundingClientRect();
     const at = [event.clientX - r.left, event.clientY - r.top];
-    drag = { start: at, last: at, box: boxMode || event.shiftKey, moved: false };
+    const lasso = !event.shiftKey && (lassoMode || event.altKey);
+    drag = { start: at, last: at, box: !lasso && (boxMode || event.shiftKey), lasso, path: [at], moved: false };
     canvas.setPointerCapture(event.pointerId);
   });
   canvas.addEventListener("pointermove", (event) => {
@@ -1092,7 +1337,12 @@
     const at = [event.clientX - r.left, event.clientY - r.top];
     if (!drag) { hover(at[0], at[1]); return; }
     if (Math.abs(at[0] - drag.start[0]) + Math.abs(at[1] - drag.start[1]) > 3) drag.moved = true;
-    if (drag.box) {
+    if (drag.lasso) {
+      const [px, py] = drag.path[drag.path.length - 1];
+      if (Math.abs(at[0] - px) + Math.abs(at[1] - py) >= 2) drag.path.push(at);
+      lassoEl.hidden = false;
+      lassoLine.setAttribute("points", drag.path.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+    } else if (drag.box) {
       boxEl.hidden = false;
       Object.assign(boxEl.style, { left: `${Math.min(at[0], drag.start[0])}px`, top: `${Math.min(at[1], drag.start[1])}px`,
         width: `${Math.abs(at[0] - drag.start[0])}px`, height: `${Math.abs(at[1] - drag.start[1])}px` });
@@ -1112,6 +1362,8 @@
     const done = drag;
     drag = null;
     boxEl.hidden = true;
+    lassoEl.hidden = true;
+    if (done.lasso && done.moved) { done.path.push(at); if (done.path.length >= 3) selectLasso(done.path); return; }
     if (done.box && done.moved) { selectBox(done.start, at); return; }
     if (!done.moved) {
       const i = pointAt(at[0], at[1]);
@@ -1147,7 +1399,11 @@
     else if (event.key === "-") zoom(0.8, width / 2, height / 2);
     else if (event.key === "0") { fitView(); requestDraw(); }
     else if (event.key === "b") $("#box-mode").click();
-    else if (event.key === "Escape") { state.focus = -1; setHighlight(null); writeHash(); }
+    else if (event.key === "l") $("#lasso-mode").click();
+    else if (event.key === "d") setDensity({ off: "both", both: "only", only: "off" }[state.density]);
+    else if (event.key === "Escape") { state.focus = -1; state.walk = []; setHighlight(null); showFocus(); writeHash(); }
+    else if (event.key === "n" || event.key === "N") stepNeighbour(event.key === "N").catch((e) => notice(`Neighbours unavailable: ${e.message}`));
+    else if (event.key === "]" || event.key === "[") stepCluster(event.key === "]" ? 1 : -1);
     else return;
     event.preventDefault();
   });
@@ -1157,17 +1413,24 @@
   });
 
   $("#colour-by").addEventListener("change", (e) => setColourBy(e.target.value));
+  $("#density-mode").addEventListener("change", (e) => setDensity(e.target.value));
   $("#legend-all").addEventListener("click", () => { state.hidden[state.colourBy].clear(); renderLegend(); rebuildFlags(); });
   $("#legend-none").addEventListener("click", () => {
     for (const c of categories()) state.hidden[state.colourBy].add(c.code);
     renderLegend(); rebuildFlags();
   });
-  $("#box-mode").addEventListener("click", (e) => {
-    boxMode = !boxMode;
-    e.target.setAttribute("aria-pressed", String(boxMode));
-    canvas.classList.toggle("boxing", boxMode);
-  });
+  $("#box-mode").addEventListener("click", () => setSelectMode(boxMode ? null : "box"));
+  $("#lasso-mode").addEventListener("click", () => setSelectMode(lassoMode ? null : "lasso"));
   $("#reset-view").addEventListener("click", () => { fitView(); requestDraw(); });
+  function fold(side, open) { // a side panel folded away gives the map its width
+    const main = document.querySelector("main");
+    if (open === undefined) open = main.classList.contains(`${side}-folded`);
+    main.classList.toggle(`${side}-folded`, !open);
+    $(`#fold-${side}`).setAttribute("aria-expanded", String(open));
+  }
+  $("#fold-left").addEventListener("click", () => fold("left"));
+  $("#fold-right").addEventListener("click", () => fold("right"));
+  new ResizeObserver(() => { if (state.fitted) fitView(); requestDraw(); }).observe($("#stage"));
   $("#search").addEventListener("submit", (event) => {
     event.preventDefault();
     runSearch($("#search-text").value, $("#search-mode").value);
@@ -1193,6 +1456,7 @@
   $("#new-analysis").addEventListener("click", (e) => {
     const form = $("#new-form");
     form.hidden = !form.hidden;
+    if (!form.hidden) formOnScreenSpace(); // a new analysis of the space on screen
     e.target.setAttribute("aria-expanded", String(!form.hidden));
   });
   $("#new-form").addEventListener("submit", startAnalysis);
@@ -1300,10 +1564,12 @@
       analysis: state.analysis, points: state.n, drawn: state.drawn, frames: state.frames,
       colourBy: state.colourBy, hidden: [...state.hidden[state.colourBy]],
       highlighted: state.highlight ? Array.from(state.highlight) : [], focus: state.focus,
-      selection: state.selection.slice(), firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
+      walk: (state.walk || []).slice(),
+      selection: state.selection.slice(), selectedBy: state.selectedBy || null, firstPaintMs: state.firstPaintMs, view: Object.assign({}, state.view),
       shownAt: state.shownAt, hoverShownMs: state.hoverShownMs, hoverTextMs: state.hoverTextMs,
       fresh: state.fresh ? Array.from(state.fresh) : [], successorAt: state.successorAt,
-      successors: state.successors,
+      successors: state.successors, density: state.density, densityMs: state.densityMs,
+      densityBands: state.densityBands,
     }),
     clearFresh: () => clearFresh(),
     // frames per second while the view zooms and pans on every animation frame
@@ -1324,6 +1590,7 @@
     idOf: (i) => (state.ids ? state.ids[i] : null),
     indexOf: (docId) => (state.idIndex ? state.idIndex.get(docId) : undefined),
     screenOf: (i) => toScreen(state.xy[2 * i], state.xy[2 * i + 1]),
+    toScreen: (x, y) => toScreen(x, y),
     dataOf: (sx, sy) => toData(sx, sy),
   };
 

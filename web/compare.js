@@ -6,11 +6,14 @@
   "use strict";
 
   const $ = (sel) => document.querySelector(sel);
+  // the map's palette (web/app.js): many categories far apart, none grey; grey is noise
   const COLOURS = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#9000fc", "#fc009c", "#ccc000",
+    "#846024", "#00d8c0", "#e47890", "#0060fc", "#f060fc", "#a8cc84", "#187854", "#00d800",
+    "#fca878", "#3cccf0", "#60780c", "#fc84d8", "#cc0054", "#a8b4fc", "#cc9018", "#90cc00",
+    "#006cd8", "#a84800", "#b4249c", "#00d884", "#9048d8", "#fc0000",
   ];
+  const NOISE = "#bdbdbd";
   const AGREEMENT = ["#b2182b", "#ef8a62", "#fddbc7", "#d1e5f0", "#67a9cf", "#2166ac"]; // low -> high
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.has("token")) { // keep it for this tab, never in the address bar or history
@@ -102,12 +105,60 @@
   }
   const sides = { a: new Side("a"), b: new Side("b") };
 
-  function colourOf(i) {
+  // Each point's category in the colour mode (a key into legendEntries()).
+  function categoryOf(i) {
     const p = state.data.points;
-    if (state.colour === "jaccard") return AGREEMENT[Math.min(AGREEMENT.length - 1, Math.floor(p.jaccard[i] * AGREEMENT.length))];
-    if (state.colour === "cluster_a") return COLOURS[p.a.cluster[i] % COLOURS.length];
-    if (state.colour === "cluster_b") return COLOURS[p.b.cluster[i] % COLOURS.length];
-    return COLOURS[state.labelCode[i] % COLOURS.length];
+    if (state.colour === "jaccard") return Math.min(AGREEMENT.length - 1, Math.floor(p.jaccard[i] * AGREEMENT.length));
+    if (state.colour === "cluster_a") return p.a.cluster[i];
+    if (state.colour === "cluster_b") return p.b.cluster[i];
+    return state.labelCode[i];
+  }
+  function colourOfCategory(key) {
+    if (state.colour === "jaccard") return AGREEMENT[key];
+    if (state.colour === "label") return COLOURS[key % COLOURS.length];
+    return key < 0 ? NOISE : COLOURS[key % COLOURS.length];
+  }
+  function colourOf(i) { return colourOfCategory(categoryOf(i)); }
+
+  // -- the legend: what each colour means, with counts; a click selects those documents
+  function legendEntries() {
+    const counts = new Map();
+    for (let i = 0; i < state.n; i++) { const key = categoryOf(i); counts.set(key, (counts.get(key) || 0) + 1); }
+    if (state.colour === "jaccard") {
+      return AGREEMENT.map((_, b) => ({ key: b, size: counts.get(b) || 0,
+        name: `${(b / AGREEMENT.length).toFixed(2)}–${((b + 1) / AGREEMENT.length).toFixed(2)}${b === 0 ? " (least alike)" : b === AGREEMENT.length - 1 ? " (most alike)" : ""}` }));
+    }
+    const keys = [...counts.keys()].sort((a, b) => a - b);
+    if (state.colour === "label") return keys.map((key) => ({ key, size: counts.get(key), name: state.labels[key] || "(no label)" }));
+    return keys.map((key) => ({ key, size: counts.get(key), name: key < 0 ? "noise" : `cluster ${key}` }));
+  }
+  const LEGEND_TITLES = { label: "Labels", cluster_a: "Clusters in A", cluster_b: "Clusters in B" };
+  function renderLegend() {
+    const title = state.colour === "jaccard"
+      ? `Neighbourhood agreement (Jaccard@${state.data.neighbourhoods.k})` : LEGEND_TITLES[state.colour];
+    $("#compare-legend-title").textContent = title;
+    $("#compare-legend").replaceChildren(...legendEntries().map((entry) => {
+      const swatch = Object.assign(document.createElement("span"), { className: "swatch" });
+      swatch.style.background = colourOfCategory(entry.key);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.key = String(entry.key);
+      button.setAttribute("aria-pressed", "false");
+      button.title = `Select the ${entry.size} documents of ${entry.name}`;
+      button.append(swatch, Object.assign(document.createElement("span"), { className: "name", textContent: entry.name }),
+        Object.assign(document.createElement("span"), { className: "count", textContent: String(entry.size) }));
+      button.addEventListener("click", () => {
+        const chosen = new Set();
+        for (let i = 0; i < state.n; i++) if (categoryOf(i) === entry.key) chosen.add(i);
+        state.selected = chosen.size ? chosen : null;
+        for (const other of $("#compare-legend").querySelectorAll("button")) other.setAttribute("aria-pressed", String(other === button));
+        summarise();
+        drawBoth();
+      });
+      const item = document.createElement("li");
+      item.append(button);
+      return item;
+    }));
   }
   function drawBoth() { sides.a.draw(); sides.b.draw(); }
 
@@ -202,8 +253,8 @@
     boxMode = !boxMode;
     e.target.setAttribute("aria-pressed", String(boxMode));
   });
-  $("#compare-clear").addEventListener("click", () => { state.selected = null; summarise(); drawBoth(); });
-  $("#compare-colour").addEventListener("change", (e) => { state.colour = e.target.value; drawBoth(); });
+  $("#compare-clear").addEventListener("click", () => { state.selected = null; summarise(); renderLegend(); drawBoth(); });
+  $("#compare-colour").addEventListener("change", (e) => { state.colour = e.target.value; renderLegend(); drawBoth(); });
   $("#comparison-pick").addEventListener("change", (e) => load(e.target.value));
   window.addEventListener("resize", drawBoth);
 
@@ -213,16 +264,19 @@
     state.n = data.points.id.length;
     state.selected = null;
     state.hover = -1;
-    const labels = [...new Set(data.points.label.map((l) => l ?? ""))].sort();
-    state.labelCode = data.points.label.map((l) => labels.indexOf(l ?? ""));
+    // the map's order: label names sorted, documents without a label last
+    const named = [...new Set(data.points.label.filter((l) => l !== null && l !== undefined))].sort();
+    state.labels = data.points.label.some((l) => l === null || l === undefined) ? [...named, ""] : named;
+    state.labelCode = data.points.label.map((l) => state.labels.indexOf(l ?? ""));
     sides.a.setPoints(data.points.a.x, data.points.a.y);
     sides.b.setPoints(data.points.b.x, data.points.b.y);
     sides.a.fit(sides.a.bounds);
     sides.b.fit(sides.a.bounds);
-    $("#title-a").textContent = `A: ${data.spaces.a.name}`;
-    $("#title-b").textContent = `B: ${data.spaces.b.name} (aligned onto A)`;
+    $("#title-a").textContent = $("#title-a").title = `A: ${data.spaces.a.name}`;
+    $("#title-b").textContent = $("#title-b").title = `B: ${data.spaces.b.name} (aligned onto A)`;
     history.replaceState(null, "", `${location.pathname}#c=${encodeURIComponent(id)}`);
     summarise();
+    renderLegend();
     drawBoth();
     readyResolve();
   }
@@ -234,6 +288,7 @@
     screenOf: (side, i) => sides[side].toScreen(i),
     dataOf: (side, sx, sy) => sides[side].toData(sx, sy),
     idOf: (i) => state.data.points.id[i],
+    categoryOf: (i) => categoryOf(i),
   };
 
   (async () => {
@@ -246,7 +301,7 @@
       $("#compare-details").textContent = "A comparison needs two embedding spaces holding the same documents " +
         "(ingest them with two providers, models or sizes), then `embedlab compare --space A --space B` " +
         "or POST /api/v1/comparisons. It then shows here: both maps side by side, linked.";
-      for (const node of document.querySelectorAll("main.pair, #compare-box, #compare-clear, #compare-colour")) node.hidden = true;
+      for (const node of document.querySelectorAll("main.pair, #compare-legend-panel, #compare-box, #compare-clear, #compare-colour")) node.hidden = true;
       readyResolve();
       return;
     }
