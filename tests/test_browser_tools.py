@@ -269,6 +269,15 @@ def test_fourteen_labels_get_colours_far_apart_and_none_grey(page, shots):
         for y, b in list(shown.items())[i + 1 :]
     )
     assert closest[0] >= 25, closest
+    # names wrap only at their dots: no piece of a name is cut across two lines
+    cut = page.page.evaluate(
+        """() => [...document.querySelectorAll('#legend .name')].flatMap((name) =>
+            [...name.childNodes].filter((n) => n.nodeType === 3).filter((n) => {
+              const range = document.createRange(); range.selectNodeContents(n);
+              return range.getClientRects().length > 1;
+            }).map((n) => n.textContent))"""
+    )
+    assert cut == [], cut
     page.page.screenshot(path=str(shots / "labels-1100.png"))
 
 
