@@ -408,6 +408,11 @@ def test_keys_step_through_neighbours_and_the_cluster_with_a_visible_focus(page,
     assert ring["width"] >= 20
     assert one in page.page.locator("#focus-note").inner_text()
     assert page.page.evaluate("document.activeElement.id") == "map"
+    # the document panel's title (a long id) wraps inside the panel rather than running out
+    title = page.page.locator("#right .doc-id")
+    assert title.inner_text().replace("\n", "") == one
+    width = page.page.evaluate("document.querySelector('#right .doc-id').scrollWidth")
+    assert width <= title.bounding_box()["width"] + 1
     page.page.screenshot(path=str(shots / "focus-1100.png"))
     page.page.keyboard.press("Escape")
     assert page.state()["focus"] == -1

@@ -966,7 +966,7 @@
       : `label ${labelName(index)} · cluster ${clusterText(index)}`;
     const text = el("div", { class: "doc-text" }, "…");
     const near = el("div", {}, el("p", { class: "hint" }, "Finding its nearest neighbours…"));
-    panel.replaceChildren(el("h3", {}, docId), el("div", { class: "doc-meta" }, meta), text,
+    panel.replaceChildren(el("h3", { class: "doc-id" }, ...breakable(docId)), el("div", { class: "doc-meta" }, meta), text,
       el("h4", {}, "10 nearest neighbours (original space)"), near);
     panel.dataset.id = docId;
     rebuildFlags();
