@@ -106,13 +106,24 @@ class Analysis:
 
     @property
     def per_class(self) -> pd.DataFrame:
-        """The notebook's table: each class, its majority cluster and the share there."""
+        """The notebook's table: each class, its majority cluster and the share there, the
+        share in the cluster the Hungarian matching gave it, and the other classes with the
+        same majority cluster (`merged` when there are any: one cluster holds them all)."""
         import pandas as pd
 
         rows = [
-            {"class": name, **row} for name, row in (self.metrics.get("per_class") or {}).items()
+            {"class": name, "shares_cluster_with": [], "merged": False, **row}
+            for name, row in (self.metrics.get("per_class") or {}).items()
         ]
-        columns = ["class", "majority_cluster", "share", "size"]
+        columns = [
+            "class",
+            "majority_cluster",
+            "share",
+            "size",
+            "hungarian_share",
+            "shares_cluster_with",
+            "merged",
+        ]
         return pd.DataFrame(rows, columns=columns).set_index("class")
 
     @property

@@ -995,9 +995,15 @@
       return;
     }
     parts.push(el("h4", {}, "Share of each class in its majority cluster"),
-      el("table", { id: "per-class" }, el("tr", {}, el("th", {}, "class"), el("th", {}, "majority cluster"), el("th", {}, "share"), el("th", {}, "size")),
-        Object.entries(m.per_class).map(([name, row]) => el("tr", {}, el("td", {}, name), el("td", {}, String(row.majority_cluster)),
-          el("td", {}, fmt(row.share)), el("td", {}, String(row.size))))));
+      el("table", { id: "per-class" }, el("tr", {}, el("th", {}, "class"), el("th", {}, "majority cluster"), el("th", {}, "share"),
+        el("th", { title: "share of the class in the cluster the one-to-one Hungarian matching gave it" }, "matched share"),
+        el("th", {}, "size"), el("th", {}, "merged")),
+        Object.entries(m.per_class).map(([name, row]) => {
+          const others = row.shares_cluster_with || [];
+          return el("tr", { class: others.length ? "merged" : null }, el("td", {}, name), el("td", {}, String(row.majority_cluster)),
+            el("td", {}, fmt(row.share)), el("td", {}, fmt(row.hungarian_share)), el("td", {}, String(row.size)),
+            el("td", {}, others.length ? `⚠ shares cluster ${row.majority_cluster} with ${others.join(", ")}` : ""));
+        })));
     const conf = m.confusion;
     if (conf) {
       const labelCode = new Map(state.head.labels.map((l) => [l.name, l.code]));
