@@ -87,8 +87,7 @@ def per_class_table(metrics: dict[str, Any]) -> str:
     noise = any(row.get("noise") for row in rows.values())
     width = max(len("class"), *(len(name) for name in rows))
     lines = [
-        f"{'class':<{width}}  majority cluster  share  matched"
-        + ("  noise" if noise else ""),
+        f"{'class':<{width}}  majority cluster  share  matched" + ("  noise" if noise else ""),
         f"{'-' * width}  ----------------  -----  -------" + ("  -----" if noise else ""),
     ]
     for name, row in rows.items():
