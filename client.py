@@ -9,6 +9,7 @@ the service does the embedding, the analysis and the bookkeeping.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import time
@@ -594,6 +595,13 @@ class RemoteLab(Inputs):
         if job["state"] != "done":
             raise _job_error(job)
         analysis = self.analysis(job["analysis"])
+        if job.get("reused"):  # as Lab.analyze marks an identical analysis it returns
+            analysis = dataclasses.replace(
+                analysis,
+                reused=True,
+                notes=list(job.get("notes") or analysis.notes),
+                naming=dict(job.get("naming") or analysis.naming),
+            )
         if out is not None:
             analysis.save(out, html=html)  # map.html with the service's texts, neighbours
         return analysis

@@ -811,8 +811,8 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         local model, where it was measured to help: bench/quality.py; 0 otherwise).
         `selection` (a Selection) stands for labels..limit, and the space when it has one.
         """
-        from .analyze.run import AnalysisOptions, analyze_corpus
-        from .ingest.naming import check_naming
+        from .analyze.run import AnalysisOptions, analysis_identity, analyze_corpus
+        from .ingest.naming import check_naming, naming_identity
 
         if selection is not None:
             labels, sources, per_class, seed, limit = selection.parts()
@@ -836,29 +836,67 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
             started = time.perf_counter()
             corpus = self._corpus(chosen, selection)
             load_s = time.perf_counter() - started
-            analysis = analyze_corpus(
-                corpus,
-                options,
-                map_cache=StoreMapCache(self.store, chosen, self._write_lock),
-                on_stage=lambda name, i: stage(name, i + 1),
-                selection=selection.as_dict(),
-            )
-            analysis.timings = {"load": load_s, **analysis.timings}
-            if naming is not None:
-                stage("name", 5)
-                naming_started = time.perf_counter()
-                self._name_clusters(analysis, corpus, naming, notify, len(stages))
-                analysis.timings["name"] = time.perf_counter() - naming_started
-            stage("store", len(stages) - 1)
-            self._store_analysis(analysis)
+            identity = analysis_identity(corpus, options, naming_identity(naming))
+            same = self._identical_analysis(chosen, identity)
+            if same is None:
+                analysis = analyze_corpus(
+                    corpus,
+                    options,
+                    map_cache=StoreMapCache(self.store, chosen, self._write_lock),
+                    on_stage=lambda name, i: stage(name, i + 1),
+                    selection=selection.as_dict(),
+                )
+                analysis.timings = {"load": load_s, **analysis.timings}
+                analysis.identity = identity
+                if naming is not None:
+                    stage("name", 5)
+                    naming_started = time.perf_counter()
+                    self._name_clusters(analysis, corpus, naming, notify, len(stages))
+                    analysis.timings["name"] = time.perf_counter() - naming_started
+                stage("store", len(stages) - 1)
+                self._store_analysis(analysis)
             notify(Progress("analyze", len(stages), len(stages), "done"))
         finally:
             close_bar()
+        if same is not None:  # identical to a stored one: nothing computed, stored or called
+            if naming is not None:
+                self._names_reused(same, naming)
+            same.timings = {"load": load_s}
+            if out is not None:
+                same.save(out, html=html)
+            return same
         self._attach_map_extras(analysis)
         self._emit("analysis-created", {"analysis": analysis.id})
         if out is not None:
             analysis.save(out, html=html)
         return analysis
+
+    def _identical_analysis(self, space: Space, identity: str) -> Analysis | None:
+        """A stored analysis made of the same documents, options, seed and naming (see
+        analyze.run.analysis_identity), as a copy marked `reused`; None when there is
+        none. One whose naming left clusters with their terms is not reused (a rerun is
+        how those get their names)."""
+        import dataclasses
+
+        for head in self.records.analyses.heads(space.collection_name):
+            if head.get("identity") != identity or head.get("parent") is not None:
+                continue
+            if (head.get("naming") or {}).get("kept_terms"):
+                continue
+            try:
+                stored = self.analysis(head["id"])
+            except NotFound:  # deleted meanwhile
+                continue
+            note = f"identical to analysis {stored.id}: reused, nothing new stored"
+            return dataclasses.replace(
+                stored,
+                reused=True,
+                notes=[*stored.notes, note],
+                naming=dict(stored.naming),
+                timings={},
+                files=[],
+            )
+        return None
 
     def _attach_map_extras(self, analysis: Analysis) -> None:
         """Let `analysis.save(..., html=True)` read its texts and neighbours from here."""

@@ -76,6 +76,10 @@ class Analysis:
     update_report: dict[str, Any] | None = None
     reference: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     placed: list[str] = field(default_factory=list, repr=False)
+    # analysis_identity (run.py): the documents, options, seed and naming it was made of;
+    # `reused`: Lab.analyze returned this stored analysis for an identical request
+    identity: str | None = field(default=None, repr=False)
+    reused: bool = False
 
     # -- views -----------------------------------------------------------------------------
 
@@ -358,6 +362,7 @@ class Analysis:
             "k_scores": {str(k): v for k, v in self.k_scores.items()},
             "map_cached": self.map_cached,
             "timings": self.timings,
+            "identity": self.identity,
         }
         extra: dict[str, np.ndarray] = {}
         if self.reference:
@@ -413,6 +418,7 @@ class Analysis:
             update_report=head.get("update_report"),
             reference=reference,
             placed=[str(x) for x in arrays["placed"].tolist()] if "placed" in arrays else [],
+            identity=head.get("identity"),
         )
 
 

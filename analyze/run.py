@@ -23,6 +23,9 @@ from .reference import build_reference
 from .select import Corpus
 
 STAGES = ("cluster", "map", "evaluate", "describe")
+# part of every analysis identity: raise it when the same options come to give another
+# analysis (a new default, a changed method), so an older stored one is not reused
+IDENTITY_VERSION = 1
 
 
 @dataclass
@@ -72,6 +75,41 @@ class AnalysisOptions:
         )
 
 
+def resolved_options(options: AnalysisOptions, space_provider: str) -> AnalysisOptions:
+    """The options as the analysis runs them (a default text weight made explicit)."""
+    weight = options.text_weight
+    if weight is None:
+        weight = default_text_weight(space_provider, options.algorithm)
+    return replace(options, text_weight=float(weight))
+
+
+def analysis_identity(
+    corpus: Corpus, options: AnalysisOptions, naming: str | None = None
+) -> str:
+    """What makes two analyses the same analysis: the space's collection, the documents
+    (sorted id, content hash and label of each, and their vectors), the options as run
+    (seed included) and how the clusters are named (None: by their terms). sha256, hex."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    settings = {
+        "version": IDENTITY_VERSION,
+        "collection": corpus.space.collection_name,
+        "options": resolved_options(options, corpus.space.provider).as_dict(),
+        "naming": naming,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    order = sorted(range(len(corpus.ids)), key=lambda i: corpus.ids[i])
+    for i in order:
+        label = corpus.labels[i]
+        row = [corpus.ids[i], corpus.hashes[i], label]
+        digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    vectors = np.ascontiguousarray(np.asarray(corpus.vectors, dtype=np.float32)[order])
+    digest.update(vectors.tobytes())
+    return digest.hexdigest()
+
+
 class MapCache(Protocol):
     """Where 2-D maps are kept between analyses (the Lab keeps them in the store)."""
 
@@ -114,10 +152,8 @@ def analyze_corpus(
     timings: dict[str, float] = {}
     stage = on_stage or (lambda _name, _index: None)
     stage("cluster", 0)
+    options = resolved_options(options, corpus.space.provider)  # stored: the weight used
     text_weight = options.text_weight
-    if text_weight is None:
-        text_weight = default_text_weight(corpus.space.provider, options.algorithm)
-    options = replace(options, text_weight=float(text_weight))  # stored: the weight used
     cluster_keep: dict[str, Any] = {}  # what placing new documents needs (reference.py)
     clustering = _timed(
         timings,

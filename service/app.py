@@ -304,7 +304,12 @@ class Service:
                 on_progress(event)
 
             analysis = self.lab.analyze(quiet=True, on_progress=progress, **arguments)
-            return {"analysis": analysis.id, "summary": analysis.summary()}
+            result = {"analysis": analysis.id, "summary": analysis.summary()}
+            if analysis.reused:  # identical to a stored analysis: nothing new was stored
+                result["reused"] = True
+                result["notes"] = analysis.notes
+                result["naming"] = analysis.naming  # this run's counts: nothing requested
+            return result
 
         return self.jobs.submit("analysis", "analysis", run, arguments).id
 
