@@ -1127,7 +1127,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         on_progress: ProgressCallback | None = None,
         selection: Selection | None = None,
     ) -> Comparison:
-        """Compare two spaces on the documents both hold (same id, same text).
+        """Compare two spaces on the documents both hold: the same id and text, or the
+        same text under another id (`documents["paired_by_content"]` counts those; A's
+        ids are shown).
 
         Exact Jaccard of each document's `neighbours` nearest in A and in B, agreement
         (ARI, NMI) of k-means clusterings at the same `k`, each side's scores against the
@@ -1154,7 +1156,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
             started = time.perf_counter()
             shared = shared_ids(self.store, a, b, selection)
             corpus_a = self._corpus(a, selection, ids=shared.ids)
-            corpus_b = self._corpus(b, selection, ids=shared.ids)
+            corpus_b = self._corpus(b, selection, ids=shared.ids_b or shared.ids)
+            if shared.ids_b is not None:  # some paired by their text: B's rows under A's ids
+                corpus_b.ids = list(shared.ids)
             load_s = time.perf_counter() - started
             comparison = compare_corpora(
                 corpus_a,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import embedlab
 import pytest
-from embedlab.store import Store
+from embedlab.store import Space, Store
 
-from tests.builders import grouped_corpus
+from tests.builders import SPACE, grouped_corpus
 from tests.conftest import invoke_cli
 
 
@@ -101,3 +101,96 @@ def test_a_stored_analysis_from_before_still_renders(grouped_lab):
             del row[key]
     assert "-" in analysis.per_class_table().splitlines()[2]
     assert not analysis.per_class["merged"].any()
+
+
+# -- item 9: an identical analysis is reused ------------------------------------------------
+
+
+def test_an_identical_analysis_is_reused_not_stored_again(grouped_lab, tmp_path):
+    first = grouped_lab.analyze(k=3, seed=0, reduce="pca")
+    assert not first.reused and first.identity
+    second = grouped_lab.analyze(k=3, seed=0, reduce="pca", out=tmp_path / "again")
+    assert second.reused and second.id == first.id
+    assert f"identical to analysis {first.id}: reused, nothing new stored" in second.notes
+    assert not any("identical" in note for note in grouped_lab.analysis(first.id).notes)
+    assert len(grouped_lab.analyses()) == 1
+    assert (tmp_path / "again" / "report.md").exists()  # --out still writes the files
+    assert second.cluster_labels.tolist() == first.cluster_labels.tolist()
+
+    other_seed = grouped_lab.analyze(k=3, seed=1, reduce="pca")
+    assert not other_seed.reused and other_seed.id != first.id
+    other_k = grouped_lab.analyze(k=4, seed=0, reduce="pca")
+    assert not other_k.reused
+    assert len(grouped_lab.analyses()) == 3
+
+
+def test_a_new_document_makes_a_new_analysis(grouped_lab):
+    import numpy as np
+    from embedlab.store import Document
+
+    first = grouped_lab.analyze(k=3, seed=0, reduce="pca")
+    vector = np.full((1, SPACE.dims), 0.25, dtype=np.float32)
+    doc = Document("syn/space/new", "rocket orbit launch new", "synthetic", "space")
+    grouped_lab.store.collection(SPACE).write([doc], vector, [False])
+    second = grouped_lab.analyze(k=3, seed=0, reduce="pca")
+    assert not second.reused and second.id != first.id and len(second.ids) == 91
+    third = grouped_lab.analyze(k=3, seed=0, reduce="pca")
+    assert third.reused and third.id == second.id
+
+
+def test_the_cli_says_an_identical_analysis_was_reused(store_path, tmp_path):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    args = ["--store", str(store_path), "analyze", "--k", "3", "--reduce", "pca"]
+    first = invoke_cli([*args, "--out", str(tmp_path / "a")])
+    again = invoke_cli([*args, "--out", str(tmp_path / "b")])
+    assert first.returncode == again.returncode == 0, again.stderr
+    assert "stored as analysis" in first.stderr and "reused" not in first.stderr
+    assert "reused, nothing new stored" in again.stderr
+    assert (tmp_path / "b" / "report.md").read_text() == (tmp_path / "a" / "report.md").read_text()
+    listing = invoke_cli(["--store", str(store_path), "analyses"])
+    assert listing.returncode == 0 and listing.stdout.count("kmeans") == 1, listing.stdout
+
+
+# -- item 10: compare pairs documents by their text when the ids differ ---------------------
+
+MINE = Space("fake", "fake-mine", "none", 16)  # your own vectors, ingested under another prefix
+
+
+def test_compare_pairs_the_same_texts_under_other_ids(store_path):
+    import numpy as np
+    from embedlab.store import Document
+
+    with Store.open_local(store_path, create=True) as store:
+        docs = grouped_corpus(store)
+        ids = [d.id for d in docs]
+        vectors = store.collection(SPACE).load(ids, with_text=False)[0]
+        rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))
+        # the first 10 keep their ids; the rest come back as parquet/mine/... ids
+        mine = [
+            d if n < 10 else Document(f"parquet/mine/newsgroups/{d.id}", d.text, "mine", d.label)
+            for n, d in enumerate(docs)
+        ]
+        mine.append(Document("parquet/mine/other", "a text only B holds", "mine", "space"))
+        rows = np.concatenate([vectors @ rotation, np.ones((1, 16))]).astype(np.float32)
+        store.collection(MINE, create=True).write(mine, rows, [False] * len(mine))
+    with embedlab.open(store_path, quiet=True) as lab:
+        result = lab.compare(SPACE, MINE, k=3, reduce="pca")
+    docs_counts = result.documents
+    assert docs_counts["compared"] == 90 and docs_counts["paired_by_content"] == 80
+    assert docs_counts["only_in_a"] == 0 and docs_counts["only_in_b"] == 1
+    assert result.ids == sorted(ids)  # shown under A's ids
+    # the pairs are the right rows: the same geometry, so every neighbourhood agrees
+    assert result.summary["neighbourhoods"]["jaccard_mean"] == 1.0
+    assert result.summary["clusterings"]["ari"] == 1.0
+    assert any("80 of the 90 documents were paired by their text" in n for n in result.notes)
+    assert "paired by content: 80" in "\n".join(result.lines())
+
+
+def test_pairing_by_content_is_one_to_one():
+    from embedlab.analyze.compare import pair_documents
+
+    a = {"a1": {"content_hash": "x"}, "a2": {"content_hash": "x"}, "s": {"content_hash": "y"}}
+    b = {"b1": {"content_hash": "x"}, "s": {"content_hash": "y"}, "b3": {"content_hash": "z"}}
+    pairs, by_content = pair_documents(a, b)
+    assert pairs == {"s": "s", "a1": "b1"} and by_content == 1
