@@ -83,9 +83,7 @@ def resolved_options(options: AnalysisOptions, space_provider: str) -> AnalysisO
     return replace(options, text_weight=float(weight))
 
 
-def analysis_identity(
-    corpus: Corpus, options: AnalysisOptions, naming: str | None = None
-) -> str:
+def analysis_identity(corpus: Corpus, options: AnalysisOptions, naming: str | None = None) -> str:
     """What makes two analyses the same analysis: the space's collection, the documents
     (sorted id, content hash and label of each, and their vectors), the options as run
     (seed included) and how the clusters are named (None: by their terms). sha256, hex."""
