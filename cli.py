@@ -407,7 +407,7 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
     callback=_k_value,
     help=ANALYZE["k"].help,
 )
-@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight"])
+@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight", "cluster_dims"])
 @click.option(
     "--out",
     type=click.Path(),
@@ -456,6 +456,7 @@ def analyze_command(
     min_cluster_size,
     eps,
     text_weight,
+    cluster_dims,
     out,
     name_clusters,
     naming_model,
@@ -484,6 +485,7 @@ def analyze_command(
             min_cluster_size=min_cluster_size,
             eps=eps,
             text_weight=text_weight,
+            cluster_dims=cluster_dims,
             name_clusters=name_clusters,
             naming_model=naming_model,
             html=html,

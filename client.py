@@ -567,6 +567,7 @@ class RemoteLab(Inputs):
         html: bool = False,
         text_weight: float | None = None,
         selection: Selection | None = None,
+        cluster_dims: int | None = None,
     ) -> Analysis:
         """Lab.analyze, run by the service (POST /analyses, a job)."""
         if selection is not None:  # as Lab.analyze reads it
@@ -588,6 +589,7 @@ class RemoteLab(Inputs):
                 "name_clusters": name_clusters,
                 "naming_model": naming_model,
                 "text_weight": text_weight,
+                "cluster_dims": cluster_dims,
             }
         )
         job_id = self._request("POST", "/analyses", json=body)["job"]

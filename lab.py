@@ -765,6 +765,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         text_weight: float | None = None,
         name_clusters: bool = False,
         naming_model: str | None = None,
+        cluster_dims: int | None = None,
     ) -> None:
         """Refuse now what `analyze` would refuse (the space, options that do not go
         together, the naming model), without doing any work: a service answers 400
@@ -773,7 +774,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         from .ingest.naming import check_naming
 
         self.space(space)
-        AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps, text_weight)
+        AnalysisOptions.checked(
+            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight, cluster_dims
+        )
         check_naming(name_clusters, naming_model)
 
     def analyze(
@@ -797,6 +800,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         html: bool = False,
         text_weight: float | None = None,
         selection: Selection | None = None,
+        cluster_dims: int | None = None,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
@@ -810,6 +814,10 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         LSA) at this weight; 0 = the vectors alone; None = the space's default (1 for the
         local model, where it was measured to help: bench/quality.py; 0 otherwise).
         `selection` (a Selection) stands for labels..limit, and the space when it has one.
+        `cluster_dims` (hdbscan): density is found on a UMAP reduction (cosine) to this
+        many dims, 5 unless told; 0 = on the full vectors.
+        An identical request (same documents, options, seed, naming) returns the stored
+        analysis (`analysis.reused`), computing, storing and calling nothing.
         """
         from .analyze.run import AnalysisOptions, analysis_identity, analyze_corpus
         from .ingest.naming import check_naming, naming_identity
@@ -818,7 +826,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
             labels, sources, per_class, seed, limit = selection.parts()
             space = space if selection.space is None else selection.space
         options = AnalysisOptions.checked(
-            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight
+            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight, cluster_dims
         )
         naming = check_naming(name_clusters, naming_model)
         selection = self._selection(labels, sources, per_class, seed, limit)

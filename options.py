@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .analyze.cluster import ALGORITHMS, MAX_TEXT_WEIGHT
+from .analyze.cluster import ALGORITHMS, DEFAULT_CLUSTER_DIMS, MAX_CLUSTER_DIMS, MAX_TEXT_WEIGHT
 from .analyze.reduce import METHODS
 from .errors import InvalidRequest
 
@@ -211,6 +211,13 @@ def _text_weight_applies(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _cluster_dims_applies(values: Mapping[str, Any]) -> str | None:
+    dims = values.get("cluster_dims")
+    if dims is not None and dims > 0 and values["algorithm"] not in ("hdbscan", "dbscan"):
+        return f"cluster_dims applies to hdbscan and dbscan only, not {values['algorithm']}"
+    return None
+
+
 ANALYZE = Table(
     (
         PER_CLASS,
@@ -241,8 +248,19 @@ ANALYZE = Table(
             minimum=0, maximum=MAX_TEXT_WEIGHT, show_default=False,
             message="text_weight must be between 0 (vectors alone) and {maximum}, not {value}",
         ),
+        Option(
+            "cluster_dims", int, None,
+            "hdbscan/dbscan on a UMAP reduction (cosine) to this many dims (dbscan's eps is "
+            "then a distance there); 0 = the full vectors  "
+            f"[default: {DEFAULT_CLUSTER_DIMS}]",
+            minimum=0, maximum=MAX_CLUSTER_DIMS, show_default=False,
+            message="cluster_dims must be 0 (the full vectors) to {maximum}, not {value}",
+        ),
     ),
-    checks=(_k_applies, _eps_applies, _min_cluster_size_applies, _text_weight_applies),
+    checks=(
+        _k_applies, _eps_applies, _min_cluster_size_applies, _text_weight_applies,
+        _cluster_dims_applies,
+    ),
 )  # fmt: skip
 
 # -- compare -------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def per_class_majority(
     one (`shares_cluster_with`; `merged` says it is not empty)."""
     matched = {name: int(c) for c, name in (mapping or {}).items()}
     column = {int(c): j for j, c in enumerate(clusters)}
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(classes):
         row = confusion[i]
         size = int(sizes[i])

@@ -106,14 +106,26 @@ def per_class_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def coverage_lead(metrics: dict[str, Any]) -> str | None:
+    """With noise, "clustered 37% of documents (435 noise documents not scored)": the
+    agreement figures after it score only the clustered documents. None without."""
+    if not metrics.get("noise"):
+        return None
+    coverage = float(metrics.get("coverage", 0.0))
+    share = f"{coverage:.0%}"
+    if share == "100%":  # some noise: never "all"
+        share = f"{coverage:.1%}" if f"{coverage:.1%}" != "100.0%" else "over 99.9%"
+    return f"clustered {share} of documents ({metrics['noise']} noise documents not scored)"
+
+
 def headline(metrics: dict[str, Any]) -> str:
-    """The metrics in one line; with noise, the share of documents that were clustered."""
+    """The metrics in one line; with noise, led by the share of documents clustered."""
     parts = [f"{key} {metrics[key]:.3f}" for key in HEADLINE if metrics.get(key) is not None]
-    if metrics.get("noise"):
-        parts.append(
-            f"coverage {metrics['coverage']:.3f} ({metrics['noise']} noise documents not scored)"
-        )
-    return ", ".join(parts)
+    line = ", ".join(parts)
+    lead = coverage_lead(metrics)
+    if lead is None:
+        return line
+    return f"{lead}; {line}" if line else lead
 
 
 def verdict(metrics: dict[str, Any]) -> str:
@@ -139,6 +151,8 @@ def method_line(metrics: dict[str, Any]) -> str:
         best = metrics.get("k_silhouette", {}).get(str(clustering["k"]))
         score = f", silhouette {best:.3f}" if best is not None else ""
         k += f" (chosen by silhouette among {low}..{high}{score})"
+    if clustering.get("cluster_dims"):
+        k += f" on {clustering.get('on', 'a UMAP reduction')}"
     if clustering.get("text_weight"):
         weight, dims = clustering["text_weight"], clustering["text_dims"]
         k += f" on vectors + words (LSA {dims} dims, weight {weight:g})"

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .analysis import Analysis, space_dict
-from .cluster import cluster, default_text_weight
+from .cluster import DEFAULT_CLUSTER_DIMS, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .reduce import map_key, reduce_2d
@@ -25,7 +25,7 @@ from .select import Corpus
 STAGES = ("cluster", "map", "evaluate", "describe")
 # part of every analysis identity: raise it when the same options come to give another
 # analysis (a new default, a changed method), so an older stored one is not reused
-IDENTITY_VERSION = 1
+IDENTITY_VERSION = 2  # 2: density clustering on a UMAP reduction (cluster_dims)
 
 
 @dataclass
@@ -39,6 +39,10 @@ class AnalysisOptions:
     # weight of the documents' words beside their vectors in k-means; None: the space's
     # default (cluster.DEFAULT_TEXT_WEIGHT), 0: the vectors alone
     text_weight: float | None = None
+    # hdbscan, dbscan: the dims of the UMAP reduction they cluster on (0: the full
+    # vectors); None for the other algorithms, and in analyses stored before it existed
+    # (the full vectors)
+    cluster_dims: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +57,7 @@ class AnalysisOptions:
         min_cluster_size: int | None = None,
         eps: float | None = None,
         text_weight: float | None = None,
+        cluster_dims: int | None = None,
     ) -> AnalysisOptions:
         """Every analysis option validated in one place (options.ANALYZE: the CLI's and
         the service's declarations are built from the same table), messages naming the
@@ -62,7 +67,11 @@ class AnalysisOptions:
         v = validate(ANALYZE, dict(
             algorithm=algorithm, k=k, reduce=reduce, seed=seed,
             min_cluster_size=min_cluster_size, eps=eps, text_weight=text_weight,
+            cluster_dims=cluster_dims,
         ))  # fmt: skip
+        dims = None
+        if v["algorithm"] in ("hdbscan", "dbscan"):
+            dims = DEFAULT_CLUSTER_DIMS if v["cluster_dims"] is None else v["cluster_dims"]
         density = v["algorithm"] in ("hdbscan", "dbscan")
         return cls(
             v["algorithm"],
@@ -72,6 +81,7 @@ class AnalysisOptions:
             v["min_cluster_size"],
             0.5 if v["eps"] is None else float(v["eps"]),
             None if v["text_weight"] is None else float(v["text_weight"]),
+            dims,
         )
 
 
@@ -166,6 +176,7 @@ def analyze_corpus(
         texts=corpus.texts,
         text_weight=text_weight,
         keep=cluster_keep,
+        cluster_dims=options.cluster_dims,
     )
     labels = clustering.labels
     stage("map", 1)

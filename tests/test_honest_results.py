@@ -194,3 +194,92 @@ def test_pairing_by_content_is_one_to_one():
     b = {"b1": {"content_hash": "x"}, "s": {"content_hash": "y"}, "b3": {"content_hash": "z"}}
     pairs, by_content = pair_documents(a, b)
     assert pairs == {"s": "s", "a1": "b1"} and by_content == 1
+
+
+# -- item 7: HDBSCAN on a UMAP reduction; the headline leads with coverage ------------------
+
+WIDE = Space("fake", "fake-wide", "none", 256)  # wide, diffuse groups: density fades
+
+
+def diffuse_groups(store: Store) -> None:
+    """3 groups of 60 in 256 dims, each spread widely around its centre: on the full
+    vectors HDBSCAN calls most of them noise (measured: 160 of 180)."""
+    import numpy as np
+    from embedlab.store import Document
+
+    rng = np.random.default_rng(0)
+    docs, rows = [], []
+    for g, centre in enumerate(rng.normal(size=(3, WIDE.dims))):
+        for i in range(60):
+            docs.append(Document(f"wide/{g}/{i:02d}", f"group {g} post {i}", "wide", f"g{g}"))
+            rows.append(centre + 4.0 * rng.normal(size=WIDE.dims))
+    vectors = np.array(rows, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.collection(WIDE, create=True).write(docs, vectors, [False] * len(docs))
+
+
+def test_hdbscan_clusters_on_a_umap_reduction_by_default(store_path):
+    with Store.open_local(store_path, create=True) as store:
+        diffuse_groups(store)
+    with embedlab.open(store_path, quiet=True) as lab:
+        reduced = lab.analyze(algorithm="hdbscan", reduce="pca")
+        full = lab.analyze(algorithm="hdbscan", reduce="pca", cluster_dims=0)
+    assert reduced.options["cluster_dims"] == 5 and full.options["cluster_dims"] == 0
+    params = reduced.metrics["params"]["clustering"]
+    assert params["cluster_dims"] == 5 and "UMAP to 5 dims (cosine" in reduced.method_line()
+    assert "UMAP" not in full.method_line()
+    # the groups are found on the reduction; the full vectors leave most as noise
+    assert reduced.metrics["coverage"] >= 0.9 and reduced.metrics["hungarian_accuracy"] >= 0.9
+    assert full.metrics["coverage"] <= 0.5
+    # with noise, the headline leads with how much was clustered
+    share = f"{full.metrics['coverage']:.0%}"
+    assert full.verdict().startswith(
+        f"clustered {share} of documents ({full.metrics['noise']} noise documents not scored); "
+        "hungarian_accuracy"
+    )
+
+
+def test_dbscan_clusters_on_a_umap_reduction_by_default(store_path):
+    with Store.open_local(store_path, create=True) as store:
+        diffuse_groups(store)
+    with embedlab.open(store_path, quiet=True) as lab:
+        reduced = lab.analyze(algorithm="dbscan", reduce="pca")
+        full = lab.analyze(algorithm="dbscan", reduce="pca", cluster_dims=0)
+    assert reduced.options["cluster_dims"] == 5 and full.options["cluster_dims"] == 0
+    assert "UMAP to 5 dims (cosine" in reduced.method_line()
+    # eps 0.5 as a cosine distance between these vectors leaves most as noise; as a
+    # distance on the reduction it clusters most (measured: 84% of documents, into
+    # groups; eps is coarse here: Hungarian 0.68 where HDBSCAN's is over 0.9)
+    assert full.metrics["coverage"] <= 0.5
+    assert reduced.metrics["coverage"] >= 0.8 and len(set(reduced.cluster_labels) - {-1}) >= 2
+
+
+def test_the_headline_leads_with_coverage_only_when_there_is_noise():
+    from embedlab.analyze import report
+
+    clean = {"hungarian_accuracy": 0.9, "noise": 0, "coverage": 1.0}
+    assert report.headline(clean) == "hungarian_accuracy 0.900"
+    noisy = {"hungarian_accuracy": 0.95, "noise": 435, "coverage": 0.369565}
+    assert report.headline(noisy) == (
+        "clustered 37% of documents (435 noise documents not scored); hungarian_accuracy 0.950"
+    )
+    almost = {"noise": 1, "coverage": 0.9995}
+    assert report.headline(almost).startswith("clustered over 99.9% of documents")
+
+
+def test_cluster_dims_is_checked_in_the_library(grouped_lab):
+    from embedlab.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="cluster_dims applies to hdbscan and dbscan only"):
+        grouped_lab.analyze(k=3, cluster_dims=5)
+    with pytest.raises(InvalidRequest, match="cluster_dims must be 0"):
+        grouped_lab.analyze(algorithm="hdbscan", cluster_dims=-1)
+
+
+def test_cluster_dims_is_checked_in_the_cli(store_path):
+    with Store.open_local(store_path, create=True) as store:
+        grouped_corpus(store)
+    result = invoke_cli(["--store", str(store_path), "analyze", "--k", "3", "--cluster-dims", "5"])
+    assert result.returncode != 0
+    assert "cluster_dims applies to hdbscan and dbscan only" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

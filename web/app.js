@@ -988,7 +988,10 @@
   function renderEvaluation() {
     const panel = $("#panel-evaluation");
     const m = state.head.metrics || {};
-    const parts = [el("p", {}, `Hungarian accuracy ${fmt(m.hungarian_accuracy)} · ARI ${fmt(m.ari)} · NMI ${fmt(m.nmi)} · silhouette ${fmt(m.silhouette)}`)];
+    // with noise, lead with how much was clustered: the figures after it score only that
+    const pct = (share) => { for (const d of [0, 1]) { const s = (100 * share).toFixed(d); if (Number(s) < 100) return `${s}%`; } return "over 99.9%"; };
+    const lead = m.noise ? `clustered ${pct(m.coverage)} of documents (${count(m.noise)} noise documents not scored) · ` : "";
+    const parts = [el("p", { id: "evaluation-headline" }, `${lead}Hungarian accuracy ${fmt(m.hungarian_accuracy)} · ARI ${fmt(m.ari)} · NMI ${fmt(m.nmi)} · silhouette ${fmt(m.silhouette)}`)];
     if (!m.per_class) {
       parts.push(el("p", { class: "hint" }, "These documents have no labels to evaluate against."));
       panel.replaceChildren(...parts);
