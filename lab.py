@@ -814,8 +814,8 @@ class Lab(Inputs, BatchUseCases, ClusterNaming):
         LSA) at this weight; 0 = the vectors alone; None = the space's default (1 for the
         local model, where it was measured to help: bench/quality.py; 0 otherwise).
         `selection` (a Selection) stands for labels..limit, and the space when it has one.
-        `cluster_dims` (hdbscan): density is found on a UMAP reduction (cosine) to this
-        many dims, 5 unless told; 0 = on the full vectors.
+        `cluster_dims` (hdbscan, dbscan): density is found on a UMAP reduction (cosine) to this
+        many dims, 10 unless told; 0 = on the full vectors.
         An identical request (same documents, options, seed, naming) returns the stored
         analysis (`analysis.reused`), computing, storing and calling nothing.
         """

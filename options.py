@@ -237,9 +237,11 @@ ANALYZE = Table(
         REDUCE,
         Option("min_cluster_size", int, None, "hdbscan/dbscan.", minimum=2, show_default=False),
         Option(
-            "eps", float, None, "dbscan radius (cosine distance)  [default: 0.5]",
+            "eps", float, None,
+            "dbscan radius (a distance on the UMAP reduction; cosine with --cluster-dims 0)  "
+            "[default: 0.5]",
             minimum=0, maximum=2, above_minimum=True, show_default=False,
-            message="eps is a cosine distance: more than 0 and at most 2, not {value}",
+            message="eps must be more than 0 and at most 2, not {value}",
         ),
         Option(
             "text_weight", float, None,

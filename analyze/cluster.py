@@ -24,12 +24,14 @@ MAX_TEXT_WEIGHT = 10.0
 # local all-MiniLM-L6-v2 clusters better on every sample with it. Gemini's vectors were
 # not measured with it (the notebook's table is theirs alone), so they cluster alone.
 DEFAULT_TEXT_WEIGHT = {"local": 1.0}
-# HDBSCAN and DBSCAN find density on a UMAP reduction of the vectors (cosine), as BERTopic does: in
-# hundreds of dimensions every point is about as far from every other, and the defaults
-# left 63% of 690 posts as noise (issue 25 item 7; bench/quality.py --hdbscan). 0 = the
-# full vectors. Too few documents for a reduction (UMAP's spectral layout needs more
-# rows than dimensions + neighbours) cluster on the full vectors, and the params say so.
-DEFAULT_CLUSTER_DIMS = 5
+# HDBSCAN and DBSCAN find density on a seeded UMAP reduction of the vectors (cosine), as
+# BERTopic does: in hundreds of dimensions every point is about as far from every other,
+# and on the full vectors their defaults left 62% / 52% of the notebook's 600 posts as
+# noise (issue 25 item 7; bench/quality.py --density, docs/quality.md). 10 dims beat 5
+# on both sci samples and tie on rec. 0 = the full vectors. Too few documents for a
+# reduction (UMAP's spectral layout needs more rows than dimensions + neighbours)
+# cluster on the full vectors, and the params say so.
+DEFAULT_CLUSTER_DIMS = 10
 MAX_CLUSTER_DIMS = 100
 UMAP_NEIGHBOURS = 15
 MIN_REDUCED_ROWS = 20

@@ -26,7 +26,7 @@ Then the Gemini path on vectors from the fake server (random per text: the figur
 show that it still runs, and that it keeps the notebook's cleaning and ids).
 
 `--density` (issue 25 item 7) compares HDBSCAN and DBSCAN at their defaults on the full
-vectors (before) and on UMAP reductions (cosine; 5 dims, the default now): noise share,
+vectors (before) and on UMAP reductions (cosine; 10 dims, the default now): noise share,
 clusters, Hungarian accuracy and ARI on the clustered documents, per-class share.
 
 Run: .venv/bin/python bench/quality.py [--quick] [--ablation] [--no-gemini] [--density]
@@ -287,8 +287,10 @@ def gemini_block() -> None:
 # -- density: the full vectors against a UMAP reduction (issue 25 item 7) ---------------------
 
 DENSITY_SAMPLES = [SAMPLES[0], SAMPLES[3], SAMPLES[4]]  # the notebook's; sci test; rec
-# 0: the full vectors (before); 5: the default now
-DENSITY_RUNS = [("hdbscan", 0), ("hdbscan", 5), ("hdbscan", 10), ("dbscan", 0), ("dbscan", 5)]
+# 0: the full vectors (before); 10: the default now
+DENSITY_RUNS = [
+    ("hdbscan", 0), ("hdbscan", 5), ("hdbscan", 10), ("dbscan", 0), ("dbscan", 5), ("dbscan", 10),
+]  # fmt: skip
 
 
 def density_score(lab, sample: Sample, seed: int, algorithm: str, dims: int) -> dict:

@@ -224,9 +224,9 @@ def test_hdbscan_clusters_on_a_umap_reduction_by_default(store_path):
     with embedlab.open(store_path, quiet=True) as lab:
         reduced = lab.analyze(algorithm="hdbscan", reduce="pca")
         full = lab.analyze(algorithm="hdbscan", reduce="pca", cluster_dims=0)
-    assert reduced.options["cluster_dims"] == 5 and full.options["cluster_dims"] == 0
+    assert reduced.options["cluster_dims"] == 10 and full.options["cluster_dims"] == 0
     params = reduced.metrics["params"]["clustering"]
-    assert params["cluster_dims"] == 5 and "UMAP to 5 dims (cosine" in reduced.method_line()
+    assert params["cluster_dims"] == 10 and "UMAP to 10 dims (cosine" in reduced.method_line()
     assert "UMAP" not in full.method_line()
     # the groups are found on the reduction; the full vectors leave most as noise
     assert reduced.metrics["coverage"] >= 0.9 and reduced.metrics["hungarian_accuracy"] >= 0.9
@@ -245,8 +245,8 @@ def test_dbscan_clusters_on_a_umap_reduction_by_default(store_path):
     with embedlab.open(store_path, quiet=True) as lab:
         reduced = lab.analyze(algorithm="dbscan", reduce="pca")
         full = lab.analyze(algorithm="dbscan", reduce="pca", cluster_dims=0)
-    assert reduced.options["cluster_dims"] == 5 and full.options["cluster_dims"] == 0
-    assert "UMAP to 5 dims (cosine" in reduced.method_line()
+    assert reduced.options["cluster_dims"] == 10 and full.options["cluster_dims"] == 0
+    assert "UMAP to 10 dims (cosine" in reduced.method_line()
     # eps 0.5 as a cosine distance between these vectors leaves most as noise; as a
     # distance on the reduction it clusters most (measured: 84% of documents, into
     # groups; eps is coarse here: Hungarian 0.68 where HDBSCAN's is over 0.9)
