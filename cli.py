@@ -461,7 +461,7 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
     callback=_k_value,
     help=ANALYZE["k"].help,
 )
-@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight"])
+@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight", "cluster_dims"])
 @click.option(
     "--out",
     type=click.Path(),
@@ -510,6 +510,7 @@ def analyze_command(
     min_cluster_size,
     eps,
     text_weight,
+    cluster_dims,
     out,
     name_clusters,
     naming_model,
@@ -538,6 +539,7 @@ def analyze_command(
             min_cluster_size=min_cluster_size,
             eps=eps,
             text_weight=text_weight,
+            cluster_dims=cluster_dims,
             name_clusters=name_clusters,
             naming_model=naming_model,
             html=html,
@@ -551,15 +553,20 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
     with store_opts.open() as lab:
         space = lab.pick_space(*space_filter)
         analysis = lab.analyze(space=space, out=out, **arguments)
+    stored = (
+        f"identical to analysis {analysis.id}: reused, nothing new stored"
+        if analysis.reused
+        else f"stored as analysis {analysis.id}"
+    )
     click.echo(
-        f"analyzed {plural(len(analysis.ids), 'document')} of {space.describe()} "
-        f"(stored as analysis {analysis.id})",
+        f"analyzed {plural(len(analysis.ids), 'document')} of {space.describe()} ({stored})",
         err=True,
     )
     reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
     click.echo(f"clustering: {analysis.method_line()}{reused}", err=True)
     for note in analysis.notes:
-        click.echo(f"note: {note}", err=True)
+        if not (analysis.reused and note.startswith("identical to analysis")):  # said above
+            click.echo(f"note: {note}", err=True)
     click.echo(analysis.per_class_table())
     click.echo(analysis.verdict())
     click.echo(analysis.cluster_table())

@@ -23,6 +23,7 @@ ANALYSIS_FLAGS = {
     "min_cluster_size": "--min-cluster-size",
     "eps": "--eps",
     "text_weight": "--text-weight",
+    "cluster_dims": "--cluster-dims",
     "name_clusters": "--name-clusters",
     "naming_model": "--naming-model",
     "seed": "--seed",

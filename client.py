@@ -9,6 +9,7 @@ the service does the embedding, the analysis and the bookkeeping.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import time
@@ -581,6 +582,7 @@ class RemoteLab(Inputs):
         html: bool = False,
         text_weight: float | None = None,
         selection: Selection | None = None,
+        cluster_dims: int | None = None,
     ) -> Analysis:
         """Lab.analyze, run by the service (POST /analyses, a job)."""
         if selection is not None:  # as Lab.analyze reads it
@@ -602,6 +604,7 @@ class RemoteLab(Inputs):
                 "name_clusters": name_clusters,
                 "naming_model": naming_model,
                 "text_weight": text_weight,
+                "cluster_dims": cluster_dims,
             }
         )
         job_id = self._request("POST", "/analyses", json=body)["job"]
@@ -609,6 +612,13 @@ class RemoteLab(Inputs):
         if job["state"] != "done":
             raise _job_error(job)
         analysis = self.analysis(job["analysis"])
+        if job.get("reused"):  # as Lab.analyze marks an identical analysis it returns
+            analysis = dataclasses.replace(
+                analysis,
+                reused=True,
+                notes=list(job.get("notes") or analysis.notes),
+                naming=dict(job.get("naming") or analysis.naming),
+            )
         if out is not None:
             analysis.save(out, html=html)  # map.html with the service's texts, neighbours
         return analysis

@@ -783,6 +783,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         text_weight: float | None = None,
         name_clusters: bool = False,
         naming_model: str | None = None,
+        cluster_dims: int | None = None,
     ) -> None:
         """Refuse now what `analyze` would refuse (the space, options that do not go
         together, the naming model), without doing any work: a service answers 400
@@ -791,7 +792,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         from .ingest.naming import check_naming
 
         self.space(space)
-        AnalysisOptions.checked(algorithm, k, reduce, seed, min_cluster_size, eps, text_weight)
+        AnalysisOptions.checked(
+            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight, cluster_dims
+        )
         check_naming(name_clusters, naming_model)
 
     def analyze(
@@ -815,6 +818,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         html: bool = False,
         text_weight: float | None = None,
         selection: Selection | None = None,
+        cluster_dims: int | None = None,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
@@ -828,15 +832,19 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         LSA) at this weight; 0 = the vectors alone; None = the space's default (1 for the
         local model, where it was measured to help: bench/quality.py; 0 otherwise).
         `selection` (a Selection) stands for labels..limit, and the space when it has one.
+        `cluster_dims` (hdbscan, dbscan): density is found on a UMAP reduction (cosine) to this
+        many dims, 10 unless told; 0 = on the full vectors.
+        An identical request (same documents, options, seed, naming) returns the stored
+        analysis (`analysis.reused`), computing, storing and calling nothing.
         """
-        from .analyze.run import AnalysisOptions, analyze_corpus
-        from .ingest.naming import check_naming
+        from .analyze.run import AnalysisOptions, analysis_identity, analyze_corpus
+        from .ingest.naming import check_naming, naming_identity
 
         if selection is not None:
             labels, sources, per_class, seed, limit = selection.parts()
             space = space if selection.space is None else selection.space
         options = AnalysisOptions.checked(
-            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight
+            algorithm, k, reduce, seed, min_cluster_size, eps, text_weight, cluster_dims
         )
         naming = check_naming(name_clusters, naming_model)
         selection = self._selection(labels, sources, per_class, seed, limit)
@@ -854,29 +862,67 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             started = time.perf_counter()
             corpus = self._corpus(chosen, selection)
             load_s = time.perf_counter() - started
-            analysis = analyze_corpus(
-                corpus,
-                options,
-                map_cache=StoreMapCache(self.store, chosen, self._write_lock),
-                on_stage=lambda name, i: stage(name, i + 1),
-                selection=selection.as_dict(),
-            )
-            analysis.timings = {"load": load_s, **analysis.timings}
-            if naming is not None:
-                stage("name", 5)
-                naming_started = time.perf_counter()
-                self._name_clusters(analysis, corpus, naming, notify, len(stages))
-                analysis.timings["name"] = time.perf_counter() - naming_started
-            stage("store", len(stages) - 1)
-            self._store_analysis(analysis)
+            identity = analysis_identity(corpus, options, naming_identity(naming))
+            same = self._identical_analysis(chosen, identity)
+            if same is None:
+                analysis = analyze_corpus(
+                    corpus,
+                    options,
+                    map_cache=StoreMapCache(self.store, chosen, self._write_lock),
+                    on_stage=lambda name, i: stage(name, i + 1),
+                    selection=selection.as_dict(),
+                )
+                analysis.timings = {"load": load_s, **analysis.timings}
+                analysis.identity = identity
+                if naming is not None:
+                    stage("name", 5)
+                    naming_started = time.perf_counter()
+                    self._name_clusters(analysis, corpus, naming, notify, len(stages))
+                    analysis.timings["name"] = time.perf_counter() - naming_started
+                stage("store", len(stages) - 1)
+                self._store_analysis(analysis)
             notify(Progress("analyze", len(stages), len(stages), "done"))
         finally:
             close_bar()
+        if same is not None:  # identical to a stored one: nothing computed, stored or called
+            if naming is not None:
+                self._names_reused(same, naming)
+            same.timings = {"load": load_s}
+            if out is not None:
+                same.save(out, html=html)
+            return same
         self._attach_map_extras(analysis)
         self._emit("analysis-created", {"analysis": analysis.id})
         if out is not None:
             analysis.save(out, html=html)
         return analysis
+
+    def _identical_analysis(self, space: Space, identity: str) -> Analysis | None:
+        """A stored analysis made of the same documents, options, seed and naming (see
+        analyze.run.analysis_identity), as a copy marked `reused`; None when there is
+        none. One whose naming left clusters with their terms is not reused (a rerun is
+        how those get their names)."""
+        import dataclasses
+
+        for head in self.records.analyses.heads(space.collection_name):
+            if head.get("identity") != identity or head.get("parent") is not None:
+                continue
+            if (head.get("naming") or {}).get("kept_terms"):
+                continue
+            try:
+                stored = self.analysis(head["id"])
+            except NotFound:  # deleted meanwhile
+                continue
+            note = f"identical to analysis {stored.id}: reused, nothing new stored"
+            return dataclasses.replace(
+                stored,
+                reused=True,
+                notes=[*stored.notes, note],
+                naming=dict(stored.naming),
+                timings={},
+                files=[],
+            )
+        return None
 
     def _attach_map_extras(self, analysis: Analysis) -> None:
         """Let `analysis.save(..., html=True)` read its texts and neighbours from here."""
@@ -1111,7 +1157,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         on_progress: ProgressCallback | None = None,
         selection: Selection | None = None,
     ) -> Comparison:
-        """Compare two spaces on the documents both hold (same id, same text).
+        """Compare two spaces on the documents both hold: the same id and text, or the
+        same text under another id (`documents["paired_by_content"]` counts those; A's
+        ids are shown).
 
         Exact Jaccard of each document's `neighbours` nearest in A and in B, agreement
         (ARI, NMI) of k-means clusterings at the same `k`, each side's scores against the
@@ -1138,7 +1186,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             started = time.perf_counter()
             shared = shared_ids(self.store, a, b, selection)
             corpus_a = self._corpus(a, selection, ids=shared.ids)
-            corpus_b = self._corpus(b, selection, ids=shared.ids)
+            corpus_b = self._corpus(b, selection, ids=shared.ids_b or shared.ids)
+            if shared.ids_b is not None:  # some paired by their text: B's rows under A's ids
+                corpus_b.ids = list(shared.ids)
             load_s = time.perf_counter() - started
             comparison = compare_corpora(
                 corpus_a,

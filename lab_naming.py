@@ -64,6 +64,23 @@ class ClusterNaming:
         if report.note:
             analysis.notes.append(report.note)
 
+    def _names_reused(self, analysis: Analysis, model: str) -> None:
+        """An identical stored analysis returned again: its names are reused, nothing is
+        requested. The counts say so (requested 0, reused = its named clusters) and the
+        ledger records the reused names as a cache hit would."""
+        from .ingest.naming import naming_prompt
+        from .store.ledger import generation_entry
+
+        named = [
+            c for c in analysis.clusters if c["cluster"] != -1 and c.get("name_source") == model
+        ]
+        analysis.naming = {**analysis.naming, "requested": 0, "reused": len(named),
+                           "requests": 0, "retries": 0, "note": None}  # fmt: skip
+        if named:
+            chars = sum(len(naming_prompt(c)) for c in named)
+            with self._write_lock:
+                self.records.costs.add([generation_entry(model, "name-cache", len(named), chars)])
+
     def _cached_names(self, analysis: Analysis, hashes: list[str], model: str) -> None:
         """Model names for an update's clusters from the store's name cache alone (keyed by
         their members, as `_name_clusters`): a cluster whose members did not change keeps

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .analyze.cluster import ALGORITHMS, MAX_TEXT_WEIGHT
+from .analyze.cluster import ALGORITHMS, DEFAULT_CLUSTER_DIMS, MAX_CLUSTER_DIMS, MAX_TEXT_WEIGHT
 from .analyze.reduce import METHODS
 from .errors import InvalidRequest
 
@@ -211,6 +211,13 @@ def _text_weight_applies(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _cluster_dims_applies(values: Mapping[str, Any]) -> str | None:
+    dims = values.get("cluster_dims")
+    if dims is not None and dims > 0 and values["algorithm"] not in ("hdbscan", "dbscan"):
+        return f"cluster_dims applies to hdbscan and dbscan only, not {values['algorithm']}"
+    return None
+
+
 ANALYZE = Table(
     (
         PER_CLASS,
@@ -230,9 +237,11 @@ ANALYZE = Table(
         REDUCE,
         Option("min_cluster_size", int, None, "hdbscan/dbscan.", minimum=2, show_default=False),
         Option(
-            "eps", float, None, "dbscan radius (cosine distance)  [default: 0.5]",
+            "eps", float, None,
+            "dbscan radius (a distance on the UMAP reduction; cosine with --cluster-dims 0)  "
+            "[default: 0.5]",
             minimum=0, maximum=2, above_minimum=True, show_default=False,
-            message="eps is a cosine distance: more than 0 and at most 2, not {value}",
+            message="eps must be more than 0 and at most 2, not {value}",
         ),
         Option(
             "text_weight", float, None,
@@ -241,8 +250,19 @@ ANALYZE = Table(
             minimum=0, maximum=MAX_TEXT_WEIGHT, show_default=False,
             message="text_weight must be between 0 (vectors alone) and {maximum}, not {value}",
         ),
+        Option(
+            "cluster_dims", int, None,
+            "hdbscan/dbscan on a UMAP reduction (cosine) to this many dims (dbscan's eps is "
+            "then a distance there); 0 = the full vectors  "
+            f"[default: {DEFAULT_CLUSTER_DIMS}]",
+            minimum=0, maximum=MAX_CLUSTER_DIMS, show_default=False,
+            message="cluster_dims must be 0 (the full vectors) to {maximum}, not {value}",
+        ),
     ),
-    checks=(_k_applies, _eps_applies, _min_cluster_size_applies, _text_weight_applies),
+    checks=(
+        _k_applies, _eps_applies, _min_cluster_size_applies, _text_weight_applies,
+        _cluster_dims_applies,
+    ),
 )  # fmt: skip
 
 # -- compare -------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ class Analysis:
     update_report: dict[str, Any] | None = None
     reference: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     placed: list[str] = field(default_factory=list, repr=False)
+    # analysis_identity (run.py): the documents, options, seed and naming it was made of;
+    # `reused`: Lab.analyze returned this stored analysis for an identical request
+    identity: str | None = field(default=None, repr=False)
+    reused: bool = False
 
     # -- views -----------------------------------------------------------------------------
 
@@ -106,13 +110,24 @@ class Analysis:
 
     @property
     def per_class(self) -> pd.DataFrame:
-        """The notebook's table: each class, its majority cluster and the share there."""
+        """The notebook's table: each class, its majority cluster and the share there, the
+        share in the cluster the Hungarian matching gave it, and the other classes with the
+        same majority cluster (`merged` when there are any: one cluster holds them all)."""
         import pandas as pd
 
         rows = [
-            {"class": name, **row} for name, row in (self.metrics.get("per_class") or {}).items()
+            {"class": name, "shares_cluster_with": [], "merged": False, **row}
+            for name, row in (self.metrics.get("per_class") or {}).items()
         ]
-        columns = ["class", "majority_cluster", "share", "size"]
+        columns = [
+            "class",
+            "majority_cluster",
+            "share",
+            "size",
+            "hungarian_share",
+            "shares_cluster_with",
+            "merged",
+        ]
         return pd.DataFrame(rows, columns=columns).set_index("class")
 
     @property
@@ -358,6 +373,7 @@ class Analysis:
             "map_cached": self.map_cached,
             "timings": self.timings,
             "notes": list(self.notes),  # what the figures could not do, as computed
+            "identity": self.identity,
         }
         extra: dict[str, np.ndarray] = {}
         if self.reference:
@@ -414,6 +430,7 @@ class Analysis:
             update_report=head.get("update_report"),
             reference=reference,
             placed=[str(x) for x in arrays["placed"].tolist()] if "placed" in arrays else [],
+            identity=head.get("identity"),
         )
 
 

@@ -24,6 +24,17 @@ MAX_TEXT_WEIGHT = 10.0
 # local all-MiniLM-L6-v2 clusters better on every sample with it. Gemini's vectors were
 # not measured with it (the notebook's table is theirs alone), so they cluster alone.
 DEFAULT_TEXT_WEIGHT = {"local": 1.0}
+# HDBSCAN and DBSCAN find density on a seeded UMAP reduction of the vectors (cosine), as
+# BERTopic does: in hundreds of dimensions every point is about as far from every other,
+# and on the full vectors their defaults left 62% / 52% of the notebook's 600 posts as
+# noise (issue 25 item 7; bench/quality.py --density, docs/quality.md). 10 dims beat 5
+# on both sci samples and tie on rec. 0 = the full vectors. Too few documents for a
+# reduction (UMAP's spectral layout needs more rows than dimensions + neighbours)
+# cluster on the full vectors, and the params say so.
+DEFAULT_CLUSTER_DIMS = 10
+MAX_CLUSTER_DIMS = 100
+UMAP_NEIGHBOURS = 15
+MIN_REDUCED_ROWS = 20
 
 
 @dataclass
@@ -100,6 +111,32 @@ def with_text_view(
     return np.hstack([x, np.float32(weight) * view]), view.shape[1]
 
 
+def umap_reduction(vectors: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray | None, str]:
+    """(the rows reduced by UMAP to `dims` dimensions, cosine metric, seeded; what was
+    done), or (None, why not) when the reduction does not apply."""
+    n, width = vectors.shape
+    if dims <= 0:
+        return None, "the full vectors"
+    if width <= dims:
+        return None, f"the full vectors ({width} dims: no fewer to reduce to)"
+    if n < max(MIN_REDUCED_ROWS, dims + 2):
+        return None, f"the full vectors ({n} documents: too few for a UMAP reduction)"
+    try:
+        import umap
+    except ImportError:
+        raise InvalidRequest(
+            "density clustering on a reduction needs umap-learn: pip install umap-learn, or "
+            "<<cluster_dims=0>> for the full vectors"
+        ) from None
+    neighbours = min(UMAP_NEIGHBOURS, n - 1)
+    model = umap.UMAP(  # a seed makes UMAP single-threaded: say so, and it warns nothing
+        n_components=dims, n_neighbors=neighbours, metric="cosine", min_dist=0.0,
+        random_state=seed, n_jobs=1,
+    )  # fmt: skip
+    reduced = np.asarray(model.fit_transform(vectors), dtype=np.float32)
+    return reduced, f"UMAP to {dims} dims (cosine, {neighbours} neighbours)"
+
+
 def cluster(
     vectors: np.ndarray,
     algorithm: str = "kmeans",
@@ -110,9 +147,14 @@ def cluster(
     texts: list[str] | None = None,
     text_weight: float = 0.0,
     keep: dict | None = None,
+    cluster_dims: int | None = None,
 ) -> Clustering:
     """Cluster the rows of `vectors`. With `texts` and `text_weight` > 0 (k-means only),
-    k-means runs on the vectors joined with the texts' words (with_text_view)."""
+    k-means runs on the vectors joined with the texts' words (with_text_view).
+    `cluster_dims` (hdbscan, dbscan): cluster on a UMAP reduction to that many dimensions
+    (umap_reduction; dbscan's eps is then a euclidean distance there, not a cosine one
+    between the vectors); 0 or None: on the full vectors (AnalysisOptions.checked makes
+    DEFAULT_CLUSTER_DIMS the default of an analysis)."""
     n = len(vectors)
     if text_weight and algorithm != "kmeans":
         raise InvalidRequest(f"text_weight applies to kmeans only, not {algorithm}")
@@ -148,16 +190,27 @@ def cluster(
                 f"hdbscan needs at least min_cluster_size={size} documents; "
                 f"the selection has {n} (lower min_cluster_size or select more)"
             )
-        labels = HDBSCAN(min_cluster_size=size, copy=True).fit_predict(vectors)
-        return Clustering(labels, algorithm, {"min_cluster_size": size})
+        reduced, on = umap_reduction(np.asarray(vectors, dtype=np.float32), cluster_dims or 0, seed)
+        features = vectors if reduced is None else reduced
+        labels = HDBSCAN(min_cluster_size=size, copy=True).fit_predict(features)
+        dims = 0 if reduced is None else int(reduced.shape[1])
+        return Clustering(
+            labels, algorithm, {"min_cluster_size": size, "cluster_dims": dims, "on": on}
+        )
     if algorithm == "dbscan":
         from sklearn.cluster import DBSCAN
 
         size = min_cluster_size or 5
         if n < 2:
             raise InvalidRequest(f"dbscan needs at least 2 documents; the selection has {n}")
-        labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
-        return Clustering(labels, algorithm, {"eps": eps, "min_samples": size})
+        reduced, on = umap_reduction(np.asarray(vectors, dtype=np.float32), cluster_dims or 0, seed)
+        if reduced is None:  # eps: a cosine distance between the vectors
+            labels = DBSCAN(eps=eps, min_samples=size, metric="cosine").fit_predict(vectors)
+        else:  # eps: a distance on the reduction (UMAP's own, euclidean)
+            labels = DBSCAN(eps=eps, min_samples=size).fit_predict(reduced)
+        dims = 0 if reduced is None else int(reduced.shape[1])
+        params = {"eps": eps, "min_samples": size, "cluster_dims": dims, "on": on}
+        return Clustering(labels, algorithm, params)
     raise InvalidRequest(f"unknown <<algorithm='{algorithm}'>>; use one of {', '.join(ALGORITHMS)}")
 
 

@@ -60,15 +60,22 @@ class CompareOptions:
 
 @dataclass
 class Shared:
-    """The documents two spaces both hold, after the selection, and what was left out."""
+    """The documents two spaces both hold, after the selection, and what was left out.
+
+    A document is held by both when B has the same id with the same text, or, failing
+    that, the same text under another id (your own vectors ingested under another
+    prefix): `ids_b` is B's id of each of `ids` (A's), `by_content` how many were paired
+    by their text alone."""
 
     ids: list[str]
     selected_a: int  # documents of A matching the selection's globs
     selected_b: int
-    only_a: int  # selected in A, absent from B
+    only_a: int  # selected in A, with no partner in B (by id or by text)
     only_b: int
-    text_differs: int  # same id in both, another text in each: not the same document
-    label_differs: int  # same id and text, another label (A's is used)
+    text_differs: int  # same id in both, another text in each, and no partner by text
+    label_differs: int  # same text, another label (A's is used)
+    ids_b: list[str] | None = None  # B's id of each of `ids` (None: the same ids)
+    by_content: int = 0  # pairs whose ids differ: paired by the same text
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -79,12 +86,41 @@ class Shared:
             "only_in_b": self.only_b,
             "text_differs": self.text_differs,
             "label_differs": self.label_differs,
+            "paired_by_content": self.by_content,
         }
 
 
+def pair_documents(
+    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]
+) -> tuple[dict[str, str], int]:
+    """A's id -> B's id of each document both hold: by id where the text is the same,
+    then by content hash (the same text) among the documents left on both sides, one to
+    one in id order (a text held twice on one side pairs as often as the other side
+    holds it too). Returns the pairs and how many were paired by content."""
+    pairs = {
+        i: i
+        for i in sorted(a.keys() & b.keys())
+        if a[i].get("content_hash") == b[i].get("content_hash")
+    }
+    paired_b = set(pairs.values())
+    left_b: dict[str, list[str]] = {}
+    for i in sorted(b.keys() - paired_b):
+        digest = b[i].get("content_hash")
+        if digest:
+            left_b.setdefault(digest, []).append(i)
+    by_content = 0
+    for i in sorted(a.keys() - pairs.keys()):
+        waiting = left_b.get(a[i].get("content_hash") or "")
+        if waiting:
+            pairs[i] = waiting.pop(0)
+            by_content += 1
+    return pairs, by_content
+
+
 def shared_ids(store: Store, space_a: Space, space_b: Space, selection: Selection) -> Shared:
-    """Ids both spaces hold with the same text, matching the selection's globs, then
-    sampled (per class, limit) among those, so both sides always see the same rows.
+    """Documents both spaces hold (same id and text, else the same text under another
+    id: pair_documents), matching the selection's globs, then sampled (per class, limit)
+    among those, so both sides always see the same rows.
 
     Reads metadata only. Refuses, saying why, when no document is shared.
     """
@@ -102,26 +138,37 @@ def shared_ids(store: Store, space_a: Space, space_b: Space, selection: Selectio
             chosen = []
         kept[space] = {i: metas[space][i] for i in chosen}
     a, b = kept[space_a], kept[space_b]
-    both = sorted(a.keys() & b.keys())
-    same = [i for i in both if a[i].get("content_hash") == b[i].get("content_hash")]
+    pairs, by_content = pair_documents(a, b)
+    paired_b = set(pairs.values())
+    differs = {i for i in a.keys() & b.keys() if i not in pairs and i not in paired_b}
     counts = dict(
         selected_a=len(a),
         selected_b=len(b),
-        only_a=len(a.keys() - b.keys()),
-        only_b=len(b.keys() - a.keys()),
-        text_differs=len(both) - len(same),
+        only_a=len(a.keys() - pairs.keys() - differs),
+        only_b=len(b.keys() - paired_b - differs),
+        text_differs=len(differs),
     )
-    if not same:
+    if not pairs:
         raise AnalyzeError(
             f"the two spaces hold no document in common: {counts['selected_a']} selected in "
             f"{space_a.describe()}, {counts['selected_b']} in {space_b.describe()}, "
-            f"{len(both)} shared ids, {counts['text_differs']} of them with another text. "
+            f"{len(a.keys() & b.keys())} shared ids, {counts['text_differs']} of them with "
+            "another text, "
+            "and no text held by both under other ids. "
             "Ingest the same input into both (newsgroups ids depend on --clean: give both "
             "the same --clean), and check --labels/--source"
         )
-    ids = select_ids(store, space_a, selection, ((i, a[i]) for i in same))
-    label_differs = sum(1 for i in ids if a[i].get("label") != b[i].get("label"))
-    return Shared(ids, label_differs=label_differs, **counts)
+    ids = select_ids(store, space_a, selection, ((i, a[i]) for i in sorted(pairs)))
+    ids_b = [pairs[i] for i in ids]
+    label_differs = sum(1 for i, j in zip(ids, ids_b) if a[i].get("label") != b[j].get("label"))
+    sampled_by_content = sum(1 for i, j in zip(ids, ids_b) if i != j)
+    return Shared(
+        ids,
+        label_differs=label_differs,
+        ids_b=None if not by_content else ids_b,
+        by_content=sampled_by_content,
+        **counts,
+    )
 
 
 # -- neighbourhoods ------------------------------------------------------------------------
@@ -264,6 +311,11 @@ def compare_corpora(
             "reused": {"a": cached_a, "b": cached_b},
         },
     }
+    if shared is not None and shared.by_content:
+        notes.append(
+            f"{shared.by_content} of the {n} documents were paired by their text (the same "
+            f"text under another id in {corpus_b.space.describe()}); A's ids are shown"
+        )
     if shared is not None and shared.label_differs:
         notes.append(
             f"{shared.label_differs} documents carry another label in "

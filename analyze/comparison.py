@@ -201,6 +201,7 @@ class Comparison:
             f"A: {self.space_a.describe()}",
             f"B: {self.space_b.describe()}",
             f"documents held by both: {docs['compared']}"
+            + _by_content(docs)
             + (f" (left out: {', '.join(left)})" if left else ""),
             f"neighbourhoods ({hood['k']} nearest, exact): "
             f"Jaccard mean {hood['jaccard_mean']:.3f}, "
@@ -333,7 +334,9 @@ class Comparison:
             "",
             f"- A: {self.space_a.describe()}",
             f"- B: {self.space_b.describe()}",
-            f"- documents compared (held by both, same text): {docs['compared']}" + _left_out(docs),
+            f"- documents compared (held by both, same text): {docs['compared']}"
+            + _by_content(docs)
+            + _left_out(docs),
             "",
             f"## Neighbourhoods ({hood['k']} nearest, exact, in the original spaces)",
             "",
@@ -481,6 +484,12 @@ class Comparison:
             id=head["id"],
             created=head["created"],
         )
+
+
+def _by_content(docs: dict[str, int]) -> str:
+    """How many pairs were made by their text (their ids differ); '' when none."""
+    n = docs.get("paired_by_content")
+    return f" (paired by content: {n}, the same text under another id in B)" if n else ""
 
 
 def _left_out(docs: dict[str, int]) -> str:

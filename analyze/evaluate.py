@@ -20,24 +20,51 @@ NOISE = -1
 
 
 def per_class_majority(
-    classes: list[str], clusters: list[int], confusion: np.ndarray, sizes: np.ndarray
+    classes: list[str],
+    clusters: list[int],
+    confusion: np.ndarray,
+    sizes: np.ndarray,
+    mapping: dict[str, str] | None = None,
 ) -> dict:
     """For each class: the cluster holding most of it, the share of the whole class there
-    (noise included in the whole), and the share of the class left as noise."""
-    table = {}
+    (noise included in the whole), and the share of the class left as noise.
+
+    Two more columns keep a merged group from reading as two good classes: the share of
+    the class in the cluster the Hungarian matching gave it (`hungarian_share`, 0 when no
+    cluster was left for it), and the other classes whose majority cluster is the same
+    one (`shares_cluster_with`; `merged` says it is not empty)."""
+    matched = {name: int(c) for c, name in (mapping or {}).items()}
+    column = {int(c): j for j, c in enumerate(clusters)}
+    table: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(classes):
         row = confusion[i]
         size = int(sizes[i])
+        cluster = matched.get(name)
+        hungarian_share = (
+            0.0 if cluster is None or not size else round(float(row[column[cluster]] / size), 6)
+        )
         if row.sum() == 0:  # every document of the class is noise
             table[name] = {"majority_cluster": None, "share": 0.0, "size": size, "noise": 1.0}
-            continue
-        j = int(np.argmax(row))
-        table[name] = {
-            "majority_cluster": int(clusters[j]),
-            "share": round(float(row[j] / size), 6),
-            "size": size,
-            "noise": round(float((size - row.sum()) / size), 6),
-        }
+        else:
+            j = int(np.argmax(row))
+            table[name] = {
+                "majority_cluster": int(clusters[j]),
+                "share": round(float(row[j] / size), 6),
+                "size": size,
+                "noise": round(float((size - row.sum()) / size), 6),
+            }
+        table[name]["hungarian_cluster"] = cluster
+        table[name]["hungarian_share"] = hungarian_share
+    for name, entry in table.items():
+        others = [
+            other
+            for other, row in table.items()
+            if other != name
+            and entry["majority_cluster"] is not None
+            and row["majority_cluster"] == entry["majority_cluster"]
+        ]
+        entry["shares_cluster_with"] = others
+        entry["merged"] = bool(others)
     return table
 
 
@@ -136,7 +163,7 @@ def evaluate(
         order = [*order, NOISE]
     result.update(
         {
-            "per_class": per_class_majority(classes, clusters, confusion, sizes),
+            "per_class": per_class_majority(classes, clusters, confusion, sizes, mapping),
             "hungarian_accuracy": accuracy,
             "cluster_to_class": mapping,
             "ari": round(float(metrics.adjusted_rand_score(truth, found)), 6),

@@ -128,6 +128,8 @@ def map_head(analysis: Analysis) -> dict[str, Any]:
                 "per_class",
                 "confusion",
                 "mean_majority_share",
+                "coverage",
+                "noise",
             )
             if metrics.get(key) is not None
         },

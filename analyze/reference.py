@@ -122,7 +122,8 @@ def build_reference(
             arrays["text_idf"] = vectoriser.idf_.astype(np.float32)
             arrays["text_components"] = svd.components_.astype(np.float16)
             settings["text_weight"] = weight
-    elif algorithm in ("agglomerative", "hdbscan"):
+    elif algorithm in ("agglomerative", "hdbscan") or clustering_params.get("cluster_dims"):
+        # DBSCAN on a UMAP reduction too: its eps is a distance there, not between vectors
         radius = [_radius(vectors, labels == c, seed) for c in clusters]
         arrays["radius"] = np.array(radius, dtype=np.float32)
         arrays["radius_ids"] = np.array(clusters, dtype=np.int32)

@@ -64,34 +64,68 @@ def write_json(path: Path, data: Any) -> None:
     )
 
 
+def merged_note(row: dict) -> str:
+    """A merged class's flag, e.g. `⚠ shares cluster 1 with rec.motorcycles`; else ''."""
+    others = row.get("shares_cluster_with") or []
+    if not others:
+        return ""
+    return f"\u26a0 shares cluster {row['majority_cluster']} with {', '.join(others)}"
+
+
+def _matched(row: dict[str, Any]) -> str:
+    """The Hungarian-matched share as shown; '-' for an analysis stored before it existed."""
+    share = row.get("hungarian_share")
+    return "-" if share is None else f"{share:.3f}"
+
+
 def per_class_table(metrics: dict[str, Any]) -> str:
-    """The notebook's table as aligned text."""
+    """The notebook's table as aligned text, with the share in the Hungarian-matched
+    cluster beside the majority share and a flag on classes that share a majority cluster."""
     rows = metrics.get("per_class", {})
     if not rows:
         return f"({metrics.get('labels', 'no labels: evaluation against labels skipped')})"
     noise = any(row.get("noise") for row in rows.values())
     width = max(len("class"), *(len(name) for name in rows))
     lines = [
-        f"{'class':<{width}}  majority cluster  share" + ("  noise" if noise else ""),
-        f"{'-' * width}  ----------------  -----" + ("  -----" if noise else ""),
+        f"{'class':<{width}}  majority cluster  share  matched" + ("  noise" if noise else ""),
+        f"{'-' * width}  ----------------  -----  -------" + ("  -----" if noise else ""),
     ]
     for name, row in rows.items():
         majority = "-" if row["majority_cluster"] is None else row["majority_cluster"]
-        line = f"{name:<{width}}  {majority:>16}  {row['share']:.3f}"
-        lines.append(line + (f"  {row['noise']:.3f}" if noise else ""))
+        line = f"{name:<{width}}  {majority:>16}  {row['share']:.3f}  {_matched(row):>7}"
+        line += f"  {row['noise']:.3f}" if noise else ""
+        flag = merged_note(row)
+        lines.append(line + (f"  {flag}" if flag else ""))
+    if any(row.get("merged") for row in rows.values()):
+        lines.append(
+            "(matched: the share in the cluster the one-to-one Hungarian matching gave the "
+            "class; classes sharing a majority cluster are merged there)"
+        )
     if metrics.get("unlabelled"):
         lines.append(f"({metrics['unlabelled']} documents without a label were not scored)")
     return "\n".join(lines)
 
 
+def coverage_lead(metrics: dict[str, Any]) -> str | None:
+    """With noise, "clustered 37% of documents (435 noise documents not scored)": the
+    agreement figures after it score only the clustered documents. None without."""
+    if not metrics.get("noise"):
+        return None
+    coverage = float(metrics.get("coverage", 0.0))
+    share = f"{coverage:.0%}"
+    if share == "100%":  # some noise: never "all"
+        share = f"{coverage:.1%}" if f"{coverage:.1%}" != "100.0%" else "over 99.9%"
+    return f"clustered {share} of documents ({metrics['noise']} noise documents not scored)"
+
+
 def headline(metrics: dict[str, Any]) -> str:
-    """The metrics in one line; with noise, the share of documents that were clustered."""
+    """The metrics in one line; with noise, led by the share of documents clustered."""
     parts = [f"{key} {metrics[key]:.3f}" for key in HEADLINE if metrics.get(key) is not None]
-    if metrics.get("noise"):
-        parts.append(
-            f"coverage {metrics['coverage']:.3f} ({metrics['noise']} noise documents not scored)"
-        )
-    return ", ".join(parts)
+    line = ", ".join(parts)
+    lead = coverage_lead(metrics)
+    if lead is None:
+        return line
+    return f"{lead}; {line}" if line else lead
 
 
 def verdict(metrics: dict[str, Any]) -> str:
@@ -122,6 +156,8 @@ def method_line(metrics: dict[str, Any]) -> str:
         else:  # the same figure as the headline's silhouette (same vectors, sample, seed)
             score = f", silhouette {best:.3f}" if best is not None else ""
             k += f" (chosen by silhouette among {low}..{high}{score})"
+    if clustering.get("cluster_dims"):
+        k += f" on {clustering.get('on', 'a UMAP reduction')}"
     if clustering.get("text_weight"):
         weight, dims = clustering["text_weight"], clustering["text_dims"]
         k += f" on vectors + words (LSA {dims} dims, weight {weight:g})"
@@ -189,13 +225,14 @@ def write_markdown(
         lines += [
             "## Classes and their majority cluster",
             "",
-            "| class | majority cluster | share |",
-            "|---|---|---|",
+            "| class | majority cluster | share | Hungarian-matched share | shares cluster |",
+            "|---|---|---|---|---|",
         ]
         for name, row in metrics["per_class"].items():
             majority = "-" if row["majority_cluster"] is None else row["majority_cluster"]
             lines.append(
-                f"| {escape_markdown(name)} | {majority} | {row['share']:.3f} |"
+                f"| {escape_markdown(name)} | {majority} | {row['share']:.3f} | "
+                f"{_matched(row)} | {escape_markdown(merged_note(row))} |"
                 + (f" {row['noise']:.3f} noise |" if row.get("noise") else "")
             )
         lines.append("")

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .analysis import Analysis, space_dict
-from .cluster import cluster, default_text_weight
+from .cluster import DEFAULT_CLUSTER_DIMS, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .reduce import map_key, reduce_2d
@@ -24,6 +24,9 @@ from .select import Corpus
 from .threads import sized_threads
 
 STAGES = ("cluster", "map", "evaluate", "describe")
+# part of every analysis identity: raise it when the same options come to give another
+# analysis (a new default, a changed method), so an older stored one is not reused
+IDENTITY_VERSION = 2  # 2: density clustering on a UMAP reduction (cluster_dims)
 
 
 @dataclass
@@ -37,6 +40,10 @@ class AnalysisOptions:
     # weight of the documents' words beside their vectors in k-means; None: the space's
     # default (cluster.DEFAULT_TEXT_WEIGHT), 0: the vectors alone
     text_weight: float | None = None
+    # hdbscan, dbscan: the dims of the UMAP reduction they cluster on (0: the full
+    # vectors); None for the other algorithms, and in analyses stored before it existed
+    # (the full vectors)
+    cluster_dims: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +58,7 @@ class AnalysisOptions:
         min_cluster_size: int | None = None,
         eps: float | None = None,
         text_weight: float | None = None,
+        cluster_dims: int | None = None,
     ) -> AnalysisOptions:
         """Every analysis option validated in one place (options.ANALYZE: the CLI's and
         the service's declarations are built from the same table), messages naming the
@@ -60,7 +68,11 @@ class AnalysisOptions:
         v = validate(ANALYZE, dict(
             algorithm=algorithm, k=k, reduce=reduce, seed=seed,
             min_cluster_size=min_cluster_size, eps=eps, text_weight=text_weight,
+            cluster_dims=cluster_dims,
         ))  # fmt: skip
+        dims = None
+        if v["algorithm"] in ("hdbscan", "dbscan"):
+            dims = DEFAULT_CLUSTER_DIMS if v["cluster_dims"] is None else v["cluster_dims"]
         density = v["algorithm"] in ("hdbscan", "dbscan")
         return cls(
             v["algorithm"],
@@ -70,7 +82,41 @@ class AnalysisOptions:
             v["min_cluster_size"],
             0.5 if v["eps"] is None else float(v["eps"]),
             None if v["text_weight"] is None else float(v["text_weight"]),
+            dims,
         )
+
+
+def resolved_options(options: AnalysisOptions, space_provider: str) -> AnalysisOptions:
+    """The options as the analysis runs them (a default text weight made explicit)."""
+    weight = options.text_weight
+    if weight is None:
+        weight = default_text_weight(space_provider, options.algorithm)
+    return replace(options, text_weight=float(weight))
+
+
+def analysis_identity(corpus: Corpus, options: AnalysisOptions, naming: str | None = None) -> str:
+    """What makes two analyses the same analysis: the space's collection, the documents
+    (sorted id, content hash and label of each, and their vectors), the options as run
+    (seed included) and how the clusters are named (None: by their terms). sha256, hex."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    settings = {
+        "version": IDENTITY_VERSION,
+        "collection": corpus.space.collection_name,
+        "options": resolved_options(options, corpus.space.provider).as_dict(),
+        "naming": naming,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    order = sorted(range(len(corpus.ids)), key=lambda i: corpus.ids[i])
+    for i in order:
+        label = corpus.labels[i]
+        row = [corpus.ids[i], corpus.hashes[i], label]
+        digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    vectors = np.ascontiguousarray(np.asarray(corpus.vectors, dtype=np.float32)[order])
+    digest.update(vectors.tobytes())
+    return digest.hexdigest()
 
 
 class MapCache(Protocol):
@@ -116,10 +162,8 @@ def analyze_corpus(
     timings: dict[str, float] = {}
     stage = on_stage or (lambda _name, _index: None)
     stage("cluster", 0)
+    options = resolved_options(options, corpus.space.provider)  # stored: the weight used
     text_weight = options.text_weight
-    if text_weight is None:
-        text_weight = default_text_weight(corpus.space.provider, options.algorithm)
-    options = replace(options, text_weight=float(text_weight))  # stored: the weight used
     cluster_keep: dict[str, Any] = {}  # what placing new documents needs (reference.py)
     clustering = _timed(
         timings,
@@ -134,6 +178,7 @@ def analyze_corpus(
         texts=corpus.texts,
         text_weight=text_weight,
         keep=cluster_keep,
+        cluster_dims=options.cluster_dims,
     )
     labels = clustering.labels
     stage("map", 1)

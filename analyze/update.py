@@ -246,7 +246,7 @@ def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:
     features it clustered; HDBSCAN, its nearest old document's cluster within that
     cluster's fitted distance (noise when that document is noise, or too far);
     agglomerative and DBSCAN, the nearest clustered old document's within the fitted
-    distance (the cluster's radius; DBSCAN's eps), else noise."""
+    distance (the cluster's radius; DBSCAN's eps on the full vectors), else noise."""
     algorithm = parent.options.get("algorithm", "kmeans")
     ref = parent.reference
     vectors = corpus.vectors
@@ -271,7 +271,7 @@ def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:
         return np.full(len(new_rows), NOISE, dtype=np.int64)
     idx, dist = nearest(vectors[new_rows], old[clustered], 1, metric="cosine")
     found = kept_labels[clustered][idx[:, 0]]
-    if algorithm == "dbscan":
+    if algorithm == "dbscan" and "radius" not in ref["arrays"]:  # on the full vectors
         limit = np.full(len(found), float(ref["settings"].get("eps", 0.5)))
     else:
         radius = dict(zip(ref["arrays"]["radius_ids"].tolist(), ref["arrays"]["radius"].tolist()))
@@ -312,6 +312,7 @@ def _refit(parent, corpus, start_coords, start_labels, seed):
         found = cluster(
             corpus.vectors, options.algorithm, k, seed, options.min_cluster_size, options.eps,
             texts=corpus.texts, text_weight=text_weight, keep=cluster_keep,
+            cluster_dims=options.cluster_dims,  # None in analyses from before: full vectors
         )  # fmt: skip
         labels, params, k_scores = found.labels, found.params, found.k_scores
     map_keep: dict[str, Any] = {}
@@ -319,7 +320,9 @@ def _refit(parent, corpus, start_coords, start_labels, seed):
     return np.asarray(labels, np.int64), coords, params, note, k_scores, (cluster_keep, map_keep)
 
 
-_FIELDS = ("algorithm", "k", "reduce", "seed", "min_cluster_size", "eps", "text_weight")
+_FIELDS = (
+    "algorithm", "k", "reduce", "seed", "min_cluster_size", "eps", "text_weight", "cluster_dims",
+)  # fmt: skip
 
 
 def spherical_kmeans_from(features: np.ndarray, start_labels: np.ndarray, max_iter: int = 100):

@@ -25,7 +25,12 @@ Both embed with the local all-MiniLM-L6-v2 into a persistent store (`--store`, d
 Then the Gemini path on vectors from the fake server (random per text: the figures only
 show that it still runs, and that it keeps the notebook's cleaning and ids).
 
-Run: .venv/bin/python bench/quality.py [--quick] [--ablation] [--no-gemini] [--store DIR]
+`--density` (issue 25 item 7) compares HDBSCAN and DBSCAN at their defaults on the full
+vectors (before) and on UMAP reductions (cosine; 10 dims, the default now): noise share,
+clusters, Hungarian accuracy and ARI on the clustered documents, per-class share.
+
+Run: .venv/bin/python bench/quality.py [--quick] [--ablation] [--no-gemini] [--density]
+[--store DIR]
 """
 
 from __future__ import annotations
@@ -279,6 +284,65 @@ def gemini_block() -> None:
     print("(the words' view stays off for Gemini: its vectors were not measured with it)")
 
 
+# -- density: the full vectors against a UMAP reduction (issue 25 item 7) ---------------------
+
+DENSITY_SAMPLES = [SAMPLES[0], SAMPLES[3], SAMPLES[4]]  # the notebook's; sci test; rec
+# 0: the full vectors (before); 10: the default now
+DENSITY_RUNS = [
+    ("hdbscan", 0), ("hdbscan", 5), ("hdbscan", 10), ("dbscan", 0), ("dbscan", 5), ("dbscan", 10),
+]  # fmt: skip
+
+
+def density_score(lab, sample: Sample, seed: int, algorithm: str, dims: int) -> dict:
+    """HDBSCAN or DBSCAN at its defaults (the library's: min_cluster_size, eps 0.5) on the
+    sample, on the full vectors or a UMAP reduction."""
+    from embedlab.analyze.cluster import cluster
+    from embedlab.analyze.evaluate import evaluate
+    from embedlab.ingest.newsgroups import default_clean
+
+    clean = default_clean("local")
+    ingest(lab, clean, sample, seed)
+    selection = dict(
+        labels=[sample.groups], sources=[f"{prefix(clean)}/{sample.subset}"],
+        per_class=sample.per_class, seed=seed, space="local",
+    )  # fmt: skip
+    ids, vectors = lab.vectors(**selection)
+    labels = list(lab.documents(**selection)["label"])
+    found = cluster(vectors, algorithm, seed=seed, cluster_dims=dims)
+    metrics = evaluate(vectors, found.labels, labels, seed)
+    shares = [row["share"] for row in (metrics.get("per_class") or {}).values()]
+    return {
+        "documents": len(ids),
+        "noise": metrics["noise"] / len(ids),
+        "clusters": len(set(found.labels.tolist()) - {-1}),
+        "hungarian": metrics.get("hungarian_accuracy", 0.0),
+        "ari": metrics.get("ari", 0.0),
+        "mean_share": float(np.mean(shares)) if shares else 0.0,
+    }
+
+
+def density_table(samples: list[Sample]) -> None:
+    import embedlab
+
+    print("## Density at its defaults: full vectors (before) vs a UMAP reduction (cosine)")
+    print("(noise: share of documents left as noise; Hungarian, ARI: agreement on the")
+    print("clustered documents; share: mean per-class majority share, noise counted against")
+    print("the class; mean ± std over the seeds where there are several)\n")
+    print("| sample | seeds | algorithm | space | documents | noise | clusters | Hungarian | ARI |"
+          " share |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    with embedlab.open(ARGS.store, quiet=True) as lab:
+        for sample in samples:
+            for algorithm, dims in DENSITY_RUNS:
+                rows = [density_score(lab, sample, seed, algorithm, dims) for seed in sample.seeds]
+                where = "full vectors" if dims == 0 else f"UMAP {dims} dims"
+                cells = [sample.name, str(len(sample.seeds)), algorithm, where]
+                cells.append(str(rows[0]["documents"]))
+                for key in ("noise", "clusters", "hungarian", "ari", "mean_share"):
+                    cells.append(spread([r[key] for r in rows]))
+                print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -289,7 +353,14 @@ def main() -> None:
     parser.add_argument(
         "--ablation", action="store_true", help="also each change alone (cleaning, clustering)"
     )
+    parser.add_argument(
+        "--density", action="store_true",
+        help="only HDBSCAN/DBSCAN on the full vectors vs a UMAP reduction (issue 25 item 7)",
+    )  # fmt: skip
     ARGS = parser.parse_args()
+    if ARGS.density:
+        density_table(DENSITY_SAMPLES[:1] if ARGS.quick else DENSITY_SAMPLES)
+        return
     local_table(QUICK if ARGS.quick else SAMPLES)
     if not ARGS.no_gemini:
         gemini_block()

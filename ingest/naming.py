@@ -66,6 +66,12 @@ def check_naming(name_clusters: bool, naming_model: str | None) -> str | None:
     return model
 
 
+def naming_identity(model: str | None) -> str | None:
+    """How clusters are named, as part of an analysis' identity: the model and the prompt
+    version (None: by their terms)."""
+    return None if model is None else f"{model}@prompt-v{PROMPT_VERSION}"
+
+
 def naming_prompt(cluster: Mapping[str, Any]) -> str:
     """The prompt for one cluster: its terms and its representatives' snippets.
 

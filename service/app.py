@@ -136,7 +136,8 @@ class _AnalysisBody(BaseModel):
 
 
 # per_class, seed, limit, algorithm, k, reduce, min_cluster_size, eps, text_weight (k-means
-# on vectors + words): declared once in options.ANALYZE, with the CLI's and the library's
+# on vectors + words), cluster_dims (hdbscan on a UMAP reduction): declared once in
+# options.ANALYZE, with the CLI's and the library's
 if TYPE_CHECKING:  # built at run time from the table: a type checker sees any fields
     AnalysisRequest = Any
 else:
@@ -302,7 +303,7 @@ class Service:
         self.lab.check_analysis(  # a wrong space or options that do not go together: a 4xx now
             arguments["space"], request.algorithm, request.k, request.reduce, request.seed,
             request.min_cluster_size, request.eps, request.text_weight,
-            request.name_clusters, request.naming_model,
+            request.name_clusters, request.naming_model, request.cluster_dims,
         )  # fmt: skip
 
         def run(cancel: CancelToken, on_progress) -> dict[str, Any]:
@@ -312,7 +313,12 @@ class Service:
                 on_progress(event)
 
             analysis = self.lab.analyze(quiet=True, on_progress=progress, **arguments)
-            return {"analysis": analysis.id, "summary": analysis.summary()}
+            result: dict[str, Any] = {"analysis": analysis.id, "summary": analysis.summary()}
+            if analysis.reused:  # identical to a stored analysis: nothing new was stored
+                result["reused"] = True
+                result["notes"] = analysis.notes
+                result["naming"] = analysis.naming  # this run's counts: nothing requested
+            return result
 
         return self.jobs.submit("analysis", "analysis", run, arguments).id
 

@@ -234,6 +234,12 @@ def test_confusion_cell_highlights_its_documents(page, served, shots):
     assert highlighted == wanted and len(wanted) == confusion["matrix"][row][column]
     per_class = page.page.locator("#per-class").inner_text()
     assert "med" in per_class and f"{metrics['per_class']['med']['share']:.3f}" in per_class
+    # the Hungarian-matched share and the merged flag (issue 25 item 5) are columns too
+    header = page.page.locator("#per-class tr").first.inner_text()
+    assert "matched share" in header and "merged" in header
+    med = page.page.locator("#per-class tr", has_text="med").inner_text()
+    assert f"{metrics['per_class']['med']['hungarian_share']:.3f}" in med
+    assert ("\u26a0" in med) == bool(metrics["per_class"]["med"]["shares_cluster_with"])
     page.page.screenshot(path=str(shots / "evaluation.png"))
 
     page.page.click("#tab-clusters")

@@ -89,6 +89,7 @@ def test_same_geometry_agrees_fully_and_noise_at_chance(compared_store, tmp_path
             "only_in_b": EXTRA,
             "text_differs": 1,
             "label_differs": 0,
+            "paired_by_content": 0,  # issue 25 item 10: every pair here is by id
         }
         assert CHANGED not in same.ids and not any(i.startswith("extra/") for i in same.ids)
         hood = same.summary["neighbourhoods"]

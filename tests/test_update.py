@@ -105,11 +105,11 @@ def test_pca_placement_is_the_stored_projection(lab, store):
     assert np.allclose(got, expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("algorithm", ["hdbscan", "dbscan", "agglomerative"])
+@pytest.mark.parametrize("algorithm", ["hdbscan", "dbscan", "dbscan-full", "agglomerative"])
 def test_density_and_hierarchical_assign_nearest_cluster_or_noise(lab, store, algorithm):
     extra = {"min_cluster_size": 5} if algorithm != "agglomerative" else {"k": 3}
-    if algorithm == "dbscan":
-        extra["eps"] = 0.3
+    if algorithm == "dbscan-full":  # eps a cosine distance between the vectors
+        algorithm, extra["eps"], extra["cluster_dims"] = "dbscan", 0.3, 0
     a = lab.analyze(algorithm=algorithm, reduce="pca", seed=0, **extra)
     write(store, "space", 30, 2)
     # a document far from every group: noise

@@ -1217,7 +1217,10 @@
   function renderEvaluation() {
     const panel = $("#panel-evaluation");
     const m = state.head.metrics || {};
-    const parts = [el("p", {}, `Hungarian accuracy ${fmt(m.hungarian_accuracy)} · ARI ${fmt(m.ari)} · NMI ${fmt(m.nmi)} · silhouette ${fmt(m.silhouette)}`)];
+    // with noise, lead with how much was clustered: the figures after it score only that
+    const pct = (share) => { for (const d of [0, 1]) { const s = (100 * share).toFixed(d); if (Number(s) < 100) return `${s}%`; } return "over 99.9%"; };
+    const lead = m.noise ? `clustered ${pct(m.coverage)} of documents (${count(m.noise)} noise documents not scored) · ` : "";
+    const parts = [el("p", { id: "evaluation-headline" }, `${lead}Hungarian accuracy ${fmt(m.hungarian_accuracy)} · ARI ${fmt(m.ari)} · NMI ${fmt(m.nmi)} · silhouette ${fmt(m.silhouette)}`)];
     const notes = state.head.notes || []; // e.g. documents deleted from the store since
     if (notes.length) parts.unshift(el("ul", { class: "notes", id: "analysis-notes" }, notes.map((n) => el("li", {}, `note: ${n}`))));
     if (!m.per_class) {
@@ -1226,9 +1229,15 @@
       return;
     }
     parts.push(el("h4", {}, "Share of each class in its majority cluster"),
-      el("table", { id: "per-class" }, el("tr", {}, el("th", {}, "class"), el("th", {}, "majority cluster"), el("th", {}, "share"), el("th", {}, "size")),
-        Object.entries(m.per_class).map(([name, row]) => el("tr", {}, el("td", {}, name), el("td", {}, String(row.majority_cluster)),
-          el("td", {}, fmt(row.share)), el("td", {}, String(row.size))))));
+      el("table", { id: "per-class" }, el("tr", {}, el("th", {}, "class"), el("th", {}, "majority cluster"), el("th", {}, "share"),
+        el("th", { title: "share of the class in the cluster the one-to-one Hungarian matching gave it" }, "matched share"),
+        el("th", {}, "size"), el("th", {}, "merged")),
+        Object.entries(m.per_class).map(([name, row]) => {
+          const others = row.shares_cluster_with || [];
+          return el("tr", { class: others.length ? "merged" : null }, el("td", {}, name), el("td", {}, String(row.majority_cluster)),
+            el("td", {}, fmt(row.share)), el("td", {}, fmt(row.hungarian_share)), el("td", {}, String(row.size)),
+            el("td", {}, others.length ? `⚠ shares cluster ${row.majority_cluster} with ${others.join(", ")}` : ""));
+        })));
     const conf = m.confusion;
     if (conf) {
       const labelCode = new Map(state.head.labels.map((l) => [l.name, l.code]));
