@@ -228,6 +228,7 @@ class LabAPI(Protocol):
         html: bool = False,
         text_weight: float | None = None,
         selection: Selection | None = None,
+        cluster_dims: int | None = None,
     ) -> Analysis: ...
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame: ...
