@@ -3,12 +3,16 @@ bookkeeping under their prefix, updated without an embedding, offered to the map
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
 import embedlab
 import pandas as pd
 from embedlab.store.documents import MAX_FIELD_CHARS, MAX_FIELDS, USER_PREFIX, user_fields
+
+from tests.conftest import invoke_cli
 
 AUTHORS = ["ann", "bob", "cy"]
 
@@ -69,9 +73,7 @@ def test_csv_columns_are_kept_mapped_and_updated_without_embedding(store_path, g
         assert stored_metadata(lab) == after
 
 
-def test_jsonl_fields_keep_their_types_and_a_dropped_field_is_removed(
-    store_path, gemini, tmp_path
-):
+def test_jsonl_fields_keep_their_types_and_a_dropped_field_is_removed(store_path, gemini, tmp_path):
     path = tmp_path / "notes.jsonl"
     rows = [
         {"id": "a", "text": "alpha topic:x", "year": 1999, "author": "ann", "score": 0.5},
@@ -167,3 +169,32 @@ def test_export_carries_the_fields(store_path, gemini, tmp_path):
         lab.export(tmp_path / "out.parquet", format="parquet")
         table = pd.read_parquet(tmp_path / "out.parquet").set_index("id")
         assert json.loads(table.loc["a", "fields"]) == {"year": 2001}
+
+
+def test_the_cli_ingests_a_csvs_columns_and_lists_them(store_path, gemini, tmp_path):
+    posts = tmp_path / "posts.csv"
+    write_csv(posts, ["ann", "bob"])
+    ingested = invoke_cli(
+        ["--store", str(store_path), "ingest", "csv", str(posts), "--id-col", "id"]
+        + ["--label-col", "label", "--yes"]
+    )
+    assert ingested.returncode == 0, ingested.stderr
+    listed = invoke_cli(["--store", str(store_path), "documents", "--csv"])
+    assert listed.returncode == 0, listed.stderr
+    rows = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert json.loads(rows[1]["fields"]) == {"year": "2001", "author": "bob"}
+    as_json = json.loads(invoke_cli(["--store", str(store_path), "documents", "--json"]).stdout)
+    assert as_json[0]["fields"] == {"year": "2000", "author": "ann"}
+
+
+def test_own_vectors_keep_fields_and_a_changed_one_is_a_metadata_update(store_path):
+    rows = [
+        {"id": "v1", "text": "one", "emb": [1.0, 0.0], "team": "red"},
+        {"id": "v2", "text": "two", "emb": [0.0, 1.0], "team": "blue"},
+    ]
+    with embedlab.open(store_path, quiet=True) as lab:
+        lab.ingest(rows, vector="emb", space="mine")
+        rows[1]["team"] = "green"
+        again = lab.ingest(rows, vector="emb", space="mine")
+        assert (again.stored, again.fields_updated) == (0, 1)
+        assert lab.document("v2", space="custom:mine:2")["fields"] == {"team": "green"}
