@@ -1082,7 +1082,10 @@ def documents_command(
         for row in records(table.drop(columns=["content_hash"])):
             click.echo(dumps(row, indent=None))
     elif as_csv:
-        click.echo(table.drop(columns=["content_hash"]).to_csv(index=False), nl=False)
+        flat = table.drop(columns=["content_hash", "fields"])
+        if any(table["fields"]):  # one JSON object per cell
+            flat["fields"] = [dumps(f, indent=None) for f in table["fields"]]
+        click.echo(flat.to_csv(index=False), nl=False)
     else:
         for row in table.itertuples(index=False):
             click.echo(f"{row.id}  [{row.label or '-'}]  {row.source}  {snippet(row.text)[:70]}")

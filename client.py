@@ -352,8 +352,10 @@ class RemoteLab(Inputs):
             }
         )
         rows = self._request("POST", "/documents/select", json=body)["documents"]
-        columns = ["id", "label", "source", "text", "content_hash", "chars"]
-        return pd.DataFrame(rows, columns=columns)
+        columns = ["id", "label", "source", "text", "content_hash", "chars", "fields"]
+        table = pd.DataFrame(rows, columns=columns)
+        table["fields"] = [f if isinstance(f, dict) else {} for f in table["fields"]]
+        return table
 
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
         path = f"/documents/{urllib.parse.quote(id, safe='/')}"
@@ -467,7 +469,15 @@ class RemoteLab(Inputs):
         started = time.monotonic() if started is None else started
         body: dict[str, Any] = {
             "documents": [
-                _present({"id": d.id, "text": d.text, "label": d.label, "source": d.source})
+                _present(
+                    {
+                        "id": d.id,
+                        "text": d.text,
+                        "label": d.label,
+                        "source": d.source,
+                        "fields": {k: v for k, v in d.fields.items() if v is not None} or None,
+                    }
+                )
                 for d in documents
             ],
             "provider": provider,

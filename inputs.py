@@ -102,6 +102,8 @@ class Inputs:
           column, else the index); labels from column `label` (default: a "label" column).
         - strings: ids derived from the content ("text/<hash>").
         - dicts: keys "id", "text", "label", "source" (or the names given).
+        A DataFrame's other columns and a dict's other keys with a str, int, float or bool
+        value are each document's own fields (at most 32; docs/ingest.md).
         Options: provider, model, task_type, dims, batch_size, concurrency, max_attempts,
         timeout, dry_run, cancel, quiet, on_progress, and confirm: a callable asked
         `confirm(plan, why)` before an ingest over the spending threshold (more than 5,000

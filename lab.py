@@ -31,7 +31,7 @@ from .lab_naming import ClusterNaming
 from .progress import CancelToken, Progress, ProgressCallback, reporter
 from .store import Document, Space, Store
 from .store.cache import BoundedCache
-from .store.documents import Removed, documents_frame, pending_records
+from .store.documents import Removed, documents_frame, pending_records, stored_fields
 from .store.map_cache import StoreMapCache
 from .store.repositories import (
     ANALYSIS,
@@ -558,8 +558,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         limit: int | None = None,
         selection: Selection | None = None,
     ) -> pd.DataFrame:
-        """The selected documents: id, label, source, text, content_hash, chars
-        (`selection`, a Selection, stands for the other arguments)."""
+        """The selected documents: id, label, source, text, content_hash, chars, and
+        fields (each one's own fields, a dict: {} when none) (`selection`, a Selection,
+        stands for the other arguments)."""
 
         from .analyze.select import select_ids
 
@@ -600,7 +601,8 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         return len(ids), documents_frame(page, *self.store.collection(chosen).records(page))
 
     def document(self, id: str, space: SpaceSpec = None) -> dict[str, Any]:  # noqa: A002
-        """One stored document: id, label, source, text, content_hash, chars, space."""
+        """One stored document: id, label, source, text, content_hash, chars, truncated,
+        fields (its own, a dict), space."""
         chosen = self.space(space)
         (found,), texts = self.store.collection(chosen).records([id])
         if not found:  # records() leaves {} for an id it does not hold
@@ -613,6 +615,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             "content_hash": found.get("content_hash"),
             "chars": found.get("chars"),
             "truncated": bool(found.get("truncated")),
+            "fields": stored_fields(found),
             "space": chosen.describe(),
         }
 

@@ -172,19 +172,30 @@ MISSING = "(none)"
 
 
 def map_fields(ids: list[str], metadata: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Each metadata field the documents carry (source, and any column stored with them),
-    as the map colours by it: its values (name, count; the most common first, "(none)"
-    for documents without one, "other" for the values past FIELD_VALUES - 1) and each
-    point's code into them, base64 little-endian (`encoding`), in the order of `ids`.
-    `metadata` is the stored metadata by id; a document no longer stored has none."""
+    """Each metadata field the documents carry (source, and their own fields, stored
+    under USER_PREFIX and named without it), as the map colours by it: its values (name,
+    count; the most common first, "(none)" for documents without one, "other" for the
+    values past FIELD_VALUES - 1) and each point's code into them, base64 little-endian
+    (`encoding`), in the order of `ids`. `metadata` is the stored metadata by id; a
+    document no longer stored has none."""
     import base64
     from collections import Counter
 
+    from ..store.documents import USER_PREFIX
+
     rows = [metadata.get(doc_id) or {} for doc_id in ids]
-    names = sorted({key for row in rows for key in row} - INTERNAL_FIELDS)
+    keys = {key for row in rows for key in row} - INTERNAL_FIELDS
+    # a document's own fields go by their names; one named like another field (source)
+    # keeps its prefix, so neither hides the other
+    shown = {
+        key: key[len(USER_PREFIX) :]
+        if key.startswith(USER_PREFIX) and key[len(USER_PREFIX) :] not in keys
+        else key
+        for key in keys
+    }
     fields = []
-    for name in names:
-        values = [MISSING if row.get(name) is None else str(row[name]) for row in rows]
+    for key, name in sorted(shown.items(), key=lambda kv: kv[1]):
+        values = [MISSING if row.get(key) is None else str(row[key]) for row in rows]
         counts = Counter(values)
         ranked = sorted(counts, key=lambda v: (v == MISSING, -counts[v], v))
         if len(ranked) > FIELD_VALUES:

@@ -64,6 +64,8 @@ from .pipeline import (
     IngestReport,
     _write_reused,
     check_owners,
+    clear_stale_fields,
+    metadata_updates,
     plan_ingest,
     unique_documents,
 )
@@ -384,6 +386,8 @@ class BatchIngestReport(IngestReport):
             extra.append(f"{self.waiting} documents wait for `embedlab batches` to collect")
         if self.relabelled:
             extra.append(f"{self.relabelled} labels or sources updated")
+        if self.fields_updated:
+            extra.append(f"fields of {plural(self.fields_updated, 'document')} updated")
         if self.pruned:
             extra.append(f"{self.pruned} no longer in the input removed")
         if self.skipped:
@@ -453,6 +457,7 @@ def submit(
     collection = store.collection(space, create=False) if store is not None else None
     stored_meta = collection.metadata_by_id(report.ids) if collection is not None else {}
     report.replaced = check_owners(documents, stored_meta, replace)
+    documents = clear_stale_fields(documents, stored_meta)
     stored = {doc_id: meta["content_hash"] for doc_id, meta in stored_meta.items()}
     wanted = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
@@ -465,12 +470,9 @@ def submit(
     report.cached = len(plan.unchanged)
     report.cached_chars = sum(len(d.text) for d in plan.unchanged)
     report.changed = sum(1 for d in documents if d.id in stored and stored[d.id] != d.content_hash)
-    relabel = [
-        d
-        for d in plan.unchanged
-        if (stored_meta[d.id].get("label"), stored_meta[d.id].get("source")) != (d.label, d.source)
-    ]
-    report.relabelled = len(relabel)
+    relabel, report.relabelled, report.fields_updated = metadata_updates(
+        plan.unchanged, stored_meta
+    )
     report.planned_reuse = len(plan.reusable)
     report.planned_embed = sum(len(g) for g in plan.to_embed)
 

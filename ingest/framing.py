@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..store.documents import Document
+from ..store.documents import Document, user_fields
 from ..store.keys import content_hash, normalise_text
 from .skips import skip
 from .sources import DEFAULT_FIELDS, default_fields
@@ -54,11 +54,15 @@ def python_documents(
             doc_id = content_id(body) if key is None else check_id(str(key), f"item {n}")
             if vector is not None and vectors is not None:
                 vectors.setdefault(doc_id, item.get(vector))
+            named = (text, id or DEFAULT_FIELDS["id"], label or DEFAULT_FIELDS["label"])
+            own, dropped = item_fields(item, (*named, "source", vector))
             yield Document(
                 doc_id,
                 body,
                 str(item.get("source") or source),
                 None if tag is None else str(tag),
+                fields=dict(own),
+                dropped_fields=dropped,
             )
         else:
             raise InvalidRequest(f"item {n} is a {type(item).__name__}; give strings or dicts")
@@ -81,6 +85,9 @@ def frame_documents(  # noqa: A002
     ids = frame[id] if id else None
     tags = frame[label] if label else None
     raws = frame[vector].tolist() if vector is not None else None
+    others = frame.drop(columns=[c for c in (_text, id, label, vector) if c is not None]).to_dict(
+        orient="records"
+    )
     for row, body in enumerate(frame[text].tolist()):
         if not isinstance(body, str):
             missing = body is None or pd.isna(body)
@@ -91,7 +98,19 @@ def frame_documents(  # noqa: A002
         doc_id = content_id(body) if ids is None else str(ids.iloc[row])
         if raws is not None and vectors is not None:
             vectors.setdefault(doc_id, raws[row])
-        yield Document(doc_id, body, source, tag)
+        own, dropped = user_fields(others[row])
+        yield Document(doc_id, body, source, tag, fields=dict(own), dropped_fields=dropped)
+
+
+def item_fields(item: dict[Any, Any], exclude: tuple[Any, ...]) -> tuple[dict[str, Any], int]:
+    """A dict's own fields: its other scalar entries, and those of a "fields" object (what
+    the client sends, so a field named like "text" or "id" travels too)."""
+    nested = item.get("fields")
+    skip = {str(name) for name in exclude if name is not None}
+    if isinstance(nested, dict):
+        skip.add("fields")
+    record = {name: value for name, value in item.items() if str(name) not in skip}
+    return user_fields({**(nested if isinstance(nested, dict) else {}), **record})
 
 
 def check_id(doc_id: str, where: str) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import Cancelled, Conflict, EmbedlabError, ProviderKeyError, RequestRefused
 from ..progress import CancelToken
 from ..store import Document, Space, SpaceCollection, Store, StoreError
+from ..store.documents import stored_fields
 from ..store.ledger import PriceTable, estimate_tokens, usd
 from ..store.ledger import entry as ledger_entry
 from .providers import DEFAULT_BATCH_SIZE, Embedded, Provider, ProviderError, TransientError
@@ -91,6 +92,8 @@ class IngestReport:
     planned_reuse: int = 0  # documents whose text is stored under another id
     changed: int = 0  # ids already stored with another text: re-embedded or reused
     relabelled: int = 0  # same text, another label or source: metadata rewritten
+    fields_updated: int = 0  # same text, other fields of its own: metadata rewritten
+    fields_dropped: int = 0  # documents with fields past MAX_FIELDS: those not kept
     pruned: int = 0  # stored documents of the input's sources it no longer holds: removed
     in_batch: int = 0  # documents whose text an open batch job embeds: not paid again now
     restored: int = 0  # documents repair kept without a vector, embedded (or reused) again
@@ -120,6 +123,7 @@ class IngestReport:
             f"{self.requests} requests, {sum(self.skipped.values())} skipped"
             + (f", {self.changed} existing documents changed text" if self.changed else "")
             + (f", {self.relabelled} relabelled" if self.relabelled else "")
+            + (f", {self.fields_updated} fields updated" if self.fields_updated else "")
             + f", {self.seconds:.1f} s)"
         )
 
@@ -141,6 +145,8 @@ class IngestReport:
                 ("truncated", self.truncated),
                 ("changed text", self.changed),
                 ("relabelled", self.relabelled),
+                ("fields updated", self.fields_updated),
+                ("fields past the first 32 dropped", self.fields_dropped),
                 ("removed (no longer in the input)", self.pruned),
                 ("skipped", sum(self.skipped.values())),
             )
@@ -172,6 +178,8 @@ class IngestReport:
             "cut": self.cut,
             "changed": self.changed,
             "relabelled": self.relabelled,
+            "fields_updated": self.fields_updated,
+            "fields_dropped": self.fields_dropped,
             "pruned": self.pruned,
             "restored": self.restored,
             "in_batch": self.in_batch,
@@ -204,6 +212,8 @@ class IngestReport:
         ).split():
             setattr(report, name, data[name])
         report.pruned = data.get("pruned", 0)
+        report.fields_updated = data.get("fields_updated", 0)
+        report.fields_dropped = data.get("fields_dropped", 0)
         report.restored = data.get("restored", 0)
         report.in_batch = data.get("in_batch", 0)
         report.replaced = data.get("replaced", 0)
@@ -218,7 +228,7 @@ class IngestReport:
         """One line: documents, cached, embedded, requests, seconds (plus skips when any):
         what the CLI prints after an ingest."""
         from ..progress import plural
-        from ..store.documents import MAX_TEXT_CHARS
+        from ..store.documents import MAX_FIELDS, MAX_TEXT_CHARS
 
         call = "request" if self.space.provider == "gemini" else "model batch"
         if self.dry_run:
@@ -247,6 +257,14 @@ class IngestReport:
         if self.relabelled:
             verb = "would be updated" if self.dry_run else "updated"
             line += f", {self.relabelled} labels or sources {verb} (no embedding)"
+        if self.fields_updated:
+            verb = "would be updated" if self.dry_run else "updated"
+            line += f", fields of {plural(self.fields_updated, 'document')} {verb} (no embedding)"
+        if self.fields_dropped:
+            line += (
+                f", {plural(self.fields_dropped, 'document')} with more than {MAX_FIELDS} "
+                f"fields (the first {MAX_FIELDS} kept)"
+            )
         if self.pruned:
             verb = "would be removed" if self.dry_run else "removed"
             line += f", {self.pruned} no longer in the input {verb}"
@@ -401,6 +419,7 @@ def ingest(
     report.documents = len(documents)
     report.ids = [d.id for d in documents]
     report.cut = sum(doc.cut for doc in documents)
+    report.fields_dropped = sum(doc.dropped_fields > 0 for doc in documents)
 
     collection = store.collection(space, create=False) if store is not None else None
     pending: list[Document] = []
@@ -417,6 +436,7 @@ def ingest(
     )
     owners = {d.id: {"source": d.source} for d in pending}  # they belong to theirs too
     report.replaced = check_owners(documents, {**owners, **stored_meta}, replace)
+    documents = clear_stale_fields(documents, stored_meta)
     stored = {doc_id: meta["content_hash"] for doc_id, meta in stored_meta.items()}
     pending_hashes = {d.content_hash for d in documents if stored.get(d.id) != d.content_hash}
     if dry_run or collection is None:
@@ -433,13 +453,10 @@ def ingest(
     report.cached = len(plan.unchanged)
     report.cached_chars = sum(len(d.text) for d in plan.unchanged)
     report.changed = sum(1 for d in documents if d.id in stored and stored[d.id] != d.content_hash)
-    # Same text, new label or source: a metadata update, no embedding.
-    relabel = [
-        d
-        for d in plan.unchanged
-        if (stored_meta[d.id].get("label"), stored_meta[d.id].get("source")) != (d.label, d.source)
-    ]
-    report.relabelled = len(relabel)
+    # Same text, new label, source or fields: a metadata update, no embedding.
+    relabel, report.relabelled, report.fields_updated = metadata_updates(
+        plan.unchanged, stored_meta
+    )
     report.planned_reuse = len(plan.reusable)
     report.planned_embed = sum(len(group) for group in plan.to_embed)
     report.planned_chars = sum(len(group[0].text) for group in plan.to_embed)
@@ -490,6 +507,45 @@ def ingest(
     return _finish(report)
 
 
+def _typed(fields: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Fields compared with their types (1 and True, or 2001 and "2001", differ)."""
+    return {k: (type(v).__name__, v) for k, v in fields.items() if v is not None}
+
+
+def clear_stale_fields(
+    documents: list[Document], stored_meta: Mapping[str, Mapping[str, Any]]
+) -> list[Document]:
+    """`documents`, each one whose stored copy has fields it no longer has given them as
+    None: Chroma merges metadata, and only an explicit None removes a key."""
+    from dataclasses import replace
+
+    out = []
+    for doc in documents:
+        stale = set(stored_fields(stored_meta.get(doc.id))) - set(doc.fields)
+        if stale:
+            doc = replace(doc, fields={**doc.fields, **dict.fromkeys(sorted(stale))})
+        out.append(doc)
+    return out
+
+
+def metadata_updates(
+    unchanged: list[Document], stored_meta: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[Document], int, int]:
+    """(the documents whose text is stored as it is but whose metadata is not, how many
+    of them have another label or source, how many other fields of their own)."""
+    update: list[Document] = []
+    relabelled = refielded = 0
+    for doc in unchanged:
+        meta = stored_meta[doc.id]
+        relabel = (meta.get("label"), meta.get("source")) != (doc.label, doc.source)
+        refield = _typed(stored_fields(meta)) != _typed(doc.fields)
+        if relabel or refield:
+            update.append(doc)
+        relabelled += relabel
+        refielded += refield
+    return update, relabelled, refielded
+
+
 def _persist(collection: SpaceCollection, report: IngestReport) -> None:
     if report.last_written is not None:
         collection.persist_index(report.last_written)
@@ -502,7 +558,13 @@ def _persist(collection: SpaceCollection, report: IngestReport) -> None:
 def _pending_documents(collection: SpaceCollection) -> list[Document]:
     """The documents repair kept without a vector."""
     return [
-        Document(doc_id, text, str(meta.get("source") or ""), meta.get("label"))
+        Document(
+            doc_id,
+            text,
+            str(meta.get("source") or ""),
+            meta.get("label"),
+            fields=stored_fields(meta),
+        )
         for doc_id, text, meta in collection.pending()
     ]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..store import Document
+from ..store.documents import user_fields
 from .encoding import UNICODE_BOMS, UTF8, decode
 from .errors import SourceError
 from .skips import skip
@@ -156,6 +157,7 @@ def csv_documents(
     _check_columns(path, header, text_col, id_col, label_col, vector_col)
     position = {column: header.index(column) for column in header}  # a repeated name: first
     source = f"csv/{name or path.stem}"
+    named = (text_col, id_col, label_col, vector_col)  # the other columns are its fields
     rows = _csv_rows(lines, len(header), skipped, delimiter)
     for row_number, (line_number, row) in enumerate(rows, start=1):
         key = row[position[id_col]].strip() if id_col else str(row_number)
@@ -163,8 +165,14 @@ def csv_documents(
             skip(skipped, "missing id", f"line {line_number}")
             continue
         label = row[position[label_col]].strip() if label_col else None
+        own, dropped = user_fields({column: row[i] for column, i in position.items()}, named)
         doc = Document(
-            f"{source}/{key}", row[position[text_col]], source=source, label=label or None
+            f"{source}/{key}",
+            row[position[text_col]],
+            source=source,
+            label=label or None,
+            fields=dict(own),
+            dropped_fields=dropped,
         )
         if vector_col is not None and vectors is not None:
             vectors.setdefault(doc.id, row[position[vector_col]])
@@ -200,7 +208,11 @@ def parquet_documents(
     keys = frame[id_col].tolist() if id_col else range(1, len(frame) + 1)
     labels = frame[label_col].tolist() if label_col else [None] * len(frame)
     raws = frame[vector_col].tolist() if vector_col else [None] * len(frame)
-    for row_number, (key, body, label, raw) in enumerate(zip(keys, texts, labels, raws), 1):
+    others = frame.drop(
+        columns=[c for c in (text_col, id_col, label_col, vector_col) if c is not None]
+    ).to_dict(orient="records")
+    rows = zip(keys, texts, labels, raws, others)
+    for row_number, (key, body, label, raw, other) in enumerate(rows, 1):
         if not isinstance(body, str):
             missing = body is None or body != body  # None, or pandas' NaN for a null cell
             skip(skipped, "no text" if missing else "text not a string", f"row {row_number}")
@@ -210,7 +222,15 @@ def parquet_documents(
             skip(skipped, "missing id", f"row {row_number}")
             continue
         tag = None if label is None or label != label else str(label).strip() or None
-        doc = Document(f"{source}/{key}", body, source=source, label=tag)
+        own, dropped = user_fields(other)
+        doc = Document(
+            f"{source}/{key}",
+            body,
+            source=source,
+            label=tag,
+            fields=dict(own),
+            dropped_fields=dropped,
+        )
         if vector_col is not None and vectors is not None:
             vectors.setdefault(doc.id, raw)
         yield doc
@@ -364,8 +384,14 @@ def jsonl_documents(
             skip(skipped, "missing id", f"line {line_number}")
             continue
         label = record.get(label_key) if label_key else None
+        own, dropped = user_fields(record, (text_key, id_key, label_key, vector_key))
         doc = Document(
-            f"{source}/{key}", body, source=source, label=None if label is None else str(label)
+            f"{source}/{key}",
+            body,
+            source=source,
+            label=None if label is None else str(label),
+            fields=dict(own),
+            dropped_fields=dropped,
         )
         if vector_key is not None and vectors is not None:
             vectors.setdefault(doc.id, record.get(vector_key))

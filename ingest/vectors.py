@@ -26,7 +26,15 @@ from ..errors import InvalidRequest
 from ..progress import plural
 from ..store import Document, Space, Store
 from .errors import SourceError
-from .pipeline import WRITE_CHUNK, IngestReport, check_owners, skipped_clause, unique_documents
+from .pipeline import (
+    WRITE_CHUNK,
+    IngestReport,
+    check_owners,
+    clear_stale_fields,
+    metadata_updates,
+    skipped_clause,
+    unique_documents,
+)
 from .skips import Skips
 
 if TYPE_CHECKING:
@@ -164,6 +172,8 @@ class VectorReport(IngestReport):
             line += f" ({self.changed} with a changed vector or text)"
         if self.relabelled:
             line += f", {self.relabelled} labels or sources updated"
+        if self.fields_updated:
+            line += f", fields of {plural(self.fields_updated, 'document')} updated"
         if self.normalised:
             verb = "would be" if self.dry_run else "stored"
             line += f", {self.normalised} not unit length: {verb} normalised"
@@ -206,6 +216,7 @@ def store_vectors(
     stored = collection.metadata_by_id(report.ids) if collection is not None else {}
     owners = {doc_id: meta for doc_id, _text, meta in collection.pending()} if collection else {}
     report.replaced = check_owners(kept, {**owners, **stored}, replace)  # another's: refused
+    kept = clear_stale_fields(kept, stored)
     hashes = {doc_id: meta.get("content_hash") for doc_id, meta in stored.items()}
     same_text = [i for i, d in enumerate(kept) if hashes.get(d.id) == d.content_hash]
     unchanged = set()
@@ -214,15 +225,11 @@ def store_vectors(
         close = np.abs(held - vectors[same_text]).max(axis=1) <= SAME_TOLERANCE
         unchanged = {i for i, same in zip(same_text, close.tolist()) if same}
     write = [i for i in range(len(kept)) if i not in unchanged]
-    relabel = [
-        kept[i]
-        for i in sorted(unchanged)
-        if (stored[kept[i].id].get("label"), stored[kept[i].id].get("source"))
-        != (kept[i].label, kept[i].source)
-    ]
+    relabel, report.relabelled, report.fields_updated = metadata_updates(
+        [kept[i] for i in sorted(unchanged)], stored
+    )
     report.cached = len(unchanged)
     report.changed = sum(1 for i in write if kept[i].id in stored)
-    report.relabelled = len(relabel)
     report.stored = len(write)
     report.normalised = int(not_unit[write].sum())
     report.planned_embed = 0

@@ -62,11 +62,15 @@ class ServiceSettings:
 
 
 class DocumentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One document; its other fields (any name, or in "fields") are its own: the scalar
+    ones are stored with it (ingest.framing.item_fields), the rest ignored."""
+
+    model_config = ConfigDict(extra="allow")
     id: str = Field(min_length=1, max_length=1000)
     text: str
     label: str | None = None
     source: str | None = Field(None, min_length=1, max_length=200)
+    fields: dict[str, str | int | float | bool | None] | None = None
 
 
 class _EmbeddingBody(BaseModel):

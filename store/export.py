@@ -1,6 +1,9 @@
 """Export a selection's ids, labels, sources, texts and float32 vectors, for use without
 Chroma: one .parquet file, one .jsonl file, or ("npy") a folder holding vectors.npy and
-documents.jsonl in the same row order. Reads nothing but what it is given."""
+documents.jsonl in the same row order. Reads nothing but what it is given.
+
+When some document has fields of its own (a CSV's other columns), every row carries
+"fields": an object in JSON Lines, a JSON text in Parquet's "fields" column."""
 
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ def read_parquet_export(data: bytes) -> tuple[list[dict[str, Any]], np.ndarray, 
     table = pq.read_table(io.BytesIO(data))
     dims = table.schema.field("vector").type.list_size
     rows = table.select(["id", "label", "source", "text"]).to_pylist()
+    if "fields" in table.column_names:
+        for row, fields in zip(rows, table.column("fields").to_pylist()):
+            row["fields"] = json.loads(fields) if fields else {}
     flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return rows, np.asarray(flat, dtype=np.float32).reshape(len(rows), dims), dims
 
@@ -38,16 +44,24 @@ def read_parquet_export(data: bytes) -> tuple[list[dict[str, Any]], np.ndarray, 
 def export_rows(
     ids: list[str], labels: list[Any], texts: list[str], metadata_by_id: dict[str, dict]
 ) -> list[dict[str, Any]]:
-    """One row per document: id, label, source, text."""
-    return [
+    """One row per document: id, label, source, text, and its fields when any document
+    of the export has some."""
+    from .documents import stored_fields
+
+    rows = [
         {
             "id": doc_id,
             "label": label,
             "source": metadata_by_id[doc_id].get("source"),
             "text": text,
+            "fields": stored_fields(metadata_by_id[doc_id]),
         }
         for doc_id, label, text in zip(ids, labels, texts)
     ]
+    if not any(row["fields"] for row in rows):
+        for row in rows:
+            del row["fields"]
+    return rows
 
 
 def write_export(
@@ -75,6 +89,11 @@ def write_export(
         table = pa.table(
             {
                 **{key: [r[key] for r in rows] for key in ("id", "label", "source", "text")},
+                **(
+                    {"fields": [json.dumps(r["fields"], ensure_ascii=False) for r in rows]}
+                    if rows and "fields" in rows[0]
+                    else {}
+                ),
                 "vector": pa.FixedSizeListArray.from_arrays(
                     pa.array(vectors.reshape(-1), type=pa.float32()), dims
                 ),

@@ -52,6 +52,7 @@ def corpus() -> list[dict]:
                     "text": f"topic:{topic} post {i} about {topic}\nline two {i}",
                     "label": label,
                     "source": "feed-a" if i % 2 else "feed-b",
+                    "author": "ann" if i < 12 else "bob",  # a field of its own
                 }
             )
     for i in range(48):
@@ -62,6 +63,7 @@ def corpus() -> list[dict]:
                 "text": f"topic:mideast post {i} armenian turkish\nline two {i}",
                 "label": label,
                 "source": "feed-c",
+                **({"author": "cy"} if i < 30 else {}),
             }
         )
     return docs
@@ -438,6 +440,26 @@ def test_points_can_be_coloured_by_a_metadata_field_with_its_legend(page, served
     page.page.locator("#legend button", has_text="feed-c").click()
     assert page.state()["drawn"] == 40
     page.page.screenshot(path=str(shots / "source-1100.png"))
+    page.page.click("#legend-all")
+    assert page.state()["drawn"] == 88
+    page.page.select_option("#colour-by", "label")
+
+
+def test_a_documents_own_field_sent_over_http_colours_the_map(page, served, shots):
+    """The JSON body's "author" (no field of embedlab's) is stored with each document and
+    offered by its own name, with its legend."""
+    offered = page.page.eval_on_selector_all(
+        "#colour-by option", "(options) => options.map((o) => [o.value, o.textContent])"
+    )
+    assert ["field:author", "author"] in offered
+    page.page.select_option("#colour-by", "field:author")
+    assert page.page.inner_text("#legend-title") == "author"
+    shown = swatches(page)
+    assert list(shown) == ["cy", "ann", "bob", "(none)"]  # the most common first, none last
+    assert page.page.locator("#legend .count").all_inner_texts() == ["30", "24", "16", "18"]
+    page.page.locator("#legend button", has_text="cy").click()
+    assert page.state()["drawn"] == 58
+    page.page.screenshot(path=str(shots / "author-1100.png"))
     page.page.click("#legend-all")
     assert page.state()["drawn"] == 88
     page.page.select_option("#colour-by", "label")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import embedlab
 import numpy as np
+import pandas as pd
 import pytest
 from embedlab import api
 from embedlab.client import RemoteLab
@@ -505,3 +506,41 @@ def test_export_works_on_both_and_a_delete_names_the_ids_it_did_not_find(world, 
         "local": (["space/1"], ["nope"]),
         "remote": (["space/1"], ["nope"]),
     }
+
+
+def test_a_documents_own_fields_cross_http_and_update_without_embedding(world, tmp_path):
+    """A DataFrame's other columns (one named "text": its text is `body`) are stored with
+    each document over the service as here; a changed one costs no request on both."""
+    frame = pd.DataFrame(
+        {
+            "id": ["f/1", "f/2"],
+            "body": ["fields one of space", "fields two of cars"],
+            "text": ["a column named text", "another"],
+            "year": [2001, 2002],
+        }
+    )
+    try:
+        both(world, lambda lab: lab.ingest(frame, text="body", source="fielded", dims=DIMS))
+        found = both(world, lambda lab: lab.document("f/1"))
+        assert found["local"] == found["remote"]
+        assert found["local"]["fields"] == {"text": "a column named text", "year": 2001}
+        changed = frame.assign(year=[2001, 2003])
+        again = both(
+            world, lambda lab: lab.ingest(changed, text="body", source="fielded", dims=DIMS)
+        )
+        for report in again.values():
+            assert (report.requests, report.fields_updated) == (0, 1)
+        frames = both(world, lambda lab: lab.documents(sources="fielded"))
+        assert frames["local"].to_dict(orient="records") == frames["remote"].to_dict(
+            orient="records"
+        )
+        assert frames["local"].set_index("id").loc["f/2", "fields"]["year"] == 2003
+        written = both(world, lambda lab: (
+            lab.export(tmp_path / side_of(lab) / "f.jsonl", "jsonl", sources="fielded")
+        ))  # fmt: skip
+        assert written == {"local": 2, "remote": 2}
+        local, remote = (tmp_path / side / "f.jsonl" for side in SIDES)
+        assert local.read_bytes() == remote.read_bytes()
+        assert '"fields": {"text": "a column named text", "year": 2001}' in local.read_text()
+    finally:
+        both(world, lambda lab: lab.delete(sources="fielded"))

@@ -64,7 +64,9 @@ def test_dataframe_ingest_through_the_real_sdk_costs_exact_requests(store_path, 
             "text",
             "content_hash",
             "chars",
+            "fields",  # each one's own fields: none here (every column is named)
         ]
+        assert docs.set_index("id").loc["post-3", "fields"] == {}
         assert docs.set_index("id").loc["post-3", "text"] == "a new text topic:med"
         assert docs.set_index("id").loc["post-4", "label"] == "med"
         ids, vectors = lab.vectors(labels="med")

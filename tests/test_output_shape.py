@@ -35,7 +35,7 @@ def cli(store_path, *args, env=None):
 def test_every_json_output_is_one_document_with_the_apis_field_names(grouped_store, tmp_path):
     listed = json.loads(cli(grouped_store, "documents", "--json").stdout)
     assert isinstance(listed, list) and len(listed) == 90
-    assert set(listed[0]) == {"id", "label", "source", "text", "chars"}
+    assert set(listed[0]) == {"id", "label", "source", "text", "chars", "fields"}
     streamed = cli(grouped_store, "documents", "--jsonl").stdout.splitlines()
     assert [json.loads(line) for line in streamed] == listed
 
