@@ -67,10 +67,12 @@ def _scalar(value: Any) -> Scalar | None:
 
 
 def stored_fields(meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A stored document's own fields (its metadata under USER_PREFIX), by their names."""
+    """A stored document's own fields (its metadata under USER_PREFIX), by their names,
+    in name order: Chroma gives a record's metadata in no fixed order (an updated field
+    can come back last), and an export or a listing must not depend on it."""
     return {
         key[len(USER_PREFIX) :]: value
-        for key, value in (meta or {}).items()
+        for key, value in sorted((meta or {}).items())
         if key.startswith(USER_PREFIX) and value is not None
     }
 
