@@ -223,3 +223,20 @@ def chroma_server(tmp_path):
     yield url
     server.terminate()
     server.wait(timeout=30)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch):
+    """Retries in this process wait 10 ms, not 1 s, doubling (a server's Retry-After
+    still wins): for in-process CLI runs whose faults are there to take the retry
+    paths, not to time the backoff. Attempts, jitter and the cap are unchanged."""
+    from dataclasses import dataclass
+
+    from embedlab.ingest import pipeline
+
+    @dataclass
+    class FastRetryPolicy(pipeline.RetryPolicy):
+        initial_delay: float = 0.01
+
+    monkeypatch.setattr(pipeline, "RetryPolicy", FastRetryPolicy)
+    return FastRetryPolicy

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import time
+import warnings
 
 import embedlab
 import numpy as np
@@ -19,7 +20,7 @@ from embedlab.ingest import batch as batch_module
 from embedlab.ingest.pipeline import IngestCancelled
 from embedlab.store.ledger import COST
 
-from tests.conftest import run_cli, spawn_cli
+from tests.conftest import invoke_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, fake_vector
 
 DIMS = 128
@@ -251,13 +252,17 @@ def test_cancel_releases_and_a_later_online_ingest_is_not_overwritten(lab, gemin
 
 
 @pytest.mark.slow  # real child processes
-def test_cli_batch_ingest_then_batches_wait_collects(tmp_path, gemini):
+def test_cli_batch_ingest_then_batches_wait_collects(tmp_path, gemini, capfd):
     corpus = tmp_path / "in.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs(5)))
     env = {"EMBEDLAB_BATCH_POLL_S": "0.05"}
     args = ["--store", str(tmp_path / "s"), "ingest", "jsonl", str(corpus), "--id-key", "id"]
     args += ["--provider", "gemini", "--dims", str(DIMS), "--batch"]
-    done = run_cli(args, env=env, timeout=120)
+    # in process: every warning is recorded (not only a module's first), and the SDK's
+    # 'experimental' notice is looked for there and on the real stdout/stderr too
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = invoke_cli(args, env=env)
     assert done.returncode == 0, done.stderr
     tokens = round(sum(len(d["text"]) for d in docs(5)) / 4)
     assert done.stdout.startswith(
@@ -266,17 +271,20 @@ def test_cli_batch_ingest_then_batches_wait_collects(tmp_path, gemini):
     )
     assert "xperimental" not in done.stdout + done.stderr
     gemini.batches["batches/fake0001"].script = ["RUNNING", "RUNNING", "SUCCEEDED"]
-    listed = run_cli(["--store", str(tmp_path / "s"), "batches", "--json"], env=env, timeout=120)
+    with warnings.catch_warnings(record=True) as caught_more:
+        warnings.simplefilter("always")
+        listed = invoke_cli(["--store", str(tmp_path / "s"), "batches", "--json"], env=env)
+        waited = invoke_cli(["--store", str(tmp_path / "s"), "batches", "--wait", "60"], env=env)
+    caught += caught_more
     assert json.loads(listed.stdout)["jobs"][0]["state"] == "running"
-    waited = run_cli(
-        ["--store", str(tmp_path / "s"), "batches", "--wait", "60"], env=env, timeout=120
-    )
     assert waited.returncode == 0, waited.stderr
     assert "batches/fake0001: SUCCEEDED, 5 vectors written to 5 documents" in waited.stderr
     lines = waited.stdout.strip().splitlines()
     assert lines[0].startswith("batches/fake0001  collected  5 texts  gemini:gemini-embedding-001")
     assert lines[-1].startswith("1 batch job (1 collected); 1 open batch job checked: 1 collected")
     assert "xperimental" not in waited.stdout + waited.stderr
+    outside = capfd.readouterr()
+    assert "xperimental" not in outside.out + outside.err + "".join(str(w.message) for w in caught)
 
 
 @pytest.mark.slow  # real child processes

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from tests.chaos import audit_store, write_jsonl
-from tests.conftest import run_cli, spawn_cli
+from tests.conftest import invoke_cli, run_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 DIMS = 128
@@ -43,7 +43,7 @@ def test_second_ingest_on_an_embedded_store_is_busy_or_waits(tmp_path):
     with FakeGemini(latency=0.05) as server:
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
         first = start_and_wait_for_first_request(ingest_args(store, corpus_a), env, server)
-        busy = run_cli(ingest_args(store, corpus_b), env=env)
+        busy = invoke_cli(ingest_args(store, corpus_b), env=env)  # a second process: this one
         assert busy.returncode == 1 and "Traceback" not in busy.stderr
         (line,) = [x for x in busy.stderr.splitlines() if x.startswith("Error:")]
         assert "is busy" in line and f"pid {first.pid}" in line and "--wait" in line
@@ -52,7 +52,7 @@ def test_second_ingest_on_an_embedded_store_is_busy_or_waits(tmp_path):
         server.requests.clear()
         corpus_c, expected_c = corpus_slice(tmp_path / "c", 900, 1200)
         first = start_and_wait_for_first_request(ingest_args(store, corpus_c), env, server)
-        waited = run_cli(ingest_args(store, corpus_b, "--wait", "120"), env=env)
+        waited = invoke_cli(ingest_args(store, corpus_b, "--wait", "120"), env=env)
         assert first.wait(timeout=120) == 0
         assert waited.returncode == 0, waited.stderr
         assert "600 documents: 300 cached, 300 embedded" in waited.stdout

@@ -14,7 +14,7 @@ from embedlab.ingest.providers import GeminiProvider, gemini_space
 from embedlab.store import Document, Store
 
 from tests.chaos import SLOW_S, Storm, audit_store, write_jsonl
-from tests.conftest import free_port, jsonl_ingest_args, run_cli
+from tests.conftest import free_port, invoke_cli, jsonl_ingest_args, run_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini, Fault
 
 DIMS = 128
@@ -153,7 +153,7 @@ def test_cli_429_storm_with_retry_after_finishes_and_counts_retries(tmp_path):
             "--concurrency",
             "1",
         )
-        done = run_cli(args, env=env)
+        done = invoke_cli(args, env=env)
         assert done.returncode == 0, done.stderr
         throttled = sum(r.status == 429 for r in server.requests)
     assert throttled >= 5

@@ -14,7 +14,7 @@ from embedlab.analyze.run import AnalysisOptions, analyze_corpus
 from embedlab.analyze.select import Selection, load_corpus
 from embedlab.store import Document, Space, Store, StoreError
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 from tests.fake_gemini import FakeGemini, Fault
 
 SECRET = "AIzaSy-SECRET-never-print-me-0123456789"
@@ -27,7 +27,7 @@ def everything_written(*folders) -> bytes:
     )
 
 
-def test_the_api_key_is_never_printed_reported_or_stored(tmp_path):
+def test_the_api_key_is_never_printed_reported_or_stored(tmp_path, capfd, caplog, fast_retries):
     corpus = tmp_path / "posts.jsonl"
     corpus.write_text(
         "\n".join(
@@ -45,19 +45,21 @@ def test_the_api_key_is_never_printed_reported_or_stored(tmp_path):
         for args in (
             [*ingest, "--dims", "128", "--batch-size", "10"],
             [*store, "stats", "--json"],
-            [*store, "analyze", "--k", "2", "--out", str(tmp_path / "report")],
+            [*store, "analyze", "--k", "2", "--reduce", "pca", "--out", str(tmp_path / "report")],
             [*store, "neighbours", "post about t1", "-k", "3"],
             [*store, "repair", "--check"],
         ):
-            done = run_cli(args, env=env)
+            done = invoke_cli(args, env=env)
             assert done.returncode == 0, done.stderr
             outputs.append(done.stdout + done.stderr)
-        rejected = run_cli([*ingest, "--dims", "256"], env={**env, "GEMINI_API_KEY": WRONG})
+        rejected = invoke_cli([*ingest, "--dims", "256"], env={**env, "GEMINI_API_KEY": WRONG})
         assert rejected.returncode == 1
         assert "Gemini rejected the API key: check GEMINI_API_KEY" in rejected.stderr
         outputs.append(rejected.stdout + rejected.stderr)
         assert {r.api_key for r in server.requests} == {SECRET, WRONG}  # it was really used
-    printed = "\n".join(outputs)
+    # in process, so also whatever reached the real stdout/stderr and every log record
+    outside = capfd.readouterr()
+    printed = "\n".join([*outputs, outside.out, outside.err, caplog.text])
     written = everything_written(tmp_path / "store", tmp_path / "report")
     for key in (SECRET, WRONG):
         assert key not in printed
