@@ -6,6 +6,7 @@ errors speak the caller's language."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import embedlab
@@ -25,7 +26,7 @@ from embedlab.store.chroma_store import CHROMA_DIR, _DamageGuard
 from embedlab.store.index_files import HEADER, read_mapping
 from starlette.testclient import TestClient
 
-from tests.conftest import CountingProvider, hash_vector, make_docs, run_cli
+from tests.conftest import CountingProvider, hash_vector, invoke_cli, make_docs, run_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 SPACE = Space("fake", "fake-model", "none", 64)
@@ -36,6 +37,21 @@ DAMAGE = 3000
 def build(store_path: Path, space: Space = SPACE, n: int = N) -> None:
     with Store.open_local(store_path, create=True) as store:
         ingest(make_docs(n, labels=3), store, space, lambda: CountingProvider(space))
+
+
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory) -> Path:
+    """`build`'s store (N documents under SPACE), built once for the module."""
+    path = tmp_path_factory.mktemp("built") / "store"
+    build(path)
+    return path
+
+
+@pytest.fixture
+def built(built_once, store_path) -> Path:
+    """This test's own copy of `build`'s store, at `store_path`."""
+    shutil.copytree(built_once, store_path)
+    return store_path
 
 
 def index_folder(store_path: Path, space: Space = SPACE) -> Path:
@@ -73,16 +89,17 @@ def one_line_damage_error(done) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_random_bytes_in_the_index_cost_only_the_vectors_they_hit(store_path, seed):
-    build(store_path)
+def test_random_bytes_in_the_index_cost_only_the_vectors_they_hit(built, seed):
+    store_path = built
     hit = damage(index_folder(store_path), seed)
 
-    for args in (["stats"], ["neighbors", "--id", "test/5", "-k", "3"]):
-        one_line_damage_error(run_cli(["--store", str(store_path), *args]))
+    for args in (["stats"], ["neighbors", "--id", "test/5", "-k", "3"]):  # a real process:
+        one_line_damage_error(run_cli(["--store", str(store_path), *args]))  # no signal
 
-    check = run_cli(["--store", str(store_path), "repair", "--check"])
+    # in process: repair runs each Chroma step in a child of its own (store/repair.py)
+    check = invoke_cli(["--store", str(store_path), "repair", "--check"])
     assert check.returncode == 1 and f"{N} documents" in check.stdout, check.stdout
-    fixed = run_cli(["--store", str(store_path), "repair"])
+    fixed = invoke_cli(["--store", str(store_path), "repair"])
     assert fixed.returncode == 0, fixed.stderr
 
     with Store.open_local(store_path) as store:
@@ -108,20 +125,18 @@ def test_random_bytes_in_the_index_cost_only_the_vectors_they_hit(store_path, se
         assert collection.pending() == [] and collection.count() == N + 1
 
     for args in (["stats"], ["neighbors", "--id", "test/5", "-k", "3"]):
-        assert run_cli(["--store", str(store_path), *args]).returncode == 0
-    again = run_cli(["--store", str(store_path), "repair", "--check"])
+        assert invoke_cli(["--store", str(store_path), *args]).returncode == 0
+    again = invoke_cli(["--store", str(store_path), "repair", "--check"])
     assert again.returncode == 0 and "0 damaged" in again.stdout
 
 
-def test_stats_counts_documents_waiting_for_their_vector(store_path):
-    build(store_path)
-    damage(index_folder(store_path), 3)
-    assert run_cli(["--store", str(store_path), "repair"]).returncode == 0
+def test_stats_counts_documents_waiting_for_their_vector(waiting_store):
+    store_path, _waiting = waiting_store
     with embedlab.open(store_path, quiet=True) as lab:
         stats = lab.stats()["spaces"][0]
         waiting = lab.repair(check=True)[0].needs_vector
     assert stats["documents"] == N and stats["needs_vector"] == len(waiting) > 0
-    shown = run_cli(["--store", str(store_path), "stats"])
+    shown = invoke_cli(["--store", str(store_path), "stats"])
     assert f"{N} documents ({len(waiting)} need their vector" in shown.stdout
 
 
@@ -287,15 +302,15 @@ def test_a_space_is_deleted_on_purpose_with_what_was_made_from_it(store_path, ge
 def test_the_spaces_command_lists_and_deletes_only_when_told(store_path):
     build(store_path, n=20)
     args = ["--store", str(store_path), "spaces"]
-    listed = run_cli([*args, "--json"])
+    listed = invoke_cli([*args, "--json"])
     assert json.loads(listed.stdout)["spaces"][0]["documents"] == 20
-    refused = run_cli([*args, "--delete", "fake:fake-model"])
+    refused = invoke_cli([*args, "--delete", "fake:fake-model"])
     assert (
         refused.returncode == 1 and "--yes" in refused.stderr and "Traceback" not in refused.stderr
     )
-    done = run_cli([*args, "--delete", "fake:fake-model", "--yes"])
+    done = invoke_cli([*args, "--delete", "fake:fake-model", "--yes"])
     assert done.returncode == 0 and "deleted fake:fake-model (64 dims): 20 documents" in done.stdout
-    assert json.loads(run_cli([*args, "--json"]).stdout)["spaces"] == []
+    assert json.loads(invoke_cli([*args, "--json"]).stdout)["spaces"] == []
 
 
 # -- encodings -----------------------------------------------------------------------------
@@ -383,12 +398,12 @@ def test_repair_reembed_says_the_cost_asks_and_embeds_exactly_the_lost_vectors(s
     args = ["--store", str(store_path), "repair", "--reembed"]
     sent = len(gemini.requests)
 
-    refused = run_cli(args, env=env)  # not a terminal, no --yes: it says so and spends nothing
+    refused = invoke_cli(args, env=env)  # not a terminal, no --yes: it says so and spends nothing
     assert refused.returncode == 1 and "--yes" in refused.stderr, refused.stderr
     assert "texts to embed, would cost est. $" in refused.stdout
     assert len(gemini.requests) == sent
 
-    done = run_cli([*args, "--yes"], env=env)
+    done = invoke_cli([*args, "--yes"], env=env)
     assert done.returncode == 0, done.stderr
     with embedlab.open(store_path, quiet=True) as lab:
         assert lab.repair(check=True)[0].needs_vector == []
@@ -418,16 +433,32 @@ def test_an_upload_in_cp1252_is_read_right_over_http(store_path, gemini):
 
 
 def repaired(store_path: Path, seed: int = 0) -> dict[str, tuple[str, dict]]:
-    """A damaged, repaired store: its documents that need their vector, by id."""
-    build(store_path)
+    """`store_path`'s store (as `build` left it) damaged and repaired: its documents that
+    need their vector, by id."""
     damage(index_folder(store_path), seed)
-    assert run_cli(["--store", str(store_path), "repair"]).returncode == 0
+    assert invoke_cli(["--store", str(store_path), "repair"]).returncode == 0
     with Store.open_local(store_path) as store:
         return {i: (t, m) for i, t, m in store.collection(SPACE).pending()}
 
 
-def test_a_document_waiting_for_its_vector_still_belongs_to_its_source(store_path):
-    waiting = repaired(store_path)
+@pytest.fixture(scope="module")
+def repaired_once(built_once, tmp_path_factory) -> tuple[Path, dict[str, tuple[str, dict]]]:
+    """`build`'s store damaged (seed 0) and repaired, once for the module."""
+    path = tmp_path_factory.mktemp("repaired") / "store"
+    shutil.copytree(built_once, path)
+    return path, repaired(path)
+
+
+@pytest.fixture
+def waiting_store(repaired_once, store_path) -> tuple[Path, dict[str, tuple[str, dict]]]:
+    """This test's own copy of the repaired store, and its documents waiting for a vector."""
+    shutil.copytree(repaired_once[0], store_path)
+    assert repaired_once[1]  # the damage left documents waiting, or these tests test nothing
+    return store_path, dict(repaired_once[1])
+
+
+def test_a_document_waiting_for_its_vector_still_belongs_to_its_source(waiting_store):
+    store_path, waiting = waiting_store
     doc_id = sorted(waiting)[0]
     with Store.open_local(store_path) as store:
         provider = CountingProvider(SPACE)
@@ -439,8 +470,8 @@ def test_a_document_waiting_for_its_vector_still_belongs_to_its_source(store_pat
         }
 
 
-def test_deleting_a_source_deletes_its_documents_waiting_for_a_vector(store_path):
-    waiting = repaired(store_path, 1)
+def test_deleting_a_source_deletes_its_documents_waiting_for_a_vector(waiting_store):
+    store_path, waiting = waiting_store
     one, *rest = sorted(waiting)
     with embedlab.open(store_path, quiet=True) as lab:
         assert lab.delete(ids=[one]) == [one]

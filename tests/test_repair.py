@@ -13,7 +13,14 @@ from embedlab.store import Store
 from embedlab.store.chroma_store import CHROMA_DIR
 from embedlab.store.repair import REBUILD_SUFFIX
 
-from tests.conftest import FAKE_SPACE, CountingProvider, hash_vector, make_docs, run_cli
+from tests.conftest import (
+    FAKE_SPACE,
+    CountingProvider,
+    hash_vector,
+    invoke_cli,
+    make_docs,
+    run_cli,
+)
 
 N = 550
 
@@ -21,6 +28,21 @@ N = 550
 def fill(store_path, provider):
     with Store.open_local(store_path, create=True) as store:
         return ingest(make_docs(N), store, FAKE_SPACE, lambda: provider, batch_size=50)
+
+
+@pytest.fixture(scope="module")
+def filled_once(tmp_path_factory):
+    """One store filled as `fill` does (N documents in batches of 50), built once for the
+    module; `filled` gives each test its own copy. No test asserts on this first ingest."""
+    path = tmp_path_factory.mktemp("filled") / "store"
+    fill(path, CountingProvider())
+    return path
+
+
+@pytest.fixture
+def filled(filled_once, store_path):
+    shutil.copytree(filled_once, store_path)
+    return store_path
 
 
 def vector_folder(store_path):
@@ -40,16 +62,17 @@ def damage(store_path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage header", "deleted"])
-def test_damaged_index_is_found_rebuilt_and_the_rest_re_embedded(store_path, how):
-    fill(store_path, CountingProvider())
+def test_damaged_index_is_found_rebuilt_and_the_rest_re_embedded(filled, how):
+    store_path = filled
     damage(store_path, how)
     args = ["--store", str(store_path), "repair"]
 
-    check = run_cli([*args, "--check"])
+    # in process: repair runs each Chroma step in a child of its own (store/repair.py)
+    check = invoke_cli([*args, "--check"])
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert check.stdout.strip().endswith("s") and "1 damaged" in check.stdout
 
-    fixed = run_cli(args)
+    fixed = invoke_cli(args)
     assert fixed.returncode == 0, fixed.stderr
     assert "index rebuilt" in fixed.stdout and "1 repaired" in fixed.stdout
     if how == "garbage header":
@@ -66,21 +89,21 @@ def test_damaged_index_is_found_rebuilt_and_the_rest_re_embedded(store_path, how
     assert len(provider.texts_embedded) == N - kept  # exactly the dropped ones
     assert f"re-embed exactly these {N - kept}" in fixed.stdout
 
-    again = run_cli([*args, "--check"])
+    again = invoke_cli([*args, "--check"])
     assert again.returncode == 0 and "0 damaged" in again.stdout
 
 
-def test_healthy_store_is_left_alone(store_path):
-    fill(store_path, CountingProvider())
+def test_healthy_store_is_left_alone(filled):
+    store_path = filled
     before = sorted(p.name for p in vector_folder(store_path).iterdir())
-    done = run_cli(["--store", str(store_path), "repair"])
+    done = invoke_cli(["--store", str(store_path), "repair"])
     assert done.returncode == 0 and f"{N} documents, ok" in done.stdout
     assert "0 repaired" in done.stdout and "rebuilt" not in done.stdout
     assert sorted(p.name for p in vector_folder(store_path).iterdir()) == before
 
 
-def test_a_repair_killed_before_its_swap_is_cleaned_up(store_path):
-    fill(store_path, CountingProvider())
+def test_a_repair_killed_before_its_swap_is_cleaned_up(filled):
+    store_path = filled
     with Store.open_local(store_path) as store:
         original = store.collection(FAKE_SPACE)._col
         leftover = store.client.create_collection(
@@ -88,7 +111,7 @@ def test_a_repair_killed_before_its_swap_is_cleaned_up(store_path):
         )
         leftover.add(ids=["x"], embeddings=np.ones((1, FAKE_SPACE.dims), dtype=np.float32))
         assert store.spaces() == [FAKE_SPACE]  # the half-built copy is not a second space
-    done = run_cli(["--store", str(store_path), "repair", "--check"])
+    done = invoke_cli(["--store", str(store_path), "repair", "--check"])
     assert done.returncode == 0, done.stdout + done.stderr
     with Store.open_local(store_path) as store:
         names = [c.name for c in store.client.list_collections()]
@@ -100,12 +123,11 @@ def test_a_repair_killed_before_its_swap_is_cleaned_up(store_path):
 @pytest.mark.parametrize(
     "command", [["stats"], ["neighbors", "--id", "test/1"], ["analyze", "--k", "3"]]
 )
-def test_commands_on_a_damaged_index_say_repair_instead_of_crashing(
-    store_path, tmp_path, how, command
-):
-    fill(store_path, CountingProvider())
+def test_commands_on_a_damaged_index_say_repair_instead_of_crashing(filled, tmp_path, how, command):
+    store_path = filled
     damage(store_path, how)
     out = ["--out", str(tmp_path / "r")] if command[0] == "analyze" else []
+    # a real process: what is tested is that it exits 1 and does not die of a signal
     done = run_cli(["--store", str(store_path), *command, *out])
     assert done.returncode == 1, (done.returncode, done.stderr)  # not -11 (a segfault)
     assert "is damaged" in done.stderr and "repair" in done.stderr
