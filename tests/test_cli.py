@@ -139,7 +139,7 @@ def test_help_is_fast_because_heavy_libraries_are_not_imported():
     assert out.stdout.strip() == "[]"
 
 
-def test_cached_rerun_never_loads_the_local_model(tmp_path):
+def test_cached_rerun_never_loads_the_local_model(tmp_path, local_model_once):
     """The model is loaded for the first run only; the re-run prints 0 embedded without torch."""
     posts = tmp_path / "posts"
     (posts / "g").mkdir(parents=True)

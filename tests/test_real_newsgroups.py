@@ -36,18 +36,6 @@ def sci_train(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def _local_model_once():
-    """The real model, loaded (and its weights checked) once for this module's commands:
-    each command builds its own LocalProvider, which would load it again."""
-    from embedlab.ingest import providers
-
-    model = providers.load_local_model()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(providers, "load_local_model", lambda: model)
-        yield model
-
-
 def newsgroups(store_args, per_class, *extra, source):
     return [
         *store_args,
@@ -80,7 +68,7 @@ def test_sci_train_is_the_real_archive_s_sci_train(sci_train):
     assert len(real) == 600
 
 
-def test_real_sample_local_model_cache_behaviour(tmp_path, sci_train, _local_model_once):
+def test_real_sample_local_model_cache_behaviour(tmp_path, sci_train, local_model_once):
     store = ["--store", str(tmp_path / "lab")]
     first = last_line(invoke_cli(newsgroups(store, 10, "--provider", "local", source=sci_train)))
     assert first.startswith("40 documents: 0 cached, 40 embedded")
@@ -114,7 +102,7 @@ def test_real_sample_against_a_chroma_server(chroma_server, gemini, sci_train):
     assert stats["spaces"][0]["documents"] == 220 and stats["disk_bytes"] is None
 
 
-def test_demo_protocol_on_real_data_with_the_local_model(tmp_path, sci_train, _local_model_once):
+def test_demo_protocol_on_real_data_with_the_local_model(tmp_path, sci_train, local_model_once):
     """The notebook's protocol; Gemini scored 0.96-0.99 per class, the local model scores lower."""
     out = tmp_path / "report"
     args = [
