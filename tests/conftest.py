@@ -240,3 +240,21 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(pipeline, "RetryPolicy", FastRetryPolicy)
     return FastRetryPolicy
+
+
+@pytest.fixture(scope="session")
+def local_model():
+    """The real all-MiniLM-L6-v2, loaded (weights checked) once for the session."""
+    from embedlab.ingest.providers import load_local_model
+
+    return load_local_model()
+
+
+@pytest.fixture
+def local_model_once(local_model, monkeypatch: pytest.MonkeyPatch):
+    """Commands run in this process get the session's real model instead of loading it
+    again (each command builds its own LocalProvider, which loads it on first use)."""
+    from embedlab.ingest import providers
+
+    monkeypatch.setattr(providers, "load_local_model", lambda: local_model)
+    return local_model

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from embedlab.cli import cli
 
-from tests.conftest import REPO, cli_env, jsonl_ingest_args, run_cli, spawn_cli
+from tests.conftest import REPO, cli_env, invoke_cli, jsonl_ingest_args, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 
@@ -139,14 +139,15 @@ def test_help_is_fast_because_heavy_libraries_are_not_imported():
     assert out.stdout.strip() == "[]"
 
 
-def test_cached_rerun_never_loads_the_local_model(tmp_path):
+def test_cached_rerun_never_loads_the_local_model(tmp_path, local_model_once):
     """The model is loaded for the first run only; the re-run prints 0 embedded without torch."""
     posts = tmp_path / "posts"
     (posts / "g").mkdir(parents=True)
     for i in range(3):
         (posts / "g" / f"{i}.txt").write_text(f"short post number {i}")
     store = str(tmp_path / "store")
-    first = run_cli(["--store", store, "ingest", "files", str(posts), "--provider", "local"])
+    # the first run in this process: only the re-run's process is under test
+    first = invoke_cli(["--store", store, "ingest", "files", str(posts), "--provider", "local"])
     assert first.returncode == 0, first.stderr
     probe = (
         "import sys\nimport embedlab.cli as cli\n"
@@ -184,7 +185,8 @@ def test_ctrl_c_mid_ingest_keeps_finished_batches_and_rerun_finishes(tmp_path, c
         assert child.returncode == 130, err
         assert "interrupted:" in err and "re-run to finish" in err
         done = len(server.ok_requests)
-        rerun = run_cli(args, env=env)
+        server.latency = 0.0  # the latency only had to keep the child mid-ingest
+        rerun = invoke_cli(args, env=env)  # the re-run's process is not under test
         assert rerun.returncode == 0, rerun.stderr
         summary = rerun.stdout.strip().splitlines()[-1]
         cached = int(summary.split(" cached")[0].split()[-1])

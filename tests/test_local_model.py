@@ -5,9 +5,11 @@ import pytest
 from embedlab.ingest.providers import LocalProvider, local_space
 
 
-@pytest.fixture(scope="module")
-def local():
-    return LocalProvider(local_space(None, None))
+@pytest.fixture
+def local(local_model):
+    provider = LocalProvider(local_space(None, None))
+    provider._model = local_model  # the session's real model, loaded once
+    return provider
 
 
 def test_vectors_are_384_dims_unit_length_and_semantic(local):
