@@ -74,8 +74,14 @@ class BatchPoller:
         self._thread = threading.Thread(target=self._run, name="batch-poller", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling and wait for a round in progress to end: the Lab closes right
+        after, and a round still inside Chroma when the process exits can crash it
+        (a service stopped by SIGTERM mid-round exited with SIGSEGV once)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,7 +130,11 @@ def serve(
 
     share_writes(WRITE_SLICE_FLOATS, WRITE_PAUSE_S, app.state.readers.waiting)
     service.warming = True
-    threading.Thread(target=_warm_up, args=(lab, service), name="warm-up", daemon=True).start()
+    stopping = threading.Event()  # the warm-up and the write follower end when it is set
+    warm = threading.Thread(
+        target=_warm_up, args=(lab, service, stopping), name="warm-up", daemon=True
+    )
+    warm.start()
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
@@ -141,29 +144,32 @@ def serve(
         if service.batch_poller is not None:  # batch ingests stay "waiting" for the next start
             service.batch_poller.stop()
         service.jobs.shutdown(SHUTDOWN_JOBS_S)
+        # the Lab closes when this returns: a thread still inside Chroma then can crash
+        # the process on its way out, so the background threads end first
+        stopping.set()
+        warm.join(SHUTDOWN_JOBS_S)
         if service_file is not None:
             service_file.unlink(missing_ok=True)
     if not server.started:
         raise InvalidRequest(f"could not listen on {host}:{port} (in use?); pick another --port")
 
 
-def _warm_up(lab: Lab, service: Any) -> None:
+def _warm_up(lab: Lab, service: Any, stopping: threading.Event) -> None:
     """Read every space's vectors into memory (within the budget) while requests are
     already answered from Chroma; lookups switch to memory once a space is held.
     `GET /health` says `"warming": true` until it is done."""
     try:
-        _hold_every_space(lab)
+        _hold_every_space(lab, stopping)
     finally:
         service.warming = False
     if lab.store.path is None:  # a Chroma server: other replicas may write to it
-        _follow_writes(lab)
+        _follow_writes(lab, stopping)
 
 
-def _follow_writes(lab: Lab, every: float = FOLLOW_S) -> None:
+def _follow_writes(lab: Lab, stopping: threading.Event, every: float = FOLLOW_S) -> None:
     """Forever: re-read what another writer added to a held space (its count moved),
     so a document ingested through another replica is found here within a second."""
-    while True:
-        time.sleep(every)
+    while not stopping.wait(every):
         try:
             for space in lab.spaces():
                 lab.follow_writes(space)
@@ -171,8 +177,10 @@ def _follow_writes(lab: Lab, every: float = FOLLOW_S) -> None:
             log.debug("following writes: %s", exc)
 
 
-def _hold_every_space(lab: Lab) -> None:
+def _hold_every_space(lab: Lab, stopping: threading.Event) -> None:
     for space in lab.spaces():
+        if stopping.is_set():
+            return
         try:
             held = lab.hold_vectors(space)
         except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never fatal
