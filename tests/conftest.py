@@ -258,3 +258,25 @@ def local_model_once(local_model, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(providers, "load_local_model", lambda: local_model)
     return local_model
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where the browser tests' screenshots go: $EMBEDLAB_SCREENSHOTS, else a temp folder
+    (never the checkout)."""
+    where = os.environ.get("EMBEDLAB_SCREENSHOTS")
+    path = Path(where) if where else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per module (tests.browser_helpers: skipped off CI without it)."""
+    from tests.browser_helpers import CHROMIUM, _browser_or_skip
+
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

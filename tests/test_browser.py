@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.browser_helpers import (
-    CHROMIUM,
     DIMS,
     EVIL_ID,
     EVIL_TEXT,
     Watched,
-    _browser_or_skip,
     corpus,
 )
 from tests.conftest import invoke_cli
@@ -32,23 +29,6 @@ from tests.fake_gemini import FakeGemini
 from tests.service_helpers import InProcessService
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    where = os.environ.get("EMBEDLAB_SCREENSHOTS")
-    path = Path(where) if where else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.browser_helpers import CHROMIUM, Watched, _browser_or_skip
+from tests.browser_helpers import Watched
 from tests.fake_gemini import FakeGemini
 from tests.service_helpers import InProcessService
 
@@ -67,23 +65,6 @@ def corpus() -> list[dict]:
             }
         )
     return docs
-
-
-@pytest.fixture(scope="module")
-def shots() -> Path:
-    where = os.environ.get("EMBEDLAB_SCREENSHOTS")
-    path = Path(where) if where else Path(__file__).resolve().parent.parent / "build" / "shots"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

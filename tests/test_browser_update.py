@@ -9,22 +9,11 @@ from datetime import datetime
 
 import pytest
 
-from tests.browser_helpers import DIMS, Watched, _browser_or_skip, corpus
+from tests.browser_helpers import DIMS, Watched, corpus
 from tests.fake_gemini import FakeGemini
 from tests.service_helpers import InProcessService
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_followed_map_loads_the_successor_live_and_marks_new_points(browser, tmp_path):
