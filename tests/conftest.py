@@ -260,6 +260,20 @@ def local_model_once(local_model, monkeypatch: pytest.MonkeyPatch):
     return local_model
 
 
+@pytest.fixture
+def recorded_demo_vectors(monkeypatch: pytest.MonkeyPatch):
+    """LocalProvider.embed answers the demo's 600 posts with the real model's recorded
+    vectors (tests/local_vectors.py says why and how they are checked); any other text
+    still goes to the real model. Returns the counts of recorded and computed texts."""
+    from embedlab.ingest.providers import LocalProvider
+
+    from tests.local_vectors import Stats, load_recording, recorded_embed
+
+    stats = Stats()
+    monkeypatch.setattr(LocalProvider, "embed", recorded_embed(load_recording(), stats))
+    return stats
+
+
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
     """Where the browser tests' screenshots go: $EMBEDLAB_SCREENSHOTS, else a temp folder
