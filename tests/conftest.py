@@ -216,7 +216,7 @@ def chroma_server(tmp_path):
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.05)
     else:
         server.kill()
         pytest.fail("chroma run did not start")

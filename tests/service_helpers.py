@@ -100,7 +100,7 @@ class RunningService(ServiceCalls):
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
-                time.sleep(0.2)
+                time.sleep(0.05)
         self.proc.kill()
         pytest.fail(f"embedlab serve did not start: {self.log()}")
 
