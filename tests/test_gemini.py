@@ -114,3 +114,27 @@ def test_model_the_server_does_not_know_is_a_clear_error(store, gemini):
     space = resolve_space("gemini", "gemini-embedding-999", None, 768)
     with pytest.raises(IngestError, match="does not know model 'gemini-embedding-999'"):
         run(store, space, make_docs(1))
+
+
+def test_providers_share_one_tls_context_and_follow_ssl_cert_file(monkeypatch):
+    """The SDK reads the CA bundle for every client it builds (three times, ~50 ms each);
+    embedlab hands it one context per certificate setting, the one the SDK would make."""
+    import certifi
+    from embedlab.ingest.providers import GeminiProvider, tls_context
+    from embedlab.store.keys import Space
+
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    space = Space("gemini", "gemini-embedding-001", "CLUSTERING", 3072)
+    first, second = GeminiProvider(space), GeminiProvider(space)
+    shared = tls_context(None, None)
+    for provider in (first, second):
+        api = provider._client._api_client
+        assert api._httpx_client._transport._pool._ssl_context is shared
+        assert api._websocket_ssl_ctx["ssl"] is shared
+    assert shared.cert_store_stats()["x509_ca"] > 0  # certifi's roots are loaded
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    third = GeminiProvider(space)._client._api_client._httpx_client._transport._pool._ssl_context
+    assert third is tls_context(certifi.where(), None) and third is not shared
