@@ -137,13 +137,12 @@ class Store:
         port = parsed.port or (443 if parsed.scheme == "https" else 8000)
         try:
             import chromadb
-            from chromadb.config import Settings
 
             client = chromadb.HttpClient(
                 host=parsed.hostname,
                 port=port,
                 ssl=parsed.scheme == "https",
-                settings=Settings(anonymized_telemetry=False),
+                settings=chroma_settings(),
             )
             client.heartbeat()
         except Exception as exc:
@@ -709,11 +708,21 @@ def served_at(root: Path, pid: str) -> str | None:
 def embedded_client(chroma_dir: str | os.PathLike[str]) -> Any:
     """Chroma's embedded client on `chroma_dir`, telemetry off."""
     import chromadb
+
+    return chromadb.PersistentClient(path=str(chroma_dir), settings=chroma_settings())
+
+
+@functools.lru_cache(maxsize=1)
+def _settings_template() -> Any:
     from chromadb.config import Settings
 
-    return chromadb.PersistentClient(
-        path=str(chroma_dir), settings=Settings(anonymized_telemetry=False)
-    )
+    return Settings(anonymized_telemetry=False)
+
+
+def chroma_settings() -> Any:
+    """Chroma's settings, telemetry off: a copy of one read per process (reading them
+    parses the environment, ~10 ms, and a client writes its path into the copy it gets)."""
+    return _settings_template().model_copy()
 
 
 def space_of(col: Any) -> Space | None:
