@@ -14,7 +14,7 @@ from embedlab.ingest.providers import GeminiProvider, gemini_space
 from embedlab.store import Document, Store
 
 from tests.chaos import SLOW_S, Storm, audit_store, write_jsonl
-from tests.conftest import QuickFakeGemini, free_port, invoke_cli, jsonl_ingest_args, run_cli
+from tests.conftest import QuickFakeGemini, free_port, invoke_cli, jsonl_ingest_args
 from tests.fake_gemini import VALID_KEY, Fault
 
 DIMS = 128
@@ -89,12 +89,12 @@ def test_a_patient_run_rides_out_the_storm_in_one_go(tmp_path, gemini):
     assert audit_store(tmp_path / "store", expected, DIMS).stored == 200
 
 
-def test_connection_refused_is_one_line_and_saves_nothing_wrong(tmp_path):
+def test_connection_refused_is_one_line_and_saves_nothing_wrong(tmp_path, fast_retries):
     corpus = tmp_path / "posts.jsonl"
     write_jsonl(corpus, 30)
     env = {"GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{free_port()}", "GEMINI_API_KEY": VALID_KEY}
     args = jsonl_ingest_args(tmp_path / "store", corpus, "--dims", str(DIMS), "--max-attempts", "2")
-    done = run_cli(args, env=env)
+    done = invoke_cli(args, env=env)  # in process: an escaped exception's traceback is in stderr
     assert done.returncode == 1 and "Traceback" not in done.stderr
     error = done.stderr.strip().splitlines()[-1]
     assert error.startswith("Error: cannot reach Gemini (ConnectError); gave up after 2 attempts")
