@@ -26,7 +26,7 @@ def corpus(store):
 
 
 def test_kmeans_recovers_known_groups(corpus):
-    result = analyze_corpus(corpus, AnalysisOptions(k=3), None)
+    result = analyze_corpus(corpus, AnalysisOptions(k=3, reduce="pca"), None)
     assert result.metrics["hungarian_accuracy"] == 1.0
     assert {row["share"] for row in result.metrics["per_class"].values()} == {1.0}
     majority = {row["majority_cluster"] for row in result.metrics["per_class"].values()}
@@ -53,7 +53,7 @@ def test_spherical_kmeans_groups_by_direction_with_unit_centroids():
 
 
 def test_metrics_match_scikit_learn(corpus):
-    result = analyze_corpus(corpus, AnalysisOptions(k=5, seed=1), None)
+    result = analyze_corpus(corpus, AnalysisOptions(k=5, seed=1, reduce="pca"), None)
     truth, found = corpus.labels, result.cluster_labels
     m = result.metrics
     assert m["ari"] == pytest.approx(skm.adjusted_rand_score(truth, found), abs=1e-6)
@@ -77,7 +77,7 @@ def test_metrics_match_scikit_learn(corpus):
 
 def test_outputs_exist_parse_and_describe_clusters(corpus, tmp_path):
     out = tmp_path / "report"
-    result = analyze_corpus(corpus, AnalysisOptions(k=3), out)
+    result = analyze_corpus(corpus, AnalysisOptions(k=3, reduce="pca"), out)
     assert sorted(result.files) == sorted(
         [
             "points.csv",
@@ -127,7 +127,7 @@ def test_same_inputs_give_byte_identical_files(corpus, tmp_path):
 
 
 def test_k_auto_picks_the_best_silhouette_and_plots_it(corpus, tmp_path):
-    result = analyze_corpus(corpus, AnalysisOptions(k="auto"), tmp_path / "auto")
+    result = analyze_corpus(corpus, AnalysisOptions(k="auto", reduce="pca"), tmp_path / "auto")
     scores = {int(k): v for k, v in result.metrics["k_silhouette"].items()}
     assert result.metrics["params"]["clustering"]["k"] == max(scores, key=scores.get) == 3
     assert (tmp_path / "auto" / "silhouette.png").is_file()
@@ -135,7 +135,7 @@ def test_k_auto_picks_the_best_silhouette_and_plots_it(corpus, tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["agglomerative", "hdbscan", "dbscan"])
 def test_other_algorithms_find_the_groups(corpus, algorithm):
-    options = AnalysisOptions(algorithm=algorithm, k=3, eps=0.3, min_cluster_size=5)
+    options = AnalysisOptions(algorithm=algorithm, k=3, eps=0.3, min_cluster_size=5, reduce="pca")
     result = analyze_corpus(corpus, options, None)
     assert result.metrics["v_measure"] > 0.9
 
@@ -153,7 +153,7 @@ def test_pca_and_umap_maps(corpus):
 def test_unlabelled_documents_skip_evaluation_with_a_note(store, tmp_path):
     grouped_corpus(store, labelled=False)
     corpus = load_corpus(store, SPACE, Selection())
-    result = analyze_corpus(corpus, AnalysisOptions(k=3), tmp_path / "out")
+    result = analyze_corpus(corpus, AnalysisOptions(k=3, reduce="pca"), tmp_path / "out")
     assert "skipped" in result.metrics["labels"] and "per_class" not in result.metrics
     assert result.metrics["silhouette"] > 0.5
     assert not (tmp_path / "out" / "map_by_label.png").exists()
@@ -209,8 +209,10 @@ def test_cli_analyze_never_builds_a_provider_nor_calls_the_api(
     monkeypatch.setattr(embedlab.ingest.providers, "make_provider", forbidden)
     monkeypatch.setattr(embedlab.ingest.providers, "LocalProvider", forbidden)
     result = CliRunner().invoke(
-        cli, ["--store", str(store_path), "analyze", "--k", "3", "--out", str(tmp_path / "r")]
-    )
+        cli,
+        ["--store", str(store_path), "analyze", "--k", "3", "--reduce", "pca",
+         "--out", str(tmp_path / "r")],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "hungarian_accuracy 1.000" in result.output
     assert (
@@ -274,7 +276,7 @@ def test_noise_is_not_a_cluster_and_is_reported_as_coverage(store):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     store.collection(SPACE).write(outliers, vectors, [False] * 12)
     corpus = load_corpus(store, SPACE, Selection())
-    result = analyze_corpus(corpus, AnalysisOptions("dbscan", None, eps=0.35), None)
+    result = analyze_corpus(corpus, AnalysisOptions("dbscan", None, eps=0.35, reduce="pca"), None)
     m = result.metrics
     noise = result.cluster_labels == -1
     assert 0 < noise.sum() < len(noise)
@@ -302,7 +304,7 @@ def test_everything_noise_says_so_instead_of_a_single_cluster(store_path, tmp_pa
     result = CliRunner().invoke(
         cli,
         ["--store", str(store_path), "analyze", "--algo", "dbscan", "--eps", "0.0001",
-         "--out", str(tmp_path / "r")],
+         "--reduce", "pca", "--out", str(tmp_path / "r")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "no clusters: every document is noise" in result.output
@@ -340,7 +342,9 @@ def test_labels_no_font_can_draw_are_said_once_not_silent_boxes(store, tmp_path)
     collection = store.collection(SPACE)
     vectors, _, _ = collection.load([d.id for d in docs])
     collection.write(relabelled, vectors, [False] * len(docs))
-    result = analyze_corpus(load_corpus(store, SPACE, Selection()), AnalysisOptions(k=3))
+    result = analyze_corpus(
+        load_corpus(store, SPACE, Selection()), AnalysisOptions(k=3, reduce="pca")
+    )
     result.save(tmp_path / "r")
     fonts, expected = plots.glyph_fonts(["太空", "医学"])
     if expected is None:  # a CJK font is installed: it is used, and nothing is said

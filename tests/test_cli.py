@@ -10,8 +10,15 @@ import pytest
 from click.testing import CliRunner
 from embedlab.cli import cli
 
-from tests.conftest import REPO, cli_env, invoke_cli, jsonl_ingest_args, spawn_cli
-from tests.fake_gemini import VALID_KEY, FakeGemini
+from tests.conftest import (
+    REPO,
+    QuickFakeGemini,
+    cli_env,
+    invoke_cli,
+    jsonl_ingest_args,
+    spawn_cli,
+)
+from tests.fake_gemini import VALID_KEY
 
 
 def invoke(args, **kwargs):
@@ -163,7 +170,7 @@ def test_cached_rerun_never_loads_the_local_model(tmp_path, local_model_once):
 
 
 def test_ctrl_c_mid_ingest_keeps_finished_batches_and_rerun_finishes(tmp_path, corpus):
-    with FakeGemini(latency=0.3) as server:
+    with QuickFakeGemini(latency=0.1) as server:  # 20 batches to go at SIGINT: 2 s
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
         store = str(tmp_path / "store")
         args = jsonl_ingest_args(

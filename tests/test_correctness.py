@@ -107,10 +107,14 @@ def test_auto_provider_names_the_key_that_is_set(tmp_path, gemini, monkeypatch):
 
 def test_a_reused_out_folder_loses_the_old_reports_files(grouped_store, tmp_path):
     out = str(tmp_path / "report")
-    first = invoke("--store", str(grouped_store), "analyze", "--k", "auto", "--out", out)
+    first = invoke(
+        "--store", str(grouped_store), "analyze", "--k", "auto", "--reduce", "pca", "--out", out
+    )
     assert first.exit_code == 0 and (tmp_path / "report" / "silhouette.png").is_file()
     (tmp_path / "report" / "notes.txt").write_text("the user's own file")
-    second = invoke("--store", str(grouped_store), "analyze", "--k", "3", "--out", out)
+    second = invoke(
+        "--store", str(grouped_store), "analyze", "--k", "3", "--reduce", "pca", "--out", out
+    )
     assert second.exit_code == 0, second.output
     assert not (tmp_path / "report" / "silhouette.png").exists()
     assert (tmp_path / "report" / "notes.txt").is_file()  # only report files are ours
@@ -121,7 +125,8 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(grouped_store, tmp_path, whe
     blocker = tmp_path / "taken"
     blocker.write_text("x")
     out = blocker if where == "file" else blocker / "report"
-    result = invoke("--store", str(grouped_store), "analyze", "--k", "3", "--out", str(out))
+    args = ["analyze", "--k", "3", "--reduce", "pca", "--out", str(out)]  # the map: not the subject
+    result = invoke("--store", str(grouped_store), *args)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error:" in result.output and str(out) in result.output
 
@@ -263,7 +268,10 @@ def test_new_user_findings(grouped_store, tmp_path):
     listing of analyses, auto k capped on small selections, dbscan's hint, messages."""
     store = str(grouped_store)
     assert (
-        invoke("--store", store, "analyze", "--k", "3", "--out", str(tmp_path / "a")).exit_code == 0
+        invoke(
+            "--store", store, "analyze", "--k", "3", "--reduce", "pca", "--out", str(tmp_path / "a")
+        ).exit_code
+        == 0
     )
     small = invoke(
         "--store",
@@ -273,6 +281,8 @@ def test_new_user_findings(grouped_store, tmp_path):
         "space",
         "--k",
         "auto",
+        "--reduce",
+        "pca",
         "--out",
         str(tmp_path / "b"),
     )
@@ -291,6 +301,8 @@ def test_new_user_findings(grouped_store, tmp_path):
         "dbscan",
         "--eps",
         "0.0001",
+        "--reduce",
+        "pca",
         "--out",
         str(tmp_path / "c"),
     )

@@ -124,16 +124,17 @@ def test_stored_analysis_round_trip_and_listing(grouped_lab, store_path, tmp_pat
 
 
 def test_second_analysis_of_the_same_documents_reuses_the_map(grouped_lab):
-    first = grouped_lab.analyze(k=3, seed=0)
-    second = grouped_lab.analyze(k=5, seed=0)
+    # PCA: the cache is the subject, not the method (the key holds the method: map_key)
+    first = grouped_lab.analyze(k=3, seed=0, reduce="pca")
+    second = grouped_lab.analyze(k=5, seed=0, reduce="pca")
     assert not first.map_cached and second.map_cached
     assert second.timings["map"] == 0.0
     assert np.array_equal(first.coords, second.coords)
     assert len(set(second.cluster_labels.tolist())) == 5
-    other_seed = grouped_lab.analyze(k=3, seed=1)
-    other_docs = grouped_lab.analyze(k=3, seed=0, labels=["space", "med"])
+    other_seed = grouped_lab.analyze(k=3, seed=1, reduce="pca")
+    other_docs = grouped_lab.analyze(k=3, seed=0, labels=["space", "med"], reduce="pca")
     assert not other_seed.map_cached and not other_docs.map_cached
-    hdb = grouped_lab.analyze(algorithm="hdbscan", seed=0)
+    hdb = grouped_lab.analyze(algorithm="hdbscan", seed=0, reduce="pca")
     assert hdb.map_cached  # the algorithm does not change the map
     assert [row for row in grouped_lab.analyses()["id"]][0] == hdb.id  # newest first
 
@@ -148,8 +149,8 @@ def test_neighbours_take_clusters_from_the_chosen_analysis(grouped_lab, monkeypa
     assert list(found.columns) == ["rank", "id", "similarity", "label", "cluster", "text"]
     assert found["label"].tolist() == ["med"] * 5 and found["cluster"].isna().all()
     assert "syn/med/004" not in found["id"].tolist() and found.attrs["requests"] == 0
-    three = grouped_lab.analyze(k=3)
-    two = grouped_lab.analyze(k=2)
+    three = grouped_lab.analyze(k=3, reduce="pca")  # the map is not the subject
+    two = grouped_lab.analyze(k=2, reduce="pca")
     latest = grouped_lab.neighbours(id="syn/med/004", k=5)
     by_three = grouped_lab.neighbours(id="syn/med/004", k=5, analysis=three.id)
     cluster_of = dict(zip(two.ids, two.cluster_labels.tolist()))
@@ -219,7 +220,7 @@ def test_figures_leave_pyplot_and_the_backend_alone(grouped_lab):
 
     backend = matplotlib.get_backend()
     before = plt.get_fignums()
-    a = grouped_lab.analyze(k=3)
+    a = grouped_lab.analyze(k=3, reduce="pca")  # the figures are the subject, not the map
     for kind in ("label", "cluster", "confusion"):
         fig = a.figure(kind)
         assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
@@ -230,7 +231,7 @@ def test_figures_leave_pyplot_and_the_backend_alone(grouped_lab):
 
 def test_progress_goes_to_the_callback_or_nowhere(grouped_lab, capsys):
     events = []
-    grouped_lab.analyze(k=3, on_progress=events.append)
+    grouped_lab.analyze(k=3, reduce="pca", on_progress=events.append)
     assert [e.status for e in events] == [
         "load",
         "cluster",
@@ -241,7 +242,7 @@ def test_progress_goes_to_the_callback_or_nowhere(grouped_lab, capsys):
         "done",
     ]
     assert events[-1].done == events[-1].total == 6
-    grouped_lab.analyze(k=3, quiet=True)
+    grouped_lab.analyze(k=3, reduce="pca", quiet=True)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
 
@@ -281,6 +282,7 @@ def test_cancel_stops_an_ingest_keeps_what_returned_and_resumes(store_path):
         sent_before = len(provider.texts_embedded)
         assert sent_before <= saved + 2 * 10  # at most the two batches in flight were lost
 
+        provider.delay = 0.0  # the delay only had to keep the first ingest mid-way
         rest = lab.ingest_documents(docs, batch_size=10, concurrency=2)
         assert (rest.cached, rest.embedded) == (saved, 200 - saved)
         stored = set(lab.documents(space=provider.space)["text"])
@@ -309,7 +311,7 @@ def test_reads_run_while_an_ingest_writes(store_path):
         grouped_corpus(store)
     provider = SlowProvider(0.05)
     with embedlab.open(store_path, quiet=True) as lab:
-        lab.analyze(k=3)
+        lab.analyze(k=3, reduce="pca")  # the map is not the subject
         use_provider(lab, provider)
         result = {}
         writer = threading.Thread(

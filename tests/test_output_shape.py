@@ -227,6 +227,13 @@ def test_an_ingest_over_the_threshold_asks_first_and_refuses_without_a_terminal(
 
 
 @pytest.mark.slow  # embeds 5,001 texts through the fake Gemini
-def test_yes_goes_ahead_over_the_threshold(tmp_path, store_path, gemini):
-    said = cli(store_path, "ingest", "jsonl", str(big_feed(tmp_path)), "--dims", "128", "--yes")
-    assert "5001 embedded" in said.stdout and "estimate:" not in said.stderr
+def test_yes_goes_ahead_over_the_threshold(tmp_path, store_path, gemini, monkeypatch):
+    from embedlab.ingest import pipeline
+
+    # the threshold lowered to 50: the size is not the subject (the test above asks at 5,001)
+    monkeypatch.setattr(pipeline, "ASK_ABOVE_TEXTS", 50)
+    feed = str(big_feed(tmp_path, n=51))
+    refused = invoke_cli(["--store", str(store_path), "ingest", "jsonl", feed, "--dims", "128"])
+    assert "51 texts to embed (over 50)" in refused.stderr  # over it: without --yes, asked
+    said = cli(store_path, "ingest", "jsonl", feed, "--dims", "128", "--yes")
+    assert "51 embedded" in said.stdout and "estimate:" not in said.stderr

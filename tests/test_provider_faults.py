@@ -14,8 +14,8 @@ from embedlab.ingest.providers import GeminiProvider, gemini_space
 from embedlab.store import Document, Store
 
 from tests.chaos import SLOW_S, Storm, audit_store, write_jsonl
-from tests.conftest import free_port, invoke_cli, jsonl_ingest_args, run_cli
-from tests.fake_gemini import VALID_KEY, FakeGemini, Fault
+from tests.conftest import QuickFakeGemini, free_port, invoke_cli, jsonl_ingest_args
+from tests.fake_gemini import VALID_KEY, Fault
 
 DIMS = 128
 SPACE = gemini_space(None, "CLUSTERING", DIMS)
@@ -89,12 +89,12 @@ def test_a_patient_run_rides_out_the_storm_in_one_go(tmp_path, gemini):
     assert audit_store(tmp_path / "store", expected, DIMS).stored == 200
 
 
-def test_connection_refused_is_one_line_and_saves_nothing_wrong(tmp_path):
+def test_connection_refused_is_one_line_and_saves_nothing_wrong(tmp_path, fast_retries):
     corpus = tmp_path / "posts.jsonl"
     write_jsonl(corpus, 30)
     env = {"GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{free_port()}", "GEMINI_API_KEY": VALID_KEY}
     args = jsonl_ingest_args(tmp_path / "store", corpus, "--dims", str(DIMS), "--max-attempts", "2")
-    done = run_cli(args, env=env)
+    done = invoke_cli(args, env=env)  # in process: an escaped exception's traceback is in stderr
     assert done.returncode == 1 and "Traceback" not in done.stderr
     error = done.stderr.strip().splitlines()[-1]
     assert error.startswith("Error: cannot reach Gemini (ConnectError); gave up after 2 attempts")
@@ -106,7 +106,7 @@ def test_server_dying_mid_run_then_returning(tmp_path):
     expected = {f"test/{i}": f"post {i}" for i in range(400)}
     store_path = tmp_path / "store"
     port = free_port()
-    server = FakeGemini(latency=0.02, port=port).__enter__()
+    server = QuickFakeGemini(latency=0.02, port=port).__enter__()
     env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
 
     def kill_server_after(answers: int) -> None:
@@ -127,7 +127,7 @@ def test_server_dying_mid_run_then_returning(tmp_path):
         assert len(saved) == stopped.value.report.embedded >= 60
         assert audit_store(store_path, expected, DIMS).corrupt == 0
 
-        with FakeGemini(port=port) as back:
+        with QuickFakeGemini(port=port) as back:
             report = ingest_once(store_path, docs_of(expected), attempts=3)
         assert (report.cached, report.embedded) == (len(saved), 400 - len(saved))
         assert not {t for r in back.requests for t in r.texts} & {expected[i] for i in saved}
@@ -137,7 +137,7 @@ def test_server_dying_mid_run_then_returning(tmp_path):
 def test_cli_429_storm_with_retry_after_finishes_and_counts_retries(tmp_path):
     corpus = tmp_path / "posts.jsonl"
     expected = write_jsonl(corpus, 100)
-    with FakeGemini() as server:
+    with QuickFakeGemini() as server:
         server.chaos = Storm(rate=0.5, seed=3, menu=[Fault(status=429, retry_after=0.05)])
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
         # one request at a time: the seeded storm then hits the same requests on every run
