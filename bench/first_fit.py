@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import DEFAULT_ARCHIVE, ingest_training_set  # noqa: E402
 
-
 SEEDS = 5
 
 

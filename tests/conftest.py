@@ -100,23 +100,10 @@ def provider() -> CountingProvider:
     return CountingProvider()
 
 
-class QuickFakeGemini(FakeGemini):
-    """The fake Gemini server, noticing its shutdown within 20 ms: http.server's
-    serve_forever polls for it every 0.5 s by default, which every test paid on leaving
-    (0.4 s a server)."""
-
-    def __enter__(self) -> QuickFakeGemini:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        super().__enter__()
-        return self
-
-
 @pytest.fixture
 def gemini(monkeypatch: pytest.MonkeyPatch):
     """The fake Gemini server, with the real SDK pointed at it through the environment."""
-    with QuickFakeGemini() as server:
+    with FakeGemini() as server:
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
         monkeypatch.setenv("GEMINI_API_KEY", VALID_KEY)
         monkeypatch.delenv("GOOGLE_API_KEY", raising=False)

@@ -12,13 +12,12 @@ from embedlab.cli import cli
 
 from tests.conftest import (
     REPO,
-    QuickFakeGemini,
     cli_env,
     invoke_cli,
     jsonl_ingest_args,
     spawn_cli,
 )
-from tests.fake_gemini import VALID_KEY
+from tests.fake_gemini import VALID_KEY, FakeGemini
 
 
 def invoke(args, **kwargs):
@@ -170,7 +169,7 @@ def test_cached_rerun_never_loads_the_local_model(tmp_path, local_model_once):
 
 
 def test_ctrl_c_mid_ingest_keeps_finished_batches_and_rerun_finishes(tmp_path, corpus):
-    with QuickFakeGemini(latency=0.1) as server:  # 20 batches to go at SIGINT: 2 s
+    with FakeGemini(latency=0.1) as server:  # 20 batches to go at SIGINT: 2 s
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
         store = str(tmp_path / "store")
         args = jsonl_ingest_args(

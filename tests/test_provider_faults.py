@@ -14,8 +14,8 @@ from embedlab.ingest.providers import GeminiProvider, gemini_space
 from embedlab.store import Document, Store
 
 from tests.chaos import SLOW_S, Storm, audit_store, write_jsonl
-from tests.conftest import QuickFakeGemini, free_port, invoke_cli, jsonl_ingest_args
-from tests.fake_gemini import VALID_KEY, Fault
+from tests.conftest import free_port, invoke_cli, jsonl_ingest_args
+from tests.fake_gemini import VALID_KEY, FakeGemini, Fault
 
 DIMS = 128
 SPACE = gemini_space(None, "CLUSTERING", DIMS)
@@ -106,7 +106,7 @@ def test_server_dying_mid_run_then_returning(tmp_path):
     expected = {f"test/{i}": f"post {i}" for i in range(400)}
     store_path = tmp_path / "store"
     port = free_port()
-    server = QuickFakeGemini(latency=0.02, port=port).__enter__()
+    server = FakeGemini(latency=0.02, port=port).__enter__()
     env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
 
     def kill_server_after(answers: int) -> None:
@@ -127,7 +127,7 @@ def test_server_dying_mid_run_then_returning(tmp_path):
         assert len(saved) == stopped.value.report.embedded >= 60
         assert audit_store(store_path, expected, DIMS).corrupt == 0
 
-        with QuickFakeGemini(port=port) as back:
+        with FakeGemini(port=port) as back:
             report = ingest_once(store_path, docs_of(expected), attempts=3)
         assert (report.cached, report.embedded) == (len(saved), 400 - len(saved))
         assert not {t for r in back.requests for t in r.texts} & {expected[i] for i in saved}
@@ -137,7 +137,7 @@ def test_server_dying_mid_run_then_returning(tmp_path):
 def test_cli_429_storm_with_retry_after_finishes_and_counts_retries(tmp_path):
     corpus = tmp_path / "posts.jsonl"
     expected = write_jsonl(corpus, 100)
-    with QuickFakeGemini() as server:
+    with FakeGemini() as server:
         server.chaos = Storm(rate=0.5, seed=3, menu=[Fault(status=429, retry_after=0.05)])
         env = {"GOOGLE_GEMINI_BASE_URL": server.url, "GEMINI_API_KEY": VALID_KEY}
         # one request at a time: the seeded storm then hits the same requests on every run
