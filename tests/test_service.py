@@ -232,6 +232,7 @@ def test_sigkill_mid_ingest_then_restart_shows_interrupted_and_finishes_without_
         service.wait_embedded(job["job"], 30)
         service.stop(signal.SIGKILL)
         delivered = texts_sent(fake)
+        fake.latency = 0.0  # slow answers were for the kill to land mid-ingest
 
         again = RunningService(store, fake)
         try:
