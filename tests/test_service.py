@@ -421,7 +421,7 @@ def test_schema_fuzz_finds_no_server_error(tmp_path, fake):
                 continue
 
             @settings(
-                max_examples=25,
+                max_examples=15,  # per route and mode (~800 requests in all)
                 deadline=None,
                 database=None,
                 suppress_health_check=list(HealthCheck),
