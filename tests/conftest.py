@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -128,6 +130,85 @@ def spawn_cli(args: list[str], env: dict[str, str] | None = None, **kwargs) -> s
     return subprocess.Popen(
         [sys.executable, "-m", "embedlab.cli", *args], env=cli_env(env), **kwargs
     )
+
+
+def _forked_cli_main(args: list[str], env: dict[str, str], log: str) -> None:
+    """The body of a `ForkedCli` child: the real `embedlab` main, as `python -m
+    embedlab.cli` runs it, in a process forked from an interpreter that has already
+    imported it (see `forked_cli`)."""
+    os.environ.update(env)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    from embedlab.cli import cli
+
+    cli.main(args, prog_name="embedlab")  # exits (SystemExit) with the command's status
+
+
+class ForkedCli:
+    """A `subprocess.Popen`-like handle on one real `embedlab` process (its own pid, real
+    signals, its exit status), forked by `forked_cli` instead of started from scratch."""
+
+    def __init__(self, process) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("embedlab", timeout or 0)
+        return self._process.exitcode
+
+
+@pytest.fixture(scope="session")
+def forked_cli():
+    """`spawn(args, env, stdout=..., stderr=...)` like `spawn_cli`, for tests that start
+    the command many times only to signal or kill it: each run is a real process forked
+    from a server process that imported `embedlab.cli`, Chroma and the Gemini SDK once
+    (multiprocessing's forkserver), so a run skips Python's start-up and the ~2 s of
+    imports, which no kill can damage a store in. Output goes to a log file (or nowhere:
+    stdout=subprocess.DEVNULL). Not for tests of a normal exit: the child leaves through
+    multiprocessing's os._exit, not the interpreter's own shutdown."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(
+        [
+            "embedlab.cli",
+            "embedlab.store.chroma_store",
+            "chromadb",
+            "google.genai",
+            "tests.conftest",
+        ]
+    )
+
+    # by the name the forkserver imports it under (pytest may load this file as another)
+    target = importlib.import_module("tests.conftest")._forked_cli_main
+
+    def spawn(args: list[str], env: dict[str, str] | None = None, **kwargs) -> ForkedCli:
+        log = kwargs.pop("log", os.devnull)
+        unsupported = {k: v for k, v in kwargs.items() if v is not subprocess.DEVNULL}
+        assert not unsupported, f"forked_cli takes log=PATH, not {sorted(unsupported)}"
+        env = {"PYTHONPATH": str(REPO), **(env or {})}
+        process = context.Process(target=target, args=(list(args), env, log))
+        process.start()
+        return ForkedCli(process)
+
+    return spawn
 
 
 def run_cli(

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from tests.chaos import audit_store, write_jsonl
-from tests.conftest import invoke_cli, run_cli, spawn_cli
+from tests.conftest import invoke_cli, spawn_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
 
 DIMS = 128
@@ -79,5 +79,5 @@ def test_several_clients_of_one_chroma_server(tmp_path, chroma_server):
     audit = audit_store(chroma_server, expected, DIMS)
     assert (audit.stored, audit.duplicates, audit.corrupt, audit.unknown) == (800, 0, 0, 0)
     # a re-run by any client finds everything cached
-    again = run_cli(ingest_args(store, slices[1][0]), env=env)
+    again = invoke_cli(ingest_args(store, slices[1][0]), env=env)  # not a process test
     assert "400 documents: 400 cached, 0 embedded, 0 requests" in again.stdout

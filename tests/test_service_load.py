@@ -207,7 +207,8 @@ def test_a_document_ingested_through_one_replica_is_found_by_the_other_within_2_
 ):
     where = ["--chroma-url", chroma_server]
     with FakeGemini() as fake:
-        first = RunningService(tmp_path / "a", fake, store_args=where)
+        # two processes over one server: this one (the CLI on a thread) and a child
+        first = InProcessService(tmp_path / "a", fake, store_args=where)
         second = None
         try:
             first.ingest(posts(40), dims=DIMS)
