@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import sys
 import tempfile
 import time
@@ -111,6 +112,23 @@ def cli(
 ) -> None:
     """Embed documents once, then cluster, map and explore them without paying again."""
     ctx.obj = StoreOptions(store_path, chroma_url, wait, server)
+    show_store_notices()
+
+
+class _StderrNotice(logging.Handler):
+    """What the store tells the user on its own (a torn index healed on open): one line
+    on stderr, written to whichever stderr the command has now."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+def show_store_notices() -> None:
+    """Send the store's warnings to stderr (once per process)."""
+    logger = logging.getLogger("embedlab.store")
+    if not any(isinstance(h, _StderrNotice) for h in logger.handlers):
+        handler = _StderrNotice(logging.WARNING)
+        logger.addHandler(handler)
 
 
 # -- ingest --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 from .chroma_calls import _first_line, _retry_busy, not_found
 from .documents import Document
 from .keys import Space
+from .layout import CHROMA_DIR, PAGE_SIZE, PERSIST_NOW_THRESHOLD, SYNC_THRESHOLD
 
 STORE_FORMAT = 1
 MARKER_FILE = "embedlab.json"
@@ -38,8 +39,6 @@ LOCK_FILE = ".embedlab.lock"
 WRITE_DELETE_CHUNK = 1000
 SERVICE_FILE = ".embedlab-service.json"  # written by `embedlab serve` while it holds the store
 LOCK_POLL_S = 0.1
-CHROMA_DIR = "chroma"
-PAGE_SIZE = 1000  # rows per `get`: bounds peak memory of Chroma's float64 lists
 FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
 # Chroma's embedded upsert holds the GIL for its whole HNSW insert (~17 ms per 3072-dim
 # document into 11,314 here): every other thread of the process stops meanwhile. A
@@ -56,12 +55,6 @@ def share_writes(
     0 floats: one call per write (the CLI's default)."""
     _WRITE_SHARING.update(floats=int(floats_per_call), pause_s=float(pause_s))
     _WRITE_SHARING["waiting"] = waiting or (lambda: True)
-
-
-# Chroma persists its HNSW index every `sync_threshold` writes and, on every open,
-# replays the writes since then (1,000 by default: ~1 s per command at 3072 dims).
-SYNC_THRESHOLD = 100
-PERSIST_NOW_THRESHOLD = 2  # set for one write by persist_index; a crash can leave it behind
 
 
 class Store:
@@ -243,7 +236,8 @@ class Store:
                 ) from exc
         _check_collection_space(col, space)
         if self.path is not None and name not in self._index_checked:
-            self._check_index_files(space)
+            if self._check_index_files(space):  # healed: a rebuilt collection took the name
+                col = client.get_collection(name, embedding_function=None)
         found = SpaceCollection(_DamageGuard(col, space), space, client, self.path is not None)
         self._collections[name] = (client, found)
         return found
@@ -272,8 +266,10 @@ class Store:
         self._collections.pop(name, None)
         self._index_checked.discard(name)
 
-    def _check_index_files(self, space: Space) -> None:
-        """Refuse, with the way out, an index whose files would crash Chroma on load.
+    def _check_index_files(self, space: Space, heal: bool = True) -> bool:
+        """Refuse, with the way out, an index whose files would crash Chroma on load; heal
+        one that a process killed mid-persist left torn (rebuild.heal_torn_index), when
+        every vector is still on disk. True when it healed (the collection was rebuilt).
 
         Checked once per process, and not at all when the files are those a check passed
         on before (same sizes and times): an unchanged 100,000-vector index costs nothing.
@@ -287,17 +283,29 @@ class Store:
         )
 
         assert self.path is not None
-        for folder in vector_segment_folders(self.path / CHROMA_DIR, space.collection_name):
+        chroma_dir = self.path / CHROMA_DIR
+        healed = False
+        for folder in vector_segment_folders(chroma_dir, space.collection_name):
             if checked_before(self.path, folder):
                 continue
             signature = json.dumps(signature_of(folder))
             known = self._damaged.get(folder.name)
             problem = known[1] if known and known[0] == signature else index_problem(folder)
+            if problem is not None and heal:
+                from .rebuild import heal_torn_index
+
+                if heal_torn_index(self.path, self.client, space.collection_name) is not None:
+                    self._damaged.pop(folder.name, None)
+                    healed = True
+                    break
             if problem is not None:
                 self._damaged[folder.name] = (signature, problem)  # not read again per request
                 raise damaged(space, problem)
             remember_checked(self.path, folder)
+        if healed:  # the rebuilt index is checked like any other
+            return self._check_index_files(space, heal=False) or True
         self._index_checked.add(space.collection_name)
+        return healed
 
     def disk_bytes(self) -> int | None:
         """Bytes on disk for an embedded store; None for a server (not ours to measure)."""

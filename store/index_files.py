@@ -102,6 +102,18 @@ def catalogue_ids(chroma_dir: Path, collection_name: str, ids: list[str]) -> set
     return found
 
 
+def catalogue_all_ids(chroma_dir: Path, collection_name: str) -> list[str]:
+    """Every record id of a collection, from Chroma's catalogue (loads no index)."""
+    database = chroma_dir / "chroma.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT e.embedding_id FROM embeddings e JOIN segments s ON e.segment_id = s.id "
+            "JOIN collections c ON s.collection = c.id WHERE c.name = ? AND s.scope = 'METADATA'",
+            (collection_name,),
+        )
+        return [row[0] for row in rows]
+
+
 @dataclass
 class Header:
     max_elements: int
@@ -191,6 +203,38 @@ def index_problem(folder: Path) -> str | None:
             if unknown:
                 return f"{unknown} index entries carry an unknown label"
     return _upper_levels_problem(folder, header, limit)
+
+
+def torn_persist(folder: Path) -> bool:
+    """Whether `folder` holds the index a kill left mid-persist: a sane header, but
+    `data_level0.bin`, `length.bin` or `link_lists.bin` shorter than its element count.
+
+    Chroma's hnswlib persists in place, header first, then the changed rows of each file
+    in turn (`persistDirty`), so a process killed in between leaves exactly this: the
+    rows written before are whole and the rest of the writes are in the write-ahead log.
+    """
+    header = read_header(folder)
+    if not isinstance(header, Header) or isinstance(read_mapping(folder), str):
+        return False
+    sizes = {}
+    for name in INDEX_FILES[1:]:
+        path = folder / name
+        if not path.is_file():
+            return False  # a file gone is not a write cut short
+        sizes[name] = path.stat().st_size
+    if sizes["data_level0.bin"] < header.count * header.per_element:
+        return True
+    if sizes["length.bin"] < header.count * LABEL_BYTES:
+        return True
+    raw = (folder / "link_lists.bin").read_bytes()
+    pos = 0
+    for _element in range(header.count):
+        if pos + 4 > len(raw):
+            return True
+        pos += 4 + int.from_bytes(raw[pos : pos + 4], "little")
+        if pos > len(raw):
+            return True
+    return False
 
 
 def _rows(folder: Path, header: Header) -> np.ndarray:

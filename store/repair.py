@@ -19,40 +19,31 @@ store's lock: a crash there is a finding, not the end of the repair.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import time
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .chroma_store import (
-    CHROMA_DIR,
-    PAGE_SIZE,
-    SYNC_THRESHOLD,
-    Store,
-    StoreError,
-    embedded_client,
-    space_of,
-)
-from .index_files import (
-    catalogue_ids,
-    index_problem,
-    readable_vectors,
-    record_count,
-    unit_rows,
-    vector_segment_folders,
-)
+from .chroma_store import Store, StoreError, embedded_client, space_of
+from .index_files import catalogue_ids, index_problem, record_count, vector_segment_folders
 from .keys import Space
+from .layout import CHROMA_DIR, PAGE_SIZE, QUARANTINE_DIR, SALVAGE_DIR
+from .rebuild import (
+    OLD_SUFFIX,
+    PENDING_SUFFIX,
+    REBUILD_SUFFIX,
+    all_ids,
+    drop_replayed_folders,
+    is_unit_vector,
+    quarantine_vector_segment,
+    rebuild_collection,
+    save_readable,
+)
 
-REBUILD_SUFFIX = "-rebuild"
-OLD_SUFFIX = "-old"  # the original, renamed while the rebuilt copy takes its name
-PENDING_SUFFIX = "-pending"  # SpaceCollection's side collection of documents without a vector
-QUARANTINE_DIR = "quarantine"
-SALVAGE_DIR = "repair"  # vectors read back before the files were set aside, until swapped in
+__all__ = ["REBUILD_SUFFIX", "SpaceHealth", "check_store", "is_unit_vector"]
 
 
 @dataclass
@@ -104,8 +95,8 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
         health.problems = [probe["error"]] if "error" in probe else probe["problems"]
         health.documents = probe.get("documents", 0)
         if health.problems and fix:
-            _save_readable(root, name)
-            health.quarantined = _quarantine_vector_segment(root, name)
+            save_readable(root, name)
+            health.quarantined = quarantine_vector_segment(root, name)
             salvaged = _child(root, "salvage", name)
             if "error" in salvaged:
                 raise StoreError(
@@ -116,6 +107,7 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
             health.kept = salvaged["kept"]
             health.rebuilt = True
             (root / SALVAGE_DIR / f"{name}.npz").unlink(missing_ok=True)
+            drop_replayed_folders(root, health.quarantined)
         pending = _child(root, "pending", name).get("ids", [])
         present = catalogue_ids(chroma_dir, name, pending)  # those with a vector again
         health.needs_vector = [doc_id for doc_id in pending if doc_id not in present]
@@ -126,29 +118,12 @@ def check_store(store: Store, fix: bool = False) -> list[SpaceHealth]:
     return results
 
 
-def _save_readable(root: Path, name: str) -> None:
-    """Read every whole vector out of the files before they are set aside, and keep them
-    on disk until the rebuilt index holds them (a repair killed here loses none)."""
-    path = root / SALVAGE_DIR / f"{name}.npz"
-    found = readable_vectors(root / CHROMA_DIR, name)
-    if path.is_file():  # an earlier repair stopped after setting the files aside
-        earlier = np.load(path)
-        for doc_id, vector in zip(earlier["ids"].tolist(), earlier["vectors"]):
-            found.setdefault(str(doc_id), vector)
-    path.parent.mkdir(exist_ok=True)
-    ids = sorted(found)
-    vectors = np.stack([found[i] for i in ids]) if ids else np.zeros((0, 0), np.float32)
-    temp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(temp, ids=np.array(ids, dtype=str), vectors=vectors.astype(np.float32))
-    temp.replace(path)
-
-
 def _check_in_process(client: Any, space: Space, fix: bool) -> SpaceHealth:
     """A server store: its crashes are the server's, so no child process is needed."""
     col = client.get_collection(space.collection_name, embedding_function=None)
     health = SpaceHealth(space, **_probe(col))
     if health.problems and fix:
-        salvaged = _salvage(client, col, None)
+        salvaged = rebuild_collection(client, col, None)
         health.kept, health.rebuilt = salvaged["kept"], True
     health.needs_vector = _pending_ids(client, space.collection_name)
     return health
@@ -181,13 +156,13 @@ def _run_step(chroma_dir: str, step: str, name: str | None) -> Any:
     if step == "probe":
         return _probe(col)
     saved = Path(chroma_dir).parent / SALVAGE_DIR / f"{name}.npz"
-    return _salvage(client, col, saved)
+    return rebuild_collection(client, col, saved)
 
 
 def _probe(col: Any) -> dict[str, Any]:
     """Every vector readable, and the index answering a query with a record's own vector."""
     try:
-        ids = _all_ids(col)
+        ids = all_ids(col)
     except Exception as exc:
         return {"problems": [f"cannot read the collection ({_short(exc)})"]}
     unreadable = 0
@@ -216,96 +191,6 @@ def _probe(col: Any) -> dict[str, Any]:
     return {"documents": len(ids), "problems": problems}
 
 
-def _quarantine_vector_segment(root: Path, name: str) -> list[str]:
-    """Move the collection's HNSW folder aside so Chroma can open the collection again."""
-    moved = []
-    for folder in vector_segment_folders(root / CHROMA_DIR, name):
-        if folder.is_dir():
-            target = root / QUARANTINE_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
-            target.parent.mkdir(exist_ok=True)
-            shutil.move(str(folder), str(target))
-            moved.append(str(target))
-    return moved
-
-
-def _salvage(client: Any, col: Any, saved: Path | None) -> dict[str, Any]:
-    """Copy every record into a new collection, then swap it in under the old name.
-
-    Vectors come from `saved` (read back from the damaged files) where given, else from
-    Chroma record by record; a record with no whole vector keeps its text, label, source
-    and hash beside the space, as needing its vector. No record is ever dropped.
-    """
-    name = col.name
-    temp_name = name + REBUILD_SUFFIX
-    _drop_if_exists(client, temp_name)
-    fresh = client.create_collection(
-        temp_name,
-        configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC_THRESHOLD}},
-        metadata=col.metadata,
-        embedding_function=None,
-    )
-    recovered: dict[str, np.ndarray] | None = None
-    if saved is not None and saved.is_file():
-        data = np.load(saved)
-        recovered = dict(zip(data["ids"].tolist(), data["vectors"]))
-    ids = _all_ids(col)
-    kept, documents = 0, 0
-    for start in range(0, len(ids), PAGE_SIZE):
-        chunk = ids[start : start + PAGE_SIZE]
-        got = col.get(ids=chunk, include=["metadatas", "documents"])
-        vectors = _vectors_for(col, got["ids"], recovered)
-        whole = [i for i, v in enumerate(vectors) if v is not None]
-        lost = [i for i, v in enumerate(vectors) if v is None]
-        if whole:
-            fresh.upsert(
-                ids=[got["ids"][i] for i in whole],
-                embeddings=np.stack([v for v in vectors if v is not None]),  # rows `whole`
-                metadatas=[got["metadatas"][i] for i in whole],
-                documents=[got["documents"][i] for i in whole],
-            )
-        if lost:
-            _pending_collection(client, name).upsert(
-                ids=[got["ids"][i] for i in lost],
-                embeddings=[[1.0]] * len(lost),
-                metadatas=[got["metadatas"][i] for i in lost],
-                documents=[got["documents"][i] for i in lost],
-            )
-        kept += len(whole)
-        documents += len(got["ids"])
-    # the swap in three steps, each of which leaves a state the next repair finishes
-    # (_finish_interrupted_rebuilds): never a moment without every record under a name
-    col.modify(name=name + OLD_SUFFIX)
-    fresh.modify(name=name)
-    client.delete_collection(name + OLD_SUFFIX)
-    return {"kept": kept, "documents": documents}
-
-
-def _vectors_for(
-    col: Any, ids: list[str], recovered: dict[str, np.ndarray] | None
-) -> list[np.ndarray | None]:
-    """The whole vector of each id, or None."""
-    if recovered is not None:
-        return [recovered.get(doc_id) for doc_id in ids]
-    out: list[np.ndarray | None] = []
-    for doc_id in ids:
-        try:
-            got = col.get(ids=[doc_id], include=["embeddings"])
-            vector = np.asarray(got["embeddings"][0], dtype=np.float32) if got["ids"] else None
-        except Exception:
-            vector = None
-        out.append(vector if vector is not None and is_unit_vector(vector) else None)
-    return out
-
-
-def _pending_collection(client: Any, name: str) -> Any:
-    return client.get_or_create_collection(
-        name + PENDING_SUFFIX,
-        configuration={"hnsw": {"space": "cosine"}},
-        metadata={"embedlab_side": "pending"},
-        embedding_function=None,
-    )
-
-
 def _pending_ids(client: Any, name: str) -> list[str]:
     """Ids of the documents of a space that need their vector, sorted."""
     try:
@@ -318,11 +203,6 @@ def _pending_ids(client: Any, name: str) -> list[str]:
         if not got["ids"]:
             return sorted(ids)
         ids += got["ids"]
-
-
-def is_unit_vector(vector: np.ndarray) -> bool:
-    """embedlab stores every vector at unit length, so anything else was damaged on disk."""
-    return bool(unit_rows(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0])
 
 
 def _finish_interrupted_rebuilds(client: Any) -> None:
@@ -343,22 +223,6 @@ def _finish_interrupted_rebuilds(client: Any) -> None:
             client.delete_collection(temp_name)
         else:  # an older repair died between delete and rename: the copy is complete
             client.get_collection(temp_name, embedding_function=None).modify(name=name)
-
-
-def _drop_if_exists(client: Any, name: str) -> None:
-    try:
-        client.delete_collection(name)
-    except Exception:
-        pass
-
-
-def _all_ids(col: Any) -> list[str]:
-    ids: list[str] = []
-    while True:
-        got = col.get(include=[], limit=PAGE_SIZE * 10, offset=len(ids))
-        if not got["ids"]:
-            return ids
-        ids += got["ids"]
 
 
 def _short(exc: Exception) -> str:

@@ -1,0 +1,132 @@
+"""A process killed while Chroma persists its HNSW index (store/rebuild.py): the torn
+index is rebuilt the next time the store opens, from the vectors still on disk, with
+nothing lost and nothing embedded again; a tear that did lose a vector is left to
+`embedlab repair`, which says what it kept.
+
+The tear is made exactly as the kill makes it. Chroma's hnswlib writes the header with
+the new element count first, then the rows (`persistDirty`), and its label mapping and
+the write-ahead log's mark only after both: so a kill in between leaves the header
+counting rows the files do not hold yet, while the write-ahead log still holds every
+write since the last complete persist. Here the writes after the first 200 documents go
+to the log only (no persist), and the header is then rewritten with their count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from embedlab.errors import StoreDamaged
+from embedlab.ingest.pipeline import ingest
+from embedlab.store import Store
+from embedlab.store.chroma_store import SpaceCollection
+from embedlab.store.index_files import (
+    HEADER,
+    index_problem,
+    read_header,
+    torn_persist,
+    vector_segment_folders,
+)
+from embedlab.store.layout import CHROMA_DIR, QUARANTINE_DIR
+
+from tests.conftest import FAKE_SPACE, CountingProvider, hash_vector, invoke_cli, make_docs
+
+PERSISTED, LOGGED = 200, 100
+
+
+def vector_folder(store_path: Path) -> Path:
+    (folder,) = vector_segment_folders(store_path / CHROMA_DIR, FAKE_SPACE.collection_name)
+    return folder
+
+
+def tear(folder: Path, count: int) -> None:
+    """Rewrite the header as persistDirty's first write does: `count` elements."""
+    fields = list(HEADER.unpack((folder / "header.bin").read_bytes()))
+    fields[2] = max(fields[2], count)  # max_elements
+    fields[3] = count  # cur_element_count
+    (folder / "header.bin").write_bytes(HEADER.pack(*fields))
+
+
+@pytest.fixture
+def torn_store(store_path, monkeypatch):
+    """PERSISTED documents in the index files, LOGGED more in the write-ahead log only,
+    and a header that counts them all: the files a kill mid-persist leaves."""
+    provider = CountingProvider()
+    docs = make_docs(PERSISTED + LOGGED)
+    with Store.open_local(store_path, create=True) as store:
+        ingest(docs[:PERSISTED], store, FAKE_SPACE, lambda: provider, batch_size=50)
+    with monkeypatch.context() as patch:  # the next writes reach the log, not the files
+        patch.setattr(SpaceCollection, "persist_index", lambda self, doc_id: None)
+        with Store.open_local(store_path) as store:
+            col = store.collection(FAKE_SPACE)
+            col._col.modify(configuration={"hnsw": {"sync_threshold": 100_000}})
+            ingest(docs[PERSISTED:], store, FAKE_SPACE, lambda: provider, batch_size=50)
+    folder = vector_folder(store_path)
+    header = read_header(folder)
+    assert not isinstance(header, str) and header is not None
+    assert header.count == PERSISTED  # the last complete persist
+    tear(folder, PERSISTED + LOGGED)
+    return store_path, docs, provider
+
+
+def test_a_torn_index_is_rebuilt_on_open_with_every_vector(torn_store, caplog):
+    store_path, docs, provider = torn_store
+    folder = vector_folder(store_path)
+    problem = index_problem(folder)
+    assert torn_persist(folder) and problem is not None and "shorter than" in problem
+    calls = len(provider.calls)
+
+    with caplog.at_level(logging.WARNING, "embedlab.store"):
+        with Store.open_local(store_path) as store:
+            col = store.collection(FAKE_SPACE)  # Chroma would have read past the files
+            got = col._col.get(include=["embeddings", "documents"])
+            hits = col._col.query(query_embeddings=[got["embeddings"][7]], n_results=1)
+    assert sorted(got["ids"]) == sorted(d.id for d in docs)
+    texts = {d.id: d.text for d in docs}
+    for doc_id, text, vector in zip(got["ids"], got["documents"], got["embeddings"]):
+        assert text == texts[doc_id]
+        assert np.allclose(vector, hash_vector(text, FAKE_SPACE.dims), atol=1e-6)
+    assert hits["ids"][0] == [got["ids"][7]]  # the rebuilt index answers
+    assert len(provider.calls) == calls  # nothing embedded again
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "embedlab.store"]
+    assert f"rebuilt from its {PERSISTED + LOGGED} stored vectors (nothing lost" in message
+    (kept,) = (store_path / QUARANTINE_DIR).iterdir()  # the torn files, set aside
+    assert (kept / "header.bin").is_file()
+    assert index_problem(vector_folder(store_path)) is None
+    # and nothing else is left in Chroma's folder: only the rebuilt index's files
+    assert [p for p in (store_path / CHROMA_DIR).iterdir() if p.is_dir()] == [
+        vector_folder(store_path)
+    ]
+
+
+def test_the_cli_says_it_healed_the_index_and_goes_on(torn_store):
+    store_path, docs, _provider = torn_store
+    args = ["--store", str(store_path), "neighbours", "--id", docs[0].id, "-k", "3", "--json"]
+    result = invoke_cli(args)
+    assert result.returncode == 0, result.stderr
+    assert "was left half-written by an interrupted process; rebuilt from its 300" in (
+        result.stderr
+    )
+    hits = json.loads(result.stdout)
+    assert len(hits) == 3 and docs[0].id not in [hit["id"] for hit in hits]
+    again = invoke_cli(args)
+    assert again.returncode == 0 and "half-written" not in again.stderr  # healed once
+    assert json.loads(again.stdout) == hits
+
+
+def test_a_tear_that_lost_a_vector_is_left_to_repair(torn_store):
+    store_path, _docs, _provider = torn_store
+    folder = vector_folder(store_path)
+    header = read_header(folder)
+    assert not isinstance(header, str) and header is not None
+    with open(folder / "data_level0.bin", "r+b") as fh:  # and a persisted row gone too
+        fh.truncate((PERSISTED - 1) * header.per_element)
+    with Store.open_local(store_path) as store:
+        with pytest.raises(StoreDamaged, match="embedlab repair"):
+            store.collection(FAKE_SPACE)
+    assert not (store_path / QUARANTINE_DIR).exists()  # nothing touched
+    header = read_header(folder)
+    assert not isinstance(header, str) and header is not None and header.count == 300
