@@ -31,8 +31,10 @@ lint: setup
 	@mkdir -p build/mypy && ln -sfn ../.. build/mypy/embedlab
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist): the suite waits on child processes, servers, browsers and
+# fake latencies as much as it computes, so two cores run it in about half the time.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 bench: setup
 	$(BIN)/python bench/ingest.py
