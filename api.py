@@ -229,6 +229,7 @@ class LabAPI(Protocol):
         text_weight: float | None = None,
         selection: Selection | None = None,
         cluster_dims: int | None = None,
+        fresh: bool = False,
     ) -> Analysis: ...
 
     def analyses(self, space: SpaceSpec = None) -> pd.DataFrame: ...

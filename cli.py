@@ -479,7 +479,9 @@ def _k_value(ctx, param, value: str | None) -> int | str | None:
     callback=_k_value,
     help=ANALYZE["k"].help,
 )
-@click_options(ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight", "cluster_dims"])
+@click_options(
+    ANALYZE, ["reduce", "min_cluster_size", "eps", "text_weight", "cluster_dims", "fresh"]
+)
 @click.option(
     "--out",
     type=click.Path(),
@@ -529,6 +531,7 @@ def analyze_command(
     eps,
     text_weight,
     cluster_dims,
+    fresh,
     out,
     name_clusters,
     naming_model,
@@ -558,6 +561,7 @@ def analyze_command(
             eps=eps,
             text_weight=text_weight,
             cluster_dims=cluster_dims,
+            fresh=fresh,
             name_clusters=name_clusters,
             naming_model=naming_model,
             html=html,
@@ -582,6 +586,9 @@ def run_analysis(store_opts: StoreOptions, space_filter, arguments: dict, out: P
     )
     reused = " (map reused from an earlier analysis)" if analysis.map_cached else ""
     click.echo(f"clustering: {analysis.method_line()}{reused}", err=True)
+    if analysis.parent and not analysis.reused:  # fitted from the earlier analysis
+        for line in analysis.update_lines():
+            click.echo(line, err=True)
     for note in analysis.notes:
         if not (analysis.reused and note.startswith("identical to analysis")):  # said above
             click.echo(f"note: {note}", err=True)

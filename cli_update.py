@@ -27,6 +27,7 @@ ANALYSIS_FLAGS = {
     "name_clusters": "--name-clusters",
     "naming_model": "--naming-model",
     "seed": "--seed",
+    "fresh": "--fresh",
 }
 
 

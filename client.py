@@ -593,6 +593,7 @@ class RemoteLab(Inputs):
         text_weight: float | None = None,
         selection: Selection | None = None,
         cluster_dims: int | None = None,
+        fresh: bool = False,
     ) -> Analysis:
         """Lab.analyze, run by the service (POST /analyses, a job)."""
         if selection is not None:  # as Lab.analyze reads it
@@ -615,6 +616,7 @@ class RemoteLab(Inputs):
                 "naming_model": naming_model,
                 "text_weight": text_weight,
                 "cluster_dims": cluster_dims,
+                "fresh": None if fresh is False else fresh,
             }
         )
         job_id = self._request("POST", "/analyses", json=body)["job"]

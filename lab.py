@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -822,6 +822,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         text_weight: float | None = None,
         selection: Selection | None = None,
         cluster_dims: int | None = None,
+        fresh: bool = False,
     ) -> Analysis:
         """Cluster, map and score the selection; the analysis is stored and returned.
 
@@ -839,9 +840,19 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         many dims, 10 unless told; 0 = on the full vectors.
         An identical request (same documents, options, seed, naming) returns the stored
         analysis (`analysis.reused`), computing, storing and calling nothing.
+        A request for a selection and options analysed before, whose documents have
+        changed since, fits again starting from the newest such analysis (its map and
+        clusters, cluster numbers matched: what `update(earlier, refit=True)` does), so
+        points stay where they were; `.parent` names it. `fresh=True` fits from scratch.
         """
-        from .analyze.run import AnalysisOptions, analysis_identity, analyze_corpus
+        from .analyze.run import (
+            AnalysisOptions,
+            analysis_identity,
+            analyze_corpus,
+            resolved_options,
+        )
         from .ingest.naming import check_naming, naming_identity
+        from .options import ANALYZE, validate
 
         if selection is not None:
             labels, sources, per_class, seed, limit = selection.parts()
@@ -850,6 +861,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             algorithm, k, reduce, seed, min_cluster_size, eps, text_weight, cluster_dims
         )
         naming = check_naming(name_clusters, naming_model)
+        validate(ANALYZE, {"fresh": fresh}, names=["fresh"])
         selection = self._selection(labels, sources, per_class, seed, limit)
         chosen = self.space(space)
         stages = ["load", "cluster", "map", "evaluate", "describe", "store"]
@@ -866,15 +878,22 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             corpus = self._corpus(chosen, selection)
             load_s = time.perf_counter() - started
             identity = analysis_identity(corpus, options, naming_identity(naming))
-            same = self._identical_analysis(chosen, identity)
+            same = self._identical_analysis(chosen, identity, from_scratch=fresh)
+            earlier = None
+            if same is None and not fresh and options.k != "auto":
+                run_as = resolved_options(options, chosen.provider).as_dict()
+                earlier = self._earlier_analysis(chosen, selection.as_dict(), run_as)
             if same is None:
-                analysis = analyze_corpus(
-                    corpus,
-                    options,
-                    map_cache=StoreMapCache(self.store, chosen, self._write_lock),
-                    on_stage=lambda name, i: stage(name, i + 1),
-                    selection=selection.as_dict(),
-                )
+                if earlier is not None:
+                    analysis = self._fit_from(earlier, corpus, stage)
+                else:
+                    analysis = analyze_corpus(
+                        corpus,
+                        options,
+                        map_cache=StoreMapCache(self.store, chosen, self._write_lock),
+                        on_stage=lambda name, i: stage(name, i + 1),
+                        selection=selection.as_dict(),
+                    )
                 analysis.timings = {"load": load_s, **analysis.timings}
                 analysis.identity = identity
                 if naming is not None:
@@ -900,15 +919,49 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             analysis.save(out, html=html)
         return analysis
 
-    def _identical_analysis(self, space: Space, identity: str) -> Analysis | None:
+    def _earlier_analysis(
+        self, space: Space, selection: dict[str, Any], options: dict[str, Any]
+    ) -> Analysis | None:
+        """The newest stored analysis (or update) of the same selection and options, which
+        a new analysis of them starts from; None when there is none. k='auto' always
+        starts afresh (starting from the old clusters would keep the old k)."""
+        for head in self._analysis_heads(space.collection_name):
+            if head.get("selection") != selection or head.get("options") != options:
+                continue
+            try:
+                return self.analysis(head["id"])
+            except NotFound:  # deleted meanwhile
+                continue
+        return None
+
+    def _fit_from(
+        self, earlier: Analysis, corpus: Any, stage: Callable[[str, int], None]
+    ) -> Analysis:
+        """A full fit of `corpus` started from `earlier`'s map and clusters."""
+        from .analyze.update import update_corpus
+
+        analysis = update_corpus(earlier, corpus, True, on_stage=lambda n, i: stage(n, i + 1))
+        assert analysis.update_report is not None  # update_corpus reports every fit
+        analysis.update_report["refit"] = (
+            f"started from analysis {earlier.id}, the newest of this selection and options "
+            "(fresh=True fits from scratch)"
+        )
+        return analysis
+
+    def _identical_analysis(
+        self, space: Space, identity: str, from_scratch: bool = False
+    ) -> Analysis | None:
         """A stored analysis made of the same documents, options, seed and naming (see
         analyze.run.analysis_identity), as a copy marked `reused`; None when there is
         none. One whose naming left clusters with their terms is not reused (a rerun is
-        how those get their names)."""
+        how those get their names); with `from_scratch`, nor one fitted from an earlier
+        analysis."""
         import dataclasses
 
         for head in self.records.analyses.heads(space.collection_name):
-            if head.get("identity") != identity or head.get("parent") is not None:
+            if head.get("identity") != identity:  # updates have none
+                continue
+            if from_scratch and head.get("parent") is not None:  # fitted from an earlier one
                 continue
             if (head.get("naming") or {}).get("kept_terms"):
                 continue

@@ -28,6 +28,7 @@ MAX_NEIGHBOURS = 100
 
 _WHOLE = "{name} must be a whole number, not {value!r}"
 _NUMBER = "{name} must be a number, not {value!r}"
+_TRUE_OR_FALSE = "{name} must be true or false, not {value!r}"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ class Option:
         if value is None and self.required:
             return self.say(value, _WHOLE if self.type is int else _NUMBER, "type_message")
         if value is None or value in self.also:
+            return None
+        if self.type is bool:
+            if not isinstance(value, bool):
+                return self.say(
+                    value, "{name} must be true or false, not {value!r}", "type_message"
+                )
             return None
         if self.choices is not None:
             if value not in self.choices:
@@ -257,6 +264,12 @@ ANALYZE = Table(
             f"[default: {DEFAULT_CLUSTER_DIMS}]",
             minimum=0, maximum=MAX_CLUSTER_DIMS, show_default=False,
             message="cluster_dims must be 0 (the full vectors) to {maximum}, not {value}",
+        ),
+        Option(
+            "fresh", bool, False,
+            "Fit from scratch. By default a selection analysed before with the same "
+            "options, whose documents changed since, is fitted starting from the newest "
+            "such analysis: points stay where they were, cluster numbers are kept.",
         ),
     ),
     checks=(
@@ -454,11 +467,13 @@ def pydantic_field(option: Option) -> tuple[Any, Any]:
         return value
 
     base: Any = option.type
+    schema: dict[str, Any] = {}
+    if option.type is bool:  # strictly: pydantic would read "yes" or 1 as true
+        base, schema["type"] = Any, "boolean"
     if option.also:
         base = base | Literal[option.also]
     if option.default is None:
         base = base | None
-    schema: dict[str, Any] = {}
     if option.choices is not None:
         schema["enum"] = list(option.choices)
     if option.minimum is not None:

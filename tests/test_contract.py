@@ -387,6 +387,7 @@ def test_bad_options_are_invalid_requests_on_both(world):
     same_class(raised(world, lambda lab: lab.documents(per_class=0)), InvalidRequest)
     same_class(raised(world, lambda lab: lab.analyze(algorithm="nope")), InvalidRequest)
     same_class(raised(world, lambda lab: lab.analyze(k=3, reduce="pca", eps=0.5)), InvalidRequest)
+    same_class(raised(world, lambda lab: lab.analyze(k=3, fresh="yes")), InvalidRequest)
 
 
 def test_a_conflict_of_sources_is_a_conflict_on_both(world):

@@ -167,6 +167,48 @@ def test_refit_keeps_cluster_numbers_and_reports_disparity(lab, store):
     assert [int(c.cluster_labels[j]) for j in kept] == [old[i][1] for i in old]
 
 
+def test_a_new_analysis_of_a_selection_analysed_before_starts_from_it(lab, store):
+    a = lab.analyze(k=3, reduce="tsne", seed=0)
+    for group in GROUPS:
+        write(store, group, 30, 3)
+    b = lab.analyze(k=3, reduce="tsne", seed=0)  # the documents changed: fit from a
+    assert b.parent == a.id and b.id != a.id and not b.reused
+    report = b.update_report
+    assert (report["kept"], report["added"], report["removed"]) == (90, 9, 0)
+    assert report["refit"].startswith(f"started from analysis {a.id}")
+    assert report["kept_cluster_share"] == 1.0 and 0.0 <= report["disparity"] < 0.5
+    old = rows(a)
+    kept = [b.ids.index(i) for i in old]
+    assert [int(b.cluster_labels[j]) for j in kept] == [old[i][1] for i in old]
+    # the same request again is identical to b: reused, nothing computed
+    again = lab.analyze(k=3, reduce="tsne", seed=0)
+    assert again.reused and again.id == b.id
+    # fresh=True fits from scratch: what an analysis with no history gives
+    fresh = lab.analyze(k=3, reduce="tsne", seed=0, fresh=True)
+    assert fresh.parent is None and fresh.update_report is None and not fresh.reused
+    other = Lab(store, quiet=True)
+    for head in other.records.analyses.heads(SPACE.collection_name):
+        other.delete_analysis(head["id"])
+    scratch = other.analyze(k=3, reduce="tsne", seed=0)
+    assert scratch.parent is None
+    assert np.array_equal(scratch.cluster_labels, fresh.cluster_labels)
+    assert np.array_equal(scratch.coords, fresh.coords)
+
+
+def test_other_options_or_k_auto_start_afresh(lab, store):
+    lab.analyze(k=3, reduce="pca", seed=0)
+    write(store, "med", 30, 2)
+    assert lab.analyze(k=4, reduce="pca", seed=0).parent is None  # other options
+    assert lab.analyze(k=3, reduce="pca", seed=1).parent is None  # another seed
+    assert lab.analyze(k=3, reduce="pca", seed=0, labels="space").parent is None
+    auto = lab.analyze(k="auto", reduce="pca", seed=0)
+    write(store, "med", 32, 2)
+    assert lab.analyze(k="auto", reduce="pca", seed=0).parent is None  # k stays free
+    with pytest.raises(InvalidRequest, match="fresh must be true or false"):
+        lab.analyze(k=3, reduce="pca", fresh="yes")
+    assert auto.parent is None
+
+
 def test_analysis_stored_before_updates_is_refitted(lab, store):
     a = lab.analyze(k=3, reduce="pca", seed=0)
     # what an analysis stored before this change looks like: no reference data

@@ -56,6 +56,26 @@ def test_cli_update_latest_prints_the_report_and_writes_files(store_path, store,
     assert result.exit_code == 2 and "--refit goes with --update" in result.output
 
 
+def test_cli_analyze_again_starts_from_the_earlier_analysis_unless_fresh(store_path, store, lab):
+    a = lab.analyze(k=3, reduce="pca")
+    write(store, "med", 30, 3)
+    store.close()
+    runner = CliRunner()
+    args = ["--store", str(store_path), "analyze", "--k", "3", "--reduce", "pca", "--out"]
+    result = runner.invoke(cli, [*args, str(store_path.parent / "r1")])
+    assert result.exit_code == 0, result.output
+    assert f"update of analysis {a.id}: kept 90, added 3, removed 0, changed 0" in result.output
+    assert f"refit: started from analysis {a.id}" in result.output
+    assert "100.0% keep their cluster number" in result.output
+    result = runner.invoke(cli, [*args, str(store_path.parent / "r2"), "--fresh"])
+    assert result.exit_code == 0, result.output
+    assert "update of analysis" not in result.output and "stored as analysis" in result.output
+    result = runner.invoke(
+        cli, ["--store", str(store_path), "analyze", "--update", "latest", "--fresh"]
+    )
+    assert result.exit_code == 2 and "drop --fresh" in result.output
+
+
 def test_latest_names_the_newest_analysis_the_same_way_in_the_lab_and_the_cli(
     store_path, store, lab
 ):
