@@ -1256,6 +1256,12 @@ def costs(store_opts: StoreOptions, prices: tuple[str, ...], as_json: bool) -> N
     help="After every ingest job that changes a space, update its newest analysis "
     "(open maps load it live; docs/update.md).",
 )
+@click.option(
+    "--embedded-chroma",
+    is_flag=True,
+    help="Run Chroma inside this process instead of a private `chroma run` child: "
+    "its writes then hold up every reader while an ingest runs (docs/service-performance.md).",
+)
 @click.pass_obj
 @user_errors
 def serve(
@@ -1268,6 +1274,7 @@ def serve(
     cors: tuple[str, ...],
     prices: tuple[str, ...],
     follow: bool = False,
+    embedded_chroma: bool = False,
 ) -> None:
     """Serve the store over HTTP: one process, many clients (API docs at /docs)."""
     from .service.app import ServiceSettings
@@ -1290,6 +1297,7 @@ def serve(
         quiet=True,
         keep_vectors=True,
         prices=parse_prices(prices),
+        own_chroma=not embedded_chroma,
     )
 
     def on_started(url: str) -> None:

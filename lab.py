@@ -82,6 +82,7 @@ def open(  # noqa: A001 - embedlab.open() is the public name
     quiet: bool = False,
     keep_vectors: bool = False,
     prices: Mapping[str, float] | None = None,
+    own_chroma: bool = False,
 ) -> Lab:
     """Open a store: a folder (embedded Chroma, created when missing) or a Chroma server.
 
@@ -89,14 +90,18 @@ def open(  # noqa: A001 - embedlab.open() is the public name
     for another one before StoreBusy. `quiet=True` silences progress bars.
     `keep_vectors=True` keeps each space's vectors in memory once read (what a
     long-running service wants: re-analysis then reads nothing from Chroma). `prices`
-    overrides the cost ledger's USD per 1M tokens by model.
+    overrides the cost ledger's USD per 1M tokens by model. `own_chroma=True` (an
+    embedded store) runs Chroma in a private `chroma run` child over the folder, so its
+    writes never stall this process's other threads (what `embedlab serve` does).
     """
     if chroma_url:
         store = Store.open_server(chroma_url)
     else:
         if path is None:
             path = os.environ.get("EMBEDLAB_STORE", "./embedlab-store")
-        store = Store.open_local(path, create=create, connect=False, wait=wait)
+        store = Store.open_local(
+            path, create=create, connect=False, wait=wait, own_server=own_chroma
+        )
     return Lab(store, quiet=quiet, keep_vectors=keep_vectors, prices=prices)
 
 
@@ -203,6 +208,14 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         from .analyze.select import resolve_space_spec
 
         return resolve_space_spec(self.spaces(), self.location, space)
+
+    def preload_providers(self) -> None:
+        """Import now what the first embedding call needs (the Gemini SDK): a service
+        does it while it warms up, not inside its first ingest, whose imports would hold
+        the interpreter's lock for about a second while readers wait."""
+        from .ingest.providers import preload_gemini
+
+        preload_gemini()
 
     def hold_vectors(self, space: SpaceSpec = None) -> bool:
         """Read a space's vectors into memory now (with keep_vectors; a service calls it

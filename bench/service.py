@@ -18,7 +18,7 @@ metadata, texts):
 7. two analyses through the API of an already-loaded space.
 
 Run: .venv/bin/python bench/service.py [--archive PATH] [--store PATH] [--seconds S]
-     [--new-docs N] [--quick]
+     [--new-docs N] [--quick] [--embedded-chroma]
 (`--store` keeps the filled store between runs; `--quick`: 3 s phases, 500 new posts.)
 """
 
@@ -116,9 +116,22 @@ def test_posts(archive: Path, n: int, skip: int = 0) -> list[dict]:
     ]
 
 
+SERVE_FLAGS: list[str] = []  # --embedded-chroma: the service before its Chroma child
+
+
 def start_service(store: Path, port: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "embedlab.cli", "--store", str(store), "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "embedlab.cli",
+            "--store",
+            str(store),
+            "serve",
+            "--port",
+            str(port),
+            *SERVE_FLAGS,
+        ],  # fmt: skip
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -205,7 +218,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="Per load phase.")
     parser.add_argument("--new-docs", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="3 s phases, 500 new posts.")
+    parser.add_argument(
+        "--embedded-chroma",
+        action="store_true",
+        help="Serve with Chroma inside the service process (as before its Chroma child).",
+    )
     args = parser.parse_args()
+    if args.embedded_chroma:
+        SERVE_FLAGS.append("--embedded-chroma")
     if args.quick:
         args.seconds, args.new_docs = 3.0, 500
     import chromadb
@@ -293,8 +313,9 @@ def main() -> None:
             for warm in picks[:200]:  # load both indexes before timing; compare answers
                 raw_ids, svc_ids = raw_query(warm), service_query(warm)
                 agree.append(len(set(raw_ids) & set(svc_ids)) / 10)
+            mode = "Chroma in the service process" if SERVE_FLAGS else "Chroma in a child"
             print(
-                f"\n## neighbours k=10, {len(ids)} documents x 3072 dims (machine: "
+                f"\n## neighbours k=10, {len(ids)} documents x 3072 dims, {mode} (machine: "
                 f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start)"
             )
             print(f"service warm-up (every vector read, pre-scan built): {warm_s:.1f} s")

@@ -119,6 +119,17 @@ def tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile or certifi.where(), capath=capath)
 
 
+def preload_gemini() -> None:
+    """Import the Gemini SDK and build its TLS context now. The first provider otherwise
+    does it inside the first ingest: about a second of imports that hold the
+    interpreter's lock, so a service's readers would all stall on its first job."""
+    from google import genai  # noqa: F401
+    from google.genai import errors, types  # noqa: F401
+
+    _http_exceptions()
+    tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
 class GeminiProvider:
     """gemini-embedding-001 (and kin) through the google-genai SDK's batch endpoint."""
 

@@ -159,6 +159,10 @@ def _warm_up(lab: Lab, service: Any, stopping: threading.Event) -> None:
     already answered from Chroma; lookups switch to memory once a space is held.
     `GET /health` says `"warming": true` until it is done."""
     try:
+        try:
+            lab.preload_providers()
+        except Exception as exc:  # noqa: BLE001 - an optimisation: the first ingest imports
+            log.warning("could not preload the embedding SDK: %s", exc)
         _hold_every_space(lab, stopping)
     finally:
         service.warming = False

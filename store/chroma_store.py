@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import re
 import threading
@@ -28,18 +29,27 @@ from ..errors import StoreBusy, StoreDamaged, StoreError
 
 if TYPE_CHECKING:
     from .artifacts import Artifacts
+    from .chroma_child import PrivateChroma
 from .chroma_calls import _first_line, _retry_busy, not_found
 from .documents import Document
 from .keys import Space
-from .layout import CHROMA_DIR, PAGE_SIZE, PERSIST_NOW_THRESHOLD, SYNC_THRESHOLD
+from .layout import (
+    CHROMA_DIR,
+    PAGE_SIZE,
+    PERSIST_NOW_THRESHOLD,
+    SYNC_THRESHOLD,
+    chroma_settings,
+)
 
 STORE_FORMAT = 1
+log = logging.getLogger("embedlab.store")
 MARKER_FILE = "embedlab.json"
 LOCK_FILE = ".embedlab.lock"
 WRITE_DELETE_CHUNK = 1000
 SERVICE_FILE = ".embedlab-service.json"  # written by `embedlab serve` while it holds the store
 LOCK_POLL_S = 0.1
 FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
+HTTP_PAGE_SIZE = 100  # vectors per `get` from a Chroma server (see SpaceCollection.load)
 # Chroma's embedded upsert holds the GIL for its whole HNSW insert (~17 ms per 3072-dim
 # document into 11,314 here): every other thread of the process stops meanwhile. A
 # service writes in slices of this many floats with a pause between (share_writes).
@@ -72,6 +82,8 @@ class Store:
         self._collections: dict[str, tuple[Any, SpaceCollection]] = {}  # by name, per client
         self._artifacts: Artifacts | None = None
         self._artifacts_client: Any = None
+        self.own_server = False  # serve the folder from a private `chroma run` child
+        self._private: PrivateChroma | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -82,18 +94,22 @@ class Store:
         create: bool = False,
         connect: bool = True,
         wait: float = 0.0,
+        own_server: bool = False,
     ) -> Store:
         """Open (or with `create`, initialise) the store in folder `path`, exclusively.
 
         Chroma's embedded client is not process-safe, so a second process waits up to
         `wait` seconds for the first to finish, then gets StoreBusy. `connect=False`
         takes the lock without starting Chroma (repair works on the store from child
-        processes).
+        processes). `own_server=True` runs Chroma in a private `chroma run` child over
+        the folder (store/chroma_child.py: its writes then never hold this process's
+        GIL; what a service wants) once every index has passed its check.
         """
         root = Path(path).absolute()  # resolved once, against the caller's folder
         _check_local_root(root, create)
         lock_fd = _acquire_lock(root, wait)
         store = cls(None, str(path), root, lock_fd)
+        store.own_server = own_server
         if connect:
             try:
                 store.connect()
@@ -113,6 +129,39 @@ class Store:
                 self._client = embedded_client(self.path / CHROMA_DIR)
             except Exception as exc:  # Chroma raises many types; the user needs one line.
                 raise StoreError(f"cannot open the Chroma database in {self.path}: {exc}") from exc
+            if self.own_server:
+                self._start_private_server()
+
+    def _start_private_server(self) -> None:
+        """Check (and heal) every space's index with the embedded client, then hand the
+        folder to a private `chroma run` child. A space whose index is damaged would
+        crash that server as it loads: then Chroma stays in this process, where the
+        damaged space is refused with the way out and the others are served."""
+        from .chroma_child import PrivateChroma
+
+        assert self.path is not None and self._client is not None
+        for space in self.spaces():
+            try:
+                self.collection(space)
+            except StoreDamaged as exc:
+                log.warning("embedlab: Chroma stays in this process: %s", exc)
+                return
+        self._client.close()
+        self._client = None
+        self._collections.clear()
+        self._artifacts = None
+        private = PrivateChroma(self.path / CHROMA_DIR)
+        try:
+            self._client = private.connect()
+        except StoreError:
+            private.stop()
+            raise
+        self._private = private
+
+    @property
+    def embedded(self) -> bool:
+        """Chroma runs inside this process (its index files are this process's to check)."""
+        return self.path is not None and self._private is None
 
     def disconnect(self) -> None:
         """Stop the embedded client but keep the lock (repair reads from child processes)."""
@@ -120,6 +169,14 @@ class Store:
             if self._client is not None and self.path is not None:
                 self._client.close()
                 self._client = None
+            self._stop_private_server()
+
+    def _stop_private_server(self) -> None:
+        if self._private is not None:
+            self._private.stop()
+            self._private = None
+            self._collections.clear()
+            self._artifacts = None
 
     @classmethod
     def open_server(cls, url: str) -> Store:
@@ -157,6 +214,7 @@ class Store:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            self._stop_private_server()  # before the lock: nothing writes the folder after
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -235,10 +293,10 @@ class Store:
                     "nothing was changed, try again"
                 ) from exc
         _check_collection_space(col, space)
-        if self.path is not None and name not in self._index_checked:
+        if self.embedded and name not in self._index_checked:
             if self._check_index_files(space):  # healed: a rebuilt collection took the name
                 col = client.get_collection(name, embedding_function=None)
-        found = SpaceCollection(_DamageGuard(col, space), space, client, self.path is not None)
+        found = SpaceCollection(_DamageGuard(col, space), space, client, self.embedded)
         self._collections[name] = (client, found)
         return found
 
@@ -517,7 +575,7 @@ class SpaceCollection:
         self._count = None
         vectors = np.asarray(vectors, dtype=np.float32)
         waiting, small = _WRITE_SHARING["waiting"], len(docs)
-        if _WRITE_SHARING["floats"]:
+        if _WRITE_SHARING["floats"] and self._embedded:  # a server's insert holds no GIL here
             small = max(1, _WRITE_SHARING["floats"] // max(1, vectors.shape[1]))
         start = 0
         while start < len(docs):
@@ -546,13 +604,18 @@ class SpaceCollection:
         self.clear_pending(ids)
 
     def load(
-        self, ids: Sequence[str], with_text: bool = True, page_size: int = PAGE_SIZE
+        self, ids: Sequence[str], with_text: bool = True, page_size: int | None = None
     ) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
         """Vectors (float32, one row per id, in `ids` order), metadatas and texts.
 
         Chroma hands back float64 built from Python lists; fetching a page at a time
         into a preallocated float32 array keeps the peak near the final array's size.
+        From a server, pages are smaller: each page's JSON is decoded in one call that
+        holds the interpreter's lock (~0.7 s for 1,000 x 3072 floats), and a service's
+        readers wait for it.
         """
+        if page_size is None:
+            page_size = PAGE_SIZE if self._embedded else HTTP_PAGE_SIZE
         vectors = np.empty((len(ids), self.space.dims), dtype=np.float32)
         metadatas: list[dict[str, Any]] = [{}] * len(ids)
         texts: list[str] = [""] * len(ids)
@@ -718,19 +781,6 @@ def embedded_client(chroma_dir: str | os.PathLike[str]) -> Any:
     import chromadb
 
     return chromadb.PersistentClient(path=str(chroma_dir), settings=chroma_settings())
-
-
-@functools.lru_cache(maxsize=1)
-def _settings_template() -> Any:
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False)
-
-
-def chroma_settings() -> Any:
-    """Chroma's settings, telemetry off: a copy of one read per process (reading them
-    parses the environment, ~10 ms, and a client writes its path into the copy it gets)."""
-    return _settings_template().model_copy()
 
 
 def space_of(col: Any) -> Space | None:

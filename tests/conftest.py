@@ -375,3 +375,53 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+# -- an index torn by a kill mid-persist (test_rebuild, test_chroma_child) ---------------
+
+PERSISTED, LOGGED = 200, 100
+KEPT_ROWS = 100  # of the persisted rows, in the tear that lost vectors
+
+
+def vector_folder(store_path: Path) -> Path:
+    """The HNSW folder of FAKE_SPACE's collection."""
+    from embedlab.store.index_files import vector_segment_folders
+
+    (folder,) = vector_segment_folders(store_path / "chroma", FAKE_SPACE.collection_name)
+    return folder
+
+
+def tear(folder: Path, count: int) -> None:
+    """Rewrite the header as persistDirty's first write does: `count` elements."""
+    from embedlab.store.index_files import HEADER
+
+    fields = list(HEADER.unpack((folder / "header.bin").read_bytes()))
+    fields[2] = max(fields[2], count)  # max_elements
+    fields[3] = count  # cur_element_count
+    (folder / "header.bin").write_bytes(HEADER.pack(*fields))
+
+
+@pytest.fixture
+def torn_store(store_path, monkeypatch):
+    """PERSISTED documents in the index files, LOGGED more in the write-ahead log only,
+    and a header that counts them all: the files a kill mid-persist leaves."""
+    from embedlab.ingest.pipeline import ingest
+    from embedlab.store.chroma_store import SpaceCollection
+    from embedlab.store.index_files import read_header
+
+    provider = CountingProvider()
+    docs = make_docs(PERSISTED + LOGGED)
+    with Store.open_local(store_path, create=True) as store:
+        ingest(docs[:PERSISTED], store, FAKE_SPACE, lambda: provider, batch_size=50)
+    with monkeypatch.context() as patch:  # the next writes reach the log, not the files
+        patch.setattr(SpaceCollection, "persist_index", lambda self, doc_id: None)
+        with Store.open_local(store_path) as store:
+            col = store.collection(FAKE_SPACE)
+            col._col.modify(configuration={"hnsw": {"sync_threshold": 100_000}})
+            ingest(docs[PERSISTED:], store, FAKE_SPACE, lambda: provider, batch_size=50)
+    folder = vector_folder(store_path)
+    header = read_header(folder)
+    assert not isinstance(header, str) and header is not None
+    assert header.count == PERSISTED  # the last complete persist
+    tear(folder, PERSISTED + LOGGED)
+    return store_path, docs, provider

@@ -274,6 +274,31 @@ class InProcessService(ServiceCalls):
         chroma_store._WRITE_SHARING.update(self._saved_sharing)
 
 
+def chroma_children(pid: int) -> list[int]:
+    """The `chroma run` processes whose parent is `pid` (a service's private Chroma)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"run" in cmdline and any(b"chroma" in part for part in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def events(response: httpx.Response) -> list[tuple[str, dict]]:
     """The Server-Sent Events of a streamed response, parsed."""
     found, event, data = [], "message", []

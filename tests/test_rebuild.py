@@ -15,64 +15,29 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 from embedlab.errors import StoreDamaged
-from embedlab.ingest.pipeline import ingest
 from embedlab.store import Store
-from embedlab.store.chroma_store import SpaceCollection
 from embedlab.store.index_files import (
-    HEADER,
     catalogue_all_ids,
     index_problem,
     read_header,
     readable_vectors,
     torn_persist,
-    vector_segment_folders,
 )
 from embedlab.store.layout import CHROMA_DIR, QUARANTINE_DIR
 
-from tests.conftest import FAKE_SPACE, CountingProvider, hash_vector, invoke_cli, make_docs
-
-PERSISTED, LOGGED = 200, 100
-KEPT_ROWS = 100  # of the persisted rows, in the tear that lost vectors
-
-
-def vector_folder(store_path: Path) -> Path:
-    (folder,) = vector_segment_folders(store_path / CHROMA_DIR, FAKE_SPACE.collection_name)
-    return folder
-
-
-def tear(folder: Path, count: int) -> None:
-    """Rewrite the header as persistDirty's first write does: `count` elements."""
-    fields = list(HEADER.unpack((folder / "header.bin").read_bytes()))
-    fields[2] = max(fields[2], count)  # max_elements
-    fields[3] = count  # cur_element_count
-    (folder / "header.bin").write_bytes(HEADER.pack(*fields))
-
-
-@pytest.fixture
-def torn_store(store_path, monkeypatch):
-    """PERSISTED documents in the index files, LOGGED more in the write-ahead log only,
-    and a header that counts them all: the files a kill mid-persist leaves."""
-    provider = CountingProvider()
-    docs = make_docs(PERSISTED + LOGGED)
-    with Store.open_local(store_path, create=True) as store:
-        ingest(docs[:PERSISTED], store, FAKE_SPACE, lambda: provider, batch_size=50)
-    with monkeypatch.context() as patch:  # the next writes reach the log, not the files
-        patch.setattr(SpaceCollection, "persist_index", lambda self, doc_id: None)
-        with Store.open_local(store_path) as store:
-            col = store.collection(FAKE_SPACE)
-            col._col.modify(configuration={"hnsw": {"sync_threshold": 100_000}})
-            ingest(docs[PERSISTED:], store, FAKE_SPACE, lambda: provider, batch_size=50)
-    folder = vector_folder(store_path)
-    header = read_header(folder)
-    assert not isinstance(header, str) and header is not None
-    assert header.count == PERSISTED  # the last complete persist
-    tear(folder, PERSISTED + LOGGED)
-    return store_path, docs, provider
+from tests.conftest import (
+    FAKE_SPACE,
+    KEPT_ROWS,
+    LOGGED,
+    PERSISTED,
+    hash_vector,
+    invoke_cli,
+    vector_folder,
+)
 
 
 def test_a_torn_index_is_rebuilt_on_open_with_every_vector(torn_store, caplog):

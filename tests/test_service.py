@@ -22,7 +22,14 @@ from embedlab.errors import Unauthorized
 
 from tests.conftest import invoke_cli
 from tests.fake_gemini import VALID_KEY, FakeGemini
-from tests.service_helpers import InProcessService, RunningService, documents, events
+from tests.service_helpers import (
+    InProcessService,
+    RunningService,
+    alive,
+    chroma_children,
+    documents,
+    events,
+)
 
 DIMS = 128
 pytestmark = pytest.mark.slow
@@ -234,8 +241,13 @@ def test_sigkill_mid_ingest_then_restart_shows_interrupted_and_finishes_without_
         service = RunningService(store, fake)
         job = service.ingest(documents(300), wait=False, batch_size=5, concurrency=1, dims=DIMS)
         service.wait_embedded(job["job"], 30)
+        (chroma,) = chroma_children(service.proc.pid)  # Chroma's writes run in a child
         service.stop(signal.SIGKILL)
         delivered = texts_sent(fake)
+        deadline = time.monotonic() + 10  # and it dies with the service: nothing orphaned
+        while alive(chroma) and time.monotonic() < deadline:  # writes to the folder
+            time.sleep(0.05)
+        assert not alive(chroma)
         fake.latency = 0.0  # slow answers were for the kill to land mid-ingest
 
         again = RunningService(store, fake)
