@@ -19,6 +19,7 @@ store's lock: a crash there is a finding, not the end of the repair.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import astuple, dataclass, field
@@ -130,10 +131,66 @@ def _check_in_process(client: Any, space: Space, fix: bool) -> SpaceHealth:
 
 
 def _child(root: Path, step: str, name: str | None = None) -> Any:
-    """One step of the repair in a child process: its JSON answer, or {"error": why}."""
-    # The path is made absolute here, and the child runs in the caller's folder: a
-    # relative --store must name the same store for parent and child.
-    args = [sys.executable, "-m", "embedlab.store.repair", str((root / CHROMA_DIR).resolve()), step]
+    """One step of the repair in a child process: its JSON answer, or {"error": why}.
+
+    The child is forked from a fork server that imported Chroma once (a step costs a
+    fork, not ~1.5 s of imports), and is still a process of its own: Chroma crashing on
+    a damaged index kills the child, and is reported as a finding."""
+    # The path is made absolute here: the child must name the same store as the caller
+    # whatever folder either runs in (a relative --store).
+    chroma_dir = str((root / CHROMA_DIR).resolve())
+    context = _fork_server()
+    if context is None:  # no fork server here: a fresh interpreter per step
+        return _child_interpreter(chroma_dir, step, name)
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_step_in_child, args=(send, chroma_dir, step, name))
+    child.start()
+    send.close()
+    try:
+        answer = receive.recv()
+    except EOFError:  # it died before answering
+        answer = None
+    finally:
+        receive.close()
+        child.join()
+    if child.exitcode is not None and child.exitcode < 0:
+        return {"error": f"Chroma crashed reading the index (signal {-child.exitcode})"}
+    return answer if answer is not None else {"error": f"the repair step {step} stopped"}
+
+
+_fork_context: Any = None
+
+
+def _fork_server() -> Any:
+    """A fork server that preloaded this module and Chroma (None off POSIX)."""
+    global _fork_context
+    if _fork_context is None:
+        import multiprocessing
+
+        if "forkserver" not in multiprocessing.get_all_start_methods():
+            return None
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["embedlab.store.repair", "chromadb"])
+        _fork_context = context
+    return _fork_context
+
+
+def _step_in_child(send: Any, chroma_dir: str, step: str, name: str | None) -> None:
+    """In the forked child: quiet (Chroma's warnings are not the user's), one step, its
+    answer or its error's last line sent back."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        answer = _run_step(chroma_dir, step, name)
+    except Exception as exc:  # noqa: BLE001 - any failure of the step is its answer
+        answer = {"error": (str(exc).splitlines() or [type(exc).__name__])[-1][:200]}
+    send.send(json.loads(json.dumps(answer)))
+    send.close()
+
+
+def _child_interpreter(chroma_dir: str, step: str, name: str | None) -> Any:
+    args = [sys.executable, "-m", "embedlab.store.repair", chroma_dir, step]
     done = subprocess.run(args + ([name] if name else []), capture_output=True, text=True)
     if done.returncode == 0:
         return json.loads(done.stdout.strip().splitlines()[-1])
