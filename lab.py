@@ -896,9 +896,12 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             if same is None and not fresh and options.k != "auto":
                 run_as = resolved_options(options, chosen.provider).as_dict()
                 earlier = self._earlier_analysis(chosen, selection.as_dict(), run_as)
+                if earlier is not None and not _documents_changed(earlier, corpus):
+                    earlier = None  # the same documents (other naming): a fit from scratch
             if same is None:
-                if earlier is not None:
-                    analysis = self._fit_from(earlier, corpus, stage)
+                fitted = None if earlier is None else self._fit_from(earlier, corpus, stage)
+                if fitted is not None:
+                    analysis = fitted
                 else:
                     analysis = analyze_corpus(
                         corpus,
@@ -938,7 +941,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         """The newest stored analysis (or update) of the same selection and options, which
         a new analysis of them starts from; None when there is none. k='auto' always
         starts afresh (starting from the old clusters would keep the old k)."""
-        for head in self._analysis_heads(space.collection_name):
+        for head in self.records.analyses.heads(space.collection_name):
             if head.get("selection") != selection or head.get("options") != options:
                 continue
             try:
@@ -949,11 +952,15 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
 
     def _fit_from(
         self, earlier: Analysis, corpus: Any, stage: Callable[[str, int], None]
-    ) -> Analysis:
-        """A full fit of `corpus` started from `earlier`'s map and clusters."""
+    ) -> Analysis | None:
+        """A full fit of `corpus` started from `earlier`'s map and clusters; None when
+        that cannot be (then the analysis fits from scratch)."""
         from .analyze.update import update_corpus
 
-        analysis = update_corpus(earlier, corpus, True, on_stage=lambda n, i: stage(n, i + 1))
+        try:
+            analysis = update_corpus(earlier, corpus, True, on_stage=lambda n, i: stage(n, i + 1))
+        except InvalidRequest:  # e.g. a state it cannot start from: fit from scratch
+            return None
         assert analysis.update_report is not None  # update_corpus reports every fit
         analysis.update_report["refit"] = (
             f"started from analysis {earlier.id}, the newest of this selection and options "
@@ -1433,6 +1440,14 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             gone = delete_space(self.store, target, (ANALYSIS, COMPARISON, MAP, DELETION))
             self._invalidate()
         return {"space": target.describe(), **gone}
+
+
+def _documents_changed(earlier: Analysis, corpus: Any) -> bool:
+    """Whether `corpus` holds other documents (or texts) than `earlier` was made of."""
+    from .analyze.update import diff
+
+    changes = diff(earlier, corpus)
+    return bool(changes["added"] or changes["removed"] or changes["changed"])
 
 
 def _analysis_type() -> type:

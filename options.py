@@ -86,9 +86,7 @@ class Option:
             return None
         if self.type is bool:
             if not isinstance(value, bool):
-                return self.say(
-                    value, "{name} must be true or false, not {value!r}", "type_message"
-                )
+                return self.say(value, _TRUE_OR_FALSE, "type_message")
             return None
         if self.choices is not None:
             if value not in self.choices:

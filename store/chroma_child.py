@@ -11,7 +11,8 @@ same 100-document upserts left the waking thread a p99 of 1.4 ms, and wrote as f
 The child is this store's alone: it listens on a free loopback port, dies with the
 process that started it (PR_SET_PDEATHSIG on Linux, so a SIGKILLed service leaves no
 server behind writing to the folder), and is stopped before the store's lock is
-released. The store's lock stays with the parent and is not inherited (close_fds).
+released. It holds the store's lock too (the lock's descriptor is passed to it): should
+it ever outlive its parent, no other process opens the folder while it still writes.
 """
 
 from __future__ import annotations
@@ -39,14 +40,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
-    """Ask Linux to send the child SIGTERM when its parent dies (even by SIGKILL)."""
+def _prctl() -> Any:
+    """libc's prctl, looked up in the parent (a child between fork and exec must not
+    import or load libraries); None where there is none."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the parent's close() stops it
-        pass
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent(prctl: Any) -> Any:
+    """What the child runs before exec: ask Linux for SIGTERM when the thread that
+    started it ends (even by SIGKILL of the process)."""
+
+    def ask() -> None:  # pragma: no cover - runs in the child
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return ask
 
 
 def chroma_command() -> list[str]:
@@ -60,16 +72,18 @@ def chroma_command() -> list[str]:
 class PrivateChroma:
     """A `chroma run` child serving `chroma_dir` on a free loopback port."""
 
-    def __init__(self, chroma_dir: Path) -> None:
+    def __init__(self, chroma_dir: Path, lock_fd: int) -> None:
         self.chroma_dir = chroma_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        prctl = _prctl() if os.name == "posix" else None
+        preexec = _die_with_parent(prctl) if prctl is not None else None
         self._log = open(chroma_dir.parent / ".embedlab-chroma.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*chroma_command(), "run", "--path", str(chroma_dir), "--host", "127.0.0.1",
              "--port", str(self.port)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            close_fds=True, preexec_fn=_die_with_parent if os.name == "posix" else None,
+            close_fds=True, pass_fds=(lock_fd,), preexec_fn=preexec,
         )  # fmt: skip
 
     def connect(self) -> Any:

@@ -83,6 +83,7 @@ class Store:
         self._artifacts: Artifacts | None = None
         self._artifacts_client: Any = None
         self.own_server = False  # serve the folder from a private `chroma run` child
+        self._check_lock = threading.Lock()  # one check (and heal) of an index at a time
         self._private: PrivateChroma | None = None
 
     # -- opening ---------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class Store:
         crash that server as it loads: then Chroma stays in this process, where the
         damaged space is refused with the way out and the others are served."""
         from .chroma_child import PrivateChroma
+        from .index_files import index_problem, vector_segment_folders
 
         assert self.path is not None and self._client is not None
         for space in self.spaces():
@@ -146,11 +148,21 @@ class Store:
             except StoreDamaged as exc:
                 log.warning("embedlab: Chroma stays in this process: %s", exc)
                 return
+        for col in self._client.list_collections():  # side collections too (never healed)
+            for folder in vector_segment_folders(self.path / CHROMA_DIR, col.name):
+                problem = index_problem(folder)
+                if problem is not None:
+                    log.warning(
+                        "embedlab: Chroma stays in this process: %s: %s (run `embedlab "
+                        "repair`)", col.name, problem,
+                    )  # fmt: skip
+                    return
         self._client.close()
         self._client = None
         self._collections.clear()
         self._artifacts = None
-        private = PrivateChroma(self.path / CHROMA_DIR)
+        assert self._lock_fd is not None
+        private = PrivateChroma(self.path / CHROMA_DIR, self._lock_fd)
         try:
             self._client = private.connect()
         except StoreError:
@@ -177,6 +189,7 @@ class Store:
             self._private = None
             self._collections.clear()
             self._artifacts = None
+            self._index_checked.clear()  # what the child wrote is checked on the next open
 
     @classmethod
     def open_server(cls, url: str) -> Store:
@@ -294,8 +307,9 @@ class Store:
                 ) from exc
         _check_collection_space(col, space)
         if self.embedded and name not in self._index_checked:
-            if self._check_index_files(space):  # healed: a rebuilt collection took the name
-                col = client.get_collection(name, embedding_function=None)
+            with self._check_lock:  # two threads never heal one index at once
+                if name not in self._index_checked and self._check_index_files(space):
+                    col = client.get_collection(name, embedding_function=None)  # healed
         found = SpaceCollection(_DamageGuard(col, space), space, client, self.embedded)
         self._collections[name] = (client, found)
         return found
@@ -349,10 +363,15 @@ class Store:
             signature = json.dumps(signature_of(folder))
             known = self._damaged.get(folder.name)
             problem = known[1] if known and known[0] == signature else index_problem(folder)
-            if problem is not None and heal:
+            if problem is not None and heal and not (known and known[0] == signature):
                 from .rebuild import heal_torn_index
 
-                if heal_torn_index(self.path, self.client, space.collection_name) is not None:
+                try:
+                    done = heal_torn_index(self.path, self.client, space.collection_name)
+                except Exception as exc:  # noqa: BLE001 - a failed heal is still damage
+                    self._damaged[folder.name] = (signature, problem)
+                    raise damaged(space, f"{problem}; healing it failed ({exc})") from exc
+                if done is not None:
                     self._damaged.pop(folder.name, None)
                     healed = True
                     break

@@ -75,7 +75,8 @@ def heal_torn_index(root: Path, client: Any, name: str) -> Healed | None:
     ids = catalogue_all_ids(chroma_dir, name)
     if any(doc_id not in readable for doc_id in ids):
         return None  # healing would lose a vector: repair says which, and keeps the text
-    save_readable(root, name)
+    save_readable(root, name, readable)
+    del readable  # the saved copy is what the rebuild reads: one copy in memory at a time
     moved = quarantine_vector_segment(root, name)
     col = client.get_collection(name, embedding_function=None)
     done = rebuild_collection(client, col, root / SALVAGE_DIR / f"{name}.npz")
@@ -86,11 +87,13 @@ def heal_torn_index(root: Path, client: Any, name: str) -> Healed | None:
     return healed
 
 
-def save_readable(root: Path, name: str) -> None:
-    """Read every whole vector out of the files before they are set aside, and keep them
-    on disk until the rebuilt index holds them (a repair killed here loses none)."""
+def save_readable(root: Path, name: str, found: dict[str, np.ndarray] | None = None) -> None:
+    """Read every whole vector out of the files (or take `found`, read already) before
+    they are set aside, and keep them on disk until the rebuilt index holds them (a
+    repair killed here loses none)."""
     path = root / SALVAGE_DIR / f"{name}.npz"
-    found = readable_vectors(root / CHROMA_DIR, name)
+    if found is None:
+        found = readable_vectors(root / CHROMA_DIR, name)
     if path.is_file():  # an earlier repair stopped after setting the files aside
         earlier = np.load(path)
         for doc_id, vector in zip(earlier["ids"].tolist(), earlier["vectors"]):
