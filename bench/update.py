@@ -133,7 +133,9 @@ def local_part(archive: Path) -> None:
             new = test_posts(archive, 60, ["sci.*"], 15, seed=0)
             lab.ingest_documents(new, provider="local", quiet=True)
             b, update_s = timed(lab.update, a)
-            full, full_s = timed(lab.analyze, labels="sci.*", k=4, reduce="tsne", seed=0)
+            full, full_s = timed(
+                lab.analyze, labels="sci.*", k=4, reduce="tsne", seed=0, fresh=True
+            )
             print(
                 f"update +{b.update_report['added']}: {update_s:.2f} s; full analysis of the "
                 f"same {len(full.ids)}: {full_s:.2f} s ({update_s / full_s:.2f}x)"
