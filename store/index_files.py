@@ -71,16 +71,19 @@ def _vector_segments(chroma_dir: Path, collection_name: str) -> list[tuple[str, 
         ).fetchall()
 
 
+# A collection's records in Chroma's catalogue (its metadata segment), by collection name.
+_RECORDS = (
+    "FROM embeddings e JOIN segments s ON e.segment_id = s.id "
+    "JOIN collections c ON s.collection = c.id WHERE c.name = ? AND s.scope = 'METADATA'"
+)
+
+
 def record_count(chroma_dir: Path, collection_name: str) -> int:
     """How many records a collection holds, from Chroma's catalogue (no index is loaded:
     a damaged one would crash the reader)."""
     database = chroma_dir / "chroma.sqlite3"
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        row = db.execute(
-            "SELECT COUNT(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id "
-            "JOIN collections c ON s.collection = c.id WHERE c.name = ? AND s.scope = 'METADATA'",
-            (collection_name,),
-        ).fetchone()
+        row = db.execute(f"SELECT COUNT(*) {_RECORDS}", (collection_name,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -93,9 +96,7 @@ def catalogue_ids(chroma_dir: Path, collection_name: str, ids: list[str]) -> set
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = db.execute(
-                "SELECT e.embedding_id FROM embeddings e JOIN segments s ON e.segment_id = s.id "
-                "JOIN collections c ON s.collection = c.id WHERE c.name = ? AND "
-                f"s.scope = 'METADATA' AND e.embedding_id IN ({marks})",
+                f"SELECT e.embedding_id {_RECORDS} AND e.embedding_id IN ({marks})",
                 (collection_name, *chunk),
             )
             found.update(row[0] for row in rows)
@@ -106,11 +107,7 @@ def catalogue_all_ids(chroma_dir: Path, collection_name: str) -> list[str]:
     """Every record id of a collection, from Chroma's catalogue (loads no index)."""
     database = chroma_dir / "chroma.sqlite3"
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT e.embedding_id FROM embeddings e JOIN segments s ON e.segment_id = s.id "
-            "JOIN collections c ON s.collection = c.id WHERE c.name = ? AND s.scope = 'METADATA'",
-            (collection_name,),
-        )
+        rows = db.execute(f"SELECT e.embedding_id {_RECORDS}", (collection_name,))
         return [row[0] for row in rows]
 
 
