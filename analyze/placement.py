@@ -15,6 +15,17 @@ again with the stored components, so placement reads nothing the analysis does n
   points, the membership-weighted mean of their map positions, then UMAP's own layout
   optimisation with the old points held still.
 - PCA: the stored components and mean.
+
+After t-SNE's and UMAP's placement each new point is *settled* (`settle`): both layouts
+stop in local minima, and openTSNE's transform in particular leaves a new point on top
+of one old point (median distance 0.13 map units on the local demo, where old points sit
+0.82 apart), away from most of its neighbours. Settling looks at a few candidate spots
+(where it was put, and midway between any two of the map positions of its nearest old
+documents and that spot) and takes the one whose nearest old points on the map are most
+of its nearest old documents by cosine similarity of their vectors; ties keep the spot
+nearest to where it was put, so a point already well placed does not move. On the local
+model's demo this lifts the placed points' neighbourhood preservation from 0.36 to about
+the old points' 0.43 (docs/update.md).
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ import numpy as np
 TRANSFORM_PERPLEXITY = 5.0  # openTSNE's advice for transform (its default)
 TRANSFORM_K = 25  # neighbours for the median initialisation
 TRANSFORM_ITER = 250
+SETTLE_K = 10  # neighbours a settled point tries to have about it on the map
+SETTLE_BLOCK = 256  # new points settled at once (bounds a block's candidate arrays)
 BLOCK = 2048  # rows per block of an exact neighbour search
 
 
@@ -91,6 +104,48 @@ def place_tsne(
     new_rows = np.ascontiguousarray(new_rows, dtype=np.float32)
     stored = np.asarray(old_coords, dtype=np.float64)
     return _transform(old_rows, stored, new_rows, seed, None, None, perplexity, transform)
+
+
+def settle(
+    old_vectors: np.ndarray, old_coords: np.ndarray, new_vectors: np.ndarray, placed: np.ndarray
+) -> np.ndarray:
+    """Each placed point moved to the candidate spot where most of its SETTLE_K nearest
+    old documents (cosine on the unit vectors, as every lookup ranks them) are among its
+    SETTLE_K nearest old points on the map. Candidates: the placed spot, and the midpoint
+    of every pair among it and the map positions of those documents (never an old point's
+    own spot, so no new point hides one). Ties keep the spot nearest to the placed one.
+    Deterministic: no random step."""
+    from scipy.spatial import cKDTree
+
+    placed = np.asarray(placed, dtype=np.float64)
+    k = min(SETTLE_K, len(old_vectors))
+    if k == 0 or not len(placed):
+        return placed
+    old_coords = np.asarray(old_coords, dtype=np.float64)
+    wanted, _ = nearest(_unit_rows(new_vectors), _unit_rows(old_vectors), k, metric="cosine")
+    tree = cKDTree(old_coords)
+    first, second = np.triu_indices(k + 1, 1)
+    out = placed.copy()
+    for start in range(0, len(placed), SETTLE_BLOCK):
+        block = slice(start, start + SETTLE_BLOCK)
+        here, want = placed[block], wanted[block]
+        anchors = np.concatenate([here[:, None, :], old_coords[want]], axis=1)
+        spots = np.concatenate(
+            [here[:, None, :], (anchors[:, first] + anchors[:, second]) / 2], axis=1
+        )  # (b, 1 + pairs, 2)
+        _, near = tree.query(spots.reshape(-1, spots.shape[-1]), k=k)
+        near = np.asarray(near).reshape(len(here), spots.shape[1], k)
+        found = (near[:, :, :, None] == want[:, None, None, :]).any(axis=3).sum(axis=2)
+        moved = ((spots - here[:, None, :]) ** 2).sum(axis=2)
+        moved[found < found.max(axis=1, keepdims=True)] = np.inf
+        out[block] = spots[np.arange(len(here)), moved.argmin(axis=1)]
+    return out
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    x = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
 
 
 def _transform(

@@ -30,7 +30,7 @@ from .analysis import Analysis, space_dict
 from .cluster import _sums, _unit, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
-from .placement import nearest, place_pca, place_tsne, place_umap, project
+from .placement import nearest, place_pca, place_tsne, place_umap, project, settle
 from .reference import build_reference, hash_hex, kmeans_features, size_bytes
 from .select import Corpus
 from .threads import sized_threads
@@ -222,23 +222,26 @@ def update_corpus(
 
 
 def _place(parent, corpus, kept_rows, new_rows, kept_coords, seed) -> np.ndarray:
-    """New rows' coordinates on the parent's map, by the method that drew it."""
+    """New rows' coordinates on the parent's map, by the method that drew it, then
+    settled among their nearest old documents (t-SNE and UMAP; `settle` says why)."""
     method = parent.options.get("reduce", "tsne")
     ref = parent.reference
     vectors = corpus.vectors
     if method == "pca":
         return place_pca(vectors[new_rows], ref)
     if method == "umap":
-        return place_umap(vectors[kept_rows], kept_coords, vectors[new_rows], ref, seed)
-    if ref["settings"].get("map_pca"):
+        placed = place_umap(vectors[kept_rows], kept_coords, vectors[new_rows], ref, seed)
+    elif ref["settings"].get("map_pca"):
         comps, mean = ref["arrays"]["map_components"], ref["arrays"]["map_mean"]
-        old_rows, rows = (
+        placed = place_tsne(
             project(vectors[kept_rows], comps, mean),
+            kept_coords,
             project(vectors[new_rows], comps, mean),
+            seed,
         )
     else:
-        old_rows, rows = vectors[kept_rows], vectors[new_rows]
-    return place_tsne(old_rows, kept_coords, rows, seed)
+        placed = place_tsne(vectors[kept_rows], kept_coords, vectors[new_rows], seed)
+    return settle(vectors[kept_rows], kept_coords, vectors[new_rows], placed)
 
 
 def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:

@@ -289,3 +289,54 @@ def test_an_analysis_reusing_a_cached_map_keeps_its_pca_basis(store):
     assert np.array_equal(
         a.reference["arrays"]["map_components"], b.reference["arrays"]["map_components"]
     )
+
+
+def _two_groups_on_a_map(per_group: int = 40):
+    """Old documents of two groups (unit vectors near e0 and e1, 8 dims) drawn as two
+    blobs of a map, left and right, each laid out by two of its vectors' other
+    coordinates (so map neighbours are mostly vector neighbours); seeded."""
+    rng = np.random.default_rng(3)
+    vectors, coords = [], []
+    for axis, centre in ((0, (-10.0, 0.0)), (1, (10.0, 0.0))):
+        v = rng.normal(scale=0.3, size=(per_group, 8))
+        v[:, axis] += 3.0
+        vectors.append(v)
+        coords.append(np.array(centre) + 5 * v[:, 2:4])
+    vectors = np.concatenate(vectors)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.concatenate(coords)
+
+
+def test_settle_moves_a_misplaced_point_among_its_nearest_documents():
+    from embedlab.analyze.placement import SETTLE_K, nearest, settle
+
+    old_vectors, old_coords = _two_groups_on_a_map()
+    # a new document of the right-hand group, left by its layout among the left-hand group
+    new = old_vectors[45] * 0.9 + old_vectors[46] * 0.1
+    new = (new / np.linalg.norm(new))[None, :]
+    wrong = old_coords[3][None, :] + 0.01
+    settled = settle(old_vectors, old_coords, new, wrong)
+    want, _ = nearest(new, old_vectors, SETTLE_K, metric="cosine")
+    on_map, _ = nearest(settled, old_coords.astype(np.float32), SETTLE_K)
+    before, _ = nearest(wrong, old_coords.astype(np.float32), SETTLE_K)
+    assert len(set(before[0]) & set(want[0])) == 0  # where it was, none of them near
+    # as many as the old documents of its blob keep about them on this map, on average
+    own, _ = nearest(old_vectors[40:], old_vectors, SETTLE_K + 1, metric="cosine")
+    drawn, _ = nearest(old_coords[40:].astype(np.float32), old_coords.astype(np.float32), 11)
+    kept = np.mean([len(set(o[1:]) & set(d[1:])) for o, d in zip(own, drawn)])
+    assert len(set(on_map[0]) & set(want[0])) >= kept, (on_map, want, kept)
+    assert settled[0, 0] > 0  # on the right-hand blob
+    # never on an old point's own spot (it would hide it), and the same answer every time
+    assert np.linalg.norm(old_coords - settled[0], axis=1).min() > 0
+    assert np.array_equal(settle(old_vectors, old_coords, new, wrong), settled)
+
+
+def test_settle_leaves_a_point_no_spot_improves_where_it_was():
+    from embedlab.analyze.placement import settle
+
+    old_vectors, old_coords = _two_groups_on_a_map()
+    new = old_vectors[10:13] * 0.5 + old_vectors[11:14] * 0.5
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    first = settle(old_vectors, old_coords, new, old_coords[10:13] + 0.01)
+    # settled points are where no candidate does better: settling them again keeps them
+    assert np.array_equal(settle(old_vectors, old_coords, new, first), first)
+    assert settle(old_vectors, old_coords, new[:0], first[:0]).shape == (0, 2)
