@@ -122,6 +122,7 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         self.quiet = quiet
         self.prices = PriceTable(dict(prices or {}))
         self._memory = VectorMemory() if keep_vectors else None
+        self._last_corpus: Any = None  # the last selection read from Chroma (_corpus)
         self._write_lock = threading.RLock()
         self._providers: dict[tuple[Space, float], Provider] = {}
         self._provider_keys: dict[tuple[Space, float], str] = {}  # a hash of the key used
@@ -783,7 +784,17 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
                 return Corpus(space=space, **vars(rows))
             # over the budget: read what the analysis needs, keep nothing
             return load_corpus(self.store, space, selection, ids=ids)
-        return load_corpus(self.store, space, selection, with_text=with_text, ids=ids)
+        previous = self._last_corpus
+        corpus = load_corpus(
+            self.store, space, selection, with_text=with_text, ids=ids, previous=previous
+        )
+        # kept for the next load of this space (an update after an analysis reads only
+        # what is new): one corpus, within the budget of held vectors
+        small = corpus.vectors.nbytes <= MEMORY_BUDGET and with_text and ids is None
+        if small:
+            corpus.vectors.flags.writeable = False  # shared with the next load: never changed
+        self._last_corpus = corpus if small else None
+        return corpus
 
     # -- analyses --------------------------------------------------------------------------
 

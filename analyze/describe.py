@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,8 @@ TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
 # particles and endings (です, ます, して) and are dropped.
 _CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f"
 _CJK_SPLIT = re.compile(f"([{_CJK}]+)")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+_TERM = re.compile(TOKEN_PATTERN)
 _HIRAGANA = re.compile("^[\u3040-\u309f]+$")
 _RUN = re.compile(r"(?u)\w+")
 _LETTERS = re.compile(r"(?u)[^\W\d_]{3,}")
@@ -56,7 +61,10 @@ def term_text(text: str) -> str:
 
 def terms_of(text: str) -> list[str]:
     """The terms of a text: words of 3 letters or more in any spaced script (the
-    TOKEN_PATTERN), and character bigrams of CJK runs."""
+    TOKEN_PATTERN), and character bigrams of CJK runs. A text with no CJK character
+    (most) is one C-level findall: the same terms, ~10x faster than the word loop."""
+    if not _HAS_CJK.search(text):
+        return _TERM.findall(text)
     terms: list[str] = []
     for match in _RUN.finditer(text):
         for part in _CJK_SPLIT.split(match[0]):
@@ -70,33 +78,100 @@ def terms_of(text: str) -> list[str]:
     return terms
 
 
+class TermCounts:
+    """Each document's term counts, kept by its text's digest for the life of the process.
+
+    c-TF-IDF needs every member's terms; tokenizing is most of its cost (about 2 s for
+    11,314 posts here) and a text's terms never change. So an update, a second analysis
+    of the same documents, or a service's next analysis tokenizes only the texts it has
+    not seen. At most MAX_DOCUMENTS are kept (then it starts afresh); the vocabulary is
+    shared (term -> column)."""
+
+    MAX_DOCUMENTS = 200_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._vocabulary: dict[str, int] = {}
+        self._stop: frozenset[str] | None = None
+        self.generation = 0  # moves when the kept counts are dropped (columns renumbered)
+
+    def _stop_words(self) -> frozenset[str]:
+        if self._stop is None:
+            from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+            self._stop = frozenset(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS)
+        return self._stop
+
+    def of(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, counts) of a text's terms: header lines and quotes dropped
+        (`term_text`), lowercased, `terms_of`, stop words left out."""
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        found = self._counts.get(key)
+        if found is not None:
+            return found
+        stop = self._stop_words()
+        counted = Counter(t for t in terms_of(term_text(text).lower()) if t not in stop)
+        with self._lock:
+            if len(self._counts) >= self.MAX_DOCUMENTS:
+                self._counts.clear()
+                self._vocabulary.clear()
+                self.generation += 1
+            vocabulary = self._vocabulary
+            columns = np.fromiter(
+                (vocabulary.setdefault(t, len(vocabulary)) for t in counted),
+                dtype=np.int64, count=len(counted),
+            )  # fmt: skip
+            found = (columns, np.fromiter(counted.values(), dtype=np.int64, count=len(counted)))
+            self._counts[key] = found
+        return found
+
+    def terms(self) -> np.ndarray:
+        """Every column's term (an object array, column order)."""
+        with self._lock:
+            return np.array(list(self._vocabulary), dtype=object)
+
+
+TERM_COUNTS = TermCounts()
+
+
 def top_terms(
     cluster_labels: np.ndarray, texts: list[str], clusters: list[int]
 ) -> dict[int, list[str]]:
-    """Class-based TF-IDF: each cluster's texts joined into one document, then TF-IDF.
+    """Class-based TF-IDF: each cluster's texts counted as one document, then TF-IDF.
 
-    A term scores high when it is frequent in one cluster and rare in the others.
+    A term scores high when it is frequent in one cluster and rare in the others. The
+    weights are scikit-learn's TfidfVectorizer(sublinear_tf=True) on the clusters'
+    joined texts (1 + ln tf, smooth idf), computed from each text's cached counts; ties
+    go to the term first in alphabetical order.
     """
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+    import scipy.sparse as sp
 
-    joined = [
-        " ".join(term_text(t) for t, c in zip(texts, cluster_labels) if c == k) for k in clusters
-    ]
-    vectoriser = TfidfVectorizer(
-        stop_words=sorted(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS),
-        tokenizer=terms_of,
-        token_pattern=None,
-        sublinear_tf=True,
-    )
-    try:
-        weights = vectoriser.fit_transform(joined).toarray()
-    except ValueError:  # nothing but stop words
-        return {k: [] for k in clusters}
-    vocabulary = vectoriser.get_feature_names_out()
+    position = {k: i for i, k in enumerate(clusters)}
+    while True:  # the columns of one generation (another thread may start a new one)
+        generation = TERM_COUNTS.generation
+        counted = [TERM_COUNTS.of(t) for t in texts]
+        terms = TERM_COUNTS.terms()  # after counting: every column is named
+        if TERM_COUNTS.generation == generation:
+            break
+    rows = np.fromiter((position.get(int(c), -1) for c in cluster_labels), np.int64, len(texts))
+    lengths = np.array([len(c[0]) for c in counted], dtype=np.int64)
+    keep = np.repeat(rows >= 0, lengths)
+    columns = np.concatenate([c[0] for c in counted]) if counted else np.empty(0, np.int64)
+    counts = np.concatenate([c[1] for c in counted]) if counted else np.empty(0, np.int64)
+    tf = sp.csr_matrix(
+        (counts[keep].astype(np.float64), (np.repeat(rows, lengths)[keep], columns[keep])),
+        shape=(len(clusters), len(terms)),
+    )  # duplicates (one term in several texts of a cluster) are summed
+    tf.sum_duplicates()
+    df = np.bincount(tf.indices, minlength=len(terms)).astype(np.float64)
+    idf = np.log((len(clusters) + 1) / (df + 1)) + 1
     result = {}
     for row, k in enumerate(clusters):
-        order = np.lexsort((vocabulary, -weights[row]))[:TOP_TERMS]
-        result[k] = [str(vocabulary[i]) for i in order if weights[row, i] > 0]
+        cols = tf.indices[tf.indptr[row] : tf.indptr[row + 1]]
+        weights = (np.log(tf.data[tf.indptr[row] : tf.indptr[row + 1]]) + 1) * idf[cols]
+        order = np.lexsort((terms[cols], -weights))[:TOP_TERMS]
+        result[k] = [str(terms[cols[i]]) for i in order if weights[i] > 0]
     return result
 
 

@@ -6,9 +6,11 @@ high-dimensional rows are not stored; they are the vectors the store keeps, proj
 again with the stored components, so placement reads nothing the analysis does not own.
 
 - t-SNE: openTSNE's `TSNEEmbedding.transform` (Policar et al. 2019's recipe for adding
-  points: a perplexity-5 neighbourhood in the reference data, 250 low-learning-rate steps
-  against the fixed reference map). Its affinities are computed here by exact search
-  against the old rows, so no nearest-neighbour index of the whole corpus is rebuilt.
+  points: a perplexity-5 neighbourhood in the reference data, low-learning-rate steps
+  against the fixed reference map; 100 of them, not the recipe's 250: with `settle`
+  after them, 250 kept no more neighbours on four local-model corpora). Its affinities
+  are computed here by exact search against the old rows, so no nearest-neighbour
+  index of the whole corpus is rebuilt.
   `transform` re-centres the embedding it is called on in place: it runs on a copy and
   the new points are shifted back into the stored frame.
 - UMAP: what `UMAP.transform` does: the new point's fuzzy neighbourhood among the old
@@ -36,7 +38,7 @@ import numpy as np
 
 TRANSFORM_PERPLEXITY = 5.0  # openTSNE's advice for transform (its default)
 TRANSFORM_K = 25  # neighbours for the median initialisation
-TRANSFORM_ITER = 250
+TRANSFORM_ITER = 100  # settle() does the fine placing: 250 steps kept no more neighbours
 SETTLE_K = 10  # neighbours a settled point tries to have about it on the map
 SETTLE_BLOCK = 256  # new points settled at once (bounds a block's candidate arrays)
 BLOCK = 2048  # rows per block of an exact neighbour search
@@ -110,7 +112,8 @@ def settle(
     old_vectors: np.ndarray, old_coords: np.ndarray, new_vectors: np.ndarray, placed: np.ndarray
 ) -> np.ndarray:
     """Each placed point moved to the candidate spot where most of its SETTLE_K nearest
-    old documents (cosine on the unit vectors, as every lookup ranks them) are among its
+    old documents (cosine on the unit vectors, as every lookup ranks them; rows must be
+    unit, as a Corpus' are) are among its
     SETTLE_K nearest old points on the map. Candidates: the placed spot, and the midpoint
     of every pair among it and the map positions of those documents (never an old point's
     own spot, so no new point hides one). Ties keep the spot nearest to the placed one.
@@ -122,7 +125,7 @@ def settle(
     if k == 0 or not len(placed):
         return placed
     old_coords = np.asarray(old_coords, dtype=np.float64)
-    wanted, _ = nearest(_unit_rows(new_vectors), _unit_rows(old_vectors), k, metric="cosine")
+    wanted, _ = nearest(new_vectors, old_vectors, k, metric="cosine")
     tree = cKDTree(old_coords)
     first, second = np.triu_indices(k + 1, 1)
     out = placed.copy()
@@ -140,12 +143,6 @@ def settle(
         moved[found < found.max(axis=1, keepdims=True)] = np.inf
         out[block] = spots[np.arange(len(here)), moved.argmin(axis=1)]
     return out
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    x = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
 
 
 def _transform(

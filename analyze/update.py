@@ -488,12 +488,13 @@ def drift_figures(
         position = {c: i for i, c in enumerate(ids)}
 
         def similarity(mask: np.ndarray) -> float | None:
-            rows = np.flatnonzero(mask & clustered)
-            rows = rows[[int(labels[r]) in position for r in rows]]
-            if not len(rows):
-                return None
-            c = centroids[[position[int(labels[r])] for r in rows]]
-            return round(float((x[rows] * c).sum(axis=1).mean()), 6)
+            total, count = 0.0, 0
+            for c in ids:  # one product per cluster: no n x dims gather of centroids
+                rows = np.flatnonzero(mask & (labels == c))
+                if len(rows):
+                    total += float((x[rows] @ centroids[position[c]]).sum())
+                    count += len(rows)
+            return round(total / count, 6) if count else None
 
         out["similarity_old"] = similarity(~is_new)
         out["similarity_new"] = similarity(is_new)

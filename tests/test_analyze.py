@@ -329,6 +329,40 @@ def test_cluster_terms_read_any_script_and_skip_stop_words_and_headers():
         assert noise not in every
 
 
+def test_cluster_terms_are_scikit_learns_c_tf_idf_from_cached_counts():
+    """top_terms counts each text once per process (TermCounts) and weighs the clusters'
+    sums as TfidfVectorizer(sublinear_tf=True) weighs their joined texts: the same terms
+    in the same order, for a new labelling of texts it has counted before too."""
+    from embedlab.analyze import describe
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    words = "orbit rocket launch doctor patient cipher key privacy café 日本語の文章 ракета".split()
+    texts = [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(60)]
+    texts[5] = "Organization: Alaska\nIn article <x@y> bob writes:\n> quoted\nrocket rocket"
+
+    def reference(labels, clusters):
+        joined = [" ".join(describe.term_text(t) for t, c in zip(texts, labels) if c == k)
+                  for k in clusters]  # fmt: skip
+        vectoriser = TfidfVectorizer(
+            stop_words=sorted(ENGLISH_STOP_WORDS | describe.EXTRA_STOP_WORDS),
+            tokenizer=describe.terms_of, token_pattern=None, sublinear_tf=True,
+        )  # fmt: skip
+        weights = vectoriser.fit_transform(joined).toarray()
+        vocabulary = vectoriser.get_feature_names_out()
+        return {
+            k: [str(vocabulary[i]) for i in np.lexsort((vocabulary, -weights[row]))[:10]
+                if weights[row, i] > 0]
+            for row, k in enumerate(clusters)
+        }  # fmt: skip
+
+    seen = describe.TERM_COUNTS.generation
+    for labels in (rng.integers(0, 3, 60), rng.integers(-1, 5, 60), np.zeros(60, int)):
+        clusters = sorted(set(labels.tolist()))
+        assert describe.top_terms(labels, texts, clusters) == reference(labels, clusters)
+    assert describe.TERM_COUNTS.generation == seen  # the counts were kept and reused
+
+
 def test_labels_no_font_can_draw_are_said_once_not_silent_boxes(store, tmp_path):
     from embedlab.analyze import plots
 

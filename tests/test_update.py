@@ -340,3 +340,38 @@ def test_settle_leaves_a_point_no_spot_improves_where_it_was():
     # settled points are where no candidate does better: settling them again keeps them
     assert np.array_equal(settle(old_vectors, old_coords, new, first), first)
     assert settle(old_vectors, old_coords, new[:0], first[:0]).shape == (0, 2)
+
+
+def test_an_update_after_an_analysis_reads_only_what_is_new(lab, store, monkeypatch):
+    """The Lab keeps the corpus it last read: the update after an analysis reads from
+    Chroma the vectors of new and changed documents only, and its result is what a
+    fresh Lab (reading everything) computes."""
+    from embedlab.store.chroma_store import SpaceCollection
+
+    a = lab.analyze(k=3, reduce="tsne", seed=0)
+    write(store, "space", 30, 3)  # three new documents
+    write(store, "med", 0, 1, seed=1)  # syn/med/000's text (and vector) changed
+    store.collection(SPACE).delete(["syn/crypt/000"])
+    vectors, _, texts = store.collection(SPACE).load(["syn/space/001"])
+    relabelled = Document("syn/space/001", texts[0], "synthetic", "astro")  # same text
+    store.collection(SPACE).write([relabelled], vectors, [False])
+    read: list[str] = []
+    real = SpaceCollection.load
+
+    def counting(self, ids, *args, **kwargs):
+        read.extend(ids)
+        return real(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(SpaceCollection, "load", counting)
+    b = lab.update(a)
+    assert sorted(read) == ["syn/med/000", "syn/space/030", "syn/space/031", "syn/space/032"]
+    assert b.update_report["changed"] == 1 and b.update_report["added"] == 3
+    assert b.labels[b.ids.index("syn/space/001")] == "astro"  # labels as the store has them now
+    read.clear()
+    fresh = Lab(store, quiet=True).update(a)
+    assert len(read) == len(fresh.ids) == 92  # a new Lab reads every document
+    assert fresh.ids == b.ids and fresh.labels == b.labels
+    assert np.array_equal(fresh.coords, b.coords)
+    assert np.array_equal(fresh.cluster_labels, b.cluster_labels)
+    assert fresh.metrics == b.metrics
+    assert fresh.clusters == b.clusters
