@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from .store.selection import Selection
 
 HEADS_TTL_S = 2.0  # how long a list of stored analyses is trusted (other writers' appear)
+KEPT_CORPUS_BYTES = MEMORY_BUDGET // 4  # the last corpus a Lab read (vectors and texts)
 QUERY_CACHE = 10_000  # free-text query vectors a service keeps (120 MB at 3072 dims)
 HEADS_CACHE = 256  # spaces whose lists of stored analyses are kept
 SpaceSpec = Space | str | None
@@ -785,15 +786,18 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
             # over the budget: read what the analysis needs, keep nothing
             return load_corpus(self.store, space, selection, ids=ids)
         previous = self._last_corpus
+        if previous is not None and previous.space != space:
+            previous = self._last_corpus = None  # one corpus at a time: let it go first
         corpus = load_corpus(
             self.store, space, selection, with_text=with_text, ids=ids, previous=previous
         )
         # kept for the next load of this space (an update after an analysis reads only
-        # what is new): one corpus, within the budget of held vectors
-        small = corpus.vectors.nbytes <= MEMORY_BUDGET and with_text and ids is None
-        if small:
+        # what is new): one corpus with its texts, up to a quarter of the held budget
+        size = corpus.vectors.nbytes + sum(len(t) for t in corpus.texts)
+        keep = space.embeds_text and with_text and ids is None and size <= KEPT_CORPUS_BYTES
+        if keep:
             corpus.vectors.flags.writeable = False  # shared with the next load: never changed
-        self._last_corpus = corpus if small else None
+        self._last_corpus = corpus if keep else None
         return corpus
 
     # -- analyses --------------------------------------------------------------------------
@@ -1394,6 +1398,8 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         Any write to a space also drops the texts of its analyses kept for text search.
         """
         everything = space is None and analysis_id is None and not catalogue
+        if everything:  # a repair, a deleted space: let the kept corpus go too (a write
+            self._last_corpus = None  # needs not: the next load checks each row's hash)
         if everything or catalogue or (space is not None and not deleted):
             self._spaces = None
         if analysis_id is not None:

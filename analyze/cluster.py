@@ -10,7 +10,6 @@ from ..errors import InvalidRequest
 
 ALGORITHMS = ("kmeans", "hdbscan", "dbscan", "agglomerative")
 AUTO_K_RANGE = (2, 12)
-SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2); a seeded sample keeps it linear
 # Above this many documents exact methods stop fitting in minutes or in memory:
 # KMeans becomes MiniBatchKMeans, and agglomerative (an n x n distance matrix) is refused.
 LARGE_N = 20_000
@@ -50,16 +49,47 @@ class Clustering:
 
 
 def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> float | None:
-    """Mean cosine silhouette, or None when it is undefined (one cluster, or all singletons)."""
-    from sklearn.metrics import silhouette_score
+    """Mean cosine silhouette of every row, or None when it is undefined (one cluster, or
+    all singletons). `seed` is kept for callers; nothing here is random.
 
-    n_clusters = len(set(labels.tolist()))
-    if n_clusters < 2 or n_clusters >= len(labels):
+    Exact and linear: with unit rows, the mean cosine distance from x to the members of a
+    cluster C is 1 - x.sum(C)/|C| (less x itself in its own cluster), so a(i) and b(i)
+    come from n x k products with the clusters' sums instead of the n x n distances
+    scikit-learn's silhouette_score computes (it sampled 5,000 rows above that: 0.7-0.9 s
+    at 11,314 x 3072, against ~0.1 s here for all of them). Singletons score 0, as there.
+    """
+    del seed
+    labels = np.asarray(labels)
+    names, member_of = np.unique(labels, return_inverse=True)
+    if len(names) < 2 or len(names) >= len(labels):
         return None
-    sample = min(len(labels), SILHOUETTE_SAMPLE)
-    return float(
-        silhouette_score(vectors, labels, metric="cosine", sample_size=sample, random_state=seed)
-    )
+    sizes = np.bincount(member_of).astype(np.float64)
+    x = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1).astype(np.float64).clip(min=1e-12)
+    sums = np.zeros((len(names), x.shape[1]), dtype=np.float64)
+    inverse = (1.0 / norms).astype(np.float32)
+    for c in range(len(names)):
+        members = np.flatnonzero(member_of == c)
+        sums[c] = (x[members] * inverse[members, None]).sum(axis=0, dtype=np.float64)
+    scores = np.empty(len(labels), dtype=np.float64)
+    rows = np.arange(len(labels))
+    for start in range(0, len(labels), 4096):  # float64 products a block at a time
+        block = slice(start, start + 4096)
+        unit = x[block].astype(np.float64) / norms[block, None]
+        dots = unit @ sums.T  # x . sum(C) for every cluster C
+        own = member_of[block]
+        here = rows[block] - start
+        self_dot = (unit * unit).sum(axis=1)
+        inside = sizes[own] - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = (inside - (dots[here, own] - self_dot)) / inside
+            mean_distance = 1.0 - dots / sizes[None, :]
+            mean_distance[here, own] = np.inf
+            b = mean_distance.min(axis=1)
+            s = (b - a) / np.maximum(a, b)
+        s[inside == 0] = 0.0  # a singleton's silhouette is 0
+        scores[block] = np.nan_to_num(s)
+    return float(scores.mean())
 
 
 def default_text_weight(provider: str, algorithm: str) -> float:

@@ -84,14 +84,15 @@ class TermCounts:
     c-TF-IDF needs every member's terms; tokenizing is most of its cost (about 2 s for
     11,314 posts here) and a text's terms never change. So an update, a second analysis
     of the same documents, or a service's next analysis tokenizes only the texts it has
-    not seen. At most MAX_DOCUMENTS are kept (then it starts afresh); the vocabulary is
-    shared (term -> column)."""
+    not seen. At most MAX_DOCUMENTS are kept (then it starts afresh: ~1 KB each, columns
+    and counts as int32); the vocabulary is shared (term -> column)."""
 
-    MAX_DOCUMENTS = 200_000
+    MAX_DOCUMENTS = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, max_documents: int = MAX_DOCUMENTS) -> None:
+        self.max_documents = max_documents
         self._lock = threading.Lock()
-        self._counts: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._counts: dict[bytes, np.ndarray] = {}  # digest -> [columns..., counts...]
         self._vocabulary: dict[str, int] = {}
         self._stop: frozenset[str] | None = None
         self.generation = 0  # moves when the kept counts are dropped (columns renumbered)
@@ -108,23 +109,23 @@ class TermCounts:
         (`term_text`), lowercased, `terms_of`, stop words left out."""
         key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         found = self._counts.get(key)
-        if found is not None:
-            return found
-        stop = self._stop_words()
-        counted = Counter(t for t in terms_of(term_text(text).lower()) if t not in stop)
-        with self._lock:
-            if len(self._counts) >= self.MAX_DOCUMENTS:
-                self._counts.clear()
-                self._vocabulary.clear()
-                self.generation += 1
-            vocabulary = self._vocabulary
-            columns = np.fromiter(
-                (vocabulary.setdefault(t, len(vocabulary)) for t in counted),
-                dtype=np.int64, count=len(counted),
-            )  # fmt: skip
-            found = (columns, np.fromiter(counted.values(), dtype=np.int64, count=len(counted)))
-            self._counts[key] = found
-        return found
+        if found is None:
+            stop = self._stop_words()
+            counted = Counter(t for t in terms_of(term_text(text).lower()) if t not in stop)
+            with self._lock:
+                if len(self._counts) >= self.max_documents:
+                    self._counts.clear()
+                    self._vocabulary.clear()
+                    self.generation += 1
+                vocabulary = self._vocabulary
+                found = np.fromiter(
+                    (vocabulary.setdefault(t, len(vocabulary)) for t in counted),
+                    dtype=np.int32, count=len(counted),
+                )  # fmt: skip
+                found = np.concatenate([found, np.fromiter(counted.values(), np.int32)])
+                self._counts[key] = found
+        half = len(found) // 2
+        return found[:half], found[half:]
 
     def terms(self) -> np.ndarray:
         """Every column's term (an object array, column order)."""
@@ -148,17 +149,18 @@ def top_terms(
     import scipy.sparse as sp
 
     position = {k: i for i, k in enumerate(clusters)}
-    while True:  # the columns of one generation (another thread may start a new one)
-        generation = TERM_COUNTS.generation
-        counted = [TERM_COUNTS.of(t) for t in texts]
-        terms = TERM_COUNTS.terms()  # after counting: every column is named
-        if TERM_COUNTS.generation == generation:
-            break
+    counter = TERM_COUNTS
+    generation = counter.generation
+    counted = [counter.of(t) for t in texts]
+    if counter.generation != generation:  # it started afresh meanwhile (too many texts)
+        counter = TermCounts(len(texts) + 1)  # one numbering: these texts on their own
+        counted = [counter.of(t) for t in texts]
+    terms = counter.terms()  # after counting: every column is named
     rows = np.fromiter((position.get(int(c), -1) for c in cluster_labels), np.int64, len(texts))
     lengths = np.array([len(c[0]) for c in counted], dtype=np.int64)
     keep = np.repeat(rows >= 0, lengths)
-    columns = np.concatenate([c[0] for c in counted]) if counted else np.empty(0, np.int64)
-    counts = np.concatenate([c[1] for c in counted]) if counted else np.empty(0, np.int64)
+    columns = np.concatenate([c[0] for c in counted]) if counted else np.empty(0, np.int32)
+    counts = np.concatenate([c[1] for c in counted]) if counted else np.empty(0, np.int32)
     tf = sp.csr_matrix(
         (counts[keep].astype(np.float64), (np.repeat(rows, lengths)[keep], columns[keep])),
         shape=(len(clusters), len(terms)),

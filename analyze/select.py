@@ -155,13 +155,15 @@ def load_corpus(
 ) -> Corpus:
     """The selection's documents (or exactly `ids`, chosen by the caller) with unit vectors.
 
-    With `previous` (a corpus this process loaded before from the same space), documents
-    it holds with the same content hash are copied from it, and only the others are read
-    from Chroma: an update after an analysis reads the new documents' vectors, not the
-    11,314 x 3072 floats again (about 4 s here, most of an update). A stored vector never
-    changes while its text's hash does not; labels come from the metadata read now."""
+    With `previous` (a corpus with texts this process loaded before from the same space),
+    documents it holds with the same content hash are copied from it, and only the others
+    are read from Chroma: an update after an analysis reads the new documents' vectors,
+    not the 11,314 x 3072 floats again (about 4 s here, most of an update). Only in a
+    space whose vectors embedlab makes from the texts (`Space.embeds_text`): there a
+    stored vector never changes while its text's hash does not. Labels are read now."""
     collection = _collection(store, space)
-    if previous is None or ids is not None or previous.space != space:
+    reusable = previous is not None and previous.space == space and space.embeds_text
+    if previous is None or ids is not None or not reusable:
         if ids is None:
             ids = select_ids(store, space, selection)
         vectors, metadatas, texts = collection.load(ids, with_text=with_text)
@@ -178,11 +180,10 @@ def load_corpus(
     ids = select_ids(store, space, selection, records.items())
     hashes = [records[i].get("content_hash", "") for i in ids]
     had = {doc_id: row for row, doc_id in enumerate(previous.ids)}
-    can_copy_text = not with_text or len(previous.texts) == len(previous.ids)
     copied, old_rows, fresh = [], [], []
     for row, (doc_id, digest) in enumerate(zip(ids, hashes)):
         old = had.get(doc_id)
-        if old is not None and digest and previous.hashes[old] == digest and can_copy_text:
+        if old is not None and digest and previous.hashes[old] == digest:
             copied.append(row)
             old_rows.append(old)
         else:
@@ -194,20 +195,15 @@ def load_corpus(
         if with_text:
             for row, old in zip(copied, old_rows):
                 texts[row] = previous.texts[old]
+    labels = [records[i].get("label") for i in ids]
     if fresh:
         read, metadatas, read_texts = collection.load([ids[r] for r in fresh], with_text)
         vectors[fresh] = read / np.linalg.norm(read, axis=1, keepdims=True).clip(min=1e-12)
         for row, meta, text in zip(fresh, metadatas, read_texts):
             hashes[row] = meta.get("content_hash", "")  # as read with the vector
+            labels[row] = meta.get("label")
             texts[row] = text
-    return Corpus(
-        space=space,
-        ids=ids,
-        vectors=vectors,
-        labels=[records[i].get("label") for i in ids],
-        texts=texts,
-        hashes=hashes,
-    )
+    return Corpus(space=space, ids=ids, vectors=vectors, labels=labels, texts=texts, hashes=hashes)
 
 
 def _collection(store: Store, space: Space) -> SpaceCollection:

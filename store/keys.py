@@ -38,6 +38,9 @@ def content_hash(normalised_text: str) -> str:
     return hashlib.sha256(normalised_text.encode("utf-8")).hexdigest()
 
 
+TEXT_PROVIDERS = ("gemini", "local")  # providers whose vectors embedlab makes from texts
+
+
 @dataclass(frozen=True)
 class Space:
     """An embedding space: vectors are comparable only within one.
@@ -61,6 +64,13 @@ class Space:
     def describe(self) -> str:
         task = "" if self.task_type == "none" else f", {self.task_type}"
         return f"{self.provider}:{self.model} ({self.dims} dims{task})"
+
+    @property
+    def embeds_text(self) -> bool:
+        """Whether embedlab makes this space's vectors from the texts (Gemini, the local
+        model): a text's vector then never changes while its hash does not. Vectors a
+        user brings (`ingest_vectors`) can change under the same text."""
+        return self.provider in TEXT_PROVIDERS
 
     @property
     def name(self) -> str:

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import re
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -329,7 +331,7 @@ def test_cluster_terms_read_any_script_and_skip_stop_words_and_headers():
         assert noise not in every
 
 
-def test_cluster_terms_are_scikit_learns_c_tf_idf_from_cached_counts():
+def test_cluster_terms_are_scikit_learns_c_tf_idf_from_cached_counts(monkeypatch):
     """top_terms counts each text once per process (TermCounts) and weighs the clusters'
     sums as TfidfVectorizer(sublinear_tf=True) weighs their joined texts: the same terms
     in the same order, for a new labelling of texts it has counted before too."""
@@ -341,12 +343,23 @@ def test_cluster_terms_are_scikit_learns_c_tf_idf_from_cached_counts():
     texts = [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(60)]
     texts[5] = "Organization: Alaska\nIn article <x@y> bob writes:\n> quoted\nrocket rocket"
 
+    def word_loop(text):  # terms_of as it was before its fast path, word by word
+        terms = []
+        for match in re.finditer(r"(?u)\w+", text):
+            for part in describe._CJK_SPLIT.split(match[0]):
+                if describe._CJK_SPLIT.fullmatch(part):
+                    pairs = (part[i : i + 2] for i in range(len(part) - 1))
+                    terms += [b for b in pairs if not describe._HIRAGANA.match(b)]
+                elif re.fullmatch(r"(?u)[^\W\d_]{3,}", part):
+                    terms.append(part)
+        return terms
+
     def reference(labels, clusters):
         joined = [" ".join(describe.term_text(t) for t, c in zip(texts, labels) if c == k)
                   for k in clusters]  # fmt: skip
         vectoriser = TfidfVectorizer(
             stop_words=sorted(ENGLISH_STOP_WORDS | describe.EXTRA_STOP_WORDS),
-            tokenizer=describe.terms_of, token_pattern=None, sublinear_tf=True,
+            tokenizer=word_loop, token_pattern=None, sublinear_tf=True,
         )  # fmt: skip
         weights = vectoriser.fit_transform(joined).toarray()
         vocabulary = vectoriser.get_feature_names_out()
@@ -356,11 +369,18 @@ def test_cluster_terms_are_scikit_learns_c_tf_idf_from_cached_counts():
             for row, k in enumerate(clusters)
         }  # fmt: skip
 
-    seen = describe.TERM_COUNTS.generation
+    tokenized = []
+    real = describe.terms_of
+    monkeypatch.setattr(describe, "terms_of", lambda t: tokenized.append(t) or real(t))
     for labels in (rng.integers(0, 3, 60), rng.integers(-1, 5, 60), np.zeros(60, int)):
         clusters = sorted(set(labels.tolist()))
         assert describe.top_terms(labels, texts, clusters) == reference(labels, clusters)
-    assert describe.TERM_COUNTS.generation == seen  # the counts were kept and reused
+    assert len(tokenized) == len(set(texts))  # each text counted once, then reused
+    # more texts than the counts keep: counted on their own, the same terms
+    monkeypatch.setattr(describe, "TERM_COUNTS", describe.TermCounts(max_documents=7))
+    labels = rng.integers(0, 3, 60)
+    clusters = sorted(set(labels.tolist()))
+    assert describe.top_terms(labels, texts, clusters) == reference(labels, clusters)
 
 
 def test_labels_no_font_can_draw_are_said_once_not_silent_boxes(store, tmp_path):

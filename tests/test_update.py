@@ -330,31 +330,43 @@ def test_settle_moves_a_misplaced_point_among_its_nearest_documents():
     assert np.array_equal(settle(old_vectors, old_coords, new, wrong), settled)
 
 
-def test_settle_leaves_a_point_no_spot_improves_where_it_was():
+def test_settle_leaves_a_well_placed_point_exactly_where_it_was():
+    """A map that is the vectors' own geometry (points on a small cap of the sphere laid
+    out by their two tilted coordinates): a new point put where its vector lies already
+    has its 10 nearest documents about it, so no spot does better and it stays put."""
     from embedlab.analyze.placement import settle
 
-    old_vectors, old_coords = _two_groups_on_a_map()
-    new = old_vectors[10:13] * 0.5 + old_vectors[11:14] * 0.5
-    new /= np.linalg.norm(new, axis=1, keepdims=True)
-    first = settle(old_vectors, old_coords, new, old_coords[10:13] + 0.01)
-    # settled points are where no candidate does better: settling them again keeps them
-    assert np.array_equal(settle(old_vectors, old_coords, new, first), first)
-    assert settle(old_vectors, old_coords, new[:0], first[:0]).shape == (0, 2)
+    rng = np.random.default_rng(5)
+    coords = rng.uniform(-1, 1, size=(200, 2))
+
+    def on_cap(xy):
+        v = np.zeros((len(xy), 8))
+        v[:, 0], v[:, 1:3] = 1.0, 0.01 * xy
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    spots = np.array([[0.1, 0.2], [-0.5, 0.4], [0.7, -0.7]])
+    settled = settle(on_cap(coords), coords, on_cap(spots), spots)
+    assert np.array_equal(settled, spots)
+    # the same points put far off are brought back among the same documents
+    wrong = spots[::-1] * -1.0 + 0.05
+    moved = settle(on_cap(coords), coords, on_cap(spots), wrong)
+    assert np.all(np.linalg.norm(moved - spots, axis=1) < 0.25)
+    assert settle(on_cap(coords), coords, on_cap(spots)[:0], spots[:0]).shape == (0, 2)
 
 
-def test_an_update_after_an_analysis_reads_only_what_is_new(lab, store, monkeypatch):
-    """The Lab keeps the corpus it last read: the update after an analysis reads from
-    Chroma the vectors of new and changed documents only, and its result is what a
-    fresh Lab (reading everything) computes."""
+LOCAL = Space("local", "test-model", "none", 16)  # a space embedlab embeds from texts
+
+
+def _write(store, space, group, start, n, seed=0):
+    docs, vectors = docs_for(group, start, n, seed)
+    store.collection(space, create=True).write(docs, vectors, [False] * len(docs))
+
+
+@pytest.fixture
+def counted_loads(monkeypatch):
+    """The ids each SpaceCollection.load read from Chroma (the real load, counted)."""
     from embedlab.store.chroma_store import SpaceCollection
 
-    a = lab.analyze(k=3, reduce="tsne", seed=0)
-    write(store, "space", 30, 3)  # three new documents
-    write(store, "med", 0, 1, seed=1)  # syn/med/000's text (and vector) changed
-    store.collection(SPACE).delete(["syn/crypt/000"])
-    vectors, _, texts = store.collection(SPACE).load(["syn/space/001"])
-    relabelled = Document("syn/space/001", texts[0], "synthetic", "astro")  # same text
-    store.collection(SPACE).write([relabelled], vectors, [False])
     read: list[str] = []
     real = SpaceCollection.load
 
@@ -363,15 +375,54 @@ def test_an_update_after_an_analysis_reads_only_what_is_new(lab, store, monkeypa
         return real(self, ids, *args, **kwargs)
 
     monkeypatch.setattr(SpaceCollection, "load", counting)
+    return read
+
+
+def test_an_update_after_an_analysis_reads_only_what_is_new(store, counted_loads):
+    """The Lab keeps the corpus it last read: the update after an analysis reads from
+    Chroma the vectors of new and changed documents only, and its result is what a
+    fresh Lab (reading everything) computes."""
+    for group in GROUPS:
+        _write(store, LOCAL, group, 0, 30)
+    lab = Lab(store, quiet=True)
+    a = lab.analyze(space=LOCAL, k=3, reduce="tsne", seed=0)
+    _write(store, LOCAL, "space", 30, 3)  # three new documents
+    _write(store, LOCAL, "med", 0, 1, seed=1)  # syn/med/000's text (and vector) changed
+    store.collection(LOCAL).delete(["syn/crypt/000"])
+    vectors, _, texts = store.collection(LOCAL).load(["syn/space/001"])
+    relabelled = Document("syn/space/001", texts[0], "synthetic", "astro")  # same text
+    store.collection(LOCAL).write([relabelled], vectors, [False])
+    counted_loads.clear()
     b = lab.update(a)
-    assert sorted(read) == ["syn/med/000", "syn/space/030", "syn/space/031", "syn/space/032"]
+    assert sorted(counted_loads) == [
+        "syn/med/000", "syn/space/030", "syn/space/031", "syn/space/032",
+    ]  # fmt: skip
     assert b.update_report["changed"] == 1 and b.update_report["added"] == 3
     assert b.labels[b.ids.index("syn/space/001")] == "astro"  # labels as the store has them now
-    read.clear()
+    counted_loads.clear()
     fresh = Lab(store, quiet=True).update(a)
-    assert len(read) == len(fresh.ids) == 92  # a new Lab reads every document
+    assert len(counted_loads) == len(fresh.ids) == 92  # a new Lab reads every document
     assert fresh.ids == b.ids and fresh.labels == b.labels
     assert np.array_equal(fresh.coords, b.coords)
     assert np.array_equal(fresh.cluster_labels, b.cluster_labels)
     assert fresh.metrics == b.metrics
     assert fresh.clusters == b.clusters
+
+
+def test_vectors_a_user_brought_are_read_again_on_every_load(lab, store, counted_loads):
+    """In a space of the user's own vectors one text can get a new vector (same hash):
+    the Lab reads every vector again, so the update sees the new one."""
+    a = lab.analyze(k=3, reduce="pca", seed=0)
+    vectors, _, texts = store.collection(SPACE).load(["syn/space/001"])
+    moved = -vectors  # same text, another vector: it now belongs nowhere near space
+    store.collection(SPACE).write(
+        [Document("syn/space/001", texts[0], "synthetic", "space")], moved, [False]
+    )
+    counted_loads.clear()
+    b = lab.update(a)
+    assert len(counted_loads) == 90  # every vector read again, the moved one among them
+    assert b.update_report["changed"] == 0  # same text: it keeps its place on the map
+    assert b.metrics["silhouette"] != a.metrics["silhouette"]  # measured with the new vector
+    assert b.metrics == Lab(store, quiet=True).update(a).metrics
+
+
