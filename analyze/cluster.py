@@ -73,13 +73,14 @@ def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) ->
         sums[c] = (x[members] * inverse[members, None]).sum(axis=0, dtype=np.float64)
     scores = np.empty(len(labels), dtype=np.float64)
     rows = np.arange(len(labels))
-    for start in range(0, len(labels), 4096):  # float64 products a block at a time
+    sums32 = sums.astype(np.float32)
+    for start in range(0, len(labels), 4096):  # a block at a time: no n x dims copy
         block = slice(start, start + 4096)
-        unit = x[block].astype(np.float64) / norms[block, None]
-        dots = unit @ sums.T  # x . sum(C) for every cluster C
+        unit = x[block] * inverse[block, None]
+        dots = (unit @ sums32.T).astype(np.float64)  # x . sum(C) for every cluster C
         own = member_of[block]
         here = rows[block] - start
-        self_dot = (unit * unit).sum(axis=1)
+        self_dot = (unit * unit).sum(axis=1, dtype=np.float64)
         inside = sizes[own] - 1
         with np.errstate(divide="ignore", invalid="ignore"):
             a = (inside - (dots[here, own] - self_dot)) / inside

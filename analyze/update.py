@@ -229,19 +229,17 @@ def _place(parent, corpus, kept_rows, new_rows, kept_coords, seed) -> np.ndarray
     vectors = corpus.vectors
     if method == "pca":
         return place_pca(vectors[new_rows], ref)
+    old = vectors[kept_rows]  # one copy, for the placement and for settle
     if method == "umap":
-        placed = place_umap(vectors[kept_rows], kept_coords, vectors[new_rows], ref, seed)
+        placed = place_umap(old, kept_coords, vectors[new_rows], ref, seed)
     elif ref["settings"].get("map_pca"):
         comps, mean = ref["arrays"]["map_components"], ref["arrays"]["map_mean"]
         placed = place_tsne(
-            project(vectors[kept_rows], comps, mean),
-            kept_coords,
-            project(vectors[new_rows], comps, mean),
-            seed,
+            project(old, comps, mean), kept_coords, project(vectors[new_rows], comps, mean), seed
         )
     else:
-        placed = place_tsne(vectors[kept_rows], kept_coords, vectors[new_rows], seed)
-    return settle(vectors[kept_rows], kept_coords, vectors[new_rows], placed)
+        placed = place_tsne(old, kept_coords, vectors[new_rows], seed)
+    return settle(old, kept_coords, vectors[new_rows], placed)
 
 
 def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:

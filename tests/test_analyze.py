@@ -2,10 +2,9 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
-
-import re
 
 import numpy as np
 import pytest

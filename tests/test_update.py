@@ -424,5 +424,3 @@ def test_vectors_a_user_brought_are_read_again_on_every_load(lab, store, counted
     assert b.update_report["changed"] == 0  # same text: it keeps its place on the map
     assert b.metrics["silhouette"] != a.metrics["silhouette"]  # measured with the new vector
     assert b.metrics == Lab(store, quiet=True).update(a).metrics
-
-
