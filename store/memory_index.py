@@ -50,13 +50,51 @@ class MemoryIndex:
 
     def __init__(self, vectors: np.ndarray, metadatas: list[dict[str, Any]]):
         self.vectors = vectors
-        self.labels = np.array([m.get("label") for m in metadatas], dtype=object)
-        self.sources = np.array([m.get("source") for m in metadatas], dtype=object)
+        self.labels, self.sources = MemoryIndex._columns(metadatas)
         self._coarse: Any = None
         self._max_err = 0.0  # max over rows of |x - decoded(x)|: bounds |x.q - coarse score|
         rows, dims = vectors.shape
         if rows * dims > EXACT_FLOATS:
             self._build_coarse()
+
+    def extended(self, vectors: np.ndarray, new_metadatas: list[dict[str, Any]]) -> MemoryIndex:
+        """A new index over `vectors`: these rows, then the new ones (`new_metadatas`
+        are theirs). The int8 copy is this one's, cloned, with only the new rows
+        encoded (its value range stays: a new row outside it is clipped, and its larger
+        error is measured into the bound like every row's). This index is not changed:
+        lookups may be running on it."""
+        old = len(self.vectors)
+        if self._coarse is None:  # a float32 scan (or a first int8 copy past its size)
+            return MemoryIndex(vectors, [*self._metadatas_view(), *new_metadatas])
+        faiss = _faiss()
+        grown = MemoryIndex.__new__(MemoryIndex)
+        grown.vectors = vectors
+        added = MemoryIndex._columns(new_metadatas)
+        grown.labels = np.concatenate([self.labels, added[0]])
+        grown.sources = np.concatenate([self.sources, added[1]])
+        grown._coarse = faiss.clone_index(self._coarse)
+        grown._max_err = max(self._max_err, grown._add_coarse(vectors[old:]))
+        return grown
+
+    def _metadatas_view(self) -> list[dict[str, Any]]:
+        return [{"label": lab, "source": src} for lab, src in zip(self.labels, self.sources)]
+
+    @staticmethod
+    def _columns(metadatas: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.array([m.get("label") for m in metadatas], dtype=object),
+            np.array([m.get("source") for m in metadatas], dtype=object),
+        )
+
+    def _add_coarse(self, rows: np.ndarray) -> float:
+        """Encode `rows` into the int8 copy; the largest |x - decoded(x)| among them."""
+        worst = 0.0
+        for start in range(0, len(rows), 4096):  # a page at a time: no 2nd full copy
+            block = rows[start : start + 4096]
+            self._coarse.add(block)
+            decoded = self._coarse.sa_decode(self._coarse.sa_encode(block))
+            worst = max(worst, float(np.linalg.norm(block - decoded, axis=1).max()))
+        return worst
 
     @staticmethod
     def worth_it(rows: int, dims: int) -> bool:
@@ -77,13 +115,8 @@ class MemoryIndex:
             self.vectors.shape[1], faiss.ScalarQuantizer.QT_8bit_uniform, faiss.METRIC_INNER_PRODUCT
         )
         index.train(self.vectors[:: max(1, len(self.vectors) // 4096)])  # one min/max range
-        worst = 0.0
-        for start in range(0, len(self.vectors), 4096):  # a page at a time: no 2nd full copy
-            block = self.vectors[start : start + 4096]
-            index.add(block)
-            decoded = index.sa_decode(index.sa_encode(block))
-            worst = max(worst, float(np.linalg.norm(block - decoded, axis=1).max()))
-        self._coarse, self._max_err = index, worst
+        self._coarse = index
+        self._max_err = self._add_coarse(self.vectors)
 
     def mask(self, labels: list[str] | None, sources: list[str] | None) -> np.ndarray | None:
         """Rows whose label and source match the globs (None: every row)."""

@@ -70,23 +70,29 @@ class VectorMemory:
     vectors of 3072 dims back out of Chroma each time costs seconds. Documents this Lab
     writes are re-read on next use; a count that moved (another writer on a Chroma
     server) reloads the space.
+
+    Readers take no lock: a held space is a snapshot that is never changed once
+    published. A refresh builds the next snapshot beside it (reading Chroma, copying
+    rows, extending the search index) and swaps it in, so lookups never wait for it and
+    never fall back to Chroma while it runs, except for documents marked changed
+    (`forget`) and not yet re-read: while a space has those, Chroma answers it.
     """
 
     def __init__(self, budget_bytes: int = MEMORY_BUDGET) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # brief: publishing a snapshot, marking changes
+        self._refreshing = threading.Lock()  # one refresh at a time (reads Chroma)
         self._spaces: dict[Space, HeldSpace] = {}
-        self._stale: dict[Space, set[str]] = {}
+        self._stale: dict[Space, frozenset[str]] = {}
         self.budget_bytes = budget_bytes
 
     def _fits(self, space: Space, count: int) -> bool:
-        held = sum(h.vectors.nbytes for s, h in self._spaces.items() if s != space)
+        held = sum(h.vectors.nbytes for s, h in list(self._spaces.items()) if s != space)
         return held + count * space.dims * 4 <= self.budget_bytes
 
     def hold(self, store: Store, space: Space) -> bool:
         """Read the space into memory now (a service warms up with it); False when it
         is over the memory budget."""
-        with self._lock:
-            return self._refresh(store, space) is not None
+        return self._refresh(store, space) is not None
 
     def drop_all(self) -> None:
         """Forget every space (the store changed under them: a repair, a deleted space)."""
@@ -97,8 +103,12 @@ class VectorMemory:
     def update(self, store: Store, space: Space) -> None:
         """Re-read what this Lab wrote (after an ingest); a space the ingest created is
         held from now on, so a service answers it from memory too."""
-        with self._lock:
-            self._refresh(store, space)
+        self._refresh(store, space)
+
+    def _current(self, space: Space) -> HeldSpace | None:
+        """The published snapshot of a space with no document waiting to be re-read."""
+        held = self._spaces.get(space)
+        return None if held is None or self._stale.get(space) else held
 
     def neighbours(
         self,
@@ -118,19 +128,14 @@ class VectorMemory:
         """
         from .memory_index import MemoryIndex
 
-        if not self._lock.acquire(blocking=False):
-            return None  # being refreshed after an ingest: Chroma answers meanwhile
-        try:
-            held = self._spaces.get(space)
-            if held is None or self._stale.get(space):
-                return None
-            if not busy and not MemoryIndex.worth_it(*held.vectors.shape):
-                return None
-            index, ids = held.build_index(), held.ids
-            metadatas, texts = held.metadatas, held.texts
-            exclude = held.row_of.get(exclude_id) if exclude_id is not None else None
-        finally:
-            self._lock.release()
+        held = self._current(space)
+        if held is None:
+            return None
+        if not busy and not MemoryIndex.worth_it(*held.vectors.shape):
+            return None
+        index, ids = held.build_index(), held.ids
+        metadatas, texts = held.metadatas, held.texts
+        exclude = held.row_of.get(exclude_id) if exclude_id is not None else None
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(query))
         if norm > 0 and abs(norm - 1.0) > 1e-6:  # held rows are unit: cosine needs a unit query
@@ -141,33 +146,26 @@ class VectorMemory:
 
     def vector_by_hash(self, space: Space, key: str) -> np.ndarray | None:
         """The unit vector of a held document whose text hashes to `key`, else None."""
-        if not self._lock.acquire(blocking=False):
+        held = self._current(space)
+        if held is None:
             return None
-        try:
-            held = self._spaces.get(space)
-            if held is None or self._stale.get(space):
-                return None
-            if held.row_of_hash is None:
-                held.row_of_hash = {
-                    str(m.get("content_hash")): r for r, m in enumerate(held.metadatas)
-                }
-            row = held.row_of_hash.get(key)
-            return None if row is None else held.vectors[row].copy()
-        finally:
-            self._lock.release()
+        by_hash = held.row_of_hash
+        if by_hash is None:  # built once per snapshot (two readers may both build it)
+            by_hash = {str(m.get("content_hash")): r for r, m in enumerate(held.metadatas)}
+            held.row_of_hash = by_hash
+        row = by_hash.get(key)
+        return None if row is None else held.vectors[row].copy()
 
     def follow(self, store: Store, space: Space) -> bool:
         """Re-read a held space whose count moved (another replica wrote to the Chroma
-        server); True when it did. The count is read without the lock, so lookups are
-        answered from memory meanwhile."""
+        server); True when it did. Lookups are answered from memory meanwhile."""
         held = self._spaces.get(space)
         if held is None:
             return self.hold(store, space)
         collection = store.collection(space)
         if collection is None or collection.count() == len(held.row_of):
             return False
-        with self._lock:
-            self._refresh(store, space)
+        self._refresh(store, space)
         return True
 
     def drop(self, space: Space) -> None:
@@ -180,20 +178,15 @@ class VectorMemory:
         """Mark documents of a held space as changed: they are re-read on next use."""
         with self._lock:
             if space in self._spaces:
-                self._stale.setdefault(space, set()).update(ids)
+                self._stale[space] = self._stale.get(space, frozenset()) | frozenset(ids)
 
     def vector(self, space: Space, doc_id: str) -> np.ndarray | None:
         """A document's vector if it is held and current (no Chroma call), else None."""
-        if not self._lock.acquire(blocking=False):
-            return None  # being refreshed: never make a lookup wait for it
-        try:
-            held = self._spaces.get(space)
-            if held is None or doc_id in self._stale.get(space, ()):
-                return None
-            row = held.row_of.get(doc_id)
-            return None if row is None else held.vectors[row].copy()
-        finally:
-            self._lock.release()
+        held = self._spaces.get(space)
+        if held is None or doc_id in self._stale.get(space, ()):
+            return None
+        row = held.row_of.get(doc_id)
+        return None if row is None else held.vectors[row].copy()
 
     def rows(
         self,
@@ -205,66 +198,88 @@ class VectorMemory:
         """The rows of `ids` (else of the ids `choose(records)` picks from every held
         (id, metadata)), copied out of memory; None when the space is over the budget
         (read it from Chroma then)."""
-        with self._lock:
-            held = self._refresh(store, space)
-            if held is None:
-                return None
-            row_of = held.row_of
-            if ids is None:
-                ids = choose((i, held.metadatas[row_of[i]]) for i in row_of)
-            elif any(i not in row_of for i in ids):
-                missing = [i for i in ids if i not in row_of][:3]
-                raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
-            rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
-            return HeldRows(
-                ids=ids,
-                vectors=held.vectors[rows],
-                labels=[held.metadatas[r].get("label") for r in rows],
-                texts=[held.texts[r] for r in rows],
-                hashes=[held.metadatas[r].get("content_hash", "") for r in rows],
-            )
+        held = self._refresh(store, space)
+        if held is None:
+            return None
+        row_of = held.row_of
+        if ids is None:
+            ids = choose((i, held.metadatas[row_of[i]]) for i in row_of)
+        elif any(i not in row_of for i in ids):
+            missing = [i for i in ids if i not in row_of][:3]
+            raise StoreError(f"documents vanished while loading: {', '.join(missing)}")
+        rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
+        return HeldRows(
+            ids=ids,
+            vectors=held.vectors[rows],
+            labels=[held.metadatas[r].get("label") for r in rows],
+            texts=[held.texts[r] for r in rows],
+            hashes=[held.metadatas[r].get("content_hash", "") for r in rows],
+        )
 
     def _refresh(self, store: Store, space: Space) -> HeldSpace | None:
-        collection = store.collection(space)
-        if collection is None:
-            raise NotFound(f"the store has no {space.describe()}")
-        held = self._spaces.get(space)
-        stale = self._stale.pop(space, set())
-        expected = None if held is None else len(held.row_of.keys() | stale)
-        count = collection.count()
-        if not self._fits(space, count):
-            self._spaces.pop(space, None)
-            return None
-        # another replica added (expected is None exactly when held is)
-        if held is not None and expected is not None and not stale and count > expected:
-            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-            new = [doc_id for doc_id in ids if doc_id not in held.row_of]
-            if len(new) == count - expected:  # only additions: read just those
-                stale = set(new)
-        if held is None or (expected != count and not stale):
-            ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-            held = HeldSpace.read(ids, *collection.load(ids))
-            self._spaces[space] = held
-        elif stale:
-            known = sorted(stale & held.row_of.keys())
-            new = sorted(stale - held.row_of.keys())
-            if known:
-                vectors, metadatas, texts = collection.load(known)
-                normalise_rows(vectors)
-                for j, doc_id in enumerate(known):
-                    row = held.row_of[doc_id]
-                    held.vectors[row] = vectors[j]
-                    held.metadatas[row], held.texts[row] = metadatas[j], texts[j]
-            if new:
-                vectors, metadatas, texts = collection.load(new)
-                normalise_rows(vectors)
-                start = len(held.row_of)
-                held.vectors = np.concatenate([held.vectors, vectors])
-                held.metadatas = held.metadatas + metadatas
-                held.texts = held.texts + texts
-                held.row_of.update({doc_id: start + j for j, doc_id in enumerate(new)})
-                held.ids = held.ids + new
-            held.index = None
-            held.row_of_hash = None
-        held.build_index()  # built now, while lookups go to Chroma
-        return held
+        """The space as Chroma holds it now: the snapshot, re-read where it is behind,
+        built beside the published one and swapped in (readers never wait)."""
+        with self._refreshing:
+            collection = store.collection(space)
+            if collection is None:
+                raise NotFound(f"the store has no {space.describe()}")
+            held = self._spaces.get(space)
+            stale = self._stale.get(space, frozenset())
+            expected = None if held is None else len(held.row_of.keys() | stale)
+            count = collection.count()
+            if not self._fits(space, count):
+                self.drop(space)
+                return None
+            wanted = set(stale)
+            # another replica added (expected is None exactly when held is)
+            if held is not None and expected is not None and not stale and count > expected:
+                ids = [doc_id for doc_id, _ in collection.iter_metadata()]
+                new = [doc_id for doc_id in ids if doc_id not in held.row_of]
+                if len(new) == count - expected:  # only additions: read just those
+                    wanted = set(new)
+            if held is None or (expected != count and not wanted):
+                ids = [doc_id for doc_id, _ in collection.iter_metadata()]
+                held = HeldSpace.read(ids, *collection.load(ids))
+                held.build_index()
+            elif wanted:
+                held = _with_rows(held, collection, wanted)
+            with self._lock:  # publish; changes marked meanwhile stay marked
+                self._spaces[space] = held
+                left = self._stale.get(space, frozenset()) - stale
+                if left:
+                    self._stale[space] = left
+                else:
+                    self._stale.pop(space, None)
+            return held
+
+
+def _with_rows(held: HeldSpace, collection: Any, wanted: set[str]) -> HeldSpace:
+    """A new snapshot: `held` with the `wanted` documents read again (changed ones in
+    their rows, new ones appended); the published one is left as it is."""
+    known = sorted(wanted & held.row_of.keys())
+    new = sorted(wanted - held.row_of.keys())
+    vectors, metadatas, texts = held.vectors, list(held.metadatas), list(held.texts)
+    if known:
+        read, read_meta, read_texts = collection.load(known)
+        normalise_rows(read)
+        vectors = vectors.copy()
+        for j, doc_id in enumerate(known):
+            row = held.row_of[doc_id]
+            vectors[row] = read[j]
+            metadatas[row], texts[row] = read_meta[j], read_texts[j]
+    row_of, ids, index = held.row_of, held.ids, None
+    if new:
+        read, read_meta, read_texts = collection.load(new)
+        normalise_rows(read)
+        start = len(row_of)
+        vectors = np.concatenate([vectors, read])
+        metadatas += read_meta
+        texts += read_texts
+        row_of = {**row_of, **{doc_id: start + j for j, doc_id in enumerate(new)}}
+        ids = ids + new
+        if not known and held.index is not None:  # only additions: extend the index
+            index = held.index.extended(vectors, read_meta)
+    fresh = HeldSpace(ids=ids, vectors=vectors, metadatas=metadatas, texts=texts, row_of=row_of)
+    fresh.index = index
+    fresh.build_index()
+    return fresh

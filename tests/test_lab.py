@@ -281,6 +281,7 @@ def test_cancel_stops_an_ingest_keeps_what_returned_and_resumes(store_path):
         assert len(lab.documents(space=provider.space)) == saved
         sent_before = len(provider.texts_embedded)
         assert sent_before <= saved + 2 * 10  # at most the two batches in flight were lost
+        kept = set(lab.documents(space=provider.space)["text"])
 
         provider.delay = 0.0  # the delay only had to keep the first ingest mid-way
         rest = lab.ingest_documents(docs, batch_size=10, concurrency=2)
@@ -290,9 +291,9 @@ def test_cancel_stops_an_ingest_keeps_what_returned_and_resumes(store_path):
         resent = set(provider.texts_embedded[:sent_before]) & set(
             provider.texts_embedded[sent_before:]
         )
-        assert resent <= {d.text for d in docs} - set(
-            provider.texts_embedded[:saved]
-        )  # only texts whose answer never landed were paid for again
+        # only texts whose answer never landed were paid for again (with two requests in
+        # flight, the later one may have landed and the earlier not: go by what was kept)
+        assert resent.isdisjoint(kept)
 
 
 def test_a_retry_storm_is_cancelled_within_one_request(store_path, gemini):

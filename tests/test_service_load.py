@@ -68,6 +68,75 @@ def test_the_int8_prescan_gives_exactly_the_brute_force_answer(monkeypatch):
     assert rows.tolist() == [100, 200, 300]  # the three copies, by row
 
 
+def test_an_extended_index_answers_as_one_built_from_scratch(monkeypatch):
+    """After an ingest the held index is extended (the int8 copy cloned, only the new
+    rows encoded, one of them far outside the value range it was trained on): it still
+    gives exactly the brute-force answer, and the index it came from is unchanged."""
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(memory_index, "EXACT_FLOATS", 0)
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(3000, DIMS)).astype(np.float32)
+    vectors[2990] = 0.0
+    vectors[2990, :3] = (40.0, -30.0, 1.0)  # new, spiky: clipped by the old range
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    metadatas = [{"label": f"l{i % 4}", "source": "s"} for i in range(3000)]
+    old = MemoryIndex(vectors[:2500], metadatas[:2500])
+    grown = old.extended(vectors, metadatas[2500:])
+    assert grown.quantised and grown._max_err > old._max_err  # the spike's error counts
+    assert len(old.labels) == 2500 and old._coarse.ntotal == 2500  # untouched
+    for i in list(range(0, 3000, 61)) + [2990]:
+        for k, labels in ((10, None), (25, ["l2"])):
+            mask = grown.mask(labels, None)
+            rows, _ = grown.search(vectors[i], k, i, mask)
+            assert rows.tolist() == reference(vectors, vectors[i], k, i, mask).tolist()
+
+
+def test_lookups_during_a_refresh_are_answered_from_memory(store):
+    """A refresh (after an ingest) reads Chroma and builds the next snapshot beside the
+    held one: lookups meanwhile answer from memory at once, never from Chroma; the
+    new documents are found once it is swapped in."""
+    from embedlab.store.chroma_store import SpaceCollection
+    from embedlab.store.vector_memory import VectorMemory
+
+    from tests.builders import SPACE, docs_for
+
+    docs, vectors = docs_for("space", 0, 40)
+    store.collection(SPACE, create=True).write(docs, vectors, [False] * 40)
+    memory = VectorMemory()
+    assert memory.hold(store, SPACE)
+    new_docs, new_vectors = docs_for("space", 40, 5)
+    store.collection(SPACE).write(new_docs, new_vectors, [False] * 5)
+    reading, go_on = threading.Event(), threading.Event()
+    real = SpaceCollection.load
+
+    def slow_load(self, ids, *args, **kwargs):
+        reading.set()
+        assert go_on.wait(10)
+        return real(self, ids, *args, **kwargs)
+
+    SpaceCollection.load = slow_load
+    try:
+        refresh = threading.Thread(target=memory.update, args=(store, SPACE))
+        refresh.start()
+        assert reading.wait(10)  # the refresh is reading Chroma now
+        started = time.monotonic()
+        hits = memory.neighbours(SPACE, new_vectors[0], 45, None, None, None)
+        assert time.monotonic() - started < 1.0 and hits is not None
+        assert {h[0] for h in hits} == {d.id for d in docs}  # the held snapshot
+        go_on.set()
+        refresh.join(10)
+    finally:
+        SpaceCollection.load = real
+    hits = memory.neighbours(SPACE, new_vectors[0], 3, None, None, None)
+    assert hits is not None and hits[0][0] == new_docs[0].id  # swapped in
+    # documents marked changed and not yet re-read: Chroma answers the space meanwhile
+    memory.forget(SPACE, [docs[0].id])
+    assert memory.neighbours(SPACE, new_vectors[0], 3, None, None, None) is None
+    assert memory.vector(SPACE, docs[0].id) is None
+    memory.update(store, SPACE)
+    assert memory.neighbours(SPACE, new_vectors[0], 3, None, None, None) is not None
+
+
 def posts(n: int, start: int = 0, topic: str = "space") -> list[dict]:
     """`n` documents of one fake-server topic (their vectors cluster: cosine ~0.8 within
     a topic, ~0 across), so another topic's documents never enter their neighbours."""
