@@ -395,6 +395,9 @@ def main() -> None:
                 started = time.perf_counter()
                 job = slow_http.post("/api/v1/analyses", json={"k": k, "reduce": "pca"}).json()
                 done = wait_job(slow_http, job["job"])
+                if "analysis" not in done:  # say why, and go on to the summary
+                    print(f"analysis k={k}: job {done.get('state')}: {done.get('error')}")
+                    continue
                 timings = slow_http.get(f"/api/v1/analyses/{done['analysis']}").json()["timings"]
                 stages = ", ".join(f"{name} {sec:.2f} s" for name, sec in timings.items())
                 print(f"analysis k={k}: {time.perf_counter() - started:.1f} s ({stages})")
