@@ -795,9 +795,9 @@ class Lab(Inputs, BatchUseCases, ClusterNaming, Lookups):
         # what is new): one corpus with its texts, up to a quarter of the held budget
         size = corpus.vectors.nbytes + sum(len(t) for t in corpus.texts)
         keep = space.embeds_text and with_text and ids is None and size <= KEPT_CORPUS_BYTES
-        if keep:
+        if keep:  # (a load of some ids, or without texts, leaves the kept one as it is)
             corpus.vectors.flags.writeable = False  # shared with the next load: never changed
-        self._last_corpus = corpus if keep else None
+            self._last_corpus = corpus
         return corpus
 
     # -- analyses --------------------------------------------------------------------------

@@ -242,7 +242,13 @@ class VectorMemory:
                 held = HeldSpace.read(ids, *collection.load(ids))
                 held.build_index()
             elif wanted:
-                held = _with_rows(held, collection, wanted)
+                try:
+                    held = _with_rows(held, collection, wanted)
+                except StoreError:  # some were never written (an ingest that failed or
+                    # was cancelled marks what it was given) or are gone: read it whole
+                    ids = [doc_id for doc_id, _ in collection.iter_metadata()]
+                    held = HeldSpace.read(ids, *collection.load(ids))
+                    held.build_index()
             with self._lock:  # publish; changes marked meanwhile stay marked
                 self._spaces[space] = held
                 left = self._stale.get(space, frozenset()) - stale

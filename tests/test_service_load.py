@@ -135,6 +135,13 @@ def test_lookups_during_a_refresh_are_answered_from_memory(store):
     assert memory.vector(SPACE, docs[0].id) is None
     memory.update(store, SPACE)
     assert memory.neighbours(SPACE, new_vectors[0], 3, None, None, None) is not None
+    # an ingest that failed marks documents it never wrote: the re-read still succeeds
+    memory.forget(SPACE, ["never/written", docs[1].id])
+    memory.update(store, SPACE)
+    hits = memory.neighbours(SPACE, new_vectors[0], 50, None, None, None)
+    assert hits is not None and len(hits) == 45
+    rows = memory.rows(store, SPACE, lambda records: sorted(i for i, _ in records))
+    assert rows is not None and len(rows.ids) == 45
 
 
 def posts(n: int, start: int = 0, topic: str = "space") -> list[dict]:
