@@ -158,7 +158,7 @@ def fast_reply_parsing() -> bool:
         return False
     if getattr(models, "json", None) is not json:
         return False
-    models.json = _ReplyJson(json, orjson.loads)  # type: ignore[attr-defined]
+    setattr(models, "json", _ReplyJson(json, orjson.loads))  # noqa: B010 - a module global
     return True
 
 

@@ -67,6 +67,7 @@ class MemoryIndex:
         if self._coarse is None:  # a float32 scan (or a first int8 copy past its size)
             return MemoryIndex(vectors, [*self._metadatas_view(), *new_metadatas])
         faiss = _faiss()
+        assert faiss is not None  # this index has an int8 copy: faiss made it
         grown = MemoryIndex.__new__(MemoryIndex)
         grown.vectors = vectors
         added = MemoryIndex._columns(new_metadatas)
