@@ -30,6 +30,10 @@ EXACT_FLOATS = 8_000_000  # up to here a float32 scan is as fast as anything (32
 # vs ~3-8 ms); above it, a held space is still searched here while an ingest writes it.
 FAST_FLOATS = 64_000_000
 DECIMALS = 6  # similarities are shown to 6 places; equal ones are ordered by row
+# int8 candidates of a first round: on 11,314 x 3072 fake-server vectors 128 proved 94% of
+# by-id answers at once (the rest take a second round of 512) and cost 2.8 ms against 3.4
+# for 256, which proved them all (faiss keeps a shorter heap; fewer rows re-scored)
+FIRST_CANDIDATES = 128
 MARGIN = 1e-4  # float32 rounding in the kernels, far above it in practice
 _faiss_lock = threading.Lock()
 
@@ -189,7 +193,7 @@ class MemoryIndex:
         if mask is not None:
             bits = np.packbits(mask, bitorder="little")
             params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(rows, faiss.swig_ptr(bits)))
-        wanted = max(256, 4 * k + 16)
+        wanted = max(FIRST_CANDIDATES, 4 * k + 16)
         while wanted < rows // 4:
             scores, found = self._coarse.search(query[None, :], wanted, params=params)
             found = found[0]
