@@ -120,9 +120,11 @@ def tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
 
 
 class _ReplyJson:
-    """The `json` the SDK's models module parses replies with: orjson's `loads` (same
-    values for every JSON text; stdlib's for what orjson refuses, so the errors are the
-    stdlib's), everything else the stdlib's.
+    """The `json` the SDK's models module parses replies with: orjson's `loads`, the
+    stdlib's for what orjson refuses (NaN, numbers out of range, bad text: so the errors
+    are the stdlib's), everything else the stdlib's. The values are the stdlib's (floats
+    read to the same doubles) except integers beyond 64 bits, which orjson reads as
+    floats: Gemini's replies have none (it sends 64-bit integers as strings).
 
     Why: one reply of 100 embeddings x 3072 dims is ~6 MB of JSON, and the stdlib parses it
     in one call of 75-175 ms that holds the interpreter's lock; a service's readers all

@@ -75,12 +75,14 @@ class VectorMemory:
     published. A refresh builds the next snapshot beside it (reading Chroma, copying
     rows, extending the search index) and swaps it in, so lookups never wait for it and
     never fall back to Chroma while it runs, except for documents marked changed
-    (`forget`) and not yet re-read: while a space has those, Chroma answers it.
+    (`forget`) and not yet re-read: while a space has those, Chroma answers it. Whatever
+    changes what is held (a refresh, `forget`, `drop`) runs one at a time: a write
+    waits for a running refresh, so none undoes another.
     """
 
     def __init__(self, budget_bytes: int = MEMORY_BUDGET) -> None:
         self._lock = threading.Lock()  # brief: publishing a snapshot, marking changes
-        self._refreshing = threading.Lock()  # one refresh at a time (reads Chroma)
+        self._changing = threading.RLock()  # refreshes, marks and drops, one at a time
         self._spaces: dict[Space, HeldSpace] = {}
         self._stale: dict[Space, frozenset[str]] = {}
         self.budget_bytes = budget_bytes
@@ -96,7 +98,7 @@ class VectorMemory:
 
     def drop_all(self) -> None:
         """Forget every space (the store changed under them: a repair, a deleted space)."""
-        with self._lock:
+        with self._changing, self._lock:
             self._spaces.clear()
             self._stale.clear()
 
@@ -106,9 +108,12 @@ class VectorMemory:
         self._refresh(store, space)
 
     def _current(self, space: Space) -> HeldSpace | None:
-        """The published snapshot of a space with no document waiting to be re-read."""
-        held = self._spaces.get(space)
-        return None if held is None or self._stale.get(space) else held
+        """The published snapshot of a space with no document waiting to be re-read.
+        The marks are read first: a refresh publishes its snapshot before it clears
+        them, so a reader never pairs cleared marks with the snapshot before them."""
+        if self._stale.get(space):
+            return None
+        return self._spaces.get(space)
 
     def neighbours(
         self,
@@ -170,20 +175,22 @@ class VectorMemory:
 
     def drop(self, space: Space) -> None:
         """Let go of a space (documents were deleted); it is read again on next use."""
-        with self._lock:
+        with self._changing, self._lock:
             self._spaces.pop(space, None)
             self._stale.pop(space, None)
 
     def forget(self, space: Space, ids: Iterable[str]) -> None:
         """Mark documents of a held space as changed: they are re-read on next use."""
-        with self._lock:
+        with self._changing, self._lock:  # after a refresh that is running
             if space in self._spaces:
                 self._stale[space] = self._stale.get(space, frozenset()) | frozenset(ids)
 
     def vector(self, space: Space, doc_id: str) -> np.ndarray | None:
         """A document's vector if it is held and current (no Chroma call), else None."""
+        if doc_id in self._stale.get(space, ()):  # marks first, as in _current
+            return None
         held = self._spaces.get(space)
-        if held is None or doc_id in self._stale.get(space, ()):
+        if held is None:
             return None
         row = held.row_of.get(doc_id)
         return None if row is None else held.vectors[row].copy()
@@ -219,7 +226,7 @@ class VectorMemory:
     def _refresh(self, store: Store, space: Space) -> HeldSpace | None:
         """The space as Chroma holds it now: the snapshot, re-read where it is behind,
         built beside the published one and swapped in (readers never wait)."""
-        with self._refreshing:
+        with self._changing:
             collection = store.collection(space)
             if collection is None:
                 raise NotFound(f"the store has no {space.describe()}")
@@ -249,13 +256,9 @@ class VectorMemory:
                     ids = [doc_id for doc_id, _ in collection.iter_metadata()]
                     held = HeldSpace.read(ids, *collection.load(ids))
                     held.build_index()
-            with self._lock:  # publish; changes marked meanwhile stay marked
+            with self._lock:  # publish, then clear the marks it read (none came meanwhile)
                 self._spaces[space] = held
-                left = self._stale.get(space, frozenset()) - stale
-                if left:
-                    self._stale[space] = left
-                else:
-                    self._stale.pop(space, None)
+                self._stale.pop(space, None)
             return held
 
 
@@ -264,11 +267,14 @@ def _with_rows(held: HeldSpace, collection: Any, wanted: set[str]) -> HeldSpace:
     their rows, new ones appended); the published one is left as it is."""
     known = sorted(wanted & held.row_of.keys())
     new = sorted(wanted - held.row_of.keys())
-    vectors, metadatas, texts = held.vectors, list(held.metadatas), list(held.texts)
+    metadatas, texts = list(held.metadatas), list(held.texts)
+    rows = len(held.vectors)
+    # one new array (the published one stays as it is): the old rows, room for the new
+    vectors = np.empty((rows + len(new), held.vectors.shape[1]), dtype=held.vectors.dtype)
+    vectors[:rows] = held.vectors
     if known:
         read, read_meta, read_texts = collection.load(known)
         normalise_rows(read)
-        vectors = vectors.copy()
         for j, doc_id in enumerate(known):
             row = held.row_of[doc_id]
             vectors[row] = read[j]
@@ -278,7 +284,7 @@ def _with_rows(held: HeldSpace, collection: Any, wanted: set[str]) -> HeldSpace:
         read, read_meta, read_texts = collection.load(new)
         normalise_rows(read)
         start = len(row_of)
-        vectors = np.concatenate([vectors, read])
+        vectors[rows:] = read
         metadatas += read_meta
         texts += read_texts
         row_of = {**row_of, **{doc_id: start + j for j, doc_id in enumerate(new)}}

@@ -151,8 +151,16 @@ def test_replies_are_parsed_fast_with_the_stdlib_values(gemini):
 
     space = gemini_space(None, "CLUSTERING", None)
     texts = [f"post {i} topic:space" for i in range(3)]
-    vectors = GeminiProvider(space).embed(texts).vectors
+    provider = GeminiProvider(space)
     assert fast_reply_parsing() and models.json is not json
+    fast = models.json._fast
+    parsed = []
+    models.json._fast = lambda text: parsed.append(len(text)) or fast(text)
+    try:
+        vectors = provider.embed(texts).vectors
+    finally:
+        models.json._fast = fast
+    assert len(parsed) == 1 and parsed[0] > 3 * 3072 * 5  # the reply went through orjson
     expected = np.array([fake_vector(t) for t in texts], dtype=np.float32)
     assert np.array_equal(vectors, expected)
     body = '{"v": [0.1, 1e-7, 123456789.123456789, -0.0]}'

@@ -89,6 +89,18 @@ def test_an_extended_index_answers_as_one_built_from_scratch(monkeypatch):
             mask = grown.mask(labels, None)
             rows, _ = grown.search(vectors[i], k, i, mask)
             assert rows.tolist() == reference(vectors, vectors[i], k, i, mask).tolist()
+    # new rows far outside the trained range, near each other: their order among
+    # themselves rests on the bound taking in their (large) quantisation error
+    spiky = np.zeros((40, DIMS), dtype=np.float32)
+    spiky[:, 0] = 1.0
+    spiky[:, 1:] = rng.normal(scale=0.02, size=(40, DIMS - 1))
+    spiky /= np.linalg.norm(spiky, axis=1, keepdims=True)
+    every = np.concatenate([vectors[:2500], spiky])
+    wider = old.extended(every, [{"label": "l9", "source": "s"}] * 40)
+    assert wider._max_err > 10 * old._max_err
+    for i in range(2500, 2540, 3):
+        rows, _ = wider.search(every[i], 10)
+        assert rows.tolist() == reference(every, every[i], 10).tolist()
 
 
 def test_lookups_during_a_refresh_are_answered_from_memory(store):
@@ -315,3 +327,40 @@ def test_a_document_ingested_through_one_replica_is_found_by_the_other_within_2_
             assert first.stop() == 0
             if second is not None:
                 assert second.stop() == 0
+
+
+def test_a_drop_during_a_refresh_is_not_undone_by_it(store, monkeypatch):
+    """Documents deleted while a refresh reads Chroma: the drop waits for the refresh,
+    so the refresh cannot publish its older snapshot over it afterwards."""
+    from embedlab.store.chroma_store import SpaceCollection
+    from embedlab.store.vector_memory import VectorMemory
+
+    from tests.builders import SPACE, docs_for
+
+    docs, vectors = docs_for("med", 0, 20)
+    store.collection(SPACE, create=True).write(docs, vectors, [False] * 20)
+    memory = VectorMemory()
+    assert memory.hold(store, SPACE)
+    more, more_vectors = docs_for("med", 20, 2)
+    store.collection(SPACE).write(more, more_vectors, [False] * 2)
+    memory.forget(SPACE, [d.id for d in more])
+    reading, go_on = threading.Event(), threading.Event()
+    real = SpaceCollection.load
+
+    def slow_load(self, ids, *args, **kwargs):
+        reading.set()
+        assert go_on.wait(10)
+        return real(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(SpaceCollection, "load", slow_load)
+    refresh = threading.Thread(target=memory.update, args=(store, SPACE))
+    refresh.start()
+    assert reading.wait(10)
+    drop = threading.Thread(target=memory.drop, args=(SPACE,))
+    drop.start()
+    drop.join(0.3)
+    assert drop.is_alive()  # it waits for the refresh
+    go_on.set()
+    refresh.join(10)
+    drop.join(10)
+    assert memory.neighbours(SPACE, vectors[0], 3, None, None, None) is None  # dropped
