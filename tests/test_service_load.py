@@ -17,6 +17,7 @@ import pytest
 from embedlab.store import memory_index
 from embedlab.store.memory_index import MemoryIndex
 
+from tests.builders import SPACE, docs_for
 from tests.fake_gemini import FakeGemini, fake_vector
 from tests.service_helpers import InProcessService, RunningService
 
@@ -103,42 +104,63 @@ def test_an_extended_index_answers_as_one_built_from_scratch(monkeypatch):
         assert rows.tolist() == reference(every, every[i], 10).tolist()
 
 
-def test_lookups_during_a_refresh_are_answered_from_memory(store):
+def _held_then_added(store, group, held, added):
+    """A VectorMemory holding `held` documents of `group`; `added` more written after:
+    (memory, (held docs, vectors), (added docs, vectors))."""
+    from embedlab.store.vector_memory import VectorMemory
+
+    first = docs_for(group, 0, held)
+    store.collection(SPACE, create=True).write(*first, [False] * held)
+    memory = VectorMemory()
+    assert memory.hold(store, SPACE)
+    later = docs_for(group, held, added)
+    store.collection(SPACE).write(*later, [False] * added)
+    return memory, first, later
+
+
+def _refresh_held_mid_read(memory, store, paused_loads):
+    """A refresh started on a thread and held while it reads Chroma: (thread, go_on)."""
+    reading, go_on = paused_loads()
+    refresh = threading.Thread(target=memory.update, args=(store, SPACE))
+    refresh.start()
+    assert reading.wait(10)  # the refresh is reading Chroma now
+    return refresh, go_on
+
+
+@pytest.fixture
+def paused_loads(monkeypatch):
+    """pause() -> (reading, go_on): from then on every SpaceCollection.load (the real
+    one) sets `reading`, then waits for `go_on` before it reads Chroma: a refresh held
+    mid-read."""
+    from embedlab.store.chroma_store import SpaceCollection
+
+    def pause():
+        reading, go_on = threading.Event(), threading.Event()
+        real = SpaceCollection.load
+
+        def paused(self, ids, *args, **kwargs):
+            reading.set()
+            assert go_on.wait(10)
+            return real(self, ids, *args, **kwargs)
+
+        monkeypatch.setattr(SpaceCollection, "load", paused)
+        return reading, go_on
+
+    return pause
+
+
+def test_lookups_during_a_refresh_are_answered_from_memory(store, paused_loads):
     """A refresh (after an ingest) reads Chroma and builds the next snapshot beside the
     held one: lookups meanwhile answer from memory at once, never from Chroma; the
     new documents are found once it is swapped in."""
-    from embedlab.store.chroma_store import SpaceCollection
-    from embedlab.store.vector_memory import VectorMemory
-
-    from tests.builders import SPACE, docs_for
-
-    docs, vectors = docs_for("space", 0, 40)
-    store.collection(SPACE, create=True).write(docs, vectors, [False] * 40)
-    memory = VectorMemory()
-    assert memory.hold(store, SPACE)
-    new_docs, new_vectors = docs_for("space", 40, 5)
-    store.collection(SPACE).write(new_docs, new_vectors, [False] * 5)
-    reading, go_on = threading.Event(), threading.Event()
-    real = SpaceCollection.load
-
-    def slow_load(self, ids, *args, **kwargs):
-        reading.set()
-        assert go_on.wait(10)
-        return real(self, ids, *args, **kwargs)
-
-    SpaceCollection.load = slow_load
-    try:
-        refresh = threading.Thread(target=memory.update, args=(store, SPACE))
-        refresh.start()
-        assert reading.wait(10)  # the refresh is reading Chroma now
-        started = time.monotonic()
-        hits = memory.neighbours(SPACE, new_vectors[0], 45, None, None, None)
-        assert time.monotonic() - started < 1.0 and hits is not None
-        assert {h[0] for h in hits} == {d.id for d in docs}  # the held snapshot
-        go_on.set()
-        refresh.join(10)
-    finally:
-        SpaceCollection.load = real
+    memory, (docs, _), (new_docs, new_vectors) = _held_then_added(store, "space", 40, 5)
+    refresh, go_on = _refresh_held_mid_read(memory, store, paused_loads)
+    started = time.monotonic()
+    hits = memory.neighbours(SPACE, new_vectors[0], 45, None, None, None)
+    assert time.monotonic() - started < 1.0 and hits is not None
+    assert {h[0] for h in hits} == {d.id for d in docs}  # the held snapshot
+    go_on.set()
+    refresh.join(10)
     hits = memory.neighbours(SPACE, new_vectors[0], 3, None, None, None)
     assert hits is not None and hits[0][0] == new_docs[0].id  # swapped in
     # documents marked changed and not yet re-read: Chroma answers the space meanwhile
@@ -329,33 +351,12 @@ def test_a_document_ingested_through_one_replica_is_found_by_the_other_within_2_
                 assert second.stop() == 0
 
 
-def test_a_drop_during_a_refresh_is_not_undone_by_it(store, monkeypatch):
+def test_a_drop_during_a_refresh_is_not_undone_by_it(store, paused_loads):
     """Documents deleted while a refresh reads Chroma: the drop waits for the refresh,
     so the refresh cannot publish its older snapshot over it afterwards."""
-    from embedlab.store.chroma_store import SpaceCollection
-    from embedlab.store.vector_memory import VectorMemory
-
-    from tests.builders import SPACE, docs_for
-
-    docs, vectors = docs_for("med", 0, 20)
-    store.collection(SPACE, create=True).write(docs, vectors, [False] * 20)
-    memory = VectorMemory()
-    assert memory.hold(store, SPACE)
-    more, more_vectors = docs_for("med", 20, 2)
-    store.collection(SPACE).write(more, more_vectors, [False] * 2)
+    memory, (_, vectors), (more, _) = _held_then_added(store, "med", 20, 2)
     memory.forget(SPACE, [d.id for d in more])
-    reading, go_on = threading.Event(), threading.Event()
-    real = SpaceCollection.load
-
-    def slow_load(self, ids, *args, **kwargs):
-        reading.set()
-        assert go_on.wait(10)
-        return real(self, ids, *args, **kwargs)
-
-    monkeypatch.setattr(SpaceCollection, "load", slow_load)
-    refresh = threading.Thread(target=memory.update, args=(store, SPACE))
-    refresh.start()
-    assert reading.wait(10)
+    refresh, go_on = _refresh_held_mid_read(memory, store, paused_loads)
     drop = threading.Thread(target=memory.drop, args=(SPACE,))
     drop.start()
     drop.join(0.3)
