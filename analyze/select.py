@@ -17,6 +17,7 @@ from ..store import Space, SpaceCollection, Store
 from ..store.keys import SpaceQuery
 from ..store.sampling import sample_rank, stratified_sample
 from ..store.selection import Selection
+from ..store.vector_memory import normalise_rows
 
 
 class AnalyzeError(InvalidRequest):
@@ -162,43 +163,43 @@ def load_corpus(
     space whose vectors embedlab makes from the texts (`Space.embeds_text`): there a
     stored vector never changes while its text's hash does not. Labels are read now."""
     collection = _collection(store, space)
-    reusable = previous is not None and previous.space == space and space.embeds_text
-    if previous is None or ids is not None or not reusable:
-        if ids is None:
-            ids = select_ids(store, space, selection)
+    if ids is not None:  # exactly these, chosen by the caller
         vectors, metadatas, texts = collection.load(ids, with_text=with_text)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        normalise_rows(vectors)
+        labels = [m.get("label") for m in metadatas]
+        hashes = [m.get("content_hash", "") for m in metadatas]
         return Corpus(
-            space=space,
-            ids=ids,
-            vectors=vectors,
-            labels=[m.get("label") for m in metadatas],
-            texts=texts,
-            hashes=[m.get("content_hash", "") for m in metadatas],
+            space=space, ids=ids, vectors=vectors, labels=labels, texts=texts, hashes=hashes
         )
     records = dict(collection.iter_metadata())
     ids = select_ids(store, space, selection, records.items())
     hashes = [records[i].get("content_hash", "") for i in ids]
-    had = {doc_id: row for row, doc_id in enumerate(previous.ids)}
+    labels = [records[i].get("label") for i in ids]
+    reuse = previous is not None and previous.space == space and space.embeds_text
+    had = (
+        {doc_id: row for row, doc_id in enumerate(previous.ids)}
+        if previous is not None and reuse
+        else {}
+    )
     copied, old_rows, fresh = [], [], []
     for row, (doc_id, digest) in enumerate(zip(ids, hashes)):
         old = had.get(doc_id)
-        if old is not None and digest and previous.hashes[old] == digest:
+        if previous is not None and old is not None and digest and previous.hashes[old] == digest:
             copied.append(row)
             old_rows.append(old)
         else:
             fresh.append(row)
     vectors = np.empty((len(ids), space.dims), dtype=np.float32)
     texts = [""] * len(ids)
-    if copied:
+    if previous is not None and copied:
         vectors[copied] = previous.vectors[old_rows]
         if with_text:
             for row, old in zip(copied, old_rows):
                 texts[row] = previous.texts[old]
-    labels = [records[i].get("label") for i in ids]
     if fresh:
         read, metadatas, read_texts = collection.load([ids[r] for r in fresh], with_text)
-        vectors[fresh] = read / np.linalg.norm(read, axis=1, keepdims=True).clip(min=1e-12)
+        normalise_rows(read)
+        vectors[fresh] = read
         for row, meta, text in zip(fresh, metadatas, read_texts):
             hashes[row] = meta.get("content_hash", "")  # as read with the vector
             labels[row] = meta.get("label")
