@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..store.vector_memory import row_norms, unit_rows
+
 from ..errors import InvalidRequest
 
 ALGORITHMS = ("kmeans", "hdbscan", "dbscan", "agglomerative")
@@ -65,7 +67,7 @@ def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) ->
         return None
     sizes = np.bincount(member_of).astype(np.float64)
     x = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1).astype(np.float64).clip(min=1e-12)
+    norms = row_norms(x).astype(np.float64).clip(min=1e-12)
     sums = np.zeros((len(names), x.shape[1]), dtype=np.float64)
     inverse = (1.0 / norms).astype(np.float32)
     for c in range(len(names)):
@@ -380,7 +382,7 @@ def _sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
-    return m / np.linalg.norm(m, axis=1, keepdims=True).clip(min=1e-12)
+    return unit_rows(m)
 
 
 def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:

@@ -128,7 +128,10 @@ def evaluate(
         "noise": n_noise,
         "coverage": round(float(clustered.mean()), 6) if len(cluster_labels) else 0.0,
     }
-    silhouette = cosine_silhouette(vectors[clustered], cluster_labels[clustered], seed)
+    if clustered.all():  # no copy of the vectors (k-means: every document is clustered)
+        silhouette = cosine_silhouette(vectors, cluster_labels, seed)
+    else:
+        silhouette = cosine_silhouette(vectors[clustered], cluster_labels[clustered], seed)
     result["silhouette"] = None if silhouette is None else round(silhouette, 6)
     if not clustered.any():
         result["labels"] = "no clusters: every document is noise"

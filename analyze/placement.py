@@ -7,8 +7,9 @@ again with the stored components, so placement reads nothing the analysis does n
 
 - t-SNE: openTSNE's `TSNEEmbedding.transform` (Policar et al. 2019's recipe for adding
   points: a perplexity-5 neighbourhood in the reference data, low-learning-rate steps
-  against the fixed reference map; 100 of them, not the recipe's 250: with `settle`
-  after them, 250 kept no more neighbours on four local-model corpora). Its affinities
+  against the fixed reference map; 25 of them, not the recipe's 250: with `settle`
+  after them, 25, 50, 100 and 250 keep as many neighbours on four local-model corpora,
+  docs/update.md, and each step costs ~9 ms at 11,314 old points). Its affinities
   are computed here by exact search against the old rows, so no nearest-neighbour
   index of the whole corpus is rebuilt.
   `transform` re-centres the embedding it is called on in place: it runs on a copy and
@@ -38,7 +39,7 @@ import numpy as np
 
 TRANSFORM_PERPLEXITY = 5.0  # openTSNE's advice for transform (its default)
 TRANSFORM_K = 25  # neighbours for the median initialisation
-TRANSFORM_ITER = 100  # settle() does the fine placing: 250 steps kept no more neighbours
+TRANSFORM_ITER = 25  # settle() does the fine placing: more steps keep no more neighbours
 SETTLE_K = 10  # neighbours a settled point tries to have about it on the map
 SETTLE_BLOCK = 256  # new points settled at once (bounds a block's candidate arrays)
 BLOCK = 2048  # rows per block of an exact neighbour search
@@ -58,7 +59,14 @@ def nearest(
     k = min(k, len(reference))
     queries = np.asarray(queries, dtype=np.float32)
     reference = np.asarray(reference, dtype=np.float32)
-    ref_sq = (reference * reference).sum(axis=1)
+    if metric != "cosine" and reference.shape[1] <= 3 and k:  # a map: a k-d tree is exact
+        from scipy.spatial import cKDTree
+
+        found, where = cKDTree(reference).query(queries, k=k)
+        where = np.asarray(where, dtype=np.int64).reshape(len(queries), k)
+        return where, np.asarray(found, dtype=np.float64).reshape(len(queries), k)
+    # |r|^2 only where euclidean: no n x dims temporary for a cosine search
+    ref_sq = np.einsum("ij,ij->i", reference, reference) if metric != "cosine" else None
     indices = np.empty((len(queries), k), dtype=np.int64)
     distances = np.empty((len(queries), k), dtype=np.float64)
     for start in range(0, len(queries), BLOCK):
@@ -67,7 +75,8 @@ def nearest(
         if metric == "cosine":
             d = 1.0 - dots
         else:
-            d = (q * q).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * dots
+            assert ref_sq is not None
+            d = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None, :] - 2.0 * dots
         part = (
             np.argpartition(d, k - 1, axis=1)[:, :k]
             if k < d.shape[1]

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..store.vector_memory import unit_rows
+
 REFERENCE_VERSION = 1
 RADIUS_SAMPLE = 500  # members per cluster whose nearest-member gap is measured (seeded)
 PREFIX = "ref_"  # of the reference arrays in an analysis' stored payload
@@ -43,7 +45,7 @@ def hash_hex(array: np.ndarray) -> list[str]:
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
-    return m / np.linalg.norm(m, axis=1, keepdims=True).clip(min=1e-12)
+    return unit_rows(m)
 
 
 def size_bytes(reference: dict[str, Any] | None) -> int:

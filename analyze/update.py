@@ -472,12 +472,13 @@ def drift_figures(
     fit; the new documents' mean cosine similarity to their cluster's centroid against the
     old members'; the noise shares; and neighbourhood preservation on the map (the share
     of each point's 10 nearest neighbours in the vectors that are among its 10 nearest on
-    the map), for placed points against a seeded sample of old ones."""
+    the map), for placed points against a seeded sample of old ones. Rows of `vectors`
+    are unit length, as a Corpus' are."""
     out: dict[str, Any] = {
         "placed_share": round(placed_since_fit / n, 6) if n else 0.0,
         "placed_now": int(is_new.sum()),
     }
-    x = _unit(np.asarray(vectors, dtype=np.float32))
+    x = np.asarray(vectors, dtype=np.float32)  # unit rows, as a Corpus' are
     clustered = labels != NOISE
     old_members = clustered & ~is_new
     ids = sorted({int(c) for c in labels[old_members].tolist()})

@@ -20,9 +20,20 @@ from .keys import Space
 MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors a keep_vectors Lab holds, all spaces together
 
 
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """Each row's length, without the n x dims temporary np.linalg.norm makes (~0.1 s
+    and 139 MB at 11,314 x 3072)."""
+    return np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+
+
 def normalise_rows(vectors: np.ndarray) -> None:
     """Make every row unit length, in place (an all-zero row stays zero)."""
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    vectors /= row_norms(vectors).clip(min=1e-12)[:, None]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """A unit-length copy of every row (an all-zero row stays zero)."""
+    return vectors / row_norms(vectors).clip(min=1e-12)[:, None]
 
 
 @dataclass
