@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..store.vector_memory import row_norms, unit_rows
-
 from ..errors import InvalidRequest
+from ..store.vector_memory import row_norms, unit_rows
 
 ALGORITHMS = ("kmeans", "hdbscan", "dbscan", "agglomerative")
 AUTO_K_RANGE = (2, 12)
