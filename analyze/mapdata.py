@@ -165,8 +165,8 @@ def map_points(analysis: Analysis) -> bytes:
 
 
 # Stored metadata the map does not offer to colour by: the label has its own mode; the
-# rest is bookkeeping (a hash, a length, a flag).
-INTERNAL_FIELDS = frozenset({"label", "content_hash", "chars", "truncated"})
+# rest is bookkeeping (a hash, a length, a flag, when it was written).
+INTERNAL_FIELDS = frozenset({"label", "content_hash", "chars", "truncated", "written"})
 FIELD_VALUES = 64  # past this many values a field shows its biggest 63 and "other"
 MISSING = "(none)"
 

@@ -171,7 +171,7 @@ def load_corpus(
         return Corpus(
             space=space, ids=ids, vectors=vectors, labels=labels, texts=texts, hashes=hashes
         )
-    records = dict(collection.iter_metadata())
+    records = collection.all_metadata()  # after a first read: what was written since
     ids = select_ids(store, space, selection, records.items())
     hashes = [records[i].get("content_hash", "") for i in ids]
     labels = [records[i].get("label") for i in ids]
@@ -192,7 +192,7 @@ def load_corpus(
     vectors = np.empty((len(ids), space.dims), dtype=np.float32)
     texts = [""] * len(ids)
     if previous is not None and copied:
-        vectors[copied] = previous.vectors[old_rows]
+        copy_rows(previous.vectors, old_rows, vectors, copied)
         if with_text:
             for row, old in zip(copied, old_rows):
                 texts[row] = previous.texts[old]
@@ -205,6 +205,18 @@ def load_corpus(
             labels[row] = meta.get("label")
             texts[row] = text
     return Corpus(space=space, ids=ids, vectors=vectors, labels=labels, texts=texts, hashes=hashes)
+
+
+def copy_rows(source: np.ndarray, rows: list[int], target: np.ndarray, into: list[int]) -> None:
+    """target[into] = source[rows], a run of consecutive rows at a time: no gathered
+    temporary (at 11,314 x 3072 a fresh 139 MB array costs 0.1-0.3 s of page faults
+    here, more than the copy)."""
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end == len(rows) or rows[end] != rows[end - 1] + 1 or into[end] != into[end - 1] + 1:
+            count = end - start
+            target[into[start] : into[start] + count] = source[rows[start] : rows[start] + count]
+            start = end
 
 
 def _collection(store: Store, space: Space) -> SpaceCollection:

@@ -227,19 +227,19 @@ def _place(parent, corpus, kept_rows, new_rows, kept_coords, seed) -> np.ndarray
     method = parent.options.get("reduce", "tsne")
     ref = parent.reference
     vectors = corpus.vectors
+    new = vectors[new_rows]
     if method == "pca":
-        return place_pca(vectors[new_rows], ref)
-    old = vectors[kept_rows]  # one copy, for the placement and for settle
+        return place_pca(new, ref)
+    # the old rows are searched where they are (`among`): no copy of them
     if method == "umap":
-        placed = place_umap(old, kept_coords, vectors[new_rows], ref, seed)
+        placed = place_umap(vectors, kept_coords, new, ref, seed, among=kept_rows)
     elif ref["settings"].get("map_pca"):
         comps, mean = ref["arrays"]["map_components"], ref["arrays"]["map_mean"]
-        placed = place_tsne(
-            project(old, comps, mean), kept_coords, project(vectors[new_rows], comps, mean), seed
-        )
+        projected = project(vectors, comps, mean)  # every row: 50 columns, no copy of rows
+        placed = place_tsne(projected[kept_rows], kept_coords, projected[new_rows], seed)
     else:
-        placed = place_tsne(old, kept_coords, vectors[new_rows], seed)
-    return settle(old, kept_coords, vectors[new_rows], placed)
+        placed = place_tsne(vectors[kept_rows], kept_coords, new, seed)
+    return settle(vectors, kept_coords, new, placed, among=kept_rows)
 
 
 def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:
@@ -259,10 +259,9 @@ def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:
             raise InvalidRequest("the stored centroids do not match the features; refit")
         ids = ref["arrays"]["centroid_ids"]
         return ids[(features @ centroids.T).argmax(axis=1)].astype(np.int64)
-    old = vectors[kept_rows]
     kept_labels = np.asarray(kept_labels)
     if algorithm == "hdbscan":
-        idx, dist = nearest(vectors[new_rows], old, 1, metric="cosine")
+        idx, dist = nearest(vectors[new_rows], vectors, 1, metric="cosine", among=kept_rows)
         found = kept_labels[idx[:, 0]]
         radius = dict(zip(ref["arrays"]["radius_ids"].tolist(), ref["arrays"]["radius"].tolist()))
         limit = np.array([radius.get(int(c), -1.0) for c in found])
@@ -270,7 +269,8 @@ def assign(parent, corpus, kept_rows, new_rows, kept_labels) -> np.ndarray:
     clustered = np.flatnonzero(kept_labels != NOISE)
     if not len(clustered):
         return np.full(len(new_rows), NOISE, dtype=np.int64)
-    idx, dist = nearest(vectors[new_rows], old[clustered], 1, metric="cosine")
+    among = np.asarray(kept_rows)[clustered]
+    idx, dist = nearest(vectors[new_rows], vectors, 1, metric="cosine", among=among)
     found = kept_labels[clustered][idx[:, 0]]
     if algorithm == "dbscan" and "radius" not in ref["arrays"]:  # on the full vectors
         limit = np.full(len(found), float(ref["settings"].get("eps", 0.5)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import itertools
 import json
 import logging
 import os
@@ -50,6 +51,14 @@ SERVICE_FILE = ".embedlab-service.json"  # written by `embedlab serve` while it 
 LOCK_POLL_S = 0.1
 FILTER_CHUNK = 500  # values per `$in` filter / ids per lookup
 HTTP_PAGE_SIZE = 100  # vectors per `get` from a Chroma server (see SpaceCollection.load)
+# Metadata key: when embedlab last wrote the document (time.time() of the writing process).
+# `SpaceCollection.all_metadata` reads again only what was written since its last read.
+WRITTEN = "written"
+# Where other processes write the same collection (a Chroma server shared by replicas), a
+# write stamped before a read can land after it: re-read that much further back (clock
+# skew between machines plus one write call's length; docs/update.md).
+OTHER_WRITERS_MARGIN_S = 300.0
+SOLE_WRITER_MARGIN_S = 2.0  # this process writes alone: only a step of its clock matters
 # Chroma's embedded upsert holds the GIL for its whole HNSW insert (~17 ms per 3072-dim
 # document into 11,314 here): every other thread of the process stops meanwhile. A
 # service writes in slices of this many floats with a pause between (share_writes).
@@ -310,7 +319,13 @@ class Store:
             with self._check_lock:  # two threads never heal one index at once
                 if name not in self._index_checked and self._check_index_files(space):
                     col = client.get_collection(name, embedding_function=None)  # healed
-        found = SpaceCollection(_DamageGuard(col, space), space, client, self.embedded)
+        found = SpaceCollection(
+            _DamageGuard(col, space),
+            space,
+            client,
+            self.embedded,
+            sole_writer=self.path is not None,
+        )
         self._collections[name] = (client, found)
         return found
 
@@ -394,12 +409,92 @@ class Store:
 class SpaceCollection:
     """The documents and vectors of one space, with the lookups the cache needs."""
 
-    def __init__(self, collection: Any, space: Space, client: Any = None, embedded: bool = True):
+    def __init__(
+        self,
+        collection: Any,
+        space: Space,
+        client: Any = None,
+        embedded: bool = True,
+        sole_writer: bool = False,
+    ):
         self._col = collection
         self.space = space
         self._client = client
         self._embedded = embedded
         self._count: tuple[float, int] | None = None
+        # a local store is locked to this process: every write to it passes through here
+        self._sole_writer = sole_writer
+        self._writes_lock = threading.Lock()
+        self._writing: dict[int, float] = {}  # writes in flight: token -> their stamp
+        self._tokens = itertools.count()
+        self._known_lock = threading.Lock()
+        self._known: tuple[float, dict[str, dict[str, Any]]] | None = None  # see all_metadata
+
+    def _write_started(self) -> tuple[int, float]:
+        """A stamp for the metadata of a write about to run, registered as in flight."""
+        with self._writes_lock:
+            token, stamp = next(self._tokens), time.time()
+            self._writing[token] = stamp
+        return token, stamp
+
+    def _write_ended(self, token: int) -> None:
+        with self._writes_lock:
+            self._writing.pop(token, None)
+
+    def all_metadata(self) -> dict[str, dict[str, Any]]:
+        """Every document's metadata by id (do not change the dicts: they are kept).
+
+        The first call reads it all (~0.5 s at 11,314 documents: Chroma builds a dict per
+        document); later calls read every id (~0.02 s) and the metadata of documents
+        written since the last call only: each write stamps WRITTEN, and Chroma filters
+        on it with its index. Ids not seen before are read by id whatever their stamp, so
+        no new document is missed; a document rewritten in place is found by its stamp.
+        On a local store this process is the only writer and a write in flight when a
+        read starts is read again next time, so nothing is missed (the read goes
+        SOLE_WRITER_MARGIN_S further back, for a step of the clock); over a Chroma server
+        others write too, and it goes OTHER_WRITERS_MARGIN_S back."""
+        with self._known_lock:
+            started = time.time()
+            with self._writes_lock:
+                since = min([started, *self._writing.values()])
+            if self._known is None:
+                records = dict(self.iter_metadata())
+            else:
+                last, known = self._known
+                last -= SOLE_WRITER_MARGIN_S if self._sole_writer else OTHER_WRITERS_MARGIN_S
+                ids_now = self.all_ids()
+                changed: dict[str, dict[str, Any]] = {}
+                for page in self._pages_where({WRITTEN: {"$gte": last}}):
+                    changed.update(page)
+                unseen = [i for i in ids_now if i not in changed and i not in known]
+                changed.update(self.metadata_by_id(unseen))
+                records = {}
+                for doc_id in ids_now:
+                    meta = changed.get(doc_id) or known.get(doc_id)
+                    if meta is not None:  # deleted since the ids were read: left out
+                        records[doc_id] = meta
+            self._known = (since, records)
+            return records
+
+    def all_ids(self, page_size: int = 100_000) -> list[str]:
+        """Every document's id (no metadata: ~0.02 s per 10,000)."""
+        ids: list[str] = []
+        while True:
+            got = self._col.get(include=[], limit=page_size, offset=len(ids))
+            ids.extend(got["ids"])
+            if len(got["ids"]) < page_size:
+                return ids
+
+    def _pages_where(
+        self, where: dict[str, Any], page_size: int = PAGE_SIZE
+    ) -> Iterator[dict[str, dict[str, Any]]]:
+        offset = 0
+        while True:
+            got = self._col.get(where=where, include=["metadatas"], limit=page_size, offset=offset)
+            if not got["ids"]:
+                return
+            yield dict(zip(got["ids"], got["metadatas"]))
+            offset += len(got["ids"])
 
     def persist_index(self, doc_id: str) -> None:
         """Write the vector index to disk now, so the next process need not rebuild its tail.
@@ -557,13 +652,19 @@ class SpaceCollection:
     def relabel(self, docs: Sequence[Document], truncated: Sequence[bool]) -> None:
         """Rewrite the metadata (label, source) of stored documents; vectors untouched."""
         if docs:
-            _retry_busy(
-                lambda: self._col.update(
-                    ids=[d.id for d in docs],
-                    metadatas=[d.metadata(t) for d, t in zip(docs, truncated)],
-                ),
-                "metadata update",
-            )
+            token, stamp = self._write_started()
+            try:
+                _retry_busy(
+                    lambda: self._col.update(
+                        ids=[d.id for d in docs],
+                        metadatas=[
+                            {**d.metadata(t), WRITTEN: stamp} for d, t in zip(docs, truncated)
+                        ],
+                    ),
+                    "metadata update",
+                )
+            finally:
+                self._write_ended(token)
 
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """One stored vector for each of `hashes` that any document already has."""
@@ -602,16 +703,23 @@ class SpaceCollection:
             shared = small < len(docs) and waiting()
             part = slice(start, start + (small if shared else 16 * small))
             start = part.stop
-            _retry_busy(
-                functools.partial(
-                    self._col.upsert,
-                    ids=[d.id for d in docs[part]],
-                    embeddings=vectors[part],
-                    documents=[d.text for d in docs[part]],
-                    metadatas=[d.metadata(t) for d, t in zip(docs[part], truncated[part])],
-                ),
-                "write",
-            )
+            token, stamp = self._write_started()
+            try:
+                _retry_busy(
+                    functools.partial(
+                        self._col.upsert,
+                        ids=[d.id for d in docs[part]],
+                        embeddings=vectors[part],
+                        documents=[d.text for d in docs[part]],
+                        metadatas=[
+                            {**d.metadata(t), WRITTEN: stamp}
+                            for d, t in zip(docs[part], truncated[part])
+                        ],
+                    ),
+                    "write",
+                )
+            finally:
+                self._write_ended(token)
             if shared and start < len(docs):
                 time.sleep(_WRITE_SHARING["pause_s"])  # the GIL is free meanwhile
 
