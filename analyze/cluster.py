@@ -67,21 +67,24 @@ def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) ->
     sizes = np.bincount(member_of).astype(np.float64)
     x = np.asarray(vectors, dtype=np.float32)
     norms = row_norms(x).astype(np.float64).clip(min=1e-12)
-    sums = np.zeros((len(names), x.shape[1]), dtype=np.float64)
     inverse = (1.0 / norms).astype(np.float32)
-    for c in range(len(names)):
-        members = np.flatnonzero(member_of == c)
-        sums[c] = (x[members] * inverse[members, None]).sum(axis=0, dtype=np.float64)
+    # the clusters' sums of unit rows in one sparse product (no copy of any row)
+    from scipy.sparse import csr_matrix
+
+    weights = csr_matrix(
+        (inverse, (member_of, np.arange(len(labels)))), shape=(len(names), len(labels))
+    )
+    sums32 = np.asarray(weights @ x, dtype=np.float32)
     scores = np.empty(len(labels), dtype=np.float64)
     rows = np.arange(len(labels))
-    sums32 = sums.astype(np.float32)
     for start in range(0, len(labels), 4096):  # a block at a time: no n x dims copy
         block = slice(start, start + 4096)
-        unit = x[block] * inverse[block, None]
-        dots = (unit @ sums32.T).astype(np.float64)  # x . sum(C) for every cluster C
+        scale = inverse[block].astype(np.float64)
+        # x . sum(C) for every cluster C, of the unit rows
+        dots = (x[block] @ sums32.T).astype(np.float64) * scale[:, None]
         own = member_of[block]
         here = rows[block] - start
-        self_dot = (unit * unit).sum(axis=1, dtype=np.float64)
+        self_dot = (norms[block] * scale) ** 2  # |unit row|^2: 1, or 0 for a zero row
         inside = sizes[own] - 1
         with np.errstate(divide="ignore", invalid="ignore"):
             a = (inside - (dots[here, own] - self_dot)) / inside

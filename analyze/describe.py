@@ -172,6 +172,10 @@ def top_terms(
     for row, k in enumerate(clusters):
         cols = tf.indices[tf.indptr[row] : tf.indptr[row + 1]]
         weights = (np.log(tf.data[tf.indptr[row] : tf.indptr[row + 1]]) + 1) * idf[cols]
+        if len(weights) > TOP_TERMS:  # only the best and their ties are sorted by name
+            floor = np.partition(weights, len(weights) - TOP_TERMS)[len(weights) - TOP_TERMS]
+            best = np.flatnonzero(weights >= floor)
+            cols, weights = cols[best], weights[best]
         order = np.lexsort((terms[cols], -weights))[:TOP_TERMS]
         result[k] = [str(terms[cols[i]]) for i in order if weights[i] > 0]
     return result
@@ -209,14 +213,24 @@ def describe_clusters(
 ) -> list[dict[str, Any]]:
     """Per cluster: size, label counts, top terms, a name (its terms' until a model names
     it), and the documents nearest its centroid."""
+    from scipy.sparse import csr_matrix
+
     clusters = sorted(set(cluster_labels.tolist()))
     terms = top_terms(cluster_labels, texts, clusters)
     described = []
-    for k in clusters:
-        rows = np.flatnonzero(cluster_labels == k)
-        centroid = vectors[rows].mean(axis=0)
-        centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-        similarity = vectors[rows] @ centroid
+    # every cluster's centroid in one sparse product, every row's similarity to its own
+    # in one n x clusters product: no copy of a cluster's rows
+    position = np.searchsorted(clusters, cluster_labels)
+    onehot = csr_matrix(
+        (np.ones(len(cluster_labels), dtype=np.float32), (position, np.arange(len(position)))),
+        shape=(len(clusters), len(cluster_labels)),
+    )
+    centroids = np.asarray(onehot @ vectors, dtype=np.float32)
+    centroids /= np.sqrt(np.einsum("ij,ij->i", centroids, centroids)).clip(min=1e-12)[:, None]
+    own = (vectors @ centroids.T)[np.arange(len(position)), position]
+    for index, k in enumerate(clusters):
+        rows = np.flatnonzero(position == index)
+        similarity = own[rows]
         nearest = rows[np.lexsort((rows, -similarity))[:REPRESENTATIVES]]
         label_counts: dict[str, int] = {}
         for row in rows:
@@ -235,7 +249,7 @@ def describe_clusters(
                     {
                         "id": ids[row],
                         "label": labels[row],
-                        "similarity": round(float(vectors[row] @ centroid), 6),
+                        "similarity": round(float(own[row]), 6),
                         "snippet": snippet(texts[row]),
                     }
                     for row in nearest

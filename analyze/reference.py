@@ -41,7 +41,13 @@ def hash_bytes(hashes: list[str]) -> np.ndarray:
 
 def hash_hex(array: np.ndarray) -> list[str]:
     """The inverse of hash_bytes (zeros -> "")."""
-    return ["" if not row.any() else bytes(row).hex() for row in np.asarray(array, np.uint8)]
+    array = np.ascontiguousarray(array, np.uint8)
+    if not array.size:
+        return [""] * len(array)
+    width = 2 * array.shape[1]
+    text = array.tobytes().hex()
+    known = array.any(axis=1).tolist()
+    return [text[i * width : (i + 1) * width] if known[i] else "" for i in range(len(array))]
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
