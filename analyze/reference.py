@@ -46,7 +46,7 @@ def hash_hex(array: np.ndarray) -> list[str]:
         return [""] * len(array)
     width = 2 * array.shape[1]
     text = array.tobytes().hex()
-    known = array.any(axis=1).tolist()
+    known = np.any(array, axis=1).astype(bool).tolist()
     return [text[i * width : (i + 1) * width] if known[i] else "" for i in range(len(array))]
 
 
@@ -70,8 +70,12 @@ def build_reference(
     cluster_keep: dict[str, Any],
     map_keep: dict[str, Any],
     seed: int = 0,
+    ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """{"settings": JSON-ready numbers, "arrays": name -> array} for one fitted analysis.
+
+    With `ids`, also the drift sample (`neighbour_sample`): its documents' nearest
+    documents, which an update then only merges the new documents into.
 
     `cluster_keep`/`map_keep` hold what clustering and the map fitted (cluster.py and
     reduce.py fill them); a map read from the cache has no PCA, so it is fitted here
@@ -137,7 +141,104 @@ def build_reference(
         arrays["radius_ids"] = np.array(clusters, dtype=np.int32)
     elif algorithm == "dbscan":
         settings["eps"] = float(clustering_params.get("eps", options.get("eps", 0.5)))
+    if ids is not None:
+        arrays.update(neighbour_sample(vectors, ids, np.arange(n), seed))
     return {"settings": settings, "arrays": arrays}
+
+
+# -- the drift sample -----------------------------------------------------------------------
+
+SAMPLE_SIZE = 300  # old documents whose neighbourhoods the drift figure compares
+SAMPLE_NEIGHBOURS = 10  # their nearest documents kept (update.NEIGHBOURS)
+
+
+def neighbour_sample(
+    vectors: np.ndarray, ids: list[str], among: np.ndarray, seed: int
+) -> dict[str, np.ndarray]:
+    """The drift sample: of the rows `among`, the SAMPLE_SIZE first by their seeded
+    `sample_rank` (a document stays in it while it stays; chance picks no other), with
+    each one's SAMPLE_NEIGHBOURS nearest documents among all rows (cosine, unit rows, not
+    itself) and their similarities: "sample_rows", "sample_neighbours" (row numbers),
+    "sample_similarity". Kept so that an update computes only the new documents' part
+    of the figure (300 exact searches over 11,314 x 3072 are ~0.2 s)."""
+    from ..store.sampling import sample_rank
+
+    among = np.asarray(among, dtype=np.int64)
+    ranked = sorted(among.tolist(), key=lambda row: sample_rank(ids[row], seed))
+    rows = np.sort(np.array(ranked[:SAMPLE_SIZE], dtype=np.int64))
+    neighbours, similarity = nearest_others(vectors, rows)
+    return {
+        "sample_rows": rows.astype(np.int32),
+        "sample_neighbours": neighbours.astype(np.int32),
+        "sample_similarity": similarity.astype(np.float32),
+    }
+
+
+def nearest_others(vectors: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of `rows`' SAMPLE_NEIGHBOURS nearest rows of `vectors` (cosine, unit rows),
+    not itself, nearest first: (row numbers, similarities)."""
+    from .placement import nearest
+
+    k = min(SAMPLE_NEIGHBOURS, max(0, len(vectors) - 1))
+    if not len(rows) or k == 0:
+        return np.empty((len(rows), k), np.int64), np.empty((len(rows), k), np.float32)
+    found, distance = nearest(vectors[rows], vectors, k + 1, metric="cosine")
+    others = found != np.asarray(rows)[:, None]
+    order = np.argsort(~others, axis=1, kind="stable")[:, :k]  # itself out, order kept
+    return (
+        np.take_along_axis(found, order, axis=1),
+        (1.0 - np.take_along_axis(distance, order, axis=1)).astype(np.float32),
+    )
+
+
+def carried_sample(
+    vectors: np.ndarray,
+    ids: list[str],
+    old_rows: np.ndarray,
+    new_rows: np.ndarray,
+    previous: dict[str, np.ndarray] | None,
+    to_now: np.ndarray | None,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """The drift sample after an update: `previous` (the parent's arrays) with its rows
+    renumbered by `to_now` (parent row -> row now, -1 for a document removed or changed),
+    the new documents merged into each one's nearest (exact: a document not among the
+    nearest before can only enter by being new), searched again where one of its nearest
+    is gone, and dropped where it is itself gone. A fresh sample of `old_rows` where
+    there is none, or where fewer than half of it is left."""
+    if previous is None or to_now is None or "sample_rows" not in previous:
+        return neighbour_sample(vectors, ids, old_rows, seed)
+    rows = to_now[previous["sample_rows"]]
+    neighbours = to_now[previous["sample_neighbours"]]
+    similarity = previous["sample_similarity"].astype(np.float32)
+    alive = rows >= 0
+    if alive.sum() < min(SAMPLE_SIZE, len(old_rows)) / 2:
+        return neighbour_sample(vectors, ids, old_rows, seed)
+    rows, neighbours, similarity = rows[alive], neighbours[alive], similarity[alive]
+    whole = (neighbours >= 0).all(axis=1) & (neighbours.shape[1] == SAMPLE_NEIGHBOURS)
+    if len(new_rows) and whole.any():
+        new_rows = np.asarray(new_rows, dtype=np.int64)
+        merged_rows = np.concatenate(
+            [neighbours[whole], np.broadcast_to(new_rows, (int(whole.sum()), len(new_rows)))],
+            axis=1,
+        )
+        merged_similarity = np.concatenate(
+            [similarity[whole], vectors[rows[whole]] @ vectors[new_rows].T], axis=1
+        )
+        best = np.argsort(-merged_similarity, axis=1, kind="stable")[:, :SAMPLE_NEIGHBOURS]
+        neighbours[whole] = np.take_along_axis(merged_rows, best, axis=1)
+        similarity[whole] = np.take_along_axis(merged_similarity, best, axis=1)
+    if not whole.all():
+        again, again_similarity = nearest_others(vectors, rows[~whole])
+        if again.shape[1] == neighbours.shape[1]:
+            neighbours[~whole], similarity[~whole] = again, again_similarity
+        else:  # fewer documents than neighbours: a fresh sample
+            return neighbour_sample(vectors, ids, old_rows, seed)
+    return {
+        "sample_rows": rows.astype(np.int32),
+        "sample_neighbours": neighbours.astype(np.int32),
+        "sample_similarity": similarity.astype(np.float32),
+    }
 
 
 def _radius(vectors: np.ndarray, members: np.ndarray, seed: int) -> float:

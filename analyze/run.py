@@ -217,6 +217,7 @@ def analyze_corpus(
     reference = _timed(
         timings, "reference", build_reference, corpus.vectors, corpus.hashes, labels,
         options.as_dict(), clustering.params, cluster_keep, map_keep, options.seed,
+        corpus.ids,
     )  # fmt: skip
     del cluster_keep, map_keep
     metrics["space"] = space_dict(corpus.space)

@@ -31,7 +31,17 @@ from .cluster import _sums, _unit, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .placement import nearest, place_pca, place_tsne, place_umap, project, settle
-from .reference import build_reference, hash_hex, kmeans_features, size_bytes
+from .reference import (
+    SAMPLE_NEIGHBOURS,
+    SAMPLE_SIZE,
+    build_reference,
+    carried_sample,
+    hash_hex,
+    kmeans_features,
+    nearest_others,
+    neighbour_sample,
+    size_bytes,
+)
 from .select import Corpus
 from .threads import sized_threads
 
@@ -42,8 +52,8 @@ MIN_SIMILARITY_RATIO = 0.85  # new documents' similarity to their centroid / old
 MAX_EXTRA_NOISE = 0.15  # share of placed documents left as noise, above the old share
 MAX_PRESERVATION_GAP = 0.15  # old points' neighbourhood preservation minus the placed ones'
 MIN_PLACED = 30  # the similarity/preservation tests need this many placed documents
-NEIGHBOURS = 10
-PRESERVATION_SAMPLE = 300  # points per group whose neighbourhoods are compared (seeded)
+NEIGHBOURS = SAMPLE_NEIGHBOURS  # 10
+PRESERVATION_SAMPLE = SAMPLE_SIZE  # points per group whose neighbourhoods are compared
 
 
 def diff(parent: Analysis, corpus: Corpus) -> dict[str, list[str]]:
@@ -162,7 +172,7 @@ def update_corpus(
     if refitted:
         reference = build_reference(
             corpus.vectors, corpus.hashes, labels, parent.options, clustering_params,
-            keeps[0], keeps[1], seed,
+            keeps[0], keeps[1], seed, corpus.ids,
         )  # fmt: skip
     else:
         reference = {
@@ -180,11 +190,22 @@ def update_corpus(
     is_new = np.zeros(n, dtype=bool)
     is_new[new_rows] = True
     if refitted:
-        drift = drift_figures(corpus.vectors, coords, labels, np.zeros(n, bool), 0, n, seed)
+        sample = reference["arrays"]
+        drift = drift_figures(corpus.vectors, coords, labels, np.zeros(n, bool), 0, n, seed, sample)
     else:
+        # the parent's drift sample, carried over (its stored similarities hold only
+        # where a stored vector never changes under the same text)
+        to_now = np.full(len(parent.ids), -1, dtype=np.int64)
+        to_now[kept_old] = kept_rows
+        stored = (parent.reference or {}).get("arrays")
+        carried = stored if corpus.space.embeds_text else None
+        sample = carried_sample(
+            corpus.vectors, corpus.ids, kept_rows, new_rows, carried, to_now, seed
+        )
+        reference["arrays"].update(sample)
         drift = drift_figures(
             corpus.vectors, coords, labels, is_new,
-            reference["settings"]["placed_since_fit"], n, seed,
+            reference["settings"]["placed_since_fit"], n, seed, sample,
         )  # fmt: skip
     timings["drift"] = time.perf_counter() - t0
     report["drift"] = drift
@@ -467,13 +488,15 @@ def drift_figures(
     placed_since_fit: int,
     n: int,
     seed: int = 0,
+    sample: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """How far placement can be trusted (docs/update.md): the share placed since the last
     fit; the new documents' mean cosine similarity to their cluster's centroid against the
     old members'; the noise shares; and neighbourhood preservation on the map (the share
     of each point's 10 nearest neighbours in the vectors that are among its 10 nearest on
-    the map), for placed points against a seeded sample of old ones. Rows of `vectors`
-    are unit length, as a Corpus' are."""
+    the map), for placed points against the drift sample of old ones (`sample`, the
+    reference's `neighbour_sample`; made here when not given). Rows of `vectors` are
+    unit length, as a Corpus' are."""
     out: dict[str, Any] = {
         "placed_share": round(placed_since_fit / n, 6) if n else 0.0,
         "placed_now": int(is_new.sum()),
@@ -504,14 +527,15 @@ def drift_figures(
     if is_new.any():
         out["noise_new"] = round(float((~clustered & is_new).sum() / is_new.sum()), 6)
     rng = np.random.RandomState(seed)
-    old_rows = np.flatnonzero(~is_new)
-    if len(old_rows) > PRESERVATION_SAMPLE:
-        old_rows = np.sort(rng.choice(old_rows, PRESERVATION_SAMPLE, replace=False))
     new_rows = np.flatnonzero(is_new)
     if len(new_rows) > PRESERVATION_SAMPLE:
         new_rows = np.sort(rng.choice(new_rows, PRESERVATION_SAMPLE, replace=False))
     if n > NEIGHBOURS + 1:
-        out["preservation_old"] = preservation(x, coords, old_rows)
+        if sample is None:
+            sample = neighbour_sample(x, [str(i) for i in range(n)], np.flatnonzero(~is_new), seed)
+        out["preservation_old"] = preservation_of(
+            sample["sample_rows"], sample["sample_neighbours"], coords
+        )
         if len(new_rows):
             out["preservation_new"] = preservation(x, coords, new_rows)
     return out
@@ -522,13 +546,21 @@ def preservation(x: np.ndarray, coords: np.ndarray, rows: np.ndarray) -> float |
     are among its NEIGHBOURS nearest on the map."""
     if not len(rows):
         return None
+    high, _ = nearest_others(x, np.asarray(rows))
+    return preservation_of(rows, high, coords)
+
+
+def preservation_of(rows: np.ndarray, high: np.ndarray, coords: np.ndarray) -> float | None:
+    """`preservation` of `rows` whose nearest documents (not themselves) are `high`."""
+    if not len(rows):
+        return None
+    rows = np.asarray(rows, dtype=np.int64)
     k = NEIGHBOURS + 1  # itself first
-    high, _ = nearest(x[rows], x, k, metric="cosine")
     low, _ = nearest(np.asarray(coords[rows], np.float32), np.asarray(coords, np.float32), k)
     shares = []
-    for r, h, lo in zip(rows, high, low):
-        hs = [i for i in h.tolist() if i != int(r)][:NEIGHBOURS]
-        ls = {i for i in lo.tolist() if i != int(r)}
+    for r, h, lo in zip(rows.tolist(), np.asarray(high).tolist(), low.tolist()):
+        hs = h[:NEIGHBOURS]
+        ls = {i for i in lo if i != r}
         shares.append(len(set(hs) & ls) / max(1, len(hs)))
     return round(float(np.mean(shares)), 6)
 

@@ -428,3 +428,44 @@ def test_vectors_a_user_brought_are_read_again_on_every_load(lab, store, counted
     assert b.update_report["changed"] == 0  # same text: it keeps its place on the map
     assert b.metrics["silhouette"] != a.metrics["silhouette"]  # measured with the new vector
     assert b.metrics == Lab(store, quiet=True).update(a).metrics
+
+
+def test_the_drift_sample_carried_through_updates_stays_exact(store, monkeypatch):
+    """The old documents' neighbourhoods the drift figure compares are kept in the
+    reference and only merged with what changed: after an update that adds, changes and
+    removes documents (one of them among a sampled document's nearest), every sampled
+    document's nearest are exactly what a search over the corpus now finds, and the
+    figure is the one computed from scratch."""
+    from embedlab.analyze import reference
+    from embedlab.analyze.reference import nearest_others
+    from embedlab.analyze.update import preservation
+
+    monkeypatch.setattr(reference, "SAMPLE_SIZE", 40)  # 40 of the 90 documents
+    for group in GROUPS:
+        _write(store, LOCAL, group, 0, 30)
+    lab = Lab(store, quiet=True)
+    a = lab.analyze(space=LOCAL, k=3, reduce="tsne", seed=0)
+    before = a.reference["arrays"]
+    assert before["sample_neighbours"].shape == (40, 10)
+    gone = a.ids[int(before["sample_neighbours"][0][0])]  # someone's nearest document
+    _write(store, LOCAL, "space", 30, 6)  # new, near the space documents
+    _write(store, LOCAL, "med", 0, 2, seed=1)  # changed texts
+    store.collection(LOCAL).delete([gone])
+    b = lab.update(a)
+    after = b.reference["arrays"]
+    ids, vectors = lab.vectors(LOCAL)
+    assert ids == b.ids
+    rows = after["sample_rows"]
+    sampled = {b.ids[r] for r in rows.tolist()}
+    old_sampled = {a.ids[r] for r in before["sample_rows"].tolist()}
+    assert sampled == old_sampled - {gone, "syn/med/000", "syn/med/001"}  # the same documents
+    expected, similarity = nearest_others(vectors, rows)
+    assert [set(r) for r in after["sample_neighbours"].tolist()] == [
+        set(r) for r in expected.tolist()
+    ]
+    assert np.allclose(
+        np.sort(after["sample_similarity"], axis=1), np.sort(similarity, axis=1), atol=1e-6
+    )
+    new_rows = {b.ids.index(i) for i in b.placed}
+    assert any(set(r) & new_rows for r in after["sample_neighbours"].tolist())  # merged in
+    assert b.update_report["drift"]["preservation_old"] == preservation(vectors, b.coords, rows)
