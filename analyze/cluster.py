@@ -84,7 +84,7 @@ def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) ->
         dots = (x[block] @ sums32.T).astype(np.float64) * scale[:, None]
         own = member_of[block]
         here = rows[block] - start
-        self_dot = (norms[block] * scale) ** 2  # |unit row|^2: 1, or 0 for a zero row
+        self_dot = (row_norms(x[block]).astype(np.float64) * scale) ** 2  # 1; a zero row 0
         inside = sizes[own] - 1
         with np.errstate(divide="ignore", invalid="ignore"):
             a = (inside - (dots[here, own] - self_dot)) / inside

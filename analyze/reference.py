@@ -202,9 +202,10 @@ def carried_sample(
 ) -> dict[str, np.ndarray]:
     """The drift sample after an update: `previous` (the parent's arrays) with its rows
     renumbered by `to_now` (parent row -> row now, -1 for a document removed or changed),
-    the new documents merged into each one's nearest (exact: a document not among the
-    nearest before can only enter by being new), searched again where one of its nearest
-    is gone, and dropped where it is itself gone. A fresh sample of `old_rows` where
+    the new documents merged into each one's nearest (exact up to ties between equal
+    similarities: a document not among the nearest before can only enter by being
+    new), searched again where one of its nearest is gone, and dropped where it is
+    itself gone. A fresh sample of `old_rows` where
     there is none, or where fewer than half of it is left."""
     if previous is None or to_now is None or "sample_rows" not in previous:
         return neighbour_sample(vectors, ids, old_rows, seed)
@@ -212,7 +213,7 @@ def carried_sample(
     neighbours = to_now[previous["sample_neighbours"]]
     similarity = previous["sample_similarity"].astype(np.float32)
     alive = rows >= 0
-    if alive.sum() < min(SAMPLE_SIZE, len(old_rows)) / 2:
+    if alive.sum() < len(rows) / 2:
         return neighbour_sample(vectors, ids, old_rows, seed)
     rows, neighbours, similarity = rows[alive], neighbours[alive], similarity[alive]
     whole = (neighbours >= 0).all(axis=1) & (neighbours.shape[1] == SAMPLE_NEIGHBOURS)
@@ -222,9 +223,11 @@ def carried_sample(
             [neighbours[whole], np.broadcast_to(new_rows, (int(whole.sum()), len(new_rows)))],
             axis=1,
         )
+        dots = vectors[rows[whole]] @ vectors[new_rows].T
         merged_similarity = np.concatenate(
-            [similarity[whole], vectors[rows[whole]] @ vectors[new_rows].T], axis=1
-        )
+            [similarity[whole], (1.0 - (1.0 - dots).astype(np.float64)).astype(np.float32)],
+            axis=1,
+        )  # rounded as `nearest`'s 1 - distance, so equal documents compare equal
         best = np.argsort(-merged_similarity, axis=1, kind="stable")[:, :SAMPLE_NEIGHBOURS]
         neighbours[whole] = np.take_along_axis(merged_rows, best, axis=1)
         similarity[whole] = np.take_along_axis(merged_similarity, best, axis=1)

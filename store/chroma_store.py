@@ -58,7 +58,24 @@ WRITTEN = "written"
 # write stamped before a read can land after it: re-read that much further back (clock
 # skew between machines plus one write call's length; docs/update.md).
 OTHER_WRITERS_MARGIN_S = 300.0
-SOLE_WRITER_MARGIN_S = 2.0  # this process writes alone: only a step of its clock matters
+SOLE_WRITER_MARGIN_S = 2.0  # this process writes alone (and its stamps never go back)
+# Over a shared server, everything is read again this often anyway: a writer whose clock
+# is off by more than the margin, or one that stamps nothing (an older embedlab, or
+# Chroma's own client), is caught up with at the latest then.
+FULL_METADATA_READ_S = 600.0
+_stamp_lock = threading.Lock()
+_last_stamp = 0.0
+
+
+def write_stamp() -> float:
+    """time.time(), never less than a stamp this process gave before (a clock stepped
+    back would otherwise stamp writes earlier than a read that came before them)."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time(), _last_stamp)
+        return _last_stamp
+
+
 # Chroma's embedded upsert holds the GIL for its whole HNSW insert (~17 ms per 3072-dim
 # document into 11,314 here): every other thread of the process stops meanwhile. A
 # service writes in slices of this many floats with a pause between (share_writes).
@@ -93,6 +110,7 @@ class Store:
         self._artifacts_client: Any = None
         self.own_server = False  # serve the folder from a private `chroma run` child
         self._check_lock = threading.Lock()  # one check (and heal) of an index at a time
+        self._handles_lock = threading.Lock()
         self._private: PrivateChroma | None = None
 
     # -- opening ---------------------------------------------------------------------------
@@ -326,7 +344,11 @@ class Store:
             self.embedded,
             sole_writer=self.path is not None,
         )
-        self._collections[name] = (client, found)
+        with self._handles_lock:  # one handle per collection: its writes in flight are
+            held = self._collections.get(name)  # all there for its metadata reads
+            if held is not None and held[0] is client:
+                return held[1]
+            self._collections[name] = (client, found)
         return found
 
     def catalogue_count(self, space: Space) -> int:
@@ -429,11 +451,12 @@ class SpaceCollection:
         self._tokens = itertools.count()
         self._known_lock = threading.Lock()
         self._known: tuple[float, dict[str, dict[str, Any]]] | None = None  # see all_metadata
+        self._full_at = 0.0  # time.monotonic() of the last full metadata read
 
     def _write_started(self) -> tuple[int, float]:
         """A stamp for the metadata of a write about to run, registered as in flight."""
         with self._writes_lock:
-            token, stamp = next(self._tokens), time.time()
+            token, stamp = next(self._tokens), write_stamp()
             self._writing[token] = stamp
         return token, stamp
 
@@ -449,25 +472,29 @@ class SpaceCollection:
         written since the last call only: each write stamps WRITTEN, and Chroma filters
         on it with its index. Ids not seen before are read by id whatever their stamp, so
         no new document is missed; a document rewritten in place is found by its stamp.
-        On a local store this process is the only writer and a write in flight when a
-        read starts is read again next time, so nothing is missed (the read goes
-        SOLE_WRITER_MARGIN_S further back, for a step of the clock); over a Chroma server
-        others write too, and it goes OTHER_WRITERS_MARGIN_S back."""
+        On a local store this process is the only writer, its stamps never go back
+        (`write_stamp`), and a write in flight when a read starts is read again next
+        time, so nothing is missed. Over a Chroma server others write too: the read goes
+        OTHER_WRITERS_MARGIN_S back, and all is read again every FULL_METADATA_READ_S."""
         with self._known_lock:
-            started = time.time()
+            started = write_stamp()
             with self._writes_lock:
                 since = min([started, *self._writing.values()])
-            if self._known is None:
+            stale = (
+                not self._sole_writer and time.monotonic() - self._full_at > FULL_METADATA_READ_S
+            )
+            if self._known is None or stale:
                 records = dict(self.iter_metadata())
+                self._full_at = time.monotonic()
             else:
                 last, known = self._known
                 last -= SOLE_WRITER_MARGIN_S if self._sole_writer else OTHER_WRITERS_MARGIN_S
                 ids_now = self.all_ids()
-                changed: dict[str, dict[str, Any]] = {}
-                for page in self._pages_where({WRITTEN: {"$gte": last}}):
-                    changed.update(page)
-                unseen = [i for i in ids_now if i not in changed and i not in known]
-                changed.update(self.metadata_by_id(unseen))
+                # the ids first, then their metadata by id: pages by offset would skip rows
+                # when a delete lands between two pages
+                written = self._col.get(where={WRITTEN: {"$gte": last}}, include=[])["ids"]
+                wanted = set(written).union(i for i in ids_now if i not in known)
+                changed = self.metadata_by_id(sorted(wanted))
                 records = {}
                 for doc_id in ids_now:
                     meta = changed.get(doc_id) or known.get(doc_id)
@@ -476,25 +503,10 @@ class SpaceCollection:
             self._known = (since, records)
             return records
 
-    def all_ids(self, page_size: int = 100_000) -> list[str]:
-        """Every document's id (no metadata: ~0.02 s per 10,000)."""
-        ids: list[str] = []
-        while True:
-            got = self._col.get(include=[], limit=page_size, offset=len(ids))
-            ids.extend(got["ids"])
-            if len(got["ids"]) < page_size:
-                return ids
-
-    def _pages_where(
-        self, where: dict[str, Any], page_size: int = PAGE_SIZE
-    ) -> Iterator[dict[str, dict[str, Any]]]:
-        offset = 0
-        while True:
-            got = self._col.get(where=where, include=["metadatas"], limit=page_size, offset=offset)
-            if not got["ids"]:
-                return
-            yield dict(zip(got["ids"], got["metadatas"]))
-            offset += len(got["ids"])
+    def all_ids(self) -> list[str]:
+        """Every document's id, in one call (no metadata: ~0.02 s per 10,000; pages by
+        offset could skip ids when a delete lands between two)."""
+        return list(self._col.get(include=[])["ids"])
 
     def persist_index(self, doc_id: str) -> None:
         """Write the vector index to disk now, so the next process need not rebuild its tail.

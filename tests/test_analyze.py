@@ -404,3 +404,19 @@ def test_labels_no_font_can_draw_are_said_once_not_silent_boxes(store, tmp_path)
         assert len(fonts) == 2 and result.notes == []
     else:
         assert result.notes == [expected] and "太" in expected
+
+
+def test_cosine_silhouette_equals_scikit_learns_with_zero_rows_and_singletons():
+    """The linear silhouette (cluster sums) is scikit-learn's cosine silhouette over every
+    row, an all-zero row (a provider's empty answer) and a singleton cluster included."""
+    from embedlab.analyze.cluster import cosine_silhouette
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 8)).astype(np.float32) * rng.uniform(0.5, 3, size=(60, 1))
+    x[[4, 17]] = 0.0
+    labels = np.repeat([0, 1, 2], 20)
+    labels[59] = 3  # a cluster of one
+    assert cosine_silhouette(x, labels) == pytest.approx(
+        silhouette_score(x, labels, metric="cosine"), abs=1e-6
+    )

@@ -113,3 +113,56 @@ def test_replicas_over_one_chroma_server_see_each_others_writes(chroma_server):
         seen = b.all_metadata()
         assert {i: m.get("label") for i, m in seen.items()} == _truth(a)
         assert seen["test/2"]["label"] == "moved" and "test/4" not in seen and "test/20" in seen
+
+
+def test_one_handle_per_collection_whoever_asks_first(store):
+    """Threads asking for a collection at once get one handle: a write registered on a
+    handle the reads never see would be missed."""
+    import threading
+
+    store.collection(SPACE, create=True)
+    store._collections.clear()  # as at a service's start: nobody holds a handle yet
+    barrier = threading.Barrier(4)
+    got = []
+
+    def ask():
+        barrier.wait()
+        got.append(store.collection(SPACE))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in got}) == 1
+
+
+def test_a_clock_stepped_back_still_stamps_after_the_last_read(store, monkeypatch):
+    """A write after a read carries a later stamp even when the clock went back
+    meanwhile (NTP, a resumed VM): otherwise the next read would not look for it."""
+    import time as real_time
+
+    monkeypatch.setattr(chroma_store, "SOLE_WRITER_MARGIN_S", 0.0)
+    monkeypatch.setattr(chroma_store, "_last_stamp", chroma_store._last_stamp)  # put back after
+    col = store.collection(SPACE, create=True)
+    _write(col, make_docs(5))
+    now = [real_time.time() + 1000]  # the clock as the store sees it
+    monkeypatch.setattr(chroma_store.time, "time", lambda: now[0])
+    col.all_metadata()
+    now[0] -= 100  # stepped back
+    col.relabel([Document("test/2", "document number 2 about subject 2", "test", "moved")], [False])
+    assert col.all_metadata()["test/2"]["label"] == "moved"
+
+
+def test_over_a_server_everything_is_read_again_now_and_then(chroma_server, monkeypatch):
+    """A writer that stamps nothing (Chroma's own client) is caught up with by the full
+    read every FULL_METADATA_READ_S; until then the stamps are what is read."""
+    monkeypatch.setattr(chroma_store, "OTHER_WRITERS_MARGIN_S", 0.0)  # its stamp is older
+    with Store.open_server(chroma_server) as one:
+        col = one.collection(SPACE, create=True)
+        _write(col, make_docs(6))
+        assert col.all_metadata()["test/1"]["label"] == "label1"
+        col._col.update(ids=["test/1"], metadatas=[{"label": "unstamped"}])  # no stamp
+        assert col.all_metadata()["test/1"]["label"] == "label1"  # not looked for yet
+        monkeypatch.setattr(chroma_store, "FULL_METADATA_READ_S", 0.0)
+        assert col.all_metadata()["test/1"]["label"] == "unstamped"
