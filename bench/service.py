@@ -134,8 +134,13 @@ def start_service(store: Path, port: int, env: dict) -> subprocess.Popen:
         ],  # fmt: skip
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(service_log(store), "ab"),  # noqa: SIM115 - the child owns it
     )
+
+
+def service_log(store: Path) -> Path:
+    """Where a service started by the bench writes its log (kept after the run)."""
+    return Path(tempfile.gettempdir()) / f"embedlab-bench-{store.name}.service.log"
 
 
 def wait_warm(url: str, timeout: float = 300) -> None:
@@ -449,9 +454,15 @@ def fake_gemini_process(latency: float = 0.0):
 
 
 def wait_job(http: httpx.Client, job_id: str) -> dict:
+    """The finished job; one that did not end "done" stops the bench with its error."""
     while True:
         job = http.get(f"/api/v1/jobs/{job_id}").json()
         if job["state"] not in ("queued", "running"):
+            if job["state"] != "done":
+                raise SystemExit(
+                    f"job {job_id} ended {job['state']}: {json.dumps(job)[:2000]} "
+                    f"(the services' logs: {service_log(Path('served'))} and the like)"
+                )
             return job
         time.sleep(0.2)
 
