@@ -342,6 +342,32 @@ def test_analyses_are_the_same_and_a_reopened_one_writes_its_map_with_texts(worl
         assert written[1] is not None and written[1][0].shape[0] == len(texts), side
 
 
+def test_an_update_after_an_ingest_is_the_same_on_both(world):
+    """lab.update places what was ingested since the analysis, the same on both sides:
+    the same documents kept, placed and counted, the same points and clusters."""
+    made = both(world, lambda lab: lab.analyze(labels=["space", "cars"], k=2, reduce="pca"))
+    extra = [
+        {"id": f"space/extra{i}", "text": f"orbit rocket probe {i} of space", "label": "space"}
+        for i in range(3)
+    ]
+    both(world, lambda lab: lab.ingest(extra, provider="gemini", dims=DIMS))
+    try:
+        updated = both(world, lambda lab: lab.update(made[side_of(lab)].id))
+        local, remote = updated["local"], updated["remote"]
+        assert local.update_report["added"] == remote.update_report["added"] == 3
+        for key in ("kept", "removed", "changed", "refit_advised", "drift"):
+            assert local.update_report[key] == remote.update_report[key], key
+        assert local.ids == remote.ids and sorted(local.placed) == sorted(remote.placed)
+        assert local.cluster_labels.tolist() == remote.cluster_labels.tolist()
+        assert np.allclose(local.coords, remote.coords)
+        assert {local.parent, remote.parent} == {made["local"].id, made["remote"].id}
+        for side in (local, remote):  # each names its own parent
+            assert side.metrics["params"]["update"].pop("parent") == side.parent
+        assert local.metrics == remote.metrics
+    finally:
+        both(world, lambda lab: lab.delete(ids=[e["id"] for e in extra]))
+
+
 # -- same mistake, same exception class ----------------------------------------------------
 
 
