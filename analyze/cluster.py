@@ -68,13 +68,7 @@ def cosine_silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) ->
     x = np.asarray(vectors, dtype=np.float32)
     norms = row_norms(x).astype(np.float64).clip(min=1e-12)
     inverse = (1.0 / norms).astype(np.float32)
-    # the clusters' sums of unit rows in one sparse product (no copy of any row)
-    from scipy.sparse import csr_matrix
-
-    weights = csr_matrix(
-        (inverse, (member_of, np.arange(len(labels)))), shape=(len(names), len(labels))
-    )
-    sums32 = np.asarray(weights @ x, dtype=np.float32)
+    sums32 = _sums(x, member_of, len(names), inverse).astype(np.float32)  # of unit rows
     scores = np.empty(len(labels), dtype=np.float64)
     rows = np.arange(len(labels))
     for start in range(0, len(labels), 4096):  # a block at a time: no n x dims copy
@@ -127,7 +121,7 @@ def text_view(
     view = svd.fit_transform(tfidf).astype(np.float32)
     if keep is not None:  # what placing new documents in this view needs (reference.py)
         keep.update(vectoriser=vectoriser, svd=svd)
-    return _unit(view)
+    return unit_rows(view)
 
 
 def with_text_view(
@@ -139,7 +133,7 @@ def with_text_view(
     On unit rows the cosine of two joined rows is (v.v' + w^2 l.l') / (1 + w^2): weight 1
     gives the meaning (vectors) and the words (LSA) equal say.
     """
-    x = _unit(np.asarray(vectors, dtype=np.float32))
+    x = unit_rows(np.asarray(vectors, dtype=np.float32))
     if weight <= 0:
         return x, 0
     if len(texts) != len(x):
@@ -312,7 +306,7 @@ def spherical_kmeans(
         best_centres, best_score = None, -np.inf
         for _ in range(n_init):
             labels, _ = _lloyd(sample, _kmeans_plusplus(sample, k, rng), max_iter)
-            centres = _unit(_sums(sample, labels, k))
+            centres = unit_rows(_sums(sample, labels, k))
             score = float((x @ centres.T).max(axis=1).sum())  # on every document
             if score > best_score:
                 best_centres, best_score = centres, score
@@ -321,7 +315,7 @@ def spherical_kmeans(
     best_labels, best_score = np.zeros(len(x), dtype=np.int64), -np.inf
     for _ in range(n_init):
         labels, centres = _lloyd(x, _kmeans_plusplus(x, k, rng), max_iter)
-        score = float((x @ _unit(centres).T).max(axis=1).sum())
+        score = float((x @ unit_rows(centres).T).max(axis=1).sum())
         if score > best_score:
             best_labels, best_score = labels, score
     return best_labels
@@ -336,7 +330,7 @@ def _lloyd(x: np.ndarray, centres: np.ndarray, max_iter: int) -> tuple[np.ndarra
     settled = int(len(x) * SETTLED_SHARE)
     labels: np.ndarray | None = None
     for _ in range(max(1, max_iter)):
-        sims = x @ _unit(centres).T
+        sims = x @ unit_rows(centres).T
         new = sims.argmax(axis=1)
         if labels is not None and int((new != labels).sum()) <= settled:
             return new, centres
@@ -374,17 +368,18 @@ def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.nd
     return centres
 
 
-def _sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per-cluster sums of the rows of x (one sparse product, not a Python loop)."""
+def _sums(
+    x: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-cluster sums of the rows of x, each row times its weight (one sparse product:
+    no Python loop, no copy of a cluster's rows); rows labelled -1 count nowhere."""
     from scipy.sparse import csr_matrix
 
-    onehot = csr_matrix((np.ones(len(labels), dtype=x.dtype), (labels, np.arange(len(labels)))),
-                        shape=(k, len(labels)))  # fmt: skip
+    labels = np.asarray(labels)
+    rows = np.flatnonzero(labels >= 0)
+    values = np.ones(len(rows), dtype=x.dtype) if weights is None else weights[rows]
+    onehot = csr_matrix((values, (labels[rows], rows)), shape=(k, len(labels)))
     return np.asarray(onehot @ x)
-
-
-def _unit(m: np.ndarray) -> np.ndarray:
-    return unit_rows(m)
 
 
 def _auto_k(vectors: np.ndarray, algorithm: str, seed: int) -> Clustering:

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..store.neighbours import snippet
 from ..store.selection import NO_LABEL
+from ..store.vector_memory import unit_rows
+from .cluster import _sums
 
 TOP_TERMS = 10
 REPRESENTATIVES = 3
@@ -213,20 +215,13 @@ def describe_clusters(
 ) -> list[dict[str, Any]]:
     """Per cluster: size, label counts, top terms, a name (its terms' until a model names
     it), and the documents nearest its centroid."""
-    from scipy.sparse import csr_matrix
-
     clusters = sorted(set(cluster_labels.tolist()))
     terms = top_terms(cluster_labels, texts, clusters)
     described = []
     # every cluster's centroid in one sparse product, every row's similarity to its own
     # in one n x clusters product: no copy of a cluster's rows
     position = np.searchsorted(clusters, cluster_labels)
-    onehot = csr_matrix(
-        (np.ones(len(cluster_labels), dtype=np.float32), (position, np.arange(len(position)))),
-        shape=(len(clusters), len(cluster_labels)),
-    )
-    centroids = np.asarray(onehot @ vectors, dtype=np.float32)
-    centroids /= np.sqrt(np.einsum("ij,ij->i", centroids, centroids)).clip(min=1e-12)[:, None]
+    centroids = unit_rows(_sums(vectors, position, len(clusters)).astype(np.float32))
     own = (vectors @ centroids.T)[np.arange(len(position)), position]
     for index, k in enumerate(clusters):
         rows = np.flatnonzero(position == index)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..store.vector_memory import unit_rows
+from .placement import nearest
 
 REFERENCE_VERSION = 1
 RADIUS_SAMPLE = 500  # members per cluster whose nearest-member gap is measured (seeded)
@@ -48,10 +49,6 @@ def hash_hex(array: np.ndarray) -> list[str]:
     text = array.tobytes().hex()
     known = np.any(array, axis=1).astype(bool).tolist()
     return [text[i * width : (i + 1) * width] if known[i] else "" for i in range(len(array))]
-
-
-def _unit(m: np.ndarray) -> np.ndarray:
-    return unit_rows(m)
 
 
 def size_bytes(reference: dict[str, Any] | None) -> int:
@@ -122,9 +119,9 @@ def build_reference(
     if algorithm == "kmeans":
         features = cluster_keep.get("features")
         if features is None:
-            features = _unit(np.asarray(vectors, dtype=np.float32))
+            features = unit_rows(np.asarray(vectors, dtype=np.float32))
         centroids = np.stack([features[labels == c].sum(axis=0) for c in clusters])
-        arrays["centroids"] = _unit(centroids).astype(np.float32)
+        arrays["centroids"] = unit_rows(centroids).astype(np.float32)
         arrays["centroid_ids"] = np.array(clusters, dtype=np.int32)
         weight = float(clustering_params.get("text_weight") or 0.0)
         vectoriser, svd = cluster_keep.get("vectoriser"), cluster_keep.get("svd")
@@ -177,8 +174,6 @@ def neighbour_sample(
 def nearest_others(vectors: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each of `rows`' SAMPLE_NEIGHBOURS nearest rows of `vectors` (cosine, unit rows),
     not itself, nearest first: (row numbers, similarities)."""
-    from .placement import nearest
-
     k = min(SAMPLE_NEIGHBOURS, max(0, len(vectors) - 1))
     if not len(rows) or k == 0:
         return np.empty((len(rows), k), np.int64), np.empty((len(rows), k), np.float32)
@@ -247,7 +242,7 @@ def carried_sample(
 def _radius(vectors: np.ndarray, members: np.ndarray, seed: int) -> float:
     """A cluster's fitted distance: the largest cosine distance from a member to its
     nearest fellow member (on a seeded sample of RADIUS_SAMPLE members)."""
-    x = _unit(np.asarray(vectors[members], dtype=np.float32))
+    x = unit_rows(np.asarray(vectors[members], dtype=np.float32))
     if len(x) < 2:
         return 0.0
     rng = np.random.RandomState(seed)
@@ -278,13 +273,13 @@ def text_features(texts: list[str], reference: dict[str, Any]) -> np.ndarray | N
     norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1))).ravel().clip(min=1e-12)
     tfidf = diags(1.0 / norms) @ tfidf
     view = np.asarray(tfidf @ arrays["text_components"].astype(np.float32).T, dtype=np.float32)
-    return _unit(view)
+    return unit_rows(view)
 
 
 def kmeans_features(vectors: np.ndarray, texts: list[str], reference: dict[str, Any]):
     """The features k-means read for these documents: unit vectors, joined with the
     weighted words' view where the analysis used it (cluster.with_text_view)."""
-    x = _unit(np.asarray(vectors, dtype=np.float32))
+    x = unit_rows(np.asarray(vectors, dtype=np.float32))
     view = text_features(texts, reference)
     if view is None:
         return x

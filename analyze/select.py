@@ -175,12 +175,9 @@ def load_corpus(
     ids = select_ids(store, space, selection, records.items())
     hashes = [records[i].get("content_hash", "") for i in ids]
     labels = [records[i].get("label") for i in ids]
-    reuse = previous is not None and previous.space == space and space.embeds_text
-    had = (
-        {doc_id: row for row, doc_id in enumerate(previous.ids)}
-        if previous is not None and reuse
-        else {}
-    )
+    if previous is not None and not (previous.space == space and space.embeds_text):
+        previous = None
+    had = {doc_id: row for row, doc_id in enumerate(previous.ids)} if previous else {}
     copied, old_rows, fresh = [], [], []
     for row, (doc_id, digest) in enumerate(zip(ids, hashes)):
         old = had.get(doc_id)

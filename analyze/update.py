@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidRequest
+from ..store.vector_memory import unit_rows
 from .analysis import Analysis, space_dict
-from .cluster import _sums, _unit, cluster, default_text_weight
+from .cluster import _sums, cluster, default_text_weight
 from .describe import describe_clusters
 from .evaluate import evaluate
 from .placement import nearest, place_pca, place_tsne, place_umap, project, settle
@@ -350,7 +351,7 @@ _FIELDS = (
 def spherical_kmeans_from(features: np.ndarray, start_labels: np.ndarray, max_iter: int = 100):
     """Spherical k-means (cluster.spherical_kmeans) started from a membership instead of
     k-means++: the centroids of `start_labels`' clusters. Labels keep their numbers."""
-    x = _unit(np.asarray(features, dtype=np.float32))
+    x = unit_rows(np.asarray(features, dtype=np.float32))
     start = np.asarray(start_labels)
     ids = np.array(sorted({int(c) for c in start.tolist() if c != NOISE}), dtype=np.int64)
     if not len(ids):
@@ -360,7 +361,7 @@ def spherical_kmeans_from(features: np.ndarray, start_labels: np.ndarray, max_it
     labels = None
     settled = int(len(x) * 1e-3)
     for _ in range(max_iter):
-        new = (x @ _unit(centres).T).argmax(axis=1)
+        new = (x @ unit_rows(centres).T).argmax(axis=1)
         if labels is not None and int((new != labels).sum()) <= settled:
             labels = new
             break
@@ -506,8 +507,10 @@ def drift_figures(
     old_members = clustered & ~is_new
     ids = sorted({int(c) for c in labels[old_members].tolist()})
     if ids:
-        centroids = _unit(np.stack([x[old_members & (labels == c)].sum(axis=0) for c in ids]))
         position = {c: i for i, c in enumerate(ids)}
+        of_old = np.array([position.get(int(c), -1) for c in labels.tolist()])
+        of_old[~old_members] = -1
+        centroids = unit_rows(_sums(x, of_old, len(ids)))
 
         def similarity(mask: np.ndarray) -> float | None:
             total, count = 0.0, 0

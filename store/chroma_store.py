@@ -9,6 +9,7 @@ documents, spaces and float32 arrays, and Chroma's quirks are handled once:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import itertools
@@ -464,6 +465,15 @@ class SpaceCollection:
         with self._writes_lock:
             self._writing.pop(token, None)
 
+    @contextlib.contextmanager
+    def _stamped_write(self) -> Iterator[float]:
+        """The stamp of a write, registered as in flight while the block runs."""
+        token, stamp = self._write_started()
+        try:
+            yield stamp
+        finally:
+            self._write_ended(token)
+
     def all_metadata(self) -> dict[str, dict[str, Any]]:
         """Every document's metadata by id (do not change the dicts: they are kept).
 
@@ -664,19 +674,12 @@ class SpaceCollection:
     def relabel(self, docs: Sequence[Document], truncated: Sequence[bool]) -> None:
         """Rewrite the metadata (label, source) of stored documents; vectors untouched."""
         if docs:
-            token, stamp = self._write_started()
-            try:
+            with self._stamped_write() as stamp:
+                metadatas = [{**d.metadata(t), WRITTEN: stamp} for d, t in zip(docs, truncated)]
                 _retry_busy(
-                    lambda: self._col.update(
-                        ids=[d.id for d in docs],
-                        metadatas=[
-                            {**d.metadata(t), WRITTEN: stamp} for d, t in zip(docs, truncated)
-                        ],
-                    ),
+                    lambda: self._col.update(ids=[d.id for d in docs], metadatas=metadatas),
                     "metadata update",
                 )
-            finally:
-                self._write_ended(token)
 
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """One stored vector for each of `hashes` that any document already has."""
@@ -715,8 +718,7 @@ class SpaceCollection:
             shared = small < len(docs) and waiting()
             part = slice(start, start + (small if shared else 16 * small))
             start = part.stop
-            token, stamp = self._write_started()
-            try:
+            with self._stamped_write() as stamp:
                 _retry_busy(
                     functools.partial(
                         self._col.upsert,
@@ -730,8 +732,6 @@ class SpaceCollection:
                     ),
                     "write",
                 )
-            finally:
-                self._write_ended(token)
             if shared and start < len(docs):
                 time.sleep(_WRITE_SHARING["pause_s"])  # the GIL is free meanwhile
 

@@ -255,26 +255,29 @@ class VectorMemory:
             wanted = set(stale)
             # another replica added (expected is None exactly when held is)
             if held is not None and expected is not None and not stale and count > expected:
-                ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-                new = [doc_id for doc_id in ids if doc_id not in held.row_of]
+                new = [doc_id for doc_id in collection.all_ids() if doc_id not in held.row_of]
                 if len(new) == count - expected:  # only additions: read just those
                     wanted = set(new)
             if held is None or (expected != count and not wanted):
-                ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-                held = HeldSpace.read(ids, *collection.load(ids))
-                held.build_index()
+                held = _whole(collection)
             elif wanted:
                 try:
                     held = _with_rows(held, collection, wanted)
-                except StoreError:  # some were never written (an ingest that failed or
-                    # was cancelled marks what it was given) or are gone: read it whole
-                    ids = [doc_id for doc_id, _ in collection.iter_metadata()]
-                    held = HeldSpace.read(ids, *collection.load(ids))
-                    held.build_index()
+                except StoreError:  # some were never written (a failed or cancelled
+                    # ingest marks what it was given) or are gone: read it whole
+                    held = _whole(collection)
             with self._lock:  # publish, then clear the marks it read (none came meanwhile)
                 self._spaces[space] = held
                 self._stale.pop(space, None)
             return held
+
+
+def _whole(collection: Any) -> HeldSpace:
+    """A snapshot of every document of the collection, its search index built."""
+    ids = collection.all_ids()
+    held = HeldSpace.read(ids, *collection.load(ids))
+    held.build_index()
+    return held
 
 
 def _with_rows(held: HeldSpace, collection: Any, wanted: set[str]) -> HeldSpace:
