@@ -23,11 +23,17 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
+# What Chroma says for a moment and then no more: SQLite locked by another writer, and a
+# collection just created by another thread whose vector index has nothing on disk yet
+# (a read of it then fails: "Error creating hnsw segment reader: Nothing found on disk").
+TRANSIENT = ("database is locked", "Nothing found on disk")
+
+
 def _retry_busy(call: Callable[[], Any], what: str, attempts: int = 8) -> Any:
-    """Run a Chroma call, retrying while its database is locked by another writer.
+    """Run a Chroma call, retrying while Chroma is briefly unable (TRANSIENT).
 
     A Chroma server serialises writers on SQLite; with several clients a write can
-    meet "database is locked" and succeed a moment later. Any other failure, or a lock
+    meet "database is locked" and succeed a moment later. Any other failure, or one
     that outlasts the retries, becomes one StoreError line (earlier writes are kept).
     """
     for attempt in range(attempts):
@@ -37,7 +43,7 @@ def _retry_busy(call: Callable[[], Any], what: str, attempts: int = 8) -> Any:
             raise
         except Exception as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "database is locked" in message and attempt + 1 < attempts:
+            if any(t in str(exc) for t in TRANSIENT) and attempt + 1 < attempts:
                 time.sleep(0.05 * 2**attempt)
                 continue
             raise StoreError(f"Chroma refused a {what} ({message[:160]})") from None

@@ -600,8 +600,12 @@ class SpaceCollection:
     def cached_query(self, text_hash: str) -> np.ndarray | None:
         """A free-text query's vector embedded earlier in this space, if any."""
         side = self._side("queries", create=False)
-        got = side.get(ids=[text_hash], include=["embeddings"]) if side is not None else None
-        if not got or not got["ids"]:
+        if side is None:
+            return None
+        # another request may have made the collection a moment ago (TRANSIENT)
+        read = functools.partial(side.get, ids=[text_hash], include=["embeddings"])
+        got = _retry_busy(read, "read of the cached query vectors")
+        if not got["ids"]:
             return None
         return np.asarray(got["embeddings"][0], dtype=np.float32)
 

@@ -162,3 +162,34 @@ def test_cli_429_storm_with_retry_after_finishes_and_counts_retries(tmp_path):
         in done.stdout
     )
     assert audit_store(tmp_path / "store", expected, DIMS).stored == 100
+
+
+def test_chroma_calls_are_retried_while_chroma_is_briefly_unable():
+    """A locked database, or a collection another thread has just made whose index has
+    nothing on disk yet (seen as a 500 under load), is retried; anything else is one
+    StoreError line at once."""
+    from embedlab.errors import StoreError
+    from embedlab.store.chroma_calls import _retry_busy
+
+    for message in (
+        "database is locked",
+        "Error creating hnsw segment reader: Nothing found on disk",
+    ):
+        calls: list[int] = []
+
+        def flaky(message=message, calls=calls):
+            calls.append(1)
+            if len(calls) < 3:
+                raise RuntimeError(f"Error executing plan: Internal error: {message}")
+            return "read"
+
+        assert _retry_busy(flaky, "read") == "read" and len(calls) == 3
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("no such column")
+
+    with pytest.raises(StoreError, match="Chroma refused a read"):
+        _retry_busy(broken, "read")
+    assert len(calls) == 1
