@@ -4,11 +4,12 @@ Why not Chroma's query path: it spends most of its ~3-8 ms per query outside its
 search, waits for the index writes of a running ingest (seconds), and its HNSW answers
 are approximate (on the fake server's structureless vectors its recall@10 is far from
 1). Why not a plain float32 scan: at 11,314 x 3072 it reads 139 MB per query, 12-25 ms
-on this 2-core machine. So a query scans an int8 copy (4x fewer bytes, faiss's SIMD
-kernel, GIL released) for a short list of candidates, re-scores them with the float32
-vectors, and proves the list holds the true top k: every row's quantisation error is
-known (`err`), so a row left out scores at most `candidate floor + max err`; when the
-k-th exact score is above that bound the answer is exactly the exact search's. When it
+on this 2-core machine. So a query, rounded to int8 itself, scans an int8 copy (4x
+fewer bytes, faiss's int8 x int8 SIMD kernel, GIL released) for a short list of
+candidates, re-scores them with the float32 vectors, and proves the list holds the true
+top k: every row's quantisation error is known, and the query's, so a row left out
+scores at most `candidate floor + slack`; when the k-th exact score is above that bound
+the answer is exactly the exact search's. When it
 is not (rare), the list grows, and at last the float32 scan answers. The answer is the
 same as a full scan's; similarities equal to 6 places (what the API shows; float32
 sums differ in the last bit with the order BLAS adds in) are ordered by row, the order
@@ -30,10 +31,12 @@ EXACT_FLOATS = 8_000_000  # up to here a float32 scan is as fast as anything (32
 # vs ~3-8 ms); above it, a held space is still searched here while an ingest writes it.
 FAST_FLOATS = 64_000_000
 DECIMALS = 6  # similarities are shown to 6 places; equal ones are ordered by row
-# int8 candidates of a first round: on 11,314 x 3072 fake-server vectors 128 proved 94% of
-# by-id answers at once (the rest take a second round of 512) and cost 2.8 ms against 3.4
-# for 256, which proved them all (faiss keeps a shorter heap; fewer rows re-scored)
-FIRST_CANDIDATES = 128
+# int8 candidates of a first round. On 11,314 x 3072 fake-server vectors (structureless:
+# the 10th best similarity ~0.058, the 512th ~0.030) 512 proved 99% of by-id answers at
+# once, 2.5 ms a query in all (384: 86%, 3.0 ms; 128 proves none: the bound's slack,
+# ~0.022 with the query's rounding, is wider than the gap); few are re-scored (see
+# `_rank_candidates`). Real embeddings have far wider gaps.
+FIRST_CANDIDATES = 512
 MARGIN = 1e-4  # float32 rounding in the kernels, far above it in practice
 _faiss_lock = threading.Lock()
 
@@ -56,6 +59,8 @@ class MemoryIndex:
         self.vectors = vectors
         self.labels, self.sources = MemoryIndex._columns(metadatas)
         self._coarse: Any = None
+        self._scale = 1.0  # int8 code = round(x * scale): one scale for every component
+        self._max_norm = 1.0  # the longest row (unit rows: 1 up to rounding)
         self._max_err = 0.0  # max over rows of |x - decoded(x)|: bounds |x.q - coarse score|
         rows, dims = vectors.shape
         if rows * dims > EXACT_FLOATS:
@@ -78,6 +83,8 @@ class MemoryIndex:
         grown.labels = np.concatenate([self.labels, added[0]])
         grown.sources = np.concatenate([self.sources, added[1]])
         grown._coarse = faiss.clone_index(self._coarse)
+        grown._scale = self._scale
+        grown._max_norm = max(self._max_norm, MemoryIndex._longest(vectors[old:]))
         grown._max_err = max(self._max_err, grown._add_coarse(vectors[old:]))
         return grown
 
@@ -92,14 +99,28 @@ class MemoryIndex:
         )
 
     def _add_coarse(self, rows: np.ndarray) -> float:
-        """Encode `rows` into the int8 copy; the largest |x - decoded(x)| among them."""
+        """Encode `rows` into the int8 copy; the largest |x - decoded(x)| among them.
+
+        The codes are rounded here, to whole numbers faiss stores as they are (its own
+        encoder for direct codes truncates, and wraps what is out of range); a row
+        outside the scale's range is clipped, and its larger error is measured like
+        every row's."""
         worst = 0.0
         for start in range(0, len(rows), 4096):  # a page at a time: no 2nd full copy
             block = rows[start : start + 4096]
-            self._coarse.add(block)
-            decoded = self._coarse.sa_decode(self._coarse.sa_encode(block))
-            worst = max(worst, float(np.linalg.norm(block - decoded, axis=1).max()))
+            codes = np.clip(np.rint(block * self._scale), -127, 127)
+            self._coarse.add(codes)
+            worst = max(worst, float(np.linalg.norm(block - codes / self._scale, axis=1).max()))
         return worst
+
+    @staticmethod
+    def _longest(rows: np.ndarray) -> float:
+        return max((float(np.linalg.norm(b, axis=1).max()) for b in MemoryIndex._pages(rows)),
+                   default=0.0)  # fmt: skip
+
+    @staticmethod
+    def _pages(rows: np.ndarray) -> Any:
+        return (rows[start : start + 4096] for start in range(0, len(rows), 4096))
 
     @staticmethod
     def worth_it(rows: int, dims: int) -> bool:
@@ -116,10 +137,17 @@ class MemoryIndex:
         faiss = _faiss()
         if faiss is None or len(self.vectors) == 0:
             return
+        # Direct codes (decoded by a plain cast, not an affine map per component): the
+        # scan of 11,314 x 3072 takes ~1.3 ms against ~2.4 for QT_8bit_uniform, with the
+        # same step (one range for every component, symmetric here)
         index = faiss.IndexScalarQuantizer(
-            self.vectors.shape[1], faiss.ScalarQuantizer.QT_8bit_uniform, faiss.METRIC_INNER_PRODUCT
+            self.vectors.shape[1],
+            faiss.ScalarQuantizer.QT_8bit_direct_signed,
+            faiss.METRIC_INNER_PRODUCT,
         )
-        index.train(self.vectors[:: max(1, len(self.vectors) // 4096)])  # one min/max range
+        largest = max(float(np.abs(block).max()) for block in self._pages(self.vectors))
+        self._scale = 127.0 / largest if largest > 0 else 1.0
+        self._max_norm = MemoryIndex._longest(self.vectors)
         self._coarse = index
         self._max_err = self._add_coarse(self.vectors)
 
@@ -175,6 +203,21 @@ class MemoryIndex:
         order = np.lexsort((rows, -np.round(exact, DECIMALS)))[:k]
         return rows[order], exact[order]
 
+    def _rank_candidates(
+        self, rows: np.ndarray, coarse: np.ndarray, query: np.ndarray, k: int, slack: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_rank` of the candidates `rows` (best coarse score first), re-scoring only
+        those that can matter: the first 4k + 16 give a k-th exact score, and a candidate
+        whose coarse score + `slack` is below it cannot be among the best k."""
+        head = min(len(rows), 4 * k + 16)
+        best, exact = self._rank(rows[:head], query, k)
+        if head == len(rows) or len(exact) < k:
+            return best, exact
+        rest = rows[head:][coarse[head:] + slack >= float(exact[-1]) - MARGIN]
+        if len(rest) == 0:
+            return best, exact
+        return self._rank(np.concatenate([best, rest]), query, k)
+
     def _search_coarse(
         self, query: np.ndarray, k: int, exclude: int | None, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -194,18 +237,33 @@ class MemoryIndex:
             bits = np.packbits(mask, bitorder="little")
             params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(rows, faiss.swig_ptr(bits)))
         wanted = max(FIRST_CANDIDATES, 4 * k + 16)
+        # faiss scans direct codes int8 x int8 (its SIMD kernel rounds the query down to
+        # whole numbers): the query is rounded here, to its own scale, and its error
+        # joins the bound. q.x = q'.x' + (q - q').x + q'.(x - x'), so a row scores at
+        # most its coarse score + |q - q'| |x| + |q'| max|x - x'|
+        largest = float(np.abs(query).max())
+        if largest == 0:
+            return None
+        query_scale = 127.0 / largest
+        codes = np.rint(query * np.float32(query_scale))
+        decoded = codes / np.float32(query_scale)
+        slack = (
+            float(np.linalg.norm(query - decoded)) * self._max_norm
+            + float(np.linalg.norm(decoded)) * self._max_err
+        )
+        unit = 1.0 / (query_scale * self._scale)  # coarse scores back in cosine units
         while wanted < rows // 4:
-            scores, found = self._coarse.search(query[None, :], wanted, params=params)
-            found = found[0]
-            floor = float(scores[0][-1])  # no row left out scores above this..
-            found = found[found >= 0]
-            complete = len(found) < wanted  # every allowed row is a candidate
+            scores, found = self._coarse.search(codes[None, :], wanted, params=params)
+            floor = float(scores[0][-1]) * unit  # no row left out scores above this..
+            keep = found[0] >= 0
+            complete = int(keep.sum()) < wanted  # every allowed row is a candidate
             if exclude is not None:
-                found = found[found != exclude]
+                keep &= found[0] != exclude
+            found, coarse = found[0][keep], scores[0][keep] * unit
             if len(found) < k:
                 return None
-            best, exact = self._rank(found, query, k)
-            if complete or float(exact[-1]) > floor + self._max_err + MARGIN:  # ..+ max err
+            best, exact = self._rank_candidates(found, coarse, query, k, slack)
+            if complete or float(exact[-1]) > floor + slack + MARGIN:  # ..+ the slack
                 return best, exact
             wanted *= 4
         return None

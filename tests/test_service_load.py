@@ -104,6 +104,32 @@ def test_an_extended_index_answers_as_one_built_from_scratch(monkeypatch):
         assert rows.tolist() == reference(every, every[i], 10).tolist()
 
 
+def test_a_query_rounded_to_int8_keeps_the_answer_exact(monkeypatch):
+    """The query is rounded to int8 for the scan, to its own scale. Here it is one large
+    component and 3,071 small ones, each under half a step: rounded, it keeps only the
+    large one. The true best row lies along the small part (its int8 score is among the
+    lowest); the bound takes the query's rounding error in, so the answer is still the
+    brute-force one. With that error left out of the bound, this test fails."""
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(memory_index, "EXACT_FLOATS", 0)
+    rng, dims, n = np.random.default_rng(5), 3072, 4000  # a small part's error adds up
+    small = 0.0035 * rng.choice([-1.0, 1.0], size=dims - 1)  # under half of 1/127
+    query = np.concatenate([[1.0], small]).astype(np.float32)
+    query /= np.linalg.norm(query)
+    first = np.full(n, 0.2)
+    first[30:] = rng.uniform(0.10, 0.15, size=n - 30)
+    rest = rng.normal(size=(n, dims - 1))
+    rest[-1] = small  # along the query's small part
+    first[-1] = 0.05
+    rest *= (np.sqrt(1 - first**2) / np.linalg.norm(rest, axis=1))[:, None]
+    vectors = np.column_stack([first, rest]).astype(np.float32)
+    index = MemoryIndex(vectors, [{"label": "l", "source": "s"}] * n)
+    for k in (1, 10, 40):
+        rows, _ = index.search(query, k)
+        assert rows.tolist() == reference(vectors, query, k).tolist()
+        assert rows[0] == n - 1
+
+
 def _held_then_added(store, group, held, added):
     """A VectorMemory holding `held` documents of `group`; `added` more written after:
     (memory, (held docs, vectors), (added docs, vectors))."""
