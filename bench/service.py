@@ -7,8 +7,8 @@ metadata, texts):
    HttpClient), 1 and 8 clients; the service by id, 1 and 8 clients; queries/s, p50/p99;
    and how many of Chroma's hits are the exact ones (the service's answers are exact);
 2. the service by text (cached query vectors), 1 and 8 clients;
-3. 8 clients while an ingest job of 2,000 real posts (test split) runs: errors, p99,
-   throughput against (1); the ingest's documents/s against the same ingest alone;
+3. 8 clients for as long as an ingest job of 2,000 real posts (test split) runs: errors,
+   p99, throughput against (1); the ingest's documents/s against the same ingest alone;
 4. the same while an ingest waits on a provider that answers in 30 s (a second service);
 5. ingest alone (provider at 0 ms) against raw Chroma `upsert` of the same vectors and
    metadata (PersistentClient, batches of 100) into a copy of the same collection, and
@@ -62,8 +62,11 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise SystemExit(f"{url} did not start")
 
 
-def load(call, ids: list[str], clients: int, seconds: float) -> dict:
-    """`clients` threads calling `call(id)` for `seconds`: throughput, p50/p99, errors."""
+def load(
+    call, ids: list[str], clients: int, seconds: float, until: threading.Event | None = None
+) -> dict:
+    """`clients` threads calling `call(id)` for `seconds` (or until `until` is set):
+    throughput, p50/p99, errors."""
     latencies: list[float] = []
     errors = [0]
     stop = time.monotonic() + seconds
@@ -72,7 +75,7 @@ def load(call, ids: list[str], clients: int, seconds: float) -> dict:
     def client(n: int) -> None:
         rng = random.Random(n)
         mine = []
-        while time.monotonic() < stop:
+        while time.monotonic() < stop and not (until is not None and until.is_set()):
             doc_id = rng.choice(ids)
             started = time.perf_counter()
             try:
@@ -342,8 +345,25 @@ def main() -> None:
             docs = test_posts(args.archive, args.new_docs)
             print(f"\n## while an ingest job of {len(docs)} real test posts runs (8 clients)")
             job = http.post("/api/v1/ingest", json={"documents": docs}).json()["job"]
-            busy = load(service_query, picks, 8, args.seconds)
-            final = wait_job(http, job)
+            # the readers run for the whole ingest: its speed is the speed under load
+            ingested = threading.Event()
+            finished: dict = {}
+
+            def watch(job_id: str = job) -> None:
+                try:
+                    finished.update(wait_job(http, job_id))
+                except SystemExit as failed:  # a thread's SystemExit would go unseen
+                    finished["failed"] = str(failed)
+                finally:
+                    ingested.set()
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            busy = load(service_query, picks, 8, 600, until=ingested)
+            watcher.join()
+            final = finished
+            if "report" not in final:
+                raise SystemExit(final.get("failed", f"ingest job {job} did not finish"))
             print(line("embedlab serve, by id, 8 clients, during ingest", busy)
                   + f"  {busy['qps'] / results[('svc', 8)]['qps']:.2f}x of alone")  # fmt: skip
             with_load = final["report"]["documents"] / final["report"]["seconds"]
