@@ -15,7 +15,10 @@ same as a full scan's; similarities equal to 6 places (what the API shows; float
 sums differ in the last bit with the order BLAS adds in) are ordered by row, the order
 the space was read in.
 
-Without faiss (an optional speed-up) every query is the float32 scan: same answers.
+Without faiss (an optional speed-up) every query is the float32 scan, re-scored with
+numpy: the same hits in the same order, except that two similarities within a few units
+of float32's last place around a 6th-decimal boundary may swap (the two add in another
+order).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ DECIMALS = 6  # similarities are shown to 6 places; equal ones are ordered by ro
 # ~0.022 with the query's rounding, is wider than the gap); few are re-scored (see
 # `_rank_candidates`). Real embeddings have far wider gaps.
 FIRST_CANDIDATES = 512
-MARGIN = 1e-4  # float32 rounding in the kernels, far above it in practice
+MARGIN = 1e-4  # float32 rounding of the exact re-scores (~1e-7 in practice)
+PAGE_ROWS = 1024  # rows encoded at a time: temporaries of 12 MB at 3072 dims
 _faiss_lock = threading.Lock()
 
 
@@ -106,11 +110,13 @@ class MemoryIndex:
         outside the scale's range is clipped, and its larger error is measured like
         every row's."""
         worst = 0.0
-        for start in range(0, len(rows), 4096):  # a page at a time: no 2nd full copy
-            block = rows[start : start + 4096]
-            codes = np.clip(np.rint(block * self._scale), -127, 127)
+        for block in MemoryIndex._pages(rows):  # a page at a time: no 2nd full copy
+            codes = np.rint(block * self._scale)
+            np.clip(codes, -127, 127, out=codes)
             self._coarse.add(codes)
-            worst = max(worst, float(np.linalg.norm(block - codes / self._scale, axis=1).max()))
+            codes /= self._scale
+            np.subtract(block, codes, out=codes)
+            worst = max(worst, float(np.linalg.norm(codes, axis=1).max()))
         return worst
 
     @staticmethod
@@ -120,7 +126,7 @@ class MemoryIndex:
 
     @staticmethod
     def _pages(rows: np.ndarray) -> Any:
-        return (rows[start : start + 4096] for start in range(0, len(rows), 4096))
+        return (rows[start : start + PAGE_ROWS] for start in range(0, len(rows), PAGE_ROWS))
 
     @staticmethod
     def worth_it(rows: int, dims: int) -> bool:
@@ -185,13 +191,11 @@ class MemoryIndex:
         k = min(k, int(np.isfinite(scores).sum()))
         if k == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        # the best k + 16 by this scan, re-scored and ordered like the int8 path's
-        wanted = min(len(scores), k + 16)
-        if wanted < len(scores):
-            candidates = np.argpartition(-scores, wanted - 1)[:wanted]
-        else:
-            candidates = np.arange(len(scores))
-        candidates = candidates[np.isfinite(scores[candidates])]
+        # every row within MARGIN of the k-th score by this scan, re-scored and ordered
+        # like the int8 path's: more rows equal to 6 places than a fixed few (copies of
+        # one text, a zero query) are then all there, and the lowest rows come first
+        kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+        candidates = np.flatnonzero(scores >= kth - MARGIN)
         return self._rank(candidates, query, k)
 
     def _rank(self, rows: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,19 +255,23 @@ class MemoryIndex:
             bits = np.packbits(mask, bitorder="little")
             params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(rows, faiss.swig_ptr(bits)))
         wanted = max(FIRST_CANDIDATES, 4 * k + 16)
-        # faiss scans direct codes int8 x int8 (its SIMD kernel rounds the query down to
-        # whole numbers): the query is rounded here, to its own scale, and its error
-        # joins the bound. q.x = q'.x' + (q - q').x + q'.(x - x'), so a row scores at
-        # most its coarse score + |q - q'| |x| + |q'| max|x - x'|
+        # faiss's kernel for direct codes may cast the query to int8 (its SIMD kernels
+        # do, for most dims): the query is rounded here to whole numbers in [-127, 127],
+        # at its own scale, so every kernel computes the same integer dot product, and
+        # the rounding joins the bound. q.x = q'.x' + (q - q').x + q'.(x - x'), so a row
+        # scores at most its coarse score + |q - q'| |x| + |q'| max|x - x'|, plus what
+        # adding d products in float32 can lose (faiss's scalar kernel; d 2^-24 |q'||x'|)
         largest = float(np.abs(query).max())
         if largest == 0:
             return None
         query_scale = 127.0 / largest
         codes = np.rint(query * np.float32(query_scale))
         decoded = codes / np.float32(query_scale)
+        decoded_norm = float(np.linalg.norm(decoded))
         slack = (
             float(np.linalg.norm(query - decoded)) * self._max_norm
-            + float(np.linalg.norm(decoded)) * self._max_err
+            + decoded_norm * self._max_err
+            + len(query) * 2.0**-24 * decoded_norm * (self._max_norm + self._max_err)
         )
         unit = 1.0 / (query_scale * self._scale)  # coarse scores back in cosine units
         while wanted < rows // 4:

@@ -130,6 +130,24 @@ def test_a_query_rounded_to_int8_keeps_the_answer_exact(monkeypatch):
         assert rows[0] == n - 1
 
 
+def test_many_equal_rows_come_lowest_row_first_on_the_float32_scan():
+    """More rows equal to 6 places than the scan's few spare candidates (40 copies of
+    one document; a zero query, where every row scores 0): the lowest rows come first,
+    as on the int8 path, not whichever rows a partial sort kept."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 64)).astype(np.float32)
+    vectors[100:140] = vectors[100]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = MemoryIndex(vectors, [{"label": "l", "source": "s"}] * 3000)
+    assert not index.quantised  # the float32 scan
+    rows, _ = index.search(vectors[100], 10)
+    assert rows.tolist() == list(range(100, 110))
+    rows, _ = index.search(vectors[100], 10, exclude=100)
+    assert rows.tolist() == list(range(101, 111))
+    rows, scores = index.search(np.zeros(64, dtype=np.float32), 5)
+    assert rows.tolist() == [0, 1, 2, 3, 4] and not scores.any()
+
+
 def _held_then_added(store, group, held, added):
     """A VectorMemory holding `held` documents of `group`; `added` more written after:
     (memory, (held docs, vectors), (added docs, vectors))."""
@@ -202,6 +220,31 @@ def test_lookups_during_a_refresh_are_answered_from_memory(store, paused_loads):
     assert hits is not None and len(hits) == 45
     rows = memory.rows(store, SPACE, lambda records: sorted(i for i, _ in records))
     assert rows is not None and len(rows.ids) == 45
+
+
+def test_a_snapshot_frozen_after_the_warm_up_is_freed_when_replaced(store):
+    """The service freezes what its warm-up built (gc.freeze: full collections no longer
+    walk it), and frozen objects in a reference cycle would never be freed. A held
+    snapshot is not in one: once an ingest's re-read replaces it, it is gone."""
+    import gc
+    import weakref
+
+    from embedlab.service.server import _settle_garbage_collector
+
+    memory, _, _ = _held_then_added(store, "space", 40, 5)
+    first = memory._spaces[SPACE]
+    gone = (
+        weakref.ref(first),
+        weakref.ref(first.vectors.base if first.vectors.base is not None else first.vectors),
+    )
+    del first
+    _settle_garbage_collector()
+    try:
+        memory.update(store, SPACE)
+        assert len(memory._spaces[SPACE].ids) == 45
+        assert gone[0]() is None and gone[1]() is None
+    finally:
+        gc.unfreeze()
 
 
 def posts(n: int, start: int = 0, topic: str = "space") -> list[dict]:
