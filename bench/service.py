@@ -12,7 +12,8 @@ metadata, texts):
 4. the same while an ingest waits on a provider that answers in 30 s (a second service);
 5. ingest alone (provider at 0 ms) against raw Chroma `upsert` of the same vectors and
    metadata (PersistentClient, batches of 100) into a copy of the same collection, and
-   into an empty one, documents/s;
+   into an empty one, documents/s; the CPU each process (service, its Chroma child, the
+   fake provider) spent over the ingest alone and under the readers;
 6. resident memory of the service at 11,314 documents (measured) and at 100,000 (the
    held structures built for 100,000 synthetic documents, plus Chroma's index, estimated);
 7. two analyses through the API of an already-loaded space.
@@ -153,6 +154,38 @@ def wait_warm(url: str, timeout: float = 300) -> None:
             return
         time.sleep(0.5)
     raise SystemExit(f"{url} still warming after {timeout} s")
+
+
+FAKE_PIDS: dict[str, int] = {}  # the fake provider's process, by its URL
+
+
+def cpu_seconds(pid: int, others: dict[str, int] | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by `pid` ("service") and each of its
+    children, by command name (its Chroma child: "chroma"), and by `others` (name: pid)."""
+    named = {p: n for n, p in (others or {}).items()}
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        own = int(entry.name)
+        if own == pid or int(fields[1]) == pid or own in named:  # fields[1]: its parent
+            key = "service" if own == pid else named.get(own, name)
+            used[key] = used.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_line(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    """Each process's CPU over a phase, and the cores they kept busy together."""
+    spent = {k: after[k] - before.get(k, 0.0) for k in after}
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(spent.items()))
+    return f"{parts} (together {sum(spent.values()) / seconds:.2f} cores over {seconds:.1f} s)"
 
 
 def rss_mb(pid: int) -> float:
@@ -342,8 +375,12 @@ def main() -> None:
                           + f"  {r['qps'] / raw_r['qps']:.2f}x raw")  # fmt: skip
             rss_11k = rss_mb(procs[1].pid)
 
+            def ingest_cpu() -> dict[str, float]:
+                return cpu_seconds(procs[1].pid, {"fake provider": FAKE_PIDS[fake_url]})
+
             docs = test_posts(args.archive, args.new_docs)
             print(f"\n## while an ingest job of {len(docs)} real test posts runs (8 clients)")
+            cpu_before, cpu_started = ingest_cpu(), time.monotonic()
             job = http.post("/api/v1/ingest", json={"documents": docs}).json()["job"]
             # the readers run for the whole ingest: its speed is the speed under load
             ingested = threading.Event()
@@ -364,18 +401,23 @@ def main() -> None:
             final = finished
             if "report" not in final:
                 raise SystemExit(final.get("failed", f"ingest job {job} did not finish"))
+            loaded_cpu = cpu_line(cpu_before, ingest_cpu(), time.monotonic() - cpu_started)
             print(line("embedlab serve, by id, 8 clients, during ingest", busy)
                   + f"  {busy['qps'] / results[('svc', 8)]['qps']:.2f}x of alone")  # fmt: skip
             with_load = final["report"]["documents"] / final["report"]["seconds"]
             alone_docs = test_posts(args.archive, args.new_docs, skip=args.new_docs)
+            cpu_before, cpu_started = ingest_cpu(), time.monotonic()
             alone = wait_job(
                 http, http.post("/api/v1/ingest", json={"documents": alone_docs}).json()["job"]
             )
+            alone_cpu = cpu_line(cpu_before, ingest_cpu(), time.monotonic() - cpu_started)
             alone_rate = alone["report"]["documents"] / alone["report"]["seconds"]
             print(
                 f"ingest: {with_load:.0f} docs/s under read load, {alone_rate:.0f} docs/s alone "
                 f"({with_load / alone_rate:.2f}x)"
             )
+            print(f"CPU, the ingest alone (the whole job): {alone_cpu}")
+            print(f"CPU, the ingest under the 8 readers (the service answers both): {loaded_cpu}")
             shutil.copytree(args.store or tmp / "store", tmp / "raw-same", dirs_exist_ok=True)
             raw_rate = raw_upsert_rate(alone_docs, tmp / "raw-same" / "chroma", collection_name)
             empty_rate = raw_upsert_rate(alone_docs, tmp / "raw-empty")
@@ -467,6 +509,7 @@ def fake_gemini_process(latency: float = 0.0):
                 if time.monotonic() > deadline:
                     raise SystemExit("the fake Gemini server did not start") from None
                 time.sleep(0.1)
+        FAKE_PIDS[f"http://127.0.0.1:{port}"] = proc.pid
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
