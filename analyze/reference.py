@@ -163,7 +163,13 @@ def neighbour_sample(
     among = np.asarray(among, dtype=np.int64)
     ranked = sorted(among.tolist(), key=lambda row: sample_rank(ids[row], seed))
     rows = np.sort(np.array(ranked[:SAMPLE_SIZE], dtype=np.int64))
-    neighbours, similarity = nearest_others(vectors, rows)
+    return _sample_arrays(rows, *nearest_others(vectors, rows))
+
+
+def _sample_arrays(
+    rows: np.ndarray, neighbours: np.ndarray, similarity: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The drift sample as the reference stores it."""
     return {
         "sample_rows": rows.astype(np.int32),
         "sample_neighbours": neighbours.astype(np.int32),
@@ -232,11 +238,7 @@ def carried_sample(
             neighbours[~whole], similarity[~whole] = again, again_similarity
         else:  # fewer documents than neighbours: a fresh sample
             return neighbour_sample(vectors, ids, old_rows, seed)
-    return {
-        "sample_rows": rows.astype(np.int32),
-        "sample_neighbours": neighbours.astype(np.int32),
-        "sample_similarity": similarity.astype(np.float32),
-    }
+    return _sample_arrays(rows, neighbours, similarity)
 
 
 def _radius(vectors: np.ndarray, members: np.ndarray, seed: int) -> float:

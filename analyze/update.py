@@ -508,8 +508,9 @@ def drift_figures(
     ids = sorted({int(c) for c in labels[old_members].tolist()})
     if ids:
         position = {c: i for i, c in enumerate(ids)}
-        of_old = np.array([position.get(int(c), -1) for c in labels.tolist()])
-        of_old[~old_members] = -1
+        # each old member's place in `ids` (sorted, and holding every old member's
+        # cluster); every other row -1
+        of_old = np.where(old_members, np.searchsorted(ids, labels), -1)
         centroids = unit_rows(_sums(x, of_old, len(ids)))
 
         def similarity(mask: np.ndarray) -> float | None:

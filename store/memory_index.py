@@ -88,8 +88,8 @@ class MemoryIndex:
         grown.sources = np.concatenate([self.sources, added[1]])
         grown._coarse = faiss.clone_index(self._coarse)
         grown._scale = self._scale
-        grown._max_norm = max(self._max_norm, MemoryIndex._longest(vectors[old:]))
-        grown._max_err = max(self._max_err, grown._add_coarse(vectors[old:]))
+        err, longest = grown._add_coarse(vectors[old:])
+        grown._max_err, grown._max_norm = max(self._max_err, err), max(self._max_norm, longest)
         return grown
 
     def _metadatas_view(self) -> list[dict[str, Any]]:
@@ -102,27 +102,24 @@ class MemoryIndex:
             np.array([m.get("source") for m in metadatas], dtype=object),
         )
 
-    def _add_coarse(self, rows: np.ndarray) -> float:
-        """Encode `rows` into the int8 copy; the largest |x - decoded(x)| among them.
+    def _add_coarse(self, rows: np.ndarray) -> tuple[float, float]:
+        """Encode `rows` into the int8 copy: (the largest |x - decoded(x)|, the longest
+        |x|) among them, both read in the same pass.
 
         The codes are rounded here, to whole numbers faiss stores as they are (its own
         encoder for direct codes truncates, and wraps what is out of range); a row
         outside the scale's range is clipped, and its larger error is measured like
         every row's."""
-        worst = 0.0
+        worst = longest = 0.0
         for block in MemoryIndex._pages(rows):  # a page at a time: no 2nd full copy
+            longest = max(longest, float(np.linalg.norm(block, axis=1).max()))
             codes = np.rint(block * self._scale)
             np.clip(codes, -127, 127, out=codes)
             self._coarse.add(codes)
             codes /= self._scale
             np.subtract(block, codes, out=codes)
             worst = max(worst, float(np.linalg.norm(codes, axis=1).max()))
-        return worst
-
-    @staticmethod
-    def _longest(rows: np.ndarray) -> float:
-        return max((float(np.linalg.norm(b, axis=1).max()) for b in MemoryIndex._pages(rows)),
-                   default=0.0)  # fmt: skip
+        return worst, longest
 
     @staticmethod
     def _pages(rows: np.ndarray) -> Any:
@@ -153,9 +150,8 @@ class MemoryIndex:
         )
         largest = max(float(np.abs(block).max()) for block in self._pages(self.vectors))
         self._scale = 127.0 / largest if largest > 0 else 1.0
-        self._max_norm = MemoryIndex._longest(self.vectors)
         self._coarse = index
-        self._max_err = self._add_coarse(self.vectors)
+        self._max_err, self._max_norm = self._add_coarse(self.vectors)
 
     def mask(self, labels: list[str] | None, sources: list[str] | None) -> np.ndarray | None:
         """Rows whose label and source match the globs (None: every row)."""
